@@ -1,0 +1,122 @@
+"""Settings: resolved once at the edge (explicit arguments > ``ARCUATE_*`` env > defaults).
+
+No module reads ``os.environ`` for arcuate settings after this; the resolved, frozen
+:class:`Settings` is passed down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from arcuate.errors import ConfigurationError
+
+TableBackendName = Literal["deltalake", "spark"]
+ShareCatalogName = Literal["local", "unity"]
+
+TABLE_BACKENDS: Final = ("deltalake", "spark")
+SHARE_CATALOGS: Final = ("local", "unity")
+DEFAULT_WAREHOUSE: Final = "arcuate-warehouse"
+
+_ENV: Final = {
+    "tracking_uri": "MLFLOW_TRACKING_URI",
+    "registry_uri": "MLFLOW_REGISTRY_URI",
+    "warehouse": "ARCUATE_WAREHOUSE",
+    "catalog": "ARCUATE_CATALOG",
+    "table_backend": "ARCUATE_TABLE_BACKEND",
+    "share_catalog": "ARCUATE_SHARE_CATALOG",
+    "chunk_bytes": "ARCUATE_CHUNK_BYTES",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a statement needs to know about where things live.
+
+    ``tracking_uri``/``registry_uri``: the MLflow stores (registry defaults to tracking).
+    ``warehouse``: where the deltalake backend writes tables (a directory or a cloud URI).
+    ``catalog``: the local share catalog file (reference-server YAML).
+    ``spark``: a SparkSession; passing one selects the Spark table backend.
+    """
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    warehouse: str = DEFAULT_WAREHOUSE
+    catalog: str | None = None
+    table_backend: TableBackendName = "deltalake"
+    share_catalog: ShareCatalogName = "local"
+    chunk_bytes: int = 8 * 1024 * 1024
+    progress: bool | None = None
+    storage_options: dict[str, str] = field(default_factory=dict)
+    spark: Any = None
+
+    @property
+    def catalog_path(self) -> str:
+        """The share catalog file: explicit, or ``shares.yaml`` in a local warehouse."""
+        if self.catalog:
+            return self.catalog
+        return str(Path(self.warehouse) / "shares.yaml")
+
+    @property
+    def effective_tracking_uri(self) -> str:
+        """The tracking URI, made explicit: MLflow's own default is a sqlite file in the CWD."""
+        return self.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+    @property
+    def effective_registry_uri(self) -> str:
+        """Always explicit: resolving it implicitly can exit the process when pyspark is installed."""
+        return self.registry_uri or self.effective_tracking_uri
+
+
+def _closest(value: str, valid: tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(value, valid, n=1)
+    return f" Did you mean {near[0]}?" if near else ""
+
+
+def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings:
+    """Build Settings from explicit values, then the environment, then defaults.
+
+    Raises:
+        ConfigurationError: an unknown setting name or an invalid value, with the valid ones.
+    """
+    names = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        bad = unknown[0]
+        raise ConfigurationError(
+            f"Unknown setting {bad!r}.{_closest(bad, tuple(sorted(names)))} "
+            f"Known: {', '.join(sorted(names))}"
+        )
+    values: dict[str, Any] = {}
+    if base is None:
+        for name, env in _ENV.items():
+            if env in os.environ and os.environ[env] != "":
+                values[name] = os.environ[env]
+    else:
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(Settings)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("spark") is not None and "table_backend" not in overrides:
+        values["table_backend"] = "spark"
+    if "chunk_bytes" in values:
+        try:
+            values["chunk_bytes"] = int(values["chunk_bytes"])
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"chunk_bytes must be a whole number of bytes, got {values['chunk_bytes']!r}"
+            ) from None
+        if values["chunk_bytes"] < 1024:
+            raise ConfigurationError("chunk_bytes must be at least 1024")
+    for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
+        if key in values and values[key] not in valid:
+            raise ConfigurationError(
+                f"Unknown {key.replace('_', ' ')} {values[key]!r}.{_closest(str(values[key]), valid)}"
+                f" Known: {', '.join(valid)}"
+            )
+    for key in ("warehouse", "catalog"):
+        if isinstance(values.get(key), os.PathLike):
+            values[key] = os.fspath(values[key])
+    return Settings(**values)

@@ -1,0 +1,198 @@
+"""Every exception arcuate raises, rooted at :class:`ArcuateError`.
+
+Statement errors carry where they happened (source name, line, column, span) so that every
+front end can render the same compiler-style message: ``<string>:1:14: message``, the source
+line, and a caret under the column. Only the CLI and the magics add colour.
+
+This module imports nothing but the standard library: every layer may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a node or an error sits in its source: 1-based line/column, 0-based offsets."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    start: int
+    end: int
+
+    @classmethod
+    def point(cls, text: str, offset: int) -> Span:
+        """The span of one character at ``offset`` of ``text``."""
+        offset = max(0, min(offset, len(text)))
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        return cls(line, col, line, col + 1, offset, offset + 1)
+
+    def shifted(self, lines: int, offset: int) -> Span:
+        """This span moved down ``lines`` lines and ``offset`` characters (script splitting)."""
+        return Span(
+            self.line + lines,
+            self.col,
+            self.end_line + lines,
+            self.end_col,
+            self.start + offset,
+            self.end + offset,
+        )
+
+
+class ArcuateError(Exception):
+    """Root of every error arcuate raises on purpose."""
+
+    code = "ARC000"
+
+    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class StatementError(ArcuateError):
+    """An error that points into a statement's text."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str,
+        span: Span,
+        source: str = "<string>",
+        code: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, hint=hint)
+        self.text = text
+        self.span = span
+        self.source = source
+
+    @property
+    def line(self) -> int:
+        return self.span.line
+
+    @property
+    def col(self) -> int:
+        return self.span.col
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """Machine-readable form, one dict per error (sqlglot's ``errors`` shape)."""
+        return [
+            {
+                "code": self.code,
+                "description": self.message,
+                "source": self.source,
+                "line": self.line,
+                "col": self.col,
+                "hint": self.hint,
+            }
+        ]
+
+    def relocated(self, source: str, text: str, lines: int, offset: int) -> StatementError:
+        """The same error placed in a larger text (a script), keeping its class and code."""
+        return type(self)(
+            self.message,
+            text=text,
+            span=self.span.shifted(lines, offset),
+            source=source,
+            code=self.code,
+            hint=self.hint,
+        )
+
+    def __str__(self) -> str:
+        lines = self.text.splitlines() or [""]
+        idx = min(self.span.line, len(lines)) - 1
+        src_line = lines[idx]
+        width = max(1, min(self.span.end_col, len(src_line) + 1) - self.span.col)
+        if self.span.end_line != self.span.line:
+            width = max(1, len(src_line) - self.span.col + 1)
+        caret = " " * (self.span.col - 1) + "^" * width
+        out = (
+            f"{self.source}:{self.span.line}:{self.span.col}: {self.message} [{self.code}]\n"
+            f"  {src_line}\n  {caret}"
+        )
+        if self.hint:
+            out += f"\n  hint: {self.hint}"
+        return out
+
+
+class ArcuateSyntaxError(StatementError):
+    """The text is not a statement of the dialect."""
+
+    code = "ARC100"
+
+
+class PlanError(StatementError):
+    """A valid statement that cannot mean anything with the configured backends."""
+
+    code = "ARC200"
+
+
+class ConfigurationError(ArcuateError, ValueError):
+    """A setting has a value arcuate cannot use."""
+
+    code = "ARC300"
+
+
+class BackendError(ArcuateError):
+    """A backend (MLflow, Delta, a share) failed while running a step; always chained."""
+
+    code = "ARC400"
+
+
+class NotFoundError(BackendError):
+    """The experiment, model, table or share a statement names does not exist."""
+
+    code = "ARC404"
+
+
+class ConflictError(BackendError):
+    """The target exists and the statement did not say it may be replaced."""
+
+    code = "ARC409"
+
+
+class BackendUnavailableError(ArcuateError):
+    """A backend was asked for but cannot be loaded (missing extra, broken plugin)."""
+
+    code = "ARC500"
+
+
+class ShareDataError(ArcuateError):
+    """Shared content is malformed or hostile: bad path, size, checksum, name or format."""
+
+    code = "ARC600"
+
+    def __init__(
+        self, message: str, *, row: int | None = None, field: str | None = None, code: str | None = None
+    ) -> None:
+        where = []
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message, code=code)
+        self.row = row
+        self.field = field
+
+
+class StepError(BackendError):
+    """A plan step failed; names the step and what was left untouched."""
+
+    code = "ARC410"

@@ -1,0 +1,192 @@
+"""The shared table format, version 1: the contract between exporters and importers.
+
+One Delta table holds one export. Each row is a record whose ``kind`` says what it is:
+
+* ``run``: one MLflow run, self-contained: experiment, run info, params, tags, the full metric
+  history, dataset inputs, MLflow 3 logged models, and its files (small files inline).
+* ``model_version``: one registered-model version: the registered model's description, tags
+  and aliases, the version's fields, its source run's metadata and its model files.
+* ``chunk``: a bounded piece of a file too large to sit inline in its owner's ``files`` list.
+
+Every timestamp is timezone-aware UTC (``timestamp_ntz`` breaks Delta Sharing readers).
+``docs/format.md`` documents every column; change both together and bump the version.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final, Literal
+
+import pyarrow as pa
+
+FORMAT_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = frozenset({1})
+
+Content = Literal["experiment", "model"]
+Kind = Literal["run", "model_version", "chunk"]
+
+RUN: Final = "run"
+MODEL_VERSION: Final = "model_version"
+CHUNK: Final = "chunk"
+
+#: File owners inside a record: the run's artifacts, a logged model's files, a version's files.
+OWNER_ARTIFACTS: Final = "artifacts"
+OWNER_LOGGED_MODEL_PREFIX: Final = "logged_models/"
+OWNER_MODEL: Final = "model"
+
+#: Files up to this size sit inline; larger ones are split into chunk rows of this size.
+DEFAULT_CHUNK_BYTES: Final = 8 * 1024 * 1024
+
+TS = pa.timestamp("us", tz="UTC")
+
+KV = pa.struct([("key", pa.string()), ("value", pa.string())])
+
+METRIC = pa.struct(
+    [
+        ("key", pa.string()),
+        ("value", pa.float64()),
+        ("step", pa.int64()),
+        ("timestamp", TS),
+        ("model_id", pa.string()),
+        ("dataset_name", pa.string()),
+        ("dataset_digest", pa.string()),
+    ]
+)
+
+DATASET_INPUT = pa.struct(
+    [
+        ("name", pa.string()),
+        ("digest", pa.string()),
+        ("source_type", pa.string()),
+        ("source", pa.string()),
+        ("schema", pa.string()),
+        ("profile", pa.string()),
+        ("tags", pa.list_(KV)),
+    ]
+)
+
+LOGGED_MODEL = pa.struct(
+    [
+        ("model_id", pa.string()),
+        ("name", pa.string()),
+        ("model_type", pa.string()),
+        ("status", pa.string()),
+        ("status_message", pa.string()),
+        ("creation_time", TS),
+        ("step", pa.int64()),
+        ("tags", pa.list_(KV)),
+        ("params", pa.list_(KV)),
+    ]
+)
+
+EXPERIMENT = pa.struct(
+    [
+        ("experiment_id", pa.string()),
+        ("name", pa.string()),
+        ("lifecycle_stage", pa.string()),
+        ("tags", pa.list_(KV)),
+    ]
+)
+
+RUN_INFO = pa.struct(
+    [
+        ("run_id", pa.string()),
+        ("run_name", pa.string()),
+        ("status", pa.string()),
+        ("start_time", TS),
+        ("end_time", TS),
+        ("user_id", pa.string()),
+        ("lifecycle_stage", pa.string()),
+        ("parent_run_id", pa.string()),
+        ("params", pa.list_(KV)),
+        ("tags", pa.list_(KV)),
+        ("metrics", pa.list_(METRIC)),
+        ("inputs", pa.list_(DATASET_INPUT)),
+        ("model_inputs", pa.list_(pa.string())),
+        ("logged_models", pa.list_(LOGGED_MODEL)),
+    ]
+)
+
+MODEL_VERSION_INFO = pa.struct(
+    [
+        ("name", pa.string()),
+        ("model_description", pa.string()),
+        ("model_tags", pa.list_(KV)),
+        ("version", pa.int64()),
+        ("description", pa.string()),
+        ("tags", pa.list_(KV)),
+        ("aliases", pa.list_(pa.string())),
+        ("stage", pa.string()),
+        ("status", pa.string()),
+        ("status_message", pa.string()),
+        ("creation_time", TS),
+        ("last_updated_time", TS),
+        ("user_id", pa.string()),
+        ("source", pa.string()),
+        ("run_id", pa.string()),
+        ("run_link", pa.string()),
+        ("model_id", pa.string()),
+    ]
+)
+
+FILE = pa.struct(
+    [
+        ("owner", pa.string()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("sha256", pa.string()),
+        ("data", pa.binary()),
+        ("chunks", pa.int32()),
+    ]
+)
+
+CHUNK_INFO = pa.struct(
+    [
+        ("owner", pa.string()),
+        ("path", pa.string()),
+        ("index", pa.int32()),
+        ("offset", pa.int64()),
+        ("data", pa.binary()),
+    ]
+)
+
+SCHEMA: Final = pa.schema(
+    [
+        pa.field("format_version", pa.int32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("exported_at", TS),
+        pa.field("experiment", EXPERIMENT),
+        pa.field("run", RUN_INFO),
+        pa.field("model_version", MODEL_VERSION_INFO),
+        pa.field("files", pa.list_(FILE)),
+        pa.field("chunk", CHUNK_INFO),
+    ]
+)
+
+REQUIRED_COLUMNS: Final = tuple(SCHEMA.names)
+
+
+def table_description(content: Content) -> str:
+    """The Delta table description that marks an arcuate table and its format version.
+
+    Delta-rs refuses custom table properties, so the marker lives in the description, which
+    Delta Sharing also serves to recipients in the table metadata.
+    """
+    return json.dumps({"arcuate": {"format_version": FORMAT_VERSION, "content": content}})
+
+
+def parse_description(description: str | None) -> tuple[int, Content] | None:
+    """The (format version, content) a table description declares, or None if not arcuate's."""
+    if not description:
+        return None
+    try:
+        doc = json.loads(description)
+        marker = doc["arcuate"]
+        version = int(marker["format_version"])
+        content = marker["content"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if content not in ("experiment", "model"):
+        return None
+    return version, content

@@ -1,0 +1,126 @@
+"""Plan operators: plain frozen data, one per step. The engine gives them meaning.
+
+Operators are verb + object. Each says in ``describe()`` what it will do, for EXPLAIN.
+A plan is a straight pipeline: each step receives the previous step's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Flavor = Literal["pandas", "spark"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportExperiment:
+    """Read an experiment's runs (filtered) from MLflow into a stream of table rows."""
+
+    experiment: str
+    filter: str | None = None
+
+    def describe(self) -> str:
+        where = f" WHERE {self.filter}" if self.filter else ""
+        return f"read runs of experiment {self.experiment!r}{where} from MLflow (full history, files)"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportModel:
+    """Read a registered model's versions (all, or selected) from the MLflow registry."""
+
+    model: str
+    versions: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        which = "all versions"
+        if self.versions:
+            which = "versions " + ", ".join(map(str, self.versions))
+        elif self.aliases:
+            which = "versions with alias " + ", ".join(self.aliases)
+        return f"read {which} of registered model {self.model!r} from MLflow (files, source runs)"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTable:
+    """Write the rows to a Delta table in one atomic commit."""
+
+    table: tuple[str, ...]
+    content: Literal["experiment", "model"]
+    backend: str
+
+    def describe(self) -> str:
+        return f"write Delta table {'.'.join(self.table)} with {self.backend} (one atomic commit)"
+
+
+@dataclass(frozen=True, slots=True)
+class AddToShare:
+    """Add the written table to a share, creating the share if needed."""
+
+    share: str
+    schema: str
+    table: str
+    catalog: str
+    if_not_exists: bool = False
+
+    def describe(self) -> str:
+        return f"add table {self.schema}.{self.table} to share {self.share!r} in the {self.catalog} catalog"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadShare:
+    """Read a shared table through the Delta Sharing protocol as record batches."""
+
+    coordinate: str
+    flavor: Flavor = "pandas"
+
+    def describe(self) -> str:
+        return f"read shared table {self.coordinate!r} as {self.flavor.upper()} (Delta Sharing)"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportExperiment:
+    """Validate the shared runs, then create or update them in an experiment."""
+
+    experiment: str
+    coordinate: str
+    overwrite: bool = False
+
+    def describe(self) -> str:
+        mode = "replace its runs once the new ones are in place" if self.overwrite else "add or update runs"
+        return f"validate rows, then import into experiment {self.experiment!r} ({mode})"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportModel:
+    """Validate the shared versions, then register them under a model name."""
+
+    model: str
+    coordinate: str
+    overwrite: bool = False
+
+    def describe(self) -> str:
+        mode = "replace its versions once the new ones are in place" if self.overwrite else "add or update versions"
+        return f"validate rows, then import into registered model {self.model!r} ({mode})"
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeShared:
+    """Summarise a shared table without writing anything."""
+
+    coordinate: str
+
+    def describe(self) -> str:
+        return f"summarise shared table {self.coordinate!r} (writes nothing)"
+
+
+Operator = (
+    ExportExperiment
+    | ExportModel
+    | WriteTable
+    | AddToShare
+    | ReadShare
+    | ImportExperiment
+    | ImportModel
+    | DescribeShared
+)
