@@ -30,6 +30,7 @@ _ENV: Final = {
     "table_backend": "ARCUATE_TABLE_BACKEND",
     "share_catalog": "ARCUATE_SHARE_CATALOG",
     "chunk_bytes": "ARCUATE_CHUNK_BYTES",
+    "endpoint": "ARCUATE_ENDPOINT",
 }
 
 
@@ -40,6 +41,7 @@ class Settings:
     ``tracking_uri``/``registry_uri``: the MLflow stores (registry defaults to tracking).
     ``warehouse``: where the deltalake backend writes tables (a directory or a cloud URI).
     ``catalog``: the local share catalog file (reference-server YAML).
+    ``endpoint``: the public URL of the sharing server, written into recipients' profiles.
     ``spark``: a SparkSession; passing one selects the Spark table backend.
     """
 
@@ -52,6 +54,7 @@ class Settings:
     chunk_bytes: int = 8 * 1024 * 1024
     progress: bool | None = None
     storage_options: dict[str, str] = field(default_factory=dict)
+    endpoint: str = "http://127.0.0.1:8080/delta-sharing"
     spark: Any = None
 
     @property

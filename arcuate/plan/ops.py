@@ -114,6 +114,44 @@ class DescribeShared:
         return f"summarise shared table {self.coordinate!r} (writes nothing)"
 
 
+
+
+CatalogAction = Literal[
+    "create_recipient",
+    "rotate_token",
+    "drop_recipient",
+    "grant",
+    "revoke",
+    "remove_table",
+    "drop_share",
+    "show_shares",
+    "show_recipients",
+    "show_all_in_share",
+    "describe_share",
+    "describe_recipient",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogCommand:
+    """A change to, or a look at, the share catalog: recipients, grants, shares."""
+
+    action: CatalogAction
+    name: str | None = None
+    share: str | None = None
+    table: tuple[str, ...] = ()
+    if_exists: bool = False
+    comment: str | None = None
+    expires_in_seconds: int | None = None
+    profile_path: str | None = None
+    catalog: str = "local"
+
+    def describe(self) -> str:
+        words = self.action.replace("_", " ")
+        target = " ".join(x for x in (self.name, self.share, ".".join(self.table)) if x)
+        return f"{words} {target} in the {self.catalog} share catalog".replace("  ", " ")
+
+
 Operator = (
     ExportExperiment
     | ExportModel
@@ -123,4 +161,5 @@ Operator = (
     | ImportExperiment
     | ImportModel
     | DescribeShared
+    | CatalogCommand
 )
