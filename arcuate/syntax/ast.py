@@ -1,0 +1,278 @@
+"""The AST: one frozen dataclass per statement, with the source span kept out of equality.
+
+``parse(unparse(node)) == node`` holds because spans do not take part in comparison and
+synonyms are normalised (``OR REPLACE`` is ``overwrite=True``; entity aliases such as
+``metric.`` become ``metrics.``). Imports only the standard library and ``arcuate.errors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from arcuate.errors import Span
+
+Flavor = Literal["pandas", "spark"]
+Entity = Literal["metrics", "params", "tags", "attributes", "datasets"]
+Comparator = Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"]
+TimeUnit = Literal["SECONDS", "MINUTES", "HOURS", "DAYS"]
+
+NO_SPAN = Span(1, 1, 1, 1, 0, 0)
+_UNIT_SECONDS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
+
+
+def _span() -> Span:
+    return field(default=NO_SPAN, compare=False, repr=False)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class TableName:
+    """A table name of 1-3 parts: ``table``, ``schema.table`` or ``catalog.schema.table``."""
+
+    parts: tuple[str, ...]
+    span: Span = _span()
+
+    @property
+    def table(self) -> str:
+        return self.parts[-1]
+
+    @property
+    def schema(self) -> str:
+        """The share schema the table is listed under (``default`` for a 1-part name)."""
+        return self.parts[-2] if len(self.parts) >= 2 else "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinate:
+    """``<profile path>#<share>.<schema>.<table>``: where a shared table is read from."""
+
+    profile: str
+    share: str
+    schema: str
+    table: str
+    span: Span = _span()
+
+    @property
+    def text(self) -> str:
+        return f"{self.profile}#{self.share}.{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A literal in a filter: a string or a number (kept as written, for MLflow)."""
+
+    value: str | float
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``<entity>.<key> <op> <value(s)>`` in MLflow's search syntax."""
+
+    entity: Entity
+    key: str
+    op: Comparator
+    values: tuple[Value, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentSource:
+    """``FROM EXPERIMENT name [WHERE ...]``."""
+
+    name: str
+    where: tuple[Condition, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """``FROM MODEL name [VERSION n, ... | ALIAS a, ...]``."""
+
+    name: str
+    versions: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateShare:
+    """Export an experiment or model to a Delta table and add it to a share."""
+
+    share: str
+    table: TableName
+    source: ExperimentSource | ModelSource
+    if_not_exists: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateExperiment:
+    """Import a shared experiment table into an MLflow experiment."""
+
+    name: str
+    coordinate: Coordinate
+    flavor: Flavor = "pandas"
+    overwrite: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateModel:
+    """Import a shared model table into a registered model."""
+
+    name: str
+    coordinate: Coordinate
+    flavor: Flavor = "pandas"
+    overwrite: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeShared:
+    """Preview a shared table without importing it."""
+
+    coordinate: Coordinate
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """``EXPIRES IN <n> <unit>``: a token lifetime."""
+
+    amount: int
+    unit: TimeUnit
+    span: Span = _span()
+
+    @property
+    def seconds(self) -> int:
+        return self.amount * _UNIT_SECONDS[self.unit]
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRecipient:
+    """Create a recipient and its bearer token (the profile is shown once)."""
+
+    name: str
+    if_not_exists: bool = False
+    comment: str | None = None
+    expires: Expiry | None = None
+    profile: str | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class RotateToken:
+    """``ALTER RECIPIENT r ROTATE TOKEN``: replace a recipient's token."""
+
+    name: str
+    expires: Expiry | None = None
+    profile: str | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DropRecipient:
+    name: str
+    if_exists: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """``GRANT SELECT ON SHARE s TO RECIPIENT r``."""
+
+    share: str
+    recipient: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """``REVOKE SELECT ON SHARE s FROM RECIPIENT r``."""
+
+    share: str
+    recipient: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTable:
+    """``ALTER SHARE s REMOVE TABLE t``."""
+
+    share: str
+    table: TableName
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DropShare:
+    name: str
+    if_exists: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowShares:
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRecipients:
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowAllInShare:
+    share: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeShare:
+    share: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeRecipient:
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Explain:
+    """``EXPLAIN <statement>``: show the plan, touch nothing."""
+
+    statement: Statement
+    span: Span = _span()
+
+
+Statement = (
+    CreateShare
+    | CreateExperiment
+    | CreateModel
+    | DescribeShared
+    | CreateRecipient
+    | RotateToken
+    | DropRecipient
+    | Grant
+    | Revoke
+    | RemoveTable
+    | DropShare
+    | ShowShares
+    | ShowRecipients
+    | ShowAllInShare
+    | DescribeShare
+    | DescribeRecipient
+    | Explain
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """The statements of one text, in order, with the text they came from."""
+
+    statements: tuple[Statement, ...]
+    text: str = field(default="", compare=False, repr=False)
+    source: str = field(default="<string>", compare=False, repr=False)

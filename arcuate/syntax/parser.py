@@ -1,0 +1,622 @@
+"""The parser façade: the only module that imports lark.
+
+One LALR parser is built from ``grammar/arcuate.lark`` and reused. Lark's exceptions never
+escape: they become :class:`ArcuateSyntaxError` with the source name, line, column, a caret
+and a message in the dialect's own words.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+from lark.tree import Meta
+
+from arcuate.errors import ArcuateError, ArcuateSyntaxError, Span, StatementError
+from arcuate.syntax import ast
+
+# -- grammar loading ---------------------------------------------------------------------------
+
+
+def grammar_text() -> str:
+    """The grammar: from the installed package (wheel), else from the source checkout."""
+    try:
+        packaged = resources.files("arcuate").joinpath("grammar/arcuate.lark")
+        if packaged.is_file():
+            return packaged.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover - odd installs
+        pass
+    checkout = Path(__file__).resolve().parents[2] / "grammar" / "arcuate.lark"
+    return checkout.read_text(encoding="utf-8")
+
+
+@cache
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _span_of(meta: Meta | Token) -> Span:
+    return Span(
+        meta.line or 1,
+        meta.column or 1,
+        meta.end_line or meta.line or 1,
+        meta.end_column or (meta.column or 1) + 1,
+        meta.start_pos or 0,
+        meta.end_pos or 0,
+    )
+
+
+def unquote(token: Token | str) -> str:
+    """A name or string token's value: quotes removed, doubled quotes undone."""
+    text = str(token)
+    if len(text) >= 2 and text[0] in "'\"`" and text[-1] == text[0]:
+        q = text[0]
+        return text[1:-1].replace(q + q, q)
+    return text
+
+
+_ENTITIES: dict[str, ast.Entity] = {
+    "metric": "metrics",
+    "metrics": "metrics",
+    "param": "params",
+    "params": "params",
+    "parameter": "params",
+    "parameters": "params",
+    "tag": "tags",
+    "tags": "tags",
+    "attribute": "attributes",
+    "attributes": "attributes",
+    "attr": "attributes",
+    "run": "attributes",
+    "dataset": "datasets",
+    "datasets": "datasets",
+}
+_ATTRIBUTES = {
+    "run_id": "string",
+    "run_name": "string",
+    "status": "string",
+    "user_id": "string",
+    "artifact_uri": "string",
+    "lifecycle_stage": "string",
+    "start_time": "number",
+    "end_time": "number",
+    "created": "number",
+    "creation_time": "number",
+    "last_update_time": "number",
+}
+_DATASET_KEYS = ("name", "digest", "context")
+
+
+class _SemanticError(ArcuateError):
+    """Raised inside the transformer; the façade turns it into a positioned syntax error."""
+
+    def __init__(self, message: str, span: Span, code: str, hint: str | None = None) -> None:
+        super().__init__(message, code=code, hint=hint)
+        self.span = span
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, Any]):
+    """Builds AST nodes; checks what the grammar alone cannot (coordinates, filters)."""
+
+    # names and literals
+    def table_name(self, meta: Meta, parts: list[Token]) -> ast.TableName:
+        return ast.TableName(tuple(unquote(p) for p in parts), _span_of(meta))
+
+    def coordinate(self, meta: Meta, children: list[Token]) -> ast.Coordinate:
+        token = children[0]
+        text = unquote(token)
+        span = _span_of(meta)
+        profile, sep, fragment = text.rpartition("#")
+        parts = fragment.split(".")
+        if not sep or not profile or len(parts) != 3 or not all(parts):
+            raise _SemanticError(
+                f"{text!r} is not a share coordinate: expected "
+                "'<profile file>#<share>.<schema>.<table>'",
+                span,
+                "ARC120",
+                hint="for example 'provider.share#ml.default.churn_runs'",
+            )
+        return ast.Coordinate(profile, parts[0], parts[1], parts[2], span)
+
+    def flavor(self, meta: Meta, children: list[Token]) -> str:
+        return str(children[0]).lower()
+
+    # filters
+    def _field(self, token: Token) -> tuple[ast.Entity, str]:
+        entity_text, _, key = str(token).partition(".")
+        entity = _ENTITIES[entity_text.lower()]
+        key = unquote(key)
+        span = _span_of(token)
+        if entity == "attributes" and key not in _ATTRIBUTES:
+            raise _SemanticError(
+                f"unknown run attribute {key!r} in filter; known: {', '.join(sorted(_ATTRIBUTES))}",
+                span,
+                "ARC131",
+            )
+        if entity == "datasets" and key not in _DATASET_KEYS:
+            raise _SemanticError(
+                f"unknown dataset field {key!r} in filter; known: {', '.join(_DATASET_KEYS)}",
+                span,
+                "ARC131",
+            )
+        if not key:
+            raise _SemanticError("empty key in filter field", span, "ARC131")
+        return entity, key
+
+    def _value(self, token: Token) -> ast.Value:
+        span = _span_of(token)
+        if token.type == "STRING":
+            if str(token).startswith("`"):
+                raise _SemanticError(
+                    "filter values are quoted with '...', not backticks", span, "ARC132"
+                )
+            return ast.Value(unquote(token), span)
+        return ast.Value(float(token), span)
+
+    def _check(
+        self, entity: ast.Entity, key: str, op: str, values: list[ast.Value], span: Span
+    ) -> None:
+        numeric = entity == "metrics" or (
+            entity == "attributes" and _ATTRIBUTES.get(key) == "number"
+        )
+        for v in values:
+            if numeric and isinstance(v.value, str):
+                raise _SemanticError(
+                    f"{entity}.{key} compares with a number, not a string", v.span, "ARC133"
+                )
+            if not numeric and not isinstance(v.value, str):
+                raise _SemanticError(
+                    f"{entity}.{key} compares with a quoted string, e.g. '{_fmt(v.value)}'",
+                    v.span,
+                    "ARC133",
+                )
+        if numeric and op in ("LIKE", "ILIKE"):
+            raise _SemanticError(f"{op} compares strings; {entity}.{key} is a number", span, "ARC133")
+        if entity == "metrics" and op in ("IN", "NOT IN"):
+            raise _SemanticError("IN works on params, tags and attributes, not metrics", span, "ARC133")
+
+    def compare(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        field, op, value = children
+        entity, key = self._field(field)
+        op_text = "!=" if str(op) == "<>" else str(op)
+        values = [self._value(value)]
+        span = _span_of(meta)
+        self._check(entity, key, op_text, values, span)
+        return ast.Condition(entity, key, op_text, tuple(values), span)  # type: ignore[arg-type]
+
+    def _pattern(self, meta: Meta, children: list[Token], op: str) -> ast.Condition:
+        field, _kw, value = children
+        entity, key = self._field(field)
+        values = [self._value(value)]
+        span = _span_of(meta)
+        self._check(entity, key, op, values, span)
+        return ast.Condition(entity, key, op, tuple(values), span)  # type: ignore[arg-type]
+
+    def like(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        return self._pattern(meta, children, "LIKE")
+
+    def ilike(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        return self._pattern(meta, children, "ILIKE")
+
+    def within(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        field = children[0]
+        negated = any(isinstance(c, Token) and c.type == "NOT" for c in children)
+        raw = [c for c in children[1:] if isinstance(c, Token) and c.type in ("STRING", "NUMBER")]
+        entity, key = self._field(field)
+        op = "NOT IN" if negated else "IN"
+        values = [self._value(v) for v in raw]
+        span = _span_of(meta)
+        self._check(entity, key, op, values, span)
+        return ast.Condition(entity, key, op, tuple(values), span)  # type: ignore[arg-type]
+
+    def where(self, meta: Meta, children: list[Any]) -> tuple[ast.Condition, ...]:
+        return tuple(c for c in children if isinstance(c, ast.Condition))
+
+    # sources
+    def experiment_source(self, meta: Meta, children: list[Any]) -> ast.ExperimentSource:
+        name = unquote(children[1])
+        where = children[2] if len(children) > 2 else ()
+        return ast.ExperimentSource(name, where, _span_of(meta))
+
+    def version_selector(self, meta: Meta, children: list[Token]) -> tuple[str, tuple[Any, ...]]:
+        nums = [c for c in children if c.type == "INT"]
+        versions = tuple(int(n) for n in nums)
+        for n, v in zip(nums, versions, strict=True):
+            if v < 1:
+                raise _SemanticError("model versions start at 1", _span_of(n), "ARC134")
+        return ("versions", versions)
+
+    def alias_selector(self, meta: Meta, children: list[Token]) -> tuple[str, tuple[Any, ...]]:
+        return ("aliases", tuple(unquote(c) for c in children[1:]))
+
+    def model_source(self, meta: Meta, children: list[Any]) -> ast.ModelSource:
+        name = unquote(children[1])
+        versions: tuple[int, ...] = ()
+        aliases: tuple[str, ...] = ()
+        if len(children) > 2:
+            kind, values = children[2]
+            if kind == "versions":
+                versions = values
+            else:
+                aliases = values
+        return ast.ModelSource(name, versions, aliases, _span_of(meta))
+
+    # statements
+    def create_share(self, meta: Meta, children: list[Any]) -> ast.CreateShare:
+        if_not_exists = any(isinstance(c, Tree) and c.data == "if_not_exists" for c in children)
+        rest = [c for c in children if not isinstance(c, Tree)]
+        # CREATE SHARE name WITH TABLE table FROM source
+        share = unquote(rest[2])
+        table = next(c for c in rest if isinstance(c, ast.TableName))
+        source = rest[-1]
+        return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta))
+
+    def _import(self, meta: Meta, children: list[Any]) -> dict[str, Any]:
+        overwrite = any(
+            isinstance(c, Tree) and c.data in ("or_replace", "overwrite") for c in children
+        )
+        flavor = next((c for c in children if isinstance(c, str) and c in ("pandas", "spark")), None)
+        tokens = [c for c in children if isinstance(c, Token) and c.type in ("NAME", "STRING")]
+        coordinate = next(c for c in children if isinstance(c, ast.Coordinate))
+        return {
+            "name": unquote(tokens[0]),
+            "coordinate": coordinate,
+            "flavor": flavor or "pandas",
+            "overwrite": overwrite,
+            "span": _span_of(meta),
+        }
+
+    def create_experiment(self, meta: Meta, children: list[Any]) -> ast.CreateExperiment:
+        return ast.CreateExperiment(**self._import(meta, children))
+
+    def create_model(self, meta: Meta, children: list[Any]) -> ast.CreateModel:
+        return ast.CreateModel(**self._import(meta, children))
+
+    def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:
+        return ast.DescribeShared(children[1], _span_of(meta))
+
+    def explain(self, meta: Meta, children: list[Any]) -> ast.Explain:
+        inner = children[1]
+        if isinstance(inner, ast.Explain):
+            raise _SemanticError("EXPLAIN EXPLAIN explains nothing more", _span_of(meta), "ARC135")
+        return ast.Explain(inner, _span_of(meta))
+
+    # sharing statements
+    def comment(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("comment", unquote(children[1]))
+
+    def expiry(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Expiry]:
+        amount = int(children[2])
+        unit = str(children[3]).upper()
+        unit = unit if unit.endswith("S") else unit + "S"
+        if amount < 1:
+            raise _SemanticError("a token lifetime must be at least 1", _span_of(children[2]), "ARC136")
+        return ("expires", ast.Expiry(amount, unit, _span_of(meta)))  # type: ignore[arg-type]
+
+    def profile(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("profile", unquote(children[1]))
+
+    @staticmethod
+    def _options(children: list[Any]) -> dict[str, Any]:
+        return {c[0]: c[1] for c in children if isinstance(c, tuple)}
+
+    @staticmethod
+    def _names(children: list[Any]) -> list[str]:
+        return [unquote(c) for c in children if isinstance(c, Token) and c.type in ("NAME", "STRING")]
+
+    @staticmethod
+    def _flag(children: list[Any], rule: str) -> bool:
+        return any(isinstance(c, Tree) and c.data == rule for c in children)
+
+    def create_recipient(self, meta: Meta, children: list[Any]) -> ast.CreateRecipient:
+        return ast.CreateRecipient(
+            self._names(children)[0],
+            if_not_exists=self._flag(children, "if_not_exists"),
+            span=_span_of(meta),
+            **self._options(children),
+        )
+
+    def alter_recipient(self, meta: Meta, children: list[Any]) -> ast.RotateToken:
+        return ast.RotateToken(self._names(children)[0], span=_span_of(meta), **self._options(children))
+
+    def drop_recipient(self, meta: Meta, children: list[Any]) -> ast.DropRecipient:
+        return ast.DropRecipient(
+            self._names(children)[0], self._flag(children, "if_exists"), _span_of(meta)
+        )
+
+    def grant(self, meta: Meta, children: list[Any]) -> ast.Grant:
+        share, recipient = self._names(children)
+        return ast.Grant(share, recipient, _span_of(meta))
+
+    def revoke(self, meta: Meta, children: list[Any]) -> ast.Revoke:
+        share, recipient = self._names(children)
+        return ast.Revoke(share, recipient, _span_of(meta))
+
+    def alter_share(self, meta: Meta, children: list[Any]) -> ast.RemoveTable:
+        table = next(c for c in children if isinstance(c, ast.TableName))
+        return ast.RemoveTable(self._names(children)[0], table, _span_of(meta))
+
+    def drop_share(self, meta: Meta, children: list[Any]) -> ast.DropShare:
+        return ast.DropShare(self._names(children)[0], self._flag(children, "if_exists"), _span_of(meta))
+
+    def show_shares(self, meta: Meta, children: list[Any]) -> ast.ShowShares:
+        return ast.ShowShares(_span_of(meta))
+
+    def show_recipients(self, meta: Meta, children: list[Any]) -> ast.ShowRecipients:
+        return ast.ShowRecipients(_span_of(meta))
+
+    def show_all_in_share(self, meta: Meta, children: list[Any]) -> ast.ShowAllInShare:
+        return ast.ShowAllInShare(self._names(children)[0], _span_of(meta))
+
+    def describe_share(self, meta: Meta, children: list[Any]) -> ast.DescribeShare:
+        return ast.DescribeShare(self._names(children)[0], _span_of(meta))
+
+    def describe_recipient(self, meta: Meta, children: list[Any]) -> ast.DescribeRecipient:
+        return ast.DescribeRecipient(self._names(children)[0], _span_of(meta))
+
+    def start(self, meta: Meta, children: list[Any]) -> list[Any]:
+        return [c for c in children if not isinstance(c, Token)]
+
+
+def _fmt(value: float | str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# -- syntax error messages ---------------------------------------------------------------------
+
+_N = "(NAME|STRING)"
+#: What was expected, in the dialect's words, keyed by the end of the current statement so far
+#: (the parser's value stack as terminal and rule names, EXPLAIN prefixes dropped). LALR merges
+#: the states after a name, so the stack says more than the parser state does.
+_RULES: list[tuple[str, str]] = [
+    (r"^$", "expected a statement: CREATE, EXPLAIN, DESCRIBE, ALTER, DROP, GRANT, REVOKE or SHOW"),
+    (r"^CREATE$", "expected SHARE, EXPERIMENT, MODEL or RECIPIENT after CREATE"),
+    (r"^CREATE OR$", "expected REPLACE after CREATE OR"),
+    (r"^CREATE or_replace$", "expected EXPERIMENT or MODEL after CREATE OR REPLACE"),
+    (r"^CREATE SHARE( IF| IF NOT)$", "expected IF NOT EXISTS"),
+    (r"^CREATE SHARE( if_not_exists)?$", "expected a share name after CREATE SHARE"),
+    (rf"^CREATE SHARE( if_not_exists)? {_N}$", "expected WITH TABLE after the share name"),
+    (r" WITH$", "expected TABLE after WITH"),
+    (r" WITH TABLE$", "expected a table name (1 to 3 dot-separated parts) after WITH TABLE"),
+    (rf" TABLE {_N} DOT {_N} DOT {_N}$", "a table name has at most 3 parts: catalog.schema.table"),
+    (r" DOT$", "expected a name after '.'"),
+    (rf"^CREATE SHARE .* TABLE ({_N}( DOT {_N})*|table_name)$",
+     "expected FROM EXPERIMENT or FROM MODEL after the table name"),
+    (r" FROM$", "expected EXPERIMENT or MODEL after FROM"),
+    (r"^CREATE SHARE .* EXPERIMENT$", "expected an experiment name after EXPERIMENT"),
+    (r"^CREATE SHARE .* MODEL$", "expected a model name after MODEL"),
+    (rf"^CREATE SHARE .* EXPERIMENT {_N}$", "expected WHERE <condition> or the end of the statement"),
+    (rf"^CREATE SHARE .* MODEL {_N}$",
+     "expected VERSION <n>[, <n>...], ALIAS <alias>[, ...] or the end of the statement"),
+    (r" (WHERE|AND)$", "expected a condition such as metrics.accuracy > 0.9, params.<key> = '...'"
+     ", tags.<key> = '...' or attributes.status = '...'"),
+    (r" FIELD$", "expected a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE, IN) after the field"),
+    (r" FIELD NOT$", "expected IN after NOT"),
+    (r" FIELD COMPARATOR$", "expected a number or a quoted string to compare with"),
+    (r" FIELD I?LIKE$", "expected a quoted pattern such as '%abc%'"),
+    (r" FIELD (NOT )?IN$", "expected a parenthesised list after IN, such as IN ('a', 'b')"),
+    (r" FIELD (NOT )?IN LPAR$", "expected a value in the IN list"),
+    (r" FIELD (NOT )?IN LPAR .*(COMMA)$", "expected a value after ','"),
+    (r" FIELD (NOT )?IN LPAR .*(STRING|NUMBER)$", "expected ',' or ')' in the IN list"),
+    (r" WHERE .*(STRING|NUMBER|RPAR|compare|like|ilike|within)$",
+     "expected AND between conditions (OR is not supported by MLflow's search syntax)"
+     " or the end of the statement"),
+    (r" VERSION$", "expected a version number (a whole number) after VERSION"),
+    (r" VERSION .*COMMA$", "expected another version number after ','"),
+    (r" VERSION .*INT$", "expected ',' and another version number, or the end of the statement"),
+    (r" ALIAS$", "expected an alias name after ALIAS"),
+    (r" ALIAS .*COMMA$", "expected another alias after ','"),
+    (r"^CREATE( or_replace)? EXPERIMENT( overwrite)?$",
+     "expected an experiment name after CREATE EXPERIMENT"),
+    (r"^CREATE( or_replace)? MODEL( overwrite)?$", "expected a model name after CREATE MODEL"),
+    (rf"^CREATE( or_replace)? (EXPERIMENT|MODEL)( overwrite)? {_N}$",
+     "expected AS [PANDAS|SPARK] '<profile>#<share>.<schema>.<table>' after the name"),
+    (r"^CREATE( or_replace)? (EXPERIMENT|MODEL).* AS$",
+     "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>' after AS"),
+    (r"( AS (flavor|PANDAS|SPARK)|^DESCRIBE)$", "expected a share coordinate '<profile>#<share>.<schema>.<table>'"),
+    (r"^CREATE RECIPIENT( if_not_exists)?$", "expected a recipient name after CREATE RECIPIENT"),
+    (r" COMMENT$", "expected a quoted comment after COMMENT"),
+    (r" PROFILE$", "expected a quoted file path after PROFILE"),
+    (r" EXPIRES$", "expected IN <n> <unit> after EXPIRES"),
+    (r" EXPIRES IN$", "expected a number of SECONDS, MINUTES, HOURS or DAYS after EXPIRES IN"),
+    (r" EXPIRES IN INT$", "expected a unit (SECONDS, MINUTES, HOURS or DAYS)"),
+    (r"^ALTER$", "expected RECIPIENT or SHARE after ALTER"),
+    (r"^ALTER RECIPIENT$", "expected a recipient name"),
+    (rf"^ALTER RECIPIENT {_N}( ROTATE)?$", "expected ROTATE TOKEN after the recipient name"),
+    (r"^ALTER SHARE$", "expected a share name"),
+    (rf"^ALTER SHARE {_N}( REMOVE)?$", "expected REMOVE TABLE <table> after the share name"),
+    (r"^ALTER SHARE .*REMOVE TABLE$", "expected a table name after REMOVE TABLE"),
+    (r"^DROP$", "expected RECIPIENT or SHARE after DROP"),
+    (r"^DROP (RECIPIENT|SHARE)( if_exists)?$", "expected a name to drop"),
+    (r"^GRANT", "expected GRANT SELECT ON SHARE <share> TO RECIPIENT <recipient>"),
+    (r"^REVOKE", "expected REVOKE SELECT ON SHARE <share> FROM RECIPIENT <recipient>"),
+    (r"^SHOW( ALL( IN)?)?$", "expected SHARES, RECIPIENTS or ALL IN SHARE <share> after SHOW"),
+    (r"^SHOW ALL IN SHARE$", "expected a share name"),
+    (r"^DESCRIBE (SHARE|RECIPIENT)$", "expected a name to describe"),
+    (r"^EXPLAIN$", "expected a statement to explain after EXPLAIN"),
+]
+_STATEMENT_RULES = {
+    "create_share", "create_experiment", "create_model", "explain", "describe_shared",
+    "create_recipient", "alter_recipient", "drop_recipient", "grant", "revoke", "alter_share",
+    "drop_share", "show_shares", "show_recipients", "show_all_in_share", "describe_share",
+    "describe_recipient",
+}
+
+
+def _stack_words(exc: UnexpectedInput) -> str | None:
+    """The current statement so far, as terminal and rule names, from the parser's stack."""
+    parser = getattr(exc, "interactive_parser", None)
+    if parser is None:
+        return None
+    words: list[str] = []
+    for item in parser.parser_state.value_stack:
+        word = str(item.data) if isinstance(item, Tree) else getattr(item, "type", "")
+        if word in _STATEMENT_RULES or word == "_SEMI":
+            words = []
+            continue
+        words.append(word)
+    while words and words[0] == "EXPLAIN":
+        words.pop(0)
+    return " ".join(words)
+
+
+def _match_label(exc: UnexpectedInput, text: str) -> str | None:
+    words = _stack_words(exc)
+    if words is None:
+        return None
+    for pattern, message in _RULES:
+        if re.search(pattern, words):
+            return message
+    if words.split(" ")[0] in ("CREATE", "SHOW", "DESCRIBE", "DROP", "ALTER"):
+        return "expected ';' between statements"
+    return None
+
+
+_TOKEN_WORDS = {
+    "$END": "the end of the input",
+    "STRING": "a quoted string",
+    "NAME": "a name",
+    "INT": "a number",
+    "NUMBER": "a number",
+    "COORD": "a coordinate",
+    "FIELD": "a filter field",
+    "COMPARATOR": "a comparison",
+    "_SEMI": "';'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "DOT": "'.'",
+}
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "the end of the input"
+    return repr(str(token))
+
+
+def _expected_words(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(e, e) for e in expected if not e.startswith("__")})
+    if not words:
+        return "something else"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _end_span(text: str) -> Span:
+    stripped = _strip_trailing_comments(text)
+    return Span.point(text, len(stripped))
+
+
+def _strip_trailing_comments(text: str) -> str:
+    prev = None
+    while prev != text:
+        prev = text
+        text = re.sub(r"(--[^\n]*|/\*.*?\*/|\s+)$", "", text, flags=re.S)
+    return text
+
+
+def _raw_parse(text: str) -> Tree[Token]:
+    return _lark().parse(text)
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> ArcuateSyntaxError:
+    if isinstance(exc, UnexpectedCharacters):
+        span = Span.point(text, exc.pos_in_stream or 0)
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if ch in "'\"`":
+            return ArcuateSyntaxError(
+                f"unterminated quoted string: no closing {ch}",
+                text=text,
+                span=span,
+                source=source,
+                code="ARC102",
+            )
+        label = _match_label(exc, text)
+        message = label or f"unexpected character {ch!r}; expected {_expected_words(exc.allowed)}"
+        return ArcuateSyntaxError(message, text=text, span=span, source=source, code="ARC101")
+    token: Token | None = getattr(exc, "token", None)
+    at_end = isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
+    if at_end or token is None:
+        span = _end_span(text)
+        got = "the end of the input"
+    else:
+        span = _span_of(token)
+        got = _describe_token(token)
+    label = _match_label(exc, text)
+    if label:
+        message = f"{label}, got {got}"
+    else:
+        expected = getattr(exc, "expected", None) or getattr(exc, "accepts", None) or set()
+        message = f"expected {_expected_words(set(expected))}, got {got}"
+    return ArcuateSyntaxError(message, text=text, span=span, source=source, code="ARC101")
+
+
+# -- public API ---------------------------------------------------------------------------------
+
+
+def parse_script(text: str, source: str = "<string>") -> ast.Script:
+    """Parse one or more statements separated by ``;``.
+
+    Raises:
+        ArcuateSyntaxError: with the position of the first error and what was expected.
+    """
+    try:
+        tree = _raw_parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, source) from None
+    try:
+        statements = _ToAst().transform(tree)
+    except VisitError as exc:
+        inner = exc.orig_exc
+        if isinstance(inner, _SemanticError):
+            raise ArcuateSyntaxError(
+                inner.message,
+                text=text,
+                span=inner.span,
+                source=source,
+                code=inner.code,
+                hint=inner.hint,
+            ) from None
+        if isinstance(inner, StatementError):
+            raise inner from None
+        raise
+    return ast.Script(tuple(statements), text=text, source=source)
+
+
+def parse(text: str, source: str = "<string>") -> ast.Statement:
+    """Parse exactly one statement.
+
+    Raises:
+        ArcuateSyntaxError: not a statement, or more than one.
+    """
+    script = parse_script(text, source)
+    if len(script.statements) != 1:
+        span = (
+            script.statements[1].span if len(script.statements) > 1 else _end_span(text)
+        )
+        what = "more than one statement" if script.statements else "no statement"
+        raise ArcuateSyntaxError(
+            f"expected exactly one statement, found {what}",
+            text=text,
+            span=span,
+            source=source,
+            code="ARC103",
+        )
+    return script.statements[0]
