@@ -56,6 +56,10 @@ class ArcuateError(Exception):
         if code is not None:
             self.code = code
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: the message is the whole story."""
+        return [f"{type(self).__name__}: {self}", *getattr(self, "__notes__", [])]
+
     def __str__(self) -> str:
         text = self.message
         if self.hint:

@@ -46,3 +46,21 @@ class StatementResult:
         if self.text is not None:
             return head + f"<pre>{escape(self.text)}</pre>"
         return head + self.to_pandas().to_html(index=False)
+
+
+class Results(list[StatementResult]):
+    """The results of a script, in statement order."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per statement (its summary), with the statement text first."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [{"statement": r.statement, "action": r.action, **r.summary} for r in self]
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(str(r) for r in self)
+
+    def _repr_html_(self) -> str:
+        return "".join(r._repr_html_() for r in self)

@@ -1,0 +1,5 @@
+"""``python -m arcuate`` is the ``arcuate`` command."""
+
+from arcuate.frontends.cli import main
+
+main()

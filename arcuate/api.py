@@ -1,0 +1,201 @@
+"""The Python API: ``execute`` for statements, and the seed's four verbs.
+
+This is the edge: settings are resolved here, then the statement (or script) is parsed and
+planned in full before the first step touches a store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from arcuate.backends.capabilities import Capabilities
+from arcuate.config import Settings, resolve_settings
+from arcuate.engine.context import Context
+from arcuate.engine.result import Results, StatementResult
+from arcuate.engine.runner import run_plan
+from arcuate.errors import PlanError
+from arcuate.plan.explain import explain as _explain
+from arcuate.plan.planner import Plan, plan, plan_script
+from arcuate.syntax import ast
+from arcuate.syntax.parser import parse, parse_script
+from arcuate.syntax.unparse import unparse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
+    return resolve_settings(settings, **overrides)
+
+
+#: Statement kinds a caller may insist on (the seed's four cell magics), and what they mean.
+EXPECT: dict[str, tuple[str, str]] = {
+    "export_experiment": ("CREATE SHARE ... FROM EXPERIMENT", "export the experiment"),
+    "export_model": ("CREATE SHARE ... FROM MODEL", "export the model"),
+    "import_experiment": ("CREATE EXPERIMENT ... AS ...", "import an experiment"),
+    "import_model": ("CREATE MODEL ... AS ...", "import a model"),
+}
+
+
+def _kind(stmt: ast.Statement) -> str | None:
+    if isinstance(stmt, ast.Explain):
+        return _kind(stmt.statement)
+    if isinstance(stmt, ast.CreateShare):
+        return "export_" + ("experiment" if isinstance(stmt.source, ast.ExperimentSource) else "model")
+    if isinstance(stmt, ast.CreateExperiment):
+        return "import_experiment"
+    if isinstance(stmt, ast.CreateModel):
+        return "import_model"
+    return None
+
+
+def check_kind(script: ast.Script, expect: str) -> None:
+    """Reject statements other than the ``expect`` kind (the seed's ``%%arcuate_<kind>``)."""
+    wanted, _ = EXPECT[expect]
+    for stmt in script.statements:
+        if _kind(stmt) != expect:
+            shown = unparse(stmt)
+            shown = shown if len(shown) <= 70 else shown[:67] + "..."
+            raise PlanError(
+                f"%%arcuate_{expect} runs {wanted} statements, not: {shown}",
+                text=script.text,
+                span=stmt.span,
+                source=script.source,
+                code="ARC210",
+                hint="use %%arcuate for any statement",
+            )
+
+
+def execute(
+    text: str,
+    *,
+    source: str = "<string>",
+    settings: Settings | None = None,
+    expect: str | None = None,
+    **overrides: Any,
+) -> Results:
+    """Run one or more statements (separated by ``;``) and return their results.
+
+    Settings come from ``settings``, then keyword overrides (``tracking_uri=``,
+    ``warehouse=``, ``spark=``...), then ``ARCUATE_*``/``MLFLOW_*`` variables.
+
+    Raises:
+        ArcuateSyntaxError: before anything runs, if any statement is malformed.
+        PlanError: before anything runs, if any statement cannot run here.
+        ArcuateError: a step failed (the message names the step and statement).
+    """
+    resolved = _settings(settings, overrides)
+    script = parse_script(text, source)
+    if expect is not None:
+        check_kind(script, expect)
+    plans = plan_script(script, Capabilities.from_settings(resolved))
+    return run_plans(plans, resolved)
+
+
+def run_plans(plans: list[Plan], settings: Settings) -> Results:
+    """Run already-planned statements in order with one shared context."""
+    ctx = Context(settings)
+    return Results(run_plan(p, ctx) for p in plans)
+
+
+def explain(text: str, *, source: str = "<string>", **overrides: Any) -> str:
+    """The plan of each statement as text, without touching any store."""
+    resolved = _settings(None, overrides)
+    script = parse_script(text, source)
+    plans = plan_script(script, Capabilities.from_settings(resolved))
+    return "\n\n".join(_explain(p) for p in plans)
+
+
+def _run_statement(stmt: ast.Statement, overrides: dict[str, Any]) -> StatementResult:
+    resolved = _settings(overrides.pop("settings", None), overrides)
+    p = plan(stmt, Capabilities.from_settings(resolved))
+    return run_plan(p, Context(resolved))
+
+
+def _table(name: str) -> ast.TableName:
+    return ast.TableName(tuple(name.split(".")))
+
+
+def export_experiments(
+    experiment_name: str,
+    table_name: str,
+    share_name: str,
+    *,
+    where: str | None = None,
+    **settings: Any,
+) -> StatementResult:
+    """Export an experiment's runs to ``table_name`` and add it to ``share_name``.
+
+    ``where`` is a filter in the dialect's syntax (``"metrics.acc > 0.9"``).
+    """
+    conditions: tuple[ast.Condition, ...] = ()
+    if where:
+        probe = parse(f"CREATE SHARE s WITH TABLE t FROM EXPERIMENT e WHERE {where}", "<where>")
+        assert isinstance(probe, ast.CreateShare)
+        assert isinstance(probe.source, ast.ExperimentSource)
+        conditions = probe.source.where
+    stmt = ast.CreateShare(
+        share_name, _table(table_name), ast.ExperimentSource(experiment_name, conditions)
+    )
+    return _run_statement(stmt, settings)
+
+
+def export_models(
+    model_name: str,
+    table_name: str,
+    share_name: str,
+    *,
+    versions: tuple[int, ...] | list[int] = (),
+    aliases: tuple[str, ...] | list[str] = (),
+    **settings: Any,
+) -> StatementResult:
+    """Export a registered model's versions (all, or the given ones) and add them to a share."""
+    stmt = ast.CreateShare(
+        share_name,
+        _table(table_name),
+        ast.ModelSource(model_name, tuple(versions), tuple(aliases)),
+    )
+    return _run_statement(stmt, settings)
+
+
+def _batches(df: Any) -> list[pa.RecordBatch]:
+    """Record batches from a pandas or Spark DataFrame, an Arrow table or batches."""
+    import pyarrow as pa
+
+    from arcuate.format.schema import SCHEMA
+
+    if isinstance(df, pa.Table):
+        return df.to_batches()
+    if isinstance(df, pa.RecordBatch):
+        return [df]
+    if hasattr(df, "toArrow"):  # Spark DataFrame (Spark 4 / Connect)
+        return list(df.toArrow().to_batches())
+    if hasattr(df, "to_dict") and hasattr(df, "columns"):
+        columns = [c for c in SCHEMA.names if c in df.columns]
+        table = pa.Table.from_pandas(df[columns], preserve_index=False)
+        return table.to_batches()
+    return list(df)
+
+
+def import_experiments(
+    df: Any, experiment_name: str, *, overwrite: bool = False, source: str = "", **settings: Any
+) -> StatementResult:
+    """Import a shared experiment table (e.g. ``delta_sharing.load_as_pandas(...)``)."""
+    from arcuate.engine.imports import import_experiment
+
+    resolved = _settings(settings.pop("settings", None), settings)
+    return import_experiment(
+        _batches(df), experiment_name, Context(resolved), overwrite=overwrite, source=source
+    )
+
+
+def import_models(
+    df: Any, model_name: str, *, overwrite: bool = False, source: str = "", **settings: Any
+) -> StatementResult:
+    """Import a shared model table as versions of ``model_name``."""
+    from arcuate.engine.imports import import_model
+
+    resolved = _settings(settings.pop("settings", None), settings)
+    return import_model(
+        _batches(df), model_name, Context(resolved), overwrite=overwrite, source=source
+    )

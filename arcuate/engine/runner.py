@@ -1,0 +1,149 @@
+"""The runner: walks a plan's steps, passing each step's output to the next.
+
+Each operator type has one handler here; handlers reach storage only through the Context's
+backends. A failing step is reported with its number, its operator and the statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from arcuate.engine.context import Context
+from arcuate.engine.result import StatementResult
+from arcuate.errors import ArcuateError, StepError
+from arcuate.plan import ops
+from arcuate.plan.explain import explain
+from arcuate.plan.planner import Plan
+
+
+@dataclass
+class _State:
+    plan: Plan
+    value: Any = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    result: StatementResult | None = None
+
+
+def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
+    from arcuate.engine.export import export_experiment
+
+    st.value = export_experiment(step, ctx)
+
+
+def _export_model(step: ops.ExportModel, ctx: Context, st: _State) -> None:
+    from arcuate.engine.export import export_model
+
+    st.value = export_model(step, ctx)
+
+
+def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
+    stream = st.value
+    written = ctx.table_store.write(step.table, stream.batches, content=stream.content)
+    if stream.content == "experiment":
+        st.summary["runs"] = stream.runs
+    else:
+        st.summary["versions"] = stream.versions
+    st.summary.update(
+        files=stream.files,
+        bytes=stream.bytes,
+        table=".".join(step.table),
+        location=written.location,
+        table_version=written.version,
+    )
+    st.value = written
+
+
+def _add_to_share(step: ops.AddToShare, ctx: Context, st: _State) -> None:
+    outcome = ctx.share_catalog.add_table(
+        step.share, step.schema, step.table, st.value.location, if_not_exists=step.if_not_exists
+    )
+    st.summary.update(share=step.share, shared_as=f"{step.schema}.{step.table}", share_update=outcome)
+
+
+def _read_share(step: ops.ReadShare, ctx: Context, st: _State) -> None:
+    if step.flavor == "spark":
+        from arcuate.backends.spark.reader import SparkShareReader
+
+        st.value = SparkShareReader(ctx.settings.spark).batches(step.coordinate)
+        return
+    from arcuate.backends.sharing.reader import DeltaSharingReader
+
+    st.value = DeltaSharingReader().batches(step.coordinate)
+
+
+def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> None:
+    from arcuate.engine.imports import import_experiment
+
+    st.result = import_experiment(
+        st.value, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate
+    )
+
+
+def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
+    from arcuate.engine.imports import import_model
+
+    st.result = import_model(st.value, step.model, ctx, overwrite=step.overwrite, source=step.coordinate)
+
+
+def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None:
+    from arcuate.engine.imports import describe_shared
+
+    st.result = describe_shared(st.value, step.coordinate)
+
+
+def _catalog_command(step: ops.CatalogCommand, ctx: Context, st: _State) -> None:
+    from arcuate.engine.sharing import run_catalog_command
+
+    st.result = run_catalog_command(step, ctx, st.plan.text)
+
+
+_HANDLERS: dict[type, Callable[[Any, Context, _State], None]] = {
+    ops.ExportExperiment: _export_experiment,
+    ops.ExportModel: _export_model,
+    ops.WriteTable: _write_table,
+    ops.AddToShare: _add_to_share,
+    ops.ReadShare: _read_share,
+    ops.ImportExperiment: _import_experiment,
+    ops.ImportModel: _import_model,
+    ops.DescribeShared: _describe_shared,
+    ops.CatalogCommand: _catalog_command,
+}
+
+_ACTIONS = {
+    ops.ExportExperiment: "export experiment",
+    ops.ExportModel: "export model",
+}
+
+
+def explain_result(plan: Plan) -> StatementResult:
+    """The result of an EXPLAIN: the plan as text and as rows."""
+    rows = [
+        {"step": i, "operator": type(s).__name__, "description": s.describe()}
+        for i, s in enumerate(plan.steps, 1)
+    ]
+    return StatementResult(f"EXPLAIN {plan.text}", "explain", rows=rows, text=explain(plan))
+
+
+def run_plan(plan: Plan, ctx: Context) -> StatementResult:
+    """Run one plan's steps in order; EXPLAIN plans are only described."""
+    if plan.explain_only:
+        return explain_result(plan)
+    st = _State(plan)
+    for i, step in enumerate(plan.steps, 1):
+        name = type(step).__name__
+        try:
+            _HANDLERS[type(step)](step, ctx, st)
+        except ArcuateError as exc:
+            exc.add_note(f"in step {i} ({name}) of: {plan.text}")
+            raise
+        except Exception as exc:
+            raise StepError(
+                f"step {i} {name} failed: {type(exc).__name__}: {exc}",
+                hint=f"statement: {plan.text}",
+            ) from exc
+    if st.result is not None:
+        return st.result
+    action = _ACTIONS.get(type(plan.steps[0]), type(plan.steps[0]).__name__)
+    return StatementResult(plan.text, action, summary=st.summary)

@@ -1,0 +1,179 @@
+"""The planner: AST -> Plan, pure (no I/O, no engine imports).
+
+Valid syntax that cannot mean anything with the configured backends is rejected here, at the
+statement's span, before anything runs: a whole script is planned before its first step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from arcuate.backends.capabilities import Capabilities
+from arcuate.errors import PlanError, Span
+from arcuate.plan import ops
+from arcuate.syntax import ast
+from arcuate.syntax.unparse import unparse, where
+
+_SHARE_NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps of one statement, in order; ``explain_only`` plans are shown, never run."""
+
+    statement: ast.Statement
+    text: str
+    steps: tuple[ops.Operator, ...]
+    explain_only: bool = False
+    span: Span = field(default=ast.NO_SPAN, compare=False)
+
+
+class _Planner:
+    def __init__(self, caps: Capabilities, text: str, source: str) -> None:
+        self.caps = caps
+        self.text = text
+        self.source = source
+
+    def error(self, span: Span, message: str, code: str, hint: str | None = None) -> PlanError:
+        return PlanError(message, text=self.text, span=span, source=self.source, code=code, hint=hint)
+
+    def share_name(self, kind: str, value: str, span: Span) -> str:
+        if not _SHARE_NAME.match(value):
+            raise self.error(
+                span,
+                f"{kind} name {value!r} cannot be shared: Delta Sharing names have no dot, space,"
+                " '/' or control character",
+                "ARC201",
+            )
+        return value
+
+    def flavor(self, flavor: ast.Flavor, span: Span) -> ast.Flavor:
+        if flavor == "spark" and not self.caps.has_spark:
+            raise self.error(
+                span,
+                "AS SPARK needs a SparkSession, and none is configured",
+                "ARC202",
+                hint="pass spark=<SparkSession> to arcuate.execute(), or use AS PANDAS",
+            )
+        return flavor
+
+    def steps(self, stmt: ast.Statement) -> tuple[ops.Operator, ...]:
+        caps = self.caps
+        if isinstance(stmt, ast.CreateShare):
+            if caps.share_catalog == "unity" and not caps.has_spark:
+                raise self.error(
+                    stmt.span,
+                    "the unity share catalog runs CREATE SHARE through Spark SQL; no SparkSession",
+                    "ARC202",
+                    hint="pass spark=<SparkSession>, or use share_catalog='local'",
+                )
+            self.share_name("share", stmt.share, stmt.span)
+            self.share_name("schema", stmt.table.schema, stmt.table.span)
+            self.share_name("table", stmt.table.table, stmt.table.span)
+            src = stmt.source
+            read: ops.Operator
+            if isinstance(src, ast.ExperimentSource):
+                read = ops.ExportExperiment(src.name, where(src.where) if src.where else None)
+                content = "experiment"
+            else:
+                read = ops.ExportModel(src.name, src.versions, src.aliases)
+                content = "model"
+            return (
+                read,
+                ops.WriteTable(stmt.table.parts, content, caps.table_backend),  # type: ignore[arg-type]
+                ops.AddToShare(
+                    stmt.share,
+                    stmt.table.schema,
+                    stmt.table.table,
+                    caps.share_catalog,
+                    stmt.if_not_exists,
+                ),
+            )
+        if isinstance(stmt, ast.CreateExperiment | ast.CreateModel):
+            flavor = self.flavor(stmt.flavor, stmt.span)
+            coord = stmt.coordinate.text
+            imp: ops.Operator
+            if isinstance(stmt, ast.CreateExperiment):
+                imp = ops.ImportExperiment(stmt.name, coord, stmt.overwrite)
+            else:
+                imp = ops.ImportModel(stmt.name, coord, stmt.overwrite)
+            return (ops.ReadShare(coord, flavor), imp)
+        if isinstance(stmt, ast.DescribeShared):
+            coord = stmt.coordinate.text
+            return (ops.ReadShare(coord, "pandas"), ops.DescribeShared(coord))
+        return (self.catalog_command(stmt),)
+
+    def catalog_command(self, stmt: ast.Statement) -> ops.CatalogCommand:
+        cat = self.caps.share_catalog
+        if isinstance(stmt, ast.CreateRecipient):
+            self.share_name("recipient", stmt.name, stmt.span)
+            return ops.CatalogCommand(
+                "create_recipient",
+                name=stmt.name,
+                if_exists=stmt.if_not_exists,
+                comment=stmt.comment,
+                expires_in_seconds=stmt.expires.seconds if stmt.expires else None,
+                profile_path=stmt.profile,
+                catalog=cat,
+            )
+        if isinstance(stmt, ast.RotateToken):
+            return ops.CatalogCommand(
+                "rotate_token",
+                name=stmt.name,
+                expires_in_seconds=stmt.expires.seconds if stmt.expires else None,
+                profile_path=stmt.profile,
+                catalog=cat,
+            )
+        if isinstance(stmt, ast.DropRecipient):
+            return ops.CatalogCommand("drop_recipient", name=stmt.name, if_exists=stmt.if_exists, catalog=cat)
+        if isinstance(stmt, ast.Grant):
+            return ops.CatalogCommand("grant", name=stmt.recipient, share=stmt.share, catalog=cat)
+        if isinstance(stmt, ast.Revoke):
+            return ops.CatalogCommand("revoke", name=stmt.recipient, share=stmt.share, catalog=cat)
+        if isinstance(stmt, ast.RemoveTable):
+            return ops.CatalogCommand(
+                "remove_table",
+                share=stmt.share,
+                table=(stmt.table.schema, stmt.table.table),
+                catalog=cat,
+            )
+        if isinstance(stmt, ast.DropShare):
+            return ops.CatalogCommand("drop_share", share=stmt.name, if_exists=stmt.if_exists, catalog=cat)
+        if isinstance(stmt, ast.ShowShares):
+            return ops.CatalogCommand("show_shares", catalog=cat)
+        if isinstance(stmt, ast.ShowRecipients):
+            return ops.CatalogCommand("show_recipients", catalog=cat)
+        if isinstance(stmt, ast.ShowAllInShare):
+            return ops.CatalogCommand("show_all_in_share", share=stmt.share, catalog=cat)
+        if isinstance(stmt, ast.DescribeShare):
+            return ops.CatalogCommand("describe_share", share=stmt.share, catalog=cat)
+        if isinstance(stmt, ast.DescribeRecipient):
+            return ops.CatalogCommand("describe_recipient", name=stmt.name, catalog=cat)
+        raise TypeError(f"no plan for {type(stmt).__name__}")  # pragma: no cover
+
+
+def plan(
+    stmt: ast.Statement,
+    caps: Capabilities | None = None,
+    *,
+    text: str = "",
+    source: str = "<string>",
+) -> Plan:
+    """Compile one statement into a Plan.
+
+    Raises:
+        PlanError: the statement cannot run with these capabilities (at its span).
+    """
+    planner = _Planner(caps or Capabilities(), text or unparse(stmt), source)
+    if isinstance(stmt, ast.Explain):
+        inner = stmt.statement
+        return Plan(inner, unparse(inner), planner.steps(inner), explain_only=True, span=stmt.span)
+    return Plan(stmt, unparse(stmt), planner.steps(stmt), span=stmt.span)
+
+
+def plan_script(
+    script: ast.Script, caps: Capabilities | None = None
+) -> list[Plan]:
+    """Plan every statement of a script before any of them runs."""
+    return [plan(s, caps, text=script.text, source=script.source) for s in script.statements]

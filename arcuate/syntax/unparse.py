@@ -1,0 +1,196 @@
+"""Canonical text for AST nodes: ``parse(unparse(node)) == node`` for every statement.
+
+Keywords are upper case, names are bare when they can be and backtick-quoted otherwise,
+strings and coordinates are single-quoted, synonyms take their canonical spelling.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import singledispatch
+
+from arcuate.syntax import ast
+
+KEYWORDS = frozenset(
+    """CREATE SHARE SHARES WITH TABLE FROM EXPERIMENT MODEL VERSION ALIAS WHERE AND NOT IN
+    LIKE ILIKE IF EXISTS OR REPLACE OVERWRITE AS PANDAS SPARK DESCRIBE EXPLAIN RECIPIENT
+    RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
+    EXPIRES PROFILE SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()
+)
+_BARE = re.compile(r"^[^\W\d][\w\-]*$")
+_BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
+
+
+def name(value: str) -> str:
+    """A name as written canonically: bare, or in backticks."""
+    if _BARE.match(value) and value.upper() not in KEYWORDS:
+        return value
+    return "`" + value.replace("`", "``") + "`"
+
+
+def string(value: str) -> str:
+    """A single-quoted string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def number(value: float) -> str:
+    """A number literal: integral values without a fraction."""
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def table_name(node: ast.TableName) -> str:
+    return ".".join(name(p) for p in node.parts)
+
+
+def field_key(key: str) -> str:
+    if _BARE_KEY.match(key):
+        return key
+    if "`" not in key:
+        return f"`{key}`"
+    return f'"{key}"'
+
+
+def value(node: ast.Value) -> str:
+    return string(node.value) if isinstance(node.value, str) else number(node.value)
+
+
+def condition(node: ast.Condition) -> str:
+    """A condition in MLflow's search syntax (also what MLflow receives as the filter)."""
+    lhs = f"{node.entity}.{field_key(node.key)}"
+    if node.op in ("IN", "NOT IN"):
+        return f"{lhs} {node.op} ({', '.join(value(v) for v in node.values)})"
+    return f"{lhs} {node.op} {value(node.values[0])}"
+
+
+def where(conditions: tuple[ast.Condition, ...]) -> str:
+    return " AND ".join(condition(c) for c in conditions)
+
+
+def _expiry(node: ast.Expiry | None) -> str:
+    return f" EXPIRES IN {node.amount} {node.unit}" if node else ""
+
+
+@singledispatch
+def unparse(node: object) -> str:
+    """The canonical text of a statement or script."""
+    raise TypeError(f"cannot unparse {type(node).__name__}")
+
+
+@unparse.register
+def _(node: ast.Script) -> str:
+    return ";\n".join(unparse(s) for s in node.statements)
+
+
+@unparse.register
+def _(node: ast.CreateShare) -> str:
+    ine = " IF NOT EXISTS" if node.if_not_exists else ""
+    head = f"CREATE SHARE{ine} {name(node.share)} WITH TABLE {table_name(node.table)} FROM "
+    src = node.source
+    if isinstance(src, ast.ExperimentSource):
+        tail = f"EXPERIMENT {name(src.name)}"
+        if src.where:
+            tail += f" WHERE {where(src.where)}"
+    else:
+        tail = f"MODEL {name(src.name)}"
+        if src.versions:
+            tail += " VERSION " + ", ".join(str(v) for v in src.versions)
+        elif src.aliases:
+            tail += " ALIAS " + ", ".join(name(a) for a in src.aliases)
+    return head + tail
+
+
+def _create_import(kind: str, node: ast.CreateExperiment | ast.CreateModel) -> str:
+    ow = " OVERWRITE" if node.overwrite else ""
+    return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {string(node.coordinate.text)}"
+
+
+@unparse.register
+def _(node: ast.CreateExperiment) -> str:
+    return _create_import("EXPERIMENT", node)
+
+
+@unparse.register
+def _(node: ast.CreateModel) -> str:
+    return _create_import("MODEL", node)
+
+
+@unparse.register
+def _(node: ast.DescribeShared) -> str:
+    return f"DESCRIBE {string(node.coordinate.text)}"
+
+
+@unparse.register
+def _(node: ast.Explain) -> str:
+    return f"EXPLAIN {unparse(node.statement)}"
+
+
+@unparse.register
+def _(node: ast.CreateRecipient) -> str:
+    out = "CREATE RECIPIENT" + (" IF NOT EXISTS" if node.if_not_exists else "")
+    out += f" {name(node.name)}"
+    if node.comment is not None:
+        out += f" COMMENT {string(node.comment)}"
+    out += _expiry(node.expires)
+    if node.profile is not None:
+        out += f" PROFILE {string(node.profile)}"
+    return out
+
+
+@unparse.register
+def _(node: ast.RotateToken) -> str:
+    out = f"ALTER RECIPIENT {name(node.name)} ROTATE TOKEN" + _expiry(node.expires)
+    if node.profile is not None:
+        out += f" PROFILE {string(node.profile)}"
+    return out
+
+
+@unparse.register
+def _(node: ast.DropRecipient) -> str:
+    return "DROP RECIPIENT" + (" IF EXISTS" if node.if_exists else "") + f" {name(node.name)}"
+
+
+@unparse.register
+def _(node: ast.Grant) -> str:
+    return f"GRANT SELECT ON SHARE {name(node.share)} TO RECIPIENT {name(node.recipient)}"
+
+
+@unparse.register
+def _(node: ast.Revoke) -> str:
+    return f"REVOKE SELECT ON SHARE {name(node.share)} FROM RECIPIENT {name(node.recipient)}"
+
+
+@unparse.register
+def _(node: ast.RemoveTable) -> str:
+    return f"ALTER SHARE {name(node.share)} REMOVE TABLE {table_name(node.table)}"
+
+
+@unparse.register
+def _(node: ast.DropShare) -> str:
+    return "DROP SHARE" + (" IF EXISTS" if node.if_exists else "") + f" {name(node.name)}"
+
+
+@unparse.register
+def _(node: ast.ShowShares) -> str:
+    return "SHOW SHARES"
+
+
+@unparse.register
+def _(node: ast.ShowRecipients) -> str:
+    return "SHOW RECIPIENTS"
+
+
+@unparse.register
+def _(node: ast.ShowAllInShare) -> str:
+    return f"SHOW ALL IN SHARE {name(node.share)}"
+
+
+@unparse.register
+def _(node: ast.DescribeShare) -> str:
+    return f"DESCRIBE SHARE {name(node.share)}"
+
+
+@unparse.register
+def _(node: ast.DescribeRecipient) -> str:
+    return f"DESCRIBE RECIPIENT {name(node.name)}"
