@@ -1,0 +1,592 @@
+"""The MLflow side of an export: experiments, runs, logged models, registry versions, files.
+
+Everything leaves this module as record dicts shaped like the structs of
+:mod:`arcuate.format.schema` and as :class:`FileRef` s; no MLflow object crosses the line.
+
+Choices worth knowing:
+
+* Only **active** runs are exported (``ViewType.ACTIVE_ONLY``): a deleted run is not part of
+  what a user sees in the experiment, and the filter of ``WHERE`` applies on top.
+* The full metric history is read in bulk from SQL stores (one SQLAlchemy Core query per
+  group of runs on the store's engine), and key by key through the client for other stores.
+* A metric point that also belongs to a logged model's metrics carries that model's id and
+  dataset; a point shared by several models appears once per model.
+* Files are listed through MLflow's artifact repositories built from the run's artifact URI
+  (or the logged model's artifact location) with this source's tracking and registry URIs,
+  never through ``runs:/`` or ``models:/`` resolution, which may consult the global URIs.
+* URIs that may hold credentials are passed through :func:`redact_uri` on the way out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from arcuate.backends.mlflow.connect import (
+    make_client,
+    redact_json_uris,
+    redact_uri,
+    redact_value,
+)
+from arcuate.backends.protocols import FileRef, Record
+from arcuate.errors import BackendError, NotFoundError
+from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX, OWNER_MODEL
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: Runs whose metric history is read in one query (bounded memory, bounded IN list).
+_HISTORY_GROUP: Final = 100
+_PAGE: Final = 1000
+_PARENT_TAG: Final = "mlflow.parentRunId"
+#: (key, step, timestamp, value) of a metric point; NaN is spelled "nan" so it compares equal.
+_PointKey = tuple[str, int, int, float | str]
+#: model_id, dataset_name, dataset_digest
+_ModelLink = tuple[str, str | None, str | None]
+
+
+def to_utc(ms: int | None) -> datetime | None:
+    """Epoch milliseconds as a timezone-aware UTC datetime (exact: no float rounding)."""
+    if ms is None:
+        return None
+    return _EPOCH + timedelta(milliseconds=int(ms))
+
+
+def _kv(items: dict[str, str] | None) -> list[dict[str, str | None]]:
+    """A dict as a list of KV structs sorted by key, URI values redacted."""
+    return [{"key": k, "value": redact_value(v)} for k, v in sorted((items or {}).items())]
+
+
+def _point_key(key: str, step: int, timestamp: int, value: float) -> _PointKey:
+    v: float | str = "nan" if isinstance(value, float) and math.isnan(value) else float(value)
+    return (key, int(step), int(timestamp), v)
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    near = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean {near[0]!r}?" if near else None
+
+
+def _opener(path: str) -> Callable[[], IO[bytes]]:
+    """Opens a local file for reading bytes when called."""
+
+    def open_local() -> IO[bytes]:
+        return open(path, "rb")
+
+    return open_local
+
+
+class _TempDownload(io.FileIO):
+    """A downloaded artifact whose temporary directory goes away when it is closed."""
+
+    def __init__(self, path: str, tmpdir: str) -> None:
+        super().__init__(path, "rb")
+        self._tmpdir = tmpdir
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+class MlflowSource:
+    """A :class:`~arcuate.backends.protocols.ModelSource` over any MLflow tracking/registry URI."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self._client: MlflowClient | None = None
+        # run id -> (artifact uri, {model id: artifact location}); filled by iter_runs/get_run
+        # and consumed by iter_run_files, so files need no second round trip.
+        self._locations: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def __repr__(self) -> str:
+        return f"MlflowSource({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MlflowClient, built on first use with both URIs explicit."""
+        if self._client is None:
+            self._client = make_client(self.tracking_uri, self.registry_uri)
+        return self._client
+
+    def _where(self) -> str:
+        return f"in the MLflow tracking store {redact_uri(self.tracking_uri)}"
+
+    # -- experiments and runs -------------------------------------------------------------
+
+    def get_experiment(self, name: str) -> Record:
+        """The experiment record. Raises NotFoundError (with a close match) if missing/deleted."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            exp = self.client.get_experiment_by_name(name)
+        except MlflowException as exc:
+            raise BackendError(f"could not look up experiment {name!r}: {exc.message}") from exc
+        if exp is None:
+            raise NotFoundError(
+                f"experiment {name!r} does not exist {self._where()}",
+                hint=_did_you_mean(name, self._experiment_names()),
+            )
+        if exp.lifecycle_stage == "deleted":
+            raise NotFoundError(
+                f"experiment {name!r} is deleted {self._where()}",
+                hint=f"restore it first: mlflow experiments restore --experiment-id "
+                f"{exp.experiment_id}",
+            )
+        return {
+            "experiment_id": exp.experiment_id,
+            "name": exp.name,
+            "lifecycle_stage": exp.lifecycle_stage,
+            "tags": _kv(exp.tags),
+        }
+
+    def _experiment_names(self, limit: int = 5000) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        try:
+            while len(names) < limit:
+                page = self.client.search_experiments(max_results=_PAGE, page_token=token)
+                names.extend(e.name for e in page)
+                token = page.token
+                if not token:
+                    break
+        except Exception:  # a hint is optional; never hide the real error behind it
+            return names
+        return names
+
+    def iter_runs(self, experiment_id: str, *, filter: str | None = None) -> Iterator[Record]:
+        """Active runs matching ``filter``, oldest first, each with its full metric history."""
+        from mlflow.entities import ViewType
+        from mlflow.exceptions import MlflowException
+
+        models = self._logged_models(experiment_id)
+        token: str | None = None
+        while True:
+            try:
+                page = self.client.search_runs(
+                    [experiment_id],
+                    filter_string=filter or "",
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=_PAGE,
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
+                )
+            except MlflowException as exc:
+                where = f" with filter {filter!r}" if filter else ""
+                raise BackendError(
+                    f"could not search the runs of experiment {experiment_id}{where}: {exc.message}"
+                ) from exc
+            runs = list(page)
+            for start in range(0, len(runs), _HISTORY_GROUP):
+                group = runs[start : start + _HISTORY_GROUP]
+                histories = self._histories(group)
+                for run in group:
+                    yield self._run_record(run, histories.get(run.info.run_id, []), models)
+            token = page.token
+            if not token:
+                return
+
+    def get_run(self, run_id: str) -> tuple[Record, Record] | None:
+        """(experiment, run) records of a run, or None when it no longer exists."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise BackendError(f"could not read run {run_id}: {exc.message}") from exc
+        exp = self.client.get_experiment(run.info.experiment_id)
+        experiment = {
+            "experiment_id": exp.experiment_id,
+            "name": exp.name,
+            "lifecycle_stage": exp.lifecycle_stage,
+            "tags": _kv(exp.tags),
+        }
+        models = self._logged_models(run.info.experiment_id, source_run_id=run_id)
+        history = self._histories([run]).get(run_id, [])
+        return experiment, self._run_record(run, history, models)
+
+    def _logged_models(self, experiment_id: str, *, source_run_id: str | None = None) -> list[Any]:
+        """Every (non-deleted) logged model of the experiment, or of one source run."""
+        from mlflow.exceptions import MlflowException
+
+        found: list[Any] = []
+        token: str | None = None
+        filt = f"source_run_id = '{source_run_id}'" if source_run_id else None
+        try:
+            while True:
+                page = self.client.search_logged_models(
+                    experiment_ids=[experiment_id], filter_string=filt, page_token=token
+                )
+                found.extend(page)
+                token = page.token
+                if not token:
+                    return found
+        except MlflowException as exc:
+            raise BackendError(
+                f"could not list the logged models of experiment {experiment_id}: {exc.message}"
+            ) from exc
+
+    def _histories(self, runs: list[Run]) -> dict[str, list[tuple[str, float, int, int]]]:
+        """run id -> [(key, value, step, timestamp)], ordered by key, timestamp, step, value."""
+        store = self.client._tracking_client.store
+        try:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        except ImportError:  # pragma: no cover - sqlalchemy is an mlflow dependency
+            SqlAlchemyStore = None  # type: ignore[assignment,misc]
+        if SqlAlchemyStore is not None and isinstance(store, SqlAlchemyStore):
+            return self._histories_sql(store, [r.info.run_id for r in runs])
+        out: dict[str, list[tuple[str, float, int, int]]] = {}
+        for run in runs:
+            rid = run.info.run_id
+            points: list[tuple[str, float, int, int]] = []
+            for key in sorted(run.data.metrics):
+                for m in self.client.get_metric_history(rid, key):
+                    points.append((m.key, m.value, m.step, m.timestamp))
+            out[rid] = points
+        return out
+
+    @staticmethod
+    def _histories_sql(
+        store: Any, run_ids: list[str]
+    ) -> dict[str, list[tuple[str, float, int, int]]]:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from sqlalchemy import select
+
+        t = SqlMetric.__table__
+        stmt = (
+            select(t.c.run_uuid, t.c.key, t.c.value, t.c.is_nan, t.c.step, t.c.timestamp)
+            .where(t.c.run_uuid.in_(run_ids))
+            .order_by(t.c.run_uuid, t.c.key, t.c.timestamp, t.c.step, t.c.value)
+        )
+        out: dict[str, list[tuple[str, float, int, int]]] = defaultdict(list)
+        with store.engine.connect() as conn:
+            for rid, key, value, is_nan, step, ts in conn.execute(stmt):
+                out[rid].append((key, math.nan if is_nan else float(value), int(step), int(ts)))
+        return out
+
+    def _run_record(
+        self, run: Run, history: list[tuple[str, float, int, int]], models: list[Any]
+    ) -> Record:
+        info = run.info
+        rid = info.run_id
+        mine = [m for m in models if m.source_run_id == rid]
+        links: dict[_PointKey, list[_ModelLink]] = defaultdict(list)
+        for model in models:
+            for m in model.metrics or ():
+                if m.run_id == rid:
+                    links[_point_key(m.key, m.step, m.timestamp, m.value)].append(
+                        (model.model_id, m.dataset_name, m.dataset_digest)
+                    )
+        metrics: list[dict[str, Any]] = []
+        for key, value, step, ts in history:
+            base = {"key": key, "value": value, "step": step, "timestamp": to_utc(ts)}
+            found: list[tuple[str | None, str | None, str | None]] = [(None, None, None)]
+            found = list(links.get(_point_key(key, step, ts, value), ())) or found
+            for model_id, dname, ddigest in found:
+                metrics.append(
+                    {**base, "model_id": model_id, "dataset_name": dname, "dataset_digest": ddigest}
+                )
+        out_steps = {o.model_id: o.step for o in (run.outputs.model_outputs if run.outputs else ())}
+        inputs = run.inputs
+        self._locations[rid] = (info.artifact_uri, {m.model_id: m.artifact_location for m in mine})
+        return {
+            "run_id": rid,
+            "run_name": info.run_name,
+            "status": info.status,
+            "start_time": to_utc(info.start_time),
+            "end_time": to_utc(info.end_time),
+            "user_id": info.user_id,
+            "lifecycle_stage": info.lifecycle_stage,
+            "parent_run_id": run.data.tags.get(_PARENT_TAG),
+            "params": _kv(run.data.params),
+            "tags": _kv(run.data.tags),
+            "metrics": metrics,
+            "inputs": [
+                {
+                    "name": d.dataset.name,
+                    "digest": d.dataset.digest,
+                    "source_type": d.dataset.source_type,
+                    "source": redact_json_uris(d.dataset.source),
+                    "schema": d.dataset.schema,
+                    "profile": d.dataset.profile,
+                    "tags": [{"key": t.key, "value": redact_value(t.value)} for t in d.tags],
+                }
+                for d in (inputs.dataset_inputs if inputs else ())
+            ],
+            "model_inputs": [m.model_id for m in (inputs.model_inputs if inputs else ()) or ()],
+            "logged_models": [
+                {
+                    "model_id": m.model_id,
+                    "name": m.name,
+                    "model_type": m.model_type,
+                    "status": str(m.status) if m.status is not None else None,
+                    "status_message": m.status_message,
+                    "creation_time": to_utc(m.creation_timestamp),
+                    "step": out_steps.get(m.model_id),
+                    "tags": _kv(m.tags),
+                    "params": _kv(m.params),
+                }
+                for m in sorted(mine, key=lambda m: (m.creation_timestamp or 0, m.model_id))
+            ],
+        }
+
+    # -- files ----------------------------------------------------------------------------
+
+    def iter_run_files(self, run: Record) -> Iterator[FileRef]:
+        """The run's artifacts (owner ``artifacts``), then each logged model's files."""
+        rid = run["run_id"]
+        located = self._locations.pop(rid, None)
+        if located is None:
+            artifact_uri = self.client.get_run(rid).info.artifact_uri
+            models = {
+                m["model_id"]: self.client.get_logged_model(m["model_id"]).artifact_location
+                for m in run.get("logged_models") or ()
+            }
+        else:
+            artifact_uri, models = located
+        yield from self._iter_files(artifact_uri, OWNER_ARTIFACTS)
+        for lm in run.get("logged_models") or ():
+            location = models.get(lm["model_id"])
+            if location is None:
+                location = self.client.get_logged_model(lm["model_id"]).artifact_location
+            yield from self._iter_files(location, OWNER_LOGGED_MODEL_PREFIX + lm["model_id"])
+
+    def _repo(self, uri: str) -> ArtifactRepository:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(
+            uri, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
+        )
+
+    def _iter_files(self, uri: str, owner: str) -> Iterator[FileRef]:
+        """Every file under ``uri`` (recursively, sorted by path), opened lazily."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        try:
+            repo = self._repo(uri)
+            local_dir = repo.artifact_dir if isinstance(repo, LocalArtifactRepository) else None
+            if local_dir is not None and os.path.isfile(local_dir):
+                # a version whose source is one file rather than a directory
+                name = os.path.basename(local_dir)
+                yield FileRef(owner, name, os.path.getsize(local_dir), _opener(local_dir))
+                return
+            infos = []
+            pending: list[str | None] = [None]
+            while pending:
+                for info in repo.list_artifacts(pending.pop()):
+                    if info.is_dir:
+                        pending.append(info.path)
+                    else:
+                        infos.append(info)
+        except MlflowException as exc:
+            raise BackendError(
+                f"could not list the files of {owner} at {redact_uri(uri)}: {exc.message}"
+            ) from exc
+        for info in sorted(infos, key=lambda i: i.path):
+            path = info.path.replace(os.sep, "/")
+            if local_dir is not None:
+                full = os.path.join(local_dir, *path.split("/"))
+                yield FileRef(owner, path, os.path.getsize(full), _opener(full))
+            else:
+                size = info.file_size if info.file_size is not None else -1
+                yield FileRef(owner, path, size, self._downloader(repo, path))
+
+    @staticmethod
+    def _downloader(repo: ArtifactRepository, path: str) -> Callable[[], IO[bytes]]:
+        def open_remote() -> IO[bytes]:
+            tmpdir = tempfile.mkdtemp(prefix="arcuate-download-")
+            try:
+                local = repo.download_artifacts(path, dst_path=tmpdir)  # type: ignore[no-untyped-call]
+                return io.BufferedReader(_TempDownload(local, tmpdir))
+            except BaseException:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                raise
+
+        return open_remote
+
+    # -- registry -------------------------------------------------------------------------
+
+    def get_model_versions(
+        self, name: str, *, versions: tuple[int, ...] = (), aliases: tuple[str, ...] = ()
+    ) -> list[Record]:
+        """Versions of a registered model, ascending; all of them unless some are named.
+
+        Raises NotFoundError if the model, a named version or an alias does not exist.
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            rm = client.get_registered_model(name)
+        except MlflowException as exc:
+            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                raise NotFoundError(
+                    f"registered model {name!r} does not exist in the MLflow registry "
+                    f"{redact_uri(self.registry_uri)}",
+                    hint=_did_you_mean(name, self._model_names()),
+                ) from exc
+            raise BackendError(f"could not read registered model {name!r}: {exc.message}") from exc
+        alias_map: dict[str, int] = {a: int(v) for a, v in (rm.aliases or {}).items()}
+        existing = self._version_numbers(name)
+        wanted: set[int] = set()
+        for v in versions:
+            if v not in existing:
+                shown = ", ".join(map(str, sorted(existing))) or "none"
+                raise NotFoundError(
+                    f"registered model {name!r} has no version {v} (versions: {shown})"
+                )
+            wanted.add(v)
+        for alias in aliases:
+            if alias not in alias_map:
+                shown = ", ".join(sorted(alias_map)) or "none"
+                raise NotFoundError(
+                    f"registered model {name!r} has no alias {alias!r} (aliases: {shown})",
+                    hint=_did_you_mean(alias, alias_map),
+                )
+            wanted.add(alias_map[alias])
+        if not versions and not aliases:
+            wanted = set(existing)
+        by_version: dict[int, list[str]] = defaultdict(list)
+        for alias, v in alias_map.items():
+            by_version[v].append(alias)
+        records = []
+        for v in sorted(wanted):
+            try:
+                mv = client.get_model_version(name, str(v))
+            except MlflowException as exc:
+                raise NotFoundError(
+                    f"registered model {name!r} version {v} disappeared while exporting"
+                ) from exc
+            records.append(self._version_record(rm, mv, sorted(by_version.get(v, []))))
+        return records
+
+    def _model_names(self, limit: int = 5000) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        try:
+            while len(names) < limit:
+                page = self.client.search_registered_models(max_results=_PAGE, page_token=token)
+                names.extend(m.name for m in page)
+                token = page.token
+                if not token:
+                    break
+        except Exception:  # a hint is optional
+            return names
+        return names
+
+    def _version_numbers(self, name: str) -> set[int]:
+        from mlflow.exceptions import MlflowException
+
+        quote = '"' if "'" in name else "'"
+        numbers: set[int] = set()
+        token: str | None = None
+        try:
+            while True:
+                page = self.client.search_model_versions(
+                    f"name = {quote}{name}{quote}", max_results=_PAGE, page_token=token
+                )
+                numbers.update(int(mv.version) for mv in page if mv.name == name)
+                token = page.token
+                if not token:
+                    return numbers
+        except MlflowException as exc:
+            raise BackendError(
+                f"could not list the versions of registered model {name!r}: {exc.message}"
+            ) from exc
+
+    @staticmethod
+    def _version_record(rm: Any, mv: Any, aliases: list[str]) -> Record:
+        source = mv.source or ""
+        model_id = getattr(mv, "model_id", None)
+        if not model_id and source.startswith("models:/m-") and "/" not in source[8:]:
+            model_id = source[8:]
+        return {
+            "name": mv.name,
+            "model_description": rm.description,
+            "model_tags": _kv(rm.tags),
+            "version": int(mv.version),
+            "description": mv.description,
+            "tags": _kv(mv.tags),
+            "aliases": aliases,
+            "stage": mv.current_stage,
+            "status": mv.status,
+            "status_message": mv.status_message,
+            "creation_time": to_utc(mv.creation_timestamp),
+            "last_updated_time": to_utc(mv.last_updated_timestamp),
+            "user_id": mv.user_id,
+            "source": redact_uri(mv.source) if mv.source is not None else None,
+            "run_id": mv.run_id or None,
+            "run_link": redact_uri(mv.run_link) if mv.run_link else mv.run_link,
+            "model_id": model_id,
+        }
+
+    def iter_version_files(self, version: Record) -> Iterator[FileRef]:
+        """The files of a version (owner ``model``), from its resolved download location."""
+        from mlflow.exceptions import MlflowException
+
+        name, number = version["name"], version["version"]
+        try:
+            uri = self.client.get_model_version_download_uri(name, str(number))
+            location = self._resolve(uri)
+        except MlflowException as exc:
+            raise BackendError(
+                f"could not locate the files of model {name!r} version {number}: {exc.message}"
+            ) from exc
+        yield from self._iter_files(location, OWNER_MODEL)
+
+    def _resolve(self, uri: str, depth: int = 0) -> str:
+        """A concrete artifact location for a ``runs:/`` or ``models:/`` URI, resolved with this
+        source's client (MLflow's own resolvers may consult the global tracking URI)."""
+        if depth > 5:
+            raise BackendError(f"model URI {redact_uri(uri)} refers to itself")
+        if uri.startswith("models:/"):
+            rest = uri[len("models:/") :].strip("/")
+            if rest.startswith("m-") and "/" not in rest:
+                return str(self.client.get_logged_model(rest).artifact_location)
+            if "@" in rest and "/" not in rest:
+                mname, alias = rest.split("@", 1)
+                mv = self.client.get_model_version_by_alias(mname, alias)
+                inner = self.client.get_model_version_download_uri(mname, mv.version)
+                return self._resolve(inner, depth + 1)
+            mname, _, ver = rest.rpartition("/")
+            if not ver.isdigit():  # a stage name: the latest version in it
+                latest = self.client.get_latest_versions(mname, stages=[ver])
+                if not latest:
+                    raise NotFoundError(f"model URI {uri!r}: no version in stage {ver!r}")
+                ver = latest[0].version
+            inner = self.client.get_model_version_download_uri(mname, ver)
+            return self._resolve(inner, depth + 1)
+        if uri.startswith("runs:/"):
+            rest = uri[len("runs:/") :].strip("/")
+            run_id, _, path = rest.partition("/")
+            run = self.client.get_run(run_id)
+            base = str(run.info.artifact_uri).rstrip("/")
+            if not path:
+                return base
+            if self._repo(base).list_artifacts(path):
+                return f"{base}/{path}"
+            for model in self._logged_models(run.info.experiment_id, source_run_id=run_id):
+                if model.name == path:
+                    return str(model.artifact_location)
+            return f"{base}/{path}"
+        return uri

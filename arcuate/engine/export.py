@@ -1,0 +1,191 @@
+"""Export operators: an experiment's runs or a model's versions as a stream of record batches.
+
+What the statement names is resolved eagerly, so a missing experiment, model, version or
+alias (or a filter MLflow rejects) raises before any table is touched; the rows themselves
+are produced lazily while the table store consumes the batches, so memory stays bounded and
+a failure midway aborts the single commit (the previous table version stays intact).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+
+from arcuate.backends.protocols import Record
+from arcuate.format.records import PackStats, Row, run_rows, to_batches, version_rows
+
+if TYPE_CHECKING:
+    from arcuate.engine.context import Context
+    from arcuate.plan.ops import ExportExperiment, ExportModel
+
+
+@dataclass
+class ExportStream:
+    """Lazy record batches of one export, and what they held so far.
+
+    The counters grow while ``batches`` is consumed; read them after the table write.
+    """
+
+    content: Literal["experiment", "model"]
+    batches: Iterator[pa.RecordBatch] = field(default_factory=lambda: iter(()))
+    runs: int = 0
+    versions: int = 0
+    files: int = 0
+    bytes: int = 0
+
+    def summary(self) -> dict[str, int]:
+        """The counters, for a statement result."""
+        out = {"files": self.files, "bytes": self.bytes}
+        if self.content == "experiment":
+            return {"runs": self.runs, **out}
+        return {"versions": self.versions, **out}
+
+
+class _Progress:
+    """A rich progress line on stderr, or nothing at all when progress is off."""
+
+    def __init__(self, enabled: bool, label: str, total: int | None) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.total = total
+        self._bar: Any = None
+        self._task: Any = None
+
+    @contextmanager
+    def running(self) -> Iterator[_Progress]:
+        if not self.enabled:
+            yield self
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = self._bar.add_task(self.label, total=self.total, detail="")
+        self._bar.start()
+        try:
+            yield self
+        finally:
+            self._bar.stop()
+
+    def update(self, stream: ExportStream) -> None:
+        if self._bar is None:
+            return
+        done = stream.runs if stream.content == "experiment" else stream.versions
+        detail = f"{stream.files} files, {_human(stream.bytes)}"
+        self._bar.update(self._task, completed=done, detail=detail)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
+    """The runs of ``op.experiment`` (matching ``op.filter``) as a lazy stream of batches.
+
+    Raises:
+        NotFoundError: the experiment does not exist (before anything is written).
+        BackendError: MLflow rejected the filter or failed (before anything is written).
+    """
+    source = ctx.model_source
+    experiment = source.get_experiment(op.experiment)
+    runs = source.iter_runs(experiment["experiment_id"], filter=op.filter)
+    first = next(runs, None)  # the first page: a rejected filter fails here, not mid-write
+    pending: Iterator[Record] = itertools.chain([first], runs) if first is not None else iter(())
+    stream = ExportStream("experiment")
+    chunk_bytes = ctx.settings.chunk_bytes
+    progress = _Progress(ctx.progress, f"experiment {op.experiment}", None)
+
+    def rows() -> Iterator[Row]:
+        exported_at = _now()
+        stats = PackStats()
+        with progress.running():
+            for run in pending:
+                files = source.iter_run_files(run)
+                for row in run_rows(
+                    experiment,
+                    run,
+                    files,
+                    chunk_bytes=chunk_bytes,
+                    exported_at=exported_at,
+                    stats=stats,
+                ):
+                    stream.files, stream.bytes = stats.files, stats.bytes
+                    progress.update(stream)
+                    yield row
+                stream.runs += 1
+                progress.update(stream)
+
+    stream.batches = to_batches(rows())
+    return stream
+
+
+def export_model(op: ExportModel, ctx: Context) -> ExportStream:
+    """The versions of ``op.model`` (all, or those of ``op.versions``/``op.aliases``), lazily.
+
+    Raises:
+        NotFoundError: the model, a named version or an alias does not exist (before writing).
+    """
+    source = ctx.model_source
+    versions = source.get_model_versions(op.model, versions=op.versions, aliases=op.aliases)
+    stream = ExportStream("model")
+    chunk_bytes = ctx.settings.chunk_bytes
+    progress = _Progress(ctx.progress, f"model {op.model}", len(versions))
+
+    def rows() -> Iterator[Row]:
+        exported_at = _now()
+        stats = PackStats()
+        runs: dict[str, Any] = {}
+        with progress.running():
+            for version in versions:
+                run_id = version.get("run_id")
+                if run_id and run_id not in runs:
+                    runs[run_id] = source.get_run(run_id)
+                origin = runs.get(run_id) if run_id else None
+                files = source.iter_version_files(version)
+                for row in version_rows(
+                    version,
+                    origin,
+                    files,
+                    chunk_bytes=chunk_bytes,
+                    exported_at=exported_at,
+                    stats=stats,
+                ):
+                    stream.files, stream.bytes = stats.files, stats.bytes
+                    progress.update(stream)
+                    yield row
+                stream.versions += 1
+                progress.update(stream)
+
+    stream.batches = to_batches(rows())
+    return stream

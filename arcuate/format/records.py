@@ -1,0 +1,286 @@
+"""Packing records and their files into rows and record batches of the table format.
+
+A record (a run or a model version) becomes one row holding its metadata and the list of its
+files. A file sits inline (``data`` = its bytes, ``chunks`` = 0) when it is at most
+``chunk_bytes`` long and the record's inline budget still has room; otherwise ``data`` is null,
+``chunks`` = n, and n rows of kind ``chunk`` follow the owner row, each ``chunk_bytes`` long
+(the last one shorter). Readers must go by ``data``/``chunks``, not by size: small files spill
+into chunk rows once a record's inline bytes reach the budget, which keeps every row, and so
+every Arrow binary array, bounded.
+
+Memory: at most one chunk of a large file is held at a time. A chunked file is read twice:
+once to compute its size and SHA-256 (the owner row, which comes first, carries them), then
+to cut the chunks; the second read is checked against the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Final
+
+import pyarrow as pa
+
+from arcuate.backends.protocols import FileRef, Record
+from arcuate.errors import ArcuateError, BackendError
+from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, RUN, SCHEMA
+
+Row = dict[str, Any]
+
+#: A record's inline file bytes stop growing here; further files go to chunk rows.
+DEFAULT_INLINE_BUDGET: Final = 64 * 1024 * 1024
+#: A record batch is flushed once it holds this many bytes of file data (approximately) ...
+DEFAULT_BATCH_BYTES: Final = 64 * 1024 * 1024
+#: ... or this many rows.
+DEFAULT_BATCH_ROWS: Final = 1000
+_READ: Final = 1024 * 1024
+
+
+@dataclass
+class PackStats:
+    """What has been packed so far (files and their bytes), updated as rows are produced."""
+
+    files: int = 0
+    bytes: int = 0
+
+
+def _read(f: IO[bytes], n: int) -> bytes:
+    """Up to ``n`` bytes: fewer only at end of file (raw streams may return short reads)."""
+    parts: list[bytes] = []
+    want = n
+    while want > 0:
+        block = f.read(want)
+        if not block:
+            break
+        parts.append(block)
+        want -= len(block)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _where(ref: FileRef) -> str:
+    return f"{ref.owner}/{ref.path}"
+
+
+def pack_files(
+    key: str,
+    refs: Iterable[FileRef],
+    *,
+    chunk_bytes: int,
+    inline_budget: int = DEFAULT_INLINE_BUDGET,
+    exported_at: datetime | None = None,
+    stats: PackStats | None = None,
+) -> tuple[list[dict[str, Any]], Iterator[Row]]:
+    """The FILE entries of a record, and a lazy iterator of the chunk rows that follow it.
+
+    Every file is opened once here (small ones are read whole, large ones hashed in
+    ``chunk_bytes`` blocks); the chunk rows re-open the large ones when iterated.
+    """
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be positive")
+    entries: list[dict[str, Any]] = []
+    deferred: list[tuple[FileRef, int, str]] = []
+    inline_used = 0
+    for ref in refs:
+        try:
+            with ref.open() as f:
+                head = _read(f, chunk_bytes + 1)
+                if len(head) <= chunk_bytes and (
+                    not head or inline_used + len(head) <= inline_budget
+                ):
+                    inline_used += len(head)
+                    entries.append(
+                        {
+                            "owner": ref.owner,
+                            "path": ref.path,
+                            "size": len(head),
+                            "sha256": hashlib.sha256(head).hexdigest(),
+                            "data": head,
+                            "chunks": 0,
+                        }
+                    )
+                    size = len(head)
+                else:
+                    digest = hashlib.sha256(head)
+                    size = len(head)
+                    del head
+                    while block := f.read(max(chunk_bytes, _READ)):
+                        digest.update(block)
+                        size += len(block)
+                    sha = digest.hexdigest()
+                    deferred.append((ref, size, sha))
+                    entries.append(
+                        {
+                            "owner": ref.owner,
+                            "path": ref.path,
+                            "size": size,
+                            "sha256": sha,
+                            "data": None,
+                            "chunks": math.ceil(size / chunk_bytes),
+                        }
+                    )
+        except ArcuateError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"could not read file {_where(ref)} of record {key}: {exc}") from exc
+        if stats is not None:
+            stats.files += 1
+            stats.bytes += size
+    return entries, _chunk_rows(key, deferred, chunk_bytes, exported_at)
+
+
+def _chunk_rows(
+    key: str,
+    deferred: list[tuple[FileRef, int, str]],
+    chunk_bytes: int,
+    exported_at: datetime | None,
+) -> Iterator[Row]:
+    for ref, size, sha in deferred:
+        digest = hashlib.sha256()
+        offset = 0
+        index = 0
+        try:
+            with ref.open() as f:
+                while True:
+                    data = _read(f, chunk_bytes)
+                    if not data:
+                        break
+                    digest.update(data)
+                    yield {
+                        "format_version": FORMAT_VERSION,
+                        "kind": CHUNK,
+                        "key": key,
+                        "exported_at": exported_at,
+                        "experiment": None,
+                        "run": None,
+                        "model_version": None,
+                        "files": None,
+                        "chunk": {
+                            "owner": ref.owner,
+                            "path": ref.path,
+                            "index": index,
+                            "offset": offset,
+                            "data": data,
+                        },
+                    }
+                    offset += len(data)
+                    index += 1
+        except ArcuateError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"could not read file {_where(ref)} of record {key}: {exc}") from exc
+        if offset != size or digest.hexdigest() != sha:
+            raise BackendError(
+                f"file {_where(ref)} of record {key} changed while it was exported "
+                f"({size} bytes, then {offset}); export again when it is stable"
+            )
+
+
+def run_rows(
+    experiment: Record,
+    run: Record,
+    files: Iterable[FileRef],
+    *,
+    chunk_bytes: int,
+    exported_at: datetime | None = None,
+    inline_budget: int = DEFAULT_INLINE_BUDGET,
+    stats: PackStats | None = None,
+) -> Iterator[Row]:
+    """The row of one run (key = source run id), then the chunk rows of its large files."""
+    key = str(run["run_id"])
+    entries, chunks = pack_files(
+        key,
+        files,
+        chunk_bytes=chunk_bytes,
+        inline_budget=inline_budget,
+        exported_at=exported_at,
+        stats=stats,
+    )
+    yield {
+        "format_version": FORMAT_VERSION,
+        "kind": RUN,
+        "key": key,
+        "exported_at": exported_at,
+        "experiment": experiment,
+        "run": run,
+        "model_version": None,
+        "files": entries,
+        "chunk": None,
+    }
+    yield from chunks
+
+
+def version_rows(
+    version: Record,
+    source: tuple[Record, Record] | None,
+    files: Iterable[FileRef],
+    *,
+    chunk_bytes: int,
+    exported_at: datetime | None = None,
+    inline_budget: int = DEFAULT_INLINE_BUDGET,
+    stats: PackStats | None = None,
+) -> Iterator[Row]:
+    """The row of one model version (key = str(version)), then its chunk rows.
+
+    ``source`` is the (experiment, run) of the version's source run when it still exists: its
+    metadata rides along in the ``experiment``/``run`` columns, without its artifacts.
+    """
+    key = str(version["version"])
+    entries, chunks = pack_files(
+        key,
+        files,
+        chunk_bytes=chunk_bytes,
+        inline_budget=inline_budget,
+        exported_at=exported_at,
+        stats=stats,
+    )
+    experiment, run = source if source is not None else (None, None)
+    yield {
+        "format_version": FORMAT_VERSION,
+        "kind": MODEL_VERSION,
+        "key": key,
+        "exported_at": exported_at,
+        "experiment": experiment,
+        "run": run,
+        "model_version": version,
+        "files": entries,
+        "chunk": None,
+    }
+    yield from chunks
+
+
+def row_bytes(row: Row) -> int:
+    """A cheap estimate of a row's Arrow size: its file bytes plus its metric points."""
+    n = 256
+    chunk = row.get("chunk")
+    if chunk is not None:
+        n += len(chunk["data"])
+    for entry in row.get("files") or ():
+        n += 128 + (len(entry["data"]) if entry["data"] is not None else 0)
+    run = row.get("run")
+    if run is not None:
+        n += 64 * len(run.get("metrics") or ())
+        n += sum(len(p["value"] or "") + len(p["key"]) for p in run.get("params") or ())
+    return n
+
+
+def to_batches(
+    rows: Iterable[Row],
+    *,
+    max_rows: int = DEFAULT_BATCH_ROWS,
+    max_bytes: int = DEFAULT_BATCH_BYTES,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of :data:`SCHEMA`, each flushed at ``max_rows`` rows or ~``max_bytes``."""
+    pending: list[Row] = []
+    size = 0
+    for row in rows:
+        pending.append(row)
+        size += row_bytes(row)
+        if len(pending) >= max_rows or size >= max_bytes:
+            yield pa.RecordBatch.from_pylist(pending, schema=SCHEMA)
+            pending = []
+            size = 0
+    if pending:
+        yield pa.RecordBatch.from_pylist(pending, schema=SCHEMA)
