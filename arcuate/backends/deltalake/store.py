@@ -66,7 +66,7 @@ class DeltaLakeTableStore:
         if not _is_uri(location):
             Path(location).mkdir(parents=True, exist_ok=True)
         try:
-            self._write(location, reader, content)
+            self._write(location, reader, content, table[-1])
         except Exception as exc:
             # delta-rs wraps an error raised by the batch producer; surface the producer's own.
             if counter.error is not None:
@@ -75,13 +75,15 @@ class DeltaLakeTableStore:
         dt = DeltaTable(location, storage_options=self._options())
         return TableVersion(location, dt.version(), counter.rows, counter.nbytes)
 
-    def _write(self, location: str, reader: pa.RecordBatchReader, content: Content) -> None:
+    def _write(
+        self, location: str, reader: pa.RecordBatchReader, content: Content, name: str
+    ) -> None:
         write_deltalake(
             location,
             reader,
             mode="overwrite",
             schema_mode="overwrite",
-            name=table[-1],
+            name=name,
             description=table_description(content),
             configuration={"delta.enableChangeDataFeed": "true"},
             storage_options=self._options(),
