@@ -468,10 +468,12 @@ def _stack_words(exc: UnexpectedInput) -> str | None:
     words: list[str] = []
     for item in parser.parser_state.value_stack:
         word = str(item.data) if isinstance(item, Tree) else getattr(item, "type", "")
-        if word in _STATEMENT_RULES or word == "_SEMI":
+        if word in _STATEMENT_RULES or word == "_SEMI" or word.startswith("__"):
             words = []
             continue
         words.append(word)
+    if words and all(w == "EXPLAIN" for w in words):
+        return "EXPLAIN"
     while words and words[0] == "EXPLAIN":
         words.pop(0)
     return " ".join(words)
@@ -549,7 +551,8 @@ def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> ArcuateSyntax
                 code="ARC102",
             )
         label = _match_label(exc, text)
-        message = label or f"unexpected character {ch!r}; expected {_expected_words(exc.allowed)}"
+        got = f"got {ch!r}"
+        message = f"{label}, {got}" if label else f"unexpected {ch!r}; expected {_expected_words(exc.allowed)}"
         return ArcuateSyntaxError(message, text=text, span=span, source=source, code="ARC101")
     token: Token | None = getattr(exc, "token", None)
     at_end = isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
