@@ -147,9 +147,22 @@ class CatalogCommand:
     catalog: str = "local"
 
     def describe(self) -> str:
-        words = self.action.replace("_", " ")
-        target = " ".join(x for x in (self.name, self.share, ".".join(self.table)) if x)
-        return f"{words} {target} in the {self.catalog} share catalog".replace("  ", " ")
+        n, sh, t = repr(self.name), repr(self.share), ".".join(self.table)
+        text = {
+            "create_recipient": f"create recipient {n} and its bearer token",
+            "rotate_token": f"replace the bearer token of recipient {n}",
+            "drop_recipient": f"drop recipient {n} (its token stops working)",
+            "grant": f"grant SELECT on share {sh} to recipient {n}",
+            "revoke": f"revoke SELECT on share {sh} from recipient {n}",
+            "remove_table": f"remove table {t} from share {sh}",
+            "drop_share": f"drop share {sh}",
+            "show_shares": "list shares",
+            "show_recipients": "list recipients",
+            "show_all_in_share": f"list the tables of share {sh}",
+            "describe_share": f"describe share {sh}",
+            "describe_recipient": f"describe recipient {n}",
+        }[self.action]
+        return f"{text} in the {self.catalog} share catalog"
 
 
 Operator = (

@@ -1,0 +1,101 @@
+"""Planning is pure: EXPLAIN snapshots, plan-time errors, and the import layering rule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import arcuate
+from arcuate.backends.capabilities import Capabilities
+from arcuate.errors import PlanError
+from arcuate.plan import ops
+from arcuate.plan.explain import explain
+from arcuate.plan.planner import plan
+from arcuate.syntax.parser import parse, parse_script
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+CASES = {
+    "export_experiment": "CREATE SHARE ml WITH TABLE ml.churn_runs FROM EXPERIMENT '/Users/ana@corp.com/churn' WHERE metrics.auc > 0.8",
+    "export_model": "CREATE SHARE ml WITH TABLE churn_model FROM MODEL churn VERSION 1, 3",
+    "export_model_alias": "CREATE SHARE ml WITH TABLE churn_model FROM MODEL churn ALIAS champion",
+    "import_experiment": "CREATE OR REPLACE EXPERIMENT churn AS 'provider.share#ml.default.churn_runs'",
+    "import_model": "CREATE MODEL churn AS PANDAS 'provider.share#ml.default.churn_model'",
+    "describe": "DESCRIBE 'provider.share#ml.default.churn_runs'",
+    "grant": "GRANT SELECT ON SHARE ml TO RECIPIENT acme",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_explain_matches_snapshot(name: str, request: pytest.FixtureRequest) -> None:
+    text = explain(plan(parse(CASES[name])))
+    snap = SNAPSHOTS / f"{name}.txt"
+    if not snap.exists():  # first run writes the snapshot; review it in the diff
+        snap.write_text(text + "\n", encoding="utf-8")
+    assert text + "\n" == snap.read_text(encoding="utf-8")
+
+
+def test_export_plan_is_read_write_share() -> None:
+    p = plan(parse(CASES["export_experiment"]))
+    assert [type(s) for s in p.steps] == [ops.ExportExperiment, ops.WriteTable, ops.AddToShare]
+    read, write, share = p.steps
+    assert isinstance(read, ops.ExportExperiment) and read.filter == "metrics.auc > 0.8"
+    assert isinstance(write, ops.WriteTable) and write.table == ("ml", "churn_runs")
+    assert isinstance(share, ops.AddToShare) and (share.schema, share.table) == ("ml", "churn_runs")
+
+
+def test_as_spark_without_a_session_is_a_plan_error_at_the_statement() -> None:
+    text = "SHOW SHARES;\nCREATE MODEL m AS SPARK 'p#a.b.c'"
+    script = parse_script(text)
+    with pytest.raises(PlanError) as info:
+        plan(script.statements[1], Capabilities(), text=text)
+    assert info.value.line == 2 and info.value.code == "ARC202"
+    assert "pass spark=<SparkSession>" in str(info.value)
+    assert plan(script.statements[1], Capabilities(has_spark=True)).steps[0] == ops.ReadShare(
+        "p#a.b.c", "spark"
+    )
+
+
+def test_unshareable_names_are_rejected_before_anything_runs() -> None:
+    with pytest.raises(PlanError, match="cannot be shared"):
+        plan(parse("CREATE SHARE `my share` WITH TABLE t FROM MODEL m"))
+    with pytest.raises(PlanError, match="cannot be shared"):
+        plan(parse("CREATE SHARE s WITH TABLE `a.b` FROM MODEL m"))
+
+
+def test_explain_statement_runs_nothing(tmp_path: Path) -> None:
+    # No MLflow store, no warehouse, no catalog exists: EXPLAIN must not need any.
+    results = arcuate.execute(
+        "EXPLAIN CREATE SHARE s WITH TABLE t FROM EXPERIMENT missing",
+        tracking_uri=f"sqlite:///{tmp_path / 'absent.db'}",
+        warehouse=str(tmp_path / "wh"),
+    )
+    assert results[0].action == "explain"
+    assert "ExportExperiment" in str(results[0])
+    assert list(tmp_path.iterdir()) == []
+    assert results[0].to_pandas()["operator"].tolist() == ["ExportExperiment", "WriteTable", "AddToShare"]
+
+
+def test_a_bad_statement_late_in_a_script_runs_nothing(tmp_path: Path) -> None:
+    script = "CREATE RECIPIENT early;\n" * 3 + "CREATE SHARE s WITH TABLE t FROM\n"
+    with pytest.raises(arcuate.ArcuateSyntaxError) as info:
+        arcuate.execute(script, warehouse=str(tmp_path / "wh"))
+    assert info.value.line == 4
+    assert not (tmp_path / "wh").exists()
+
+
+def test_parser_and_planner_import_no_engine() -> None:
+    code = (
+        "import sys, arcuate.syntax.parser, arcuate.plan.planner, arcuate.plan.explain\n"
+        "bad = [m for m in ('mlflow', 'deltalake', 'pyspark', 'delta_sharing', 'pandas')"
+        " if m in sys.modules]\n"
+        "print(bad)\n"
+        "import arcuate\n"
+        "bad2 = [m for m in ('mlflow', 'deltalake', 'pyspark', 'delta_sharing') if m in sys.modules]\n"
+        "print(bad2)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "[]"]
