@@ -3,24 +3,33 @@
 ``shares -> schemas -> tables (name, location, id, historyShared, startVersion)``. Every change
 is made under an exclusive file lock and written with an atomic rename, so a running server
 or a concurrent ``CREATE SHARE`` never sees half a file.
+
+Recipients and grants live in two extra top-level keys, ``recipients`` and ``grants``, which
+the reference server ignores. A recipient's bearer token is stored only as a salted SHA-256
+hash; the token itself is shown once, when it is created or rotated.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import fcntl
+import hashlib
+import hmac
 import os
 import re
+import secrets
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from arcuate.backends.protocols import AddResult
-from arcuate.errors import ConfigurationError, ConflictError
+from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
 
 #: Delta Sharing names: no dot (coordinates split on it), space, slash or control characters.
 _NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
@@ -143,3 +152,402 @@ class LocalShareCatalog:
                 }
             )
             return "added"
+
+    # -- shares: removal ---------------------------------------------------------------------
+    def remove_table(self, share: str, schema: str, table: str) -> None:
+        """Take ``schema.table`` out of ``share`` (the Delta table itself is left alone).
+
+        An emptied schema goes too: schemas exist only to hold tables.
+
+        Raises:
+            NotFoundError: the share, schema or table is not in the catalog.
+        """
+        with self.editing() as doc:
+            s = self.find(doc["shares"], share)
+            if s is None:
+                raise NotFoundError(f"share {share!r} does not exist in {self.path}")
+            sc = self.find(s.get("schemas", []), schema)
+            t = self.find(sc.get("tables", []), table) if sc else None
+            if sc is None or t is None:
+                raise NotFoundError(
+                    f"share {s['name']!r} has no table {schema}.{table}",
+                    hint=f"SHOW ALL IN SHARE {s['name']} lists its tables",
+                )
+            sc["tables"].remove(t)
+            if not sc["tables"]:
+                s["schemas"].remove(sc)
+
+    def drop_share(self, name: str, *, if_exists: bool = False) -> bool:
+        """Delete a share and its grants; True if it existed.
+
+        Raises:
+            NotFoundError: no such share and ``if_exists`` is false.
+        """
+        with self.editing() as doc:
+            s = self.find(doc["shares"], name)
+            if s is None:
+                if if_exists:
+                    return False
+                raise NotFoundError(f"share {name!r} does not exist in {self.path}")
+            doc["shares"].remove(s)
+            grants = _grants(doc)
+            for key in [k for k in grants if _same(k, str(s["name"]))]:
+                del grants[key]
+            return True
+
+    # -- recipients ----------------------------------------------------------------------------
+    def recipients(self) -> list[dict[str, Any]]:
+        """Every recipient as a public record (no token material), with its granted shares."""
+        doc = self.load()
+        return [public_recipient(doc, r) for r in _recipients(doc)]
+
+    def recipient(self, name: str) -> dict[str, Any] | None:
+        """One recipient's public record, or None."""
+        doc = self.load()
+        r = self.find(_recipients(doc), name)
+        return public_recipient(doc, r) if r else None
+
+    def create_recipient(
+        self,
+        name: str,
+        *,
+        if_not_exists: bool = False,
+        comment: str | None = None,
+        expires_in_seconds: int | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """Create a recipient and its bearer token; return (public record, token).
+
+        The token is returned here once and stored only as a salted SHA-256 hash. With
+        ``if_not_exists`` an existing recipient is left as it is and the token is None.
+
+        Raises:
+            ConflictError: the recipient exists and ``if_not_exists`` is false.
+        """
+        check_share_name("recipient", name)
+        with self.editing() as doc:
+            recipients = _recipients(doc)
+            existing = self.find(recipients, name)
+            if existing is not None:
+                if if_not_exists:
+                    return public_recipient(doc, existing), None
+                raise ConflictError(
+                    f"recipient {existing['name']!r} already exists",
+                    hint=f"ALTER RECIPIENT {existing['name']} ROTATE TOKEN issues a new token",
+                )
+            token, entry = _new_token(expires_in_seconds)
+            record: dict[str, Any] = {"name": name, "comment": comment, "created_at": _iso(_now())}
+            record["token"] = entry
+            recipients.append(record)
+            return public_recipient(doc, record), token
+
+    def rotate_token(self, name: str, *, expires_in_seconds: int | None = None) -> str:
+        """Replace a recipient's token; the old one (and file URLs issued for it) stop at once.
+
+        Raises:
+            NotFoundError: no such recipient.
+        """
+        with self.editing() as doc:
+            r = self.find(_recipients(doc), name)
+            if r is None:
+                raise NotFoundError(f"recipient {name!r} does not exist in {self.path}")
+            token, entry = _new_token(expires_in_seconds)
+            r["token"] = entry
+            return token
+
+    def drop_recipient(self, name: str, *, if_exists: bool = False) -> bool:
+        """Delete a recipient and its grants; True if it existed.
+
+        Raises:
+            NotFoundError: no such recipient and ``if_exists`` is false.
+        """
+        with self.editing() as doc:
+            recipients = _recipients(doc)
+            r = self.find(recipients, name)
+            if r is None:
+                if if_exists:
+                    return False
+                raise NotFoundError(f"recipient {name!r} does not exist in {self.path}")
+            recipients.remove(r)
+            grants = _grants(doc)
+            for share, names in list(grants.items()):
+                grants[share] = [n for n in names if not _same(n, str(r["name"]))]
+                if not grants[share]:
+                    del grants[share]
+            return True
+
+    def grant(self, share: str, recipient: str) -> bool:
+        """Let ``recipient`` read ``share``; False if it already could.
+
+        Raises:
+            NotFoundError: the share or the recipient does not exist.
+        """
+        with self.editing() as doc:
+            s, r = self._share_and_recipient(doc, share, recipient)
+            names = _grants(doc).setdefault(str(s["name"]), [])
+            if any(_same(n, str(r["name"])) for n in names):
+                return False
+            names.append(str(r["name"]))
+            return True
+
+    def revoke(self, share: str, recipient: str) -> bool:
+        """Stop ``recipient`` reading ``share`` (at once, on a running server); False if it
+        could not.
+
+        Raises:
+            NotFoundError: the share or the recipient does not exist.
+        """
+        with self.editing() as doc:
+            s, r = self._share_and_recipient(doc, share, recipient)
+            grants = _grants(doc)
+            key = next((k for k in grants if _same(k, str(s["name"]))), None)
+            if key is None:
+                return False
+            before = len(grants[key])
+            grants[key] = [n for n in grants[key] if not _same(n, str(r["name"]))]
+            if not grants[key]:
+                del grants[key]
+            return before != len(grants.get(key, []))
+
+    def _share_and_recipient(
+        self, doc: dict[str, Any], share: str, recipient: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        s = self.find(doc["shares"], share)
+        if s is None:
+            raise NotFoundError(f"share {share!r} does not exist in {self.path}")
+        r = self.find(_recipients(doc), recipient)
+        if r is None:
+            raise NotFoundError(
+                f"recipient {recipient!r} does not exist in {self.path}",
+                hint=f"CREATE RECIPIENT {recipient} first",
+            )
+        return s, r
+
+    def authenticate(self, token: str) -> str | None:
+        """The name of the recipient holding ``token`` if it is current and unexpired."""
+        return authenticate_doc(self.load(), token)
+
+    def shares_for(self, recipient: str) -> list[str]:
+        """Names of the shares ``recipient`` may read (existing shares only)."""
+        return shares_for_doc(self.load(), recipient)
+
+    # -- reference server export ---------------------------------------------------------------
+    def export_reference_yaml(
+        self,
+        *,
+        bearer_token: str | None = None,
+        shares: list[str] | None = None,
+        host: str = "localhost",
+        port: int = 8080,
+        endpoint: str = "/delta-sharing",
+        url_ttl_seconds: int = 3600,
+        include_local: bool = False,
+    ) -> ReferenceExport:
+        """A config the Delta Sharing reference server can load, with one bearer token.
+
+        The reference server has no recipients: one token opens every share in the file, and
+        it serves only tables in object storage (s3a, abfss, wasbs, gs). Tables elsewhere are
+        left out (and listed in ``skipped``) unless ``include_local``. Our tokens are stored
+        hashed, so the export carries a new token (or the one given).
+        """
+        doc = self.load()
+        token = bearer_token or secrets.token_urlsafe(32)
+        skipped: list[str] = []
+        out_shares: list[dict[str, Any]] = []
+        wanted = [w.lower() for w in shares] if shares else None
+        for s in doc["shares"]:
+            if wanted is not None and str(s["name"]).lower() not in wanted:
+                continue
+            schemas = []
+            for sc in s.get("schemas", []):
+                tables = []
+                for t in sc.get("tables", []):
+                    location = _reference_location(str(t.get("location", "")))
+                    if location is None and not include_local:
+                        skipped.append(f"{s['name']}.{sc['name']}.{t['name']}")
+                        continue
+                    tables.append(
+                        {
+                            "name": t["name"],
+                            "location": location or str(t.get("location", "")),
+                            "id": str(t.get("id", "")),
+                            "historyShared": bool(t.get("historyShared", False)),
+                            "startVersion": int(t.get("startVersion", 0)),
+                        }
+                    )
+                if tables:
+                    schemas.append({"name": sc["name"], "tables": tables})
+            if schemas:
+                out_shares.append({"name": s["name"], "schemas": schemas})
+        if wanted is not None:
+            found = {str(s["name"]).lower() for s in doc["shares"]}
+            missing = [w for w in shares or [] if w.lower() not in found]
+            if missing:
+                raise NotFoundError(f"share {missing[0]!r} does not exist in {self.path}")
+        config = {
+            "version": 1,
+            "shares": out_shares,
+            "authorization": {"bearerToken": token},
+            "host": host,
+            "port": port,
+            "endpoint": endpoint,
+            "preSignedUrlTimeoutSeconds": url_ttl_seconds,
+            "evaluatePredicateHints": False,
+        }
+        text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        return ReferenceExport(yaml=text, bearer_token=token, skipped=skipped)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceExport:
+    """A reference-server config: its YAML text, the one bearer token in it, tables left out."""
+
+    yaml: str
+    bearer_token: str
+    skipped: list[str]
+
+
+#: Object-store schemes the reference server reads, and how it spells them.
+_REFERENCE_SCHEMES: Final = {
+    "s3": "s3a",
+    "s3a": "s3a",
+    "abfss": "abfss",
+    "abfs": "abfs",
+    "wasbs": "wasbs",
+    "wasb": "wasb",
+    "gs": "gs",
+}
+
+
+def _reference_location(location: str) -> str | None:
+    """The location as the reference server wants it, or None if it cannot read it."""
+    scheme, sep, rest = location.partition("://")
+    if not sep or scheme.lower() not in _REFERENCE_SCHEMES:
+        return None
+    return f"{_REFERENCE_SCHEMES[scheme.lower()]}://{rest}"
+
+
+# -- recipients and grants: extra top-level keys the reference server ignores ---------------------
+def _recipients(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    value = doc.setdefault("recipients", [])
+    if not isinstance(value, list):
+        raise ConfigurationError("share catalog: 'recipients' must be a list")
+    return value
+
+
+def _grants(doc: dict[str, Any]) -> dict[str, list[str]]:
+    value = doc.setdefault("grants", {})
+    if not isinstance(value, dict):
+        raise ConfigurationError("share catalog: 'grants' must map share names to recipients")
+    return value
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _iso(moment: datetime.datetime) -> str:
+    """UTC, millisecond precision, ``Z`` suffix: the profile file's expirationTime style."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """A catalog timestamp (ISO-8601 text or a YAML datetime) as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime.datetime):
+        moment = value
+    else:
+        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment
+
+
+def token_hash(salt: str, token: str) -> str:
+    """The stored form of a token: hex SHA-256 over the salt and the token."""
+    return hashlib.sha256(bytes.fromhex(salt) + token.encode("utf-8")).hexdigest()
+
+
+def _new_token(expires_in_seconds: int | None) -> tuple[str, dict[str, Any]]:
+    if expires_in_seconds is not None and expires_in_seconds <= 0:
+        raise ConfigurationError(
+            f"a token lifetime must be a positive number of seconds, got {expires_in_seconds}"
+        )
+    token = secrets.token_urlsafe(32)
+    salt = secrets.token_hex(16)
+    created = _now()
+    expires = (
+        None
+        if expires_in_seconds is None
+        else _iso(created + datetime.timedelta(seconds=expires_in_seconds))
+    )
+    entry = {
+        "id": secrets.token_hex(8),
+        "salt": salt,
+        "sha256": token_hash(salt, token),
+        "created_at": _iso(created),
+        "expires_at": expires,
+    }
+    return token, entry
+
+
+def public_recipient(doc: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
+    """What may be shown about a recipient: never the salt or the hash."""
+    token = r.get("token") or {}
+    expires = parse_time(token.get("expires_at"))
+    return {
+        "name": r["name"],
+        "comment": r.get("comment"),
+        "created_at": r.get("created_at"),
+        "token_created_at": token.get("created_at"),
+        "token_expires_at": token.get("expires_at"),
+        "token_active": bool(token.get("sha256")) and (expires is None or expires > _now()),
+        "shares": shares_for_doc(doc, str(r["name"])),
+    }
+
+
+def authenticate_doc(
+    doc: dict[str, Any], token: str, now: datetime.datetime | None = None
+) -> str | None:
+    """The recipient whose current token is ``token`` and has not expired, else None.
+
+    Every recipient's hash is compared in constant time, so timing says nothing about which
+    (if any) matched.
+    """
+    found = recipient_for_token(doc, token)
+    if found is None:
+        return None
+    expires = parse_time((found.get("token") or {}).get("expires_at"))
+    if expires is not None and expires <= (now or _now()):
+        return None
+    return str(found["name"])
+
+
+def recipient_for_token(doc: dict[str, Any], token: str) -> dict[str, Any] | None:
+    """The recipient entry whose token hash matches, expired or not (None if none does)."""
+    found = None
+    for r in doc.get("recipients") or []:
+        entry = r.get("token") or {}
+        salt, digest = entry.get("salt"), entry.get("sha256")
+        if not isinstance(salt, str) or not isinstance(digest, str):
+            continue
+        try:
+            candidate = token_hash(salt, token)
+        except ValueError:
+            continue
+        if hmac.compare_digest(candidate, digest) and found is None:
+            found = r
+    return found
+
+
+def shares_for_doc(doc: dict[str, Any], recipient: str) -> list[str]:
+    """Names (as the catalog spells them) of existing shares granted to ``recipient``."""
+    grants = doc.get("grants") or {}
+    granted = {
+        str(share).lower()
+        for share, names in grants.items()
+        if any(_same(str(n), recipient) for n in names or [])
+    }
+    return [str(s["name"]) for s in doc["shares"] if str(s["name"]).lower() in granted]

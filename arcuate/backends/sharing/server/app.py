@@ -1,0 +1,934 @@
+"""The Delta Sharing protocol over the local share catalog, as a Starlette ASGI app.
+
+Every protocol route authenticates the bearer token to a recipient, and then sees only the
+shares granted to it: a share or table it may not read answers exactly like one that does not
+exist. Data files are fetched through signed, expiring URLs under ``<prefix>/files/`` that
+need no token. Client mistakes are 4xx with the protocol's ``{"errorCode", "message"}`` body;
+the 1.4 client retries 5xx for minutes, so only real bugs produce a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from arcuate.backends.sharing.server.delta import (
+    DataFile,
+    DeltaTables,
+    Snapshot,
+    cdf_enabled,
+    local_root,
+    relative_file,
+)
+from arcuate.backends.sharing.server.signing import (
+    FileClaim,
+    Signer,
+    expiry,
+    key_path_for,
+    load_or_create_key,
+)
+from arcuate.backends.sharing.server.state import CatalogView, CatalogWatcher, Recipient, TableEntry
+from arcuate.backends.sharing.server.wire import (
+    Capabilities,
+    QueryRequest,
+    SharingError,
+    echo,
+    error_response,
+    invalid,
+    json_response,
+    ndjson_response,
+    not_found,
+    parse_bool,
+    parse_int,
+    parse_timestamp,
+    unsupported,
+    without_nulls,
+)
+
+log = logging.getLogger("arcuate.server")
+
+DEFAULT_PREFIX: Final = "/delta-sharing"
+#: The reference server's page size and its upper bound for maxResults.
+MAX_RESULTS: Final = 500
+#: A query body is a handful of fields; anything bigger is not a real client.
+MAX_BODY_BYTES: Final = 1 << 20
+#: Reader features a delta-format client must list before it gets such a table.
+_CHECKED_FEATURES: Final = frozenset({"columnmapping", "deletionvectors"})
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the server runs.
+
+    ``url_ttl_seconds``: lifetime of data-file URLs (the 1.4 client cannot refresh them, so
+    make it longer than the slowest read). ``public_url``: the base of file URLs when the
+    server sits behind a proxy (default: the URL the request came in on).
+    """
+
+    prefix: str = DEFAULT_PREFIX
+    url_ttl_seconds: int = 3600
+    public_url: str | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+@dataclass
+class ServerStats:
+    """Counters the tests and the load benchmark read."""
+
+    requests: int = 0
+    server_errors: int = 0
+    file_bytes: int = 0
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class SharingServer:
+    """The protocol's routes over one catalog file."""
+
+    def __init__(
+        self, catalog_path: str | os.PathLike[str], key: bytes, options: ServerOptions
+    ) -> None:
+        self.watcher = CatalogWatcher(catalog_path)
+        self.signer = Signer(key)
+        self.tables = DeltaTables()
+        self.options = options
+        self.stats = ServerStats()
+        prefix = "/" + options.prefix.strip("/") if options.prefix.strip("/") else ""
+        self.prefix = prefix
+
+    # -- the app -----------------------------------------------------------------------------
+    def routes(self) -> list[Route]:
+        p = self.prefix
+        t = p + "/shares/{share}/schemas/{schema}/tables/{table}"
+        return [
+            Route(p + "/shares", self._wrap(self.list_shares), methods=["GET"]),
+            Route(p + "/shares/{share}", self._wrap(self.get_share), methods=["GET"]),
+            Route(p + "/shares/{share}/schemas", self._wrap(self.list_schemas), methods=["GET"]),
+            Route(
+                p + "/shares/{share}/schemas/{schema}/tables",
+                self._wrap(self.list_tables),
+                methods=["GET"],
+            ),
+            Route(
+                p + "/shares/{share}/all-tables", self._wrap(self.list_all_tables), methods=["GET"]
+            ),
+            Route(t, self._wrap(self.table_version), methods=["HEAD"]),
+            Route(t + "/version", self._wrap(self.table_version), methods=["GET"]),
+            Route(t + "/metadata", self._wrap(self.table_metadata), methods=["GET"]),
+            Route(t + "/query", self._wrap(self.query_table), methods=["POST"]),
+            Route(t + "/changes", self._wrap(self.table_changes), methods=["GET"]),
+            Route(
+                p + "/files/{table_id}/{path:path}",
+                self._wrap(self.get_file),
+                methods=["GET", "HEAD"],
+            ),
+        ]
+
+    def _wrap(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            head = request.method == "HEAD"
+            try:
+                return await handler(request)
+            except SharingError as exc:
+                return error_response(exc, head=head)
+            except Exception:
+                self.stats.server_errors += 1
+                log.exception("internal error serving %s %s", request.method, request.url.path)
+                return error_response(SharingError(500, "INTERNAL_ERROR", ""), head=head)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    # -- authentication ----------------------------------------------------------------------
+    def _recipient(self, request: Request, view: CatalogView) -> Recipient:
+        header = request.headers.get("authorization")
+        if not header:
+            raise SharingError(
+                401, "UNAUTHENTICATED", "missing bearer token: send 'Authorization: Bearer <token>'"
+            )
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise SharingError(
+                401, "UNAUTHENTICATED", "the Authorization header must be 'Bearer <token>'"
+            )
+        recipient, _ = view.recipient_by_token(token) if len(token) <= 512 else (None, False)
+        if recipient is None:
+            raise SharingError(401, "UNAUTHENTICATED", "the bearer token is not valid")
+        if recipient.expired():
+            assert recipient.expires_at is not None
+            raise SharingError(
+                401,
+                "UNAUTHENTICATED",
+                f"the bearer token expired at {recipient.expires_at.isoformat()}; "
+                "ask the provider for a new profile",
+            )
+        request.scope.setdefault("state", {})["recipient"] = recipient.name
+        return recipient
+
+    def _auth(self, request: Request) -> tuple[CatalogView, Recipient]:
+        view = self.watcher.view()
+        return view, self._recipient(request, view)
+
+    # -- discovery ---------------------------------------------------------------------------
+    def _page(self, request: Request, items: list[dict[str, Any]], listing: str) -> Response:
+        q = request.query_params
+        max_results = parse_int("maxResults", q.get("maxResults"))
+        if max_results is not None and max_results > MAX_RESULTS:
+            raise invalid(f"maxResults must be between 0 and {MAX_RESULTS}, got {max_results}")
+        limit = MAX_RESULTS if max_results is None else max_results
+        offset = 0
+        token = q.get("pageToken")
+        if token:
+            payload = self.signer.open("page", token)
+            if (
+                payload is None
+                or payload.get("l") != listing
+                or not isinstance(payload.get("o"), int)
+            ):
+                raise invalid("pageToken is not valid for this listing")
+            offset = payload["o"]
+        body: dict[str, Any] = {"items": items[offset : offset + limit]}
+        if offset + limit < len(items):
+            body["nextPageToken"] = self.signer.seal("page", {"l": listing, "o": offset + limit})
+        return json_response(body)
+
+    def _share(self, view: CatalogView, recipient: Recipient, name: str) -> dict[str, Any]:
+        share = view.share(recipient.name, name)
+        if share is None:
+            raise not_found(f"share {echo(name)} does not exist")
+        return share
+
+    async def list_shares(self, request: Request) -> Response:
+        view, recipient = self._auth(request)
+        items = [{"name": s["name"]} for s in view.granted_shares(recipient.name)]
+        return self._page(request, items, f"shares:{recipient.name}")
+
+    async def get_share(self, request: Request) -> Response:
+        view, recipient = self._auth(request)
+        share = self._share(view, recipient, request.path_params["share"])
+        return json_response({"share": {"name": share["name"]}})
+
+    async def list_schemas(self, request: Request) -> Response:
+        view, recipient = self._auth(request)
+        share = self._share(view, recipient, request.path_params["share"])
+        items = [{"name": sc["name"], "share": share["name"]} for sc in share.get("schemas") or []]
+        return self._page(request, items, f"schemas:{recipient.name}:{str(share['name']).lower()}")
+
+    @staticmethod
+    def _table_item(
+        share: dict[str, Any], schema: dict[str, Any], t: dict[str, Any]
+    ) -> dict[str, Any]:
+        return without_nulls(
+            {
+                "name": t["name"],
+                "schema": schema["name"],
+                "share": share["name"],
+                "id": t.get("id") or None,
+            }
+        )
+
+    async def list_tables(self, request: Request) -> Response:
+        view, recipient = self._auth(request)
+        share = self._share(view, recipient, request.path_params["share"])
+        wanted = request.path_params["schema"]
+        schema = next(
+            (sc for sc in share.get("schemas") or [] if str(sc["name"]).lower() == wanted.lower()),
+            None,
+        )
+        if schema is None:
+            raise not_found(f"schema {echo(wanted)} does not exist in share {echo(share['name'])}")
+        items = [self._table_item(share, schema, t) for t in schema.get("tables") or []]
+        listing = f"tables:{recipient.name}:{str(share['name']).lower()}:{wanted.lower()}"
+        return self._page(request, items, listing)
+
+    async def list_all_tables(self, request: Request) -> Response:
+        view, recipient = self._auth(request)
+        share = self._share(view, recipient, request.path_params["share"])
+        items = [
+            self._table_item(share, sc, t)
+            for sc in share.get("schemas") or []
+            for t in sc.get("tables") or []
+        ]
+        return self._page(
+            request, items, f"all-tables:{recipient.name}:{str(share['name']).lower()}"
+        )
+
+    # -- tables ------------------------------------------------------------------------------
+    def _table(self, request: Request) -> tuple[CatalogView, Recipient, TableEntry, Path]:
+        view, recipient = self._auth(request)
+        p = request.path_params
+        entry = view.table(recipient.name, p["share"], p["schema"], p["table"])
+        if entry is None:
+            if view.share(recipient.name, p["share"]) is None:
+                raise not_found(f"share {echo(p['share'])} does not exist")
+            raise not_found(
+                f"table {echo(p['schema'] + '.' + p['table'])} does not exist in share "
+                f"{echo(p['share'])}"
+            )
+        return view, recipient, entry, local_root(entry.location)
+
+    @staticmethod
+    def _need_history(entry: TableEntry, what: str) -> None:
+        if not entry.history_shared:
+            raise invalid(
+                f"{what} needs the table's history, which is not shared for {entry.name!r}"
+            )
+
+    def _check_version(self, entry: TableEntry, root: Path, version: int, latest: int) -> None:
+        if version > latest:
+            raise invalid(f"version {version} does not exist: the latest version is {latest}")
+        if version < entry.start_version:
+            raise invalid(f"versions before {entry.start_version} of this table are not shared")
+        if version < self.tables.earliest_version(root) and version != latest:
+            raise invalid(f"version {version} of this table is no longer in its history")
+
+    async def table_version(self, request: Request) -> Response:
+        return await run_in_threadpool(self._table_version, request)
+
+    def _table_version(self, request: Request) -> Response:
+        _, _, entry, root = self._table(request)
+        latest = self.tables.latest_version(root)
+        raw = request.query_params.get("startingTimestamp")
+        version = latest
+        if raw is not None:
+            self._need_history(entry, "startingTimestamp")
+            found = self.tables.version_at_or_after(root, parse_timestamp("startingTimestamp", raw))
+            if found is None:
+                raise invalid(
+                    f"startingTimestamp {echo(raw)} is after the latest commit of the table"
+                )
+            version = max(found, entry.start_version)
+        return Response(None, headers={"Delta-Table-Version": str(version)})
+
+    def _format(self, caps: Capabilities, snap: Snapshot, entry: TableEntry) -> str:
+        known = [f for f in caps.formats if f in ("parquet", "delta")]
+        if not known:
+            raise unsupported(
+                f"response format {echo(','.join(caps.formats))} is not supported; "
+                "use parquet or delta"
+            )
+        if len(known) == 1:
+            fmt = known[0]
+        else:
+            fmt = "parquet" if snap.min_reader_version == 1 else "delta"
+        if "deletionvectors" in snap.reader_features:
+            raise unsupported(
+                f"table {entry.name!r} uses deletion vectors, which this server does not serve"
+            )
+        if fmt == "parquet" and snap.column_mapping:
+            raise unsupported(
+                f"table {entry.name!r} uses column mapping: read it in delta format "
+                "(load_as_pandas(..., use_delta_format=True))"
+            )
+        if fmt == "delta":
+            missing = sorted(snap.reader_features & _CHECKED_FEATURES - caps.reader_features)
+            if missing:
+                raise unsupported(
+                    f"table {entry.name!r} needs reader features {missing}, "
+                    "which the client did not list"
+                )
+        return fmt
+
+    @staticmethod
+    def _protocol_line(fmt: str, snap: Snapshot) -> dict[str, Any]:
+        if fmt == "delta":
+            return {"protocol": {"deltaProtocol": snap.protocol}}
+        return {"protocol": {"minReaderVersion": 1}}
+
+    @staticmethod
+    def _metadata_line(fmt: str, snap: Snapshot, *, version: int | None) -> dict[str, Any]:
+        size = sum(f.size for f in snap.files)
+        if fmt == "delta":
+            return {
+                "metaData": without_nulls(
+                    {
+                        "deltaMetadata": snap.metadata,
+                        "version": version,
+                        "size": size,
+                        "numFiles": len(snap.files),
+                    }
+                )
+            }
+        m = snap.metadata
+        return {
+            "metaData": without_nulls(
+                {
+                    "id": m["id"],
+                    "name": m.get("name"),
+                    "description": m.get("description"),
+                    "format": {"provider": "parquet"},
+                    "schemaString": m["schemaString"],
+                    "partitionColumns": m.get("partitionColumns", []),
+                    "configuration": {"enableChangeDataFeed": "true"} if snap.cdf_enabled else {},
+                    "version": version,
+                    "size": size,
+                    "numFiles": len(snap.files),
+                }
+            )
+        }
+
+    @staticmethod
+    def _answer_headers(version: int, fmt: str) -> dict[str, str]:
+        return {
+            "Delta-Table-Version": str(version),
+            "delta-sharing-capabilities": f"responseformat={fmt}",
+        }
+
+    async def table_metadata(self, request: Request) -> Response:
+        return await run_in_threadpool(self._table_metadata, request)
+
+    def _table_metadata(self, request: Request) -> Response:
+        _, _, entry, root = self._table(request)
+        q = request.query_params
+        latest = self.tables.latest_version(root)
+        version = self._resolve_version(
+            entry, root, latest, parse_int("version", q.get("version")), q.get("timestamp")
+        )
+        snap = self.tables.snapshot(root, version)
+        fmt = self._format(
+            Capabilities.parse(request.headers.get("delta-sharing-capabilities")), snap, entry
+        )
+        lines = [self._protocol_line(fmt, snap), self._metadata_line(fmt, snap, version=version)]
+        return ndjson_response(lines, headers=self._answer_headers(version, fmt))
+
+    def _resolve_version(
+        self, entry: TableEntry, root: Path, latest: int, version: int | None, timestamp: str | None
+    ) -> int:
+        if version is not None and timestamp is not None:
+            raise invalid("only one of version and timestamp may be set")
+        if version is not None:
+            self._need_history(entry, "reading a past version")
+            self._check_version(entry, root, version, latest)
+            return version
+        if timestamp is not None:
+            self._need_history(entry, "reading the table as of a timestamp")
+            found = self.tables.version_at_or_before(root, parse_timestamp("timestamp", timestamp))
+            if found is None:
+                raise invalid(
+                    f"timestamp {echo(timestamp)} is before the first commit of the table"
+                )
+            self._check_version(entry, root, found, latest)
+            return found
+        return latest
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.options.max_body_bytes
+        declared = request.headers.get("content-length")
+        too_big = SharingError(
+            413, "MALFORMED_REQUEST", f"the request body is larger than {limit} bytes"
+        )
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise SharingError(400, "MALFORMED_REQUEST", "Content-Length is not a number")
+            if int(declared) > limit:
+                raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def query_table(self, request: Request) -> Response:
+        view, recipient, entry, root = self._table(request)
+        query = QueryRequest.parse(await self._body(request))
+        return await run_in_threadpool(
+            self._query_table, request, view, recipient, entry, root, query
+        )
+
+    def _query_table(
+        self,
+        request: Request,
+        view: CatalogView,
+        recipient: Recipient,
+        entry: TableEntry,
+        root: Path,
+        query: QueryRequest,
+    ) -> Response:
+        if query.starting_version is not None:
+            raise unsupported(
+                "startingVersion queries (streaming) are not supported by this server; "
+                "read changes through the table changes API"
+            )
+        latest = self.tables.latest_version(root)
+        offset = 0
+        pinned: int | None = None
+        if query.page_token is not None:
+            payload = self.signer.open("query", query.page_token)
+            if (
+                payload is None
+                or payload.get("t") != entry.id
+                or payload.get("r") != recipient.name
+            ):
+                raise invalid("pageToken is not valid for this table")
+            pinned, offset = int(payload["v"]), int(payload["o"])
+        elif query.refresh_token is not None:
+            payload = self.signer.open("refresh", query.refresh_token)
+            if (
+                payload is None
+                or payload.get("t") != entry.id
+                or payload.get("r") != recipient.name
+            ):
+                raise invalid("refreshToken is not valid for this table")
+            pinned = int(payload["v"])
+        if pinned is not None:
+            self._check_version(entry, root, pinned, latest)
+            version = pinned
+        else:
+            version = self._resolve_version(entry, root, latest, query.version, query.timestamp)
+        snap = self.tables.snapshot(root, version)
+        caps = Capabilities.parse(request.headers.get("delta-sharing-capabilities"))
+        fmt = self._format(caps, snap, entry)
+
+        files = snap.files
+        if query.limit_hint is not None:
+            files = _limit(files, query.limit_hint)
+        next_token = None
+        if query.max_files is not None or query.page_token is not None:
+            size = query.max_files or len(files)
+            page = files[offset : offset + size]
+            if offset + size < len(files):
+                next_token = self.signer.seal(
+                    "query", {"t": entry.id, "r": recipient.name, "v": version, "o": offset + size}
+                )
+            files = page
+        expires = expiry(self.options.url_ttl_seconds)
+        base = self._base_url(request)
+        lines: list[dict[str, Any]] = [
+            self._protocol_line(fmt, snap),
+            self._metadata_line(fmt, snap, version=version),
+        ]
+        for f in files:
+            lines.append(self._file_line(fmt, f, root, entry, recipient, base, expires))
+        if (
+            caps.end_stream_action
+            or query.max_files is not None
+            or query.page_token is not None
+            or query.include_refresh_token
+        ):
+            end: dict[str, Any] = {"minUrlExpirationTimestamp": expires * 1000}
+            if next_token:
+                end["nextPageToken"] = next_token
+            if query.include_refresh_token:
+                end["refreshToken"] = self.signer.seal(
+                    "refresh", {"t": entry.id, "r": recipient.name, "v": version}
+                )
+            lines.append({"endStreamAction": end})
+        return ndjson_response(lines, headers=self._answer_headers(version, fmt))
+
+    def _base_url(self, request: Request) -> str:
+        if self.options.public_url:
+            return self.options.public_url.rstrip("/")
+        return str(request.base_url).rstrip("/") + self.prefix
+
+    def _url(
+        self,
+        root: Path,
+        log_path: str,
+        entry: TableEntry,
+        recipient: Recipient,
+        base: str,
+        expires: int,
+    ) -> str:
+        claim = FileClaim(entry.id, relative_file(root, log_path), recipient.name, expires)
+        return self.signer.file_url(base, claim, recipient.token_id)
+
+    def _file_line(
+        self,
+        fmt: str,
+        f: DataFile,
+        root: Path,
+        entry: TableEntry,
+        recipient: Recipient,
+        base: str,
+        expires: int,
+    ) -> dict[str, Any]:
+        url = self._url(root, f.path, entry, recipient, base, expires)
+        if fmt == "delta":
+            add = without_nulls(
+                {
+                    "path": url,
+                    "partitionValues": f.partition_values,
+                    "size": f.size,
+                    "modificationTime": f.modification_time,
+                    "dataChange": True,
+                    "stats": f.stats,
+                }
+            )
+            return {
+                "file": {
+                    "id": hashlib.sha256(f.path.encode()).hexdigest(),
+                    "expirationTimestamp": expires * 1000,
+                    "deltaSingleAction": {"add": add},
+                }
+            }
+        return {
+            "file": without_nulls(
+                {
+                    "url": url,
+                    "id": hashlib.md5(f.path.encode()).hexdigest(),
+                    "partitionValues": f.partition_values,
+                    "size": f.size,
+                    "stats": f.stats,
+                    "expirationTimestamp": expires * 1000,
+                }
+            )
+        }
+
+    # -- change data feed ----------------------------------------------------------------------
+    async def table_changes(self, request: Request) -> Response:
+        return await run_in_threadpool(self._table_changes, request)
+
+    def _table_changes(self, request: Request) -> Response:
+        _, recipient, entry, root = self._table(request)
+        q = request.query_params
+        self._need_history(entry, "reading table changes")
+        start_v = parse_int("startingVersion", q.get("startingVersion"))
+        start_ts = q.get("startingTimestamp")
+        end_v = parse_int("endingVersion", q.get("endingVersion"))
+        end_ts = q.get("endingTimestamp")
+        historical = (
+            parse_bool("includeHistoricalMetadata", q.get("includeHistoricalMetadata")) or False
+        )
+        parse_int("maxFiles", q.get("maxFiles"), minimum=1)
+        if (start_v is None) == (start_ts is None):
+            raise invalid("give exactly one of startingVersion and startingTimestamp")
+        if end_v is not None and end_ts is not None:
+            raise invalid("give at most one of endingVersion and endingTimestamp")
+        latest = self.tables.latest_version(root)
+        if start_ts is not None:
+            found = self.tables.version_at_or_after(
+                root, parse_timestamp("startingTimestamp", start_ts)
+            )
+            if found is None:
+                raise invalid(
+                    f"startingTimestamp {echo(start_ts)} is after the latest commit of the table"
+                )
+            start = found
+        else:
+            assert start_v is not None
+            start = start_v
+        if start > latest:
+            raise invalid(f"startingVersion {start} is after the latest version {latest}")
+        end = latest
+        if end_v is not None:
+            end = min(end_v, latest)
+        elif end_ts is not None:
+            found = self.tables.version_at_or_before(
+                root, parse_timestamp("endingTimestamp", end_ts)
+            )
+            if found is None:
+                raise invalid(
+                    f"endingTimestamp {echo(end_ts)} is before the first commit of the table"
+                )
+            end = found
+        if end < start:
+            raise invalid(f"the ending version {end} is before the starting version {start}")
+        if start < entry.start_version:
+            raise invalid(f"versions before {entry.start_version} of this table are not shared")
+        if start < self.tables.earliest_version(root):
+            raise invalid(f"version {start} of this table is no longer in its history")
+
+        snap = self.tables.snapshot(root, start)
+        if not snap.cdf_enabled:
+            raise invalid(
+                f"change data feed is not enabled on table {entry.name!r} at version {start}"
+            )
+        commits = [self.tables.commit(root, v) for v in range(start, end + 1)]
+        for c in commits:
+            for a in c.actions:
+                if "metaData" in a and not cdf_enabled(a["metaData"]):
+                    raise invalid(
+                        f"change data feed is not enabled on table {entry.name!r} "
+                        f"at version {c.version}"
+                    )
+        caps = Capabilities.parse(request.headers.get("delta-sharing-capabilities"))
+        fmt = self._format(caps, snap, entry)
+        expires = expiry(self.options.url_ttl_seconds)
+        base = self._base_url(request)
+        lines: list[dict[str, Any]] = [
+            self._protocol_line(fmt, snap),
+            self._metadata_line(fmt, snap, version=start),
+        ]
+        for c in commits:
+            if historical and c.version > start:
+                for a in c.actions:
+                    if "metaData" in a:
+                        lines.append(self._historical_metadata(fmt, a["metaData"], c.version))
+            cdc = [a["cdc"] for a in c.actions if "cdc" in a]
+            if cdc:
+                changes = [("cdc", x) for x in cdc]
+            else:
+                changes = [
+                    (kind, a[kind])
+                    for a in c.actions
+                    for kind in ("add", "remove")
+                    if kind in a and a[kind].get("dataChange", True)
+                ]
+            for kind, action in changes:
+                url = self._url(root, str(action["path"]), entry, recipient, base, expires)
+                lines.append(
+                    self._change_line(fmt, kind, action, url, c.version, c.timestamp, expires)
+                )
+        return ndjson_response(lines, headers=self._answer_headers(start, fmt))
+
+    @staticmethod
+    def _historical_metadata(fmt: str, metadata: dict[str, Any], version: int) -> dict[str, Any]:
+        if fmt == "delta":
+            return {"metaData": {"version": version, "deltaMetadata": metadata}}
+        return {
+            "metaData": without_nulls(
+                {
+                    "id": metadata.get("id"),
+                    "name": metadata.get("name"),
+                    "description": metadata.get("description"),
+                    "format": {"provider": "parquet"},
+                    "schemaString": metadata.get("schemaString"),
+                    "partitionColumns": metadata.get("partitionColumns", []),
+                    "configuration": {"enableChangeDataFeed": "true"}
+                    if cdf_enabled(metadata)
+                    else {},
+                    "version": version,
+                }
+            )
+        }
+
+    @staticmethod
+    def _change_line(
+        fmt: str,
+        kind: str,
+        action: dict[str, Any],
+        url: str,
+        version: int,
+        timestamp: int,
+        expires: int,
+    ) -> dict[str, Any]:
+        path = str(action["path"])
+        if fmt == "delta":
+            single = {k: v for k, v in action.items() if v is not None}
+            single["path"] = url
+            return {
+                "file": {
+                    "id": hashlib.sha256(path.encode()).hexdigest(),
+                    "version": version,
+                    "timestamp": timestamp,
+                    "expirationTimestamp": expires * 1000,
+                    "deltaSingleAction": {kind: single},
+                }
+            }
+        line = without_nulls(
+            {
+                "url": url,
+                "id": hashlib.md5(path.encode()).hexdigest(),
+                "partitionValues": action.get("partitionValues") or {},
+                "size": action.get("size"),
+                "timestamp": timestamp,
+                "version": version,
+                "stats": action.get("stats") if kind == "add" else None,
+                "expirationTimestamp": expires * 1000,
+            }
+        )
+        return {"cdf" if kind == "cdc" else kind: line}
+
+    # -- data files ----------------------------------------------------------------------------
+    async def get_file(self, request: Request) -> Response:
+        denied = SharingError(403, "PERMISSION_DENIED", "the file URL is not valid")
+        q = request.query_params
+        table_id = request.path_params["table_id"]
+        path = request.path_params["path"]
+        sig, who, se = q.get("sig"), q.get("rc"), q.get("se")
+        if not sig or not who or not se or q.get("sp") != "r" or not se.isdigit():
+            raise denied
+        if not _safe_relative(path):
+            raise denied
+        view = self.watcher.view()
+        recipient = view.recipient(who)
+        claim = FileClaim(table_id, path, who, int(se))
+        token_id = recipient.token_id if recipient is not None else "-"
+        if not self.signer.check_file(claim, token_id, sig) or recipient is None:
+            raise denied
+        if claim.expires < time.time():
+            raise SharingError(
+                403, "PERMISSION_DENIED", "the file URL has expired; query the table again"
+            )
+        if recipient.expired():
+            raise SharingError(403, "PERMISSION_DENIED", "the recipient's token has expired")
+        entry = view.readable_table(recipient.name, table_id)
+        if entry is None:
+            raise denied
+        root = local_root(entry.location)
+        target = root / path
+        try:
+            resolved_root = root.resolve()
+            resolved = target.resolve()
+            st = os.stat(resolved)
+        except (OSError, RuntimeError):
+            raise not_found("the file no longer exists") from None
+        if not resolved.is_relative_to(resolved_root) or not _is_regular(st.st_mode):
+            raise denied
+        request.scope.setdefault("state", {})["recipient"] = recipient.name
+        self.stats.file_bytes += _served_bytes(
+            request.headers.get("range"), st.st_size, request.method
+        )
+        return FileResponse(
+            resolved,
+            stat_result=st,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": "private, no-store"},
+        )
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def _safe_relative(path: str) -> bool:
+    """A plain relative path: no '..', no absolute, no backslash, no NUL or control chars."""
+    if not path or path.startswith("/") or "\\" in path:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _served_bytes(range_header: str | None, size: int, method: str) -> int:
+    """Approximate bytes a file response carries (for the load figures)."""
+    if method == "HEAD":
+        return 0
+    if range_header and range_header.startswith("bytes="):
+        total = 0
+        for part in range_header[6:].split(","):
+            a, _, b = part.strip().partition("-")
+            try:
+                if a == "":
+                    total += min(size, int(b))
+                else:
+                    end = int(b) if b else size - 1
+                    total += max(0, min(end, size - 1) - int(a) + 1)
+            except ValueError:
+                return 0
+        return total
+    return size
+
+
+def _limit(files: list[DataFile], limit: int) -> list[DataFile]:
+    """Files until their counted rows reach ``limit`` (files without stats count 0)."""
+    out: list[DataFile] = []
+    rows = 0
+    for f in files:
+        if rows >= limit:
+            break
+        out.append(f)
+        rows += f.num_records or 0
+    return out
+
+
+class RequestLog:
+    """ASGI middleware: one log line per request (recipient, method, path, status, time).
+
+    File URLs are logged without their query, so signatures never reach the log.
+    """
+
+    def __init__(self, app: ASGIApp, server: SharingServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.server.stats.requests += 1
+            if log.isEnabledFor(logging.INFO):
+                path = scope.get("path", "")
+                query = scope.get("query_string", b"").decode("latin-1")
+                if query and "/files/" not in path:
+                    path += "?" + query
+                who = (scope.get("state") or {}).get("recipient", "-")
+                log.info(
+                    "%s %s %s %s %d %.1fms",
+                    (scope.get("client") or ("-",))[0],
+                    who,
+                    scope.get("method"),
+                    path,
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                )
+
+
+def create_app(
+    catalog_path: str | os.PathLike[str],
+    *,
+    signing_key: bytes | None = None,
+    key_path: str | os.PathLike[str] | None = None,
+    options: ServerOptions | None = None,
+) -> Starlette:
+    """The ASGI app serving ``catalog_path``.
+
+    The signing key is ``signing_key`` if given, else read from ``key_path`` (default: next
+    to the catalog, created 0600 on first use). ``app.state.sharing`` is the
+    :class:`SharingServer` (its ``stats`` count requests, server errors and file bytes).
+    """
+    key = signing_key or load_or_create_key(key_path or key_path_for(catalog_path))
+    server = SharingServer(catalog_path, key, options or ServerOptions())
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            err = SharingError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+        elif exc.status_code == 404:
+            err = not_found("no such endpoint")
+        else:
+            err = SharingError(exc.status_code, "MALFORMED_REQUEST", str(exc.detail))
+        return error_response(err, head=request.method == "HEAD")
+
+    app = Starlette(routes=server.routes(), exception_handlers={HTTPException: http_error})
+    app.add_middleware(RequestLog, server=server)
+    app.state.sharing = server
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for multi-worker uvicorn: settings come from ``ARCUATE_SERVE_*`` variables."""
+    env = os.environ
+    options = ServerOptions(
+        prefix=env.get("ARCUATE_SERVE_PREFIX", DEFAULT_PREFIX),
+        url_ttl_seconds=int(env.get("ARCUATE_SERVE_URL_TTL", "3600")),
+        public_url=env.get("ARCUATE_SERVE_PUBLIC_URL") or None,
+    )
+    return create_app(
+        env["ARCUATE_SERVE_CATALOG"],
+        key_path=env.get("ARCUATE_SERVE_KEY_FILE") or None,
+        options=options,
+    )

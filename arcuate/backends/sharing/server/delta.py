@@ -1,0 +1,317 @@
+"""Reading shared Delta tables for the server: snapshots, commits and their timestamps.
+
+Snapshots come from delta-rs (:class:`deltalake.DeltaTable` and its add actions); change
+data comes straight from the ``_delta_log`` JSON commits, whose ``cdc``/``add``/``remove``
+actions are what the protocol sends. Both are cached by (table, version, commit file stamp):
+a Delta version never changes, and a table re-created in place gets new stamps.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+
+from arcuate.backends.sharing.server.wire import SharingError, invalid, not_found, unsupported
+
+_COMMIT: Final = re.compile(r"^(\d{20})\.json$")
+_CHECKPOINT: Final = re.compile(r"^(\d{20})\.checkpoint(\.\d+\.\d+)?\.parquet$")
+_CDF_KEY: Final = "delta.enableChangeDataFeed"
+
+V = TypeVar("V")
+
+
+class _Lru:
+    """A small thread-safe LRU map."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, build: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]  # type: ignore[no-any-return]
+        value = build()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One active data file of a snapshot, as the log records it."""
+
+    path: str  # as in the log: URI-encoded, relative to the table root
+    size: int
+    modification_time: int
+    partition_values: dict[str, str | None]
+    num_records: int | None
+
+    @property
+    def stats(self) -> str | None:
+        if self.num_records is None:
+            return None
+        return json.dumps({"numRecords": self.num_records}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A table at one version: its protocol and metaData actions and its active files."""
+
+    version: int
+    protocol: dict[str, Any]
+    metadata: dict[str, Any]
+    files: list[DataFile] = field(default_factory=list)
+
+    @property
+    def min_reader_version(self) -> int:
+        return int(self.protocol.get("minReaderVersion", 1))
+
+    @property
+    def reader_features(self) -> frozenset[str]:
+        return frozenset(str(f).lower() for f in self.protocol.get("readerFeatures") or [])
+
+    @property
+    def cdf_enabled(self) -> bool:
+        return cdf_enabled(self.metadata)
+
+    @property
+    def column_mapping(self) -> bool:
+        mode = (self.metadata.get("configuration") or {}).get("delta.columnMapping.mode", "none")
+        return str(mode).lower() != "none"
+
+
+def cdf_enabled(metadata: dict[str, Any]) -> bool:
+    return str((metadata.get("configuration") or {}).get(_CDF_KEY, "false")).lower() == "true"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One ``_delta_log`` JSON commit: its version, timestamp (ms) and actions."""
+
+    version: int
+    timestamp: int
+    actions: list[dict[str, Any]]
+
+
+def local_root(location: str) -> Path:
+    """The directory of a table this server can serve, or UNSUPPORTED_OPERATION."""
+    if location.startswith("file://"):
+        return Path(unquote(urlparse(location).path))
+    if "://" in location:
+        raise unsupported(
+            "this table is stored in object storage, which the embedded server does not serve; "
+            "ask the provider to serve it with the Delta Sharing reference server"
+        )
+    return Path(location)
+
+
+def relative_file(root: Path, log_path: str) -> str:
+    """The on-disk path of a log ``path`` relative to ``root`` (unquoted once, as Delta says)."""
+    if "://" in log_path:
+        parsed = urlparse(log_path)
+        if parsed.scheme != "file":
+            raise unsupported("a data file of this table lives outside the table directory")
+        absolute = Path(unquote(parsed.path))
+        try:
+            return absolute.relative_to(root).as_posix()
+        except ValueError:
+            raise unsupported(
+                "a data file of this table lives outside the table directory"
+            ) from None
+    return unquote(log_path)
+
+
+class DeltaTables:
+    """Cached access to local Delta tables by root directory."""
+
+    def __init__(self, cache_size: int = 256) -> None:
+        self._snapshots = _Lru(cache_size)
+        self._commits = _Lru(cache_size * 16)
+
+    # -- the log directory ---------------------------------------------------------------------
+    @staticmethod
+    def _log_versions(root: Path) -> tuple[list[int], list[int]]:
+        """(commit versions, checkpoint versions) present in ``_delta_log``."""
+        commits: list[int] = []
+        checkpoints: list[int] = []
+        try:
+            with os.scandir(root / "_delta_log") as it:
+                for e in it:
+                    m = _COMMIT.match(e.name)
+                    if m:
+                        commits.append(int(m.group(1)))
+                        continue
+                    m = _CHECKPOINT.match(e.name)
+                    if m:
+                        checkpoints.append(int(m.group(1)))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return commits, checkpoints
+
+    def latest_version(self, root: Path) -> int:
+        commits, checkpoints = self._log_versions(root)
+        if not commits and not checkpoints:
+            raise not_found("the data of this table is not available on the server")
+        return max(commits + checkpoints)
+
+    def earliest_version(self, root: Path) -> int:
+        """The first version whose commit (and so its changes and timestamp) is still there."""
+        commits, checkpoints = self._log_versions(root)
+        if not commits:
+            return max(checkpoints, default=0)
+        present = set(commits)
+        v = max(commits)
+        while v - 1 in present:
+            v -= 1
+        return v
+
+    def _stamp(self, root: Path, version: int) -> tuple[int, int] | None:
+        try:
+            st = os.stat(root / "_delta_log" / f"{version:020d}.json")
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot(self, root: Path, version: int) -> Snapshot:
+        key = (str(root), version, self._stamp(root, version))
+        return self._snapshots.get(key, lambda: _load_snapshot(root, version))
+
+    # -- commits -----------------------------------------------------------------------------
+    def commit(self, root: Path, version: int) -> Commit:
+        stamp = self._stamp(root, version)
+        if stamp is None:
+            raise invalid(f"version {version} of this table is no longer in its history")
+        return self._commits.get((str(root), version, stamp), lambda: _load_commit(root, version))
+
+    def version_at_or_before(self, root: Path, ms: int) -> int | None:
+        """The latest version committed at or before ``ms`` (None if all are later)."""
+        latest, first = self.latest_version(root), self.earliest_version(root)
+        for v in range(latest, first - 1, -1):
+            if self.commit(root, v).timestamp <= ms:
+                return v
+        return None
+
+    def version_at_or_after(self, root: Path, ms: int) -> int | None:
+        """The earliest version committed at or after ``ms`` (None if all are earlier)."""
+        latest, first = self.latest_version(root), self.earliest_version(root)
+        found = None
+        for v in range(latest, first - 1, -1):
+            if self.commit(root, v).timestamp >= ms:
+                found = v
+            else:
+                break
+        return found
+
+
+def _load_commit(root: Path, version: int) -> Commit:
+    path = root / "_delta_log" / f"{version:020d}.json"
+    actions: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    actions.append(json.loads(line))
+        mtime = int(os.stat(path).st_mtime * 1000)
+    except FileNotFoundError:
+        raise invalid(f"version {version} of this table is no longer in its history") from None
+    timestamp = mtime
+    for action in actions:
+        info = action.get("commitInfo")
+        if isinstance(info, dict):
+            ts = info.get("inCommitTimestamp", info.get("timestamp"))
+            if isinstance(ts, int):
+                timestamp = ts
+    return Commit(version, timestamp, actions)
+
+
+def _load_snapshot(root: Path, version: int) -> Snapshot:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    try:
+        dt = DeltaTable(str(root), version=version)
+        proto = dt.protocol()
+        meta = dt.metadata()
+        schema_string = dt.schema().to_json()
+        adds = pa.table(dt.get_add_actions(flatten=False))
+    except TableNotFoundError:
+        raise not_found("the data of this table is not available on the server") from None
+    except (DeltaError, OSError) as exc:
+        raise SharingError(
+            400, "RESOURCE_DOES_NOT_EXIST", f"version {version} of this table cannot be read: {exc}"
+        ) from exc
+    protocol: dict[str, Any] = {
+        "minReaderVersion": proto.min_reader_version,
+        "minWriterVersion": proto.min_writer_version,
+    }
+    if proto.reader_features:
+        protocol["readerFeatures"] = list(proto.reader_features)
+    if proto.writer_features:
+        protocol["writerFeatures"] = list(proto.writer_features)
+    metadata: dict[str, Any] = {
+        "id": meta.id,
+        "name": meta.name,
+        "description": meta.description,
+        "format": {"provider": "parquet", "options": {}},
+        "schemaString": schema_string,
+        "partitionColumns": list(meta.partition_columns),
+        "configuration": dict(meta.configuration),
+        "createdTime": meta.created_time,
+    }
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    types = {f["name"]: f["type"] for f in json.loads(schema_string)["fields"]}
+    files = _files(adds, types)
+    return Snapshot(version, protocol, metadata, files)
+
+
+def _files(adds: pa.Table, types: dict[str, Any]) -> list[DataFile]:
+    names = set(adds.column_names)
+    paths = adds.column("path").to_pylist()
+    sizes = adds.column("size_bytes").to_pylist()
+    mtimes = adds.column("modification_time").to_pylist()
+    records = (
+        adds.column("num_records").to_pylist() if "num_records" in names else [None] * len(paths)
+    )
+    parts = adds.column("partition").to_pylist() if "partition" in names else [None] * len(paths)
+    out = []
+    for path, size, mtime, n, pv in zip(paths, sizes, mtimes, records, parts, strict=True):
+        values = {k: _partition_text(v, types.get(k)) for k, v in (pv or {}).items()}
+        out.append(DataFile(str(path), int(size), int(mtime or 0), values, n))
+    return out
+
+
+def _partition_text(value: Any, delta_type: Any) -> str | None:
+    """A typed partition value back in the Delta log's string form."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return str(value.strftime("%Y-%m-%d %H:%M:%S.%f"))
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -1,0 +1,174 @@
+"""Running the server: in a background thread (tests, notebooks, the demo) or in the
+foreground (``arcuate serve``), and writing recipients' profile files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from arcuate.backends.sharing.server.app import (
+    DEFAULT_PREFIX,
+    ServerOptions,
+    SharingServer,
+    create_app,
+)
+from arcuate.errors import ConfigurationError
+
+
+def write_profile(
+    path: str | os.PathLike[str],
+    endpoint: str,
+    token: str,
+    expiration: datetime.datetime | str | None = None,
+) -> Path:
+    """Write a v1 Delta Sharing profile (readable by its owner only) and return its path.
+
+    Version 1 is the only bearer-token profile the 1.4 client accepts; ``expiration`` is
+    informational for the client (the server enforces it).
+    """
+    profile: dict[str, Any] = {
+        "shareCredentialsVersion": 1,
+        "endpoint": endpoint.rstrip("/"),
+        "bearerToken": token,
+    }
+    if expiration is not None:
+        if isinstance(expiration, datetime.datetime):
+            moment = expiration.astimezone(datetime.UTC)
+            expiration = (
+                moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+            )
+        profile["expirationTime"] = expiration
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(profile, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class ServerHandle:
+    """A server running in a background thread; a context manager that stops it on exit."""
+
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        sock: socket.socket,
+        prefix: str,
+        sharing: SharingServer,
+    ) -> None:
+        self._server = server
+        self._thread = thread
+        self._sock = sock
+        self.sharing = sharing
+        host, port = sock.getsockname()[:2]
+        self.host = str(host)
+        self.port = int(port)
+        self.endpoint = f"http://{_url_host(self.host)}:{self.port}{prefix}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask uvicorn to finish in-flight requests and exit; wait for the thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_in_thread(
+    catalog_path: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    url_ttl_seconds: int = 3600,
+    signing_key: bytes | None = None,
+    key_path: str | None = None,
+    public_url: str | None = None,
+    log_level: str = "warning",
+    startup_timeout: float = 20.0,
+) -> ServerHandle:
+    """Start the sharing server for ``catalog_path`` on a background thread.
+
+    Returns once it accepts connections. ``handle.endpoint`` is what goes in profiles.
+    """
+    options = ServerOptions(prefix=prefix, url_ttl_seconds=url_ttl_seconds, public_url=public_url)
+    app = create_app(catalog_path, signing_key=signing_key, key_path=key_path, options=options)
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="arcuate-sharing-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError("the sharing server did not start")
+        time.sleep(0.01)
+    sharing: SharingServer = app.state.sharing
+    return ServerHandle(server, thread, sock, sharing.prefix, sharing)
