@@ -300,7 +300,11 @@ class MlflowSource:
         for key, value, step, ts in history:
             base = {"key": key, "value": value, "step": step, "timestamp": to_utc(ts)}
             found: list[tuple[str | None, str | None, str | None]] = [(None, None, None)]
-            found = list(links.get(_point_key(key, step, ts, value), ())) or found
+            linked = links.get(_point_key(key, step, ts, value))
+            if linked is None and math.isnan(value):
+                # logged-model metrics store NaN as 0.0 (they have no is_nan column)
+                linked = links.get(_point_key(key, step, ts, 0.0))
+            found = list(linked or ()) or found
             for model_id, dname, ddigest in found:
                 metrics.append(
                     {**base, "model_id": model_id, "dataset_name": dname, "dataset_digest": ddigest}
