@@ -1,4 +1,4 @@
-"""Done-when of issue 2: a tricky experiment exported to Delta, every value read back byte for byte."""
+"""Done-when of issue 2: a tricky experiment exported to Delta, read back byte for byte."""
 
 from __future__ import annotations
 
