@@ -41,7 +41,9 @@ def _kind(stmt: ast.Statement) -> str | None:
     if isinstance(stmt, ast.Explain):
         return _kind(stmt.statement)
     if isinstance(stmt, ast.CreateShare):
-        return "export_" + ("experiment" if isinstance(stmt.source, ast.ExperimentSource) else "model")
+        return "export_" + (
+            "experiment" if isinstance(stmt.source, ast.ExperimentSource) else "model"
+        )
     if isinstance(stmt, ast.CreateExperiment):
         return "import_experiment"
     if isinstance(stmt, ast.CreateModel):
@@ -164,17 +166,21 @@ def _batches(df: Any) -> list[pa.RecordBatch]:
 
     from arcuate.format.schema import SCHEMA
 
-    if isinstance(df, pa.Table):
-        return df.to_batches()
+    table: pa.Table
     if isinstance(df, pa.RecordBatch):
         return [df]
-    if hasattr(df, "toArrow"):  # Spark DataFrame (Spark 4 / Connect)
-        return list(df.toArrow().to_batches())
-    if hasattr(df, "to_dict") and hasattr(df, "columns"):
-        columns = [c for c in SCHEMA.names if c in df.columns]
-        table = pa.Table.from_pandas(df[columns], preserve_index=False)
-        return table.to_batches()
-    return list(df)
+    if isinstance(df, pa.Table):
+        table = df
+    elif hasattr(df, "toArrow"):  # Spark DataFrame (Spark 4 / Connect)
+        table = df.toArrow()
+    elif hasattr(df, "to_dict") and hasattr(df, "columns"):  # pandas, e.g. load_as_pandas
+        if set(SCHEMA.names) <= set(df.columns):
+            table = pa.Table.from_pandas(df[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+        else:  # let validation name the missing columns
+            table = pa.Table.from_pandas(df, preserve_index=False)
+    else:
+        return [b for b in df]
+    return list(table.to_batches())
 
 
 def import_experiments(

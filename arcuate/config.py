@@ -71,7 +71,7 @@ class Settings:
 
     @property
     def effective_registry_uri(self) -> str:
-        """Always explicit: resolving it implicitly can exit the process when pyspark is installed."""
+        """Always explicit: implicit resolution can exit the process when pyspark is installed."""
         return self.registry_uri or self.effective_tracking_uri
 
 
@@ -116,7 +116,8 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
     for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
         if key in values and values[key] not in valid:
             raise ConfigurationError(
-                f"Unknown {key.replace('_', ' ')} {values[key]!r}.{_closest(str(values[key]), valid)}"
+                f"Unknown {key.replace('_', ' ')} {values[key]!r}."
+                f"{_closest(str(values[key]), valid)}"
                 f" Known: {', '.join(valid)}"
             )
     for key in ("warehouse", "catalog"):

@@ -183,7 +183,12 @@ class ShareDataError(ArcuateError):
     code = "ARC600"
 
     def __init__(
-        self, message: str, *, row: int | None = None, field: str | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        field: str | None = None,
+        code: str | None = None,
     ) -> None:
         where = []
         if row is not None:

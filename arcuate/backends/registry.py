@@ -80,7 +80,9 @@ def get_backend(role: str, name: str) -> Factory:
         try:
             return plugins[name].load()  # type: ignore[no-any-return]
         except Exception as exc:
-            raise BackendUnavailableError(f"the {name} {role} plugin failed to load: {exc}") from exc
+            raise BackendUnavailableError(
+                f"the {name} {role} plugin failed to load: {exc}"
+            ) from exc
     known = available_backends(role)
     near = difflib.get_close_matches(name, known, n=1)
     did = f" Did you mean {near[0]}?" if near else ""

@@ -45,7 +45,7 @@ class StatementResult:
         head = f"<p><b>{escape(self.action)}</b></p>"
         if self.text is not None:
             return head + f"<pre>{escape(self.text)}</pre>"
-        return head + self.to_pandas().to_html(index=False)
+        return head + str(self.to_pandas().to_html(index=False))
 
 
 class Results(list[StatementResult]):

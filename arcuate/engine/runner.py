@@ -59,7 +59,9 @@ def _add_to_share(step: ops.AddToShare, ctx: Context, st: _State) -> None:
     outcome = ctx.share_catalog.add_table(
         step.share, step.schema, step.table, st.value.location, if_not_exists=step.if_not_exists
     )
-    st.summary.update(share=step.share, shared_as=f"{step.schema}.{step.table}", share_update=outcome)
+    st.summary.update(
+        share=step.share, shared_as=f"{step.schema}.{step.table}", share_update=outcome
+    )
 
 
 def _read_share(step: ops.ReadShare, ctx: Context, st: _State) -> None:
@@ -84,7 +86,9 @@ def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> 
 def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
     from arcuate.engine.imports import import_model
 
-    st.result = import_model(st.value, step.model, ctx, overwrite=step.overwrite, source=step.coordinate)
+    st.result = import_model(
+        st.value, step.model, ctx, overwrite=step.overwrite, source=step.coordinate
+    )
 
 
 def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None:

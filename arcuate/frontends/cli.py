@@ -59,7 +59,9 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("scripts", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument(
+    "scripts", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True)
+)
 @_settings_options
 def run(scripts: tuple[str, ...], **kwargs: Any) -> None:
     """Run .arcsql scripts (or - for standard input).
@@ -91,8 +93,13 @@ def run(scripts: tuple[str, ...], **kwargs: Any) -> None:
 
 @main.command()
 @click.argument("statement", required=False)
-@click.option("-f", "--file", "path", type=click.Path(exists=True, dir_okay=False),
-              help="explain every statement of a script")
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="explain every statement of a script",
+)
 def explain(statement: str | None, path: str | None) -> None:
     """Show the plan of a statement (or of every statement in a script); touches no store."""
     from arcuate.api import explain as explain_text

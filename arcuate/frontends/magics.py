@@ -22,9 +22,13 @@ class ArcuateMagics(Magics):
 
     tracking_uri = Unicode(None, allow_none=True, help="MLflow tracking URI").tag(config=True)
     registry_uri = Unicode(None, allow_none=True, help="MLflow registry URI").tag(config=True)
-    warehouse = Unicode(None, allow_none=True, help="where Delta tables are written").tag(config=True)
+    warehouse = Unicode(None, allow_none=True, help="where Delta tables are written").tag(
+        config=True
+    )
     catalog = Unicode(None, allow_none=True, help="the local share catalog file").tag(config=True)
-    endpoint = Unicode(None, allow_none=True, help="sharing server URL for profiles").tag(config=True)
+    endpoint = Unicode(None, allow_none=True, help="sharing server URL for profiles").tag(
+        config=True
+    )
 
     def _run(self, text: str, expect: str | None = None) -> Results:
         names = ("tracking_uri", "registry_uri", "warehouse", "catalog", "endpoint")

@@ -21,7 +21,9 @@ class ExportExperiment:
 
     def describe(self) -> str:
         where = f" WHERE {self.filter}" if self.filter else ""
-        return f"read runs of experiment {self.experiment!r}{where} from MLflow (full history, files)"
+        return (
+            f"read runs of experiment {self.experiment!r}{where} from MLflow (full history, files)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,8 @@ class AddToShare:
     if_not_exists: bool = False
 
     def describe(self) -> str:
-        return f"add table {self.schema}.{self.table} to share {self.share!r} in the {self.catalog} catalog"
+        where = f"{self.schema}.{self.table}"
+        return f"add table {where} to share {self.share!r} in the {self.catalog} catalog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,11 @@ class ImportExperiment:
     overwrite: bool = False
 
     def describe(self) -> str:
-        mode = "replace its runs once the new ones are in place" if self.overwrite else "add or update runs"
+        mode = (
+            "replace its runs once the new ones are in place"
+            if self.overwrite
+            else "add or update runs"
+        )
         return f"validate rows, then import into experiment {self.experiment!r} ({mode})"
 
 
@@ -100,7 +107,11 @@ class ImportModel:
     overwrite: bool = False
 
     def describe(self) -> str:
-        mode = "replace its versions once the new ones are in place" if self.overwrite else "add or update versions"
+        mode = (
+            "replace its versions once the new ones are in place"
+            if self.overwrite
+            else "add or update versions"
+        )
         return f"validate rows, then import into registered model {self.model!r} ({mode})"
 
 
@@ -112,8 +123,6 @@ class DescribeShared:
 
     def describe(self) -> str:
         return f"summarise shared table {self.coordinate!r} (writes nothing)"
-
-
 
 
 CatalogAction = Literal[

@@ -36,7 +36,9 @@ class _Planner:
         self.source = source
 
     def error(self, span: Span, message: str, code: str, hint: str | None = None) -> PlanError:
-        return PlanError(message, text=self.text, span=span, source=self.source, code=code, hint=hint)
+        return PlanError(
+            message, text=self.text, span=span, source=self.source, code=code, hint=hint
+        )
 
     def share_name(self, kind: str, value: str, span: Span) -> str:
         if not _SHARE_NAME.match(value):
@@ -126,7 +128,9 @@ class _Planner:
                 catalog=cat,
             )
         if isinstance(stmt, ast.DropRecipient):
-            return ops.CatalogCommand("drop_recipient", name=stmt.name, if_exists=stmt.if_exists, catalog=cat)
+            return ops.CatalogCommand(
+                "drop_recipient", name=stmt.name, if_exists=stmt.if_exists, catalog=cat
+            )
         if isinstance(stmt, ast.Grant):
             return ops.CatalogCommand("grant", name=stmt.recipient, share=stmt.share, catalog=cat)
         if isinstance(stmt, ast.Revoke):
@@ -139,7 +143,9 @@ class _Planner:
                 catalog=cat,
             )
         if isinstance(stmt, ast.DropShare):
-            return ops.CatalogCommand("drop_share", share=stmt.name, if_exists=stmt.if_exists, catalog=cat)
+            return ops.CatalogCommand(
+                "drop_share", share=stmt.name, if_exists=stmt.if_exists, catalog=cat
+            )
         if isinstance(stmt, ast.ShowShares):
             return ops.CatalogCommand("show_shares", catalog=cat)
         if isinstance(stmt, ast.ShowRecipients):
@@ -172,8 +178,6 @@ def plan(
     return Plan(stmt, unparse(stmt), planner.steps(stmt), span=stmt.span)
 
 
-def plan_script(
-    script: ast.Script, caps: Capabilities | None = None
-) -> list[Plan]:
+def plan_script(script: ast.Script, caps: Capabilities | None = None) -> list[Plan]:
     """Plan every statement of a script before any of them runs."""
     return [plan(s, caps, text=script.text, source=script.source) for s in script.statements]

@@ -18,7 +18,6 @@ from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
-    UnexpectedToken,
     VisitError,
 )
 from lark.tree import Meta
@@ -186,9 +185,13 @@ class _ToAst(Transformer[Token, Any]):
                     "ARC133",
                 )
         if numeric and op in ("LIKE", "ILIKE"):
-            raise _SemanticError(f"{op} compares strings; {entity}.{key} is a number", span, "ARC133")
+            raise _SemanticError(
+                f"{op} compares strings; {entity}.{key} is a number", span, "ARC133"
+            )
         if entity == "metrics" and op in ("IN", "NOT IN"):
-            raise _SemanticError("IN works on params, tags and attributes, not metrics", span, "ARC133")
+            raise _SemanticError(
+                "IN works on params, tags and attributes, not metrics", span, "ARC133"
+            )
 
     def compare(self, meta: Meta, children: list[Token]) -> ast.Condition:
         field, op, value = children
@@ -270,7 +273,9 @@ class _ToAst(Transformer[Token, Any]):
         overwrite = any(
             isinstance(c, Tree) and c.data in ("or_replace", "overwrite") for c in children
         )
-        flavor = next((c for c in children if isinstance(c, str) and c in ("pandas", "spark")), None)
+        flavor = next(
+            (c for c in children if isinstance(c, str) and c in ("pandas", "spark")), None
+        )
         tokens = [c for c in children if isinstance(c, Token) and c.type in ("NAME", "STRING")]
         coordinate = next(c for c in children if isinstance(c, ast.Coordinate))
         return {
@@ -305,7 +310,9 @@ class _ToAst(Transformer[Token, Any]):
         unit = str(children[3]).upper()
         unit = unit if unit.endswith("S") else unit + "S"
         if amount < 1:
-            raise _SemanticError("a token lifetime must be at least 1", _span_of(children[2]), "ARC136")
+            raise _SemanticError(
+                "a token lifetime must be at least 1", _span_of(children[2]), "ARC136"
+            )
         return ("expires", ast.Expiry(amount, unit, _span_of(meta)))  # type: ignore[arg-type]
 
     def profile(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
@@ -317,7 +324,9 @@ class _ToAst(Transformer[Token, Any]):
 
     @staticmethod
     def _names(children: list[Any]) -> list[str]:
-        return [unquote(c) for c in children if isinstance(c, Token) and c.type in ("NAME", "STRING")]
+        return [
+            unquote(c) for c in children if isinstance(c, Token) and c.type in ("NAME", "STRING")
+        ]
 
     @staticmethod
     def _flag(children: list[Any], rule: str) -> bool:
@@ -332,7 +341,9 @@ class _ToAst(Transformer[Token, Any]):
         )
 
     def alter_recipient(self, meta: Meta, children: list[Any]) -> ast.RotateToken:
-        return ast.RotateToken(self._names(children)[0], span=_span_of(meta), **self._options(children))
+        return ast.RotateToken(
+            self._names(children)[0], span=_span_of(meta), **self._options(children)
+        )
 
     def drop_recipient(self, meta: Meta, children: list[Any]) -> ast.DropRecipient:
         return ast.DropRecipient(
@@ -352,7 +363,9 @@ class _ToAst(Transformer[Token, Any]):
         return ast.RemoveTable(self._names(children)[0], table, _span_of(meta))
 
     def drop_share(self, meta: Meta, children: list[Any]) -> ast.DropShare:
-        return ast.DropShare(self._names(children)[0], self._flag(children, "if_exists"), _span_of(meta))
+        return ast.DropShare(
+            self._names(children)[0], self._flag(children, "if_exists"), _span_of(meta)
+        )
 
     def show_shares(self, meta: Meta, children: list[Any]) -> ast.ShowShares:
         return ast.ShowShares(_span_of(meta))
@@ -397,16 +410,26 @@ _RULES: list[tuple[str, str]] = [
     (r" WITH TABLE$", "expected a table name (1 to 3 dot-separated parts) after WITH TABLE"),
     (rf" TABLE {_N} DOT {_N} DOT {_N}$", "a table name has at most 3 parts: catalog.schema.table"),
     (r" DOT$", "expected a name after '.'"),
-    (rf"^CREATE SHARE .* TABLE ({_N}( DOT {_N})*|table_name)$",
-     "expected FROM EXPERIMENT or FROM MODEL after the table name"),
+    (
+        rf"^CREATE SHARE .* TABLE ({_N}( DOT {_N})*|table_name)$",
+        "expected FROM EXPERIMENT or FROM MODEL after the table name",
+    ),
     (r" FROM$", "expected EXPERIMENT or MODEL after FROM"),
     (r"^CREATE SHARE .* EXPERIMENT$", "expected an experiment name after EXPERIMENT"),
     (r"^CREATE SHARE .* MODEL$", "expected a model name after MODEL"),
-    (rf"^CREATE SHARE .* EXPERIMENT {_N}$", "expected WHERE <condition> or the end of the statement"),
-    (rf"^CREATE SHARE .* MODEL {_N}$",
-     "expected VERSION <n>[, <n>...], ALIAS <alias>[, ...] or the end of the statement"),
-    (r" (WHERE|AND)$", "expected a condition such as metrics.accuracy > 0.9, params.<key> = '...'"
-     ", tags.<key> = '...' or attributes.status = '...'"),
+    (
+        rf"^CREATE SHARE .* EXPERIMENT {_N}$",
+        "expected WHERE <condition> or the end of the statement",
+    ),
+    (
+        rf"^CREATE SHARE .* MODEL {_N}$",
+        "expected VERSION <n>[, <n>...], ALIAS <alias>[, ...] or the end of the statement",
+    ),
+    (
+        r" (WHERE|AND)$",
+        "expected a condition such as metrics.accuracy > 0.9, params.<key> = '...'"
+        ", tags.<key> = '...' or attributes.status = '...'",
+    ),
     (r" FIELD$", "expected a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE, IN) after the field"),
     (r" FIELD NOT$", "expected IN after NOT"),
     (r" FIELD COMPARATOR$", "expected a number or a quoted string to compare with"),
@@ -415,22 +438,34 @@ _RULES: list[tuple[str, str]] = [
     (r" FIELD (NOT )?IN LPAR$", "expected a value in the IN list"),
     (r" FIELD (NOT )?IN LPAR .*(COMMA)$", "expected a value after ','"),
     (r" FIELD (NOT )?IN LPAR .*(STRING|NUMBER)$", "expected ',' or ')' in the IN list"),
-    (r" WHERE .*(STRING|NUMBER|RPAR|compare|like|ilike|within)$",
-     "expected AND between conditions (OR is not supported by MLflow's search syntax)"
-     " or the end of the statement"),
+    (
+        r" WHERE .*(STRING|NUMBER|RPAR|compare|like|ilike|within)$",
+        "expected AND between conditions (OR is not supported by MLflow's search syntax)"
+        " or the end of the statement",
+    ),
     (r" VERSION$", "expected a version number (a whole number) after VERSION"),
     (r" VERSION .*COMMA$", "expected another version number after ','"),
     (r" VERSION .*INT$", "expected ',' and another version number, or the end of the statement"),
     (r" ALIAS$", "expected an alias name after ALIAS"),
     (r" ALIAS .*COMMA$", "expected another alias after ','"),
-    (r"^CREATE( or_replace)? EXPERIMENT( overwrite)?$",
-     "expected an experiment name after CREATE EXPERIMENT"),
+    (
+        r"^CREATE( or_replace)? EXPERIMENT( overwrite)?$",
+        "expected an experiment name after CREATE EXPERIMENT",
+    ),
     (r"^CREATE( or_replace)? MODEL( overwrite)?$", "expected a model name after CREATE MODEL"),
-    (rf"^CREATE( or_replace)? (EXPERIMENT|MODEL)( overwrite)? {_N}$",
-     "expected AS [PANDAS|SPARK] '<profile>#<share>.<schema>.<table>' after the name"),
-    (r"^CREATE( or_replace)? (EXPERIMENT|MODEL).* AS$",
-     "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>' after AS"),
-    (r"( AS (flavor|PANDAS|SPARK)|^DESCRIBE)$", "expected a share coordinate '<profile>#<share>.<schema>.<table>'"),
+    (
+        rf"^CREATE( or_replace)? (EXPERIMENT|MODEL)( overwrite)? {_N}$",
+        "expected AS [PANDAS|SPARK] '<profile>#<share>.<schema>.<table>' after the name",
+    ),
+    (
+        r"^CREATE( or_replace)? (EXPERIMENT|MODEL).* AS$",
+        "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>'"
+        " after AS",
+    ),
+    (
+        r"( AS (flavor|PANDAS|SPARK)|^DESCRIBE)$",
+        "expected a share coordinate '<profile>#<share>.<schema>.<table>'",
+    ),
     (r"^CREATE RECIPIENT( if_not_exists)?$", "expected a recipient name after CREATE RECIPIENT"),
     (r" COMMENT$", "expected a quoted comment after COMMENT"),
     (r" PROFILE$", "expected a quoted file path after PROFILE"),
@@ -453,9 +488,22 @@ _RULES: list[tuple[str, str]] = [
     (r"^EXPLAIN$", "expected a statement to explain after EXPLAIN"),
 ]
 _STATEMENT_RULES = {
-    "create_share", "create_experiment", "create_model", "explain", "describe_shared",
-    "create_recipient", "alter_recipient", "drop_recipient", "grant", "revoke", "alter_share",
-    "drop_share", "show_shares", "show_recipients", "show_all_in_share", "describe_share",
+    "create_share",
+    "create_experiment",
+    "create_model",
+    "explain",
+    "describe_shared",
+    "create_recipient",
+    "alter_recipient",
+    "drop_recipient",
+    "grant",
+    "revoke",
+    "alter_share",
+    "drop_share",
+    "show_shares",
+    "show_recipients",
+    "show_all_in_share",
+    "describe_share",
     "describe_recipient",
 }
 
@@ -540,8 +588,9 @@ def _raw_parse(text: str) -> Tree[Token]:
 
 def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> ArcuateSyntaxError:
     if isinstance(exc, UnexpectedCharacters):
-        span = Span.point(text, exc.pos_in_stream or 0)
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        span = Span.point(text, pos)
+        ch = text[pos] if pos < len(text) else ""
         if ch in "'\"`":
             return ArcuateSyntaxError(
                 f"unterminated quoted string: no closing {ch}",
@@ -552,7 +601,11 @@ def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> ArcuateSyntax
             )
         label = _match_label(exc, text)
         got = f"got {ch!r}"
-        message = f"{label}, {got}" if label else f"unexpected {ch!r}; expected {_expected_words(exc.allowed)}"
+        message = (
+            f"{label}, {got}"
+            if label
+            else f"unexpected {ch!r}; expected {_expected_words(exc.allowed)}"
+        )
         return ArcuateSyntaxError(message, text=text, span=span, source=source, code="ARC101")
     token: Token | None = getattr(exc, "token", None)
     at_end = isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
@@ -611,9 +664,7 @@ def parse(text: str, source: str = "<string>") -> ast.Statement:
     """
     script = parse_script(text, source)
     if len(script.statements) != 1:
-        span = (
-            script.statements[1].span if len(script.statements) > 1 else _end_span(text)
-        )
+        span = script.statements[1].span if len(script.statements) > 1 else _end_span(text)
         what = "more than one statement" if script.statements else "no statement"
         raise ArcuateSyntaxError(
             f"expected exactly one statement, found {what}",

@@ -15,7 +15,7 @@ KEYWORDS = frozenset(
     """CREATE SHARE SHARES WITH TABLE FROM EXPERIMENT MODEL VERSION ALIAS WHERE AND NOT IN
     LIKE ILIKE IF EXISTS OR REPLACE OVERWRITE AS PANDAS SPARK DESCRIBE EXPLAIN RECIPIENT
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
-    EXPIRES PROFILE SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()
+    EXPIRES PROFILE SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -103,7 +103,8 @@ def _(node: ast.CreateShare) -> str:
 
 def _create_import(kind: str, node: ast.CreateExperiment | ast.CreateModel) -> str:
     ow = " OVERWRITE" if node.overwrite else ""
-    return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {string(node.coordinate.text)}"
+    coordinate = string(node.coordinate.text)
+    return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}"
 
 
 @unparse.register

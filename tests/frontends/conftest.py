@@ -12,7 +12,9 @@ from tests.conftest import MlflowStore
 @pytest.fixture
 def provider(mlflow_store: MlflowStore, workdir: Path) -> MlflowStore:
     client = mlflow_store.client()
-    eid = client.create_experiment("churn", artifact_location=str(workdir / "provider" / "artifacts"))
+    eid = client.create_experiment(
+        "churn", artifact_location=str(workdir / "provider" / "artifacts")
+    )
     for i in range(2):
         run = client.create_run(eid, run_name=f"run-{i}")
         client.log_metric(run.info.run_id, "auc", 0.5 + i / 10, step=0)
@@ -21,5 +23,7 @@ def provider(mlflow_store: MlflowStore, workdir: Path) -> MlflowStore:
         client.log_artifact(run.info.run_id, str(workdir / "note.txt"))
         client.set_terminated(run.info.run_id)
     client.create_registered_model("churn-model", description="the churn model")
-    client.create_model_version("churn-model", source=str(workdir / "provider" / "artifacts"), run_id=run.info.run_id)
+    client.create_model_version(
+        "churn-model", source=str(workdir / "provider" / "artifacts"), run_id=run.info.run_id
+    )
     return mlflow_store

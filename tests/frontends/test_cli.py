@@ -32,7 +32,15 @@ def test_run_script_exports_and_reports(provider: MlflowStore, workdir: Path) ->
         "CREATE SHARE ml WITH TABLE ml.runs FROM EXPERIMENT churn;\n"
         "CREATE SHARE ml WITH TABLE ml.model FROM MODEL `churn-model` VERSION 1;\n"
     )
-    out = _run("run", str(script), "--tracking-uri", provider.tracking_uri, "--warehouse", "wh", cwd=workdir)
+    out = _run(
+        "run",
+        str(script),
+        "--tracking-uri",
+        provider.tracking_uri,
+        "--warehouse",
+        "wh",
+        cwd=workdir,
+    )
     assert out.returncode == 0, out.stderr
     assert "export experiment: runs=2" in out.stdout
     assert "export model: versions=1" in out.stdout
@@ -45,16 +53,32 @@ def test_script_error_exits_non_zero_and_runs_nothing(provider: MlflowStore, wor
         "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn;\n" * 2
         + "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn WHERE metrics.auc >\n"
     )
-    out = _run("run", str(script), "--tracking-uri", provider.tracking_uri, "--warehouse", "wh", cwd=workdir)
+    out = _run(
+        "run",
+        str(script),
+        "--tracking-uri",
+        provider.tracking_uri,
+        "--warehouse",
+        "wh",
+        cwd=workdir,
+    )
     assert out.returncode == 1
     assert f"{script}:3:74: expected a number or a quoted string to compare with" in out.stderr
     assert not (workdir / "wh").exists()
 
 
-def test_missing_experiment_is_a_clear_error_that_writes_nothing(provider: MlflowStore, workdir: Path) -> None:
+def test_missing_experiment_is_a_clear_error_that_writes_nothing(
+    provider: MlflowStore, workdir: Path
+) -> None:
     out = _run(
-        "run", "-", "--tracking-uri", provider.tracking_uri, "--warehouse", "wh",
-        cwd=workdir, stdin="CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT chrun",
+        "run",
+        "-",
+        "--tracking-uri",
+        provider.tracking_uri,
+        "--warehouse",
+        "wh",
+        cwd=workdir,
+        stdin="CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT chrun",
     )
     assert out.returncode == 1
     assert "chrun" in out.stderr and "churn" in out.stderr  # names it, suggests the close match

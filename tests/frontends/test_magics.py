@@ -33,11 +33,19 @@ def _cell(shell: InteractiveShell, magic: str, body: str):  # type: ignore[no-un
 
 
 def test_seed_export_magics_run_the_statement(configured: InteractiveShell, workdir: Path) -> None:
-    res = _cell(configured, "arcuate_export_experiment", "CREATE SHARE share_name WITH TABLE runs FROM EXPERIMENT churn")
+    res = _cell(
+        configured,
+        "arcuate_export_experiment",
+        "CREATE SHARE share_name WITH TABLE runs FROM EXPERIMENT churn",
+    )
     assert res.success, res.error_in_exec
     (out,) = res.result
     assert out.summary["runs"] == 2 and out.summary["share"] == "share_name"
-    res = _cell(configured, "arcuate_export_model", "CREATE SHARE share_name WITH TABLE model FROM MODEL `churn-model`")
+    res = _cell(
+        configured,
+        "arcuate_export_model",
+        "CREATE SHARE share_name WITH TABLE model FROM MODEL `churn-model`",
+    )
     assert res.success, res.error_in_exec
     assert res.result[0].summary["versions"] == 1
     assert "name: runs" in (workdir / "wh" / "shares.yaml").read_text()
@@ -47,7 +55,9 @@ def test_general_magic_runs_any_statement_and_line_form(configured: InteractiveS
     res = _cell(configured, "arcuate", "EXPLAIN CREATE MODEL m AS 'p.share#a.b.c';\nSHOW SHARES")
     assert res.success, res.error_in_exec
     assert res.result[0].action == "explain"
-    line = configured.run_cell("%arcuate EXPLAIN CREATE SHARE s WITH TABLE t FROM MODEL m", store_history=False)
+    line = configured.run_cell(
+        "%arcuate EXPLAIN CREATE SHARE s WITH TABLE t FROM MODEL m", store_history=False
+    )
     assert line.success and "ExportModel" in str(line.result)
 
 
@@ -80,7 +90,9 @@ def test_syntax_error_shows_position_without_traceback(
     assert "Traceback" not in shown
 
 
-def test_seed_python_snippet_runs_as_written(configured: InteractiveShell, provider: MlflowStore) -> None:
+def test_seed_python_snippet_runs_as_written(
+    configured: InteractiveShell, provider: MlflowStore
+) -> None:
     configured.run_cell(
         "import os\n"
         f"os.environ['MLFLOW_TRACKING_URI'] = {provider.tracking_uri!r}\n"

@@ -76,7 +76,11 @@ def test_explain_statement_runs_nothing(tmp_path: Path) -> None:
     assert results[0].action == "explain"
     assert "ExportExperiment" in str(results[0])
     assert list(tmp_path.iterdir()) == []
-    assert results[0].to_pandas()["operator"].tolist() == ["ExportExperiment", "WriteTable", "AddToShare"]
+    assert results[0].to_pandas()["operator"].tolist() == [
+        "ExportExperiment",
+        "WriteTable",
+        "AddToShare",
+    ]
 
 
 def test_a_bad_statement_late_in_a_script_runs_nothing(tmp_path: Path) -> None:

@@ -50,13 +50,21 @@ def test_coordinate_splits_on_the_last_hash() -> None:
     node = parse("CREATE MODEL m AS '/tmp/we#ird/p.share#ml.default.churn'")
     assert isinstance(node, ast.CreateModel)
     c = node.coordinate
-    assert (c.profile, c.share, c.schema, c.table) == ("/tmp/we#ird/p.share", "ml", "default", "churn")
+    assert (c.profile, c.share, c.schema, c.table) == (
+        "/tmp/we#ird/p.share",
+        "ml",
+        "default",
+        "churn",
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "name"),
     [
-        ("CREATE SHARE s WITH TABLE t FROM EXPERIMENT '/Users/ana@corp.com/churn'", "/Users/ana@corp.com/churn"),
+        (
+            "CREATE SHARE s WITH TABLE t FROM EXPERIMENT '/Users/ana@corp.com/churn'",
+            "/Users/ana@corp.com/churn",
+        ),
         ('CREATE SHARE s WITH TABLE t FROM EXPERIMENT "quote""d"', 'quote"d'),
         ("CREATE SHARE s WITH TABLE t FROM EXPERIMENT `tick``ed`", "tick`ed"),
         ("CREATE SHARE s WITH TABLE t FROM EXPERIMENT 'it''s'", "it's"),

@@ -48,7 +48,9 @@ def conditions(draw: st.DrawFn) -> ast.Condition:
 coordinates = st.builds(
     ast.Coordinate,
     profile=st.text(
-        st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\n\r\x85\u2028\u2029"),
+        st.characters(
+            blacklist_categories=("Cs", "Cc"), blacklist_characters="\n\r\x85\u2028\u2029"
+        ),
         min_size=1,
         max_size=20,
     ),
@@ -60,19 +62,34 @@ tables = st.lists(names, min_size=1, max_size=3).map(lambda p: ast.TableName(tup
 sources = st.one_of(
     st.builds(ast.ExperimentSource, names, st.lists(conditions(), max_size=3).map(tuple)),
     st.builds(ast.ModelSource, names, st.lists(st.integers(1, 999), max_size=3).map(tuple)),
-    st.builds(ast.ModelSource, names, st.just(()), st.lists(names, min_size=1, max_size=2).map(tuple)),
+    st.builds(
+        ast.ModelSource, names, st.just(()), st.lists(names, min_size=1, max_size=2).map(tuple)
+    ),
 )
 statements = st.one_of(
     st.builds(ast.CreateShare, names, tables, sources, st.booleans()),
-    st.builds(ast.CreateExperiment, names, coordinates, st.sampled_from(["pandas", "spark"]), st.booleans()),
-    st.builds(ast.CreateModel, names, coordinates, st.sampled_from(["pandas", "spark"]), st.booleans()),
+    st.builds(
+        ast.CreateExperiment,
+        names,
+        coordinates,
+        st.sampled_from(["pandas", "spark"]),
+        st.booleans(),
+    ),
+    st.builds(
+        ast.CreateModel, names, coordinates, st.sampled_from(["pandas", "spark"]), st.booleans()
+    ),
     st.builds(ast.DescribeShared, coordinates),
     st.builds(
         ast.CreateRecipient,
         names,
         st.booleans(),
         st.none() | strings,
-        st.none() | st.builds(ast.Expiry, st.integers(1, 1000), st.sampled_from(["SECONDS", "MINUTES", "HOURS", "DAYS"])),
+        st.none()
+        | st.builds(
+            ast.Expiry,
+            st.integers(1, 1000),
+            st.sampled_from(["SECONDS", "MINUTES", "HOURS", "DAYS"]),
+        ),
         st.none() | strings,
     ),
     st.builds(ast.Grant, names, names),
