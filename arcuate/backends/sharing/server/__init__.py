@@ -11,7 +11,12 @@ from arcuate.backends.sharing.server.app import (
     SharingServer,
     create_app,
 )
-from arcuate.backends.sharing.server.runner import ServerHandle, serve_in_thread, write_profile
+from arcuate.backends.sharing.server.runner import (
+    ServerHandle,
+    profile_text,
+    serve_in_thread,
+    write_profile,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -19,6 +24,7 @@ __all__ = [
     "ServerOptions",
     "SharingServer",
     "create_app",
+    "profile_text",
     "serve_in_thread",
     "write_profile",
 ]

@@ -919,9 +919,24 @@ def create_app(
     return app
 
 
+def configure_logging(level: str = "info") -> None:
+    """Request and server logs to stderr (the ``arcuate serve`` console)."""
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for name in ("arcuate.server", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
 def create_app_from_env() -> Starlette:
     """Factory for multi-worker uvicorn: settings come from ``ARCUATE_SERVE_*`` variables."""
     env = os.environ
+    if env.get("ARCUATE_SERVE_LOG_LEVEL"):
+        configure_logging(env["ARCUATE_SERVE_LOG_LEVEL"])
     options = ServerOptions(
         prefix=env.get("ARCUATE_SERVE_PREFIX", DEFAULT_PREFIX),
         url_ttl_seconds=int(env.get("ARCUATE_SERVE_URL_TTL", "3600")),

@@ -27,13 +27,10 @@ from arcuate.backends.sharing.server.app import (
 from arcuate.errors import ConfigurationError
 
 
-def write_profile(
-    path: str | os.PathLike[str],
-    endpoint: str,
-    token: str,
-    expiration: datetime.datetime | str | None = None,
-) -> Path:
-    """Write a v1 Delta Sharing profile (readable by its owner only) and return its path.
+def profile_text(
+    endpoint: str, token: str, expiration: datetime.datetime | str | None = None
+) -> str:
+    """A v1 Delta Sharing profile as JSON text.
 
     Version 1 is the only bearer-token profile the 1.4 client accepts; ``expiration`` is
     informational for the client (the server enforces it).
@@ -50,14 +47,28 @@ def write_profile(
                 moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
             )
         profile["expirationTime"] = expiration
+    return json.dumps(profile, indent=2) + "\n"
+
+
+def write_profile(
+    path: str | os.PathLike[str],
+    endpoint: str,
+    token: str,
+    expiration: datetime.datetime | str | None = None,
+) -> Path:
+    """Write a v1 profile (:func:`profile_text`) readable by its owner only; return its path."""
+    return write_private(path, profile_text(endpoint, token, expiration))
+
+
+def write_private(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomically write ``text`` to ``path`` with mode 0600 (it holds a secret)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(profile, fh, indent=2)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

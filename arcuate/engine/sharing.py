@@ -1,0 +1,239 @@
+"""Catalog statements: recipients, tokens, grants and share housekeeping.
+
+``CREATE RECIPIENT`` and ``ALTER RECIPIENT ... ROTATE TOKEN`` are the only places a bearer
+token exists in clear: it goes into the profile text of the result (and the profile file,
+0600, when the statement names one) and is stored only as a salted hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arcuate.engine.context import Context
+from arcuate.engine.result import StatementResult
+from arcuate.errors import BackendError, ConfigurationError
+from arcuate.plan.ops import CatalogCommand
+
+
+def run_catalog_command(op: CatalogCommand, ctx: Context, statement: str) -> StatementResult:
+    """Run one catalog statement against the configured share catalog."""
+    catalog = ctx.share_catalog
+    handler = _HANDLERS[op.action]
+    needed = _NEEDS.get(op.action)
+    if needed and not hasattr(catalog, needed):
+        raise BackendError(
+            f"the {op.catalog} share catalog cannot {op.action.replace('_', ' ')}: recipients, "
+            "grants and share changes are kept by the local share catalog",
+            hint="use the local catalog (share_catalog='local') with arcuate serve",
+        )
+    return handler(op, ctx, catalog, statement)
+
+
+def _name(op: CatalogCommand) -> str:
+    if not op.name:
+        raise ConfigurationError(f"{op.action.replace('_', ' ')} needs a recipient name")
+    return op.name
+
+
+def _share(op: CatalogCommand) -> str:
+    share = op.share or (op.name if op.action == "drop_share" else None)
+    if not share:
+        raise ConfigurationError(f"{op.action.replace('_', ' ')} needs a share name")
+    return share
+
+
+def _deliver(
+    op: CatalogCommand, ctx: Context, token: str, record: dict[str, Any]
+) -> tuple[str, str | None]:
+    """The profile text, also written to ``op.profile_path`` (0600) when one is given."""
+    from arcuate.backends.sharing.server.runner import profile_text, write_profile
+
+    expires = record.get("token_expires_at")
+    text = profile_text(ctx.settings.endpoint, token, expires)
+    path = None
+    if op.profile_path:
+        path = str(write_profile(op.profile_path, ctx.settings.endpoint, token, expires))
+    return text, path
+
+
+def _create_recipient(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    record, token = catalog.create_recipient(
+        _name(op),
+        if_not_exists=op.if_exists,
+        comment=op.comment,
+        expires_in_seconds=op.expires_in_seconds,
+    )
+    summary: dict[str, Any] = {"recipient": record["name"], "created": token is not None}
+    if token is None:
+        summary["note"] = "recipient already exists; its token is unchanged and not shown again"
+        return StatementResult(statement, "create recipient", summary)
+    text, path = _deliver(op, ctx, token, record)
+    summary.update(token_expires_at=record["token_expires_at"], profile_path=path)
+    return StatementResult(statement, "create recipient", summary, text=text)
+
+
+def _rotate_token(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    name = _name(op)
+    token = catalog.rotate_token(name, expires_in_seconds=op.expires_in_seconds)
+    record = catalog.recipient(name)
+    text, path = _deliver(op, ctx, token, record)
+    summary = {
+        "recipient": record["name"],
+        "token_expires_at": record["token_expires_at"],
+        "profile_path": path,
+    }
+    return StatementResult(statement, "rotate token", summary, text=text)
+
+
+def _drop_recipient(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    dropped = catalog.drop_recipient(_name(op), if_exists=op.if_exists)
+    return StatementResult(statement, "drop recipient", {"recipient": op.name, "dropped": dropped})
+
+
+def _grant(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+    changed = catalog.grant(_share(op), _name(op))
+    summary = {"share": op.share, "recipient": op.name, "granted": changed}
+    return StatementResult(statement, "grant", summary)
+
+
+def _revoke(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+    changed = catalog.revoke(_share(op), _name(op))
+    summary = {"share": op.share, "recipient": op.name, "revoked": changed}
+    return StatementResult(statement, "revoke", summary)
+
+
+def _remove_table(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    if len(op.table) < 2:
+        raise ConfigurationError("remove table needs schema.table")
+    schema, table = op.table[-2], op.table[-1]
+    catalog.remove_table(_share(op), schema, table)
+    summary = {"share": op.share, "removed": f"{schema}.{table}"}
+    return StatementResult(statement, "remove table", summary)
+
+
+def _drop_share(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+    share = _share(op)
+    dropped = catalog.drop_share(share, if_exists=op.if_exists)
+    return StatementResult(statement, "drop share", {"share": share, "dropped": dropped})
+
+
+def _share_row(share: dict[str, Any], recipients: list[str]) -> dict[str, Any]:
+    schemas = share.get("schemas") or []
+    return {
+        "name": share["name"],
+        "schemas": len(schemas),
+        "tables": sum(len(sc.get("tables") or []) for sc in schemas),
+        "recipients": recipients,
+    }
+
+
+def _granted(catalog: Any) -> dict[str, list[str]]:
+    """share name (lower case) -> recipients that may read it."""
+    out: dict[str, list[str]] = {}
+    for r in catalog.recipients():
+        for share in r["shares"]:
+            out.setdefault(share.lower(), []).append(r["name"])
+    return out
+
+
+def _show_shares(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+    granted = _granted(catalog)
+    rows = [_share_row(s, granted.get(str(s["name"]).lower(), [])) for s in catalog.shares()]
+    return StatementResult(statement, "show shares", {"shares": len(rows)}, rows=rows)
+
+
+def _show_recipients(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    rows = catalog.recipients()
+    return StatementResult(statement, "show recipients", {"recipients": len(rows)}, rows=rows)
+
+
+def _find_share(catalog: Any, name: str) -> dict[str, Any]:
+    from arcuate.errors import NotFoundError
+
+    share = next((s for s in catalog.shares() if str(s["name"]).lower() == name.lower()), None)
+    if share is None:
+        raise NotFoundError(f"share {name!r} does not exist", hint="SHOW SHARES lists the shares")
+    return dict(share)
+
+
+def _show_all_in_share(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    share = _find_share(catalog, _share(op))
+    rows = [
+        {
+            "name": f"{sc['name']}.{t['name']}",
+            "type": "TABLE",
+            "location": t.get("location"),
+            "id": t.get("id"),
+            "history_shared": bool(t.get("historyShared", False)),
+            "start_version": int(t.get("startVersion", 0) or 0),
+        }
+        for sc in share.get("schemas") or []
+        for t in sc.get("tables") or []
+    ]
+    summary = {"share": share["name"], "tables": len(rows)}
+    return StatementResult(statement, "show all in share", summary, rows=rows)
+
+
+def _describe_share(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    share = _find_share(catalog, _share(op))
+    row = _share_row(share, _granted(catalog).get(str(share["name"]).lower(), []))
+    return StatementResult(statement, "describe share", dict(row), rows=[row])
+
+
+def _describe_recipient(
+    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+) -> StatementResult:
+    from arcuate.errors import NotFoundError
+
+    record = catalog.recipient(_name(op))
+    if record is None:
+        raise NotFoundError(
+            f"recipient {op.name!r} does not exist", hint="SHOW RECIPIENTS lists the recipients"
+        )
+    return StatementResult(statement, "describe recipient", dict(record), rows=[record])
+
+
+_HANDLERS = {
+    "create_recipient": _create_recipient,
+    "rotate_token": _rotate_token,
+    "drop_recipient": _drop_recipient,
+    "grant": _grant,
+    "revoke": _revoke,
+    "remove_table": _remove_table,
+    "drop_share": _drop_share,
+    "show_shares": _show_shares,
+    "show_recipients": _show_recipients,
+    "show_all_in_share": _show_all_in_share,
+    "describe_share": _describe_share,
+    "describe_recipient": _describe_recipient,
+}
+
+#: The catalog method each action needs (a catalog without it cannot run the statement).
+_NEEDS = {
+    "create_recipient": "create_recipient",
+    "rotate_token": "rotate_token",
+    "drop_recipient": "drop_recipient",
+    "grant": "grant",
+    "revoke": "revoke",
+    "remove_table": "remove_table",
+    "drop_share": "drop_share",
+    "show_shares": "shares",
+    "show_recipients": "recipients",
+    "show_all_in_share": "shares",
+    "describe_share": "shares",
+    "describe_recipient": "recipient",
+}

@@ -1,0 +1,215 @@
+"""``arcuate serve`` (the embedded Delta Sharing server) and ``arcuate catalog export-yaml``.
+
+Exposed as click objects the main ``arcuate`` group adds: :data:`serve_command` and
+:data:`catalog_group`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from arcuate.errors import ArcuateError
+
+
+class _Stopped(Exception):
+    """Raised from a signal handler once uvicorn has shut down gracefully."""
+
+
+def _fail(exc: ArcuateError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+def _catalog_path(warehouse: str | None, catalog: str | None) -> str:
+    from arcuate.config import resolve_settings
+
+    return resolve_settings(None, warehouse=warehouse, catalog=catalog).catalog_path
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--warehouse", help="warehouse whose shares.yaml to serve [env: ARCUATE_WAREHOUSE]")
+@click.option("--catalog", help="share catalog file [default: <warehouse>/shares.yaml]")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--prefix", default="/delta-sharing", show_default=True, help="URL prefix")
+@click.option(
+    "--url-ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(30, 7 * 24 * 3600),
+    help="seconds a data-file URL stays valid",
+)
+@click.option("--public-url", help="base URL recipients reach the server at, behind a proxy")
+@click.option("--key-file", help="signing key file [default: <catalog>.signing-key, made 0600]")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve_command(
+    host: str,
+    port: int,
+    warehouse: str | None,
+    catalog: str | None,
+    workers: int,
+    prefix: str,
+    url_ttl: int,
+    public_url: str | None,
+    key_file: str | None,
+    log_level: str,
+) -> None:
+    """Serve the shares of the local catalog over the Delta Sharing protocol.
+
+    Recipients connect with the profile file CREATE RECIPIENT gave them. The catalog is
+    re-read when it changes: new tables, grants, revocations and rotated tokens apply
+    without a restart. Stop with Ctrl+C or SIGTERM.
+    """
+    import uvicorn
+
+    from arcuate.backends.sharing.server.app import ServerOptions, configure_logging, create_app
+    from arcuate.backends.sharing.server.runner import bind_socket
+    from arcuate.backends.sharing.server.signing import key_path_for, load_or_create_key
+
+    configure_logging(log_level)
+    try:
+        path = _catalog_path(warehouse, catalog)
+        key_path = key_file or str(key_path_for(path))
+        key = load_or_create_key(key_path)  # made once here, before any worker starts
+        if workers > 1 and port == 0:
+            raise click.UsageError("--port 0 cannot be used with --workers > 1")
+        sock = bind_socket(host, port)  # fails early (port in use) and resolves port 0
+    except ArcuateError as exc:
+        _fail(exc)
+        return
+    bound = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    options = ServerOptions(prefix=prefix, url_ttl_seconds=url_ttl, public_url=public_url)
+    norm = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    click.echo(f"arcuate: serving Delta Sharing at http://{shown}:{bound}{norm}")
+    click.echo(f"arcuate: share catalog {Path(path).absolute()}")
+    if not Path(path).exists():
+        click.echo("arcuate: the catalog does not exist yet; it is picked up once written")
+    click.echo("arcuate: press Ctrl+C to stop")
+    sys.stdout.flush()
+
+    if workers > 1:
+        sock.close()  # uvicorn's supervisor binds it again and shares it with the workers
+        os.environ.update(
+            ARCUATE_SERVE_CATALOG=path,
+            ARCUATE_SERVE_KEY_FILE=key_path,
+            ARCUATE_SERVE_PREFIX=prefix,
+            ARCUATE_SERVE_URL_TTL=str(url_ttl),
+            ARCUATE_SERVE_PUBLIC_URL=public_url or "",
+            ARCUATE_SERVE_LOG_LEVEL=log_level,
+        )
+        uvicorn.run(
+            "arcuate.backends.sharing.server.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        click.echo("arcuate: stopped")
+        return
+
+    app = create_app(path, signing_key=key, options=options)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+    )
+    server = uvicorn.Server(config)
+
+    def stopped(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped
+
+    # uvicorn shuts down gracefully on these, then re-raises them to the previous handlers.
+    previous = {s: signal.signal(s, stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    except (_Stopped, KeyboardInterrupt):
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sock.close()
+    click.echo("arcuate: stopped")
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """Work with the local share catalog file."""
+
+
+@catalog_group.command("export-yaml")
+@click.option("--warehouse", help="warehouse whose shares.yaml to export [env: ARCUATE_WAREHOUSE]")
+@click.option("--catalog", help="share catalog file [default: <warehouse>/shares.yaml]")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="write here (0600) instead of stdout"
+)
+@click.option("--share", "shares", multiple=True, help="export only this share (repeatable)")
+@click.option("--token", help="bearer token to put in the config [default: a new random one]")
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--url-ttl", default=3600, show_default=True, type=click.IntRange(30, 604800))
+@click.option(
+    "--include-local",
+    is_flag=True,
+    help="keep tables on local disk (the reference cannot read them)",
+)
+def export_yaml(
+    warehouse: str | None,
+    catalog: str | None,
+    output: str | None,
+    shares: tuple[str, ...],
+    token: str | None,
+    host: str,
+    port: int,
+    url_ttl: int,
+    include_local: bool,
+) -> None:
+    """Write a config the Delta Sharing reference server can serve.
+
+    The reference server knows one bearer token and no recipients, and reads only tables in
+    object storage (s3a, abfss, wasbs, gs); other tables are left out with a warning.
+    """
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+
+    try:
+        path = _catalog_path(warehouse, catalog)
+        if not Path(path).exists():
+            raise ArcuateError(f"share catalog {path} does not exist")
+        export = LocalShareCatalog(path).export_reference_yaml(
+            bearer_token=token,
+            shares=list(shares) or None,
+            host=host,
+            port=port,
+            url_ttl_seconds=url_ttl,
+            include_local=include_local,
+        )
+    except ArcuateError as exc:
+        _fail(exc)
+        return
+    for name in export.skipped:
+        click.echo(
+            f"warning: left out {name}: not in object storage (use --include-local to keep it)",
+            err=True,
+        )
+    if output:
+        from arcuate.backends.sharing.server.runner import write_private
+
+        write_private(output, export.yaml)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(export.yaml, nl=False)
+    if not token:
+        click.echo(f"bearer token (shown once): {export.bearer_token}", err=True)
