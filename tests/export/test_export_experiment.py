@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHUNK, EXPERIMENT, LONG_PARAM, Tricky
-from export_tables import reassemble, rows_deltalake, rows_duckdb, rows_polars
+from export_helpers import (
+    CHUNK,
+    EXPERIMENT,
+    LONG_PARAM,
+    Tricky,
+    reassemble,
+    rows_deltalake,
+    rows_duckdb,
+    rows_polars,
+)
 
 from arcuate.engine.export import export_experiment
 from arcuate.format.schema import parse_description
