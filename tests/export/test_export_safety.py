@@ -1,0 +1,246 @@
+"""Exports that must not write: missing names, rejected filters, failures midway, credentials."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
+
+from arcuate.backends.mlflow.source import MlflowSource
+from arcuate.backends.protocols import FileRef, Record
+from arcuate.config import Settings
+from arcuate.engine.context import Context
+from arcuate.engine.export import export_experiment, export_model
+from arcuate.errors import BackendError, NotFoundError
+from arcuate.plan.ops import ExportExperiment, ExportModel
+
+SECRET = "s3cr3t-Tok3n"
+
+
+def committed(location: Path) -> bool:
+    return any((location / "_delta_log").glob("*.json")) if location.exists() else False
+
+
+def test_missing_experiment_is_a_clear_error_that_writes_nothing(
+    tricky: Tricky, workdir: Path
+) -> None:
+    ctx = tricky.context(workdir / "warehouse")
+    with pytest.raises(NotFoundError) as info:
+        export_experiment(ExportExperiment("/Users/ana@corp.com/chürn"), ctx)
+    text = str(info.value)
+    assert "experiment '/Users/ana@corp.com/chürn' does not exist" in text
+    assert f"did you mean {EXPERIMENT!r}?" in text
+    assert not committed(workdir / "warehouse" / "ml" / "t")
+    assert not (workdir / "warehouse").exists()
+
+
+def test_rejected_filter_fails_before_writing(tricky: Tricky, workdir: Path) -> None:
+    ctx = tricky.context(workdir / "warehouse")
+    with pytest.raises(BackendError) as info:
+        export_experiment(ExportExperiment(EXPERIMENT, "params.kind ~ 'x'"), ctx)
+    assert "with filter \"params.kind ~ 'x'\"" in str(info.value)
+    assert not (workdir / "warehouse").exists()
+
+
+class _Exploding(io.RawIOBase):
+    """A file that yields ``good`` bytes, then fails like a dropped network read."""
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            raise OSError("connection reset while reading")
+        n = min(len(buffer), self.left)
+        buffer[:n] = b"\x01" * n
+        self.left -= n
+        return n
+
+
+class _FailingSource(MlflowSource):
+    """The real source, plus one large file whose second read breaks halfway."""
+
+    size = 2 * 1024 * 1024
+
+    def iter_run_files(self, run: Record) -> Iterator[FileRef]:
+        yield from super().iter_run_files(run)
+        opened = {"n": 0}
+
+        def open_() -> IO[bytes]:
+            opened["n"] += 1
+            if opened["n"] == 1:  # the hashing pass reads it whole
+                return io.BytesIO(b"\x01" * self.size)
+            return io.BufferedReader(_Exploding(self.size * 3 // 4))
+
+        yield FileRef("artifacts", "huge.bin", self.size, open_)
+
+
+def test_failure_midway_leaves_the_previous_table_version(tricky: Tricky, workdir: Path) -> None:
+    warehouse = workdir / "warehouse"
+    ctx = tricky.context(warehouse, chunk_bytes=1024)
+    stream = export_experiment(ExportExperiment(EXPERIMENT), ctx)
+    first = ctx.table_store.write(("ml", "t"), stream.batches, content=stream.content)
+    assert first.version == 0
+    before = rows_deltalake(first.location)
+
+    failing = tricky.context(warehouse, chunk_bytes=1024)
+    failing.__dict__["model_source"] = _FailingSource(tricky.store.tracking_uri)
+    stream = export_experiment(ExportExperiment(EXPERIMENT), failing)
+    delivered = []
+
+    def counted() -> Iterator[Any]:
+        for batch in stream.batches:
+            delivered.append(batch.num_rows)
+            yield batch
+
+    with pytest.raises(BackendError) as info:
+        failing.table_store.write(("ml", "t"), counted(), content=stream.content)
+    assert "could not read file artifacts/huge.bin of record" in str(info.value)
+    assert sum(delivered) >= 1000, "the failure came after batches reached the writer"
+    from deltalake import DeltaTable
+
+    assert DeltaTable(first.location).version() == 0
+    assert repr(rows_deltalake(first.location)) == repr(before)  # repr: NaN != NaN
+
+    # and a first export that fails leaves no table at all
+    stream = export_experiment(ExportExperiment(EXPERIMENT), failing)
+    with pytest.raises(BackendError):
+        failing.table_store.write(("ml", "new"), stream.batches, content=stream.content)
+    assert not committed(warehouse / "ml" / "new")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(mlflow_store: Any, workdir: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on the test store, proxying artifacts; yields its URL."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", mlflow_store.tracking_uri,
+            "--artifacts-destination", str(workdir / "served-artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((workdir / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.server
+def test_no_credentials_enter_the_table(mlflow_server: str, workdir: Path) -> None:
+    """A tracking URI with user:password, and secrets in tags, params, datasets, links."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    from arcuate.backends.mlflow.connect import make_client
+
+    uri = mlflow_server.replace("http://", f"http://ana:{SECRET}@")
+    client = make_client(uri, uri)
+    exp_id = client.create_experiment("secrets", tags={"repo": f"https://ana:{SECRET}@git.corp/x"})
+    run = client.create_run(
+        exp_id,
+        tags={"mlflow.source.git.repoURL": f"https://ana:{SECRET}@github.com/corp/churn.git"},
+    )
+    rid = run.info.run_id
+    sas = f"https://acct.blob.core.windows.net/c/d.csv?sv=2022-11-02&sp=r&sig={SECRET}"
+    client.log_param(rid, "data", sas)
+    presigned = (
+        "https://b.s3.amazonaws.com/d.csv?X-Amz-Credential=AKIA%2F&X-Amz-Signature=" + SECRET
+    )
+    ds = Dataset("d", "abc", "http", f'{{"url": "{presigned}"}}', None, None)
+    client.log_inputs(rid, [DatasetInput(ds, [InputTag("mlflow.data.context", "train")])])
+    src = workdir / "up"
+    (src / "model").mkdir(parents=True)
+    (src / "model" / "MLmodel").write_text("flavors: {}\n")
+    (src / "notes.txt").write_text("remote artifact")
+    client.log_artifacts(rid, str(src))
+    client.set_terminated(rid)
+    client.create_registered_model("secret-model")
+    client.create_model_version(
+        "secret-model",
+        f"runs:/{rid}/model",
+        run_id=rid,
+        run_link=f"https://ana:{SECRET}@mlflow.corp/#/experiments/{exp_id}/runs/{rid}",
+    )
+
+    settings = Settings(
+        tracking_uri=uri, registry_uri=uri, warehouse=str(workdir / "wh"), progress=False
+    )
+    ctx = Context(settings)
+    stream = export_experiment(ExportExperiment("secrets"), ctx)
+    exp_table = ctx.table_store.write(("s", "exp"), stream.batches, content=stream.content)
+    stream = export_model(ExportModel("secret-model"), ctx)
+    model_table = ctx.table_store.write(("s", "model"), stream.batches, content=stream.content)
+
+    exp_rows = rows_deltalake(exp_table.location)
+    model_rows = rows_deltalake(model_table.location)
+    everything = repr(exp_rows) + repr(model_rows)
+    assert SECRET not in everything
+    for path in Path(exp_table.location).parent.parent.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+    records, files = reassemble(exp_rows)
+    run_row = records[rid]["run"]
+    tags = {t["key"]: t["value"] for t in run_row["tags"]}
+    assert tags["mlflow.source.git.repoURL"] == "https://github.com/corp/churn.git"
+    params = {p["key"]: p["value"] for p in run_row["params"]}
+    assert params["data"] == "https://acct.blob.core.windows.net/c/d.csv"
+    assert run_row["inputs"][0]["source"] == '{"url": "https://b.s3.amazonaws.com/d.csv"}'
+    exp_tags = {t["key"]: t["value"] for t in records[rid]["experiment"]["tags"]}
+    assert exp_tags["repo"] == "https://git.corp/x"
+    # files came through the server's artifact proxy (remote repository, temp downloads)
+    assert files[(rid, "artifacts", "notes.txt")] == b"remote artifact"
+    assert files[(rid, "artifacts", "model/MLmodel")] == b"flavors: {}\n"
+    mrecords, mfiles = reassemble(model_rows)
+    info = mrecords["1"]["model_version"]
+    assert info["run_link"] == f"https://mlflow.corp/#/experiments/{exp_id}/runs/{rid}"
+    assert mfiles == {("1", "model", "MLmodel"): b"flavors: {}\n"}
+
+    with pytest.raises(NotFoundError) as err:
+        export_experiment(ExportExperiment("secret"), ctx)
+    assert SECRET not in str(err.value) and "did you mean 'secrets'?" in str(err.value)
