@@ -1,0 +1,1012 @@
+"""The MLflow side of an import: experiments, runs, logged models, files, registry versions.
+
+The importer (:mod:`arcuate.engine.imports`) decides *what* to write; this module knows *how*
+MLflow wants it written (``docs/recipient.md`` lists what survives). Everything crosses the
+boundary as plain record dicts (the normalised shapes of :mod:`arcuate.format.validate`) and
+local file paths; no MLflow object leaves this module.
+
+Choices worth knowing (see ``/work/shared/research/mlflow-facts.md``):
+
+* Every client gets explicit tracking and registry URIs. New experiments get an explicit
+  artifact location next to a sqlite database, so two stores opened from one directory never
+  share ``./mlruns/<id>``.
+* Each run is created with its start time, name and user (``mlflow.user`` is read only at
+  creation), then filled: params, tags with id-bearing ones remapped, every metric point
+  (re-linked to the imported logged models), dataset inputs, logged models (files byte for
+  byte, finalized, linked as outputs), artifacts, and finally status and end time.
+* Provenance lives in ``arcuate.*`` tags. ``arcuate.content_hash`` is written last, so a run
+  without it is known to be incomplete (an interrupted import) and is finished next time.
+* Registering a ``models:/m-...`` source makes MLflow resolve the logged model through a bare
+  ``MlflowClient()``, i.e. the global URIs: they point at this sink for that call only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlparse
+
+from arcuate.backends.mlflow.connect import make_client, redact_uri
+from arcuate.backends.protocols import Record
+from arcuate.errors import BackendError, ConflictError
+from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+# -- provenance tags --------------------------------------------------------------------------
+SOURCE_RUN_ID: Final = "arcuate.source_run_id"
+SOURCE: Final = "arcuate.source"
+CONTENT_HASH: Final = "arcuate.content_hash"
+FILES_HASH: Final = "arcuate.files_hash"
+SOURCE_PARENT_RUN_ID: Final = "arcuate.source_parent_run_id"
+SOURCE_MODEL_ID: Final = "arcuate.source_model_id"
+SOURCE_MODEL_VERSIONS: Final = "arcuate.source_model_versions"
+SOURCE_MODEL: Final = "arcuate.source_model"
+SOURCE_VERSION: Final = "arcuate.source_version"
+SOURCE_URI: Final = "arcuate.source_uri"
+PLACEHOLDER: Final = "arcuate.placeholder"
+MAX_VERSION: Final = "arcuate.max_version"
+#: Tags arcuate manages; the same keys arriving from a share (a re-shared import) are replaced.
+MANAGED: Final = frozenset(
+    {
+        SOURCE_RUN_ID,
+        SOURCE,
+        CONTENT_HASH,
+        FILES_HASH,
+        SOURCE_PARENT_RUN_ID,
+        SOURCE_MODEL_ID,
+        SOURCE_MODEL_VERSIONS,
+        SOURCE_MODEL,
+        SOURCE_VERSION,
+        SOURCE_URI,
+        PLACEHOLDER,
+        MAX_VERSION,
+    }
+)
+
+PARENT_TAG: Final = "mlflow.parentRunId"
+USER_TAG: Final = "mlflow.user"
+RUN_NAME_TAG: Final = "mlflow.runName"
+LOG_MODEL_HISTORY_TAG: Final = "mlflow.log-model.history"
+MODEL_VERSIONS_TAG: Final = "mlflow.modelVersions"
+_PAGE: Final = 1000
+_MAX_FLOAT: Final = 1.7976931348623157e308
+_URI_LOCK = threading.Lock()
+
+PointKey = tuple[str, int, int, float | str]
+
+
+def _is_managed(key: str) -> bool:
+    return key in MANAGED
+
+
+def files_digest(files: list[Record]) -> str:
+    """One digest over (path, size, sha256) of a file set: the ``arcuate.files_hash`` tag."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["path"]):
+        h.update(f"{f['path']}\x00{f['size']}\x00{f['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def _point(key: str, step: int, timestamp: int, value: float) -> PointKey:
+    """A metric point as stored: NaN spelled out, +-inf as the finite numbers SQL stores keep."""
+    if value != value:
+        return (key, int(step), int(timestamp), "nan")
+    if value == float("inf"):
+        value = _MAX_FLOAT
+    elif value == float("-inf"):
+        value = -_MAX_FLOAT
+    return (key, int(step), int(timestamp), float(value))
+
+
+def _dataset_ident(d: Record) -> tuple[Any, ...]:
+    return (d["name"], d["digest"], tuple(sorted(d["tags"].items())))
+
+
+def _mlflow_dataset_ident(d: Any) -> tuple[Any, ...]:
+    return (d.dataset.name, d.dataset.digest, tuple(sorted((t.key, t.value) for t in d.tags)))
+
+
+def _stale_tags(current: dict[str, str], wanted: dict[str, str], *, exact: bool) -> list[str]:
+    """Tags of a run here to delete: ids that no longer apply, and with ``exact`` all extras."""
+    out = []
+    for key in current:
+        if key in wanted or key == RUN_NAME_TAG:
+            continue
+        if _is_managed(key):
+            if key == SOURCE_PARENT_RUN_ID:
+                out.append(key)
+            continue
+        if exact or key in (PARENT_TAG, USER_TAG):
+            out.append(key)
+    return out
+
+
+def _code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+@contextlib.contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """MLflow and OS failures as :class:`BackendError` saying what was being done."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise BackendError(f"{what}: {exc.message}") from exc
+    except OSError as exc:
+        raise BackendError(f"{what}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """Point MLflow's global URIs (and their env vars) at this sink, then restore them exactly.
+
+    ``SqlAlchemyStore.create_model_version`` resolves ``models:/m-...`` through a bare
+    ``MlflowClient()``; without this it would look in whatever store is configured globally.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _URI_LOCK:
+        saved = (
+            tracking_utils._tracking_uri,
+            registry_utils._registry_uri,
+            os.environ.get("MLFLOW_TRACKING_URI"),
+            os.environ.get("MLFLOW_REGISTRY_URI"),
+        )
+        tracking_utils._tracking_uri = tracking_uri
+        registry_utils._registry_uri = registry_uri
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        os.environ["MLFLOW_REGISTRY_URI"] = registry_uri
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved[0], saved[1]
+            for var, value in (("MLFLOW_TRACKING_URI", saved[2]), ("MLFLOW_REGISTRY_URI", saved[3])):
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+
+
+def _remap_history(value: str, run_ids: dict[str, str]) -> str:
+    """``mlflow.log-model.history`` with its ``run_id`` fields pointing at the imported runs."""
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(doc, list):
+        return value
+    changed = False
+    for entry in doc:
+        if isinstance(entry, dict) and isinstance(entry.get("run_id"), str):
+            new = run_ids.get(entry["run_id"])
+            if new is not None and new != entry["run_id"]:
+                entry["run_id"] = new
+                changed = True
+    return json.dumps(doc) if changed else value
+
+
+def _stage_files(files: list[Record], prefix: str = "") -> str:
+    """A temporary directory holding ``files`` at their relative paths (hard links if possible)."""
+    stage = tempfile.mkdtemp(prefix="arcuate-stage-")
+    root = Path(stage)
+    for f in files:
+        rel = f"{prefix}/{f['path']}" if prefix else f["path"]
+        dest = root.joinpath(*rel.split("/"))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(f["local"], dest)
+        except OSError:
+            shutil.copyfile(f["local"], dest)
+    return stage
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+class MlflowSink:
+    """Writes imported runs, logged models, files and registry versions into one MLflow.
+
+    ``artifact_root``: where new experiments keep their artifacts (``<root>/<uuid>``); by
+    default next to a sqlite database, else MLflow's own default (a server's artifact root).
+    """
+
+    def __init__(
+        self, tracking_uri: str, registry_uri: str | None = None, *, artifact_root: str | None = None
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self.artifact_root = artifact_root
+        self._client: MlflowClient | None = None
+        self._next_version: dict[str, int] = {}
+        self._run_lookup: dict[str, Record | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"MlflowSink({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MlflowClient, built on first use with both URIs explicit."""
+        if self._client is None:
+            self._client = make_client(self.tracking_uri, self.registry_uri)
+        return self._client
+
+    def _repo(self, uri: str) -> ArtifactRepository:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(
+            uri, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
+        )
+
+    # -- experiments ------------------------------------------------------------------------
+    def _new_artifact_location(self) -> str | None:
+        """An explicit, unique artifact location for a new experiment, or None for the default."""
+        name = uuid.uuid4().hex
+        if self.artifact_root:
+            return f"{self.artifact_root.rstrip('/')}/{name}"
+        parsed = urlparse(self.tracking_uri)
+        if parsed.scheme == "sqlite":
+            db = unquote(self.tracking_uri[len("sqlite:///") :])
+            if db and db != ":memory:" and not db.startswith("file:"):
+                return str(Path(db).absolute().parent / "mlruns" / name)
+        return None
+
+    def prepare_experiment(
+        self,
+        name: str,
+        tags: dict[str, str],
+        *,
+        exact: bool = False,
+        update_tags: bool = True,
+        restore: bool = False,
+    ) -> str:
+        """The id of experiment ``name``, created (with ``tags``) if missing.
+
+        An existing one gets the shared tags (and, when ``exact``, loses tags the share does
+        not have). A deleted one is restored when ``restore``, else it is a conflict: MLflow
+        keeps deleted names reserved.
+        """
+        client = self.client
+        with _errors(f"could not prepare experiment {name!r}"):
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                return str(
+                    client.create_experiment(
+                        name, artifact_location=self._new_artifact_location(), tags=tags or None
+                    )
+                )
+            eid = str(exp.experiment_id)
+            if exp.lifecycle_stage == "deleted":
+                if not restore:
+                    raise ConflictError(
+                        f"experiment {name!r} exists but is deleted (MLflow keeps its name)",
+                        hint="use OVERWRITE to restore and replace it, restore it with "
+                        f"`mlflow experiments restore --experiment-id {eid}`, or pick another name",
+                    )
+                client.restore_experiment(eid)
+            if update_tags:
+                current = dict(exp.tags or {})
+                for key, value in tags.items():
+                    if current.get(key) != value:
+                        client.set_experiment_tag(eid, key, value)
+                if exact:
+                    for key in current:
+                        if key not in tags and not _is_managed(key):
+                            client.delete_experiment_tag(eid, key)
+            return eid
+
+    def list_runs(self, experiment_id: str) -> list[Record]:
+        """Every run of the experiment (deleted ones too) with its provenance, tags and params."""
+        from mlflow.entities import ViewType
+
+        out: list[Record] = []
+        token: str | None = None
+        with _errors(f"could not list the runs of experiment {experiment_id}"):
+            while True:
+                page = self.client.search_runs(
+                    [experiment_id],
+                    run_view_type=ViewType.ALL,
+                    max_results=_PAGE,
+                    page_token=token,
+                )
+                for run in page:
+                    tags = dict(run.data.tags)
+                    out.append(
+                        {
+                            "run_id": run.info.run_id,
+                            "source_run_id": tags.get(SOURCE_RUN_ID),
+                            "content_hash": tags.get(CONTENT_HASH),
+                            "lifecycle_stage": run.info.lifecycle_stage,
+                            "tags": tags,
+                            "params": dict(run.data.params),
+                            "metric_keys": sorted(run.data.metrics),
+                        }
+                    )
+                token = page.token
+                if not token:
+                    return out
+
+    def list_logged_models(self, experiment_id: str) -> list[Record]:
+        """Logged models of the experiment with their provenance (``source_model_id``)."""
+        out: list[Record] = []
+        token: str | None = None
+        with _errors(f"could not list the logged models of experiment {experiment_id}"):
+            while True:
+                page = self.client.search_logged_models(
+                    experiment_ids=[experiment_id], max_results=100, page_token=token
+                )
+                for lm in page:
+                    out.append(
+                        {
+                            "model_id": lm.model_id,
+                            "source_model_id": (lm.tags or {}).get(SOURCE_MODEL_ID),
+                            "run_id": lm.source_run_id,
+                            "name": lm.name,
+                        }
+                    )
+                token = page.token
+                if not token:
+                    return out
+
+    def find_run(self, source_run_id: str) -> Record | None:
+        """An imported run of any experiment carrying ``source_run_id`` as provenance."""
+        from mlflow.entities import ViewType
+
+        if self._run_lookup is None:
+            self._run_lookup = {}
+        if source_run_id in self._run_lookup:
+            return self._run_lookup[source_run_id]
+        found: Record | None = None
+        token: str | None = None
+        with _errors(f"could not look for the imported run of source run {source_run_id}"):
+            ids: list[str] = []
+            while True:
+                page = self.client.search_experiments(max_results=_PAGE, page_token=token)
+                ids.extend(e.experiment_id for e in page)
+                token = page.token
+                if not token:
+                    break
+            # ids are validated ([A-Za-z0-9_-]), so the filter cannot be broken out of
+            filt = f"tags.`{SOURCE_RUN_ID}` = '{source_run_id}'"
+            for start in range(0, len(ids), 100):
+                runs = self.client.search_runs(
+                    ids[start : start + 100],
+                    filter_string=filt,
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=10,
+                    order_by=["attributes.start_time ASC"],
+                )
+                complete = [r for r in runs if r.data.tags.get(CONTENT_HASH)]
+                pick = (complete or list(runs) or [None])[0]
+                if pick is not None:
+                    found = {
+                        "run_id": pick.info.run_id,
+                        "experiment_id": pick.info.experiment_id,
+                        "artifact_uri": pick.info.artifact_uri,
+                        "content_hash": pick.data.tags.get(CONTENT_HASH),
+                    }
+                    break
+        self._run_lookup[source_run_id] = found
+        return found
+
+    def run_artifact_uri(self, run_id: str) -> str:
+        """The artifact URI of a run of this store."""
+        with _errors(f"could not read run {run_id}"):
+            return str(self.client.get_run(run_id).info.artifact_uri)
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(
+        self, experiment_id: str, run: Record, *, source_run_id: str, source: str
+    ) -> str:
+        """A new run with the shared start time, name and user, tagged with its provenance."""
+        tags = {SOURCE_RUN_ID: source_run_id}
+        if source:
+            tags[SOURCE] = source
+        if run.get("user_id"):
+            tags[USER_TAG] = run["user_id"]
+        name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG)
+        with _errors(f"could not create the run for source run {source_run_id}"):
+            created = self.client.create_run(
+                experiment_id, start_time=run.get("start_time"), tags=tags, run_name=name
+            )
+        if self._run_lookup is not None:
+            self._run_lookup.pop(source_run_id, None)
+        return str(created.info.run_id)
+
+    def run_tags(self, run: Record, run_ids: dict[str, str]) -> dict[str, str]:
+        """The tags a run should carry here: the shared ones with run ids remapped."""
+        tags = {k: v for k, v in run["tags"].items() if not _is_managed(k)}
+        parent = run.get("parent_run_id") or tags.get(PARENT_TAG)
+        if parent:
+            new = run_ids.get(parent)
+            if new is not None:
+                tags[PARENT_TAG] = new
+            else:
+                # the parent was not shared (yet): no dangling id; remember the source's
+                tags.pop(PARENT_TAG, None)
+                tags[SOURCE_PARENT_RUN_ID] = parent
+        if LOG_MODEL_HISTORY_TAG in tags:
+            tags[LOG_MODEL_HISTORY_TAG] = _remap_history(tags[LOG_MODEL_HISTORY_TAG], run_ids)
+        return tags
+
+    def rebuild_reason(
+        self, run_id: str, run: Record, *, exact: bool, artifact_paths: list[str]
+    ) -> str | None:
+        """Why an existing run cannot be updated in place into the shared one, if it cannot.
+
+        Params cannot change in MLflow; with ``exact`` (OVERWRITE), extra params, metric points,
+        dataset inputs and artifact files cannot be removed either. Such runs are rebuilt, and
+        the old one is deleted once the new one is complete.
+        """
+        with _errors(f"could not read run {run_id}"):
+            current = self.client.get_run(run_id)
+            params = dict(current.data.params)
+            for key, value in run["params"].items():
+                if key in params and params[key] != value:
+                    return f"param {key!r} changed"
+            if not exact:
+                return None
+            extra = sorted(set(params) - set(run["params"]))
+            if extra:
+                return f"param {extra[0]!r} is no longer shared"
+            keys = {m["key"] for m in run["metrics"]}
+            extra = sorted(set(current.data.metrics) - keys)
+            if extra:
+                return f"metric {extra[0]!r} is no longer shared"
+            wanted = {_point(m["key"], m["step"], m["timestamp"], m["value"]) for m in run["metrics"]}
+            for key in sorted(keys & set(current.data.metrics)):
+                for m in self.client.get_metric_history(run_id, key):
+                    if _point(m.key, m.step, m.timestamp, m.value) not in wanted:
+                        return f"metric {key!r} has points that are no longer shared"
+            shared = {_dataset_ident(d) for d in run["inputs"]}
+            for d in current.inputs.dataset_inputs if current.inputs else ():
+                if _mlflow_dataset_ident(d) not in shared:
+                    return f"dataset input {d.dataset.name!r} is no longer shared"
+            existing = self._list_files(self._repo(current.info.artifact_uri))
+            extra = sorted(set(existing) - set(artifact_paths))
+            if extra:
+                return f"artifact {extra[0]!r} is no longer shared"
+        return None
+
+    def create_logged_model(self, experiment_id: str, run_id: str | None, model: Record) -> str:
+        """A new (PENDING) logged model for a shared one, linked to its provenance."""
+        with _errors(f"could not create logged model {model['name']!r}"):
+            lm = self.client.create_logged_model(
+                experiment_id,
+                name=model["name"],
+                source_run_id=run_id,
+                tags={SOURCE_MODEL_ID: model["model_id"]},
+                params=model["params"] or None,
+                model_type=model.get("model_type"),
+            )
+        return str(lm.model_id)
+
+    def fill_run(
+        self,
+        run_id: str,
+        run: Record,
+        files: list[Record],
+        *,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        fresh: bool,
+        exact: bool,
+    ) -> Record:
+        """Write everything of a shared run that the run here lacks; idempotent.
+
+        Returns counters: ``metric_points``, ``files``, ``bytes`` written and ``unlinked``
+        (metric points or model inputs whose logged model was not shared).
+        """
+        from mlflow.entities import (
+            Dataset,
+            DatasetInput,
+            InputTag,
+            LoggedModelInput,
+            LoggedModelOutput,
+            Metric,
+            Param,
+            RunTag,
+        )
+
+        client = self.client
+        stats: Record = {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
+        what = f"could not write run {run_id} (source run {run['run_id']})"
+        with _errors(what):
+            current = client.get_run(run_id)
+            if current.info.lifecycle_stage == "deleted":
+                client.restore_run(run_id)
+
+            # logged models first: metrics that belong to them need them to exist
+            outputs = {o.model_id for o in (current.outputs.model_outputs if current.outputs else ())}
+            new_outputs = []
+            for lm in run["logged_models"]:
+                mid = model_ids[lm["model_id"]]
+                owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
+                mine = [f for f in files if f["owner"] == owner]
+                got = self.fill_logged_model(mid, lm, mine, fresh=fresh, exact=exact)
+                stats["files"] += got["files"]
+                stats["bytes"] += got["bytes"]
+                if lm.get("step") is not None and mid not in outputs:
+                    new_outputs.append(LoggedModelOutput(mid, int(lm["step"])))
+
+            # params, tags, metrics
+            params = dict(current.data.params)
+            tags = dict(current.data.tags)
+            wanted_tags = self.run_tags(run, run_ids)
+            new_params = [Param(k, v) for k, v in run["params"].items() if k not in params]
+            new_tags = [RunTag(k, v) for k, v in wanted_tags.items() if tags.get(k) != v]
+            existing: set[PointKey] = set()
+            linked: set[tuple[str, PointKey]] = set()
+            if not fresh:
+                for key in sorted({m["key"] for m in run["metrics"]} & set(current.data.metrics)):
+                    for m in client.get_metric_history(run_id, key):
+                        existing.add(_point(m.key, m.step, m.timestamp, m.value))
+                for mid in {model_ids.get(m["model_id"]) for m in run["metrics"] if m["model_id"]}:
+                    if mid is None:
+                        continue
+                    for m in client.get_logged_model(mid).metrics or ():
+                        if m.run_id == run_id:
+                            linked.add((mid, _point(m.key, m.step, m.timestamp, m.value)))
+            metrics = []
+            for m in run["metrics"]:
+                point = _point(m["key"], m["step"], m["timestamp"], m["value"])
+                mid = model_ids.get(m["model_id"]) if m["model_id"] else None
+                if m["model_id"] and mid is None:
+                    stats["unlinked"] += 1
+                if point in existing and (mid is None or (mid, point) in linked):
+                    continue
+                metrics.append(
+                    Metric(
+                        m["key"],
+                        m["value"],
+                        m["timestamp"],
+                        m["step"],
+                        model_id=mid,
+                        dataset_name=m["dataset_name"] if mid else None,
+                        dataset_digest=m["dataset_digest"] if mid else None,
+                    )
+                )
+            if metrics or new_params or new_tags:
+                client.log_batch(run_id, metrics=metrics, params=new_params, tags=new_tags)
+            stats["metric_points"] = len(metrics)
+            for key in _stale_tags(tags, wanted_tags, exact=exact):
+                client.delete_tag(run_id, key)
+
+            # inputs and outputs
+            have = {
+                _mlflow_dataset_ident(d)
+                for d in (current.inputs.dataset_inputs if current.inputs else ())
+            }
+            datasets = []
+            for d in run["inputs"]:
+                ident = _dataset_ident(d)
+                if ident in have:
+                    continue
+                have.add(ident)
+                datasets.append(
+                    DatasetInput(
+                        Dataset(
+                            d["name"], d["digest"], d["source_type"], d["source"],
+                            d["schema"], d["profile"],
+                        ),
+                        [InputTag(k, v) for k, v in d["tags"].items()],
+                    )
+                )
+            model_inputs = {
+                m.model_id for m in (current.inputs.model_inputs if current.inputs else ()) or ()
+            }
+            new_model_inputs = []
+            for src in run["model_inputs"]:
+                mid = model_ids.get(src)
+                if mid is None:
+                    stats["unlinked"] += 1
+                elif mid not in model_inputs:
+                    model_inputs.add(mid)
+                    new_model_inputs.append(LoggedModelInput(mid))
+            for start in range(0, len(datasets), 1000):
+                client.log_inputs(run_id, datasets=datasets[start : start + 1000])
+            if new_model_inputs:
+                client.log_inputs(run_id, models=new_model_inputs)
+            if new_outputs:
+                client.log_outputs(run_id, new_outputs)
+
+            # artifacts
+            mine = [f for f in files if f["owner"] == OWNER_ARTIFACTS]
+            digest = files_digest(mine)
+            if fresh or tags.get(FILES_HASH) != digest:
+                repo = self._repo(current.info.artifact_uri)
+                n, size = self._sync_files(repo, mine, fresh=fresh)
+                stats["files"] += n
+                stats["bytes"] += size
+                client.set_tag(run_id, FILES_HASH, digest)
+
+            # name, status, end time
+            name = run.get("run_name")
+            if name and current.info.run_name != name:
+                client.update_run(run_id, name=name)
+            status, end = run["status"], run.get("end_time")
+            if end is not None and (current.info.status != status or current.info.end_time != end):
+                client.set_terminated(run_id, status, end_time=end)
+            elif end is None and current.info.status != status:
+                client.update_run(run_id, status=status)
+        return stats
+
+    def finish_run(self, run_id: str, *, content_hash: str, deleted: bool = False) -> None:
+        """Mark a run complete (its content hash, last) and delete it if the share says so."""
+        with _errors(f"could not finish run {run_id}"):
+            self.client.set_tag(run_id, CONTENT_HASH, content_hash)
+            if deleted:
+                self.client.delete_run(run_id)
+
+    def reconcile_run(
+        self, state: Record, run: Record, *, run_ids: dict[str, str], exact: bool
+    ) -> bool:
+        """Fix the tags of an unchanged run (a parent imported later; OVERWRITE's exactness).
+
+        ``state`` is the run's entry from :meth:`list_runs`. Returns whether anything changed.
+        """
+        if state["lifecycle_stage"] == "deleted":
+            return False
+        current = state["tags"]
+        wanted = self.run_tags(run, run_ids)
+        changed = False
+        with _errors(f"could not update the tags of run {state['run_id']}"):
+            for key, value in wanted.items():
+                if current.get(key) != value:
+                    self.client.set_tag(state["run_id"], key, value)
+                    changed = True
+            for key in _stale_tags(current, wanted, exact=exact):
+                self.client.delete_tag(state["run_id"], key)
+                changed = True
+        return changed
+
+    def delete_runs(self, experiment_id: str, run_ids: list[str]) -> None:
+        """Delete runs and the logged models they produced."""
+        if not run_ids:
+            return
+        doomed = set(run_ids)
+        with _errors(f"could not delete replaced runs of experiment {experiment_id}"):
+            for lm in self.list_logged_models(experiment_id):
+                if lm["run_id"] in doomed:
+                    self.client.delete_logged_model(lm["model_id"])
+            for rid in run_ids:
+                run = self.client.get_run(rid)
+                if run.info.lifecycle_stage != "deleted":
+                    self.client.delete_run(rid)
+
+    def delete_logged_models(self, model_ids: list[str]) -> None:
+        """Delete logged models (duplicates left by an interrupted import)."""
+        with _errors("could not delete logged models"):
+            for mid in model_ids:
+                self.client.delete_logged_model(mid)
+
+    # -- logged models and files ------------------------------------------------------------
+    def fill_logged_model(
+        self, model_id: str, model: Record, files: list[Record], *, fresh: bool, exact: bool
+    ) -> Record:
+        """Tags, params, files (byte for byte) and status of a logged model; idempotent."""
+        client = self.client
+        stats: Record = {"files": 0, "bytes": 0}
+        with _errors(f"could not write logged model {model_id} (source {model['model_id']})"):
+            lm = client.get_logged_model(model_id)
+            tags = dict(lm.tags or {})
+            wanted = {k: v for k, v in model["tags"].items() if not _is_managed(k)}
+            if MODEL_VERSIONS_TAG in wanted:
+                # names and versions of the provider's registry mean nothing here; a model
+                # import sets the tag again for the versions it registers
+                wanted[SOURCE_MODEL_VERSIONS] = wanted.pop(MODEL_VERSIONS_TAG)
+            new_tags = {k: v for k, v in wanted.items() if tags.get(k) != v}
+            if new_tags:
+                client.set_logged_model_tags(model_id, new_tags)
+            if exact:
+                for key in tags:
+                    if key not in wanted and not _is_managed(key) and key != MODEL_VERSIONS_TAG:
+                        client.delete_logged_model_tag(model_id, key)
+            params = dict(lm.params or {})
+            missing = {k: v for k, v in model["params"].items() if k not in params}
+            if missing:
+                client.log_model_params(model_id, missing)
+            digest = files_digest(files)
+            if fresh or tags.get(FILES_HASH) != digest:
+                n, size = self._sync_files(self._repo(lm.artifact_location), files, fresh=fresh)
+                stats["files"], stats["bytes"] = n, size
+                client.set_logged_model_tags(model_id, {FILES_HASH: digest})
+            status = model.get("status")
+            if status in ("READY", "FAILED") and str(lm.status) != status:
+                client.finalize_logged_model(model_id, status)
+        return stats
+
+    def upload_run_files(self, run_id: str, files: list[Record], prefix: str) -> Record:
+        """Files placed under ``prefix`` of a run's artifacts (those not already there)."""
+        with _errors(f"could not upload files to run {run_id}"):
+            repo = self._repo(self.client.get_run(run_id).info.artifact_uri)
+            n, size = self._sync_files(repo, files, fresh=False, prefix=prefix)
+        return {"files": n, "bytes": size}
+
+    def _list_files(self, repo: ArtifactRepository, path: str | None = None) -> dict[str, int | None]:
+        """Every file under ``path`` of a repository, recursively: relative path -> size."""
+        out: dict[str, int | None] = {}
+        pending: list[str | None] = [path]
+        while pending:
+            for info in repo.list_artifacts(pending.pop()):
+                if info.is_dir:
+                    pending.append(info.path)
+                else:
+                    out[info.path.replace(os.sep, "/")] = info.file_size
+        return out
+
+    def _same_file(self, repo: ArtifactRepository, path: str, sha256: str) -> bool:
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        if isinstance(repo, LocalArtifactRepository):
+            return _sha256_file(os.path.join(repo.artifact_dir, *path.split("/"))) == sha256
+        tmp = tempfile.mkdtemp(prefix="arcuate-compare-")
+        try:
+            local = repo.download_artifacts(path, dst_path=tmp)  # type: ignore[no-untyped-call]
+            return _sha256_file(local) == sha256
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _sync_files(
+        self, repo: ArtifactRepository, files: list[Record], *, fresh: bool, prefix: str = ""
+    ) -> tuple[int, int]:
+        """Upload the files the repository lacks or holds with other bytes."""
+        if not files:
+            return 0, 0
+        todo = files
+        if not fresh:
+            existing = self._list_files(repo, prefix or None)
+            todo = []
+            for f in files:
+                path = f"{prefix}/{f['path']}" if prefix else f["path"]
+                size = existing.get(path, -1)
+                if size == -1 or (size is not None and size != f["size"]):
+                    todo.append(f)
+                elif not self._same_file(repo, path, f["sha256"]):
+                    todo.append(f)
+        if not todo:
+            return 0, 0
+        stage = _stage_files(todo, prefix)
+        try:
+            repo.log_artifacts(stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return len(todo), sum(int(f["size"]) for f in todo)
+
+    def artifact_paths(self, run_id: str) -> list[str]:
+        """Relative paths of every artifact file of a run."""
+        with _errors(f"could not list the artifacts of run {run_id}"):
+            return sorted(self._list_files(self._repo(self.client.get_run(run_id).info.artifact_uri)))
+
+    # -- registry -----------------------------------------------------------------------------
+    def prepare_registered_model(
+        self, name: str, *, description: str | None, tags: dict[str, str], exact: bool
+    ) -> Record:
+        """The registered model (created if missing) with its description and tags set.
+
+        Returns ``created``, ``versions`` (visible ones: version, tags, run_id, source, stage,
+        description) and ``aliases`` (alias -> version).
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        wanted = {k: v for k, v in tags.items() if not _is_managed(k)}
+        with _errors(f"could not prepare registered model {name!r}"):
+            try:
+                rm = client.get_registered_model(name)
+            except MlflowException as exc:
+                if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                rm = client.create_registered_model(
+                    name, tags=wanted or None, description=description
+                )
+                self._next_version[name] = 1
+                return {"created": True, "versions": [], "aliases": {}}
+            if (rm.description or None) != (description or None):
+                client.update_registered_model(name, description=description or "")
+            current = dict(rm.tags or {})
+            for key, value in wanted.items():
+                if current.get(key) != value:
+                    client.set_registered_model_tag(name, key, value)
+            if exact:
+                for key in current:
+                    if key not in wanted and not _is_managed(key):
+                        client.delete_registered_model_tag(name, key)
+            versions = self._versions(name)
+            top = max([v["version"] for v in versions] + [int(current.get(MAX_VERSION, 0) or 0)])
+            self._next_version[name] = top + 1
+            return {
+                "created": False,
+                "versions": versions,
+                "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
+            }
+
+    def _versions(self, name: str) -> list[Record]:
+        quote = '"' if "'" in name else "'"
+        out: list[Record] = []
+        token: str | None = None
+        while True:
+            page = self.client.search_model_versions(
+                f"name = {quote}{name}{quote}", max_results=_PAGE, page_token=token
+            )
+            for mv in page:
+                if mv.name != name:
+                    continue
+                out.append(
+                    {
+                        "version": int(mv.version),
+                        "tags": dict(mv.tags or {}),
+                        "run_id": mv.run_id or None,
+                        "source": mv.source,
+                        "stage": mv.current_stage or "None",
+                        "description": mv.description,
+                    }
+                )
+            token = page.token
+            if not token:
+                return sorted(out, key=lambda v: v["version"])
+
+    def ensure_logged_model(
+        self,
+        experiment_id: str,
+        run_id: str | None,
+        model: Record,
+        files: list[Record],
+        *,
+        exact: bool = False,
+    ) -> tuple[str, Record]:
+        """The logged model holding a version's files: found by provenance, or created."""
+        existing = [
+            lm
+            for lm in self.list_logged_models(experiment_id)
+            if lm["source_model_id"] == model["model_id"] and lm["run_id"] == run_id
+        ]
+        if existing:
+            mid = existing[0]["model_id"]
+            fresh = False
+        else:
+            mid = self.create_logged_model(experiment_id, run_id, model)
+            fresh = True
+        stats = self.fill_logged_model(mid, model, files, fresh=fresh, exact=exact)
+        if run_id is not None and model.get("step") is not None:
+            from mlflow.entities import LoggedModelOutput
+
+            with _errors(f"could not link logged model {mid} to run {run_id}"):
+                run = self.client.get_run(run_id)
+                have = {o.model_id for o in (run.outputs.model_outputs if run.outputs else ())}
+                if mid not in have:
+                    self.client.log_outputs(run_id, [LoggedModelOutput(mid, int(model["step"]))])
+        return mid, stats
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        want: int | None,
+        source: str,
+        run_id: str | None,
+        model_id: str | None,
+        tags: dict[str, str],
+        description: str | None,
+        run_link: str | None,
+    ) -> int:
+        """Register a version, numbered ``want`` when MLflow's counter allows it.
+
+        MLflow numbers versions max(all, deleted included) + 1, so gaps are recreated with
+        placeholder versions that are deleted at once. Returns the number MLflow gave.
+        """
+        client = self.client
+        nxt = self._next_version.get(name, 1)
+        common: dict[str, Any] = {"run_id": run_id, "await_creation_for": 0}
+        if model_id is not None:
+            common["model_id"] = model_id
+        with _errors(f"could not register a version of {name!r} from {source}"), _global_uris(
+            self.tracking_uri, self.registry_uri
+        ):
+            while want is not None and nxt < want:
+                mv = client.create_model_version(name, source, tags={PLACEHOLDER: "true"}, **common)
+                number = int(mv.version)
+                client.delete_model_version(name, str(number))
+                nxt = number + 1
+                self._note_version(name, number)
+            mv = client.create_model_version(
+                name, source, tags=tags, description=description, run_link=run_link, **common
+            )
+        number = int(mv.version)
+        self._note_version(name, number)
+        self._next_version[name] = number + 1
+        return number
+
+    def _note_version(self, name: str, number: int) -> None:
+        with _errors(f"could not tag registered model {name!r}"):
+            self.client.set_registered_model_tag(name, MAX_VERSION, str(number))
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        current: Record,
+        description: str | None,
+        tags: dict[str, str],
+        stage: str,
+        exact: bool,
+    ) -> bool:
+        """Description, tags and stage of an existing version. Returns whether it changed."""
+        client = self.client
+        changed = False
+        with _errors(f"could not update {name!r} version {version}"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            if (current.get("description") or None) != (description or None):
+                client.update_model_version(name, str(version), description=description or "")
+                changed = True
+            have = current.get("tags") or {}
+            for key, value in tags.items():
+                if have.get(key) != value:
+                    client.set_model_version_tag(name, str(version), key, value)
+                    changed = True
+            if exact:
+                for key in have:
+                    if key not in tags and not _is_managed(key):
+                        client.delete_model_version_tag(name, str(version), key)
+                        changed = True
+            if (current.get("stage") or "None") != stage:
+                client.transition_model_version_stage(
+                    name, str(version), stage, archive_existing_versions=False
+                )
+                changed = True
+        return changed
+
+    def finish_version(self, name: str, version: int, *, content_hash: str) -> None:
+        """Mark a version complete (its content hash, written last)."""
+        with _errors(f"could not tag {name!r} version {version}"):
+            self.client.set_model_version_tag(name, str(version), CONTENT_HASH, content_hash)
+
+    def link_logged_model(self, model_id: str, name: str, version: int) -> None:
+        """Add ``{name, version}`` to a logged model's ``mlflow.modelVersions`` tag."""
+        with _errors(f"could not tag logged model {model_id}"):
+            lm = self.client.get_logged_model(model_id)
+            entry = {"name": name, "version": str(version)}
+            try:
+                current = json.loads((lm.tags or {}).get(MODEL_VERSIONS_TAG, "[]"))
+            except ValueError:
+                current = []
+            if not isinstance(current, list):
+                current = []
+            if entry not in current:
+                current.append(entry)
+                self.client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(current)})
+
+    def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None:
+        """Point aliases at versions and drop those in ``remove``."""
+        with _errors(f"could not set the aliases of {name!r}"):
+            for alias in remove:
+                self.client.delete_registered_model_alias(name, alias)
+            for alias, version in aliases.items():
+                self.client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_versions(self, name: str, versions: list[int]) -> None:
+        """Delete versions (replaced ones, placeholders, or with OVERWRITE, unshared ones)."""
+        with _errors(f"could not delete versions of {name!r}"):
+            for v in versions:
+                self.client.delete_model_version(name, str(v))

@@ -1,0 +1,405 @@
+"""Helpers of the import tests: contexts, exports, shared-row builders, MLflow snapshots.
+
+Snapshots read a store only through MLflow's public client API and key every run by its
+*source* run id (the provider's own id, or the ``arcuate.source_run_id`` provenance tag on the
+recipient side), so two stores compare equal exactly when the import preserved everything the
+API can set. ``arcuate.*`` tags are provenance and are left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from arcuate.config import Settings
+from arcuate.engine.context import Context
+from arcuate.format.schema import SCHEMA
+
+UTC = dt.UTC
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Share:
+    """The provider's tables, shared and readable by a recipient profile."""
+
+    warehouse: Path
+    catalog: Path
+    profile: Path
+    endpoint: str
+    experiment_table: str
+    model_table: str
+
+    @property
+    def experiment(self) -> str:
+        return f"{self.profile}#ml.default.experiment"
+
+    @property
+    def model(self) -> str:
+        return f"{self.profile}#ml.default.model"
+
+
+def provider_context(store: Any, warehouse: Path, **kw: Any) -> Context:
+    return Context(
+        Settings(
+            tracking_uri=store.tracking_uri,
+            registry_uri=store.registry_uri,
+            warehouse=str(warehouse),
+            chunk_bytes=kw.pop("chunk_bytes", 4096),
+            progress=False,
+            **kw,
+        )
+    )
+
+
+def recipient_context(store: Any, **kw: Any) -> Context:
+    """An engine context writing into ``store`` (progress off unless asked)."""
+    return Context(
+        Settings(
+            tracking_uri=store.tracking_uri,
+            registry_uri=store.registry_uri,
+            progress=kw.pop("progress", False),
+            **kw,
+        )
+    )
+
+
+def export_to(
+    ctx: Context, table: tuple[str, ...], *, experiment: str | None = None, model: str | None = None
+) -> str:
+    """Export with arcuate's exporter into a Delta table; its location."""
+    from arcuate.engine.export import export_experiment, export_model
+    from arcuate.plan.ops import ExportExperiment, ExportModel
+
+    if experiment is not None:
+        stream = export_experiment(ExportExperiment(experiment), ctx)
+    else:
+        assert model is not None
+        stream = export_model(ExportModel(model), ctx)
+    return str(ctx.table_store.write(table, stream.batches, content=stream.content).location)
+
+
+def table_batches(location: str) -> Iterator[pa.RecordBatch]:
+    """The record batches of a Delta table read directly (no sharing server)."""
+    from deltalake import DeltaTable
+
+    yield from DeltaTable(location).to_pyarrow_table().to_batches(max_chunksize=7)
+
+
+# -- hand-built shared rows ---------------------------------------------------------------------
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_entry(path: str, data: bytes, owner: str = "artifacts") -> dict[str, Any]:
+    return {"owner": owner, "path": path, "size": len(data), "sha256": sha(data), "data": data,
+            "chunks": 0}
+
+
+def run_row(
+    run_id: str = "a" * 32,
+    *,
+    name: str = "run",
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    metrics: list[tuple[str, float, int, int]] | None = None,
+    files: list[dict[str, Any]] | None = None,
+    status: str = "FINISHED",
+    end: dt.datetime | None = T0 + dt.timedelta(minutes=5),
+    parent: str | None = None,
+    logged_models: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A valid ``run`` row of the format, built by hand."""
+    ms = dt.timedelta(milliseconds=1)
+    return {
+        "format_version": 1,
+        "kind": "run",
+        "key": run_id,
+        "exported_at": T0,
+        "experiment": {
+            "experiment_id": "1",
+            "name": "provider exp",
+            "lifecycle_stage": "active",
+            "tags": [{"key": "team", "value": "ml"}],
+        },
+        "run": {
+            "run_id": run_id,
+            "run_name": name,
+            "status": status,
+            "start_time": T0,
+            "end_time": end,
+            "user_id": "ann",
+            "lifecycle_stage": "active",
+            "parent_run_id": parent,
+            "params": [{"key": k, "value": v} for k, v in (params or {"lr": "0.1"}).items()],
+            "tags": [{"key": k, "value": v} for k, v in (tags or {"team": "ml"}).items()],
+            "metrics": [
+                {
+                    "key": k,
+                    "value": val,
+                    "step": step,
+                    "timestamp": dt.datetime(1970, 1, 1, tzinfo=UTC) + ts * ms,
+                    "model_id": None,
+                    "dataset_name": None,
+                    "dataset_digest": None,
+                }
+                for k, val, step, ts in (metrics or [("loss", 0.5, 0, 1_700_000_000_000)])
+            ],
+            "inputs": [],
+            "model_inputs": [],
+            "logged_models": logged_models or [],
+        },
+        "model_version": None,
+        "files": files if files is not None else [file_entry("notes/readme.txt", b"hello\n")],
+        "chunk": None,
+    }
+
+
+def version_row(version: int = 1, *, run_id: str = "a" * 32, files: Any = None,
+                aliases: list[str] | None = None, stage: str = "None") -> dict[str, Any]:
+    """A valid ``model_version`` row (source ``runs:/<run>/model``)."""
+    row = run_row(run_id, files=[])
+    row["kind"] = "model_version"
+    row["key"] = str(version)
+    row["model_version"] = {
+        "name": "provider-model",
+        "model_description": "desc",
+        "model_tags": [{"key": "owner", "value": "ann"}],
+        "version": version,
+        "description": f"v{version}",
+        "tags": [{"key": "v", "value": str(version)}],
+        "aliases": aliases or [],
+        "stage": stage,
+        "status": "READY",
+        "status_message": None,
+        "creation_time": T0,
+        "last_updated_time": T0,
+        "user_id": "ann",
+        "source": f"runs:/{run_id}/model",
+        "run_id": run_id,
+        "run_link": None,
+        "model_id": None,
+    }
+    row["files"] = files if files is not None else [
+        file_entry("MLmodel", b"flavors:\n  python_function: {}\n", owner="model")
+    ]
+    return row
+
+
+def chunk_rows(key: str, path: str, data: bytes, size: int, owner: str = "artifacts"
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A chunked FILE entry and its chunk rows (``size`` bytes per chunk)."""
+    parts = [data[i : i + size] for i in range(0, len(data), size)]
+    entry = {"owner": owner, "path": path, "size": len(data), "sha256": sha(data), "data": None,
+             "chunks": len(parts)}
+    rows = []
+    offset = 0
+    for index, part in enumerate(parts):
+        rows.append({
+            "format_version": 1, "kind": "chunk", "key": key, "exported_at": T0,
+            "experiment": None, "run": None, "model_version": None, "files": None,
+            "chunk": {"owner": owner, "path": path, "index": index, "offset": offset,
+                      "data": part},
+        })
+        offset += len(part)
+    return entry, rows
+
+
+def batches_of(rows: list[dict[str, Any]], size: int = 2) -> list[pa.RecordBatch]:
+    """Rows as record batches of the format's schema."""
+    table = pa.Table.from_pylist([copy.deepcopy(r) for r in rows], schema=SCHEMA)
+    return table.to_batches(max_chunksize=size)
+
+
+# -- snapshots of an MLflow store -----------------------------------------------------------------
+def _pt(key: str, value: float, step: int, ts: int) -> tuple[Any, ...]:
+    return (key, "nan" if math.isnan(value) else value, step, ts)
+
+
+def _files(client: Any, run_id: str) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, "", tmp)
+        return read_tree(local)
+
+
+def read_tree(root: str | Path) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    root = Path(root)
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            full = Path(dirpath) / name
+            out[full.relative_to(root).as_posix()] = full.read_bytes()
+    return out
+
+
+def _model_files(store: Any, model: Any) -> dict[str, bytes]:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(model.artifact_location, tracking_uri=store.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_tree(repo.download_artifacts("", dst_path=tmp))
+
+
+def _clean_tags(tags: dict[str, str], ids: dict[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in tags.items() if not k.startswith("arcuate.")}
+    if "mlflow.parentRunId" in out:
+        out["mlflow.parentRunId"] = ids.get(out["mlflow.parentRunId"], out["mlflow.parentRunId"])
+    return out
+
+
+def snapshot_experiment(store: Any, name: str, *, imported: bool) -> dict[str, Any]:
+    """Everything MLflow's API shows of an experiment's active runs, keyed by source run id.
+
+    ``imported``: the store is a recipient; map its ids back through provenance.
+    """
+    from mlflow.entities import ViewType
+
+    client = store.client()
+    exp = client.get_experiment_by_name(name)
+    assert exp is not None, f"no experiment {name!r}"
+    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+                              max_results=1000)
+    models = list(client.search_logged_models(experiment_ids=[exp.experiment_id], max_results=100))
+    # ids here -> source ids
+    ids = {r.info.run_id: (r.data.tags.get("arcuate.source_run_id") if imported else r.info.run_id)
+           for r in runs}
+    mids = {m.model_id: ((m.tags or {}).get("arcuate.source_model_id") if imported else m.model_id)
+            for m in models}
+    out: dict[str, Any] = {"tags": {k: v for k, v in exp.tags.items() if not k.startswith("arcuate.")},
+                           "runs": {}}
+    for r in runs:
+        rid = r.info.run_id
+        points = sorted(
+            (
+                _pt(m.key, m.value, m.step, m.timestamp)
+                for key in r.data.metrics
+                for m in client.get_metric_history(rid, key)
+            ),
+            key=repr,
+        )
+        mine = [m for m in models if m.source_run_id == rid]
+        logged = {}
+        for m in mine:
+            tags = {k: v for k, v in (m.tags or {}).items()
+                    if not k.startswith("arcuate.") and k != "mlflow.modelVersions"}
+            logged[mids[m.model_id]] = {
+                "name": m.name,
+                "model_type": m.model_type,
+                "status": str(m.status),
+                "tags": tags,
+                "params": dict(m.params or {}),
+                "metrics": sorted(
+                    ((x.key, x.value, x.step, x.timestamp, x.dataset_name, x.dataset_digest,
+                      ids.get(x.run_id))
+                     for x in (m.metrics or ())),
+                    key=repr,
+                ),
+                "files": _model_files(store, m),
+            }
+        out["runs"][ids[rid]] = {
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "end_time": r.info.end_time,
+            "user_id": r.info.user_id,
+            "lifecycle_stage": r.info.lifecycle_stage,
+            "params": dict(r.data.params),
+            "tags": _clean_tags(dict(r.data.tags), ids),
+            "metrics": points,
+            "latest": {k: ("nan" if math.isnan(val) else val) for k, val in r.data.metrics.items()},
+            "inputs": sorted(
+                (d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
+                 d.dataset.schema, d.dataset.profile, tuple(sorted((t.key, t.value) for t in d.tags)))
+                for d in r.inputs.dataset_inputs
+            ),
+            "model_inputs": sorted(mids.get(m.model_id, m.model_id)
+                                   for m in (r.inputs.model_inputs or ())),
+            "outputs": sorted((mids.get(o.model_id, o.model_id), o.step)
+                              for o in (r.outputs.model_outputs if r.outputs else ())),
+            "logged_models": logged,
+            "artifacts": _files(client, rid),
+        }
+    return out
+
+
+def snapshot_model(store: Any, name: str) -> dict[str, Any]:
+    """A registered model through MLflow's API: description, tags, aliases, each version."""
+    client = store.client()
+    rm = client.get_registered_model(name)
+    quote = '"' if "'" in name else "'"
+    versions = client.search_model_versions(f"name = {quote}{name}{quote}")
+    return {
+        "description": rm.description,
+        "tags": {k: v for k, v in rm.tags.items() if not k.startswith("arcuate.")},
+        "aliases": {a: int(v) for a, v in rm.aliases.items()},
+        "versions": {
+            int(mv.version): {
+                "description": mv.description,
+                "tags": {k: v for k, v in mv.tags.items() if not k.startswith("arcuate.")},
+                "stage": mv.current_stage,
+                "status": mv.status,
+                "aliases": sorted(mv.aliases),
+                "run_id": mv.run_id,
+                "source": mv.source,
+                "run_link": mv.run_link,
+            }
+            for mv in versions
+        },
+    }
+
+
+def store_state(store: Any) -> dict[str, Any]:
+    """A coarse picture of a whole store: experiments, runs, registered models, versions."""
+    from mlflow.entities import ViewType
+
+    client = store.client()
+    exps = client.search_experiments(view_type=ViewType.ALL)
+    runs = client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL) if exps else []
+    models = client.search_registered_models()
+    return {
+        "experiments": sorted((e.name, e.lifecycle_stage, json.dumps(e.tags, sort_keys=True))
+                              for e in exps),
+        "runs": sorted((r.info.run_id, r.info.status, json.dumps(r.data.tags, sort_keys=True))
+                       for r in runs),
+        "models": sorted(m.name for m in models),
+        "versions": sorted((mv.name, mv.version) for mv in client.search_model_versions()),
+    }
+
+
+def first(items: Iterable[Any]) -> Any:
+    return next(iter(items))
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two nested snapshots differ, as readable paths (empty when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=repr):
+            where = f"{path}/{key}"
+            if key not in a:
+                out.append(f"{where}: only in the second")
+            elif key not in b:
+                out.append(f"{where}: only in the first")
+            else:
+                out += differences(a[key], b[key], where)
+        return out
+    if a != b:
+        sa, sb = repr(a), repr(b)
+        return [f"{path}: {sa[:300]} != {sb[:300]}"]
+    return []
+
+
+def assert_same(target: Any, source: Any) -> None:
+    diff = differences(target, source)
+    assert not diff, "target differs from source:\n" + "\n".join(diff[:40])
