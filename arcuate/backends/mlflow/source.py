@@ -105,6 +105,25 @@ class _TempDownload(io.FileIO):
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 
+class _ModelIndex:
+    """Logged models by source run, and their metric points by the run that logged them."""
+
+    def __init__(self, models: list[Any]) -> None:
+        self.by_source_run: dict[str, list[Any]] = defaultdict(list)
+        self.links: dict[str, dict[_PointKey, list[_ModelLink]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for model in models:
+            if model.source_run_id:
+                self.by_source_run[model.source_run_id].append(model)
+            for m in model.metrics or ():
+                if m.run_id:
+                    point = _point_key(m.key, m.step, m.timestamp, m.value)
+                    self.links[m.run_id][point].append(
+                        (model.model_id, m.dataset_name, m.dataset_digest)
+                    )
+
+
 class MlflowSource:
     """A :class:`~arcuate.backends.protocols.ModelSource` over any MLflow tracking/registry URI."""
 
@@ -176,7 +195,7 @@ class MlflowSource:
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
 
-        models = self._logged_models(experiment_id)
+        index = _ModelIndex(self._logged_models(experiment_id))
         token: str | None = None
         while True:
             try:
@@ -198,7 +217,7 @@ class MlflowSource:
                 group = runs[start : start + _HISTORY_GROUP]
                 histories = self._histories(group)
                 for run in group:
-                    yield self._run_record(run, histories.get(run.info.run_id, []), models)
+                    yield self._run_record(run, histories.get(run.info.run_id, []), index)
             token = page.token
             if not token:
                 return
@@ -220,9 +239,9 @@ class MlflowSource:
             "lifecycle_stage": exp.lifecycle_stage,
             "tags": _kv(exp.tags),
         }
-        models = self._logged_models(run.info.experiment_id, source_run_id=run_id)
+        index = _ModelIndex(self._logged_models(run.info.experiment_id, source_run_id=run_id))
         history = self._histories([run]).get(run_id, [])
-        return experiment, self._run_record(run, history, models)
+        return experiment, self._run_record(run, history, index)
 
     def _logged_models(self, experiment_id: str, *, source_run_id: str | None = None) -> list[Any]:
         """Every (non-deleted) logged model of the experiment, or of one source run."""
@@ -284,18 +303,12 @@ class MlflowSource:
         return out
 
     def _run_record(
-        self, run: Run, history: list[tuple[str, float, int, int]], models: list[Any]
+        self, run: Run, history: list[tuple[str, float, int, int]], models: _ModelIndex
     ) -> Record:
         info = run.info
         rid = info.run_id
-        mine = [m for m in models if m.source_run_id == rid]
-        links: dict[_PointKey, list[_ModelLink]] = defaultdict(list)
-        for model in models:
-            for m in model.metrics or ():
-                if m.run_id == rid:
-                    links[_point_key(m.key, m.step, m.timestamp, m.value)].append(
-                        (model.model_id, m.dataset_name, m.dataset_digest)
-                    )
+        mine = models.by_source_run.get(rid, [])
+        links = models.links.get(rid, {})
         metrics: list[dict[str, Any]] = []
         for key, value, step, ts in history:
             base = {"key": key, "value": value, "step": step, "timestamp": to_utc(ts)}
