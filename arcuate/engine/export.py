@@ -86,6 +86,9 @@ class _Progress:
         self._bar.start()
         try:
             yield self
+            if self.total is None:  # a finished count becomes a full bar
+                done = self._bar.tasks[0].completed
+                self._bar.update(self._task, total=done, completed=done)
         finally:
             self._bar.stop()
 
