@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 
 from arcuate.errors import ArcuateError
+from arcuate.frontends.serve_cli import catalog_group, serve_command
 
 _SETTINGS = ("tracking_uri", "registry_uri", "warehouse", "catalog", "endpoint")
 
@@ -133,13 +134,5 @@ def demo(directory: str | None) -> None:
         _fail(exc)
 
 
-def _add_optional_commands() -> None:
-    try:
-        from arcuate.frontends.serve_cli import catalog_group, serve_command
-    except ImportError:  # pragma: no cover - the server extra is always installed today
-        return
-    main.add_command(serve_command, "serve")
-    main.add_command(catalog_group, "catalog")
-
-
-_add_optional_commands()
+main.add_command(serve_command, "serve")
+main.add_command(catalog_group, "catalog")
