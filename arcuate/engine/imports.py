@@ -542,6 +542,7 @@ class _ExperimentImport:
             live = [s for s in found if s["lifecycle_stage"] == "active"] or found
             run_ids[src] = live[0]["run_id"]
         doomed: list[str] = []
+        replaced: set[str] = set()  # older copies of shared runs (not counted as removed)
         keep: set[str] = set()
         plan: list[tuple[int, str, str, bool]] = []  # (entry index, run id, action, fresh)
 
@@ -560,8 +561,10 @@ class _ExperimentImport:
             else:
                 chosen, action = None, "added"
             doomed += [c["run_id"] for c in candidates if c is not chosen]
+            replaced.update(c["run_id"] for c in candidates if c is not chosen)
             fresh = False
-            if chosen is not None and action != "unchanged":
+            if chosen is not None and (action != "unchanged" or self.exact):
+                # with OVERWRITE even an unchanged run is checked for what was added here
                 record = spool.load(index)
                 reason = sink.rebuild_reason(
                     chosen["run_id"],
@@ -571,7 +574,8 @@ class _ExperimentImport:
                 )
                 if reason is not None:
                     doomed.append(chosen["run_id"])
-                    chosen = None
+                    replaced.add(chosen["run_id"])
+                    chosen, action = None, "updated"
             if chosen is None:
                 record = spool.load(index)
                 run_id = sink.create_run(eid, record["run"], source_run_id=entry.key, source=self.source)
@@ -656,7 +660,7 @@ class _ExperimentImport:
         active = {s["run_id"] for s in states if s["lifecycle_stage"] == "active"}
         sink.delete_logged_models(sorted(set(stray_models)))
         sink.delete_runs(eid, doomed)
-        self.report.removed = len([rid for rid in doomed if rid in active])
+        self.report.removed = len([r for r in doomed if r in active and r not in replaced])
         return self.report
 
 
@@ -755,6 +759,7 @@ class _ModelImport:
         mapping: dict[int, int] = {}
         keep: set[int] = set()
         doomed: list[int] = []
+        replaced: set[int] = set()
         writing = self.progress.task(f"importing versions into {self.name}", len(order))
         for index in order:
             entry = spool.entries[index]
@@ -777,6 +782,7 @@ class _ModelImport:
             else:
                 chosen, action = None, ("updated" if candidates else "added")
             doomed += [c["version"] for c in candidates if c is not chosen]
+            replaced.update(c["version"] for c in candidates if c is not chosen)
             tags = self._version_tags(mv, files_hash)
             if chosen is None:
                 target = self._create(entry, record, tags)
@@ -820,7 +826,7 @@ class _ModelImport:
             doomed += [c["version"] for c in current if c["version"] not in keep]
         doomed = sorted(set(doomed) - keep)
         sink.delete_versions(self.name, doomed)
-        self.report.removed = len(doomed)
+        self.report.removed = len([d for d in doomed if d not in replaced])
         return self.report
 
     def _version_tags(self, mv: dict[str, Any], files_hash: str) -> dict[str, str]:

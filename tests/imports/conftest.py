@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky  # noqa: E402
 
-from import_helpers import Share, export_to, provider_context  # noqa: E402
+from import_helpers import Share, Small, build_small, export_to, provider_context  # noqa: E402
 
 _hosts = "127.0.0.1,localhost"
 os.environ["NO_PROXY"] = ",".join(x for x in (os.environ.get("NO_PROXY"), _hosts) if x)
@@ -86,3 +86,11 @@ def share(provider: Tricky, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     model_loc)
     finally:
         handle.stop()
+
+
+@pytest.fixture
+def small(mlflow_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Small:
+    """A small provider (runs, logged model, registered model) that the test may change."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store.tracking_uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_store.registry_uri)
+    return build_small(mlflow_store, workdir)

@@ -403,3 +403,88 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
 def assert_same(target: Any, source: Any) -> None:
     diff = differences(target, source)
     assert not diff, "target differs from source:\n" + "\n".join(diff[:40])
+
+
+# -- a small provider that tests may change -------------------------------------------------------
+@dataclass
+class Small:
+    """A provider store with a few runs, a logged model and a registered model."""
+
+    store: Any
+    root: Path
+    experiment_id: str
+    parent: str
+    child: str
+    running: str
+    model_id: str
+
+    @property
+    def client(self) -> Any:
+        return self.store.client()
+
+    def export(self, *, overwrite_filter: str | None = None, suffix: str = "") -> tuple[str, str]:
+        """Export experiment ``small`` and model ``small-model``; (experiment, model) locations."""
+        from arcuate.engine.export import export_experiment, export_model
+        from arcuate.plan.ops import ExportExperiment, ExportModel
+
+        ctx = provider_context(self.store, self.root / "warehouse", chunk_bytes=1024)
+        out = []
+        for table, stream in (
+            (("ml", "small" + suffix),
+             export_experiment(ExportExperiment("small", overwrite_filter), ctx)),
+            (("ml", "small_model" + suffix), export_model(ExportModel("small-model"), ctx)),
+        ):
+            out.append(str(ctx.table_store.write(table, stream.batches, content=stream.content)
+                           .location))
+        return out[0], out[1]
+
+
+BASE_TS = 1_700_000_000_000
+
+
+def build_small(store: Any, root: Path) -> Small:
+    """Runs parent (with a logged model and a chunked file), child (nested), running."""
+    from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
+
+    client = store.client()
+    eid = client.create_experiment("small", artifact_location=str(root / "mlruns" / "small"),
+                                   tags={"team": "ml"})
+    parent = client.create_run(eid, run_name="parent", start_time=BASE_TS,
+                               tags={"mlflow.user": "ann"}).info.run_id
+    src = root / "src"
+    (src / "plots").mkdir(parents=True)
+    (src / "plots" / "loss.txt").write_text("0.5 0.4 0.3\n")
+    (src / "weights.bin").write_bytes(bytes(range(256)) * 9)  # 2304 bytes: 3 chunks of 1024
+    client.log_artifacts(parent, str(src))
+    lm = client.create_logged_model(eid, name="model", source_run_id=parent,
+                                    tags={"flavor": "none"}, params={"alpha": "1"})
+    mdir = root / "model-src"
+    mdir.mkdir()
+    (mdir / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 3.11.7\n")
+    (mdir / "requirements.txt").write_text("scikit-learn==1.9.1\n# comment\nnumpy\n")
+    client.log_model_artifacts(lm.model_id, str(mdir))
+    client.finalize_logged_model(lm.model_id, "READY")
+    client.log_outputs(parent, [LoggedModelOutput(lm.model_id, 3)])
+    client.log_batch(
+        parent,
+        metrics=[Metric("loss", 1.0 / (i + 1), BASE_TS + i, i) for i in range(5)]
+        + [Metric("acc", 0.9, BASE_TS + 9, 4, model_id=lm.model_id, dataset_name="d",
+                  dataset_digest="abc")],
+        params=[Param("lr", "0.1")],
+        tags=[RunTag("stage", "train")],
+    )
+    client.set_terminated(parent, "FINISHED", end_time=BASE_TS + 60_000)
+    child = client.create_run(eid, run_name="child", start_time=BASE_TS + 10,
+                              tags={"mlflow.parentRunId": parent}).info.run_id
+    client.log_batch(child, metrics=[Metric("loss", 0.25, BASE_TS + 20, 0)])
+    client.set_terminated(child, "FINISHED", end_time=BASE_TS + 30_000)
+    running = client.create_run(eid, run_name="running", start_time=BASE_TS + 100).info.run_id
+    client.log_batch(running, metrics=[Metric("loss", 0.9, BASE_TS + 101, 0)])
+
+    client.create_registered_model("small-model", tags={"owner": "ann"}, description="small")
+    client.create_model_version("small-model", f"models:/{lm.model_id}", run_id=parent,
+                                description="first", tags={"v": "1"})
+    client.create_model_version("small-model", f"runs:/{parent}/model", run_id=parent,
+                                description="second")
+    client.set_registered_model_alias("small-model", "champion", "1")
+    return Small(store, root, eid, parent, child, running, lm.model_id)
