@@ -295,7 +295,7 @@ def snapshot_experiment(store: Any, name: str, *, imported: bool) -> dict[str, A
                     if not k.startswith("arcuate.") and k != "mlflow.modelVersions"}
             logged[mids[m.model_id]] = {
                 "name": m.name,
-                "model_type": m.model_type,
+                "model_type": m.model_type or None,  # REST returns "" for none
                 "status": str(m.status),
                 "tags": tags,
                 "params": dict(m.params or {}),
@@ -352,7 +352,7 @@ def snapshot_model(store: Any, name: str) -> dict[str, Any]:
                 "aliases": sorted(mv.aliases),
                 "run_id": mv.run_id,
                 "source": mv.source,
-                "run_link": mv.run_link,
+                "run_link": mv.run_link or None,  # REST returns "" for none
             }
             for mv in versions
         },

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -646,7 +647,9 @@ class MlflowSink:
                 client.update_run(run_id, name=name)
             status, end = run["status"], run.get("end_time")
             if end is not None and (current.info.status != status or current.info.end_time != end):
-                client.set_terminated(run_id, status, end_time=end)
+                # against a server MLflow prints a "View run" link per call: not for imports
+                with contextlib.redirect_stdout(io.StringIO()):
+                    client.set_terminated(run_id, status, end_time=end)
             elif end is None and current.info.status != status:
                 client.update_run(run_id, status=status)
         return stats
