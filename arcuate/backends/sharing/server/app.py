@@ -788,12 +788,18 @@ class SharingServer:
         self.stats.file_bytes += _served_bytes(
             request.headers.get("range"), st.st_size, request.method
         )
-        return FileResponse(
+        return _FileResponse(
             resolved,
             stat_result=st,
             media_type="application/octet-stream",
             headers={"Cache-Control": "private, no-store"},
         )
+
+
+class _FileResponse(FileResponse):
+    """Streams from disk in 512 KiB reads (Starlette's 64 KiB costs throughput)."""
+
+    chunk_size = 512 * 1024
 
 
 def _is_regular(mode: int) -> bool:
