@@ -153,7 +153,7 @@ def _errors(what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+def global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
     """Point MLflow's global URIs (and their env vars) at this sink, then restore them exactly.
 
     ``SqlAlchemyStore.create_model_version`` resolves ``models:/m-...`` through a bare
@@ -923,7 +923,7 @@ class MlflowSink:
         common: dict[str, Any] = {"run_id": run_id, "await_creation_for": 0}
         if model_id is not None:
             common["model_id"] = model_id
-        with _errors(f"could not register a version of {name!r} from {source}"), _global_uris(
+        with _errors(f"could not register a version of {name!r} from {source}"), global_uris(
             self.tracking_uri, self.registry_uri
         ):
             while want is not None and nxt < want:
