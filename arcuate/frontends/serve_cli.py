@@ -46,7 +46,9 @@ def _catalog_path(warehouse: str | None, catalog: str | None) -> str:
     type=click.IntRange(30, 7 * 24 * 3600),
     help="seconds a data-file URL stays valid",
 )
-@click.option("--public-url", help="base URL recipients reach the server at, behind a proxy")
+@click.option(
+    "--public-url", help="endpoint recipients reach (prefix included), when behind a proxy"
+)
 @click.option("--key-file", help="signing key file [default: <catalog>.signing-key, made 0600]")
 @click.option(
     "--log-level",

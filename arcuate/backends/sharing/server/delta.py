@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import logging
 import os
 import re
 import threading
@@ -24,6 +25,8 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 
 from arcuate.backends.sharing.server.wire import SharingError, invalid, not_found, unsupported
+
+log = logging.getLogger("arcuate.server")
 
 _COMMIT: Final = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT: Final = re.compile(r"^(\d{20})\.checkpoint(\.\d+\.\d+)?\.parquet$")
@@ -255,8 +258,10 @@ def _load_snapshot(root: Path, version: int) -> Snapshot:
     except TableNotFoundError:
         raise not_found("the data of this table is not available on the server") from None
     except (DeltaError, OSError) as exc:
+        # the cause names server paths: it goes to the log, not to the recipient
+        log.warning("cannot read %s at version %d: %s", root, version, exc)
         raise SharingError(
-            400, "RESOURCE_DOES_NOT_EXIST", f"version {version} of this table cannot be read: {exc}"
+            400, "RESOURCE_DOES_NOT_EXIST", f"version {version} of this table cannot be read"
         ) from exc
     protocol: dict[str, Any] = {
         "minReaderVersion": proto.min_reader_version,
