@@ -506,3 +506,16 @@ def test_delta_format_when_asked(sharing: Sharing) -> None:
     assert_error(
         call(sharing, "GET", TABLE + "/metadata", headers=bad), 400, "UNSUPPORTED_OPERATION"
     )
+
+
+def test_a_broken_catalog_file_keeps_the_last_good_one(sharing: Sharing) -> None:
+    good = sharing.catalog_path.read_bytes()
+    try:
+        sharing.catalog_path.write_text("shares: [unclosed\n")
+        resp = call(sharing, "GET", "/shares")
+        assert resp.status_code == 200 and resp.json() == {"items": [{"name": "models"}]}
+    finally:
+        tmp = sharing.catalog_path.with_suffix(".restore")
+        tmp.write_bytes(good)
+        tmp.replace(sharing.catalog_path)
+    assert call(sharing, "GET", "/shares").status_code == 200
