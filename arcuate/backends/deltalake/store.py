@@ -1,28 +1,224 @@
-"""The embedded table backend: delta-rs writing Delta tables under a warehouse root.
+"""The embedded table backend: Delta tables under a warehouse root, written with bounded memory.
 
-A table name of 1-3 parts maps to ``<warehouse>/<part>/.../<part>``. Writes stream record
-batches into one commit, so a failed export leaves the previous table version intact.
+A table name of 1-3 parts maps to ``<warehouse>/<part>/.../<part>``.
+
+Why the write does not call ``write_deltalake``: delta-rs buffers what it is given before it
+writes, so an export held about four times its data in memory (a 400 MB artifact peaked at
+2 GB RSS). Here the batches stream into Parquet files with pyarrow (small row groups, a new
+file every :data:`FILE_BYTES`), and only once the producer is exhausted are the files committed
+to the Delta log in **one** transaction through deltalake's transaction API. Until that commit
+the new files are invisible to every reader, so a failure midway (the producer's own exception
+is re-raised) leaves the previous table version intact; the orphaned files are deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, Final
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from arcuate.backends.protocols import TableVersion, WriteMode
-from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
+from arcuate.errors import BackendError, ConfigurationError, ConflictError, NotFoundError
 from arcuate.format.schema import SCHEMA, Content, table_description
 
-_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,254}$")
+_PART_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,254}$")
+
+#: A data file is closed and a new one started once it holds this many bytes.
+FILE_BYTES: Final = 128 * 1024 * 1024
+#: A row group holds at most this many rows ...
+ROW_GROUP_ROWS: Final = 64
+#: ... and about this many bytes (at least one row), so readers can stream it in small steps.
+ROW_GROUP_BYTES: Final = 16 * 1024 * 1024
+#: Table properties every arcuate table carries (servers send change data feed from them).
+CONFIGURATION: Final = {"delta.enableChangeDataFeed": "true"}
+#: Longest string kept as a min/max statistic (longer values are simply not recorded).
+_STAT_STRING_MAX: Final = 32
+#: Top-level columns whose min/max/null count go into each file's statistics.
+_STAT_COLUMNS: Final = ("format_version", "kind", "key")
 
 
 def _is_uri(root: str) -> bool:
     return "://" in root
+
+
+def _local_path(location: str) -> Path | None:
+    """The directory of a local table (a path or a ``file://`` URI); None for object stores."""
+    if not _is_uri(location):
+        return Path(location)
+    if location.startswith("file://"):
+        return Path(unquote(urlparse(location).path))
+    return None
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """Dotted Parquet column paths of ``schema`` (``files.list.element.data`` ...)."""
+    out: list[str] = []
+
+    def walk(prefix: str, typ: pa.DataType) -> None:
+        if pa.types.is_struct(typ):
+            for i in range(typ.num_fields):
+                child = typ.field(i)
+                walk(f"{prefix}.{child.name}", child.type)
+        elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
+            walk(f"{prefix}.list.element", typ.value_type)
+        else:
+            out.append(prefix)
+
+    for f in schema:
+        walk(f.name, f.type)
+    return out
+
+
+#: File bytes (``files[].data``, ``chunk.data``): neither dictionary-encoded nor given
+#: statistics, which would cost a hash table or a copy of every blob.
+_BLOB_COLUMNS: Final = frozenset(p for p in _leaf_paths(SCHEMA) if p.endswith(".data"))
+_SMALL_COLUMNS: Final = [p for p in _leaf_paths(SCHEMA) if p not in _BLOB_COLUMNS]
+
+
+class _FileStats:
+    """numRecords, and min/max/null counts of a few top-level columns, of one data file."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.mins: dict[str, Any] = {}
+        self.maxs: dict[str, Any] = {}
+        self.nulls: dict[str, int] = dict.fromkeys(_STAT_COLUMNS, 0)
+        self.dropped: set[str] = set()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        for name in _STAT_COLUMNS:
+            column = batch.column(name)
+            self.nulls[name] += column.null_count
+            if name in self.dropped or column.null_count == len(column):
+                continue
+            mm = pc.min_max(column)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if isinstance(lo, str) and max(len(lo), len(hi)) > _STAT_STRING_MAX:
+                self.dropped.add(name)  # a truncated bound would need care; leave it out
+                self.mins.pop(name, None)
+                self.maxs.pop(name, None)
+                continue
+            self.mins[name] = lo if name not in self.mins else min(self.mins[name], lo)
+            self.maxs[name] = hi if name not in self.maxs else max(self.maxs[name], hi)
+
+    def json(self) -> str:
+        return json.dumps(
+            {
+                "numRecords": self.rows,
+                "minValues": self.mins,
+                "maxValues": self.maxs,
+                "nullCount": self.nulls,
+            },
+            separators=(",", ":"),
+        )
+
+
+class _ParquetFiles:
+    """Writes record batches into Parquet data files of one (future) table version.
+
+    Memory: one row group (about :data:`ROW_GROUP_BYTES`) is encoded at a time, and finished
+    pages go straight to the file.
+    """
+
+    def __init__(self, location: str, fs: pafs.FileSystem | None) -> None:
+        self.location = location
+        self.fs = fs
+        self.adds: list[AddAction] = []
+        self.written: list[str] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None
+        self._name = ""
+        self._stats = _FileStats()
+
+    def _open(self) -> None:
+        self._name = f"part-{len(self.written):05d}-{uuid.uuid4()}-c000.zstd.parquet"
+        self.written.append(self._name)
+        path = self._path(self._name)
+        self._sink = self.fs.open_output_stream(path) if self.fs else pa.OSFile(path, "wb")
+        self._writer = pq.ParquetWriter(
+            self._sink,
+            SCHEMA,
+            compression="zstd",
+            use_dictionary=_SMALL_COLUMNS,
+            write_statistics=_SMALL_COLUMNS,
+        )
+        self._stats = _FileStats()
+
+    def _path(self, name: str) -> str:
+        # With a cloud filesystem, paths are relative to the table root.
+        return f"{self.location}/{name}" if self.location else name
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if not batch.schema.equals(SCHEMA):
+            batch = pa.Table.from_batches([batch]).cast(SCHEMA).combine_chunks().to_batches()[0]
+        per_row = max(1, batch.nbytes // batch.num_rows)
+        step = max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
+        for start in range(0, batch.num_rows, step):
+            if self._writer is None:
+                self._open()
+            assert self._writer is not None
+            piece = batch.slice(start, step)
+            self._writer.write_batch(piece)
+            self._stats.add(piece)
+            if self._sink.tell() >= FILE_BYTES:
+                self._close()
+
+    def _close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        size = int(self._sink.tell())
+        self._sink.close()
+        self._writer = None
+        self.adds.append(
+            AddAction(
+                path=self._name,
+                size=size,
+                partition_values={},
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=self._stats.json(),
+            )
+        )
+
+    def finish(self) -> list[AddAction]:
+        """Close the open file; the add actions of every file written."""
+        self._close()
+        return self.adds
+
+    def abort(self) -> None:
+        """Close and delete every file written so far (none of them was committed)."""
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            if self._sink is not None:
+                self._sink.close()
+        self._writer = None
+        for name in self.written:
+            with contextlib.suppress(Exception):
+                if self.fs is not None:
+                    self.fs.delete_file(self._path(name))
+                else:
+                    Path(self.location, name).unlink(missing_ok=True)
 
 
 class DeltaLakeTableStore:
@@ -37,7 +233,7 @@ class DeltaLakeTableStore:
     def location(self, table: tuple[str, ...]) -> str:
         """``<warehouse>/<parts...>``; parts are checked so a name cannot escape the root."""
         for part in table:
-            if not _PART.match(part):
+            if not _PART_RE.match(part):
                 raise ConfigurationError(
                     f"table name part {part!r} cannot be a path in the warehouse: use letters, "
                     "digits, '_' and '-'"
@@ -57,48 +253,94 @@ class DeltaLakeTableStore:
         content: Content,
         mode: WriteMode = "overwrite",
     ) -> TableVersion:
-        """Stream ``batches`` into one Delta commit (overwrite keeps history for time travel)."""
+        """Stream ``batches`` into one Delta commit (overwrite keeps history for time travel).
+
+        Raises:
+            ConflictError: ``mode="error"`` and the table exists, or another writer committed
+                to the table while this one was writing.
+            Exception: whatever the batch producer raised, unchanged (nothing is committed).
+        """
         location = self.location(table)
-        if mode == "error" and self._exists(location):
+        existing = self._open(location)
+        if mode == "error" and existing is not None:
             raise ConflictError(f"table {'.'.join(table)} already exists at {location}")
+        created_dir = False
+        local = _local_path(location)
+        if local is None:  # an object store: write through deltalake's own filesystem
+            from deltalake.fs import DeltaStorageHandler
+
+            fs = pafs.PyFileSystem(DeltaStorageHandler(location, self._options()))
+            files = _ParquetFiles("", fs)
+        else:
+            created_dir = not local.exists()
+            local.mkdir(parents=True, exist_ok=True)
+            files = _ParquetFiles(str(local), None)
         counter = _Counter()
-        reader = pa.RecordBatchReader.from_batches(SCHEMA, counter.wrap(batches))
-        if not _is_uri(location):
-            Path(location).mkdir(parents=True, exist_ok=True)
         try:
-            self._write(location, reader, content, table[-1])
-        except Exception as exc:
-            # delta-rs wraps an error raised by the batch producer; surface the producer's own.
-            if counter.error is not None:
-                raise counter.error from None
-            raise exc
+            for batch in counter.wrap(batches):
+                files.write(batch)
+                del batch  # not alive while the producer builds the next one
+            adds = files.finish()
+            self._commit(location, existing, adds, content, table[-1])
+        except BaseException:
+            files.abort()
+            if created_dir and local is not None:
+                _remove_empty(local)
+            raise
         dt = DeltaTable(location, storage_options=self._options())
         return TableVersion(location, dt.version(), counter.rows, counter.nbytes)
 
-    def _write(
-        self, location: str, reader: pa.RecordBatchReader, content: Content, name: str
+    def _commit(
+        self,
+        location: str,
+        existing: DeltaTable | None,
+        adds: list[AddAction],
+        content: Content,
+        name: str,
     ) -> None:
-        write_deltalake(
-            location,
-            reader,
-            mode="overwrite",
-            schema_mode="overwrite",
-            name=name,
-            description=table_description(content),
-            configuration={"delta.enableChangeDataFeed": "true"},
-            storage_options=self._options(),
-            writer_properties=WriterProperties(compression="ZSTD", max_row_group_size=64),
-            commit_properties=CommitProperties(
-                custom_metadata={"arcuate.content": content, "arcuate.format": "1"}
-            ),
+        """One transaction: the new files in, every previous file out (unless new table)."""
+        properties = CommitProperties(
+            custom_metadata={"arcuate.content": content, "arcuate.format": "1"}
         )
-
-    def _exists(self, location: str) -> bool:
+        description = table_description(content)
         try:
-            DeltaTable(location, storage_options=self._options())
+            if existing is not None and _same_metadata(existing, name, description):
+                actions: list[AddAction | RemoveAction] = list(adds)
+                existing.create_write_transaction(
+                    actions, mode="overwrite", schema=SCHEMA, commit_properties=properties
+                )
+                return
+            # A new table, or one whose name, description, schema or properties differ:
+            # the commit carries fresh metadata (history stays readable by version).
+            create_table_with_add_actions(
+                location,
+                DeltaSchema.from_arrow(SCHEMA),
+                adds,
+                mode="error" if existing is None else "overwrite",
+                name=name,
+                description=description,
+                configuration=dict(CONFIGURATION),
+                storage_options=self._options(),
+                commit_properties=properties,
+            )
+        except CommitFailedError as exc:
+            raise ConflictError(
+                f"another writer changed the table at {location} during this export; "
+                f"nothing was committed, run it again ({exc})"
+            ) from exc
+        except Exception as exc:
+            if existing is None and self._open(location) is not None:
+                raise ConflictError(
+                    f"another writer created the table at {location} during this export; "
+                    "nothing was committed, run it again"
+                ) from exc
+            raise BackendError(f"could not commit the Delta table at {location}: {exc}") from exc
+
+    def _open(self, location: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(location, storage_options=self._options())
         except TableNotFoundError:
-            return False
-        return True
+            return None
 
     def read(self, table: tuple[str, ...], *, version: int | None = None) -> pa.Table:
         """The whole table, optionally at a version."""
@@ -110,20 +352,38 @@ class DeltaLakeTableStore:
         return dt.to_pyarrow_table()
 
 
+def _same_metadata(dt: DeltaTable, name: str, description: str) -> bool:
+    """Whether ``dt`` already has the metadata this write would give it."""
+    meta = dt.metadata()
+    config = dict(meta.configuration)
+    return (
+        meta.name == name
+        and meta.description == description
+        and all(config.get(k) == v for k, v in CONFIGURATION.items())
+        and not meta.partition_columns
+        and DeltaSchema.from_arrow(SCHEMA).to_json() == dt.schema().to_json()
+    )
+
+
+def _remove_empty(path: Path) -> None:
+    """Remove ``path`` (and a ``_delta_log`` left empty in it) when nothing else is there."""
+    with contextlib.suppress(OSError):
+        log = path / "_delta_log"
+        if log.is_dir() and not any(log.iterdir()):
+            log.rmdir()
+        path.rmdir()
+
+
 class _Counter:
     """Counts rows and bytes as batches stream past."""
 
     def __init__(self) -> None:
         self.rows = 0
         self.nbytes = 0
-        self.error: BaseException | None = None
 
     def wrap(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in batches:
-                self.rows += batch.num_rows
-                self.nbytes += batch.nbytes
-                yield batch
-        except BaseException as exc:
-            self.error = exc
-            raise
+        for batch in batches:
+            self.rows += batch.num_rows
+            self.nbytes += batch.nbytes
+            yield batch
+            del batch  # release it before the next one is produced
