@@ -23,6 +23,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -248,6 +249,8 @@ def main() -> None:
     print(f"file serving: {total_bytes / 1e6:.0f} MB, {total_bytes / 1e6 / seconds:.1f} MB/s")
     print(f"errors: {errors}")
     print(f"server peak RSS: {peak[0] / 2**20:.0f} MiB")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
     if errors:
         sys.exit(1)
 
