@@ -1,0 +1,157 @@
+"""Fixtures of the Spark tests: a real Sail Spark Connect server, a pyspark Connect session to
+it, and a real ``mlflow server`` on loopback that Spark tasks talk to.
+
+Sail runs in its own process (``sail_server.py``: ``SparkConnectServer`` bound to 127.0.0.1,
+port 0, started in the background), so Python UDFs run apart from pytest, as on a cluster:
+nothing of the driver's memory or MLflow globals reaches the tasks. Both servers start once per
+session in their own process groups and are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pysail")
+pytest.importorskip("pyspark.sql.connect")
+
+HERE = Path(__file__).resolve().parent
+_hosts = "127.0.0.1,localhost"
+os.environ["NO_PROXY"] = ",".join(x for x in (os.environ.get("NO_PROXY"), _hosts) if x)
+os.environ["no_proxy"] = os.environ["NO_PROXY"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.spark)
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def sail_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A Sail Spark Connect server on 127.0.0.1 (its port), for the whole session."""
+    root = tmp_path_factory.mktemp("sail")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RUST_LOG": "warn"}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SPARK_REMOTE"):
+        env.pop(var, None)
+    log = open(root / "sail.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(HERE / "sail_server.py")],
+        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError(f"Sail did not start: {(root / 'sail.log').read_text()}")
+        yield int(line)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def spark(sail_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A pyspark Spark Connect session to the Sail server (managed tables in a temp dir)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(f"sc://127.0.0.1:{sail_port}").getOrCreate()
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session.conf.set("spark.sql.warehouse.dir", str(warehouse))
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+class ServerStore:
+    """An ``mlflow server`` URL used as a tracking and registry store."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.tracking_uri = self.registry_uri = url
+        self.root = root
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri, self.registry_uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerStore]:
+    """A real ``mlflow server`` on loopback (proxied artifacts), for the whole session."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copyfile(mlflow_template, root / "mlflow.db")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((root / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield ServerStore(url, root)
+    finally:
+        _stop(proc)
+        log.close()
