@@ -155,3 +155,43 @@ def mlflow_server(
     finally:
         _stop(proc)
         log.close()
+
+
+SERVER_EXPERIMENT = "spark source ✓"
+
+
+@pytest.fixture(scope="session")
+def server_experiment(mlflow_server: ServerStore, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An experiment on the mlflow server: runs with params, tags, metric history (NaN too),
+    a parent and children, small and chunked artifacts, a logged model with files."""
+    from mlflow.entities import LoggedModelOutput, Metric
+
+    client = mlflow_server.client()
+    eid = client.create_experiment(SERVER_EXPERIMENT, tags={"team": "ml", "note": "é"})
+    files = tmp_path_factory.mktemp("artifacts")
+    (files / "notes.txt").write_text("hello ✓\n", encoding="utf-8")
+    (files / "deep" / "er").mkdir(parents=True)
+    (files / "deep" / "er" / "big.bin").write_bytes(bytes(range(256)) * 50)  # 12800 B: chunked
+    parent = client.create_run(eid, run_name="parent", start_time=1_700_000_000_000)
+    runs = [parent.info.run_id]
+    for i in range(6):
+        tags = {"mlflow.parentRunId": parent.info.run_id} if i < 2 else {}
+        run = client.create_run(
+            eid, run_name=f"child-{i}", start_time=1_700_000_001_000 + i, tags=tags
+        )
+        runs.append(run.info.run_id)
+    for n, rid in enumerate(runs):
+        points = [Metric("loss", 1.0 / (s + 1), 1_700_000_100_000 + s, s) for s in range(5)]
+        points.append(Metric("odd", float("nan"), 1_700_000_200_000, 0))
+        client.log_batch(rid, metrics=points, params=[], tags=[])
+        client.log_param(rid, "alpha", str(n / 10))
+        client.set_tag(rid, "kind", "even" if n % 2 == 0 else "odd")
+        client.log_artifact(rid, str(files / "notes.txt"))
+        if n % 3 == 0:
+            client.log_artifacts(rid, str(files / "deep"), "deep")
+        client.set_terminated(rid, "FINISHED", end_time=1_700_000_300_000 + n)
+    model = client.create_logged_model(eid, name="model", source_run_id=runs[1])
+    client.log_model_artifacts(model.model_id, str(files / "deep"))
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(runs[1], [LoggedModelOutput(model.model_id, 3)])
+    return SERVER_EXPERIMENT

@@ -264,9 +264,22 @@ class SparkTableStore:
             raise ConflictError(f"table {'.'.join(table)} already exists at {target.shown}")
         frame = getattr(batches, "dataframe", None)
         if frame is not None:
-            self._commit(target, frame, content)
+            try:
+                self._commit(target, frame, content)
+            except (BackendError, ConfigurationError):
+                raise
+            except Exception as exc:
+                raise BackendError(
+                    f"Spark could not write table {target.shown}: {_message(exc)}"
+                ) from exc
+            version = self._version(target)
+            tally = getattr(batches, "tally", None)
+            if callable(tally):
+                tally(self._read(target, version if version >= 0 else None))
             rows = int(getattr(batches, "rows", 0) or 0)
-            return TableVersion(self.location(table), self._version(target), rows, 0)
+            return TableVersion(
+                self.location(table), version, rows, int(getattr(batches, "bytes", 0) or 0)
+            )
         counter = _Counter()
         slices = _slices(counter.wrap(batches), self.slice_bytes)
         try:

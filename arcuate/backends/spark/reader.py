@@ -1,0 +1,119 @@
+"""AS SPARK on the recipient side: a shared table loaded as a Spark DataFrame.
+
+Where the Delta Sharing Spark connector is installed (Databricks, or a cluster started with
+``io.delta:delta-sharing-spark``), the table is read by the cluster itself
+(``spark.read.format("deltaSharing")``, what ``delta_sharing.load_as_spark`` does). Elsewhere
+(Sail, a plain Spark Connect server) it is read with the Python ``delta_sharing`` client on
+the driver and handed to Spark (``spark.createDataFrame`` of Arrow slices).
+
+Either way the table is first checked to be an arcuate table of a supported format version,
+through the table metadata the sharing server returns. :meth:`SparkShareReader.batches` yields
+Arrow record batches for the single-process importer; :func:`arcuate.backends.spark.imports.
+import_experiment_spark` imports from :meth:`SparkShareReader.dataframe` across partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+import pyarrow as pa
+
+from arcuate.backends.sharing.reader import DeltaSharingReader
+from arcuate.errors import ConfigurationError
+from arcuate.format.schema import SCHEMA
+
+#: Arrow bytes per ``createDataFrame`` call when the driver hands rows to Spark.
+DEFAULT_SLICE_BYTES: Final = 32 * 1024 * 1024
+#: Messages meaning "no deltaSharing data source here" (Spark, Spark Connect, Sail).
+_NO_CONNECTOR: Final = (
+    "DATA_SOURCE_NOT_FOUND",
+    "Failed to find data source",
+    "No table format found",
+    "deltaSharing",
+    "deltasharing",
+)
+
+
+def conform_present(table: pa.Table) -> pa.Table:
+    """The format's columns a table has, cast to :data:`SCHEMA`'s types (list item names, UTC).
+
+    Missing columns stay missing, for the importer to report with its own message.
+    """
+    fields = [f for f in SCHEMA if f.name in table.column_names]
+    data = table.select([f.name for f in fields])
+    target = pa.schema(fields)
+    try:
+        return data.cast(target)
+    except (pa.ArrowException, ValueError, TypeError):
+        return data  # let validation name the offending column and row
+
+
+class SparkShareReader:
+    """A :class:`~arcuate.backends.protocols.ShareReader` producing Spark DataFrames."""
+
+    name = "spark"
+
+    def __init__(self, spark: Any, *, slice_bytes: int = DEFAULT_SLICE_BYTES) -> None:
+        if spark is None:
+            raise ConfigurationError(
+                "AS SPARK needs a SparkSession, and none is configured",
+                hint="pass spark=<SparkSession> to arcuate.execute(), or use AS PANDAS",
+            )
+        self.spark = spark
+        self.slice_bytes = slice_bytes
+        self.client = DeltaSharingReader()
+        #: how the last table was loaded: "connector" or "python-client"
+        self.loaded_by: str | None = None
+
+    def dataframe(self, coordinate: str) -> Any:
+        """The shared table as a Spark DataFrame, after checking it is an arcuate table."""
+        self.client.check(coordinate)
+        frame = self._connector(coordinate)
+        if frame is not None:
+            self.loaded_by = "connector"
+            return frame
+        self.loaded_by = "python-client"
+        return self._from_client(coordinate)
+
+    def _connector(self, coordinate: str) -> Any | None:
+        """The table read by the cluster's Delta Sharing connector, or None when it is absent."""
+        try:
+            frame = self.spark.read.format("deltaSharing").load(coordinate)
+            frame.schema  # noqa: B018 - resolving the plan is what fails without the connector
+        except Exception as exc:
+            text = str(exc)
+            if any(m in text for m in _NO_CONNECTOR):
+                return None
+            raise
+        return frame
+
+    def _from_client(self, coordinate: str) -> Any:
+        """Rows read by the Python client on the driver, handed to Spark in bounded slices."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        frames = []
+        pending: list[pa.RecordBatch] = []
+        size = 0
+        for batch in self.client.batches(coordinate):
+            pending.append(batch)
+            size += batch.nbytes
+            if size >= self.slice_bytes:
+                frames.append(self._frame(pending))
+                pending, size = [], 0
+        if pending or not frames:
+            if not pending:
+                return self.spark.createDataFrame([], schema=from_arrow_schema(SCHEMA))
+            frames.append(self._frame(pending))
+        out = frames[0]
+        for more in frames[1:]:
+            out = out.unionByName(more)
+        return out
+
+    def _frame(self, batches: list[pa.RecordBatch]) -> Any:
+        return self.spark.createDataFrame(pa.Table.from_batches(batches))
+
+    def batches(self, coordinate: str) -> Iterator[pa.RecordBatch]:
+        """Record batches of the shared table, read through Spark."""
+        table = conform_present(self.dataframe(coordinate).toArrow())
+        return iter(table.to_batches(max_chunksize=256))
