@@ -1,0 +1,25 @@
+"""The sharing server as its own process (so its peak RSS is its own), for the runner.
+
+``python -m benchmarks.server <catalog>`` starts arcuate's server with ``serve_in_thread`` on
+a free loopback port, prints its endpoint on one line, and stops when stdin closes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from arcuate.backends.sharing.server import serve_in_thread
+
+    handle = serve_in_thread(sys.argv[1])
+    sys.stdout.write(handle.endpoint + "\n")
+    sys.stdout.flush()
+    try:
+        sys.stdin.read()  # the runner closes stdin to stop us
+    finally:
+        handle.stop()
+
+
+if __name__ == "__main__":
+    main()
