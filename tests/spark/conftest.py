@@ -195,3 +195,67 @@ def server_experiment(mlflow_server: ServerStore, tmp_path_factory: pytest.TempP
     client.finalize_logged_model(model.model_id, "READY")
     client.log_outputs(runs[1], [LoggedModelOutput(model.model_id, 3)])
     return SERVER_EXPERIMENT
+
+
+class SparkShare:
+    """The server experiment exported twice (deltalake, and Spark tasks) and shared."""
+
+    def __init__(self, profile: Path, warehouse: Path, catalog: Path) -> None:
+        self.profile = profile
+        self.warehouse = warehouse
+        self.catalog = catalog
+
+    def coordinate(self, table: str) -> str:
+        return f"{self.profile}#ml.default.{table}"
+
+
+@pytest.fixture(scope="session")
+def spark_share(
+    spark: Any,
+    mlflow_server: ServerStore,
+    server_experiment: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SparkShare]:
+    """``ml.default.by_deltalake`` and ``ml.default.by_spark`` on arcuate's sharing server."""
+    from arcuate.backends.deltalake.store import DeltaLakeTableStore
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+    from arcuate.backends.sharing.server import serve_in_thread, write_profile
+    from arcuate.backends.spark.distributed import export_experiment_spark
+    from arcuate.backends.spark.store import SparkTableStore
+    from arcuate.config import Settings
+    from arcuate.engine.context import Context
+    from arcuate.engine.export import export_experiment
+    from arcuate.plan.ops import ExportExperiment
+
+    root = tmp_path_factory.mktemp("spark-share")
+    warehouse = root / "warehouse"
+    ctx = Context(
+        Settings(
+            tracking_uri=mlflow_server.tracking_uri,
+            registry_uri=mlflow_server.registry_uri,
+            warehouse=str(warehouse),
+            chunk_bytes=4096,
+            progress=False,
+            spark=spark,
+        )
+    )
+    op = ExportExperiment(server_experiment)
+    stream = export_experiment(op, ctx)
+    by_dl = DeltaLakeTableStore(str(warehouse)).write(
+        ("ml", "by_deltalake"), stream.batches, content="experiment"
+    )
+    by_sp = SparkTableStore(spark, str(warehouse)).write(
+        ("ml", "by_spark"), export_experiment_spark(op, ctx, runs_per_group=3), content="experiment"
+    )
+    catalog = LocalShareCatalog(root / "shares.yaml")
+    catalog.add_table("ml", "default", "by_deltalake", by_dl.location)
+    catalog.add_table("ml", "default", "by_spark", by_sp.location)
+    _record, token = catalog.create_recipient("ann")
+    catalog.grant("ml", "ann")
+    assert token is not None
+    handle = serve_in_thread(str(root / "shares.yaml"))
+    try:
+        profile = write_profile(root / "ann.share", handle.endpoint, token)
+        yield SparkShare(profile, warehouse, root / "shares.yaml")
+    finally:
+        handle.stop()
