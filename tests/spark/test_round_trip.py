@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ServerStore, SparkShare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
@@ -17,6 +18,7 @@ from arcuate.backends.sharing.reader import DeltaSharingReader
 from arcuate.backends.spark.imports import import_experiment_spark
 from arcuate.backends.spark.reader import SparkShareReader
 from arcuate.engine.imports import import_experiment
+from arcuate.errors import ShareDataError
 
 SAME = ("runs", "added", "updated", "unchanged", "removed", "files", "bytes", "metric_points")
 
@@ -94,3 +96,44 @@ def test_as_spark_import_spread_over_tasks(
     assert (over.summary["removed"], over.summary["runs"]) == (1, 7)
     assert client.get_run(stray.info.run_id).info.lifecycle_stage == "deleted"
     assert_same(snapshot_experiment(mlflow_server, "by spark tasks", imported=True), source)
+
+
+def _frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+
+    from arcuate.format.schema import SCHEMA
+
+    return spark.createDataFrame(pa.Table.from_pylist(rows, schema=SCHEMA))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["traversal", "bad_checksum", "model_twice", "stray_chunk"],
+)
+def test_a_bad_row_stops_the_import_before_anything_is_written(
+    spark: Any, recipient_store: Any, damage: str
+) -> None:
+    from import_helpers import chunk_rows, file_entry, run_row
+
+    rows = [run_row(f"{i:032x}", name=f"r{i}") for i in range(12)]
+    entry, chunks = chunk_rows(f"{3:032x}", "big.bin", bytes(range(200)) * 30, 1024)
+    rows[3]["files"].append(entry)
+    rows += chunks
+    if damage == "traversal":
+        rows[7]["files"] = [file_entry("../../etc/passwd", b"x")]
+    elif damage == "bad_checksum":
+        rows[-1]["chunk"]["data"] = b"\x00" + rows[-1]["chunk"]["data"][1:]
+    elif damage == "model_twice":
+        lm = {
+            "model_id": "m-" + "1" * 32, "name": "model", "model_type": None, "status": "READY",
+            "status_message": None, "creation_time": None, "step": None, "tags": [],
+            "params": [],
+        }  # fmt: skip
+        rows[1]["run"]["logged_models"] = [lm]
+        rows[9]["run"]["logged_models"] = [dict(lm)]
+    else:
+        rows.append({**chunks[0], "key": "f" * 32})
+    ctx = recipient_context(recipient_store)
+    with pytest.raises(ShareDataError):
+        import_experiment_spark(_frame(spark, rows), "never", ctx, partitions=4)
+    assert recipient_store.client().get_experiment_by_name("never") is None

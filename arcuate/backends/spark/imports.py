@@ -116,7 +116,9 @@ def _error_row(schema: pa.Schema, exc: BaseException, **values: Any) -> pa.Recor
 
 
 # -- pass 1: validation (task side) --------------------------------------------------------------
-def check_partition(content: Content, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def check_partition(
+    content: Content, batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
     """The task of pass 1: validate and spool a partition; the facts the driver needs."""
     from arcuate.engine.imports import Spool
 
@@ -129,7 +131,9 @@ def check_partition(content: Content, batches: Iterable[pa.RecordBatch]) -> Iter
             rows = []
             for index, entry in enumerate(spool.entries):
                 record = spool.load(index)
-                models = [m["model_id"] for m in (record.get("run") or {}).get("logged_models") or ()]
+                models = [
+                    m["model_id"] for m in (record.get("run") or {}).get("logged_models") or ()
+                ]
                 rows.append(
                     {
                         "partition": part,
@@ -201,7 +205,9 @@ def import_partition(
     keys: set[str] = set()
     stream = _format_batches(_chain(first, it), keys)
     with mlflow_env(tracking_uri, registry_uri):
-        ctx = Context(Settings(tracking_uri=tracking_uri, registry_uri=registry_uri, progress=False))
+        ctx = Context(
+            Settings(tracking_uri=tracking_uri, registry_uri=registry_uri, progress=False)
+        )
         ctx.__dict__["model_sink"] = PartitionSink(
             MlflowSink(tracking_uri, registry_uri), experiment_id, keys
         )
@@ -336,9 +342,7 @@ def import_experiment_spark(
     roots = _roots(parents)
     moved = {k: r for k, r in roots.items() if r != k}
     if moved:
-        mapping = spark.createDataFrame(
-            pa.table({"key": list(moved), _ROOT: list(moved.values())})
-        )
+        mapping = spark.createDataFrame(pa.table({"key": list(moved), _ROOT: list(moved.values())}))
         grouped = frame.join(mapping, on="key", how="left").withColumn(
             _ROOT, F.coalesce(F.col(_ROOT), F.col("key"))
         )

@@ -1,0 +1,75 @@
+"""AS SPARK and the Spark table backend end to end, through ``arcuate.execute(..., spark=...)``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ServerStore
+from deltalake import DeltaTable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
+
+from import_helpers import assert_same, snapshot_experiment
+
+import arcuate
+from arcuate.errors import PlanError
+from arcuate.format.schema import parse_description
+
+
+def test_statements_run_on_spark(
+    spark: Any,
+    mlflow_server: ServerStore,
+    server_experiment: str,
+    recipient_store: Any,
+    tmp_path: Path,
+) -> None:
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+    from arcuate.backends.sharing.server import serve_in_thread, write_profile
+
+    warehouse = tmp_path / "warehouse"
+    provider = {
+        "tracking_uri": mlflow_server.tracking_uri,
+        "registry_uri": mlflow_server.registry_uri,
+        "warehouse": str(warehouse),
+        "chunk_bytes": 4096,
+        "progress": False,
+        "spark": spark,
+    }
+    (result,) = arcuate.execute(
+        f"CREATE SHARE ml WITH TABLE ml.runs FROM EXPERIMENT '{server_experiment}'", **provider
+    )
+    assert result.summary["runs"] == 7
+    location = result.summary["location"]
+    assert location == str(warehouse / "ml" / "runs")
+    assert parse_description(DeltaTable(location).metadata().description) == (1, "experiment")
+
+    catalog = LocalShareCatalog(warehouse / "shares.yaml")
+    _record, token = catalog.create_recipient("bob")
+    catalog.grant("ml", "bob")
+    assert token is not None
+    handle = serve_in_thread(str(warehouse / "shares.yaml"))
+    try:
+        profile = write_profile(tmp_path / "bob.share", handle.endpoint, token)
+        coord = f"{profile}#ml.ml.runs"
+        recipient = {
+            "tracking_uri": recipient_store.tracking_uri,
+            "registry_uri": recipient_store.registry_uri,
+            "progress": False,
+            "spark": spark,
+        }
+        (imported,) = arcuate.execute(f"CREATE EXPERIMENT landed AS SPARK '{coord}'", **recipient)
+    finally:
+        handle.stop()
+    assert imported.summary["added"] == 7
+    assert_same(
+        snapshot_experiment(recipient_store, "landed", imported=True),
+        snapshot_experiment(mlflow_server, server_experiment, imported=False),
+    )
+
+
+def test_as_spark_without_a_session_is_refused_before_running(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="SparkSession"):
+        arcuate.execute(f"CREATE EXPERIMENT x AS SPARK '{tmp_path}/p.share#a.b.c'")
