@@ -259,3 +259,24 @@ def spark_share(
         yield SparkShare(profile, warehouse, root / "shares.yaml")
     finally:
         handle.stop()
+
+
+SERVER_MODEL = "spark model ✓"
+
+
+@pytest.fixture(scope="session")
+def server_model(mlflow_server: ServerStore, server_experiment: str) -> str:
+    """A registered model on the mlflow server: two versions of the experiment's logged model."""
+    client = mlflow_server.client()
+    eid = client.get_experiment_by_name(server_experiment).experiment_id
+    (model,) = client.search_logged_models(experiment_ids=[eid])
+    client.create_registered_model(SERVER_MODEL, tags={"team": "ml"}, description="d")
+    for _ in range(2):
+        client.create_model_version(
+            SERVER_MODEL,
+            source=f"models:/{model.model_id}",
+            run_id=model.source_run_id,
+            model_id=model.model_id,
+        )
+    client.set_registered_model_alias(SERVER_MODEL, "champion", "2")
+    return SERVER_MODEL

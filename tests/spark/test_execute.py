@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
 
-from import_helpers import assert_same, snapshot_experiment
+from import_helpers import assert_same, snapshot_experiment, snapshot_model
 
 import arcuate
 from arcuate.errors import PlanError
@@ -23,6 +23,7 @@ def test_statements_run_on_spark(
     spark: Any,
     mlflow_server: ServerStore,
     server_experiment: str,
+    server_model: str,
     recipient_store: Any,
     tmp_path: Path,
 ) -> None:
@@ -42,6 +43,10 @@ def test_statements_run_on_spark(
         f"CREATE SHARE ml WITH TABLE ml.runs FROM EXPERIMENT '{server_experiment}'", **provider
     )
     assert result.summary["runs"] == 7
+    (model,) = arcuate.execute(
+        f"CREATE SHARE ml WITH TABLE ml.model FROM MODEL '{server_model}'", **provider
+    )
+    assert model.summary["versions"] == 2
     location = result.summary["location"]
     assert location == str(warehouse / "ml" / "runs")
     assert parse_description(DeltaTable(location).metadata().description) == (1, "experiment")
@@ -61,9 +66,24 @@ def test_statements_run_on_spark(
             "spark": spark,
         }
         (imported,) = arcuate.execute(f"CREATE EXPERIMENT landed AS SPARK '{coord}'", **recipient)
+        (versions,) = arcuate.execute(
+            f"CREATE MODEL landed AS SPARK '{profile}#ml.ml.model'", **recipient
+        )
     finally:
         handle.stop()
     assert imported.summary["added"] == 7
+    assert (versions.summary["added"], versions.summary["versions"]) == (2, 2)
+    client = recipient_store.client()
+    assert int(client.get_model_version_by_alias("landed", "champion").version) == 2
+    keep = ("description", "tags", "stage", "status", "aliases")
+    mine, theirs = (
+        snapshot_model(recipient_store, "landed"),
+        snapshot_model(mlflow_server, server_model),
+    )
+    assert (mine["aliases"], mine["tags"]) == (theirs["aliases"], theirs["tags"])
+    assert {n: {k: v[k] for k in keep} for n, v in mine["versions"].items()} == {
+        n: {k: v[k] for k in keep} for n, v in theirs["versions"].items()
+    }
     assert_same(
         snapshot_experiment(recipient_store, "landed", imported=True),
         snapshot_experiment(mlflow_server, server_experiment, imported=False),

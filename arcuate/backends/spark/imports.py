@@ -108,7 +108,7 @@ def _format_batches(batches: Iterable[pa.RecordBatch], seen: set[str]) -> Iterat
 
 
 def _error_row(schema: pa.Schema, exc: BaseException, **values: Any) -> pa.RecordBatch:
-    row = {name: None for name in schema.names}
+    row: dict[str, Any] = dict.fromkeys(schema.names)
     row.update(values)
     row["error"] = str(exc)
     row["error_type"] = type(exc).__name__
