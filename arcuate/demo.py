@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from arcuate.backends.mlflow.sink import spark_guard
 from arcuate.errors import ArcuateError
 
 if TYPE_CHECKING:
@@ -48,7 +50,6 @@ def _sqlite(path: Path) -> str:
 def _quiet_mlflow() -> Iterator[None]:
     """No MLflow progress bars or INFO lines while the demo prints its own story."""
     import logging
-    import os
 
     loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.store.db.utils", "alembic")]
     levels = [lg.level for lg in loggers]
@@ -74,6 +75,7 @@ def _train(uri: str, root: Path) -> dict[str, Any]:
     import mlflow
     import numpy as np
     import sklearn
+    from mlflow.data.numpy_dataset import from_numpy
     from mlflow.models import infer_signature
     from sklearn.datasets import make_classification
     from sklearn.linear_model import SGDClassifier
@@ -96,7 +98,7 @@ def _train(uri: str, root: Path) -> dict[str, Any]:
     with global_uris(uri, uri), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mlflow.set_experiment(experiment_id=eid)
-        dataset = mlflow.data.from_numpy(x_train, targets=y_train, name="toy-train")
+        dataset = from_numpy(x_train, targets=y_train, name="toy-train")
         for alpha in (0.01, 0.001, 0.0001):
             with mlflow.start_run(run_name=f"sgd alpha={alpha}") as run:
                 model = SGDClassifier(loss="log_loss", alpha=alpha, random_state=0)
@@ -170,7 +172,7 @@ def _experiment_view(uri: str, imported: bool) -> dict[str, Any]:
                 "params": dict(run.data.params),
                 "metric points": history,
                 "files": _files(client, run.info.run_id),
-                "datasets": len(run.inputs.dataset_inputs),
+                "datasets": len(run.inputs.dataset_inputs if run.inputs else ()),
                 "models": len(run.outputs.model_outputs if run.outputs else ()),
             },
         )
@@ -296,7 +298,7 @@ def run_demo(directory: str | None = None, *, console: Console | None = None) ->
             )
     catalog_path = root / "shares.yaml"
 
-    with _quiet_mlflow():
+    with spark_guard(), _quiet_mlflow():
         console.print(f"[bold]1.[/bold] training in the provider's MLflow ({provider_uri})")
         trained = _train(provider_uri, root)
 

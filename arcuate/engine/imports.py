@@ -170,8 +170,14 @@ def _hash_record(record: v.SharedRecord) -> str:
         body["run"] = record.run
     if record.model_version is not None:
         mv = dict(record.model_version)
-        for skip in ("name", "model_description", "model_tags", "aliases", "creation_time",
-                     "last_updated_time"):
+        for skip in (
+            "name",
+            "model_description",
+            "model_tags",
+            "aliases",
+            "creation_time",
+            "last_updated_time",
+        ):
             mv.pop(skip, None)
         body["model_version"] = mv
     body["files"] = sorted(
@@ -252,7 +258,9 @@ class Spool:
         if record.key in self._by_key:
             first = self.entries[self._by_key[record.key]].row
             raise ShareDataError(
-                f"key {record.key!r} appears twice (first in row {first})", row=record.row, field="key"
+                f"key {record.key!r} appears twice (first in row {first})",
+                row=record.row,
+                field="key",
             )
         if record.run is not None and record.kind == RUN:
             for j, lm in enumerate(record.run["logged_models"]):
@@ -330,7 +338,9 @@ class Spool:
                 field="chunk.index",
             )
         target.write_bytes(chunk.data)
-        self._chunks[ident].append(v.ChunkMeta(chunk.row, chunk.index, chunk.offset, len(chunk.data)))
+        self._chunks[ident].append(
+            v.ChunkMeta(chunk.row, chunk.index, chunk.offset, len(chunk.data))
+        )
 
     def _finish(self) -> None:
         """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks."""
@@ -578,7 +588,9 @@ class _ExperimentImport:
                     chosen, action = None, "updated"
             if chosen is None:
                 record = spool.load(index)
-                run_id = sink.create_run(eid, record["run"], source_run_id=entry.key, source=self.source)
+                run_id = sink.create_run(
+                    eid, record["run"], source_run_id=entry.key, source=self.source
+                )
                 fresh = True
             else:
                 run_id = chosen["run_id"]
@@ -590,17 +602,18 @@ class _ExperimentImport:
         model_ids: dict[str, str] = {}
         stray_models: list[str] = []
         by_model: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for lm in sink.list_logged_models(eid):
-            if lm["source_model_id"]:
-                by_model[(lm["source_model_id"], lm["run_id"])].append(lm["model_id"])
+        for found_lm in sink.list_logged_models(eid):
+            if found_lm["source_model_id"]:
+                key = (found_lm["source_model_id"], found_lm["run_id"])
+                by_model[key].append(found_lm["model_id"])
         shared_models: set[tuple[str, str]] = set()
         for index, run_id, _action, _fresh in plan:
             for lm in spool.load(index)["run"]["logged_models"]:
                 shared_models.add((lm["model_id"], run_id))
-                found = by_model.get((lm["model_id"], run_id), [])
-                if found:
-                    model_ids[lm["model_id"]] = found[0]
-                    stray_models += found[1:]
+                same = by_model.get((lm["model_id"], run_id), [])
+                if same:
+                    model_ids[lm["model_id"]] = same[0]
+                    stray_models += same[1:]
                 else:
                     model_ids[lm["model_id"]] = sink.create_logged_model(eid, run_id, lm)
 
@@ -703,7 +716,11 @@ def import_model(
         "bytes": report.bytes,
         "seconds": round(time.monotonic() - started, 3),
     }
-    moved = {r["source_version"]: r["version"] for r in report.rows if r["source_version"] != r["version"]}
+    moved = {
+        r["source_version"]: r["version"]
+        for r in report.rows
+        if r["source_version"] != r["version"]
+    }
     if moved:
         summary["version_map"] = moved
     return StatementResult(
@@ -802,9 +819,7 @@ class _ModelImport:
             mapping[number] = target
             keep.add(target)
             setattr(self.report, action, getattr(self.report, action) + 1)
-            self.report.rows.append(
-                {"source_version": number, "version": target, "action": action}
-            )
+            self.report.rows.append({"source_version": number, "version": target, "action": action})
             self.progress.advance(writing)
 
         # aliases: the shared ones on their mapped versions; drop those no longer shared
@@ -833,8 +848,13 @@ class _ModelImport:
         tags = {k: val for k, val in mv["tags"].items() if not k.startswith("arcuate.")}
         for k, val in mv["tags"].items():
             if k.startswith("arcuate.") and k not in (
-                _SOURCE_MODEL, _SOURCE_VERSION, _SOURCE, _SOURCE_URI, _CONTENT_HASH,
-                _PLACEHOLDER, "arcuate.files_hash",
+                _SOURCE_MODEL,
+                _SOURCE_VERSION,
+                _SOURCE,
+                _SOURCE_URI,
+                _CONTENT_HASH,
+                _PLACEHOLDER,
+                "arcuate.files_hash",
             ):
                 tags[k] = val
         tags[_SOURCE_MODEL] = mv["name"]
@@ -899,7 +919,7 @@ class _ModelImport:
         sink = self.sink
         run = self._source_run(record, entry)
         source, model_id, link = self._place_files(entry, record, run)
-        number = sink.create_version(
+        number: int = sink.create_version(
             self.name,
             want=int(mv["version"]),
             source=source,
@@ -940,7 +960,9 @@ class _ModelImport:
         src_run = (record.get("run") or {}).get("run_id") or mv.get("run_id")
         logged = {m["model_id"]: m for m in (record.get("run") or {}).get("logged_models") or ()}
         runs_prefix = f"runs:/{src_run}/"
-        runs_path = src[len(runs_prefix) :].strip("/") if src_run and src.startswith(runs_prefix) else None
+        runs_path = (
+            src[len(runs_prefix) :].strip("/") if src_run and src.startswith(runs_prefix) else None
+        )
         src_mid = mv.get("model_id")
         if src_mid is None and runs_path and run is not None:
             src_mid = next((m["model_id"] for m in logged.values() if m["name"] == runs_path), None)
@@ -1080,7 +1102,9 @@ def describe_shared(batches: Iterable[pa.RecordBatch], source: str) -> Statement
                     found_flavors += [x for x in fl if x not in found_flavors]
                     found_versions.update(vers)
                 elif base == "requirements.txt":
-                    reqs += [r for r in _requirements(f.data.decode("utf-8", "replace")) if r not in reqs]
+                    reqs += [
+                        r for r in _requirements(f.data.decode("utf-8", "replace")) if r not in reqs
+                    ]
             flavors.update(found_flavors)
             requirements.update(reqs)
             detail: dict[str, Any] = {"kind": item.kind, "key": item.key}

@@ -199,7 +199,11 @@ def integer(
         raise _fail("is required but missing", row, name)
     if isinstance(value, bool) or not isinstance(value, int):
         # numpy integers are not ``int`` subclasses but convert exactly.
-        if type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iu":
+        if (
+            type(value).__module__ == "numpy"
+            and hasattr(value, "dtype")
+            and value.dtype.kind in "iu"
+        ):
             value = int(value)
         else:
             raise _fail(f"must be an integer, got {type(value).__name__} {_show(value)}", row, name)
@@ -223,9 +227,7 @@ def timestamp_ms(value: Any, row: int | None, name: str, *, required: bool = Fal
     except (OverflowError, ValueError) as exc:
         raise _fail(f"timestamp {_show(value)} is out of range", row, name) from exc
     if ms < 0 or value >= MAX_TIMESTAMP:
-        raise _fail(
-            f"timestamp {value.isoformat()} is outside 1970-01-01 .. 2500-01-01", row, name
-        )
+        raise _fail(f"timestamp {value.isoformat()} is outside 1970-01-01 .. 2500-01-01", row, name)
     return int(ms)
 
 
@@ -236,9 +238,7 @@ def choice(
     if _is_missing(value) and default is not None:
         return default
     if not isinstance(value, str) or value not in allowed:
-        raise _fail(
-            f"must be one of {', '.join(sorted(allowed))}, got {_show(value)}", row, name
-        )
+        raise _fail(f"must be one of {', '.join(sorted(allowed))}, got {_show(value)}", row, name)
     return value
 
 
@@ -271,8 +271,7 @@ def entity_key(value: Any, row: int | None, name: str) -> str:
         )
     if not _KEY.match(value):
         raise _fail(
-            f"key {_show(value)} may only contain letters, digits, '_', '-', '.', ' ', ':' "
-            "and '/'",
+            f"key {_show(value)} may only contain letters, digits, '_', '-', '.', ' ', ':' and '/'",
             row,
             name,
         )
@@ -360,7 +359,9 @@ def relative_path(value: Any, row: int | None, name: str) -> str:
         if segment in (".", ".."):
             raise _fail(f"path {_show(value)} has a {segment!r} segment", row, name)
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-            raise _fail(f"path {_show(value)} has a segment over {MAX_SEGMENT_BYTES} bytes", row, name)
+            raise _fail(
+                f"path {_show(value)} has a segment over {MAX_SEGMENT_BYTES} bytes", row, name
+            )
         if segment.startswith(".artifact.uploading."):
             raise _fail(f"path {_show(value)} uses MLflow's reserved upload prefix", row, name)
     return value
@@ -416,7 +417,9 @@ def check_alias(value: Any, row: int | None, name: str) -> str:
     """A registered-model alias: letters, digits, '_' and '-'; not reserved."""
     alias = required_text(value, row, name, limit=MAX_ALIAS_LENGTH)
     if not _ALIAS.match(alias):
-        raise _fail(f"alias {_show(alias)} may only contain letters, digits, '_' and '-'", row, name)
+        raise _fail(
+            f"alias {_show(alias)} may only contain letters, digits, '_' and '-'", row, name
+        )
     if alias.lower() == "latest" or _ALIAS_RESERVED.match(alias):
         raise _fail(f"alias {alias!r} is reserved by MLflow", row, name)
     return alias
@@ -451,7 +454,10 @@ def _experiment(value: Any, row: int) -> dict[str, Any] | None:
         "experiment_id": text(exp.get("experiment_id"), row, "experiment.experiment_id", limit=256),
         "name": text(exp.get("name"), row, "experiment.name", limit=MAX_EXPERIMENT_NAME_LENGTH),
         "lifecycle_stage": choice(
-            exp.get("lifecycle_stage"), row, "experiment.lifecycle_stage", LIFECYCLE_STAGES,
+            exp.get("lifecycle_stage"),
+            row,
+            "experiment.lifecycle_stage",
+            LIFECYCLE_STAGES,
             default="active",
         ),
         "tags": key_values(
@@ -523,7 +529,9 @@ def _logged_model(value: Any, row: int, name: str) -> dict[str, Any]:
     return {
         "model_id": identifier(lm.get("model_id"), row, f"{name}.model_id"),
         "name": _logged_model_name(lm.get("name"), row, f"{name}.name"),
-        "model_type": text(lm.get("model_type"), row, f"{name}.model_type", limit=MAX_MODEL_TYPE_LENGTH),
+        "model_type": text(
+            lm.get("model_type"), row, f"{name}.model_type", limit=MAX_MODEL_TYPE_LENGTH
+        ),
         "status": choice(
             lm.get("status"), row, f"{name}.status", LOGGED_MODEL_STATUSES, default="READY"
         ),
@@ -550,13 +558,18 @@ def run_info(value: Any, row: int, name: str = "run") -> dict[str, Any]:
         "end_time": timestamp_ms(r.get("end_time"), row, f"{name}.end_time"),
         "user_id": text(r.get("user_id"), row, f"{name}.user_id", limit=MAX_USER_ID_LENGTH),
         "lifecycle_stage": choice(
-            r.get("lifecycle_stage"), row, f"{name}.lifecycle_stage", LIFECYCLE_STAGES,
+            r.get("lifecycle_stage"),
+            row,
+            f"{name}.lifecycle_stage",
+            LIFECYCLE_STAGES,
             default="active",
         ),
         "parent_run_id": identifier(
             r.get("parent_run_id"), row, f"{name}.parent_run_id", required=False
         ),
-        "params": key_values(r.get("params"), row, f"{name}.params", value_limit=MAX_PARAM_VALUE_LENGTH),
+        "params": key_values(
+            r.get("params"), row, f"{name}.params", value_limit=MAX_PARAM_VALUE_LENGTH
+        ),
         "tags": key_values(r.get("tags"), row, f"{name}.tags", value_limit=MAX_TAG_VALUE_LENGTH),
         "metrics": [
             _metric(m, row, f"{name}.metrics[{j}]")
@@ -583,7 +596,9 @@ def run_info(value: Any, row: int, name: str = "run") -> dict[str, Any]:
             f"{name}.run_name",
         )
     if name_tag is not None and len(name_tag) > MAX_RUN_NAME_LENGTH:
-        raise _fail(f"mlflow.runName is longer than {MAX_RUN_NAME_LENGTH} characters", row, f"{name}.tags")
+        raise _fail(
+            f"mlflow.runName is longer than {MAX_RUN_NAME_LENGTH} characters", row, f"{name}.tags"
+        )
     seen: set[str] = set()
     for j, lm in enumerate(run["logged_models"]):
         if lm["model_id"] in seen:
@@ -602,7 +617,10 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
         mv.get("tags"), row, "model_version.tags", value_limit=MAX_VERSION_TAG_VALUE_LENGTH
     )
     model_tags = key_values(
-        mv.get("model_tags"), row, "model_version.model_tags", value_limit=MAX_MODEL_TAG_VALUE_LENGTH
+        mv.get("model_tags"),
+        row,
+        "model_version.model_tags",
+        value_limit=MAX_MODEL_TAG_VALUE_LENGTH,
     )
     if PROMPT_TAG in tags or PROMPT_TAG in model_tags:
         raise _fail(
@@ -620,7 +638,9 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
     return {
         "name": check_model_name(mv.get("name"), row, "model_version.name"),
         "model_description": text(
-            mv.get("model_description"), row, "model_version.model_description",
+            mv.get("model_description"),
+            row,
+            "model_version.model_description",
             limit=MAX_DESCRIPTION_LENGTH,
         ),
         "model_tags": model_tags,
@@ -630,12 +650,16 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
         ),
         "tags": tags,
         "aliases": aliases,
-        "stage": "None" if _is_missing(stage) else choice(stage, row, "model_version.stage", STAGES),
+        "stage": "None"
+        if _is_missing(stage)
+        else choice(stage, row, "model_version.stage", STAGES),
         "status": choice(
             mv.get("status"), row, "model_version.status", VERSION_STATUSES, default="READY"
         ),
         "status_message": text(
-            mv.get("status_message"), row, "model_version.status_message",
+            mv.get("status_message"),
+            row,
+            "model_version.status_message",
             limit=MAX_STATUS_MESSAGE_LENGTH,
         ),
         "creation_time": timestamp_ms(mv.get("creation_time"), row, "model_version.creation_time"),
@@ -645,7 +669,9 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
         "user_id": text(mv.get("user_id"), row, "model_version.user_id", limit=MAX_USER_ID_LENGTH),
         "source": text(mv.get("source"), row, "model_version.source", limit=MAX_SOURCE_LENGTH),
         "run_id": identifier(mv.get("run_id"), row, "model_version.run_id", required=False),
-        "run_link": text(mv.get("run_link"), row, "model_version.run_link", limit=MAX_RUN_LINK_LENGTH),
+        "run_link": text(
+            mv.get("run_link"), row, "model_version.run_link", limit=MAX_RUN_LINK_LENGTH
+        ),
         "model_id": identifier(mv.get("model_id"), row, "model_version.model_id", required=False),
     }
 
@@ -662,13 +688,17 @@ def _files(value: Any, row: int, owners: set[str]) -> list[SharedFile]:
         digest = sha256_hex(f.get("sha256"), row, f"{where}.sha256")
         data = _binary(f.get("data"), row, f"{where}.data")
         chunks_raw = f.get("chunks")
-        chunks = 0 if _is_missing(chunks_raw) else integer(chunks_raw, row, f"{where}.chunks", low=0)
+        chunks = (
+            0 if _is_missing(chunks_raw) else integer(chunks_raw, row, f"{where}.chunks", low=0)
+        )
         if (owner, path) in seen:
             raise _fail(f"file {owner}/{path} is listed twice", row, f"{where}.path")
         seen[(owner, path)] = j
         if chunks == 0:
             if data is None:
-                raise _fail(f"file {path!r} has neither inline data nor chunks", row, f"{where}.data")
+                raise _fail(
+                    f"file {path!r} has neither inline data nor chunks", row, f"{where}.data"
+                )
             if len(data) != size:
                 raise _fail(
                     f"file {path!r} declares {size} bytes but carries {len(data)}",
@@ -676,25 +706,29 @@ def _files(value: Any, row: int, owners: set[str]) -> list[SharedFile]:
                     f"{where}.size",
                 )
             if hashlib.sha256(data).hexdigest() != digest:
-                raise _fail(f"file {path!r} does not match its SHA-256 checksum", row, f"{where}.sha256")
+                raise _fail(
+                    f"file {path!r} does not match its SHA-256 checksum", row, f"{where}.sha256"
+                )
         else:
             if data is not None:
                 raise _fail(f"file {path!r} has both inline data and chunks", row, f"{where}.data")
             if chunks > size:
                 raise _fail(
-                    f"file {path!r} declares {chunks} chunks for {size} bytes", row, f"{where}.chunks"
+                    f"file {path!r} declares {chunks} chunks for {size} bytes",
+                    row,
+                    f"{where}.chunks",
                 )
         out.append(SharedFile(owner, path, size, digest, data, chunks))
     # A path that is a file cannot also be a directory of another file of the same owner.
-    paths = {(f.owner, f.path) for f in out}
-    for f in out:
-        parts = f.path.split("/")
+    paths = {(sf.owner, sf.path) for sf in out}
+    for sf in out:
+        parts = sf.path.split("/")
         for k in range(1, len(parts)):
-            if (f.owner, "/".join(parts[:k])) in paths:
+            if (sf.owner, "/".join(parts[:k])) in paths:
                 raise _fail(
-                    f"{'/'.join(parts[:k])!r} is both a file and a directory of {f.path!r}",
+                    f"{'/'.join(parts[:k])!r} is both a file and a directory of {sf.path!r}",
                     row,
-                    f"files[{seen[(f.owner, f.path)]}].path",
+                    f"files[{seen[(sf.owner, sf.path)]}].path",
                 )
     return out
 
@@ -706,7 +740,11 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
         ShareDataError: the row is malformed or hostile; names row ``i`` and the field.
     """
     version = row.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_VERSIONS:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or version not in SUPPORTED_VERSIONS
+    ):
         try:
             shown = int(version)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -720,14 +758,13 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
     kind = row.get("kind")
     wanted = RUN if expect == "experiment" else MODEL_VERSION
     if kind not in (RUN, MODEL_VERSION, CHUNK):
-        raise _fail(
-            f"unknown row kind {_show(kind)} (known: run, model_version, chunk)", i, "kind"
-        )
+        raise _fail(f"unknown row kind {_show(kind)} (known: run, model_version, chunk)", i, "kind")
     if kind not in (wanted, CHUNK):
-        other = "a model" if kind == MODEL_VERSION else "an experiment"
+        holds = "a model" if kind == MODEL_VERSION else "an experiment"
         verb = "CREATE MODEL" if kind == MODEL_VERSION else "CREATE EXPERIMENT"
+        expected = "an experiment" if expect == "experiment" else "a model"
         raise _fail(
-            f"this row is a {kind} row: the table holds {other}, not {'an experiment' if expect == 'experiment' else 'a model'} (use {verb})",
+            f"this row is a {kind} row: the table holds {holds}, not {expected} (use {verb})",
             i,
             "kind",
         )
@@ -760,7 +797,8 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
     source_run = None if _is_missing(run_value) else run_info(run_value, i)
     if source_run is not None and mv["run_id"] is not None and source_run["run_id"] != mv["run_id"]:
         raise _fail(
-            f"run.run_id {source_run['run_id']!r} differs from model_version.run_id {mv['run_id']!r}",
+            f"run.run_id {source_run['run_id']!r} differs from "
+            f"model_version.run_id {mv['run_id']!r}",
             i,
             "run.run_id",
         )
@@ -807,7 +845,9 @@ class ChunkMeta:
     size: int
 
 
-def check_chunks(record: SharedRecord, file: SharedFile, chunks: Sequence[ChunkMeta]) -> list[ChunkMeta]:
+def check_chunks(
+    record: SharedRecord, file: SharedFile, chunks: Sequence[ChunkMeta]
+) -> list[ChunkMeta]:
     """The chunks of a file in order, complete, contiguous and adding up to its size.
 
     Raises:

@@ -21,9 +21,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "export"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky  # noqa: E402
+from export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
+from import_helpers import Share, Small, build_small, export_to, provider_context
 
-from import_helpers import Share, Small, build_small, export_to, provider_context  # noqa: E402
+from arcuate.demo import spark_guard
 
 _hosts = "127.0.0.1,localhost"
 os.environ["NO_PROXY"] = ",".join(x for x in (os.environ.get("NO_PROXY"), _hosts) if x)
@@ -49,7 +50,7 @@ def provider(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
         def client(self) -> Any:
             return make_client(uri, uri)
 
-    with pytest.MonkeyPatch.context() as mp:
+    with spark_guard(), pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.setenv("MLFLOW_REGISTRY_URI", uri)
         mp.chdir(root)
@@ -82,8 +83,9 @@ def share(provider: Tricky, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         assert token is not None
         profile = write_profile(root / "ann.share", handle.endpoint, token)
-        yield Share(root / "warehouse", root / "shares.yaml", profile, handle.endpoint, exp_loc,
-                    model_loc)
+        yield Share(
+            root / "warehouse", root / "shares.yaml", profile, handle.endpoint, exp_loc, model_loc
+        )
     finally:
         handle.stop()
 
@@ -93,4 +95,13 @@ def small(mlflow_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """A small provider (runs, logged model, registered model) that the test may change."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store.tracking_uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_store.registry_uri)
-    return build_small(mlflow_store, workdir)
+    with spark_guard():
+        return build_small(mlflow_store, workdir)
+
+
+@pytest.fixture(autouse=True)
+def _no_spark_connect() -> Iterator[None]:
+    """MLflow probes for a Spark session on every REST call and fluent run; with
+    pyspark-client installed that probe exits a pytest-xdist worker (see spark_guard)."""
+    with spark_guard():
+        yield

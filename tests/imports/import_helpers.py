@@ -103,8 +103,14 @@ def sha(data: bytes) -> str:
 
 
 def file_entry(path: str, data: bytes, owner: str = "artifacts") -> dict[str, Any]:
-    return {"owner": owner, "path": path, "size": len(data), "sha256": sha(data), "data": data,
-            "chunks": 0}
+    return {
+        "owner": owner,
+        "path": path,
+        "size": len(data),
+        "sha256": sha(data),
+        "data": data,
+        "chunks": 0,
+    }
 
 
 def run_row(
@@ -166,8 +172,14 @@ def run_row(
     }
 
 
-def version_row(version: int = 1, *, run_id: str = "a" * 32, files: Any = None,
-                aliases: list[str] | None = None, stage: str = "None") -> dict[str, Any]:
+def version_row(
+    version: int = 1,
+    *,
+    run_id: str = "a" * 32,
+    files: Any = None,
+    aliases: list[str] | None = None,
+    stage: str = "None",
+) -> dict[str, Any]:
     """A valid ``model_version`` row (source ``runs:/<run>/model``)."""
     row = run_row(run_id, files=[])
     row["kind"] = "model_version"
@@ -191,27 +203,49 @@ def version_row(version: int = 1, *, run_id: str = "a" * 32, files: Any = None,
         "run_link": None,
         "model_id": None,
     }
-    row["files"] = files if files is not None else [
-        file_entry("MLmodel", b"flavors:\n  python_function: {}\n", owner="model")
-    ]
+    row["files"] = (
+        files
+        if files is not None
+        else [file_entry("MLmodel", b"flavors:\n  python_function: {}\n", owner="model")]
+    )
     return row
 
 
-def chunk_rows(key: str, path: str, data: bytes, size: int, owner: str = "artifacts"
-               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def chunk_rows(
+    key: str, path: str, data: bytes, size: int, owner: str = "artifacts"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A chunked FILE entry and its chunk rows (``size`` bytes per chunk)."""
     parts = [data[i : i + size] for i in range(0, len(data), size)]
-    entry = {"owner": owner, "path": path, "size": len(data), "sha256": sha(data), "data": None,
-             "chunks": len(parts)}
+    entry = {
+        "owner": owner,
+        "path": path,
+        "size": len(data),
+        "sha256": sha(data),
+        "data": None,
+        "chunks": len(parts),
+    }
     rows = []
     offset = 0
     for index, part in enumerate(parts):
-        rows.append({
-            "format_version": 1, "kind": "chunk", "key": key, "exported_at": T0,
-            "experiment": None, "run": None, "model_version": None, "files": None,
-            "chunk": {"owner": owner, "path": path, "index": index, "offset": offset,
-                      "data": part},
-        })
+        rows.append(
+            {
+                "format_version": 1,
+                "kind": "chunk",
+                "key": key,
+                "exported_at": T0,
+                "experiment": None,
+                "run": None,
+                "model_version": None,
+                "files": None,
+                "chunk": {
+                    "owner": owner,
+                    "path": path,
+                    "index": index,
+                    "offset": offset,
+                    "data": part,
+                },
+            }
+        )
         offset += len(part)
     return entry, rows
 
@@ -268,16 +302,23 @@ def snapshot_experiment(store: Any, name: str, *, imported: bool) -> dict[str, A
     client = store.client()
     exp = client.get_experiment_by_name(name)
     assert exp is not None, f"no experiment {name!r}"
-    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
-                              max_results=1000)
+    runs = client.search_runs(
+        [exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000
+    )
     models = list(client.search_logged_models(experiment_ids=[exp.experiment_id], max_results=100))
     # ids here -> source ids
-    ids = {r.info.run_id: (r.data.tags.get("arcuate.source_run_id") if imported else r.info.run_id)
-           for r in runs}
-    mids = {m.model_id: ((m.tags or {}).get("arcuate.source_model_id") if imported else m.model_id)
-            for m in models}
-    out: dict[str, Any] = {"tags": {k: v for k, v in exp.tags.items() if not k.startswith("arcuate.")},
-                           "runs": {}}
+    ids = {
+        r.info.run_id: (r.data.tags.get("arcuate.source_run_id") if imported else r.info.run_id)
+        for r in runs
+    }
+    mids = {
+        m.model_id: ((m.tags or {}).get("arcuate.source_model_id") if imported else m.model_id)
+        for m in models
+    }
+    out: dict[str, Any] = {
+        "tags": {k: v for k, v in exp.tags.items() if not k.startswith("arcuate.")},
+        "runs": {},
+    }
     for r in runs:
         rid = r.info.run_id
         points = sorted(
@@ -291,8 +332,11 @@ def snapshot_experiment(store: Any, name: str, *, imported: bool) -> dict[str, A
         mine = [m for m in models if m.source_run_id == rid]
         logged = {}
         for m in mine:
-            tags = {k: v for k, v in (m.tags or {}).items()
-                    if not k.startswith("arcuate.") and k != "mlflow.modelVersions"}
+            tags = {
+                k: v
+                for k, v in (m.tags or {}).items()
+                if not k.startswith("arcuate.") and k != "mlflow.modelVersions"
+            }
             logged[mids[m.model_id]] = {
                 "name": m.name,
                 "model_type": m.model_type or None,  # REST returns "" for none
@@ -300,9 +344,18 @@ def snapshot_experiment(store: Any, name: str, *, imported: bool) -> dict[str, A
                 "tags": tags,
                 "params": dict(m.params or {}),
                 "metrics": sorted(
-                    ((x.key, x.value, x.step, x.timestamp, x.dataset_name, x.dataset_digest,
-                      ids.get(x.run_id))
-                     for x in (m.metrics or ())),
+                    (
+                        (
+                            x.key,
+                            x.value,
+                            x.step,
+                            x.timestamp,
+                            x.dataset_name,
+                            x.dataset_digest,
+                            ids.get(x.run_id),
+                        )
+                        for x in (m.metrics or ())
+                    ),
                     key=repr,
                 ),
                 "files": _model_files(store, m),
@@ -319,14 +372,24 @@ def snapshot_experiment(store: Any, name: str, *, imported: bool) -> dict[str, A
             "metrics": points,
             "latest": {k: ("nan" if math.isnan(val) else val) for k, val in r.data.metrics.items()},
             "inputs": sorted(
-                (d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
-                 d.dataset.schema, d.dataset.profile, tuple(sorted((t.key, t.value) for t in d.tags)))
+                (
+                    d.dataset.name,
+                    d.dataset.digest,
+                    d.dataset.source_type,
+                    d.dataset.source,
+                    d.dataset.schema,
+                    d.dataset.profile,
+                    tuple(sorted((t.key, t.value) for t in d.tags)),
+                )
                 for d in r.inputs.dataset_inputs
             ),
-            "model_inputs": sorted(mids.get(m.model_id, m.model_id)
-                                   for m in (r.inputs.model_inputs or ())),
-            "outputs": sorted((mids.get(o.model_id, o.model_id), o.step)
-                              for o in (r.outputs.model_outputs if r.outputs else ())),
+            "model_inputs": sorted(
+                mids.get(m.model_id, m.model_id) for m in (r.inputs.model_inputs or ())
+            ),
+            "outputs": sorted(
+                (mids.get(o.model_id, o.model_id), o.step)
+                for o in (r.outputs.model_outputs if r.outputs else ())
+            ),
             "logged_models": logged,
             "artifacts": _files(client, rid),
         }
@@ -365,13 +428,19 @@ def store_state(store: Any) -> dict[str, Any]:
 
     client = store.client()
     exps = client.search_experiments(view_type=ViewType.ALL)
-    runs = client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL) if exps else []
+    runs = (
+        client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL)
+        if exps
+        else []
+    )
     models = client.search_registered_models()
     return {
-        "experiments": sorted((e.name, e.lifecycle_stage, json.dumps(e.tags, sort_keys=True))
-                              for e in exps),
-        "runs": sorted((r.info.run_id, r.info.status, json.dumps(r.data.tags, sort_keys=True))
-                       for r in runs),
+        "experiments": sorted(
+            (e.name, e.lifecycle_stage, json.dumps(e.tags, sort_keys=True)) for e in exps
+        ),
+        "runs": sorted(
+            (r.info.run_id, r.info.status, json.dumps(r.data.tags, sort_keys=True)) for r in runs
+        ),
         "models": sorted(m.name for m in models),
         "versions": sorted((mv.name, mv.version) for mv in client.search_model_versions()),
     }
@@ -430,12 +499,15 @@ class Small:
         ctx = provider_context(self.store, self.root / "warehouse", chunk_bytes=1024)
         out = []
         for table, stream in (
-            (("ml", "small" + suffix),
-             export_experiment(ExportExperiment("small", overwrite_filter), ctx)),
+            (
+                ("ml", "small" + suffix),
+                export_experiment(ExportExperiment("small", overwrite_filter), ctx),
+            ),
             (("ml", "small_model" + suffix), export_model(ExportModel("small-model"), ctx)),
         ):
-            out.append(str(ctx.table_store.write(table, stream.batches, content=stream.content)
-                           .location))
+            out.append(
+                str(ctx.table_store.write(table, stream.batches, content=stream.content).location)
+            )
         return out[0], out[1]
 
 
@@ -447,17 +519,20 @@ def build_small(store: Any, root: Path) -> Small:
     from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
 
     client = store.client()
-    eid = client.create_experiment("small", artifact_location=str(root / "mlruns" / "small"),
-                                   tags={"team": "ml"})
-    parent = client.create_run(eid, run_name="parent", start_time=BASE_TS,
-                               tags={"mlflow.user": "ann"}).info.run_id
+    eid = client.create_experiment(
+        "small", artifact_location=str(root / "mlruns" / "small"), tags={"team": "ml"}
+    )
+    parent = client.create_run(
+        eid, run_name="parent", start_time=BASE_TS, tags={"mlflow.user": "ann"}
+    ).info.run_id
     src = root / "src"
     (src / "plots").mkdir(parents=True)
     (src / "plots" / "loss.txt").write_text("0.5 0.4 0.3\n")
     (src / "weights.bin").write_bytes(bytes(range(256)) * 9)  # 2304 bytes: 3 chunks of 1024
     client.log_artifacts(parent, str(src))
-    lm = client.create_logged_model(eid, name="model", source_run_id=parent,
-                                    tags={"flavor": "none"}, params={"alpha": "1"})
+    lm = client.create_logged_model(
+        eid, name="model", source_run_id=parent, tags={"flavor": "none"}, params={"alpha": "1"}
+    )
     mdir = root / "model-src"
     mdir.mkdir()
     (mdir / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 3.11.7\n")
@@ -468,23 +543,35 @@ def build_small(store: Any, root: Path) -> Small:
     client.log_batch(
         parent,
         metrics=[Metric("loss", 1.0 / (i + 1), BASE_TS + i, i) for i in range(5)]
-        + [Metric("acc", 0.9, BASE_TS + 9, 4, model_id=lm.model_id, dataset_name="d",
-                  dataset_digest="abc")],
+        + [
+            Metric(
+                "acc",
+                0.9,
+                BASE_TS + 9,
+                4,
+                model_id=lm.model_id,
+                dataset_name="d",
+                dataset_digest="abc",
+            )
+        ],
         params=[Param("lr", "0.1")],
         tags=[RunTag("stage", "train")],
     )
     client.set_terminated(parent, "FINISHED", end_time=BASE_TS + 60_000)
-    child = client.create_run(eid, run_name="child", start_time=BASE_TS + 10,
-                              tags={"mlflow.parentRunId": parent}).info.run_id
+    child = client.create_run(
+        eid, run_name="child", start_time=BASE_TS + 10, tags={"mlflow.parentRunId": parent}
+    ).info.run_id
     client.log_batch(child, metrics=[Metric("loss", 0.25, BASE_TS + 20, 0)])
     client.set_terminated(child, "FINISHED", end_time=BASE_TS + 30_000)
     running = client.create_run(eid, run_name="running", start_time=BASE_TS + 100).info.run_id
     client.log_batch(running, metrics=[Metric("loss", 0.9, BASE_TS + 101, 0)])
 
     client.create_registered_model("small-model", tags={"owner": "ann"}, description="small")
-    client.create_model_version("small-model", f"models:/{lm.model_id}", run_id=parent,
-                                description="first", tags={"v": "1"})
-    client.create_model_version("small-model", f"runs:/{parent}/model", run_id=parent,
-                                description="second")
+    client.create_model_version(
+        "small-model", f"models:/{lm.model_id}", run_id=parent, description="first", tags={"v": "1"}
+    )
+    client.create_model_version(
+        "small-model", f"runs:/{parent}/model", run_id=parent, description="second"
+    )
     client.set_registered_model_alias("small-model", "champion", "1")
     return Small(store, root, eid, parent, child, running, lm.model_id)

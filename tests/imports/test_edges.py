@@ -43,8 +43,9 @@ def test_deleted_target_experiment(recipient_store: Any) -> None:
 
 def test_reshared_import_gets_this_hop_provenance(recipient_store: Any) -> None:
     """Tags arcuate wrote in an earlier hop are replaced by this import's provenance."""
-    row = run_row(tags={"arcuate.source_run_id": "f" * 32, "arcuate.content_hash": "x",
-                        "team": "ml"})
+    row = run_row(
+        tags={"arcuate.source_run_id": "f" * 32, "arcuate.content_hash": "x", "team": "ml"}
+    )
     import_experiment(batches_of([row]), "e", recipient_context(recipient_store), source="p#s.d.t")
     (run,) = _runs(recipient_store)
     assert run.data.tags["arcuate.source_run_id"] == "a" * 32
@@ -54,22 +55,31 @@ def test_reshared_import_gets_this_hop_provenance(recipient_store: Any) -> None:
 
 
 def test_chunked_logged_model_file_and_model_metrics(recipient_store: Any) -> None:
-    lm = {"model_id": "m-" + "1" * 32, "name": "model", "model_type": "sk", "status": "READY",
-          "status_message": None, "creation_time": None, "step": 2,
-          "tags": [{"key": "mlflow.modelVersions", "value": '[{"name": "x", "version": "1"}]'}],
-          "params": [{"key": "alpha", "value": "1"}]}
-    entry, chunks = chunk_rows("a" * 32, "model.bin", bytes(range(256)) * 8, 700,
-                               owner=f"logged_models/{lm['model_id']}")
+    lm = {
+        "model_id": "m-" + "1" * 32,
+        "name": "model",
+        "model_type": "sk",
+        "status": "READY",
+        "status_message": None,
+        "creation_time": None,
+        "step": 2,
+        "tags": [{"key": "mlflow.modelVersions", "value": '[{"name": "x", "version": "1"}]'}],
+        "params": [{"key": "alpha", "value": "1"}],
+    }
+    entry, chunks = chunk_rows(
+        "a" * 32, "model.bin", bytes(range(256)) * 8, 700, owner=f"logged_models/{lm['model_id']}"
+    )
     row = run_row(files=[entry], logged_models=[lm])
-    row["run"]["metrics"][0].update(model_id=lm["model_id"], dataset_name="d",
-                                    dataset_digest="abc")
+    row["run"]["metrics"][0].update(model_id=lm["model_id"], dataset_name="d", dataset_digest="abc")
     row["run"]["metrics"].append({**row["run"]["metrics"][0], "model_id": "m-" + "9" * 32})
-    result = import_experiment(batches_of([*chunks, row], size=1), "e",
-                               recipient_context(recipient_store))
+    result = import_experiment(
+        batches_of([*chunks, row], size=1), "e", recipient_context(recipient_store)
+    )
     assert result.summary["unlinked"] == 1  # a point linked to a model that was not shared
     client = recipient_store.client()
     (model,) = client.search_logged_models(
-        experiment_ids=[client.get_experiment_by_name("e").experiment_id])
+        experiment_ids=[client.get_experiment_by_name("e").experiment_id]
+    )
     assert model.tags["arcuate.source_model_id"] == lm["model_id"]
     assert "mlflow.modelVersions" not in model.tags  # the provider's registry means nothing here
     assert model.tags["arcuate.source_model_versions"] == '[{"name": "x", "version": "1"}]'

@@ -108,60 +108,182 @@ def _alias_twice(rows: Rows) -> Rows:
 
 BAD = b"evil"
 CASES: list[tuple[str, Callable[[Rows], Rows], str, int, str]] = [
-    ("format version", mutate("format_version", 2), "format version 2 is not supported", 0,
-     "format_version"),
+    (
+        "format version",
+        mutate("format_version", 2),
+        "format version 2 is not supported",
+        0,
+        "format_version",
+    ),
     ("unknown kind", mutate("kind", "script", 1), "unknown row kind 'script'", 1, "kind"),
     ("model row in experiment", _version_row, "this row is a model_version row", 5, "kind"),
     ("empty key", mutate("key", ""), "key must be a non-empty string", 0, "key"),
     ("duplicate key", _duplicate, "appears twice (first in row", 5, "key"),
     ("key is not the run id", mutate("key", "f" * 32), "differs from run.run_id", 0, "key"),
-    ("path traversal", add_file(file_entry("../../.ssh/authorized_keys", BAD)),
-     "has a '..' segment", 0, "files[1].path"),
-    ("absolute path", add_file(file_entry("/etc/cron.d/evil", BAD)), "is absolute", 0,
-     "files[1].path"),
-    ("drive letter", add_file(file_entry("C:/Windows/evil.dll", BAD)),
-     "starts with a drive letter", 0, "files[1].path"),
-    ("backslash", add_file(file_entry("a\\..\\..\\evil", BAD)), "contains a backslash", 0,
-     "files[1].path"),
-    ("NUL in path", add_file(file_entry("evil\x00.txt", BAD)), "contains a NUL character", 0,
-     "files[1].path"),
-    ("empty segment", add_file(file_entry("a//b", BAD)), "has an empty segment", 0,
-     "files[1].path"),
-    ("file and directory", add_file(file_entry("notes/readme.txt/x", BAD)),
-     "is both a file and a directory", 0, "files[1].path"),
-    ("size lie", add_file(dict(file_entry("a.bin", BAD), size=3)), "declares 3 bytes but carries 4",
-     0, "files[1].size"),
-    ("checksum lie", add_file(dict(file_entry("a.bin", BAD), sha256="0" * 64)),
-     "does not match its SHA-256 checksum", 0, "files[1].sha256"),
-    ("unknown owner", add_file(file_entry("MLmodel", BAD, owner="logged_models/m-nothere")),
-     "is not one of this record's owners", 0, "files[1].owner"),
+    (
+        "path traversal",
+        add_file(file_entry("../../.ssh/authorized_keys", BAD)),
+        "has a '..' segment",
+        0,
+        "files[1].path",
+    ),
+    (
+        "absolute path",
+        add_file(file_entry("/etc/cron.d/evil", BAD)),
+        "is absolute",
+        0,
+        "files[1].path",
+    ),
+    (
+        "drive letter",
+        add_file(file_entry("C:/Windows/evil.dll", BAD)),
+        "starts with a drive letter",
+        0,
+        "files[1].path",
+    ),
+    (
+        "backslash",
+        add_file(file_entry("a\\..\\..\\evil", BAD)),
+        "contains a backslash",
+        0,
+        "files[1].path",
+    ),
+    (
+        "NUL in path",
+        add_file(file_entry("evil\x00.txt", BAD)),
+        "contains a NUL character",
+        0,
+        "files[1].path",
+    ),
+    (
+        "empty segment",
+        add_file(file_entry("a//b", BAD)),
+        "has an empty segment",
+        0,
+        "files[1].path",
+    ),
+    (
+        "file and directory",
+        add_file(file_entry("notes/readme.txt/x", BAD)),
+        "is both a file and a directory",
+        0,
+        "files[1].path",
+    ),
+    (
+        "size lie",
+        add_file(dict(file_entry("a.bin", BAD), size=3)),
+        "declares 3 bytes but carries 4",
+        0,
+        "files[1].size",
+    ),
+    (
+        "checksum lie",
+        add_file(dict(file_entry("a.bin", BAD), sha256="0" * 64)),
+        "does not match its SHA-256 checksum",
+        0,
+        "files[1].sha256",
+    ),
+    (
+        "unknown owner",
+        add_file(file_entry("MLmodel", BAD, owner="logged_models/m-nothere")),
+        "is not one of this record's owners",
+        0,
+        "files[1].owner",
+    ),
     ("missing chunk", _drop_chunk, "lacks chunk(s) 1 of 3", 1, "files"),
-    ("chunk offset", _chunk(_shift_chunk_offsets), "starts at offset 7, expected 0", 2,
-     "chunk.offset"),
-    ("chunk bytes", _chunk(_flip_chunk_byte), "reassembled file artifacts/big.bin does not match",
-     1, "files"),
+    (
+        "chunk offset",
+        _chunk(_shift_chunk_offsets),
+        "starts at offset 7, expected 0",
+        2,
+        "chunk.offset",
+    ),
+    (
+        "chunk bytes",
+        _chunk(_flip_chunk_byte),
+        "reassembled file artifacts/big.bin does not match",
+        1,
+        "files",
+    ),
     ("stray chunk", _stray_chunk, "which has no record", 5, "chunk"),
-    ("param too long", mutate("run.params.0.value", "x" * 6001),
-     "is 6001 characters long; MLflow allows at most 6000", 0, "run.params[0].value"),
-    ("tag too long", mutate("run.tags.0.value", "x" * 8001), "at most 8000", 0,
-     "run.tags[0].value"),
-    ("bad param key", mutate("run.params.0.key", "lr,rate"), "may only contain", 0,
-     "run.params[0].key"),
-    ("metric key path trick", mutate("run.metrics.0.key", "a/../b"),
-     "is not a normalised relative name", 0, "run.metrics[0].key"),
-    ("unknown status", mutate("run.status", "DONE"), "must be one of FAILED, FINISHED", 0,
-     "run.status"),
-    ("timestamp before 1970", mutate("run.start_time", T0.replace(year=1969)),
-     "is outside 1970-01-01", 0, "run.start_time"),
-    ("duplicate param", mutate("run.params", [{"key": "lr", "value": "0.1"},
-                                               {"key": "lr", "value": "0.2"}]),
-     "duplicate key 'lr'", 0, "run.params[1].key"),
-    ("logged model name", mutate("run.logged_models", [{
-        "model_id": "m-1", "name": "../model", "model_type": None, "status": "READY",
-        "status_message": None, "creation_time": T0, "step": 0, "tags": [], "params": []}]),
-     "cannot contain '/'", 0, "run.logged_models[0].name"),
-    ("run name mismatch", mutate("run.tags.0", {"key": "mlflow.runName", "value": "other"}),
-     "differs from its mlflow.runName tag", 0, "run.run_name"),
+    (
+        "param too long",
+        mutate("run.params.0.value", "x" * 6001),
+        "is 6001 characters long; MLflow allows at most 6000",
+        0,
+        "run.params[0].value",
+    ),
+    (
+        "tag too long",
+        mutate("run.tags.0.value", "x" * 8001),
+        "at most 8000",
+        0,
+        "run.tags[0].value",
+    ),
+    (
+        "bad param key",
+        mutate("run.params.0.key", "lr,rate"),
+        "may only contain",
+        0,
+        "run.params[0].key",
+    ),
+    (
+        "metric key path trick",
+        mutate("run.metrics.0.key", "a/../b"),
+        "is not a normalised relative name",
+        0,
+        "run.metrics[0].key",
+    ),
+    (
+        "unknown status",
+        mutate("run.status", "DONE"),
+        "must be one of FAILED, FINISHED",
+        0,
+        "run.status",
+    ),
+    (
+        "timestamp before 1970",
+        mutate("run.start_time", T0.replace(year=1969)),
+        "is outside 1970-01-01",
+        0,
+        "run.start_time",
+    ),
+    (
+        "duplicate param",
+        mutate("run.params", [{"key": "lr", "value": "0.1"}, {"key": "lr", "value": "0.2"}]),
+        "duplicate key 'lr'",
+        0,
+        "run.params[1].key",
+    ),
+    (
+        "logged model name",
+        mutate(
+            "run.logged_models",
+            [
+                {
+                    "model_id": "m-1",
+                    "name": "../model",
+                    "model_type": None,
+                    "status": "READY",
+                    "status_message": None,
+                    "creation_time": T0,
+                    "step": 0,
+                    "tags": [],
+                    "params": [],
+                }
+            ],
+        ),
+        "cannot contain '/'",
+        0,
+        "run.logged_models[0].name",
+    ),
+    (
+        "run name mismatch",
+        mutate("run.tags.0", {"key": "mlflow.runName", "value": "other"}),
+        "differs from its mlflow.runName tag",
+        0,
+        "run.run_name",
+    ),
 ]
 
 
@@ -189,11 +311,17 @@ def _write(
     return read.to_batches(max_chunksize=2), found
 
 
-@pytest.mark.parametrize(("case", "change", "message", "row", "field"), CASES,
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "change", "message", "row", "field"), CASES, ids=[c[0] for c in CASES]
+)
 def test_hostile_experiment_table_is_rejected(
-    case: str, change: Callable[[Rows], Rows], message: str, row: int, field: str,
-    recipient_store: Any, workdir: Path,
+    case: str,
+    change: Callable[[Rows], Rows],
+    message: str,
+    row: int,
+    field: str,
+    recipient_store: Any,
+    workdir: Path,
 ) -> None:
     batches, row = _write(workdir, case, change(good_runs()), "experiment", row)
     before = store_state(recipient_store)
@@ -213,26 +341,57 @@ def test_good_table_imports(recipient_store: Any, workdir: Path) -> None:
 
 
 MODEL_CASES: list[tuple[str, Callable[[Rows], Rows], str, int, str]] = [
-    ("reserved alias", mutate("model_version.aliases", ["latest"]), "reserved by MLflow", 0,
-     "model_version.aliases[0]"),
-    ("alias twice", _alias_twice, "alias 'champion' is also on the version in row", 1,
-     "model_version.aliases"),
-    ("unknown stage", mutate("model_version.stage", "Prod"), "must be one of Archived", 0,
-     "model_version.stage"),
+    (
+        "reserved alias",
+        mutate("model_version.aliases", ["latest"]),
+        "reserved by MLflow",
+        0,
+        "model_version.aliases[0]",
+    ),
+    (
+        "alias twice",
+        _alias_twice,
+        "alias 'champion' is also on the version in row",
+        1,
+        "model_version.aliases",
+    ),
+    (
+        "unknown stage",
+        mutate("model_version.stage", "Prod"),
+        "must be one of Archived",
+        0,
+        "model_version.stage",
+    ),
     ("version key", mutate("key", "7"), "differs from model_version.version 1", 0, "key"),
-    ("prompt", mutate("model_version.tags", [{"key": "mlflow.prompt.is_prompt", "value": "true"}]),
-     "prompts cannot be imported", 0, "model_version.tags"),
+    (
+        "prompt",
+        mutate("model_version.tags", [{"key": "mlflow.prompt.is_prompt", "value": "true"}]),
+        "prompts cannot be imported",
+        0,
+        "model_version.tags",
+    ),
     ("run row in model table", lambda rows: [*rows, run_row()], "this row is a run row", 1, "kind"),
-    ("model file outside", mutate("files", [file_entry("../MLmodel", BAD, owner="model")]),
-     "has a '..' segment", 0, "files[0].path"),
+    (
+        "model file outside",
+        mutate("files", [file_entry("../MLmodel", BAD, owner="model")]),
+        "has a '..' segment",
+        0,
+        "files[0].path",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "change", "message", "row", "field"), MODEL_CASES,
-                         ids=[c[0] for c in MODEL_CASES])
+@pytest.mark.parametrize(
+    ("case", "change", "message", "row", "field"), MODEL_CASES, ids=[c[0] for c in MODEL_CASES]
+)
 def test_hostile_model_table_is_rejected(
-    case: str, change: Callable[[Rows], Rows], message: str, row: int, field: str,
-    recipient_store: Any, workdir: Path,
+    case: str,
+    change: Callable[[Rows], Rows],
+    message: str,
+    row: int,
+    field: str,
+    recipient_store: Any,
+    workdir: Path,
 ) -> None:
     batches, row = _write(workdir, case, change([version_row()]), "model", row)
     before = store_state(recipient_store)

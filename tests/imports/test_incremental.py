@@ -34,8 +34,10 @@ def test_small_round_trip(small: Small, recipient_store: Any) -> None:
     result = _imp(small, ctx)
     assert _counts(result) == {"added": 3, "updated": 0, "unchanged": 0, "removed": 0}
     assert result.summary["files"] == 4 and result.summary["metric_points"] == 8
-    assert_same(snapshot_experiment(recipient_store, "e", imported=True),
-                snapshot_experiment(small.store, "small", imported=False))
+    assert_same(
+        snapshot_experiment(recipient_store, "e", imported=True),
+        snapshot_experiment(small.store, "small", imported=False),
+    )
 
 
 def test_provider_changes_flow_in(small: Small, recipient_store: Any) -> None:
@@ -53,8 +55,10 @@ def test_provider_changes_flow_in(small: Small, recipient_store: Any) -> None:
     result = _imp(small, ctx)
     assert _counts(result) == {"added": 1, "updated": 1, "unchanged": 2, "removed": 0}
     assert result.summary["files"] == 1 and result.summary["metric_points"] == 1
-    assert_same(snapshot_experiment(recipient_store, "e", imported=True),
-                snapshot_experiment(small.store, "small", imported=False))
+    assert_same(
+        snapshot_experiment(recipient_store, "e", imported=True),
+        snapshot_experiment(small.store, "small", imported=False),
+    )
     # and once more: nothing left to do
     state = store_state(recipient_store)
     assert _counts(_imp(small, ctx))["unchanged"] == 4
@@ -94,18 +98,24 @@ def test_overwrite_with_fewer_runs(small: Small, recipient_store: Any) -> None:
     exact = _imp(small, ctx, overwrite=True)
     assert _counts(exact) == {"added": 0, "updated": 0, "unchanged": 2, "removed": 2}
     assert mine not in {r.info.run_id for r in client.search_runs([eid])}
-    assert_same(snapshot_experiment(recipient_store, "e", imported=True),
-                snapshot_experiment(small.store, "small", imported=False))
+    assert_same(
+        snapshot_experiment(recipient_store, "e", imported=True),
+        snapshot_experiment(small.store, "small", imported=False),
+    )
 
 
 def test_overwrite_with_more_runs(small: Small, recipient_store: Any) -> None:
     ctx = recipient_context(recipient_store)
     exp_loc, _ = small.export(overwrite_filter="attributes.run_name = 'parent'")
-    assert _counts(import_experiment(table_batches(exp_loc), "e", ctx, overwrite=True))["added"] == 1
+    assert (
+        _counts(import_experiment(table_batches(exp_loc), "e", ctx, overwrite=True))["added"] == 1
+    )
     result = _imp(small, ctx, overwrite=True)
     assert _counts(result) == {"added": 2, "updated": 0, "unchanged": 1, "removed": 0}
-    assert_same(snapshot_experiment(recipient_store, "e", imported=True),
-                snapshot_experiment(small.store, "small", imported=False))
+    assert_same(
+        snapshot_experiment(recipient_store, "e", imported=True),
+        snapshot_experiment(small.store, "small", imported=False),
+    )
 
 
 def test_overwrite_removes_tags_and_points_the_provider_no_longer_has(
@@ -124,8 +134,10 @@ def test_overwrite_removes_tags_and_points_the_provider_no_longer_has(
     assert _counts(plain)["unchanged"] == 3  # additions here are left alone without OVERWRITE
     exact = _imp(small, ctx, overwrite=True)
     assert _counts(exact) == {"added": 0, "updated": 2, "unchanged": 1, "removed": 0}
-    assert_same(snapshot_experiment(recipient_store, "e", imported=True),
-                snapshot_experiment(small.store, "small", imported=False))
+    assert_same(
+        snapshot_experiment(recipient_store, "e", imported=True),
+        snapshot_experiment(small.store, "small", imported=False),
+    )
 
 
 def test_model_versions_flow_in(small: Small, recipient_store: Any) -> None:
@@ -133,8 +145,9 @@ def test_model_versions_flow_in(small: Small, recipient_store: Any) -> None:
     _, model_loc = small.export()
     assert _counts(import_model(table_batches(model_loc), "m", ctx))["added"] == 2
     client = small.client
-    client.create_model_version("small-model", f"runs:/{small.parent}/model", run_id=small.parent,
-                                description="third")
+    client.create_model_version(
+        "small-model", f"runs:/{small.parent}/model", run_id=small.parent, description="third"
+    )
     client.set_registered_model_alias("small-model", "champion", "3")
     client.update_model_version("small-model", "1", description="first, revised")
     client.transition_model_version_stage("small-model", "1", "Archived")
@@ -142,7 +155,10 @@ def test_model_versions_flow_in(small: Small, recipient_store: Any) -> None:
     _, model_loc = small.export()
     result = import_model(table_batches(model_loc), "m", ctx)
     assert _counts(result) == {"added": 1, "updated": 1, "unchanged": 1, "removed": 0}
-    target, source = snapshot_model(recipient_store, "m"), snapshot_model(small.store, "small-model")
+    target, source = (
+        snapshot_model(recipient_store, "m"),
+        snapshot_model(small.store, "small-model"),
+    )
     for snap in (target, source):
         for mv in snap["versions"].values():
             mv.pop("run_id"), mv.pop("source")
@@ -164,8 +180,9 @@ def test_model_overwrite_with_fewer_versions(small: Small, recipient_store: Any)
     assert _counts(exact) == {"added": 0, "updated": 0, "unchanged": 1, "removed": 1}
     assert sorted(snapshot_model(recipient_store, "m")["versions"]) == [1]
     # a new provider version gets number 3, the one after the deleted 2, here too
-    small.client.create_model_version("small-model", f"runs:/{small.parent}/model",
-                                      run_id=small.parent)
+    small.client.create_model_version(
+        "small-model", f"runs:/{small.parent}/model", run_id=small.parent
+    )
     _, model_loc = small.export()
     import_model(table_batches(model_loc), "m", ctx, overwrite=True)
     assert sorted(snapshot_model(recipient_store, "m")["versions"]) == [1, 3]

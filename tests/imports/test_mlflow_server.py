@@ -55,13 +55,17 @@ class ServerStore:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[ServerStore]:
+def mlflow_server(
+    mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerStore]:
     root = tmp_path_factory.mktemp("mlflow-server")
     shutil.copyfile(mlflow_template, root / "mlflow.db")
     port = _free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(var, None)
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
@@ -102,17 +106,27 @@ def test_round_trip_into_mlflow_server(
 ) -> None:
     ctx = recipient_context(mlflow_server)
     reader = DeltaSharingReader()
-    exp = import_experiment(reader.batches(share.experiment), "served", ctx, source=share.experiment)
+    exp = import_experiment(
+        reader.batches(share.experiment), "served", ctx, source=share.experiment
+    )
     model = import_model(reader.batches(share.model), "served-model", ctx, source=share.model)
     assert exp.summary["added"] == 3 and model.summary["added"] == 4
     assert "version_map" not in model.summary
-    assert_same(snapshot_experiment(mlflow_server, "served", imported=True),
-                snapshot_experiment(provider.store, EXPERIMENT, imported=False))
-    target, source = snapshot_model(mlflow_server, "served-model"), snapshot_model(provider.store, MODEL)
+    assert_same(
+        snapshot_experiment(mlflow_server, "served", imported=True),
+        snapshot_experiment(provider.store, EXPERIMENT, imported=False),
+    )
+    target, source = (
+        snapshot_model(mlflow_server, "served-model"),
+        snapshot_model(provider.store, MODEL),
+    )
     client = mlflow_server.client()
     eid = client.get_experiment_by_name("served").experiment_id
-    parent = next(r for r in client.search_runs([eid])
-                  if r.data.tags["arcuate.source_run_id"] == provider.parent_id)
+    parent = next(
+        r
+        for r in client.search_runs([eid])
+        if r.data.tags["arcuate.source_run_id"] == provider.parent_id
+    )
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:/")
     assert target["versions"][2]["source"] == f"runs:/{parent.info.run_id}/model"
     assert target["versions"][5]["source"] == f"{parent.info.artifact_uri}/a/b"

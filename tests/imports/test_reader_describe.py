@@ -27,9 +27,13 @@ from arcuate.errors import NotFoundError, ShareDataError
 
 
 def test_frame_to_batches_keeps_nan_bytes_and_nesting() -> None:
-    row = run_row(metrics=[("loss", float("nan"), 1, 1_700_000_000_000),
-                           ("loss", float("inf"), 2, 1_700_000_000_001)],
-                  files=[file_entry("a.bin", b"\x00\xff\n")])
+    row = run_row(
+        metrics=[
+            ("loss", float("nan"), 1, 1_700_000_000_000),
+            ("loss", float("inf"), 2, 1_700_000_000_001),
+        ],
+        files=[file_entry("a.bin", b"\x00\xff\n")],
+    )
     table = pa.Table.from_batches(batches_of([row, run_row("b" * 32)]))
     frame = table.to_pandas(date_as_object=True, split_blocks=False)  # as load_as_pandas does
     (back,) = list(frame_to_batches(frame, batch_rows=10))
@@ -54,7 +58,9 @@ def test_frame_with_a_value_of_the_wrong_type_names_row_and_column() -> None:
     assert (err.value.row, err.value.field) == (1, "format_version")
 
 
-def test_describe_a_share_writes_nothing(provider: Tricky, share: Share, recipient_store: Any) -> None:
+def test_describe_a_share_writes_nothing(
+    provider: Tricky, share: Share, recipient_store: Any
+) -> None:
     before = store_state(recipient_store)
     reader = DeltaSharingReader()
     exp = describe_shared(reader.batches(share.experiment), share.experiment)
@@ -94,9 +100,13 @@ def test_hostile_share_over_the_protocol(share: Share, recipient_store: Any, wor
     bad["files"].append(file_entry("../../outside.txt", b"evil"))
     coordinate = _shared(workdir, share, f"traversal_{workdir.name[-8:]}", [bad])
     before = store_state(recipient_store)
-    with pytest.raises(ShareDataError, match="has a '..' segment"):
-        import_experiment(DeltaSharingReader().batches(coordinate), "e",
-                          recipient_context(recipient_store), source=coordinate)
+    with pytest.raises(ShareDataError, match=r"has a '\.\.' segment"):
+        import_experiment(
+            DeltaSharingReader().batches(coordinate),
+            "e",
+            recipient_context(recipient_store),
+            source=coordinate,
+        )
     assert store_state(recipient_store) == before
     assert not (workdir / "outside.txt").exists()
 

@@ -22,7 +22,12 @@ def test_same_import_again_changes_nothing(
     assert store_state(recipient_store) == before
     assert first_exp.summary["added"] == 3
     assert first_model.summary["added"] == 4
-    assert {k: again_exp.summary[k] for k in ("added", "updated", "unchanged", "removed", "files")} \
-        == {"added": 0, "updated": 0, "unchanged": 3, "removed": 0, "files": 0}
-    assert {k: again_model.summary[k] for k in ("added", "updated", "unchanged", "removed")} \
-        == {"added": 0, "updated": 0, "unchanged": 4, "removed": 0}
+    assert {
+        k: again_exp.summary[k] for k in ("added", "updated", "unchanged", "removed", "files")
+    } == {"added": 0, "updated": 0, "unchanged": 3, "removed": 0, "files": 0}
+    assert {k: again_model.summary[k] for k in ("added", "updated", "unchanged", "removed")} == {
+        "added": 0,
+        "updated": 0,
+        "unchanged": 4,
+        "removed": 0,
+    }

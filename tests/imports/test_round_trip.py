@@ -8,15 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from export_helpers import EXPERIMENT, MODEL, Tricky
 from import_helpers import (
     Share,
+    assert_same,
+    read_tree,
     recipient_context,
     snapshot_experiment,
     snapshot_model,
-    assert_same,
-    read_tree,
 )
 
 from arcuate.backends.sharing.reader import DeltaSharingReader
@@ -80,7 +79,9 @@ def _check_model(provider: Tricky, recipient_store: Any, name: str, runs_exp: st
     target = snapshot_model(recipient_store, name)
     client = recipient_store.client()
     exp = client.get_experiment_by_name(runs_exp)
-    runs = {r.data.tags["arcuate.source_run_id"]: r for r in client.search_runs([exp.experiment_id])}
+    runs = {
+        r.data.tags["arcuate.source_run_id"]: r for r in client.search_runs([exp.experiment_id])
+    }
     models = {
         (m.tags or {}).get("arcuate.source_model_id"): m
         for m in client.search_logged_models(experiment_ids=[exp.experiment_id])
@@ -97,15 +98,16 @@ def _check_model(provider: Tricky, recipient_store: Any, name: str, runs_exp: st
     assert sources[2] == f"runs:/{parent.info.run_id}/model"
     assert sources[5] == f"{parent.info.artifact_uri}/a/b"
     assert sources[3].startswith("models:/m-")  # a path the recipient cannot reach
-    assert run_ids == {1: parent.info.run_id, 2: parent.info.run_id, 3: None,
-                       5: parent.info.run_id}
+    assert run_ids == {1: parent.info.run_id, 2: parent.info.run_id, 3: None, 5: parent.info.run_id}
     for v, on_disk in provider.registered.versions.items():
         served = _version_files(provider.store, MODEL, v)
         assert _version_files(recipient_store, name, v) == served, f"files of version {v}"
         assert set(on_disk.values()) <= set(served.values())
 
 
-def test_model_round_trip_after_experiment(provider: Tricky, share: Share, recipient_store: Any) -> None:
+def test_model_round_trip_after_experiment(
+    provider: Tricky, share: Share, recipient_store: Any
+) -> None:
     """Experiment then model: versions keep their numbers (gap included) and link to the runs."""
     ctx = recipient_context(recipient_store)
     reader = DeltaSharingReader()
@@ -115,8 +117,10 @@ def test_model_round_trip_after_experiment(provider: Tricky, share: Share, recip
     assert "version_map" not in result.summary
     _check_model(provider, recipient_store, "churn", "imported")
     # the experiment's runs were reused, not duplicated, and still match the source exactly
-    assert_same(snapshot_experiment(recipient_store, "imported", imported=True),
-                snapshot_experiment(provider.store, EXPERIMENT, imported=False))
+    assert_same(
+        snapshot_experiment(recipient_store, "imported", imported=True),
+        snapshot_experiment(provider.store, EXPERIMENT, imported=False),
+    )
 
 
 def test_model_round_trip_alone(provider: Tricky, share: Share, recipient_store: Any) -> None:

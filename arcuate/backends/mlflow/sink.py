@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.abc
 import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -139,13 +141,47 @@ def _code(exc: BaseException) -> str:
     return str(getattr(exc, "error_code", ""))
 
 
+class _NoSparkConnect(importlib.abc.MetaPathFinder):
+    """Refuses to import Spark Connect (not yet loaded): MLflow then sees no Spark session."""
+
+    _BLOCKED = ("pyspark.sql.connect", "pyspark.testing")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if any(name == b or name.startswith(b + ".") for b in self._BLOCKED):
+            raise ImportError(f"{name} is not used by arcuate's MLflow calls")
+        return None
+
+
+@contextlib.contextmanager
+def spark_guard() -> Iterator[None]:
+    """Keep MLflow from importing Spark Connect for the duration of a call.
+
+    MLflow looks for an active Spark session (context tags of fluent calls, request headers
+    of every REST call); with ``pyspark-client`` installed
+    and no ``SPARK_HOME``, the first import of ``pyspark.sql.connect`` in a process whose
+    ``__main__`` has no file (``python -c``, notebooks, pytest-xdist workers) calls
+    ``sys.exit``. A live Connect session has those modules loaded already, and a finder is
+    only asked about modules not yet loaded, so such a session is never hidden.
+    """
+    guard = _NoSparkConnect()
+    sys.meta_path.insert(0, guard)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(guard)
+
+
 @contextlib.contextmanager
 def _errors(what: str) -> Iterator[None]:
-    """MLflow and OS failures as :class:`BackendError` saying what was being done."""
+    """MLflow and OS failures as :class:`BackendError` saying what was being done.
+
+    Also keeps MLflow away from Spark Connect (:func:`spark_guard`) during the call.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
-        yield
+        with spark_guard():
+            yield
     except MlflowException as exc:
         raise BackendError(f"{what}: {exc.message}") from exc
     except OSError as exc:
@@ -169,15 +205,18 @@ def global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
             os.environ.get("MLFLOW_TRACKING_URI"),
             os.environ.get("MLFLOW_REGISTRY_URI"),
         )
-        tracking_utils._tracking_uri = tracking_uri
-        registry_utils._registry_uri = registry_uri
+        setattr(tracking_utils, "_tracking_uri", tracking_uri)  # noqa: B010 - typed as None
+        setattr(registry_utils, "_registry_uri", registry_uri)  # noqa: B010
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         os.environ["MLFLOW_REGISTRY_URI"] = registry_uri
         try:
             yield
         finally:
             tracking_utils._tracking_uri, registry_utils._registry_uri = saved[0], saved[1]
-            for var, value in (("MLFLOW_TRACKING_URI", saved[2]), ("MLFLOW_REGISTRY_URI", saved[3])):
+            for var, value in (
+                ("MLFLOW_TRACKING_URI", saved[2]),
+                ("MLFLOW_REGISTRY_URI", saved[3]),
+            ):
                 if value is None:
                     os.environ.pop(var, None)
                 else:
@@ -233,7 +272,11 @@ class MlflowSink:
     """
 
     def __init__(
-        self, tracking_uri: str, registry_uri: str | None = None, *, artifact_root: str | None = None
+        self,
+        tracking_uri: str,
+        registry_uri: str | None = None,
+        *,
+        artifact_root: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
@@ -397,9 +440,9 @@ class MlflowSink:
                     max_results=10,
                     order_by=["attributes.start_time ASC"],
                 )
-                complete = [r for r in runs if r.data.tags.get(CONTENT_HASH)]
-                pick = (complete or list(runs) or [None])[0]
-                if pick is not None:
+                ranked = [r for r in runs if r.data.tags.get(CONTENT_HASH)] + list(runs)
+                if ranked:
+                    pick = ranked[0]
                     found = {
                         "run_id": pick.info.run_id,
                         "experiment_id": pick.info.experiment_id,
@@ -474,7 +517,9 @@ class MlflowSink:
             extra = sorted(set(current.data.metrics) - keys)
             if extra:
                 return f"metric {extra[0]!r} is no longer shared"
-            wanted = {_point(m["key"], m["step"], m["timestamp"], m["value"]) for m in run["metrics"]}
+            wanted = {
+                _point(m["key"], m["step"], m["timestamp"], m["value"]) for m in run["metrics"]
+            }
             for key in sorted(keys & set(current.data.metrics)):
                 for m in self.client.get_metric_history(run_id, key):
                     if _point(m.key, m.step, m.timestamp, m.value) not in wanted:
@@ -538,17 +583,19 @@ class MlflowSink:
                 client.restore_run(run_id)
 
             # logged models first: metrics that belong to them need them to exist
-            outputs = {o.model_id for o in (current.outputs.model_outputs if current.outputs else ())}
+            outputs = {
+                o.model_id for o in (current.outputs.model_outputs if current.outputs else ())
+            }
             new_outputs = []
             for lm in run["logged_models"]:
-                mid = model_ids[lm["model_id"]]
+                new_id = model_ids[lm["model_id"]]
                 owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
                 mine = [f for f in files if f["owner"] == owner]
-                got = self.fill_logged_model(mid, lm, mine, fresh=fresh, exact=exact)
+                got = self.fill_logged_model(new_id, lm, mine, fresh=fresh, exact=exact)
                 stats["files"] += got["files"]
                 stats["bytes"] += got["bytes"]
-                if lm.get("step") is not None and mid not in outputs:
-                    new_outputs.append(LoggedModelOutput(mid, int(lm["step"])))
+                if lm.get("step") is not None and new_id not in outputs:
+                    new_outputs.append(LoggedModelOutput(new_id, int(lm["step"])))
 
             # params, tags, metrics
             params = dict(current.data.params)
@@ -562,12 +609,14 @@ class MlflowSink:
                 for key in sorted({m["key"] for m in run["metrics"]} & set(current.data.metrics)):
                     for m in client.get_metric_history(run_id, key):
                         existing.add(_point(m.key, m.step, m.timestamp, m.value))
-                for mid in {model_ids.get(m["model_id"]) for m in run["metrics"] if m["model_id"]}:
-                    if mid is None:
-                        continue
-                    for m in client.get_logged_model(mid).metrics or ():
-                        if m.run_id == run_id:
-                            linked.add((mid, _point(m.key, m.step, m.timestamp, m.value)))
+                targets = {model_ids.get(m["model_id"]) for m in run["metrics"] if m["model_id"]}
+                for target in sorted(t for t in targets if t is not None):
+                    for lm_metric in client.get_logged_model(target).metrics or ():
+                        if lm_metric.run_id == run_id:
+                            point = _point(
+                                lm_metric.key, lm_metric.step, lm_metric.timestamp, lm_metric.value
+                            )
+                            linked.add((target, point))
             metrics = []
             for m in run["metrics"]:
                 point = _point(m["key"], m["step"], m["timestamp"], m["value"])
@@ -607,8 +656,12 @@ class MlflowSink:
                 datasets.append(
                     DatasetInput(
                         Dataset(
-                            d["name"], d["digest"], d["source_type"], d["source"],
-                            d["schema"], d["profile"],
+                            d["name"],
+                            d["digest"],
+                            d["source_type"],
+                            d["source"],
+                            d["schema"],
+                            d["profile"],
                         ),
                         [InputTag(k, v) for k, v in d["tags"].items()],
                     )
@@ -618,12 +671,12 @@ class MlflowSink:
             }
             new_model_inputs = []
             for src in run["model_inputs"]:
-                mid = model_ids.get(src)
-                if mid is None:
+                input_id = model_ids.get(src)
+                if input_id is None:
                     stats["unlinked"] += 1
-                elif mid not in model_inputs:
-                    model_inputs.add(mid)
-                    new_model_inputs.append(LoggedModelInput(mid))
+                elif input_id not in model_inputs:
+                    model_inputs.add(input_id)
+                    new_model_inputs.append(LoggedModelInput(input_id))
             for start in range(0, len(datasets), 1000):
                 client.log_inputs(run_id, datasets=datasets[start : start + 1000])
             if new_model_inputs:
@@ -746,7 +799,9 @@ class MlflowSink:
             n, size = self._sync_files(repo, files, fresh=False, prefix=prefix)
         return {"files": n, "bytes": size}
 
-    def _list_files(self, repo: ArtifactRepository, path: str | None = None) -> dict[str, int | None]:
+    def _list_files(
+        self, repo: ArtifactRepository, path: str | None = None
+    ) -> dict[str, int | None]:
         """Every file under ``path`` of a repository, recursively: relative path -> size."""
         out: dict[str, int | None] = {}
         pending: list[str | None] = [path]
@@ -783,15 +838,14 @@ class MlflowSink:
             for f in files:
                 path = f"{prefix}/{f['path']}" if prefix else f["path"]
                 size = existing.get(path, -1)
-                if size == -1 or (size is not None and size != f["size"]):
-                    todo.append(f)
-                elif not self._same_file(repo, path, f["sha256"]):
+                differs = size == -1 or (size is not None and size != f["size"])
+                if differs or not self._same_file(repo, path, f["sha256"]):
                     todo.append(f)
         if not todo:
             return 0, 0
         stage = _stage_files(todo, prefix)
         try:
-            repo.log_artifacts(stage)
+            repo.log_artifacts(stage)  # type: ignore[no-untyped-call]
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         return len(todo), sum(int(f["size"]) for f in todo)
@@ -799,7 +853,9 @@ class MlflowSink:
     def artifact_paths(self, run_id: str) -> list[str]:
         """Relative paths of every artifact file of a run."""
         with _errors(f"could not list the artifacts of run {run_id}"):
-            return sorted(self._list_files(self._repo(self.client.get_run(run_id).info.artifact_uri)))
+            return sorted(
+                self._list_files(self._repo(self.client.get_run(run_id).info.artifact_uri))
+            )
 
     # -- registry -----------------------------------------------------------------------------
     def prepare_registered_model(
@@ -923,8 +979,9 @@ class MlflowSink:
         common: dict[str, Any] = {"run_id": run_id, "await_creation_for": 0}
         if model_id is not None:
             common["model_id"] = model_id
-        with _errors(f"could not register a version of {name!r} from {source}"), global_uris(
-            self.tracking_uri, self.registry_uri
+        with (
+            _errors(f"could not register a version of {name!r} from {source}"),
+            global_uris(self.tracking_uri, self.registry_uri),
         ):
             while want is not None and nxt < want:
                 mv = client.create_model_version(name, source, tags={PLACEHOLDER: "true"}, **common)
@@ -998,7 +1055,9 @@ class MlflowSink:
                 current = []
             if entry not in current:
                 current.append(entry)
-                self.client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(current)})
+                self.client.set_logged_model_tags(
+                    model_id, {MODEL_VERSIONS_TAG: json.dumps(current)}
+                )
 
     def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None:
         """Point aliases at versions and drop those in ``remove``."""

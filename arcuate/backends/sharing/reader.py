@@ -116,7 +116,9 @@ class DeltaSharingReader:
             "name": getattr(meta, "name", None),
             "format_version": marker[0] if marker else None,
             "content": marker[1] if marker else None,
-            "schema": json.loads(meta.schema_string) if getattr(meta, "schema_string", None) else None,
+            "schema": json.loads(meta.schema_string)
+            if getattr(meta, "schema_string", None)
+            else None,
         }
 
     def check(self, coordinate: str) -> dict[str, Any]:
