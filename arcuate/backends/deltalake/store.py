@@ -43,7 +43,7 @@ FILE_BYTES: Final = 128 * 1024 * 1024
 #: A row group holds at most this many rows ...
 ROW_GROUP_ROWS: Final = 64
 #: ... and about this many bytes (at least one row), so readers can stream it in small steps.
-ROW_GROUP_BYTES: Final = 16 * 1024 * 1024
+ROW_GROUP_BYTES: Final = 8 * 1024 * 1024
 #: Table properties every arcuate table carries (servers send change data feed from them).
 CONFIGURATION: Final = {"delta.enableChangeDataFeed": "true"}
 #: Longest string kept as a min/max statistic (longer values are simply not recorded).
