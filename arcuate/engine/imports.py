@@ -135,6 +135,14 @@ class ModelSink(Protocol):
     def delete_versions(self, name: str, versions: list[int]) -> None: ...
 
 
+if TYPE_CHECKING:
+    from arcuate.backends.mlflow.sink import MlflowSink
+
+    def _sink_conforms(sink: MlflowSink) -> ModelSink:
+        """mypy checks here that the MLflow sink implements the Protocol."""
+        return sink
+
+
 # Provenance tag keys on versions (the sink owns the run-side ones).
 _SOURCE_MODEL = "arcuate.source_model"
 _SOURCE_VERSION = "arcuate.source_version"
@@ -345,7 +353,7 @@ class Spool:
     def _finish(self) -> None:
         """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks."""
         used: set[tuple[str, str, str]] = set()
-        for index, entry in enumerate(self.entries):
+        for entry in self.entries:
             record = self._shared_record(entry)
             for meta, f in zip(entry.files, record.files, strict=True):
                 if f.chunks == 0:
@@ -364,7 +372,6 @@ class Spool:
                         out.write(data)
                         part.unlink()
                 v.check_digest(record, f, digest.hexdigest())
-            del index
         for ident, chunks in self._chunks.items():
             if ident not in used:
                 first = min(chunks, key=lambda c: c.row)
@@ -374,8 +381,6 @@ class Spool:
                 else:
                     msg = f"chunk of {owner}/{path} matches no chunked file of record {key!r}"
                 raise ShareDataError(msg, row=first.row, field="chunk")
-        if not self.entries:
-            return
 
     @staticmethod
     def _shared_record(entry: Entry) -> v.SharedRecord:
@@ -529,7 +534,7 @@ class _ExperimentImport:
     def __init__(
         self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
     ) -> None:
-        self.sink = sink
+        self.sink: ModelSink = sink
         self.spool = spool
         self.name = name
         self.exact = overwrite
@@ -742,7 +747,7 @@ class _ModelImport:
     def __init__(
         self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
     ) -> None:
-        self.sink = sink
+        self.sink: ModelSink = sink
         self.spool = spool
         self.name = name
         self.exact = overwrite

@@ -186,3 +186,13 @@ def test_model_overwrite_with_fewer_versions(small: Small, recipient_store: Any)
     _, model_loc = small.export()
     import_model(table_batches(model_loc), "m", ctx, overwrite=True)
     assert sorted(snapshot_model(recipient_store, "m")["versions"]) == [1, 3]
+
+
+def test_progress_bars_go_to_stderr(small: Small, recipient_store: Any, capsys: Any) -> None:
+    ctx = recipient_context(recipient_store, progress=True)
+    exp_loc, model_loc = small.export()
+    import_experiment(table_batches(exp_loc), "e", ctx)
+    import_model(table_batches(model_loc), "m", ctx)
+    err = capsys.readouterr().err
+    assert "importing runs into e" in err and "importing versions into m" in err
+    assert "validating shared rows" in err

@@ -82,7 +82,7 @@ def test_interrupted_imports_resume(small: Small, mlflow_template: Path, workdir
     expected_exp = snapshot_experiment(clean, "e", imported=True)
     expected_model = _model_view(clean)
     assert total > 20
-    points = range(1, total + 1, 2)  # every other sink call
+    points = range(1, total + 1, 3)  # every third sink call
     for n in points:
         store = Store(workdir / f"at-{n}", mlflow_template)
         with pytest.raises(InjectedFault):
@@ -161,7 +161,7 @@ def test_interrupted_overwrite_never_leaves_less(
     expected_exp = snapshot_experiment(clean, "e", imported=True)
     expected_model = _model_view(clean)
     assert_same(expected_exp, snapshot_experiment(small.store, "small", imported=False))
-    step = max(1, total // 14)
+    step = max(1, total // 7)
     deleted_phase = 0
     for n in sorted({1, *range(2, total, step), total}):
         store = prepared(f"at-{n}")
