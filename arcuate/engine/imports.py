@@ -563,7 +563,10 @@ class _ExperimentImport:
 
         # phase 1: match every record to a run here, create the missing ones
         for index, entry in enumerate(spool.entries):
-            candidates = by_source.get(entry.key, [])
+            # live runs first: a run deleted here is only the fallback
+            candidates = sorted(
+                by_source.get(entry.key, []), key=lambda c: c["lifecycle_stage"] != "active"
+            )
             complete = [c for c in candidates if c["content_hash"] == entry.content_hash]
             incomplete = [c for c in candidates if not c["content_hash"]]
             older = [c for c in candidates if c["content_hash"] and c not in complete]
@@ -577,6 +580,15 @@ class _ExperimentImport:
                 chosen, action = None, "added"
             doomed += [c["run_id"] for c in candidates if c is not chosen]
             replaced.update(c["run_id"] for c in candidates if c is not chosen)
+            if (
+                self.exact
+                and chosen is not None
+                and chosen["lifecycle_stage"] == "deleted"
+                and entry.lifecycle_stage == "active"
+            ):
+                # deleted here, live in the share: OVERWRITE restores it (without, it stays
+                # deleted: that was someone's decision here)
+                action = "updated"
             fresh = False
             if chosen is not None and (action != "unchanged" or self.exact):
                 # with OVERWRITE even an unchanged run is checked for what was added here

@@ -120,3 +120,16 @@ def test_gap_in_new_model_is_recreated(recipient_store: Any) -> None:
     (run,) = _runs(recipient_store, "provider exp")
     assert run.data.tags["arcuate.source_run_id"] == "a" * 32
     assert client.get_model_version("m", "2").run_id == run.info.run_id
+
+
+def test_run_deleted_here_stays_deleted_unless_overwrite(recipient_store: Any) -> None:
+    ctx = recipient_context(recipient_store)
+    import_experiment(batches_of([run_row()]), "e", ctx)
+    (run,) = _runs(recipient_store)
+    client = recipient_store.client()
+    client.delete_run(run.info.run_id)
+    again = import_experiment(batches_of([run_row()]), "e", ctx)
+    assert again.summary["unchanged"] == 1 and _runs(recipient_store) == []
+    exact = import_experiment(batches_of([run_row()]), "e", ctx, overwrite=True)
+    assert exact.summary["updated"] == 1
+    assert [r.info.run_id for r in _runs(recipient_store)] == [run.info.run_id]
