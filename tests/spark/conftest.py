@@ -21,10 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import importlib.util
+
 import pytest
 
-pytest.importorskip("pysail")
-pytest.importorskip("pyspark.sql.connect")
+if importlib.util.find_spec("pysail") is None or importlib.util.find_spec("pyspark") is None:
+    # pip install -e '.[test]' brings both; without them these tests cannot run at all
+    collect_ignore_glob = ["test_*.py"]
 
 HERE = Path(__file__).resolve().parent
 _hosts = "127.0.0.1,localhost"

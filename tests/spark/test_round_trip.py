@@ -137,3 +137,18 @@ def test_a_bad_row_stops_the_import_before_anything_is_written(
     with pytest.raises(ShareDataError):
         import_experiment_spark(_frame(spark, rows), "never", ctx, partitions=4)
     assert recipient_store.client().get_experiment_by_name("never") is None
+
+
+def test_model_versions_as_spark(spark: Any, recipient_store: Any) -> None:
+    from import_helpers import version_row
+
+    from arcuate.backends.spark.imports import import_model_spark
+
+    rows = [version_row(1, aliases=["champion"]), version_row(3, stage="Production")]
+    ctx = recipient_context(recipient_store)
+    result = import_model_spark(_frame(spark, rows), "spark-model", ctx, source="x#a.b.c")
+    assert (result.summary["added"], result.summary["versions"]) == (2, 2)
+    client = recipient_store.client()
+    assert int(client.get_model_version_by_alias("spark-model", "champion").version) == 1
+    again = import_model_spark(_frame(spark, rows), "spark-model", ctx, source="x#a.b.c")
+    assert again.summary["unchanged"] == 2

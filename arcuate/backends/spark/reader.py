@@ -49,6 +49,28 @@ def conform_present(table: pa.Table) -> pa.Table:
         return data  # let validation name the offending column and row
 
 
+class SharedFrame:
+    """A shared table loaded as a DataFrame that also iterates as Arrow record batches.
+
+    The runner can hand it to the single-process importer (it is an iterator of batches) or
+    give :attr:`dataframe` to :func:`arcuate.backends.spark.imports.import_experiment_spark`.
+    """
+
+    def __init__(self, dataframe: Any, coordinate: str) -> None:
+        self.dataframe = dataframe
+        self.coordinate = coordinate
+        self._batches: Iterator[pa.RecordBatch] | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._batches is None:
+            table = conform_present(self.dataframe.toArrow())
+            self._batches = iter(table.to_batches(max_chunksize=256))
+        return next(self._batches)
+
+
 class SparkShareReader:
     """A :class:`~arcuate.backends.protocols.ShareReader` producing Spark DataFrames."""
 
@@ -113,7 +135,10 @@ class SparkShareReader:
     def _frame(self, batches: list[pa.RecordBatch]) -> Any:
         return self.spark.createDataFrame(pa.Table.from_batches(batches))
 
+    def open(self, coordinate: str) -> SharedFrame:
+        """The shared table as a :class:`SharedFrame` (checked now, rows read when iterated)."""
+        return SharedFrame(self.dataframe(coordinate), coordinate)
+
     def batches(self, coordinate: str) -> Iterator[pa.RecordBatch]:
         """Record batches of the shared table, read through Spark."""
-        table = conform_present(self.dataframe(coordinate).toArrow())
-        return iter(table.to_batches(max_chunksize=256))
+        return self.open(coordinate)
