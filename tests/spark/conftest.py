@@ -9,6 +9,7 @@ session in their own process groups and are stopped at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -20,8 +21,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import importlib.util
 
 import pytest
 
