@@ -130,11 +130,12 @@ def parse_size(text: str) -> int:
     return int(t)
 
 
-def resolve(name: str, *, smoke: bool = False, **overrides: Any) -> Shape:
-    """A named shape (its smoke size with ``smoke``), with fields overridden (None = keep)."""
+def resolve(shape: str, /, *, smoke: bool = False, **overrides: Any) -> Shape:
+    """A named shape (its smoke size with ``smoke``), with fields overridden (None = keep;
+    ``name=`` renames it)."""
     table = SMOKE if smoke else SHAPES
-    if name not in table:
-        raise SystemExit(f"unknown shape {name!r}; known: {', '.join(SHAPES)}")
-    base = table[name]
+    if shape not in table:
+        raise SystemExit(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    base = table[shape]
     changes = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(base, **changes) if changes else base
