@@ -25,14 +25,14 @@ from arcuate.format.schema import SCHEMA
 
 #: Arrow bytes per ``createDataFrame`` call when the driver hands rows to Spark.
 DEFAULT_SLICE_BYTES: Final = 32 * 1024 * 1024
-#: Messages meaning "no deltaSharing data source here" (Spark, Spark Connect, Sail).
-_NO_CONNECTOR: Final = (
-    "DATA_SOURCE_NOT_FOUND",
-    "Failed to find data source",
-    "No table format found",
-    "deltaSharing",
-    "deltasharing",
-)
+#: Phrases of "no such data source" errors (Spark: DATA_SOURCE_NOT_FOUND "Failed to find the
+#: data source: deltaSharing"; Sail: "No data source found for: deltaSharing").
+_NO_SOURCE: Final = ("data_source_not_found", "failed to find", "no data source", "no table format")
+
+
+def _connector_missing(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "deltasharing" in text and any(p in text for p in _NO_SOURCE)
 
 
 def conform_present(table: pa.Table) -> pa.Table:
@@ -104,8 +104,7 @@ class SparkShareReader:
             frame = self.spark.read.format("deltaSharing").load(coordinate)
             frame.schema  # noqa: B018 - resolving the plan is what fails without the connector
         except Exception as exc:
-            text = str(exc)
-            if any(m in text for m in _NO_CONNECTOR):
+            if _connector_missing(exc):
                 return None
             raise
         return frame
