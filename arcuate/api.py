@@ -164,23 +164,18 @@ def _batches(df: Any) -> list[pa.RecordBatch]:
     """Record batches from a pandas or Spark DataFrame, an Arrow table or batches."""
     import pyarrow as pa
 
-    from arcuate.format.schema import SCHEMA
+    from arcuate.backends.sharing.reader import frame_to_batches
 
-    table: pa.Table
     if isinstance(df, pa.RecordBatch):
         return [df]
     if isinstance(df, pa.Table):
-        table = df
-    elif hasattr(df, "toArrow"):  # Spark DataFrame (Spark 4 / Connect)
-        table = df.toArrow()
-    elif hasattr(df, "to_dict") and hasattr(df, "columns"):  # pandas, e.g. load_as_pandas
-        if set(SCHEMA.names) <= set(df.columns):
-            table = pa.Table.from_pandas(df[SCHEMA.names], schema=SCHEMA, preserve_index=False)
-        else:  # let validation name the missing columns
-            table = pa.Table.from_pandas(df, preserve_index=False)
-    else:
-        return [b for b in df]
-    return list(table.to_batches())
+        return list(df.to_batches())
+    if hasattr(df, "toArrow"):  # Spark DataFrame (Spark 4 / Connect)
+        return list(df.toArrow().to_batches())
+    if hasattr(df, "to_dict") and hasattr(df, "columns"):  # pandas, e.g. load_as_pandas
+        # frame_to_batches keeps NaN inside nested metric lists (from_pandas would null them).
+        return list(frame_to_batches(df))
+    return [b for b in df]
 
 
 def import_experiments(
