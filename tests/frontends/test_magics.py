@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def test_seed_python_snippet_runs_as_written(
         "os.environ['ARCUATE_WAREHOUSE'] = os.path.abspath('wh2')\n",
         store_history=False,
     )
+    # A notebook imports it for the first time; other tests in this process may have already.
+    sys.modules.pop("delta_sharing_mlflow", None)
     try:
         res = configured.run_cell(
             "import delta_sharing_mlflow\n"
