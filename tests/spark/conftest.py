@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spark_helpers import ServerStore, SparkShare
 
 if importlib.util.find_spec("pysail") is None or importlib.util.find_spec("pyspark") is None:
     # pip install -e '.[test]' brings both; without them these tests cannot run at all
@@ -95,19 +96,6 @@ def spark(sail_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield session
     finally:
         session.stop()
-
-
-class ServerStore:
-    """An ``mlflow server`` URL used as a tracking and registry store."""
-
-    def __init__(self, url: str, root: Path) -> None:
-        self.tracking_uri = self.registry_uri = url
-        self.root = root
-
-    def client(self) -> Any:
-        from mlflow import MlflowClient
-
-        return MlflowClient(self.tracking_uri, self.registry_uri)
 
 
 def _free_port() -> int:
@@ -197,18 +185,6 @@ def server_experiment(mlflow_server: ServerStore, tmp_path_factory: pytest.TempP
     client.finalize_logged_model(model.model_id, "READY")
     client.log_outputs(runs[1], [LoggedModelOutput(model.model_id, 3)])
     return SERVER_EXPERIMENT
-
-
-class SparkShare:
-    """The server experiment exported twice (deltalake, and Spark tasks) and shared."""
-
-    def __init__(self, profile: Path, warehouse: Path, catalog: Path) -> None:
-        self.profile = profile
-        self.warehouse = warehouse
-        self.catalog = catalog
-
-    def coordinate(self, table: str) -> str:
-        return f"{self.profile}#ml.default.{table}"
 
 
 @pytest.fixture(scope="session")

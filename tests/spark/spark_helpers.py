@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -106,3 +107,28 @@ def canonical(table: pa.Table) -> list[dict[str, Any]]:
             (r["chunk"] or {}).get("index") or 0,
         ),
     )
+
+
+class ServerStore:
+    """An ``mlflow server`` URL used as a tracking and registry store."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.tracking_uri = self.registry_uri = url
+        self.root = root
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri, self.registry_uri)
+
+
+class SparkShare:
+    """The server experiment exported twice (deltalake, and Spark tasks) and shared."""
+
+    def __init__(self, profile: Path, warehouse: Path, catalog: Path) -> None:
+        self.profile = profile
+        self.warehouse = warehouse
+        self.catalog = catalog
+
+    def coordinate(self, table: str) -> str:
+        return f"{self.profile}#ml.default.{table}"

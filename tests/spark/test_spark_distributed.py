@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import ServerStore
-from spark_helpers import canonical
+from spark_helpers import ServerStore, canonical
 
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
 from arcuate.backends.spark.distributed import export_experiment_spark

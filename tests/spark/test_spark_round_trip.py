@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerStore, SparkShare
+from spark_helpers import ServerStore, SparkShare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
 

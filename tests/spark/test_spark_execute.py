@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerStore
 from deltalake import DeltaTable
+from spark_helpers import ServerStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
 
