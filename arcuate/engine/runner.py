@@ -26,7 +26,26 @@ class _State:
     result: StatementResult | None = None
 
 
+def _distributed(ctx: Context) -> bool:
+    """Spread export packaging over Spark tasks only where tasks can reach the tracking server.
+
+    A local sqlite store lives on the driver's disk, which executors of a real cluster do not
+    share; a tracking server (http, https, databricks) is reachable from every task.
+    """
+    s = ctx.settings
+    scheme = s.effective_tracking_uri.partition(":")[0].lower()
+    return s.table_backend == "spark" and s.spark is not None and scheme in _REMOTE
+
+
+_REMOTE = frozenset({"http", "https", "databricks"})
+
+
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
+    if _distributed(ctx):
+        from arcuate.backends.spark.distributed import export_experiment_spark
+
+        st.value = export_experiment_spark(step, ctx)
+        return
     from arcuate.engine.export import export_experiment
 
     st.value = export_experiment(step, ctx)
@@ -76,6 +95,14 @@ def _read_share(step: ops.ReadShare, ctx: Context, st: _State) -> None:
 
 
 def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> None:
+    frame = getattr(st.value, "dataframe", None)
+    if frame is not None:  # AS SPARK: the runs are imported by Spark tasks
+        from arcuate.backends.spark.imports import import_experiment_spark
+
+        st.result = import_experiment_spark(
+            frame, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate
+        )
+        return
     from arcuate.engine.imports import import_experiment
 
     st.result = import_experiment(
@@ -84,6 +111,14 @@ def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> 
 
 
 def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
+    frame = getattr(st.value, "dataframe", None)
+    if frame is not None:  # AS SPARK: the versions are collected and imported on the driver
+        from arcuate.backends.spark.imports import import_model_spark
+
+        st.result = import_model_spark(
+            frame, step.model, ctx, overwrite=step.overwrite, source=step.coordinate
+        )
+        return
     from arcuate.engine.imports import import_model
 
     st.result = import_model(

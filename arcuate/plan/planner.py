@@ -90,6 +90,7 @@ class _Planner:
                     stmt.table.table,
                     caps.share_catalog,
                     stmt.if_not_exists,
+                    stmt.table.parts,
                 ),
             )
         if isinstance(stmt, ast.CreateExperiment | ast.CreateModel):

@@ -103,3 +103,14 @@ def test_parser_and_planner_import_no_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["[]", "[]"]
+
+
+def test_explain_shows_the_unity_catalog_sql_quoted() -> None:
+    stmt = parse("CREATE SHARE ml WITH TABLE `main``; DROP`.team.`runs``x` FROM EXPERIMENT e")
+    text = explain(plan(stmt, Capabilities("spark", "unity", has_spark=True)))
+    assert text.splitlines()[-2:] == [
+        "       SQL: CREATE SHARE IF NOT EXISTS `ml`",
+        "       SQL: ALTER SHARE `ml` ADD TABLE `main``; DROP`.`team`.`runs``x` AS `team`.`runs``x`",
+    ]
+    with pytest.raises(PlanError, match="through Spark SQL"):
+        plan(stmt, Capabilities("deltalake", "unity", has_spark=False))

@@ -43,6 +43,11 @@ def test_statements_run_on_spark(
         f"CREATE SHARE ml WITH TABLE ml.runs FROM EXPERIMENT '{server_experiment}'", **provider
     )
     assert result.summary["runs"] == 7
+    # a tracking server every task can reach: packaging ran in Spark tasks
+    from arcuate.engine.context import Context
+    from arcuate.engine.runner import _distributed
+
+    assert _distributed(Context(arcuate.resolve_settings(**provider)))
     (model,) = arcuate.execute(
         f"CREATE SHARE ml WITH TABLE ml.model FROM MODEL '{server_model}'", **provider
     )
@@ -72,6 +77,7 @@ def test_statements_run_on_spark(
     finally:
         handle.stop()
     assert imported.summary["added"] == 7
+    assert imported.summary["partitions"] >= 1  # the runner handed AS SPARK to Spark tasks
     assert (versions.summary["added"], versions.summary["versions"]) == (2, 2)
     client = recipient_store.client()
     assert int(client.get_model_version_by_alias("landed", "champion").version) == 2

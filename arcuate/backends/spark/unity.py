@@ -95,8 +95,7 @@ class UnityShareCatalog:
         Returns ``added``, or ``exists`` when the same table is already shared under that name.
 
         Raises:
-            ConflictError: the name is taken in the share (by another table, or by this one
-                without ``if_not_exists``).
+            ConflictError: the name is taken in the share by another table.
             BackendError: Spark/Unity Catalog refused a statement (its message included).
         """
         parts = split_name(location)
@@ -121,11 +120,8 @@ class UnityShareCatalog:
                     f"share {share!r} already has {schema}.{table}, for table {holder}",
                     hint="pick another shared name, or remove it from the share first",
                 ) from exc
-            if not if_not_exists:
-                raise ConflictError(
-                    f"table {'.'.join(parts)} is already in share {share!r} as {schema}.{table}",
-                    hint="use IF NOT EXISTS to accept an existing entry",
-                ) from exc
+            # Like the local catalog: re-sharing the same table under the same name is a no-op
+            # (every re-export runs this), whatever IF NOT EXISTS says.
             return "exists"
         return "added"
 
