@@ -79,3 +79,81 @@ def mlflow_store(mlflow_template: Path, workdir: Path) -> MlflowStore:
 def recipient_store(mlflow_template: Path, workdir: Path) -> MlflowStore:
     """A second, separate sqlite MLflow store (the recipient's)."""
     return make_store(mlflow_template, workdir / "recipient")
+
+
+class ServerStore:
+    """An ``mlflow server`` URL used as a tracking and registry store."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.tracking_uri = self.registry_uri = url
+        self.root = root
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri, self.registry_uri)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real ``mlflow server`` on loopback for the whole session (REST, proxied artifacts).
+
+    Started in its own process group without the job-queue workers (which would cost about
+    2 GB more), and stopped with its whole group at the end. Tests use their own experiment
+    and model names on it.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copyfile(mlflow_template, root / "mlflow.db")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        ],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((root / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield ServerStore(url, root)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

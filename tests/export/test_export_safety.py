@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -122,63 +116,14 @@ def test_failure_midway_leaves_the_previous_table_version(tricky: Tricky, workdi
     assert not committed(warehouse / "ml" / "new")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def mlflow_server(mlflow_store: Any, workdir: Path) -> Iterator[str]:
-    """A real ``mlflow server`` on the test store, proxying artifacts; yields its URL."""
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", mlflow_store.tracking_uri,
-            "--artifacts-destination", str(workdir / "served-artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((workdir / "server.log").read_text()) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
 @pytest.mark.server
-def test_no_credentials_enter_the_table(mlflow_server: str, workdir: Path) -> None:
+def test_no_credentials_enter_the_table(mlflow_server: Any, workdir: Path) -> None:
     """A tracking URI with user:password, and secrets in tags, params, datasets, links."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     from arcuate.backends.mlflow.connect import make_client
 
-    uri = mlflow_server.replace("http://", f"http://ana:{SECRET}@")
+    uri = mlflow_server.tracking_uri.replace("http://", f"http://ana:{SECRET}@")
     client = make_client(uri, uri)
     exp_id = client.create_experiment("secrets", tags={"repo": f"https://ana:{SECRET}@git.corp/x"})
     run = client.create_run(

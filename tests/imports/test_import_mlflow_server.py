@@ -7,15 +7,6 @@ the end of the session.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,73 +27,8 @@ from arcuate.engine.imports import import_experiment, import_model
 pytestmark = pytest.mark.server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerStore:
-    """A recipient store that is an ``mlflow server`` URL."""
-
-    def __init__(self, url: str) -> None:
-        self.tracking_uri = self.registry_uri = url
-
-    def client(self) -> Any:
-        from mlflow import MlflowClient
-
-        return MlflowClient(self.tracking_uri, self.registry_uri)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(
-    mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerStore]:
-    root = tmp_path_factory.mktemp("mlflow-server")
-    shutil.copyfile(mlflow_template, root / "mlflow.db")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(var, None)
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((root / "server.log").read_text()) from None
-                time.sleep(0.2)
-        yield ServerStore(url)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
 def test_round_trip_into_mlflow_server(
-    provider: Tricky, share: Share, mlflow_server: ServerStore, workdir: Path
+    provider: Tricky, share: Share, mlflow_server: Any, workdir: Path
 ) -> None:
     ctx = recipient_context(mlflow_server)
     reader = DeltaSharingReader()
