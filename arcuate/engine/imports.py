@@ -37,6 +37,7 @@ from arcuate.backends.protocols import Record
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
+from arcuate.format.columns import batch_metrics, without_metrics
 from arcuate.format.schema import (
     MODEL_VERSION,
     OWNER_LOGGED_MODEL_PREFIX,
@@ -155,6 +156,18 @@ _SOURCE_MODEL_VERSIONS = "arcuate.source_model_versions"
 _MAX_MLMODEL_BYTES = 1 << 20
 
 
+#: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
+_SLICE_BYTES = 4 * 1024 * 1024
+
+
+def _slice_rows(batch: pa.RecordBatch | pa.Table) -> int:
+    """Rows per slice so that a slice holds about :data:`_SLICE_BYTES` of Arrow data."""
+    if batch.num_rows == 0:
+        return 1
+    per_row = max(1, int(batch.nbytes) // batch.num_rows)
+    return max(1, min(int(batch.num_rows), _SLICE_BYTES // per_row))
+
+
 # -- spool ---------------------------------------------------------------------------------------
 @dataclass
 class Entry:
@@ -237,14 +250,32 @@ class Spool:
                     f"expected Arrow record batches, got {type(batch).__name__}", row=self.rows
                 )
             v.check_columns(batch.schema.names, self.rows)
-            for offset, row in enumerate(self._pylist(batch)):
-                self._add(v.parse_row(row, self.rows + offset, self.content))
+            for start in range(0, batch.num_rows, step := _slice_rows(batch)):
+                part = batch.slice(start, step)
+                first = self.rows + start
+                for offset, row in enumerate(self._rows(part, first)):
+                    self._add(v.parse_row(row, first + offset, self.content))
             self.rows += batch.num_rows
             if tick is not None:
                 tick(self.rows)
         self._finish()
 
-    def _pylist(self, batch: pa.RecordBatch | pa.Table) -> list[dict[str, Any]]:
+    def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
+        """The rows of a (small) batch as Python values; metric histories checked column-wise
+        when they pass (:mod:`arcuate.format.columns`), else left for row-by-row checks."""
+        checked = None
+        if isinstance(batch, pa.RecordBatch):
+            with contextlib.suppress(pa.ArrowException, ValueError, OverflowError):
+                checked = batch_metrics(batch)
+        if checked is None:
+            return self._pylist(batch, first)
+        rows = self._pylist(without_metrics(batch), first)
+        for row, metrics in zip(rows, checked, strict=True):
+            if metrics is not None and isinstance(row.get("run"), dict):
+                row["run"]["metrics"] = metrics
+        return rows
+
+    def _pylist(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
         try:
             return batch.to_pylist()  # type: ignore[no-any-return]
         except (pa.ArrowException, ValueError, OverflowError) as exc:
@@ -254,9 +285,9 @@ class Spool:
                     batch.slice(j, 1).to_pylist()
                 except (pa.ArrowException, ValueError, OverflowError) as inner:
                     raise ShareDataError(
-                        f"the row cannot be read: {inner}", row=self.rows + j
+                        f"the row cannot be read: {inner}", row=first + j
                     ) from inner
-            raise ShareDataError(f"the batch cannot be read: {exc}", row=self.rows) from exc
+            raise ShareDataError(f"the batch cannot be read: {exc}", row=first) from exc
 
     def _add(self, item: v.SharedRecord | v.SharedChunk) -> None:
         if isinstance(item, v.SharedChunk):

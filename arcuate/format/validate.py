@@ -122,6 +122,15 @@ class SharedRecord:
     files: list[SharedFile] = field(default_factory=list)
 
 
+class CheckedMetrics(list[dict[str, Any]]):
+    """A run's metric points, already validated and normalised (column-wise, by
+    :func:`arcuate.format.columns.batch_metrics`, with the rules of :func:`_metric`).
+
+    :func:`run_info` takes such a list as it is. Values read from a share are plain lists and
+    dicts, never this type, so a share cannot make its points skip validation.
+    """
+
+
 @dataclass(frozen=True)
 class SharedChunk:
     """A validated ``chunk`` row."""
@@ -493,6 +502,15 @@ def _metric(value: Any, row: int, name: str) -> dict[str, Any]:
     }
 
 
+def _metrics(value: Any, row: int, name: str) -> list[dict[str, Any]]:
+    if type(value) is CheckedMetrics:
+        return list(value)
+    return [
+        _metric(m, row, f"{name}.metrics[{j}]")
+        for j, m in enumerate(_sequence(value, row, f"{name}.metrics"))
+    ]
+
+
 def _input_tag_key(value: Any, row: int | None, name: str) -> str:
     return required_text(value, row, name, limit=MAX_INPUT_TAG_KEY_LENGTH)
 
@@ -571,10 +589,7 @@ def run_info(value: Any, row: int, name: str = "run") -> dict[str, Any]:
             r.get("params"), row, f"{name}.params", value_limit=MAX_PARAM_VALUE_LENGTH
         ),
         "tags": key_values(r.get("tags"), row, f"{name}.tags", value_limit=MAX_TAG_VALUE_LENGTH),
-        "metrics": [
-            _metric(m, row, f"{name}.metrics[{j}]")
-            for j, m in enumerate(_sequence(r.get("metrics"), row, f"{name}.metrics"))
-        ],
+        "metrics": _metrics(r.get("metrics"), row, name),
         "inputs": [
             _dataset(d, row, f"{name}.inputs[{j}]")
             for j, d in enumerate(_sequence(r.get("inputs"), row, f"{name}.inputs"))

@@ -1,18 +1,33 @@
 """Reading a shared table with the official ``delta_sharing`` client, as Arrow record batches.
 
 A coordinate is ``<profile file>#<share>.<schema>.<table>``, exactly what the client takes.
-The table is read with ``delta_sharing.load_as_pandas`` and cut into record batches of the
-format's schema, so the importer sees the same stream whatever produced the rows (a later
-reader can fetch the table file by file). Values are converted exactly: NaN metric values stay
-NaN, bytes stay bytes; anything that does not fit the format's schema is reported with its
-row and column rather than coerced.
+:meth:`DeltaSharingReader.batches` asks the client's REST layer (``DataSharingRestClient``) for
+the table's metadata and file list in one request (one snapshot: the format check and the
+files agree), then downloads the Parquet files one at a time, streamed to a temporary file
+(the next one prefetched while the current one is read), and reads each with
+``pyarrow.parquet.ParquetFile.iter_batches`` in batches bounded by rows *and* bytes. Memory
+therefore holds about one batch, whatever the size of the table; nothing goes through pandas.
+
+Batches carry the format's columns, cast to :data:`~arcuate.format.schema.SCHEMA`'s types
+where they fit; a value that does not fit is passed on as it is, for validation to name its
+row and field. :func:`frame_to_batches` turns a pandas frame (``delta_sharing.load_as_pandas``,
+the Python API) into the same stream, converting exactly: NaN metric values stay NaN, bytes
+stay bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import shutil
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
@@ -24,6 +39,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_BATCH_ROWS: Final = 256
+#: Arrow bytes per record batch read from a shared file (rows are cut to stay near this).
+DEFAULT_BATCH_BYTES: Final = 16 * 1024 * 1024
+_PIECE: Final = 1 << 20
+_DOWNLOAD_TRIES: Final = 3
+_TIMEOUT: Final = (30, 300)
 
 
 def _split(coordinate: str) -> tuple[str, str]:
@@ -91,8 +111,11 @@ class DeltaSharingReader:
 
     name = "delta-sharing"
 
-    def __init__(self, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+    def __init__(
+        self, *, batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES
+    ) -> None:
         self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
 
     def metadata(self, coordinate: str) -> dict[str, Any]:
         """The table's version, description marker (format version, content) and schema.
@@ -114,6 +137,7 @@ class DeltaSharingReader:
             "coordinate": coordinate,
             "version": version,
             "name": getattr(meta, "name", None),
+            "description": getattr(meta, "description", None),
             "format_version": marker[0] if marker else None,
             "content": marker[1] if marker else None,
             "schema": json.loads(meta.schema_string)
@@ -128,17 +152,7 @@ class DeltaSharingReader:
             ShareDataError: the table is not an arcuate table, or of a newer format version.
         """
         meta = self.metadata(coordinate)
-        if meta["format_version"] is None:
-            raise ShareDataError(
-                f"shared table {coordinate!r} is not an arcuate table (its description "
-                "carries no arcuate format marker)"
-            )
-        if meta["format_version"] not in SUPPORTED_VERSIONS:
-            raise ShareDataError(
-                f"shared table {coordinate!r} uses arcuate format version "
-                f"{meta['format_version']}; this arcuate reads "
-                f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}; upgrade arcuate"
-            )
+        _check_marker(coordinate, meta["description"])
         return meta
 
     def frame(self, coordinate: str, *, limit: int | None = None) -> pd.DataFrame:
@@ -152,10 +166,115 @@ class DeltaSharingReader:
             raise _client_error(coordinate, exc) from exc
 
     def batches(self, coordinate: str) -> Iterator[pa.RecordBatch]:
-        """Record batches of the shared table, after checking it is an arcuate table."""
-        self.check(coordinate)
-        frame = self.frame(coordinate)
-        return frame_to_batches(frame, batch_rows=self.batch_rows)
+        """Record batches of the shared table, streamed file by file.
+
+        The table is checked to be an arcuate table of a supported format version and its
+        files are listed now (so a wrong coordinate, a missing grant or a foreign table fails
+        here); the files are downloaded and read as the batches are consumed.
+
+        Raises:
+            NotFoundError: the coordinate is malformed, or the table is not shared with you.
+            BackendError: the sharing server cannot be reached or answered an error.
+            ShareDataError: the table is not an arcuate table, or of a newer format version.
+        """
+        listing = self.list_files(coordinate)
+        return self._stream(listing)
+
+    def list_files(self, coordinate: str) -> SharedFiles:
+        """The table's files (signed URLs) and the metadata they belong to, checked.
+
+        One ``query`` request of the protocol: the metadata and the file list describe the
+        same table version.
+        """
+        from delta_sharing.protocol import DeltaSharingProfile, Table
+        from delta_sharing.rest_client import DataSharingRestClient
+
+        profile_path, name = _split(coordinate)
+        share, schema, table = name.split(".")
+        try:
+            profile = DeltaSharingProfile.read_from_file(profile_path)
+            client = DataSharingRestClient(profile)
+        except Exception as exc:
+            raise _client_error(coordinate, exc) from exc
+        try:
+            response = client.list_files_in_table(Table(name=table, share=share, schema=schema))
+        except Exception as exc:
+            raise _client_error(coordinate, exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
+        if response.metadata is None:  # a delta-format answer: not asked for, not expected
+            raise BackendError(
+                f"the sharing server answered the file list of {coordinate!r} in a format "
+                "this reader did not ask for (delta log lines instead of parquet file actions)"
+            )
+        _check_marker(coordinate, getattr(response.metadata, "description", None))
+        files = [
+            SharedFileRef(
+                url=add.url,
+                id=add.id,
+                size=int(add.size),
+                partition_values=dict(add.partition_values or {}),
+            )
+            for add in response.add_files
+        ]
+        return SharedFiles(coordinate, int(response.delta_table_version), files)
+
+    def _stream(self, listing: SharedFiles) -> Iterator[pa.RecordBatch]:
+        """Download each file (one ahead), read it in bounded batches, remove it."""
+        if not listing.files:
+            return
+        tmp = tempfile.mkdtemp(prefix="arcuate-share-")
+        session = _http_session()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="arcuate-share-download")
+        cancel = threading.Event()
+        try:
+
+            def fetch(index: int) -> str:
+                ref = listing.files[index]
+                path = os.path.join(tmp, f"{index}.parquet")
+                _download(session, ref, path, listing.coordinate, cancel)
+                return path
+
+            pending: Future[str] = pool.submit(fetch, 0)
+            for index, ref in enumerate(listing.files):
+                path = pending.result()
+                if index + 1 < len(listing.files):
+                    pending = pool.submit(fetch, index + 1)
+                try:
+                    yield from self._read_file(path, ref, listing.coordinate)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+        finally:
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            session.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _read_file(
+        self, path: str, ref: SharedFileRef, coordinate: str
+    ) -> Iterator[pa.RecordBatch]:
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ShareDataError(
+                f"file {ref.id} of shared table {coordinate!r} is not a readable Parquet "
+                f"file: {exc}"
+            ) from exc
+        with parquet:
+            by_lower = {n.lower(): n for n in parquet.schema_arrow.names}
+            columns = [by_lower[f.name.lower()] for f in SCHEMA if f.name.lower() in by_lower]
+            rows = _rows_per_batch(parquet.metadata, self.batch_rows, self.batch_bytes)
+            try:
+                for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                    yield conform(batch, ref.partition_values)
+            except (pa.ArrowException, OSError) as exc:
+                raise ShareDataError(
+                    f"file {ref.id} of shared table {coordinate!r} cannot be read: {exc}"
+                ) from exc
 
     def preview(self, coordinate: str, limit: int = 20) -> pd.DataFrame:
         """The first rows, with file bytes and chunk data left out: a quick look, no import."""
@@ -174,6 +293,148 @@ class DeltaSharingReader:
         if "files" in frame.columns:
             out["files"] = [0 if _missing_list(f) else len(f) for f in frame["files"]]
         return out
+
+
+@dataclass(frozen=True)
+class SharedFileRef:
+    """One data file of a shared table, as the server listed it (a signed URL)."""
+
+    url: str
+    id: str
+    size: int
+    partition_values: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SharedFiles:
+    """The files of one version of a shared table."""
+
+    coordinate: str
+    version: int
+    files: list[SharedFileRef]
+
+
+def _check_marker(coordinate: str, description: str | None) -> None:
+    """The table's description marks an arcuate table of a format version this reads."""
+    marker = parse_description(description)
+    if marker is None:
+        raise ShareDataError(
+            f"shared table {coordinate!r} is not an arcuate table (its description "
+            "carries no arcuate format marker)"
+        )
+    if marker[0] not in SUPPORTED_VERSIONS:
+        raise ShareDataError(
+            f"shared table {coordinate!r} uses arcuate format version "
+            f"{marker[0]}; this arcuate reads "
+            f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}; upgrade arcuate"
+        )
+
+
+def _http_session() -> Any:
+    """A ``requests`` session for the signed file URLs (proxies from the environment, as the
+    client's own file system does)."""
+    import requests
+
+    session = requests.Session()
+    session.headers["User-Agent"] = "arcuate (delta-sharing file reader)"
+    return session
+
+
+def _download(
+    session: Any, ref: SharedFileRef, path: str, coordinate: str, cancel: threading.Event
+) -> None:
+    """Stream one signed URL to ``path`` in 1 MiB pieces; check the size the server listed.
+
+    Connection failures and 5xx answers are retried (with a short back-off); anything else,
+    or a file of the wrong size, is an error naming the file.
+    """
+    import requests
+
+    problem = ""
+    for attempt in range(_DOWNLOAD_TRIES):
+        if attempt:
+            time.sleep(0.5 * 2**attempt)
+        got = 0
+        try:
+            with session.get(ref.url, stream=True, timeout=_TIMEOUT) as response:
+                if response.status_code >= 500:
+                    problem = f"HTTP {response.status_code}"
+                    continue
+                if response.status_code >= 400:
+                    raise BackendError(
+                        f"could not download file {ref.id} of shared table {coordinate!r}: "
+                        f"HTTP {response.status_code} (the signed URL may have expired; "
+                        "run the statement again)"
+                    )
+                with open(path, "wb") as out:
+                    for piece in response.iter_content(_PIECE):
+                        if cancel.is_set():
+                            return
+                        got += len(piece)
+                        if got > ref.size:
+                            break
+                        out.write(piece)
+        except requests.RequestException as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        if got != ref.size:
+            raise ShareDataError(
+                f"file {ref.id} of shared table {coordinate!r} has "
+                f"{'more than ' if got > ref.size else ''}{got} bytes; the server listed "
+                f"{ref.size}"
+            )
+        return
+    raise BackendError(
+        f"could not download file {ref.id} of shared table {coordinate!r} after "
+        f"{_DOWNLOAD_TRIES} attempts: {problem}"
+    )
+
+
+def _rows_per_batch(metadata: Any, max_rows: int, max_bytes: int) -> int:
+    """Rows per batch so that a batch of the widest row group stays near ``max_bytes``."""
+    widest = 0.0
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        if group.num_rows:
+            widest = max(widest, group.total_byte_size / group.num_rows)
+    if widest <= 0:
+        return max_rows
+    return max(1, min(max_rows, int(max_bytes // widest)))
+
+
+def conform(
+    batch: pa.RecordBatch, partition_values: dict[str, str] | None = None
+) -> pa.RecordBatch:
+    """A batch with the format's columns (names matched without case), cast to
+    :data:`SCHEMA`'s types where they fit.
+
+    A column that does not cast is passed on as it is, for validation to name the offending
+    row and field; columns the batch lacks stay missing (validation reports them), unless the
+    table is partitioned by them (their value then comes from the file's partition values).
+    """
+    by_lower = {n.lower(): i for i, n in enumerate(batch.schema.names)}
+    parts = {k.lower(): v for k, v in (partition_values or {}).items()}
+    fields: list[pa.Field] = []
+    arrays: list[pa.Array] = []
+    for f in SCHEMA:
+        index = by_lower.get(f.name.lower())
+        if index is not None:
+            column = batch.column(index)
+        elif f.name.lower() in parts:
+            column = _partition_column(parts[f.name.lower()], batch.num_rows)
+        else:
+            continue
+        if not column.type.equals(f.type):
+            with contextlib.suppress(pa.ArrowException, ValueError, TypeError):
+                column = column.cast(f.type)
+        fields.append(f if column.type.equals(f.type) else pa.field(f.name, column.type))
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _partition_column(value: str | None, rows: int) -> pa.Array:
+    """A partition value (a string in the protocol) repeated over a batch."""
+    return pa.array([value] * rows, type=pa.string())
 
 
 def _missing_list(value: Any) -> bool:

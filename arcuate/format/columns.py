@@ -1,0 +1,125 @@
+"""Column-wise validation of the metric history in an Arrow batch of shared rows.
+
+A run carries its full metric history, often thousands of points; checking them one Python
+dict at a time is most of an import's validation time. Here the points of a whole batch are
+checked as Arrow columns, with exactly the rules of :func:`arcuate.format.validate.parse_row`
+(keys by MLflow's rules, a number for every value, an integer step, a timestamp between 1970
+and 2500, a valid model id, dataset name and digest within MLflow's limits). Distinct keys,
+model ids and dataset names are few, so each is checked once with the row validator's own
+functions.
+
+This is only a fast path: when anything in the batch does not pass (or does not have the
+format's types), it answers None and the caller validates row by row, which names the row
+and field of the first problem. It never accepts what the row validator would refuse.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from arcuate.errors import ShareDataError
+from arcuate.format import validate as v
+from arcuate.format.schema import METRIC
+from arcuate.format.validate import CheckedMetrics
+
+_MAX_US: Final = (v.MAX_TIMESTAMP - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _all(values: pa.Array, check: Any) -> bool:
+    """Each distinct non-null value passes ``check`` (a validator raising ShareDataError)."""
+    for value in pc.unique(values.drop_null()).to_pylist():
+        try:
+            check(value)
+        except ShareDataError:
+            return False
+    return True
+
+
+def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
+    """The normalised metric points of each row's ``run`` (None for rows without a run).
+
+    None when the batch has no ``run`` column of the format's type or a point does not pass;
+    the caller then validates those rows one by one.
+    """
+    if "run" not in batch.schema.names:
+        return None
+    run = batch.column("run")
+    if not isinstance(run.type, pa.StructType) or run.type.get_field_index("metrics") < 0:
+        return None
+    metrics = run.flatten()[run.type.get_field_index("metrics")]
+    if not metrics.type.equals(pa.list_(METRIC)):
+        return None
+    points = metrics.flatten()
+    if points.null_count:
+        return None
+    cols = dict(zip([f.name for f in METRIC], points.flatten(), strict=True))
+    for name in ("key", "value", "step", "timestamp"):
+        if cols[name].null_count:
+            return None
+    us = cols["timestamp"].cast(pa.int64())
+    if len(us):
+        low, high = pc.min_max(us).values()
+        if low.as_py() < 0 or high.as_py() >= _MAX_US:
+            return None
+    if not (
+        _all(cols["key"], lambda k: v.entity_key(k, None, "key"))
+        and _all(cols["model_id"], lambda m: v.identifier(m, None, "model_id"))
+        and _all(
+            cols["dataset_name"],
+            lambda d: v.text(d, None, "dataset_name", limit=v.MAX_DATASET_NAME_LENGTH),
+        )
+        and _all(
+            cols["dataset_digest"],
+            lambda d: v.text(d, None, "dataset_digest", limit=v.MAX_DATASET_DIGEST_LENGTH),
+        )
+    ):
+        return None
+    keys = cols["key"].to_pylist()
+    values = cols["value"].to_pylist()
+    steps = cols["step"].to_pylist()
+    millis = pc.divide(us, 1000).to_pylist()  # integer division: exact, timestamps are >= 0
+    model_ids = cols["model_id"].to_pylist()
+    names = cols["dataset_name"].to_pylist()
+    digests = cols["dataset_digest"].to_pylist()
+    out: list[CheckedMetrics | None] = []
+    lengths = metrics.value_lengths().to_pylist()
+    runs_present = run.is_valid().to_pylist()
+    start = 0
+    for length, present in zip(lengths, runs_present, strict=True):
+        n = length or 0
+        if not present:
+            out.append(None)
+            continue
+        out.append(
+            CheckedMetrics(
+                {
+                    "key": keys[j],
+                    "value": values[j],
+                    "step": steps[j],
+                    "timestamp": millis[j],
+                    "model_id": model_ids[j],
+                    "dataset_name": names[j],
+                    "dataset_digest": digests[j],
+                }
+                for j in range(start, start + n)
+            )
+        )
+        start += n
+    return out
+
+
+def without_metrics(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with ``run.metrics`` left out (what :func:`batch_metrics` already holds)."""
+    run = batch.column("run")
+    index = run.type.get_field_index("metrics")
+    children = run.flatten()
+    fields = [run.type.field(i) for i in range(run.type.num_fields) if i != index]
+    slim = pa.StructArray.from_arrays(
+        [c for i, c in enumerate(children) if i != index], fields=fields, mask=run.is_null()
+    )
+    position = batch.schema.get_field_index("run")
+    return batch.set_column(position, pa.field("run", slim.type), slim)
