@@ -164,8 +164,9 @@ def _slice_rows(batch: pa.RecordBatch | pa.Table) -> int:
     """Rows per slice so that a slice holds about :data:`_SLICE_BYTES` of Arrow data."""
     if batch.num_rows == 0:
         return 1
-    per_row = max(1, int(batch.nbytes) // batch.num_rows)
-    return max(1, min(int(batch.num_rows), _SLICE_BYTES // per_row))
+    rows = int(batch.num_rows)
+    per_row = max(1, int(batch.nbytes) // rows)
+    return max(1, min(rows, _SLICE_BYTES // per_row))
 
 
 # -- spool ---------------------------------------------------------------------------------------
