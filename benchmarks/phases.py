@@ -24,17 +24,7 @@ from typing import Any
 
 MARK = "@@bench-result@@"
 _READ = 1 << 20
-
-
-def peak_rss() -> int:
-    """This process's peak resident bytes (``VmHWM``).
-
-    Not ``ru_maxrss``: Linux carries the parent's peak across fork and exec into it, so every
-    child of a large runner would report at least the runner's size.
-    """
-    return _status("VmHWM")
-
-
+#: The RSS a phase had when its clock started (see start_clock).
 _BASELINE = {"rss": 0}
 
 
@@ -48,6 +38,15 @@ def _status(field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def peak_rss() -> int:
+    """This process's peak resident bytes (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries the parent's peak across fork and exec into it, so every
+    child of a large runner would report at least the runner's size.
+    """
+    return _status("VmHWM")
 
 
 def start_clock() -> float:
