@@ -89,6 +89,20 @@ class ModelSink(Protocol):
         exact: bool,
     ) -> Record: ...
     def finish_run(self, run_id: str, *, content_hash: str, deleted: bool = ...) -> None: ...
+    def bulk_runs(self, experiment_id: str) -> bool: ...
+    def new_run_id(self) -> str: ...
+    def new_model_id(self) -> str: ...
+    def write_new_runs(
+        self,
+        experiment_id: str,
+        runs: list[Record],
+        *,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        source: str,
+        exact: bool,
+    ) -> Record: ...
+    def write_concurrency(self) -> int: ...
     def reconcile_run(
         self, state: Record, run: Record, *, run_ids: dict[str, str], exact: bool
     ) -> bool: ...
@@ -183,6 +197,10 @@ class Entry:
     lifecycle_stage: str = "active"
     parent: str | None = None
     version: int | None = None
+    #: source ids of the logged models the run owns, and of those it points at (metric
+    #: links, model inputs): what decides whether it can be written in bulk
+    models: list[str] = field(default_factory=list)
+    model_refs: list[str] = field(default_factory=list)
 
 
 def _hash_record(record: v.SharedRecord) -> str:
@@ -359,6 +377,11 @@ class Spool:
                 lifecycle_stage=run.get("lifecycle_stage") or "active",
                 parent=run.get("parent_run_id"),
                 version=(record.model_version or {}).get("version"),
+                models=[lm["model_id"] for lm in run.get("logged_models") or ()],
+                model_refs=sorted(
+                    {m["model_id"] for m in run.get("metrics") or () if m["model_id"]}
+                    | set(run.get("model_inputs") or ())
+                ),
             )
         )
         self._by_key[record.key] = index
@@ -562,6 +585,11 @@ def import_experiment(
     )
 
 
+#: A bulk transaction holds at most this many runs, or this many metric points.
+BULK_RUNS = 100
+BULK_POINTS = 25_000
+
+
 class _ExperimentImport:
     def __init__(
         self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
@@ -590,8 +618,10 @@ class _ExperimentImport:
             run_ids[src] = live[0]["run_id"]
         doomed: list[str] = []
         replaced: set[str] = set()  # older copies of shared runs (not counted as removed)
-        keep: set[str] = set()
         plan: list[tuple[int, str, str, bool]] = []  # (entry index, run id, action, fresh)
+        # new runs the bulk path writes whole (ids chosen here, nothing written yet)
+        bulk = sink.bulk_runs(eid)
+        in_bulk: set[int] = set()
 
         # phase 1: match every record to a run here, create the missing ones
         for index, entry in enumerate(spool.entries):
@@ -636,16 +666,30 @@ class _ExperimentImport:
                     replaced.add(chosen["run_id"])
                     chosen, action = None, "updated"
             if chosen is None:
-                record = spool.load(index)
-                run_id = sink.create_run(
-                    eid, record["run"], source_run_id=entry.key, source=self.source
-                )
                 fresh = True
+                if bulk:
+                    run_id = sink.new_run_id()
+                    in_bulk.add(index)
+                else:
+                    run_id = self._create(eid, index)
             else:
                 run_id = chosen["run_id"]
             run_ids[entry.key] = run_id
-            keep.add(run_id)
             plan.append((index, run_id, action, fresh))
+
+        # a bulk run's metrics and inputs may point only at logged models that exist before
+        # its transaction: its own, or those of runs written through the API; a run pointing
+        # at the models of another bulk run goes through the API (after the bulk runs)
+        owners = {m: i for i in in_bulk for m in spool.entries[i].models}
+        for position, (index, _run_id, action, fresh) in enumerate(plan):
+            if index in in_bulk and any(
+                owners.get(ref, index) != index for ref in spool.entries[index].model_refs
+            ):
+                in_bulk.discard(index)
+                run_id = self._create(eid, index)
+                run_ids[spool.entries[index].key] = run_id
+                plan[position] = (index, run_id, action, fresh)
+        keep = {run_id for _index, run_id, _action, _fresh in plan}
 
         # logged models: one per shared model per run, found by provenance or created
         model_ids: dict[str, str] = {}
@@ -657,6 +701,13 @@ class _ExperimentImport:
                 by_model[key].append(found_lm["model_id"])
         shared_models: set[tuple[str, str]] = set()
         for index, run_id, _action, _fresh in plan:
+            if index in in_bulk:  # created in the run's own transaction
+                for src in spool.entries[index].models:
+                    shared_models.add((src, run_id))
+                    model_ids[src] = sink.new_model_id()
+                continue
+            if not spool.entries[index].models:
+                continue
             for lm in spool.load(index)["run"]["logged_models"]:
                 shared_models.add((lm["model_id"], run_id))
                 same = by_model.get((lm["model_id"], run_id), [])
@@ -666,44 +717,33 @@ class _ExperimentImport:
                 else:
                     model_ids[lm["model_id"]] = sink.create_logged_model(eid, run_id, lm)
 
-        # phase 2: write what each run lacks, mark it complete
+        # phase 2: write what each run lacks, mark it complete (new runs in bulk first)
         writing = self.progress.task(f"importing runs into {self.name}", len(plan))
-        for index, run_id, action, fresh in plan:
-            entry = spool.entries[index]
-            record = spool.load(index)
-            if action == "unchanged":
-                state = next(s for s in states if s["run_id"] == run_id)
-                if sink.reconcile_run(state, record["run"], run_ids=run_ids, exact=self.exact):
-                    action = "updated"
-            else:
-                stats = sink.fill_run(
-                    run_id,
-                    record["run"],
-                    entry.files,
-                    run_ids=run_ids,
-                    model_ids=model_ids,
-                    fresh=fresh,
-                    exact=self.exact,
-                )
-                self.report.files += stats["files"]
-                self.report.bytes += stats["bytes"]
-                self.report.metric_points += stats["metric_points"]
-                self.report.unlinked += stats["unlinked"]
-                sink.finish_run(
-                    run_id,
-                    content_hash=entry.content_hash,
-                    deleted=entry.lifecycle_stage == "deleted",
-                )
-            setattr(self.report, action, getattr(self.report, action) + 1)
-            self.report.rows.append(
-                {
-                    "source_run_id": entry.key,
-                    "run_id": run_id,
-                    "run_name": record["run"].get("run_name"),
-                    "action": action,
-                }
+        done: dict[int, dict[str, Any]] = {}
+        if in_bulk:
+            self._write_bulk(eid, plan, in_bulk, run_ids, model_ids, done, writing)
+        rest = [p for p in plan if p[0] not in in_bulk]
+        state_of = {s["run_id"]: s for s in states}
+
+        def one(item: tuple[int, str, str, bool]) -> dict[str, Any]:
+            index, run_id, action, fresh = item
+            return self._write_one(
+                index, run_id, action, fresh, state_of.get(run_id), run_ids, model_ids
             )
-            self.progress.advance(writing)
+
+        workers = max(1, min(sink.write_concurrency(), len(rest)))
+        if workers == 1:
+            for item in rest:
+                done[item[0]] = one(item)
+                self.progress.advance(writing)
+        else:
+            for item, row in zip(rest, _bounded_map(one, rest, workers), strict=True):
+                done[item[0]] = row
+                self.progress.advance(writing)
+        for index, _run_id, _action, _fresh in plan:
+            row = done[index]
+            setattr(self.report, row["action"], getattr(self.report, row["action"]) + 1)
+            self.report.rows.append(row)
 
         # last: remove what was replaced (and, with OVERWRITE, everything not shared)
         if self.exact:
@@ -724,6 +764,138 @@ class _ExperimentImport:
         sink.delete_runs(eid, doomed)
         self.report.removed = len([r for r in doomed if r in active and r not in replaced])
         return self.report
+
+    def _create(self, eid: str, index: int) -> str:
+        record = self.spool.load(index)
+        key = self.spool.entries[index].key
+        return self.sink.create_run(eid, record["run"], source_run_id=key, source=self.source)
+
+    def _count(self, stats: Record) -> None:
+        self.report.files += stats["files"]
+        self.report.bytes += stats["bytes"]
+        self.report.metric_points += stats["metric_points"]
+        self.report.unlinked += stats["unlinked"]
+
+    def _write_bulk(
+        self,
+        eid: str,
+        plan: list[tuple[int, str, str, bool]],
+        in_bulk: set[int],
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        done: dict[int, dict[str, Any]],
+        writing: Any,
+    ) -> None:
+        """New runs in transactions of at most BULK_RUNS runs or BULK_POINTS metric points;
+        a run's record is read from the spool only while its batch is written."""
+        batch: list[dict[str, Any]] = []
+        points = 0
+
+        def flush() -> None:
+            nonlocal batch, points
+            if not batch:
+                return
+            stats = self.sink.write_new_runs(
+                eid,
+                batch,
+                run_ids=run_ids,
+                model_ids=model_ids,
+                source=self.source,
+                exact=self.exact,
+            )
+            self._count(stats)
+            for _ in batch:
+                self.progress.advance(writing)
+            batch, points = [], 0
+
+        for index, run_id, action, _fresh in plan:
+            if index not in in_bulk:
+                continue
+            entry = self.spool.entries[index]
+            if batch and (len(batch) >= BULK_RUNS or points + entry.metric_points > BULK_POINTS):
+                flush()
+            run = self.spool.load(index)["run"]
+            batch.append(
+                {
+                    "run_id": run_id,
+                    "source_run_id": entry.key,
+                    "run": run,
+                    "files": entry.files,
+                    "content_hash": entry.content_hash,
+                    "deleted": entry.lifecycle_stage == "deleted",
+                }
+            )
+            points += entry.metric_points
+            done[index] = {
+                "source_run_id": entry.key,
+                "run_id": run_id,
+                "run_name": run.get("run_name"),
+                "action": action,
+            }
+        flush()
+
+    def _write_one(
+        self,
+        index: int,
+        run_id: str,
+        action: str,
+        fresh: bool,
+        state: Record | None,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+    ) -> dict[str, Any]:
+        """One run through the public API: filled and finished, or (unchanged) reconciled."""
+        sink = self.sink
+        entry = self.spool.entries[index]
+        record = self.spool.load(index)
+        if action == "unchanged":
+            assert state is not None
+            if sink.reconcile_run(state, record["run"], run_ids=run_ids, exact=self.exact):
+                action = "updated"
+        else:
+            stats = sink.fill_run(
+                run_id,
+                record["run"],
+                entry.files,
+                run_ids=run_ids,
+                model_ids=model_ids,
+                fresh=fresh,
+                exact=self.exact,
+            )
+            self._count(stats)
+            sink.finish_run(
+                run_id,
+                content_hash=entry.content_hash,
+                deleted=entry.lifecycle_stage == "deleted",
+            )
+        return {
+            "source_run_id": entry.key,
+            "run_id": run_id,
+            "run_name": record["run"].get("run_name"),
+            "action": action,
+        }
+
+
+def _bounded_map(
+    fn: Any, items: list[tuple[int, str, str, bool]], workers: int
+) -> Iterator[dict[str, Any]]:
+    """``fn`` over ``items`` on ``workers`` threads, at most 2 x workers in flight, results in
+    order; the first failure cancels what has not started and is raised."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending: list[Future[dict[str, Any]]] = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="arcuate-import") as pool:
+        try:
+            it = iter(items)
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for f in pending:
+                f.cancel()
 
 
 # -- models -------------------------------------------------------------------------------------

@@ -41,12 +41,14 @@ from urllib.parse import unquote, urlparse
 
 from arcuate.backends.mlflow.connect import make_client, redact_uri
 from arcuate.backends.protocols import Record
-from arcuate.errors import BackendError, ConflictError
+from arcuate.errors import BackendError, ConfigurationError, ConflictError
 from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+    from arcuate.backends.mlflow.bulk import BulkRunWriter
 
 # -- provenance tags --------------------------------------------------------------------------
 SOURCE_RUN_ID: Final = "arcuate.source_run_id"
@@ -85,6 +87,15 @@ RUN_NAME_TAG: Final = "mlflow.runName"
 LOG_MODEL_HISTORY_TAG: Final = "mlflow.log-model.history"
 MODEL_VERSIONS_TAG: Final = "mlflow.modelVersions"
 _PAGE: Final = 1000
+#: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
+#: API), ``api`` (always the public API) or ``bulk`` (the bulk path, an error where it is not
+#: eligible). Read from this environment variable when a sink is built.
+IMPORT_PATH_ENV: Final = "ARCUATE_IMPORT_PATH"
+IMPORT_PATHS: Final = ("auto", "api", "bulk")
+#: Runs written at the same time against a remote tracking server (each is a few requests in
+#: a row; overlapping them hides the network's latency). Local stores write one at a time.
+REMOTE_WRITERS: Final = 4
+_CREATED_CACHE: Final = 1000
 _MAX_FLOAT: Final = 1.7976931348623157e308
 _URI_LOCK = threading.Lock()
 
@@ -269,6 +280,7 @@ class MlflowSink:
 
     ``artifact_root``: where new experiments keep their artifacts (``<root>/<uuid>``); by
     default next to a sqlite database, else MLflow's own default (a server's artifact root).
+    ``import_path``: how new runs are written (see :data:`IMPORT_PATH_ENV`).
     """
 
     def __init__(
@@ -277,6 +289,7 @@ class MlflowSink:
         registry_uri: str | None = None,
         *,
         artifact_root: str | None = None,
+        import_path: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
@@ -284,6 +297,15 @@ class MlflowSink:
         self._client: MlflowClient | None = None
         self._next_version: dict[str, int] = {}
         self._run_lookup: dict[str, Record | None] | None = None
+        self._created: dict[str, Any] = {}
+        path = (import_path or os.environ.get(IMPORT_PATH_ENV) or "auto").strip().lower()
+        if path not in IMPORT_PATHS:
+            raise ConfigurationError(
+                f"{IMPORT_PATH_ENV}={path!r} is not one of {', '.join(IMPORT_PATHS)}"
+            )
+        self.import_path = path
+        self._bulk: BulkRunWriter | None = None
+        self._bulk_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"MlflowSink({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
@@ -458,6 +480,95 @@ class MlflowSink:
         with _errors(f"could not read run {run_id}"):
             return str(self.client.get_run(run_id).info.artifact_uri)
 
+    # -- the bulk path -------------------------------------------------------------------------
+    def bulk_runs(self, experiment_id: str) -> bool:
+        """Whether new runs of the experiment are written by the bulk path
+        (:mod:`arcuate.backends.mlflow.bulk`): a SQL store at a covered schema revision,
+        unless the ``api`` import path is chosen.
+
+        Raises:
+            ConfigurationError: the ``bulk`` path is required and the store is not eligible.
+        """
+        if self.import_path == "api":
+            return False
+        if self._bulk is None and self._bulk_reason is None:
+            from arcuate.backends.mlflow.bulk import BulkRunWriter, eligible_store
+
+            with _errors("could not inspect the tracking store"):
+                store, self._bulk_reason = eligible_store(self.client)
+            if store is not None:
+                self._bulk = BulkRunWriter(self, store)
+        if self._bulk is None and self.import_path == "bulk":
+            raise ConfigurationError(
+                f"the bulk import path cannot write to {redact_uri(self.tracking_uri)}: "
+                f"{self._bulk_reason}",
+                hint=f"unset {IMPORT_PATH_ENV} (or set it to auto) to use MLflow's public API",
+            )
+        return self._bulk is not None
+
+    def write_concurrency(self) -> int:
+        """How many runs an import may write at the same time through this sink."""
+        scheme = urlparse(self.tracking_uri).scheme.lower()
+        return REMOTE_WRITERS if scheme in ("http", "https", "databricks") else 1
+
+    def new_run_id(self) -> str:
+        """A run id for the bulk path (MLflow's form: 32 hex digits)."""
+        return uuid.uuid4().hex
+
+    def new_model_id(self) -> str:
+        """A logged-model id for the bulk path (MLflow's form: ``m-`` and 32 hex digits)."""
+        return f"m-{uuid.uuid4().hex}"
+
+    def write_new_runs(
+        self,
+        experiment_id: str,
+        runs: list[Record],
+        *,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        source: str,
+        exact: bool,
+    ) -> Record:
+        """Create complete runs in one transaction (files first): all of them or none.
+
+        Each item has ``run_id`` (from :meth:`new_run_id`), ``source_run_id``, ``run`` (the
+        shared record), ``files``, ``content_hash`` and ``deleted``; the runs' own logged
+        models are in ``model_ids`` (ids from :meth:`new_model_id`). Returns the counters of
+        :meth:`fill_run`, added up.
+        """
+        from arcuate.backends.mlflow.bulk import NewRun
+
+        if not runs:
+            return {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
+        if not self.bulk_runs(experiment_id) or self._bulk is None:
+            raise BackendError("the bulk import path is not available for this store")
+        items = [
+            NewRun(
+                run_id=r["run_id"],
+                source_run_id=r["source_run_id"],
+                run=r["run"],
+                files=r["files"],
+                content_hash=r["content_hash"],
+                deleted=bool(r.get("deleted")),
+            )
+            for r in runs
+        ]
+        first, last = items[0].source_run_id, items[-1].source_run_id
+        what = f"could not write {len(items)} new runs (source runs {first} .. {last})"
+        with _errors(what):
+            stats = self._bulk.write(
+                experiment_id,
+                items,
+                run_ids=run_ids,
+                model_ids=model_ids,
+                source=source,
+                exact=exact,
+            )
+        if self._run_lookup is not None:
+            for item in items:
+                self._run_lookup.pop(item.source_run_id, None)
+        return stats
+
     # -- runs ---------------------------------------------------------------------------------
     def create_run(
         self, experiment_id: str, run: Record, *, source_run_id: str, source: str
@@ -475,6 +586,10 @@ class MlflowSink:
             )
         if self._run_lookup is not None:
             self._run_lookup.pop(source_run_id, None)
+        # fill_run starts from what create_run returned (no get_run for a fresh run)
+        if len(self._created) >= _CREATED_CACHE:
+            self._created.pop(next(iter(self._created)))
+        self._created[created.info.run_id] = created
         return str(created.info.run_id)
 
     def run_tags(self, run: Record, run_ids: dict[str, str]) -> dict[str, str]:
@@ -578,7 +693,9 @@ class MlflowSink:
         stats: Record = {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
         what = f"could not write run {run_id} (source run {run['run_id']})"
         with _errors(what):
-            current = client.get_run(run_id)
+            current = self._created.pop(run_id, None) if fresh else None
+            if current is None:
+                current = client.get_run(run_id)
             if current.info.lifecycle_stage == "deleted":
                 client.restore_run(run_id)
 
