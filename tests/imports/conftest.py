@@ -105,3 +105,11 @@ def _no_spark_connect() -> Iterator[None]:
     pyspark-client installed that probe exits a pytest-xdist worker (see spark_guard)."""
     with spark_guard():
         yield
+
+
+@pytest.fixture(autouse=True, params=["api", "auto"])
+def import_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every import test runs over both ways of writing new runs: MLflow's public API, and
+    ``auto`` (the bulk SQL path on the sqlite stores of these tests, the API on a server)."""
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", request.param)
+    return str(request.param)
