@@ -37,7 +37,7 @@ from arcuate.backends.protocols import Record
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
-from arcuate.format.columns import batch_metrics, without_metrics
+from arcuate.format.columns import batch_metrics, chunk_data, without_metrics
 from arcuate.format.schema import (
     MODEL_VERSION,
     OWNER_LOGGED_MODEL_PREFIX,
@@ -282,16 +282,23 @@ class Spool:
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
         """The rows of a (small) batch as Python values; metric histories checked column-wise
         when they pass (:mod:`arcuate.format.columns`), else left for row-by-row checks."""
-        checked = None
-        if isinstance(batch, pa.RecordBatch):
-            with contextlib.suppress(pa.ArrowException, ValueError, OverflowError):
-                checked = batch_metrics(batch)
-        if checked is None:
+        if not isinstance(batch, pa.RecordBatch):
             return self._pylist(batch, first)
-        rows = self._pylist(without_metrics(batch), first)
-        for row, metrics in zip(rows, checked, strict=True):
-            if metrics is not None and isinstance(row.get("run"), dict):
-                row["run"]["metrics"] = metrics
+        checked = views = None
+        with contextlib.suppress(pa.ArrowException, ValueError, OverflowError):
+            checked = batch_metrics(batch)
+            if checked is not None:
+                batch = without_metrics(batch)
+        with contextlib.suppress(pa.ArrowException, ValueError, OverflowError):
+            split = chunk_data(batch)
+            if split is not None:
+                batch, views = split
+        rows = self._pylist(batch, first)
+        for j, row in enumerate(rows):
+            if checked is not None and checked[j] is not None and isinstance(row.get("run"), dict):
+                row["run"]["metrics"] = checked[j]
+            if views is not None and isinstance(row.get("chunk"), dict):
+                row["chunk"]["data"] = views[j]
         return rows
 
     def _pylist(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:

@@ -114,12 +114,34 @@ def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
 
 def without_metrics(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch with ``run.metrics`` left out (what :func:`batch_metrics` already holds)."""
-    run = batch.column("run")
-    index = run.type.get_field_index("metrics")
-    children = run.flatten()
-    fields = [run.type.field(i) for i in range(run.type.num_fields) if i != index]
+    return _drop(batch, "run", "metrics")[0]
+
+
+def chunk_data(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[memoryview | None]] | None:
+    """The batch without ``chunk.data``, and each row's chunk bytes as a view of the Arrow
+    buffer (no copy: a chunk is megabytes); None when the column is not of the format's type."""
+    if "chunk" not in batch.schema.names:
+        return None
+    chunk = batch.column("chunk")
+    if not isinstance(chunk.type, pa.StructType) or chunk.type.get_field_index("data") < 0:
+        return None
+    slim, data = _drop(batch, "chunk", "data")
+    if not pa.types.is_binary(data.type):
+        return None
+    views: list[memoryview | None] = [
+        memoryview(data[j].as_buffer()) if data[j].is_valid else None for j in range(len(data))
+    ]
+    return slim, views
+
+
+def _drop(batch: pa.RecordBatch, column: str, name: str) -> tuple[pa.RecordBatch, pa.Array]:
+    """The batch with field ``name`` of struct ``column`` left out, and that field's values."""
+    struct = batch.column(column)
+    index = struct.type.get_field_index(name)
+    children = struct.flatten()
+    fields = [struct.type.field(i) for i in range(struct.type.num_fields) if i != index]
     slim = pa.StructArray.from_arrays(
-        [c for i, c in enumerate(children) if i != index], fields=fields, mask=run.is_null()
+        [c for i, c in enumerate(children) if i != index], fields=fields, mask=struct.is_null()
     )
-    position = batch.schema.get_field_index("run")
-    return batch.set_column(position, pa.field("run", slim.type), slim)
+    position = batch.schema.get_field_index(column)
+    return batch.set_column(position, pa.field(column, slim.type), slim), children[index]

@@ -398,7 +398,10 @@ def sha256_hex(value: Any, row: int | None, name: str) -> str:
 def _binary(value: Any, row: int | None, name: str) -> bytes | None:
     if _is_missing(value):
         return None
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, memoryview):
+        # a view of a reader's buffer (chunk bytes): used as it is, never copied
+        return value  # type: ignore[return-value]
+    if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     raise _fail(f"must be binary data, got {type(value).__name__}", row, name)
 

@@ -111,5 +111,7 @@ def _no_spark_connect() -> Iterator[None]:
 def import_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every import test runs over both ways of writing new runs: MLflow's public API, and
     ``auto`` (the bulk SQL path on the sqlite stores of these tests, the API on a server)."""
+    if request.param == "auto" and "mlflow_server" in request.node.module.__name__:
+        pytest.skip("an mlflow server is written through its REST API on every path")
     monkeypatch.setenv("ARCUATE_IMPORT_PATH", request.param)
     return str(request.param)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_ROWS: Final = 256
 #: Arrow bytes per record batch read from a shared file (rows are cut to stay near this).
-DEFAULT_BATCH_BYTES: Final = 16 * 1024 * 1024
+DEFAULT_BATCH_BYTES: Final = 8 * 1024 * 1024
 _PIECE: Final = 1 << 20
 _DOWNLOAD_TRIES: Final = 3
 _TIMEOUT: Final = (30, 300)
@@ -267,10 +267,17 @@ class DeltaSharingReader:
         with parquet:
             by_lower = {n.lower(): n for n in parquet.schema_arrow.names}
             columns = [by_lower[f.name.lower()] for f in SCHEMA if f.name.lower() in by_lower]
-            rows = _rows_per_batch(parquet.metadata, self.batch_rows, self.batch_bytes)
             try:
-                for batch in parquet.iter_batches(batch_size=rows, columns=columns):
-                    yield conform(batch, ref.partition_values)
+                # one row group at a time, decoded on this thread: reading ahead across row
+                # groups (or decoding on Arrow's pool) keeps several of them in memory
+                for group in range(parquet.metadata.num_row_groups):
+                    rows = _rows_per_batch(
+                        parquet.metadata.row_group(group), self.batch_rows, self.batch_bytes
+                    )
+                    for batch in parquet.iter_batches(
+                        batch_size=rows, row_groups=[group], columns=columns, use_threads=False
+                    ):
+                        yield conform(batch, ref.partition_values)
             except (pa.ArrowException, OSError) as exc:
                 raise ShareDataError(
                     f"file {ref.id} of shared table {coordinate!r} cannot be read: {exc}"
@@ -390,16 +397,12 @@ def _download(
     )
 
 
-def _rows_per_batch(metadata: Any, max_rows: int, max_bytes: int) -> int:
-    """Rows per batch so that a batch of the widest row group stays near ``max_bytes``."""
-    widest = 0.0
-    for i in range(metadata.num_row_groups):
-        group = metadata.row_group(i)
-        if group.num_rows:
-            widest = max(widest, group.total_byte_size / group.num_rows)
-    if widest <= 0:
+def _rows_per_batch(group: Any, max_rows: int, max_bytes: int) -> int:
+    """Rows per batch so that a batch of this row group stays near ``max_bytes``."""
+    if not group.num_rows or group.total_byte_size <= 0:
         return max_rows
-    return max(1, min(max_rows, int(max_bytes // widest)))
+    per_row = group.total_byte_size / group.num_rows
+    return max(1, min(max_rows, int(max_bytes // per_row)))
 
 
 def conform(
