@@ -24,6 +24,7 @@ from arcuate.backends.sharing.server.app import (
     SharingServer,
     create_app,
 )
+from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
 from arcuate.errors import ConfigurationError
 
 
@@ -170,6 +171,7 @@ def serve_in_thread(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
+        http=ZeroCopyH11Protocol,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
