@@ -14,6 +14,7 @@ from types import FrameType
 
 import click
 
+from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
 from arcuate.errors import ArcuateError
 
 
@@ -121,13 +122,19 @@ def serve_command(
             log_config=None,
             access_log=False,
             lifespan="off",
+            http=ZeroCopyH11Protocol,
         )
         click.echo("arcuate: stopped")
         return
 
     app = create_app(path, signing_key=key, options=options)
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+        http=ZeroCopyH11Protocol,  # file bodies go out with sendfile
     )
     server = uvicorn.Server(config)
 
