@@ -146,6 +146,7 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
                     stream.files, stream.bytes = stats.files, stats.bytes
                     progress.update(stream)
                     yield row
+                    del row  # a chunk's bytes must not outlive its batch
                 stream.runs += 1
                 progress.update(stream)
 
@@ -187,6 +188,7 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
                     stream.files, stream.bytes = stats.files, stats.bytes
                     progress.update(stream)
                     yield row
+                    del row
                 stream.versions += 1
                 progress.update(stream)
 

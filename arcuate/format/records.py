@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Final
+from typing import IO, Any, Final, overload
 
 import pyarrow as pa
 
@@ -33,9 +33,11 @@ Row = dict[str, Any]
 #: A record's inline file bytes stop growing here; further files go to chunk rows.
 DEFAULT_INLINE_BUDGET: Final = 64 * 1024 * 1024
 #: A record batch is flushed once it holds this many bytes of file data (approximately) ...
-DEFAULT_BATCH_BYTES: Final = 64 * 1024 * 1024
-#: ... or this many rows.
+DEFAULT_BATCH_BYTES: Final = 16 * 1024 * 1024
+#: ... or this many rows ...
 DEFAULT_BATCH_ROWS: Final = 1000
+#: ... or this many bytes once it holds a chunk row (a full-size chunk goes alone, not copied).
+DEFAULT_CHUNK_BATCH_BYTES: Final = 8 * 1024 * 1024
 _READ: Final = 1024 * 1024
 
 
@@ -148,7 +150,8 @@ def _chunk_rows(
                     if not data:
                         break
                     digest.update(data)
-                    yield {
+                    n = len(data)
+                    row = {
                         "format_version": FORMAT_VERSION,
                         "kind": CHUNK,
                         "key": key,
@@ -165,7 +168,10 @@ def _chunk_rows(
                             "data": data,
                         },
                     }
-                    offset += len(data)
+                    del data  # the consumer holds the only reference while it packs
+                    yield row
+                    del row
+                    offset += n
                     index += 1
         except ArcuateError:
             raise
@@ -251,6 +257,53 @@ def version_rows(
     yield from chunks
 
 
+class ColumnarList(Sequence[dict[str, Any]]):
+    """A list of struct values (such as a run's metric points) held as one Arrow StructArray.
+
+    A source that reads many values at once builds them column-wise and hands them over like
+    this; :func:`to_batches` splices the array into the batch as it is instead of converting
+    one dict per value. Reading it like a list gives the same dicts ``to_pylist`` would.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: pa.StructArray) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ColumnarList: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | ColumnarList:
+        if isinstance(index, slice):
+            picked = list(range(len(self.array))[index])
+            return ColumnarList(self.array.take(pa.array(picked, pa.int64())))
+        if index < 0:
+            index += len(self.array)
+        if not 0 <= index < len(self.array):
+            raise IndexError(index)
+        value: dict[str, Any] = self.array[index].as_py()
+        return value
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.array.to_pylist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ColumnarList | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ColumnarList({self.array.to_pylist()!r})"
+
+
 def row_bytes(row: Row) -> int:
     """A cheap estimate of a row's Arrow size: its file bytes plus its metric points."""
     n = 256
@@ -266,21 +319,107 @@ def row_bytes(row: Row) -> int:
     return n
 
 
+_RUN_TYPE: Final = SCHEMA.field("run").type
+_METRICS_TYPE: Final = _RUN_TYPE.field("metrics").type
+_CHUNK_TYPE: Final = SCHEMA.field("chunk").type
+
+
+def _struct_with(column: pa.StructArray, name: str, child: pa.Array) -> pa.StructArray:
+    """``column`` with its child ``name`` replaced, parent nulls kept."""
+    kind = column.type
+    children = [child if f.name == name else column.field(i) for i, f in enumerate(kind)]
+    mask = column.is_null() if column.null_count else None
+    return pa.StructArray.from_arrays(children, fields=list(kind), mask=mask)
+
+
+def _replace_column(batch: pa.RecordBatch, name: str, column: pa.Array) -> pa.RecordBatch:
+    arrays = [column if f.name == name else batch.column(i) for i, f in enumerate(SCHEMA)]
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+
+
+def _build(rows: list[Row]) -> pa.RecordBatch:
+    """One record batch of ``rows``; columnar metric lists and single chunks are not copied
+    through Python objects."""
+    if len(rows) == 1 and rows[0].get("chunk") is not None:
+        return _chunk_batch(rows[0])
+    metrics: list[pa.Array | None] = []
+    plain: list[Row] = []
+    columnar = False
+    for row in rows:
+        run = row.get("run")
+        points = run.get("metrics") if run is not None else None
+        if isinstance(points, ColumnarList):
+            columnar = True
+            plain.append({**row, "run": {**run, "metrics": []}})  # type: ignore[dict-item]
+            metrics.append(points.array)
+        else:
+            plain.append(row)
+            metrics.append(None)
+    batch = pa.RecordBatch.from_pylist(plain, schema=SCHEMA)
+    if not columnar:
+        return batch
+    runs = batch.column("run")
+    current = runs.field("metrics")
+    pieces: list[pa.Array] = []
+    offsets = [0]
+    for i, array in enumerate(metrics):
+        if array is None:  # a row packed the ordinary way (or no run at all)
+            array = current[i].values if current[i].is_valid else None
+        if array is not None and len(array):
+            pieces.append(array)
+            offsets.append(offsets[-1] + len(array))
+        else:
+            offsets.append(offsets[-1])
+    values = pa.concat_arrays(pieces) if pieces else pa.array([], type=_METRICS_TYPE.value_type)
+    lists = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()),
+        values,
+        type=_METRICS_TYPE,
+        mask=current.is_null() if current.null_count else None,
+    )
+    return _replace_column(batch, "run", _struct_with(runs, "metrics", lists))
+
+
+def _chunk_batch(row: Row) -> pa.RecordBatch:
+    """A batch of one chunk row whose data buffer is the chunk's bytes object itself."""
+    chunk = row["chunk"]
+    data = chunk["data"]
+    batch = pa.RecordBatch.from_pylist([{**row, "chunk": {**chunk, "data": b""}}], schema=SCHEMA)
+    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
+    array = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
+    return _replace_column(batch, "chunk", _struct_with(batch.column("chunk"), "data", array))
+
+
 def to_batches(
     rows: Iterable[Row],
     *,
     max_rows: int = DEFAULT_BATCH_ROWS,
     max_bytes: int = DEFAULT_BATCH_BYTES,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BATCH_BYTES,
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches of :data:`SCHEMA`, each flushed at ``max_rows`` rows or ~``max_bytes``."""
+    """Record batches of :data:`SCHEMA`, each flushed at ``max_rows`` rows or ~``max_bytes``
+    (~``max_chunk_bytes`` once it holds a chunk row, so a batch of large chunks holds one).
+
+    The rows of a batch are released as soon as it is built, so at most one batch's worth of
+    file bytes is alive twice (as Python bytes and in Arrow) at a time.
+    """
     pending: list[Row] = []
     size = 0
+    limit = max_bytes
     for row in rows:
         pending.append(row)
         size += row_bytes(row)
-        if len(pending) >= max_rows or size >= max_bytes:
-            yield pa.RecordBatch.from_pylist(pending, schema=SCHEMA)
+        if row.get("chunk") is not None:
+            limit = min(limit, max_chunk_bytes)
+        del row
+        if len(pending) >= max_rows or size >= limit:
+            batch = _build(pending)
             pending = []
             size = 0
+            limit = max_bytes
+            yield batch
+            del batch
     if pending:
-        yield pa.RecordBatch.from_pylist(pending, schema=SCHEMA)
+        batch = _build(pending)
+        pending = []
+        yield batch
