@@ -350,13 +350,12 @@ class Spool:
         if self.experiment is None and record.experiment is not None:
             self.experiment = record.experiment
         index = len(self.entries)
-        blob_dir = self.root / "blobs" / str(index)
         files: list[dict[str, Any]] = []
         for n, f in enumerate(record.files):
             meta = f.meta()
-            meta["local"] = str(blob_dir / str(n))
+            # one flat directory: a directory per record costs a mkdir and an rmdir each
+            meta["local"] = str(self.root / "blobs" / f"{index}-{n}")
             if f.data is not None:
-                blob_dir.mkdir(exist_ok=True)
                 with open(meta["local"], "xb") as fh:
                     fh.write(f.data)
             files.append(meta)
@@ -425,7 +424,6 @@ class Spool:
                 used.add(ident)
                 folder = self._chunk_dirs[ident]
                 digest = hashlib.sha256()
-                Path(meta["local"]).parent.mkdir(exist_ok=True)
                 with open(meta["local"], "xb") as out:
                     for c in ordered:
                         part = folder / str(c.index)

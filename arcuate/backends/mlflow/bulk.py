@@ -104,7 +104,8 @@ class _Rows:
     runs: list[dict[str, Any]] = field(default_factory=list)
     tags: list[dict[str, Any]] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    #: (key, value, timestamp, step, is_nan, run_uuid): the bulk of the rows, kept as tuples
+    metrics: list[tuple[Any, ...]] = field(default_factory=list)
     latest: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     model_params: list[dict[str, Any]] = field(default_factory=list)
@@ -303,16 +304,7 @@ class BulkRunWriter:
             ident = (key, ts, step, value, is_nan)
             if ident not in seen:
                 seen.add(ident)
-                rows.metrics.append(
-                    {
-                        "key": key,
-                        "value": value,
-                        "timestamp": ts,
-                        "step": step,
-                        "is_nan": is_nan,
-                        "run_uuid": rid,
-                    }
-                )
+                rows.metrics.append((key, value, ts, step, is_nan, rid))
                 best = latest.get(key)
                 if best is None or (step, ts, value) > (
                     best["step"],
@@ -451,6 +443,7 @@ class BulkRunWriter:
                     rows.inputs.append(
                         _input("DATASET", dataset["uuid"], "RUN", run_id, 0, input_uuid)
                     )
+            metric_columns = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
             for model, values in (
                 (SqlRun, rows.runs),
                 (SqlTag, rows.tags),
@@ -465,9 +458,44 @@ class BulkRunWriter:
                 (SqlInput, rows.inputs),
                 (SqlInputTag, rows.input_tags),
             ):
-                statement = sa.insert(model.__table__)
-                for start in range(0, len(values), _ROUND):
-                    session.execute(statement, values[start : start + _ROUND])
+                if not values:
+                    continue
+                if isinstance(values[0], dict):
+                    columns = tuple(values[0])
+                    tuples = [tuple(v[c] for c in columns) for v in values]  # type: ignore[index]
+                else:
+                    columns, tuples = metric_columns, values  # type: ignore[assignment]
+                _insert(session, model.__table__, columns, tuples)
+
+
+def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+    """``INSERT INTO <table> (<columns>)`` of many rows through the driver's ``executemany``.
+
+    SQLite's driver takes the rows as they are (tuples of str, int, float, bool, None): that
+    skips SQLAlchemy's per-row parameter processing, most of the cost of a Core insert. The
+    table and its column names are MLflow's own models'; other paramstyles go through
+    SQLAlchemy Core.
+    """
+    import sqlalchemy as sa
+
+    for name in columns:
+        if name not in table.c:
+            raise ValueError(f"table {table.name} has no column {name}")
+    dialect = session.get_bind().dialect
+    if dialect.paramstyle != "qmark":
+        statement = sa.insert(table)
+        for start in range(0, len(rows), _ROUND):
+            part = rows[start : start + _ROUND]
+            session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
+        return
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    connection = session.connection()
+    for start in range(0, len(rows), _ROUND):
+        connection.exec_driver_sql(sql, rows[start : start + _ROUND])
 
 
 def _input(

@@ -960,6 +960,21 @@ class MlflowSink:
                     todo.append(f)
         if not todo:
             return 0, 0
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        if isinstance(repo, LocalArtifactRepository):
+            # what its log_artifacts does (copy2 into the artifact directory), without a
+            # staging directory of links per call: paths are validated relative paths
+            made: set[str] = set()
+            for f in todo:
+                rel = f"{prefix}/{f['path']}" if prefix else f["path"]
+                dest = os.path.join(repo.artifact_dir, *rel.split("/"))
+                parent = os.path.dirname(dest)
+                if parent not in made:
+                    os.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+                shutil.copy2(f["local"], dest)
+            return len(todo), sum(int(f["size"]) for f in todo)
         stage = _stage_files(todo, prefix)
         try:
             repo.log_artifacts(stage)  # type: ignore[no-untyped-call]
