@@ -62,6 +62,15 @@ def _read(f: IO[bytes], n: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def _hash_rest(f: IO[bytes], digest: Any) -> int:
+    """Feed the rest of ``f`` to ``digest`` in small reads; the number of bytes read."""
+    size = 0
+    while block := f.read(_READ):
+        digest.update(block)
+        size += len(block)
+    return size
+
+
 def _where(ref: FileRef) -> str:
     return f"{ref.owner}/{ref.path}"
 
@@ -77,8 +86,9 @@ def pack_files(
 ) -> tuple[list[dict[str, Any]], Iterator[Row]]:
     """The FILE entries of a record, and a lazy iterator of the chunk rows that follow it.
 
-    Every file is opened once here (small ones are read whole, large ones hashed in
-    ``chunk_bytes`` blocks); the chunk rows re-open the large ones when iterated.
+    Every file is opened once here (small ones are read whole, large ones hashed in 1 MiB
+    reads, so no chunk-sized buffer is held); the chunk rows re-open the large ones when
+    iterated.
     """
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
@@ -87,42 +97,50 @@ def pack_files(
     inline_used = 0
     for ref in refs:
         try:
-            with ref.open() as f:
-                head = _read(f, chunk_bytes + 1)
-                if len(head) <= chunk_bytes and (
-                    not head or inline_used + len(head) <= inline_budget
-                ):
-                    inline_used += len(head)
-                    entries.append(
-                        {
-                            "owner": ref.owner,
-                            "path": ref.path,
-                            "size": len(head),
-                            "sha256": hashlib.sha256(head).hexdigest(),
-                            "data": head,
-                            "chunks": 0,
-                        }
-                    )
-                    size = len(head)
-                else:
+            head: bytes | None = None
+            size = -1
+            if ref.size > chunk_bytes:  # listed as large: hash it in small reads, hold no chunk
+                with ref.open() as f:
+                    digest = hashlib.sha256()
+                    size = _hash_rest(f, digest)
+            if size <= chunk_bytes:  # small (or shrank since it was listed): read it whole
+                with ref.open() as f:
+                    head = _read(f, chunk_bytes + 1)
+                    if len(head) > chunk_bytes:
+                        digest = hashlib.sha256(head)
+                        size = len(head)
+                        head = None
+                        size += _hash_rest(f, digest)
+            if head is not None and (not head or inline_used + len(head) <= inline_budget):
+                inline_used += len(head)
+                entries.append(
+                    {
+                        "owner": ref.owner,
+                        "path": ref.path,
+                        "size": len(head),
+                        "sha256": hashlib.sha256(head).hexdigest(),
+                        "data": head,
+                        "chunks": 0,
+                    }
+                )
+                size = len(head)
+            else:
+                if head is not None:  # small, but the record's inline budget is spent
                     digest = hashlib.sha256(head)
                     size = len(head)
-                    del head
-                    while block := f.read(max(chunk_bytes, _READ)):
-                        digest.update(block)
-                        size += len(block)
-                    sha = digest.hexdigest()
-                    deferred.append((ref, size, sha))
-                    entries.append(
-                        {
-                            "owner": ref.owner,
-                            "path": ref.path,
-                            "size": size,
-                            "sha256": sha,
-                            "data": None,
-                            "chunks": math.ceil(size / chunk_bytes),
-                        }
-                    )
+                    head = None
+                sha = digest.hexdigest()
+                deferred.append((ref, size, sha))
+                entries.append(
+                    {
+                        "owner": ref.owner,
+                        "path": ref.path,
+                        "size": size,
+                        "sha256": sha,
+                        "data": None,
+                        "chunks": math.ceil(size / chunk_bytes),
+                    }
+                )
         except ArcuateError:
             raise
         except Exception as exc:
@@ -407,10 +425,19 @@ def to_batches(
     size = 0
     limit = max_bytes
     for row in rows:
-        pending.append(row)
-        size += row_bytes(row)
+        weight = row_bytes(row)
         if row.get("chunk") is not None:
+            if pending and size + weight >= min(limit, max_chunk_bytes):
+                # a full chunk goes alone (packed without a copy): flush what came before
+                batch = _build(pending)
+                pending = []
+                size = 0
+                limit = max_bytes
+                yield batch
+                del batch
             limit = min(limit, max_chunk_bytes)
+        pending.append(row)
+        size += weight
         del row
         if len(pending) >= max_rows or size >= limit:
             batch = _build(pending)
