@@ -418,12 +418,15 @@ def to_batches(
     """Record batches of :data:`SCHEMA`, each flushed at ``max_rows`` rows or ~``max_bytes``
     (~``max_chunk_bytes`` once it holds a chunk row, so a batch of large chunks holds one).
 
-    The rows of a batch are released as soon as it is built, so at most one batch's worth of
-    file bytes is alive twice (as Python bytes and in Arrow) at a time.
+    The rows of a batch are released as soon as it is built. A chunk of ``max_chunk_bytes`` or
+    more is a batch of its own whose data buffer is the chunk's bytes object (no copy), and
+    after each batch holding chunks Arrow's pool returns the memory the consumer freed, so an
+    export of a large file holds about one chunk plus the writer's encoding buffers.
     """
     pending: list[Row] = []
     size = 0
     limit = max_bytes
+    chunky = False  # the pending batch holds a chunk row
     for row in rows:
         weight = row_bytes(row)
         if row.get("chunk") is not None:
@@ -435,7 +438,10 @@ def to_batches(
                 limit = max_bytes
                 yield batch
                 del batch
+                if chunky:
+                    pa.default_memory_pool().release_unused()
             limit = min(limit, max_chunk_bytes)
+            chunky = True
         pending.append(row)
         size += weight
         del row
@@ -446,6 +452,9 @@ def to_batches(
             limit = max_bytes
             yield batch
             del batch
+            if chunky:  # hand the consumer's freed encoding buffers back before the next chunk
+                pa.default_memory_pool().release_unused()
+                chunky = False
     if pending:
         batch = _build(pending)
         pending = []
