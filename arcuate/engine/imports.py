@@ -20,6 +20,7 @@ The MLflow side is reached through ``ctx.model_sink`` (:class:`ModelSink`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -230,7 +231,7 @@ def _hash_record(record: v.SharedRecord) -> str:
 class Spool:
     """Validated records and file bytes on local disk, read back one record at a time."""
 
-    def __init__(self, root: Path, content: Content) -> None:
+    def __init__(self, root: Path, content: Content, *, create: bool = True) -> None:
         self.root = root
         self.content = content
         self.entries: list[Entry] = []
@@ -242,9 +243,10 @@ class Spool:
         self._chunk_dirs: dict[tuple[str, str, str], Path] = {}
         self._model_ids: dict[str, int] = {}
         self._aliases: dict[str, int] = {}
-        (root / "records").mkdir(parents=True)
-        (root / "blobs").mkdir()
-        (root / "chunks").mkdir()
+        if create:
+            (root / "records").mkdir(parents=True)
+            (root / "blobs").mkdir()
+            (root / "chunks").mkdir()
 
     @classmethod
     @contextlib.contextmanager
@@ -257,12 +259,21 @@ class Spool:
             shutil.rmtree(root, ignore_errors=True)
 
     # -- pass 1 --------------------------------------------------------------------------------
-    def ingest(self, batches: Iterable[pa.RecordBatch], tick: Any = None) -> None:
+    def ingest(
+        self, batches: Iterable[pa.RecordBatch], tick: Any = None, *, worker: bool = True
+    ) -> None:
         """Validate every row of every batch and spool it; then check and join chunked files.
+
+        A large shared table that nobody has started reading (the batches of
+        :meth:`DeltaSharingReader.batches`, at least
+        :data:`~arcuate.engine.ingest_worker.WORKER_BYTES`) is read by a helper process into
+        this spool (:mod:`arcuate.engine.ingest_worker`), unless ``worker`` is False.
 
         Raises:
             ShareDataError: the first bad row, named by its 0-based position in the stream.
         """
+        if worker and self._ingest_in_worker(batches, tick):
+            return
         for batch in batches:
             if not isinstance(batch, (pa.RecordBatch, pa.Table)):
                 raise ShareDataError(
@@ -278,6 +289,39 @@ class Spool:
             if tick is not None:
                 tick(self.rows)
         self._finish()
+
+    def _ingest_in_worker(self, batches: Iterable[pa.RecordBatch], tick: Any) -> bool:
+        """Pass 1 in a helper process, for a large listed table; False when not used."""
+        from arcuate.backends.sharing.reader import SharedBatches
+        from arcuate.engine.ingest_worker import WORKER_BYTES, run_worker
+
+        if not isinstance(batches, SharedBatches) or batches.started or self.entries:
+            return False
+        if batches.total_bytes < WORKER_BYTES:
+            return False
+        request = {"root": str(self.root), "content": self.content, "table": batches.to_json()}
+        try:
+            state = run_worker(request, tick)
+        except OSError:
+            return False  # no interpreter to start: read it here
+        self._restore(state)
+        return True
+
+    def state(self) -> dict[str, Any]:
+        """The index of an ingested spool, as JSON (what a helper process hands back)."""
+        return {
+            "entries": [dataclasses.asdict(e) for e in self.entries],
+            "experiment": self.experiment,
+            "rows": self.rows,
+            "bytes": self.bytes,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.entries = [Entry(**e) for e in state["entries"]]
+        self.experiment = state["experiment"]
+        self.rows = int(state["rows"])
+        self.bytes = int(state["bytes"])
+        self._by_key = {e.key: i for i, e in enumerate(self.entries)}
 
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
         """The rows of a (small) batch as Python values; metric histories checked column-wise

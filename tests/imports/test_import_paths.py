@@ -396,3 +396,49 @@ def test_round_trip_through_the_reader_matches_direct_read(
         snapshot_experiment(recipient_store, "e", imported=True),
         snapshot_experiment(direct, "e", imported=True),
     )
+
+
+def test_large_tables_are_read_by_a_helper_process(
+    share: Share,
+    recipient_store: Any,
+    mlflow_template: Path,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above the size threshold pass 1 runs in ``arcuate.engine.ingest_worker``: the import is
+    the same, and a bad row is reported with the same row and field."""
+    import arcuate.engine.ingest_worker as worker
+
+    started: list[int] = []
+    real = worker.run_worker
+
+    def counting(request: dict[str, Any], tick: Any = None) -> dict[str, Any]:
+        started.append(1)
+        return real(request, tick)
+
+    monkeypatch.setattr(worker, "WORKER_BYTES", 1)
+    monkeypatch.setattr(worker, "run_worker", counting)
+    here = _store(mlflow_template, workdir / "in-process")
+    import_experiment(table_batches(share.experiment_table), "e", recipient_context(here))
+    import_experiment(
+        DeltaSharingReader().batches(share.experiment), "e", recipient_context(recipient_store)
+    )
+    assert started == [1]
+    assert_same(
+        snapshot_experiment(recipient_store, "e", imported=True),
+        snapshot_experiment(here, "e", imported=True),
+    )
+    bad = run_row()
+    bad["files"].append(file_entry("../../outside.txt", b"evil"))
+    coordinate = _shared(
+        workdir, share, f"worker_bad_{workdir.name[-8:]}", [run_row("b" * 32), bad]
+    )
+    with pytest.raises(ShareDataError) as err:
+        import_experiment(
+            DeltaSharingReader().batches(coordinate), "bad", recipient_context(recipient_store)
+        )
+    assert started == [1, 1]
+    assert err.value.field == "files[1].path" and err.value.row in (0, 1)
+    assert "has a '..' segment" in str(err.value)
+    assert str(err.value).startswith(f"row {err.value.row}, field 'files[1].path': path")
+    assert recipient_store.client().get_experiment_by_name("bad") is None

@@ -178,7 +178,7 @@ class DeltaSharingReader:
             ShareDataError: the table is not an arcuate table, or of a newer format version.
         """
         listing = self.list_files(coordinate)
-        return self._stream(listing)
+        return SharedBatches(self, listing)
 
     def list_files(self, coordinate: str) -> SharedFiles:
         """The table's files (signed URLs) and the metadata they belong to, checked.
@@ -300,6 +300,63 @@ class DeltaSharingReader:
         if "files" in frame.columns:
             out["files"] = [0 if _missing_list(f) else len(f) for f in frame["files"]]
         return out
+
+
+class SharedBatches(Iterator[pa.RecordBatch]):
+    """The record batches of a listed table: iterating downloads and reads the files here.
+
+    It also carries the listing, so that an importer may read the same files in a helper
+    process instead (:mod:`arcuate.engine.ingest_worker`), as long as it has not started.
+    """
+
+    def __init__(self, reader: DeltaSharingReader, listing: SharedFiles) -> None:
+        self.reader = reader
+        self.listing = listing
+        self._stream: Iterator[pa.RecordBatch] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._stream is not None
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the table's Parquet files, as the server listed them."""
+        return sum(f.size for f in self.listing.files)
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._stream is None:
+            self._stream = self.reader._stream(self.listing)
+        return next(self._stream)
+
+    def close(self) -> None:
+        """Stop reading: the download in flight is cancelled, temporary files removed."""
+        if self._stream is not None:
+            self._stream.close()  # type: ignore[attr-defined]
+
+    def to_json(self) -> dict[str, Any]:
+        """What a helper process needs to read the same files (no credentials: the URLs are
+        the server's pre-signed file links)."""
+        return {
+            "coordinate": self.listing.coordinate,
+            "version": self.listing.version,
+            "files": [
+                {
+                    "url": f.url,
+                    "id": f.id,
+                    "size": f.size,
+                    "partition_values": f.partition_values,
+                }
+                for f in self.listing.files
+            ],
+            "batch_rows": self.reader.batch_rows,
+            "batch_bytes": self.reader.batch_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> SharedBatches:
+        reader = DeltaSharingReader(batch_rows=doc["batch_rows"], batch_bytes=doc["batch_bytes"])
+        files = [SharedFileRef(**f) for f in doc["files"]]
+        return cls(reader, SharedFiles(doc["coordinate"], doc["version"], files))
 
 
 @dataclass(frozen=True)

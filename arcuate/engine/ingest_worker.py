@@ -1,0 +1,150 @@
+"""Pass 1 of an import (validate and spool) in a helper process, for large shared tables.
+
+The importing process holds MLflow, SQLAlchemy and pandas: about 250 MiB before it reads a
+single row. Reading a shared table needs none of them, and reading large chunk rows costs tens
+of MiB of Arrow buffers on its own. For a table whose files add up to at least
+:data:`WORKER_BYTES`, :meth:`arcuate.engine.imports.Spool.ingest` therefore runs this module
+as ``python -m arcuate.engine.ingest_worker``: it downloads and reads the files listed by the
+sharing server (the signed URLs of the listing; no credentials), validates every row and
+spools it into the importer's spool directory, exactly as the importer would itself. The two
+processes exchange JSON only: the request on stdin; progress lines and the spool's index (or
+the first error, with its row and field) on stdout. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from arcuate.errors import (
+    ArcuateError,
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    ShareDataError,
+)
+
+#: Tables whose Parquet files add up to at least this many bytes are read by a helper process.
+WORKER_BYTES: Final = 64 * 1024 * 1024
+_RESULT: Final = "arcuate-ingest-result "
+_PROGRESS: Final = "arcuate-ingest-rows "
+_ERRORS: Final[dict[str, type[BackendError] | type[ConfigurationError]]] = {
+    cls.__name__: cls for cls in (BackendError, ConfigurationError, ConflictError, NotFoundError)
+}
+
+
+def error_doc(exc: ArcuateError) -> dict[str, Any]:
+    """An error as JSON: its kind, message, hint, and for shared data its row and field."""
+    return {
+        "type": type(exc).__name__,
+        "message": exc.message,
+        "hint": exc.hint,
+        "row": getattr(exc, "row", None),
+        "field": getattr(exc, "field", None),
+    }
+
+
+def error_from(doc: dict[str, Any]) -> ArcuateError:
+    """The error a worker reported, rebuilt as the same arcuate error."""
+    name = str(doc.get("type"))
+    message = str(doc.get("message") or "the ingest worker failed")
+    if name == "ShareDataError":
+        row, field = doc.get("row"), doc.get("field")
+        where = [f"row {row}"] if row is not None else []
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        return ShareDataError(message.removeprefix(prefix), row=row, field=field)
+    kind = _ERRORS.get(name, BackendError)
+    return kind(message, hint=doc.get("hint"))
+
+
+def run_worker(
+    request: dict[str, Any], tick: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Run the worker on ``request`` and return the spool's index it reports.
+
+    Raises:
+        ArcuateError: the error the worker reported (a bad row: ShareDataError).
+        BackendError: the worker ended without a result.
+        OSError: the worker could not be started at all.
+    """
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "arcuate.engine.ingest_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+            text=True,
+        )
+        result: dict[str, Any] | None = None
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request))
+            proc.stdin.close()
+            for line in proc.stdout:
+                if line.startswith(_PROGRESS) and tick is not None:
+                    tick(int(line[len(_PROGRESS) :]))
+                elif line.startswith(_RESULT):
+                    result = json.loads(line[len(_RESULT) :])
+            proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted while it works: it is ours to stop
+                proc.kill()
+                proc.wait()
+        if result is None:
+            errors.seek(0)
+            tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise BackendError(
+                f"reading the shared table in a helper process failed (exit {proc.returncode})"
+                + (": " + " | ".join(tail) if tail else "")
+            )
+    if not result.get("ok"):
+        raise error_from(result.get("error") or {})
+    state: dict[str, Any] = result["state"]
+    return state
+
+
+def ingest(request: dict[str, Any]) -> dict[str, Any]:
+    """Validate and spool the listed files into ``request['root']``; the spool's index."""
+    from arcuate.backends.sharing.reader import SharedBatches
+    from arcuate.engine.imports import Spool
+
+    spool = Spool(Path(request["root"]), request["content"], create=False)
+    batches = SharedBatches.from_json(request["table"])
+
+    def tick(rows: int) -> None:
+        sys.stdout.write(f"{_PROGRESS}{rows}\n")
+        sys.stdout.flush()
+
+    try:
+        spool.ingest(batches, tick, worker=False)
+    finally:
+        batches.close()
+    return spool.state()
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    try:
+        out: dict[str, Any] = {"ok": True, "state": ingest(request)}
+    except ArcuateError as exc:
+        out = {"ok": False, "error": error_doc(exc)}
+    sys.stdout.write(_RESULT + json.dumps(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
