@@ -238,6 +238,8 @@ class Spool:
         self.experiment: dict[str, Any] | None = None
         self.rows = 0
         self.bytes = 0
+        #: peak resident bytes of the helper process that read the table, if one did
+        self.helper_peak_rss = 0
         self._by_key: dict[str, int] = {}
         self._chunks: dict[tuple[str, str, str], list[v.ChunkMeta]] = defaultdict(list)
         self._chunk_dirs: dict[tuple[str, str, str], Path] = {}
@@ -322,6 +324,7 @@ class Spool:
         self.rows = int(state["rows"])
         self.bytes = int(state["bytes"])
         self._by_key = {e.key: i for i, e in enumerate(self.entries)}
+        self.helper_peak_rss = int(state.get("peak_rss") or 0)
 
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
         """The rows of a (small) batch as Python values; metric histories checked column-wise
@@ -611,7 +614,8 @@ def import_experiment(
         spool.ingest(batches, lambda n: progress.advance(reading, n))
         report = _ExperimentImport(ctx.model_sink, spool, name, overwrite, source, progress).run()
         spool_bytes = spool.bytes
-    summary = {
+        helper = spool.helper_peak_rss
+    summary: dict[str, Any] = {
         "experiment": name,
         "runs": len(report.rows),
         "added": report.added,
@@ -626,6 +630,8 @@ def import_experiment(
     }
     if report.unlinked:
         summary["unlinked"] = report.unlinked
+    if helper:
+        summary["helper_peak_rss"] = helper
     return StatementResult(
         statement=_describe_target("EXPERIMENT", name, overwrite, source),
         action="import_experiment",
@@ -975,6 +981,7 @@ def import_model(
         spool.ingest(batches, lambda n: progress.advance(reading, n))
         imp = _ModelImport(ctx.model_sink, spool, name, overwrite, source, progress)
         report = imp.run()
+        helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
         "model": name,
         "versions": len(report.rows),
@@ -986,6 +993,8 @@ def import_model(
         "bytes": report.bytes,
         "seconds": round(time.monotonic() - started, 3),
     }
+    if helper:
+        summary["helper_peak_rss"] = helper
     moved = {
         r["source_version"]: r["version"]
         for r in report.rows

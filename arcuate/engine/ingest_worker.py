@@ -8,7 +8,8 @@ as ``python -m arcuate.engine.ingest_worker``: it downloads and reads the files 
 sharing server (the signed URLs of the listing; no credentials), validates every row and
 spools it into the importer's spool directory, exactly as the importer would itself. The two
 processes exchange JSON only: the request on stdin; progress lines and the spool's index (or
-the first error, with its row and field) on stdout. Nothing is pickled.
+the first error, with its row and field) on stdout. Nothing is pickled. The import's summary
+then reports the helper's peak resident bytes as ``helper_peak_rss``.
 """
 
 from __future__ import annotations
@@ -132,7 +133,21 @@ def ingest(request: dict[str, Any]) -> dict[str, Any]:
         spool.ingest(batches, tick, worker=False)
     finally:
         batches.close()
-    return spool.state()
+    state = spool.state()
+    state["peak_rss"] = _peak_rss()
+    return state
+
+
+def _peak_rss() -> int:
+    """This process's peak resident bytes (``VmHWM``; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def main() -> int:

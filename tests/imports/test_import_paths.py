@@ -420,10 +420,11 @@ def test_large_tables_are_read_by_a_helper_process(
     monkeypatch.setattr(worker, "run_worker", counting)
     here = _store(mlflow_template, workdir / "in-process")
     import_experiment(table_batches(share.experiment_table), "e", recipient_context(here))
-    import_experiment(
+    result = import_experiment(
         DeltaSharingReader().batches(share.experiment), "e", recipient_context(recipient_store)
     )
     assert started == [1]
+    assert result.summary["helper_peak_rss"] > 0  # the helper's own peak, reported
     assert_same(
         snapshot_experiment(recipient_store, "e", imported=True),
         snapshot_experiment(here, "e", imported=True),
