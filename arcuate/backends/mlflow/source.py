@@ -105,6 +105,24 @@ def _fetch_raw(conn: Any, stmt: Any) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
+def _fetch_each(conn: Any, stmt: Any, name: str, values: list[Any]) -> Iterator[list[Any]]:
+    """The rows of ``stmt`` for each value of its bind parameter ``name``, as plain tuples
+    (one statement compiled once, executed per value on one DB-API cursor)."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        for value in values:
+            params = compiled.construct_params({name: value})
+            if compiled.positiontup is not None:
+                args: Any = tuple(params[key] for key in compiled.positiontup)
+            else:
+                args = params
+            cursor.execute(compiled.string, args)
+            yield [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside: the hundreds of thousands of row tuples of a
@@ -474,21 +492,27 @@ class MlflowSource:
         import pyarrow as pa
         import pyarrow.compute as pc
         from mlflow.store.tracking.dbmodels.models import SqlMetric
-        from sqlalchemy import select
+        from sqlalchemy import bindparam, select
 
         t = SqlMetric.__table__
+        # one query per run (on MLflow's run_uuid index): each run's points are read whole at
+        # once, and no run id has to be fetched per point
         stmt = (
-            select(t.c.run_uuid, t.c.key, t.c.value, t.c.is_nan, t.c.step, t.c.timestamp)
-            .where(t.c.run_uuid.in_(run_ids))
-            .order_by(t.c.run_uuid, t.c.key, t.c.timestamp, t.c.step, t.c.value)
+            select(t.c.key, t.c.value, t.c.is_nan, t.c.step, t.c.timestamp)
+            .where(t.c.run_uuid == bindparam("run_id"))
+            .order_by(t.c.key, t.c.timestamp, t.c.step, t.c.value)
         )
+        rows: list[tuple[Any, ...]] = []
+        counts: list[int] = []
         with _gc_paused():
-            rows = _fetch_raw(conn, stmt)
+            for got in _fetch_each(conn, stmt, "run_id", run_ids):
+                rows.extend(got)
+                counts.append(len(got))
             if not rows:
                 return {}
-            rids, keys, values, nans, steps, stamps = zip(*rows, strict=True)
+            keys, values, nans, steps, stamps = zip(*rows, strict=True)
             del rows
-        n = len(rids)
+        n = len(keys)
         millis = pa.array(stamps, pa.int64())
         nulls = pa.nulls(n, pa.string())
         points = pa.StructArray.from_arrays(
@@ -506,14 +530,12 @@ class MlflowSource:
             ],
             fields=list(METRIC),
         )
-        runs = pc.run_end_encode(pa.array(rids, pa.string()))
         out: dict[str, pa.StructArray] = {}
-        start = 0
-        for rid, end in zip(
-            runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True
-        ):  # rows come ordered by run id: one slice per run
-            out[rid] = points.slice(start, end - start)
-            start = end
+        offset = 0
+        for run_id, count in zip(run_ids, counts, strict=True):
+            if count:
+                out[run_id] = points.slice(offset, count)
+                offset += count
         return out
 
     def _run_record(
