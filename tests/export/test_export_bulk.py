@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -115,3 +116,43 @@ def test_columnar_metrics_and_lone_chunks_pack_like_plain_rows() -> None:
     columnar = ColumnarList(pa.array(points, type=METRIC))
     assert len(columnar) == 3 and plain(columnar[-1]) == plain(points[-1])
     assert plain(list(columnar[1:])) == plain(points[1:])
+
+
+def mlflow_listing(root: str) -> list[str]:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    repo = LocalArtifactRepository(root)
+    found, pending = [], [None]
+    while pending:
+        for info in repo.list_artifacts(pending.pop()):
+            (pending if info.is_dir else found).append(info.path)
+    return sorted(found)
+
+
+def test_local_listing_matches_mlflows_and_refuses_escaping_links(tmp_path: Path) -> None:
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    from arcuate.backends.mlflow.source import _list_local
+
+    root = tmp_path / "artifacts"
+    (root / "model" / "data" / "deep").mkdir(parents=True)
+    (root / "empty").mkdir()
+    for rel in ["a.txt", "model/MLmodel", "model/data/w.bin", "model/data/deep/x y.json"]:
+        (root / rel).write_bytes(rel.encode())
+    (root / "model" / ".artifact.uploading.tmp").write_bytes(b"partial")
+    (root / "link.txt").symlink_to(root / "a.txt")
+    (root / "linked_dir").symlink_to(root / "model" / "data")
+    listed = _list_local(str(root))
+    assert [p for p, _ in listed] == mlflow_listing(str(root))
+    assert "linked_dir/deep/x y.json" in [p for p, _ in listed]
+
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "key").write_bytes(b"no")
+    (root / "escape").symlink_to(outside)
+    with pytest.raises(MlflowException) as theirs:
+        mlflow_listing(str(root))
+    with pytest.raises(MlflowException) as ours:
+        _list_local(str(root))
+    assert ours.value.message == theirs.value.message

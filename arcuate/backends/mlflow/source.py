@@ -60,6 +60,8 @@ _HISTORY_GROUP: Final = 100
 _PAGE: Final = 1000
 _PARENT_TAG: Final = "mlflow.parentRunId"
 _RUN_NAME_TAG: Final = "mlflow.runName"
+#: MLflow's prefix of artifact files still being uploaded (local_artifact_repo)
+_UPLOADING: Final = ".artifact.uploading."
 #: (key, step, timestamp, value) of a metric point; NaN is spelled "nan" so it compares equal.
 _PointKey = tuple[str, int, int, float | str]
 #: model_id, dataset_name, dataset_digest
@@ -163,6 +165,40 @@ def _opener(path: str) -> Callable[[], IO[bytes]]:
         return open(path, "rb")
 
     return open_local
+
+
+def _list_local(artifact_dir: str) -> list[tuple[str, str]]:
+    """(path with ``/``, full path) of every file under a local artifact directory, sorted.
+
+    What MLflow's ``LocalArtifactRepository.list_artifacts`` gives when called directory by
+    directory (in-progress uploads skipped; a directory that resolves outside the root is
+    refused with the same error), without its per-call path objects: about half of a small
+    run's export time went there.
+    """
+    from mlflow.exceptions import MlflowException
+
+    base = os.path.realpath(artifact_dir)
+    inside = base.rstrip(os.sep) + os.sep
+    files: list[tuple[str, str]] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        here = os.path.join(artifact_dir, os.path.normpath(rel)) if rel else artifact_dir
+        real = os.path.realpath(here)
+        if real != base and not real.startswith(inside):
+            raise MlflowException("Invalid path: resolved path is outside the artifact directory")
+        if not os.path.isdir(here):
+            continue
+        for name in os.listdir(here):
+            if name.startswith(_UPLOADING):
+                continue
+            full = os.path.join(here, name)
+            child = f"{rel}/{name}" if rel else name
+            if os.path.isdir(full):
+                pending.append(child)
+            else:
+                files.append((child, full))
+    return sorted(files)
 
 
 class _TempDownload(io.FileIO):
@@ -686,18 +722,25 @@ class MlflowSource:
                 name = os.path.basename(local_dir)
                 yield FileRef(owner, name, os.path.getsize(local_dir), _opener(local_dir))
                 return
-            infos = []
-            pending: list[str | None] = [None]
-            while pending:
-                for info in repo.list_artifacts(pending.pop()):
-                    if info.is_dir:
-                        pending.append(info.path)
-                    else:
-                        infos.append(info)
+            if local_dir is not None:
+                local = _list_local(local_dir)
+            else:
+                infos = []
+                pending: list[str | None] = [None]
+                while pending:
+                    for info in repo.list_artifacts(pending.pop()):
+                        if info.is_dir:
+                            pending.append(info.path)
+                        else:
+                            infos.append(info)
         except MlflowException as exc:
             raise BackendError(
                 f"could not list the files of {owner} at {redact_uri(uri)}: {exc.message}"
             ) from exc
+        if local_dir is not None:
+            for path, full in local:
+                yield FileRef(owner, path, os.path.getsize(full), _opener(full))
+            return
         for info in sorted(infos, key=lambda i: i.path):
             path = info.path.replace(os.sep, "/")
             if local_dir is not None:
