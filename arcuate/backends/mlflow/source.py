@@ -427,7 +427,12 @@ class MlflowSource:
         except ImportError:  # pragma: no cover - sqlalchemy is an mlflow dependency
             return None
         store = self.client._tracking_client.store
-        return store if type(store) is SqlAlchemyStore else None
+        if type(store) is not SqlAlchemyStore:
+            return None
+        # the bulk path reuses these two (private) helpers of the store, as search_runs does
+        if not all(hasattr(store, n) for n in ("_get_run_inputs", "_get_model_outputs_bulk")):
+            return None
+        return store
 
     def _iter_runs_sql(
         self, store: Any, experiment_id: str, index: _ModelIndex
