@@ -62,26 +62,9 @@ class _Progress:
         if not self.enabled:
             yield self
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from arcuate.engine.progress import new_bar
 
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self._bar = new_bar(detail=True)
         self._task = self._bar.add_task(self.label, total=self.total, detail="")
         self._bar.start()
         try:

@@ -521,24 +521,9 @@ class _Progress:
         if not self.enabled:
             yield self
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from arcuate.engine.progress import new_bar
 
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
+        self._bar = new_bar()
         self._bar.start()
         try:
             yield self
