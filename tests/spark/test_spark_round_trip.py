@@ -152,3 +152,35 @@ def test_model_versions_as_spark(spark: Any, recipient_store: Any) -> None:
     assert int(client.get_model_version_by_alias("spark-model", "champion").version) == 1
     again = import_model_spark(_frame(spark, rows), "spark-model", ctx, source="x#a.b.c")
     assert again.summary["unchanged"] == 2
+
+
+@pytest.mark.parametrize("flavor", ["PANDAS", "SPARK"])
+@pytest.mark.parametrize("table", ["by_deltalake", "by_spark"])
+def test_round_trip_over_both_table_backends_and_both_read_modes(
+    table: str,
+    flavor: str,
+    spark: Any,
+    spark_share: SparkShare,
+    mlflow_server: ServerStore,
+    server_experiment: str,
+) -> None:
+    """The same statement, whichever backend wrote the table and however it is read."""
+    import arcuate
+
+    name = f"matrix {table} {flavor}"
+    settings = {
+        "tracking_uri": mlflow_server.tracking_uri,
+        "registry_uri": mlflow_server.registry_uri,
+        "progress": False,
+        "spark": spark,
+    }
+    statement = f"CREATE EXPERIMENT `{name}` AS {flavor} '{spark_share.coordinate(table)}'"
+    (result,) = arcuate.execute(statement, **settings)
+    assert (result.summary["added"], result.summary["runs"]) == (7, 7)
+    assert ("partitions" in result.summary) == (flavor == "SPARK")
+    assert_same(
+        snapshot_experiment(mlflow_server, name, imported=True),
+        snapshot_experiment(mlflow_server, server_experiment, imported=False),
+    )
+    (again,) = arcuate.execute(statement, **settings)
+    assert (again.summary["added"], again.summary["unchanged"]) == (0, 7)
