@@ -447,7 +447,7 @@ class SparkTableStore:
         if target.name is not None:
             try:
                 return bool(self.spark.catalog.tableExists(target.sql))
-            except Exception:
+            except Exception:  # not every engine answers tableExists; the read below decides
                 pass
         try:
             self._read(target).schema  # noqa: B018 - resolving the plan is the check
