@@ -306,14 +306,24 @@ class MlflowSource:
 
     def iter_runs(self, experiment_id: str, *, filter: str | None = None) -> Iterator[Record]:
         """Active runs matching ``filter``, oldest first, each with its full metric history."""
-        from mlflow.entities import ViewType
-        from mlflow.exceptions import MlflowException
 
         index = _ModelIndex(self._logged_models(experiment_id))
         store = self._sql_store() if self.bulk and not filter else None
         if store is not None:
             yield from self._iter_runs_sql(store, experiment_id, index)
             return
+        for runs in self.search_run_pages(experiment_id, filter):
+            for start in range(0, len(runs), _HISTORY_GROUP):
+                group = runs[start : start + _HISTORY_GROUP]
+                histories = self._histories(group)
+                for run in group:
+                    yield self._run_record(run, histories.get(run.info.run_id, []), index)
+
+    def search_run_pages(self, experiment_id: str, filter: str | None) -> Iterator[list[Any]]:
+        """Pages of the active runs matching ``filter``, oldest first (MLflow Run objects)."""
+        from mlflow.entities import ViewType
+        from mlflow.exceptions import MlflowException
+
         token: str | None = None
         while True:
             try:
@@ -330,12 +340,7 @@ class MlflowSource:
                 raise BackendError(
                     f"could not search the runs of experiment {experiment_id}{where}: {exc.message}"
                 ) from exc
-            runs = list(page)
-            for start in range(0, len(runs), _HISTORY_GROUP):
-                group = runs[start : start + _HISTORY_GROUP]
-                histories = self._histories(group)
-                for run in group:
-                    yield self._run_record(run, histories.get(run.info.run_id, []), index)
+            yield list(page)
             token = page.token
             if not token:
                 return

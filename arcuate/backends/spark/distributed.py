@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pyarrow as pa
 
-from arcuate.errors import BackendError
 from arcuate.format.schema import SCHEMA
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
 #: Runs one task call packs together (one ``search_runs`` and one metric-history query).
 DEFAULT_RUNS_PER_GROUP: Final = 50
-_PAGE: Final = 1000
 
 _ENV_LOCK = threading.Lock()
 _ENV_USERS = 0
@@ -146,30 +144,9 @@ class SparkExport:
 
 def list_run_ids(source: Any, experiment_id: str, filter: str | None) -> list[str]:
     """Ids of the active runs matching ``filter``, oldest first (only ids stay in memory)."""
-    from mlflow.entities import ViewType
-    from mlflow.exceptions import MlflowException
-
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        try:
-            page = source.client.search_runs(
-                [experiment_id],
-                filter_string=filter or "",
-                run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=_PAGE,
-                order_by=["attributes.start_time ASC"],
-                page_token=token,
-            )
-        except MlflowException as exc:
-            where = f" with filter {filter!r}" if filter else ""
-            raise BackendError(
-                f"could not search the runs of experiment {experiment_id}{where}: {exc.message}"
-            ) from exc
-        ids.extend(r.info.run_id for r in page)
-        token = page.token
-        if not token:
-            return ids
+    return [
+        run.info.run_id for page in source.search_run_pages(experiment_id, filter) for run in page
+    ]
 
 
 def export_experiment_spark(
