@@ -630,7 +630,9 @@ BULK_RUNS = 100
 BULK_POINTS = 25_000
 
 
-class _ExperimentImport:
+class _Import:
+    """What an experiment or model import works with: the sink, the validated spool, a report."""
+
     def __init__(
         self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
     ) -> None:
@@ -641,6 +643,9 @@ class _ExperimentImport:
         self.source = source
         self.progress = progress
         self.report = _Report()
+
+
+class _ExperimentImport(_Import):
 
     def run(self) -> _Report:
         sink, spool = self.sink, self.spool
@@ -1002,17 +1007,11 @@ def _version_files_hash(entry: Entry) -> str:
     return h.hexdigest()
 
 
-class _ModelImport:
+class _ModelImport(_Import):
     def __init__(
         self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
     ) -> None:
-        self.sink: ModelSink = sink
-        self.spool = spool
-        self.name = name
-        self.exact = overwrite
-        self.source = source
-        self.progress = progress
-        self.report = _Report()
+        super().__init__(sink, spool, name, overwrite, source, progress)
         self._experiments: dict[str, str] = {}
 
     def run(self) -> _Report:
