@@ -94,6 +94,14 @@ def execute(
     return run_plans(plans, resolved)
 
 
+def execute_scripts(scripts: list[tuple[str, str]], settings: Settings) -> Results:
+    """Run several scripts, given as (text, source name), as one: every statement of every
+    script is parsed and planned before the first one runs."""
+    caps = Capabilities.from_settings(settings)
+    plans = [p for text, source in scripts for p in plan_script(parse_script(text, source), caps)]
+    return run_plans(plans, settings)
+
+
 def run_plans(plans: list[Plan], settings: Settings) -> Results:
     """Run already-planned statements in order with one shared context."""
     ctx = Context(settings)

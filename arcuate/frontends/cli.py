@@ -70,23 +70,18 @@ def run(scripts: tuple[str, ...], **kwargs: Any) -> None:
     Every script is parsed and planned before the first statement runs, so a mistake on
     line 40 leaves lines 1-39 unexecuted.
     """
-    from arcuate.api import run_plans
-    from arcuate.backends.capabilities import Capabilities
+    from arcuate.api import execute_scripts
     from arcuate.config import resolve_settings
-    from arcuate.plan.planner import plan_script
-    from arcuate.syntax.parser import parse_script
 
     try:
         settings = resolve_settings(None, **_pick(kwargs))
-        caps = Capabilities.from_settings(settings)
-        plans = []
-        for script in scripts:
-            if script == "-":
-                text, source = sys.stdin.read(), "<stdin>"
-            else:
-                text, source = Path(script).read_text(encoding="utf-8"), script
-            plans += plan_script(parse_script(text, source), caps)
-        for result in run_plans(plans, settings):
+        texts = [
+            (sys.stdin.read(), "<stdin>")
+            if script == "-"
+            else (Path(script).read_text(encoding="utf-8"), script)
+            for script in scripts
+        ]
+        for result in execute_scripts(texts, settings):
             click.echo(str(result))
     except ArcuateError as exc:
         _fail(exc)
