@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -34,6 +35,26 @@ class FileRef:
     path: str
     size: int
     open: Callable[[], IO[bytes]]
+    #: The file's path on this machine when it is a local file (another process may read it).
+    local_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkedFile:
+    """A large file of a record whose chunk rows are still to be cut.
+
+    An export hands the table store this instead of the rows, so that a store may cut and
+    write them wherever memory is cheapest (the deltalake store uses a helper process for
+    local files); :func:`arcuate.format.records.expand` turns it into the rows' batches.
+    ``size`` and ``sha256`` are what the owner row says: the chunks are checked against them.
+    """
+
+    key: str
+    ref: FileRef
+    size: int
+    sha256: str
+    chunk_bytes: int
+    exported_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,8 @@ class TableVersion:
     version: int
     rows: int
     bytes_written: int = 0
+    #: Peak resident bytes of a helper process that wrote part of the table (0: none did).
+    helper_peak_rss: int = 0
 
 
 @runtime_checkable
@@ -93,12 +116,13 @@ class TableStore(Protocol):
     def write(
         self,
         table: tuple[str, ...],
-        batches: Iterable[pa.RecordBatch],
+        batches: Iterable[pa.RecordBatch | ChunkedFile],
         *,
         content: Content,
         mode: WriteMode = "overwrite",
     ) -> TableVersion:
-        """Write the batches as one atomic commit; a failure leaves the previous version."""
+        """Write the batches (and the chunk rows of each :class:`ChunkedFile` among them) as
+        one atomic commit; a failure leaves the previous version."""
         ...
 
     def read(self, table: tuple[str, ...], *, version: int | None = None) -> pa.Table:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import Record
-from arcuate.format.records import PackStats, Row, run_rows, to_batches, version_rows
+from arcuate.backends.protocols import ChunkedFile, Record
+from arcuate.format.records import PackStats, Row, run_rows, to_stream, version_rows
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
@@ -33,7 +33,8 @@ class ExportStream:
     """
 
     content: Literal["experiment", "model"]
-    batches: Iterator[pa.RecordBatch] = field(default_factory=lambda: iter(()))
+    #: record batches, and the large files whose chunk rows the table store cuts itself
+    batches: Iterator[pa.RecordBatch | ChunkedFile] = field(default_factory=lambda: iter(()))
     runs: int = 0
     versions: int = 0
     files: int = 0
@@ -112,7 +113,7 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
     chunk_bytes = ctx.settings.chunk_bytes
     progress = _Progress(ctx.progress, f"experiment {op.experiment}", None)
 
-    def rows() -> Iterator[Row]:
+    def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
         stats = PackStats()
         with progress.running():
@@ -125,6 +126,7 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
                     chunk_bytes=chunk_bytes,
                     exported_at=exported_at,
                     stats=stats,
+                    defer=True,
                 ):
                     stream.files, stream.bytes = stats.files, stats.bytes
                     progress.update(stream)
@@ -133,7 +135,7 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
                 stream.runs += 1
                 progress.update(stream)
 
-    stream.batches = to_batches(rows())
+    stream.batches = to_stream(rows())
     return stream
 
 
@@ -149,7 +151,7 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
     chunk_bytes = ctx.settings.chunk_bytes
     progress = _Progress(ctx.progress, f"model {op.model}", len(versions))
 
-    def rows() -> Iterator[Row]:
+    def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
         stats = PackStats()
         runs: dict[str, Any] = {}
@@ -167,6 +169,7 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
                     chunk_bytes=chunk_bytes,
                     exported_at=exported_at,
                     stats=stats,
+                    defer=True,
                 ):
                     stream.files, stream.bytes = stats.files, stats.bytes
                     progress.update(stream)
@@ -175,5 +178,5 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
                 stream.versions += 1
                 progress.update(stream)
 
-    stream.batches = to_batches(rows())
+    stream.batches = to_stream(rows())
     return stream

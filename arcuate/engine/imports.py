@@ -646,7 +646,6 @@ class _Import:
 
 
 class _ExperimentImport(_Import):
-
     def run(self) -> _Report:
         sink, spool = self.sink, self.spool
         tags = (spool.experiment or {}).get("tags") or {}

@@ -15,7 +15,6 @@ then reports the helper's peak resident bytes as ``helper_peak_rss``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,48 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from arcuate.errors import (
-    ArcuateError,
-    BackendError,
-    ConfigurationError,
-    ConflictError,
-    NotFoundError,
-    ShareDataError,
-)
+from arcuate import workers
+from arcuate.errors import ArcuateError, BackendError
 
 #: Tables whose Parquet files add up to at least this many bytes are read by a helper process.
 WORKER_BYTES: Final = 64 * 1024 * 1024
 _RESULT: Final = "arcuate-ingest-result "
 _PROGRESS: Final = "arcuate-ingest-rows "
-_ERRORS: Final[dict[str, type[BackendError] | type[ConfigurationError]]] = {
-    cls.__name__: cls for cls in (BackendError, ConfigurationError, ConflictError, NotFoundError)
-}
-
-
-def error_doc(exc: ArcuateError) -> dict[str, Any]:
-    """An error as JSON: its kind, message, hint, and for shared data its row and field."""
-    return {
-        "type": type(exc).__name__,
-        "message": exc.message,
-        "hint": exc.hint,
-        "row": getattr(exc, "row", None),
-        "field": getattr(exc, "field", None),
-    }
-
-
-def error_from(doc: dict[str, Any]) -> ArcuateError:
-    """The error a worker reported, rebuilt as the same arcuate error."""
-    name = str(doc.get("type"))
-    message = str(doc.get("message") or "the ingest worker failed")
-    if name == "ShareDataError":
-        row, field = doc.get("row"), doc.get("field")
-        where = [f"row {row}"] if row is not None else []
-        if field is not None:
-            where.append(f"field {field!r}")
-        prefix = f"{', '.join(where)}: " if where else ""
-        return ShareDataError(message.removeprefix(prefix), row=row, field=field)
-    kind = _ERRORS.get(name, BackendError)
-    return kind(message, hint=doc.get("hint"))
 
 
 def run_worker(
@@ -77,16 +41,13 @@ def run_worker(
         BackendError: the worker ended without a result.
         OSError: the worker could not be started at all.
     """
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "arcuate.engine.ingest_worker"],
+            workers.command("arcuate.engine.ingest_worker"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
-            env=env,
+            env=workers.environment(),
             text=True,
         )
         result: dict[str, Any] | None = None
@@ -112,7 +73,7 @@ def run_worker(
                 + (": " + " | ".join(tail) if tail else "")
             )
     if not result.get("ok"):
-        raise error_from(result.get("error") or {})
+        raise workers.error_from(result.get("error") or {}, "the ingest worker failed")
     state: dict[str, Any] = result["state"]
     return state
 
@@ -134,20 +95,8 @@ def ingest(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         batches.close()
     state = spool.state()
-    state["peak_rss"] = _peak_rss()
+    state["peak_rss"] = workers.peak_rss()
     return state
-
-
-def _peak_rss() -> int:
-    """This process's peak resident bytes (``VmHWM``; 0 where /proc is missing)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def main() -> int:
@@ -155,7 +104,7 @@ def main() -> int:
     try:
         out: dict[str, Any] = {"ok": True, "state": ingest(request)}
     except ArcuateError as exc:
-        out = {"ok": False, "error": error_doc(exc)}
+        out = {"ok": False, "error": workers.error_doc(exc)}
     sys.stdout.write(_RESULT + json.dumps(out) + "\n")
     sys.stdout.flush()
     return 0

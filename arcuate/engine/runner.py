@@ -71,6 +71,8 @@ def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
         location=written.location,
         table_version=written.version,
     )
+    if written.helper_peak_rss:
+        st.summary["helper_peak_rss"] = written.helper_peak_rss
     st.value = written
 
 

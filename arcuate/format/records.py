@@ -3,10 +3,11 @@
 A record (a run or a model version) becomes one row holding its metadata and the list of its
 files. A file sits inline (``data`` = its bytes, ``chunks`` = 0) when it is at most
 ``chunk_bytes`` long and the record's inline budget still has room; otherwise ``data`` is null,
-``chunks`` = n, and n rows of kind ``chunk`` follow the owner row, each ``chunk_bytes`` long
-(the last one shorter). Readers must go by ``data``/``chunks``, not by size: small files spill
-into chunk rows once a record's inline bytes reach the budget, which keeps every row, and so
-every Arrow binary array, bounded.
+``chunks`` = n, and n rows of kind ``chunk`` hold its bytes, each ``chunk_bytes`` long (the
+last one shorter; they follow the owner row here, but a table store may write them to files of
+their own: rows of a Delta table have no order). Readers must go by ``data``/``chunks``, not
+by size: small files spill into chunk rows once a record's inline bytes reach the budget,
+which keeps every row, and so every Arrow binary array, bounded.
 
 Memory: at most one chunk of a large file is held at a time. A chunked file is read twice:
 once to compute its size and SHA-256 (the owner row, which comes first, carries them), then
@@ -24,7 +25,7 @@ from typing import IO, Any, Final, overload
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import FileRef, Record
+from arcuate.backends.protocols import ChunkedFile, FileRef, Record
 from arcuate.errors import ArcuateError, BackendError
 from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, RUN, SCHEMA
 
@@ -83,17 +84,16 @@ def pack_files(
     inline_budget: int = DEFAULT_INLINE_BUDGET,
     exported_at: datetime | None = None,
     stats: PackStats | None = None,
-) -> tuple[list[dict[str, Any]], Iterator[Row]]:
-    """The FILE entries of a record, and a lazy iterator of the chunk rows that follow it.
+) -> tuple[list[dict[str, Any]], list[ChunkedFile]]:
+    """The FILE entries of a record, and its chunked files (whose rows follow it).
 
     Every file is opened once here (small ones are read whole, large ones hashed in 1 MiB
-    reads, so no chunk-sized buffer is held); the chunk rows re-open the large ones when
-    iterated.
+    reads, so no chunk-sized buffer is held); :func:`chunk_rows` re-opens the large ones.
     """
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
     entries: list[dict[str, Any]] = []
-    deferred: list[tuple[FileRef, int, str]] = []
+    deferred: list[ChunkedFile] = []
     inline_used = 0
     for ref in refs:
         try:
@@ -130,7 +130,7 @@ def pack_files(
                     size = len(head)
                     head = None
                 sha = digest.hexdigest()
-                deferred.append((ref, size, sha))
+                deferred.append(ChunkedFile(key, ref, size, sha, chunk_bytes, exported_at))
                 entries.append(
                     {
                         "owner": ref.owner,
@@ -148,58 +148,63 @@ def pack_files(
         if stats is not None:
             stats.files += 1
             stats.bytes += size
-    return entries, _chunk_rows(key, deferred, chunk_bytes, exported_at)
+    return entries, deferred
 
 
-def _chunk_rows(
-    key: str,
-    deferred: list[tuple[FileRef, int, str]],
-    chunk_bytes: int,
-    exported_at: datetime | None,
-) -> Iterator[Row]:
-    for ref, size, sha in deferred:
-        digest = hashlib.sha256()
-        offset = 0
-        index = 0
-        try:
-            with ref.open() as f:
-                while True:
-                    data = _read(f, chunk_bytes)
-                    if not data:
-                        break
-                    digest.update(data)
-                    n = len(data)
-                    row = {
-                        "format_version": FORMAT_VERSION,
-                        "kind": CHUNK,
-                        "key": key,
-                        "exported_at": exported_at,
-                        "experiment": None,
-                        "run": None,
-                        "model_version": None,
-                        "files": None,
-                        "chunk": {
-                            "owner": ref.owner,
-                            "path": ref.path,
-                            "index": index,
-                            "offset": offset,
-                            "data": data,
-                        },
-                    }
-                    del data  # the consumer holds the only reference while it packs
-                    yield row
-                    del row
-                    offset += n
-                    index += 1
-        except ArcuateError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"could not read file {_where(ref)} of record {key}: {exc}") from exc
-        if offset != size or digest.hexdigest() != sha:
-            raise BackendError(
-                f"file {_where(ref)} of record {key} changed while it was exported "
-                f"({size} bytes, then {offset}); export again when it is stable"
-            )
+def chunk_rows(job: ChunkedFile) -> Iterator[Row]:
+    """The chunk rows of one chunked file, read again and checked against its owner row."""
+    ref, key, chunk_bytes = job.ref, job.key, job.chunk_bytes
+    digest = hashlib.sha256()
+    offset = 0
+    index = 0
+    try:
+        with ref.open() as f:
+            while True:
+                data = _read(f, chunk_bytes)
+                if not data:
+                    break
+                digest.update(data)
+                n = len(data)
+                row = {
+                    "format_version": FORMAT_VERSION,
+                    "kind": CHUNK,
+                    "key": key,
+                    "exported_at": job.exported_at,
+                    "experiment": None,
+                    "run": None,
+                    "model_version": None,
+                    "files": None,
+                    "chunk": {
+                        "owner": ref.owner,
+                        "path": ref.path,
+                        "index": index,
+                        "offset": offset,
+                        "data": data,
+                    },
+                }
+                del data  # the consumer holds the only reference while it packs
+                yield row
+                del row
+                offset += n
+                index += 1
+    except ArcuateError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"could not read file {_where(ref)} of record {key}: {exc}") from exc
+    if offset != job.size or digest.hexdigest() != job.sha256:
+        raise BackendError(
+            f"file {_where(ref)} of record {key} changed while it was exported "
+            f"({job.size} bytes, then {offset}); export again when it is stable"
+        )
+
+
+def _followers(chunked: list[ChunkedFile], defer: bool) -> Iterator[Row | ChunkedFile]:
+    """What follows a record's row: its chunked files as they are, or their chunk rows."""
+    for job in chunked:
+        if defer:
+            yield job
+        else:
+            yield from chunk_rows(job)
 
 
 def run_rows(
@@ -211,10 +216,12 @@ def run_rows(
     exported_at: datetime | None = None,
     inline_budget: int = DEFAULT_INLINE_BUDGET,
     stats: PackStats | None = None,
-) -> Iterator[Row]:
-    """The row of one run (key = source run id), then the chunk rows of its large files."""
+    defer: bool = False,
+) -> Iterator[Row | ChunkedFile]:
+    """The row of one run (key = source run id), then the chunk rows of its large files
+    (with ``defer``, each large file as one :class:`ChunkedFile` instead)."""
     key = str(run["run_id"])
-    entries, chunks = pack_files(
+    entries, chunked = pack_files(
         key,
         files,
         chunk_bytes=chunk_bytes,
@@ -233,7 +240,7 @@ def run_rows(
         "files": entries,
         "chunk": None,
     }
-    yield from chunks
+    yield from _followers(chunked, defer)
 
 
 def version_rows(
@@ -245,14 +252,16 @@ def version_rows(
     exported_at: datetime | None = None,
     inline_budget: int = DEFAULT_INLINE_BUDGET,
     stats: PackStats | None = None,
-) -> Iterator[Row]:
-    """The row of one model version (key = str(version)), then its chunk rows.
+    defer: bool = False,
+) -> Iterator[Row | ChunkedFile]:
+    """The row of one model version (key = str(version)), then its chunk rows (with
+    ``defer``, each large file as one :class:`ChunkedFile`).
 
     ``source`` is the (experiment, run) of the version's source run when it still exists: its
     metadata rides along in the ``experiment``/``run`` columns, without its artifacts.
     """
     key = str(version["version"])
-    entries, chunks = pack_files(
+    entries, chunked = pack_files(
         key,
         files,
         chunk_bytes=chunk_bytes,
@@ -272,7 +281,7 @@ def version_rows(
         "files": entries,
         "chunk": None,
     }
-    yield from chunks
+    yield from _followers(chunked, defer)
 
 
 class ColumnarList(Sequence[dict[str, Any]]):
@@ -409,7 +418,7 @@ def _chunk_batch(row: Row) -> pa.RecordBatch:
 
 
 def to_batches(
-    rows: Iterable[Row],
+    rows: Iterable[Row | ChunkedFile],
     *,
     max_rows: int = DEFAULT_BATCH_ROWS,
     max_bytes: int = DEFAULT_BATCH_BYTES,
@@ -417,6 +426,33 @@ def to_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of :data:`SCHEMA`, each flushed at ``max_rows`` rows or ~``max_bytes``
     (~``max_chunk_bytes`` once it holds a chunk row, so a batch of large chunks holds one).
+    A :class:`ChunkedFile` among the rows becomes its chunk rows here.
+    """
+    return expand(
+        to_stream(rows, max_rows=max_rows, max_bytes=max_bytes, max_chunk_bytes=max_chunk_bytes)
+    )
+
+
+def expand(items: Iterable[pa.RecordBatch | ChunkedFile]) -> Iterator[pa.RecordBatch]:
+    """The batches of a stream, each :class:`ChunkedFile` replaced by its chunk rows' batches
+    (cut in this process)."""
+    for item in items:
+        if isinstance(item, ChunkedFile):
+            yield from (b for b in to_stream(chunk_rows(item)) if isinstance(b, pa.RecordBatch))
+        else:
+            yield item
+        del item
+
+
+def to_stream(
+    rows: Iterable[Row | ChunkedFile],
+    *,
+    max_rows: int = DEFAULT_BATCH_ROWS,
+    max_bytes: int = DEFAULT_BATCH_BYTES,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BATCH_BYTES,
+) -> Iterator[pa.RecordBatch | ChunkedFile]:
+    """:func:`to_batches`, with each :class:`ChunkedFile` passed on as it is (for a table
+    store to cut where it likes).
 
     The rows of a batch are released as soon as it is built. A chunk of ``max_chunk_bytes`` or
     more is a batch of its own whose data buffer is the chunk's bytes object (no copy), and
@@ -428,6 +464,9 @@ def to_batches(
     limit = max_bytes
     chunky = False  # the pending batch holds a chunk row
     for row in rows:
+        if isinstance(row, ChunkedFile):
+            yield row  # rows of a table need no order: the pending batch waits
+            continue
         weight = row_bytes(row)
         if row.get("chunk") is not None:
             if pending and size + weight >= min(limit, max_chunk_bytes):

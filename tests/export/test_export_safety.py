@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
 import pytest
 from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
+from arcuate.backends.deltalake.store import ParquetFiles
 from arcuate.backends.mlflow.source import MlflowSource
 from arcuate.backends.protocols import FileRef, Record
 from arcuate.config import Settings
@@ -82,7 +84,9 @@ class _FailingSource(MlflowSource):
         yield FileRef("artifacts", "huge.bin", self.size, open_)
 
 
-def test_failure_midway_leaves_the_previous_table_version(tricky: Tricky, workdir: Path) -> None:
+def test_failure_midway_leaves_the_previous_table_version(
+    tricky: Tricky, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     warehouse = workdir / "warehouse"
     ctx = tricky.context(warehouse, chunk_bytes=1024)
     stream = export_experiment(ExportExperiment(EXPERIMENT), ctx)
@@ -94,16 +98,17 @@ def test_failure_midway_leaves_the_previous_table_version(tricky: Tricky, workdi
     failing.__dict__["model_source"] = _FailingSource(tricky.store.tracking_uri)
     stream = export_experiment(ExportExperiment(EXPERIMENT), failing)
     delivered = []
+    write = ParquetFiles.write
 
-    def counted() -> Iterator[Any]:
-        for batch in stream.batches:
-            delivered.append(batch.num_rows)
-            yield batch
+    def counted(self: ParquetFiles, batch: pa.RecordBatch) -> None:
+        delivered.append(batch.num_rows)
+        write(self, batch)
 
+    monkeypatch.setattr(ParquetFiles, "write", counted)
     with pytest.raises(BackendError) as info:
-        failing.table_store.write(("ml", "t"), counted(), content=stream.content)
+        failing.table_store.write(("ml", "t"), stream.batches, content=stream.content)
     assert "could not read file artifacts/huge.bin of record" in str(info.value)
-    assert sum(delivered) >= 1000, "the failure came after batches reached the writer"
+    assert sum(delivered) >= 1000, "the failure came after rows reached the Parquet writer"
     from deltalake import DeltaTable
 
     assert DeltaTable(first.location).version() == 0

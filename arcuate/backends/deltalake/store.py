@@ -18,7 +18,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlparse
@@ -32,8 +32,10 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from arcuate.backends.protocols import TableVersion, WriteMode
+from arcuate.backends.deltalake.chunk_worker import ChunkWorker, wanted
+from arcuate.backends.protocols import ChunkedFile, TableVersion, WriteMode
 from arcuate.errors import BackendError, ConfigurationError, ConflictError, NotFoundError
+from arcuate.format.records import expand
 from arcuate.format.schema import SCHEMA, Content, table_description
 
 _PART_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,254}$")
@@ -129,16 +131,17 @@ class _FileStats:
         )
 
 
-class _ParquetFiles:
+class ParquetFiles:
     """Writes record batches into Parquet data files of one (future) table version.
 
     Memory: one row group (about :data:`ROW_GROUP_BYTES`) is encoded at a time, and finished
     pages go straight to the file.
     """
 
-    def __init__(self, location: str, fs: pafs.FileSystem | None) -> None:
+    def __init__(self, location: str, fs: pafs.FileSystem | None, prefix: str = "part") -> None:
         self.location = location
         self.fs = fs
+        self.prefix = prefix
         self.adds: list[AddAction] = []
         self.written: list[str] = []
         self._writer: pq.ParquetWriter | None = None
@@ -147,7 +150,7 @@ class _ParquetFiles:
         self._stats = _FileStats()
 
     def _open(self) -> None:
-        self._name = f"part-{len(self.written):05d}-{uuid.uuid4()}-c000.zstd.parquet"
+        self._name = f"{self.prefix}-{len(self.written):05d}-{uuid.uuid4()}-c000.zstd.parquet"
         self.written.append(self._name)
         path = self._path(self._name)
         self._sink = self.fs.open_output_stream(path) if self.fs else pa.OSFile(path, "wb")
@@ -248,7 +251,7 @@ class DeltaLakeTableStore:
     def write(
         self,
         table: tuple[str, ...],
-        batches: Iterable[pa.RecordBatch],
+        batches: Iterable[pa.RecordBatch | ChunkedFile],
         *,
         content: Content,
         mode: WriteMode = "overwrite",
@@ -270,46 +273,98 @@ class DeltaLakeTableStore:
             from deltalake.fs import DeltaStorageHandler
 
             fs = pafs.PyFileSystem(DeltaStorageHandler(location, self._options()))
-            files = _ParquetFiles("", fs)
+            files = ParquetFiles("", fs)
         else:
             created_dir = not local.exists()
             local.mkdir(parents=True, exist_ok=True)
-            files = _ParquetFiles(str(local), None)
+            files = ParquetFiles(str(local), None)
         counter = _Counter()
+        worker: ChunkWorker | None = None
         try:
-            for batch in counter.wrap(batches):
-                files.write(batch)
-                del batch  # not alive while the producer builds the next one
+            for item in batches:
+                if not isinstance(item, ChunkedFile):
+                    counter.add(item)
+                    files.write(item)
+                elif local is not None and wanted(item):
+                    worker = worker or ChunkWorker(str(local))
+                    worker.send(item)
+                else:
+                    for batch in expand([item]):
+                        counter.add(batch)
+                        files.write(batch)
+                        del batch
+                del item  # not alive while the producer builds the next one
             adds = files.finish()
-            self._commit(location, existing, adds, content, table[-1])
+            if worker is None:
+                version = commit(location, existing, adds, content, table[-1], self._options())
+            else:  # it commits: Delta's transaction code then never loads in this process
+                before = existing.version() if existing is not None else None
+                done = worker.finish(adds, content, table[-1], before)
+                counter.rows += done.rows
+                counter.nbytes += done.nbytes
+                version = done.version
         except BaseException:
+            if worker is not None:
+                worker.abort()
             files.abort()
             if created_dir and local is not None:
                 _remove_empty(local)
             raise
-        dt = DeltaTable(location, storage_options=self._options())
-        return TableVersion(location, dt.version(), counter.rows, counter.nbytes)
-
-    def _commit(
-        self,
-        location: str,
-        existing: DeltaTable | None,
-        adds: list[AddAction],
-        content: Content,
-        name: str,
-    ) -> None:
-        """One transaction: the new files in, every previous file out (unless new table)."""
-        properties = CommitProperties(
-            custom_metadata={"arcuate.content": content, "arcuate.format": "1"}
+        return TableVersion(
+            location,
+            version,
+            counter.rows,
+            counter.nbytes,
+            done.peak_rss if worker is not None else 0,
         )
-        description = table_description(content)
+
+    def _open(self, location: str) -> DeltaTable | None:
+        return open_table(location, self._options())
+
+    def read(self, table: tuple[str, ...], *, version: int | None = None) -> pa.Table:
+        """The whole table, optionally at a version."""
+        location = self.location(table)
         try:
-            if existing is not None and _same_metadata(existing, name, description):
-                actions: list[AddAction | RemoveAction] = list(adds)
-                existing.create_write_transaction(
-                    actions, mode="overwrite", schema=SCHEMA, commit_properties=properties
-                )
-                return
+            dt = DeltaTable(location, version=version, storage_options=self._options())
+        except TableNotFoundError as exc:
+            raise NotFoundError(f"no Delta table at {location}") from exc
+        return dt.to_pyarrow_table()
+
+
+def open_table(location: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
+    """The Delta table at ``location``; None when there is none."""
+    try:
+        return DeltaTable(location, storage_options=storage_options)
+    except TableNotFoundError:
+        return None
+
+
+def commit(
+    location: str,
+    existing: DeltaTable | None,
+    adds: list[AddAction],
+    content: Content,
+    name: str,
+    storage_options: dict[str, str] | None = None,
+) -> int:
+    """One transaction: the new files in, every previous file out (unless new table); the
+    table version it made.
+
+    Raises:
+        ConflictError: another writer committed to (or created) the table since ``existing``.
+        BackendError: the commit failed otherwise.
+    """
+    properties = CommitProperties(
+        custom_metadata={"arcuate.content": content, "arcuate.format": "1"}
+    )
+    description = table_description(content)
+    try:
+        if existing is not None and _same_metadata(existing, name, description):
+            actions: list[AddAction | RemoveAction] = list(adds)
+            existing.create_write_transaction(
+                actions, mode="overwrite", schema=SCHEMA, commit_properties=properties
+            )
+        else:
             # A new table, or one whose name, description, schema or properties differ:
             # the commit carries fresh metadata (history stays readable by version).
             create_table_with_add_actions(
@@ -320,36 +375,22 @@ class DeltaLakeTableStore:
                 name=name,
                 description=description,
                 configuration=dict(CONFIGURATION),
-                storage_options=self._options(),
+                storage_options=storage_options,
                 commit_properties=properties,
             )
-        except CommitFailedError as exc:
+    except CommitFailedError as exc:
+        raise ConflictError(
+            f"another writer changed the table at {location} during this export; "
+            f"nothing was committed, run it again ({exc})"
+        ) from exc
+    except Exception as exc:
+        if existing is None and open_table(location, storage_options) is not None:
             raise ConflictError(
-                f"another writer changed the table at {location} during this export; "
-                f"nothing was committed, run it again ({exc})"
+                f"another writer created the table at {location} during this export; "
+                "nothing was committed, run it again"
             ) from exc
-        except Exception as exc:
-            if existing is None and self._open(location) is not None:
-                raise ConflictError(
-                    f"another writer created the table at {location} during this export; "
-                    "nothing was committed, run it again"
-                ) from exc
-            raise BackendError(f"could not commit the Delta table at {location}: {exc}") from exc
-
-    def _open(self, location: str) -> DeltaTable | None:
-        try:
-            return DeltaTable(location, storage_options=self._options())
-        except TableNotFoundError:
-            return None
-
-    def read(self, table: tuple[str, ...], *, version: int | None = None) -> pa.Table:
-        """The whole table, optionally at a version."""
-        location = self.location(table)
-        try:
-            dt = DeltaTable(location, version=version, storage_options=self._options())
-        except TableNotFoundError as exc:
-            raise NotFoundError(f"no Delta table at {location}") from exc
-        return dt.to_pyarrow_table()
+        raise BackendError(f"could not commit the Delta table at {location}: {exc}") from exc
+    return DeltaTable(location, storage_options=storage_options).version()
 
 
 def _same_metadata(dt: DeltaTable, name: str, description: str) -> bool:
@@ -375,15 +416,12 @@ def _remove_empty(path: Path) -> None:
 
 
 class _Counter:
-    """Counts rows and bytes as batches stream past."""
+    """Counts rows and bytes of the batches written."""
 
     def __init__(self) -> None:
         self.rows = 0
         self.nbytes = 0
 
-    def wrap(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            self.rows += batch.num_rows
-            self.nbytes += batch.nbytes
-            yield batch
-            del batch  # release it before the next one is produced
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        self.nbytes += batch.nbytes

@@ -730,7 +730,8 @@ class MlflowSource:
             if local_dir is not None and os.path.isfile(local_dir):
                 # a version whose source is one file rather than a directory
                 name = os.path.basename(local_dir)
-                yield FileRef(owner, name, os.path.getsize(local_dir), _opener(local_dir))
+                size = os.path.getsize(local_dir)
+                yield FileRef(owner, name, size, _opener(local_dir), local_dir)
                 return
             if local_dir is not None:
                 local = _list_local(local_dir)
@@ -749,13 +750,13 @@ class MlflowSource:
             ) from exc
         if local_dir is not None:
             for path, full in local:
-                yield FileRef(owner, path, os.path.getsize(full), _opener(full))
+                yield FileRef(owner, path, os.path.getsize(full), _opener(full), full)
             return
         for info in sorted(infos, key=lambda i: i.path):
             path = info.path.replace(os.sep, "/")
             if local_dir is not None:
                 full = os.path.join(local_dir, *path.split("/"))
-                yield FileRef(owner, path, os.path.getsize(full), _opener(full))
+                yield FileRef(owner, path, os.path.getsize(full), _opener(full), full)
             else:
                 size = info.file_size if info.file_size is not None else -1
                 yield FileRef(owner, path, size, self._downloader(repo, path))

@@ -211,11 +211,12 @@ def pack_partition(
 ) -> Iterator[pa.RecordBatch]:
     """The task: rows of the runs named in ``batches`` (``run_ids`` groups), packed here."""
     from arcuate.backends.mlflow.source import MlflowSource
-    from arcuate.format.records import run_rows, to_batches
+    from arcuate.backends.protocols import ChunkedFile
+    from arcuate.format.records import Row, run_rows, to_batches
 
     when = datetime.fromisoformat(exported_at)
 
-    def rows() -> Iterator[dict[str, Any]]:
+    def rows() -> Iterator[Row | ChunkedFile]:
         source = MlflowSource(tracking_uri, registry_uri)
         for batch in batches:
             for group in batch.column("run_ids").to_pylist():

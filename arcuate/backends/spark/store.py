@@ -39,8 +39,9 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import TableVersion, WriteMode
+from arcuate.backends.protocols import ChunkedFile, TableVersion, WriteMode
 from arcuate.errors import BackendError, ConfigurationError, ConflictError, NotFoundError
+from arcuate.format.records import expand
 from arcuate.format.schema import SCHEMA, Content, parse_description, table_description
 
 #: Driver-side slice handed to Spark at once (Spark Connect ships it inside one plan).
@@ -249,7 +250,7 @@ class SparkTableStore:
     def write(
         self,
         table: tuple[str, ...],
-        batches: Iterable[pa.RecordBatch],
+        batches: Iterable[pa.RecordBatch | ChunkedFile],
         *,
         content: Content,
         mode: WriteMode = "overwrite",
@@ -281,7 +282,7 @@ class SparkTableStore:
                 self.location(table), version, rows, int(getattr(batches, "bytes", 0) or 0)
             )
         counter = _Counter()
-        slices = _slices(counter.wrap(batches), self.slice_bytes)
+        slices = _slices(counter.wrap(expand(batches)), self.slice_bytes)
         try:
             first = next(slices, None)
             second = next(slices, None) if first is not None else None
