@@ -56,6 +56,24 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def process_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of a process, and of the largest of its descendants (its helpers);
+    (0, 0) once it is gone. Each process is one figure: the targets are per process."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        own = proc.memory_info().rss
+        children = proc.children(recursive=True)
+    except psutil.Error:
+        return 0, 0
+    largest = 0
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            largest = max(largest, child.memory_info().rss)
+    return own, largest
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (0 once it is gone)."""
     import psutil
@@ -120,6 +138,8 @@ class Measured:
     phase: str
     result: dict[str, Any]
     peak_rss: int
+    #: peak of the phase's largest helper process (0: it started none)
+    helper_rss: int
     wall: float
     server_peak: int | None = None
     server_base: int | None = None
@@ -132,7 +152,13 @@ class Measured:
 
     @property
     def rss(self) -> str:
-        return _mib(self.peak_rss, self.base_rss)
+        own = _mib(self.peak_rss, self.base_rss)
+        return f"{own}; helper {_mib(self.helper_rss)}" if self.helper_rss else own
+
+    @property
+    def largest(self) -> int:
+        """The peak of the phase's largest process (itself or a helper)."""
+        return max(self.peak_rss, self.helper_rss)
 
     @property
     def server_rss(self) -> str:
@@ -143,15 +169,17 @@ class Measured:
         return float(self.result["seconds"])
 
 
-def _wait(pid_alive: Any, pid: int, server: Server | None) -> int:
-    """Sample the RSS of process ``pid`` (and the server) until ``pid_alive()`` is false."""
-    peak = 0
+def _wait(pid_alive: Any, pid: int, server: Server | None) -> tuple[int, int]:
+    """Sample the RSS of process ``pid``, of its largest helper (and the server) until
+    ``pid_alive()`` is false; the two peaks."""
+    peak = helper = 0
     while pid_alive():
-        peak = max(peak, tree_rss(pid))
+        own, child = process_rss(pid)
+        peak, helper = max(peak, own), max(helper, child)
         if server is not None:
             server.sample()
         time.sleep(_SAMPLE_SECONDS)
-    return peak
+    return peak, helper
 
 
 class Launcher:
@@ -253,12 +281,14 @@ def _failure(phase: str, code: int | None, log: Path) -> str:
 
 
 def _measured(
-    phase: str, result: dict[str, Any], peak: int, wall: float, server: Server | None
+    phase: str, result: dict[str, Any], peaks: tuple[int, int], wall: float, server: Server | None
 ) -> Measured:
+    summary = result.get("summary") or {}
     return Measured(
         phase,
         result,
-        max(peak, int(result.get("hwm_rss", 0))),
+        max(peaks[0], int(result.get("hwm_rss", 0))),
+        max(peaks[1], int(summary.get("helper_peak_rss", 0) or 0)),
         wall,
         server.peak if server is not None else None,
         server.base if server is not None else None,
@@ -285,6 +315,7 @@ class ShapeReport:
                     "seconds": m.seconds,
                     "wall": m.wall,
                     "peak_rss": m.peak_rss,
+                    "helper_rss": m.helper_rss,
                     "base_rss": m.base_rss,
                     "server_peak": m.server_peak,
                     "server_base": m.server_base,
@@ -346,7 +377,7 @@ class Bench:
         report.phases[name] = measured
         print(
             f"  {report.shape.name}: {name} {measured.seconds:.2f} s, "
-            f"peak {measured.peak_rss / MIB:.0f} MiB (process {measured.wall:.1f} s)",
+            f"peak {measured.rss} (process {measured.wall:.1f} s)",
             flush=True,
         )
 
@@ -560,7 +591,7 @@ def table_rows(report: ShapeReport) -> list[list[str]]:
         row(
             "arcuate round trip",
             ex.seconds + im.seconds,
-            _mib(max(ex.peak_rss, im.peak_rss, im.server_peak or 0)),
+            _mib(max(ex.largest, im.largest, im.server_peak or 0)),
             _ratio(ex.seconds + im.seconds, rt_floor),
             "export + import, vs floor round trip",
         )
@@ -594,7 +625,16 @@ def table_rows(report: ShapeReport) -> list[list[str]]:
     return rows
 
 
-HEADER = ["phase", "seconds", "runs/s", "points/s", "MB/s", "peak RSS (+work)", "vs floor", "notes"]
+HEADER = [
+    "phase",
+    "seconds",
+    "runs/s",
+    "points/s",
+    "MB/s",
+    "peak RSS per process (+work)",
+    "vs floor",
+    "notes",
+]
 
 
 def format_table(report: ShapeReport) -> str:

@@ -70,10 +70,16 @@ def share(provider: Tricky, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     from arcuate.backends.sharing.catalog import LocalShareCatalog
     from arcuate.backends.sharing.server import serve_in_thread, write_profile
 
+    from arcuate.backends.deltalake import chunk_worker
+
     root = tmp_path_factory.mktemp("share")
     ctx = provider_context(provider.store, root / "warehouse")
-    exp_loc = export_to(ctx, ("ml", "experiment"), experiment=EXPERIMENT)
-    model_loc = export_to(ctx, ("ml", "model"), model=MODEL)
+    with pytest.MonkeyPatch.context() as mp:
+        # every chunked file is cut by the helper process: the imports read what it wrote
+        mp.setattr(chunk_worker, "WORKER_BYTES", 1)
+        exp_loc = export_to(ctx, ("ml", "experiment"), experiment=EXPERIMENT)
+        model_loc = export_to(ctx, ("ml", "model"), model=MODEL)
+    assert any(Path(exp_loc).glob("part-chunks-*")) and any(Path(model_loc).glob("part-chunks-*"))
     catalog = LocalShareCatalog(root / "shares.yaml")
     catalog.add_table("ml", "default", "experiment", exp_loc)
     catalog.add_table("ml", "default", "model", model_loc)
