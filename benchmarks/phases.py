@@ -385,9 +385,41 @@ def _read_files(paths: list[str]) -> int:
     return size
 
 
+def _loopback(paths: list[str]) -> tuple[int, float]:
+    """The files sent over one bare loopback TCP connection (``os.sendfile`` in, ``recv_into``
+    out, no HTTP): what any server on this machine can give one local client. (bytes, s)"""
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def send() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                for path in paths:
+                    with open(path, "rb") as fh:
+                        size, offset = os.fstat(fh.fileno()).st_size, 0
+                        while offset < size:
+                            offset += os.sendfile(conn.fileno(), fh.fileno(), offset, size - offset)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        view = memoryview(bytearray(_READ))
+        got = 0
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            start = time.perf_counter()
+            while n := client.recv_into(view):
+                got += n
+            seconds = time.perf_counter() - start
+        sender.join()
+    return got, seconds
+
+
 def disk_read(args: dict[str, Any]) -> dict[str, Any]:
     """Read the table's data files straight from disk (the reference for serving): once cold
-    (its pages evicted from the page cache first, when ``cold``), then warm."""
+    (its pages evicted from the page cache first, when ``cold``), then warm; then send them
+    over a bare loopback socket (the transport's ceiling)."""
     paths = _table_paths(args["location"])
     result: dict[str, Any] = {"files": len(paths)}
     if args.get("cold") and evict(paths):
@@ -397,6 +429,7 @@ def disk_read(args: dict[str, Any]) -> dict[str, Any]:
     start = start_clock()
     result["bytes"] = _read_files(paths)
     result["seconds"] = time.perf_counter() - start
+    result["loopback_bytes"], result["loopback_seconds"] = _loopback(paths)
     return result
 
 

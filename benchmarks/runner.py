@@ -483,6 +483,13 @@ def _ratio(ours: float, floor: float | None) -> str:
     return f"{r:.3f} ({floor / ours:.1f}x faster)" if r < 1 else f"{r:.2f} ({r:.1f}x slower)"
 
 
+def _loopback_mbps(disk: Measured | None) -> float:
+    """MB/s of the bare loopback transfer the disk phase made (0: none)."""
+    if disk is None or not disk.result.get("loopback_seconds"):
+        return 0.0
+    return float(disk.result["loopback_bytes"]) / 1e6 / float(disk.result["loopback_seconds"])
+
+
 def table_rows(report: ShapeReport) -> list[list[str]]:
     """The rows of a shape's table: phase, seconds, runs/s, points/s, MB/s, RSS, ratio, notes."""
     p = report.phases
@@ -549,6 +556,9 @@ def table_rows(report: ShapeReport) -> list[list[str]]:
         )
         if disk_cold:
             vs_disk = f"{mbps / disk_cold:.2f} of cold disk, {vs_disk}"
+        loop = _loopback_mbps(disk)
+        if loop:
+            vs_disk = f"{vs_disk}, {mbps / loop:.2f} of loopback TCP"
         row(
             "arcuate serve, 1 client",
             sv.seconds,
@@ -606,6 +616,20 @@ def table_rows(report: ShapeReport) -> list[list[str]]:
                 disk.rss,
                 "-",
                 "the table's pages evicted from the page cache (fadvise DONTNEED) first",
+            ]
+        )
+    if disk and _loopback_mbps(disk):
+        rows.append(
+            [
+                "loopback TCP, no HTTP",
+                f"{disk.result['loopback_seconds']:.2f}",
+                "-",
+                "-",
+                _mb(disk.result["loopback_bytes"], disk.result["loopback_seconds"]),
+                disk.rss,
+                "-",
+                "the same files by os.sendfile into recv_into on one 127.0.0.1 socket "
+                "(the transport's ceiling)",
             ]
         )
     if disk:
