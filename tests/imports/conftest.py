@@ -67,10 +67,9 @@ def provider(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def share(provider: Tricky, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Share]:
     """The tricky experiment and model exported, shared and granted to recipient ``ann``."""
+    from arcuate.backends.deltalake import chunk_worker
     from arcuate.backends.sharing.catalog import LocalShareCatalog
     from arcuate.backends.sharing.server import serve_in_thread, write_profile
-
-    from arcuate.backends.deltalake import chunk_worker
 
     root = tmp_path_factory.mktemp("share")
     ctx = provider_context(provider.store, root / "warehouse")
