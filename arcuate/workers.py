@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from arcuate.errors import (
     ArcuateError,
@@ -77,3 +77,14 @@ def peak_rss() -> int:
     except OSError:
         pass
     return 0
+
+
+def ended_without_result(what: str, returncode: int | None, stderr: IO[bytes]) -> BackendError:
+    """The error for a helper that exited without its result line: what it was doing, its
+    exit code and the last lines it wrote to stderr."""
+    stderr.seek(0)
+    tail = stderr.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+    return BackendError(
+        f"{what} in a helper process failed (exit {returncode})"
+        + (": " + " | ".join(tail) if tail else "")
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from arcuate import workers
-from arcuate.errors import ArcuateError, BackendError
+from arcuate.errors import ArcuateError
 
 #: Tables whose Parquet files add up to at least this many bytes are read by a helper process.
 WORKER_BYTES: Final = 64 * 1024 * 1024
@@ -66,12 +66,7 @@ def run_worker(
                 proc.kill()
                 proc.wait()
         if result is None:
-            errors.seek(0)
-            tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
-            raise BackendError(
-                f"reading the shared table in a helper process failed (exit {proc.returncode})"
-                + (": " + " | ".join(tail) if tail else "")
-            )
+            raise workers.ended_without_result("reading the shared table", proc.returncode, errors)
     if not result.get("ok"):
         raise workers.error_from(result.get("error") or {}, "the ingest worker failed")
     state: dict[str, Any] = result["state"]

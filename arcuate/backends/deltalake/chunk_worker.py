@@ -149,11 +149,8 @@ class ChunkWorker:
                 result = json.loads(line[len(_RESULT) :])
         self._proc.wait()
         if result is None:
-            self._errors.seek(0)
-            tail = self._errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
-            raise BackendError(
-                "writing the chunks of large files in a helper process failed "
-                f"(exit {self._proc.returncode})" + (": " + " | ".join(tail) if tail else "")
+            raise workers.ended_without_result(
+                "writing the chunks of large files", self._proc.returncode, self._errors
             )
         self._errors.close()
         if not result.get("ok"):
