@@ -88,7 +88,7 @@ class _Truncating(http.server.BaseHTTPRequestHandler):
 
     calls = 0
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         type(self).calls += 1
         if type(self).calls <= 3:
             self.send_response(200)
@@ -104,7 +104,7 @@ class _Truncating(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
