@@ -13,6 +13,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -222,6 +223,8 @@ def _corpus() -> list[Hostile]:
         Hostile("empty-bearer", "GET", "/shares", headers=(("Authorization", "Bearer  "),), token=False),
         Hostile("capabilities-odd", "GET", f"{t}/metadata", headers=(("delta-sharing-capabilities", "responseformat=\x85;;==;readerfeatures=\xff"),)),
         Hostile("forwarded-for", "GET", "/shares", headers=(("X-Forwarded-For", "1.2.3.4\x85fake"),)),
+        Hostile("forwarded-esc", "GET", "/shares", headers=(("X-Forwarded-For", "1.2.3.4\x1b[2J\x07"),)),
+        Hostile("auth-esc", "GET", "/shares", headers=(("Authorization", "Bearer a\x1b[2Jb"),), token=False),
         # signed file URLs
         Hostile("se-superscript", "GET", "se=%C2%B2", file=True),
         Hostile("se-5000", "GET", "se=" + "9" * 5000, file=True),
@@ -409,3 +412,79 @@ def test_bad_catalog_shapes_loaded_while_serving(
     for error in errors:
         assert "keeping the last good one" in error
 
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /delta-sharing/shares/x\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /delta-sharing/shares/x\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /delta-sharing/shares HTTP/1.1\r\nHost: x\r\nContent-Length: \xc2\xb2\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the plain port
+    ],
+    ids=["esc-in-target", "nul-in-target", "superscript-length", "tls"],
+)
+def test_what_is_not_http_is_refused_before_the_app_with_a_fixed_line(
+    sharing: Sharing, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+) -> None:
+    import socket
+
+    caplog.set_level(logging.INFO)
+    with socket.create_connection((sharing.handle.host, sharing.handle.port), timeout=10) as s:
+        s.sendall(request_bytes)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    deadline = time.monotonic() + 5
+    while not caplog.records and time.monotonic() < deadline:
+        time.sleep(0.01)
+    formatter = logging.Formatter("%(message)s")
+    for record in caplog.records:  # uvicorn's fixed warning, nothing from the request
+        line = formatter.format(record)
+        assert len(line.splitlines()) == 1 and not forbidden_characters(line), line
+        assert "x" not in line.replace("Invalid HTTP request received.", "")
+
+
+def test_a_server_bug_is_one_escaped_error_line_without_signatures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+    from arcuate.backends.sharing.server import SharingServer, serve_in_thread
+
+    async def broken(self: SharingServer, request: Any) -> Any:
+        raise RuntimeError("boom\nforged line http://h/files/t/x?sp=r&se=1&sig=SECRET\x1b[2J")
+
+    monkeypatch.setattr(SharingServer, "list_shares", broken)
+    catalog = LocalShareCatalog(tmp_path / "shares.yaml")
+    catalog.add_table("s", "m", "t", str(tmp_path / "t"))
+    _, token = catalog.create_recipient("r")
+    caplog.set_level(logging.INFO, logger="arcuate.server")
+    with serve_in_thread(str(catalog.path)) as handle:
+        status, body = raw_with_body(
+            _FakeSharing(handle), "GET", "/delta-sharing/shares", {"Authorization": f"Bearer {token}"}, None
+        )
+        assert status == 500 and json.loads(body)["errorCode"] == "INTERNAL_ERROR"
+        assert b"boom" not in body and b"SECRET" not in body
+        deadline = time.monotonic() + 5
+        while len(caplog.records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handle.sharing.stats.server_errors == 1
+    formatter = logging.Formatter("%(message)s")
+    lines = [formatter.format(r) for r in caplog.records if r.name == "arcuate.server"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and len(lines) == 2  # the error and the request line
+    for line in lines:
+        assert len(line.splitlines()) == 1 and not forbidden_characters(line), line
+        assert "SECRET" not in line
+    assert "RuntimeError: boom\\x0aforged line http://h/files/t/x?<redacted>" in formatter.format(
+        errors[0]
+    )
+
+
+class _FakeSharing:
+    """Enough of :class:`Sharing` for :func:`raw_with_body` against another server."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle

@@ -64,6 +64,7 @@ from arcuate.backends.sharing.server.wire import (
     without_nulls,
 )
 from arcuate.backends.sharing.server.zerocopy import EXTENSION as ZEROCOPY_EXTENSION
+from arcuate.errors import redact_secrets
 
 log = logging.getLogger("arcuate.server")
 
@@ -158,12 +159,13 @@ class SharingServer:
                 return error_response(exc, head=head)
             except Exception as exc:
                 self.stats.server_errors += 1
-                # one line, escaped: the message may quote what the client sent
+                # one line, escaped and without signed URLs: it may quote what the client sent
+                trace = redact_secrets("".join(traceback.format_exception(exc)))
                 log.error(
                     "internal error serving %s %s: %s",
                     log_field(request.method),
                     log_field(request.url.path),
-                    log_field("".join(traceback.format_exception(exc)), limit=8192),
+                    log_field(trace, 8192, spaces=True),
                 )
                 return error_response(SharingError(500, "INTERNAL_ERROR", ""), head=head)
 

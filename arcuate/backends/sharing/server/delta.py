@@ -127,7 +127,7 @@ def unreadable(root: Path, version: int, cause: object) -> SharingError:
         "cannot read table %s at version %d: %s",
         log_field(root),
         version,
-        log_field(cause, limit=2048),
+        log_field(cause, limit=2048, spaces=True),
     )
     return not_found(
         f"version {version} of this table cannot be read on the server; "

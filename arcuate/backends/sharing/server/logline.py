@@ -28,13 +28,14 @@ def _escape(c: str) -> str:
     return f"\\U{o:08x}"
 
 
-def log_field(value: object, limit: int = FIELD_LIMIT) -> str:
+def log_field(value: object, limit: int = FIELD_LIMIT, *, spaces: bool = False) -> str:
     """``value`` as one log field: no whitespace, no control, format or separator characters.
 
     Such characters (CR, LF, ESC, NUL, DEL, C1 controls like NEL, U+2028/2029, bidi
     overrides, space) become ``\\xNN``/``\\uNNNN`` escapes and a backslash is doubled, so
     the escaping is unambiguous. Printable non-ASCII text (names in any script) stays
-    readable. An empty value is ``-``.
+    readable. An empty value is ``-``. ``spaces`` keeps plain spaces, for a message that is
+    the last field of its line.
     """
     text = "" if value is None else str(value)
     if not text:
@@ -44,4 +45,8 @@ def log_field(value: object, limit: int = FIELD_LIMIT) -> str:
         text, cut = text[:limit], f"...(+{len(text) - limit})"
     if _PLAIN.fullmatch(text):
         return text + cut
-    return "".join(c if c.isprintable() and c not in " \\" else _escape(c) for c in text) + cut
+    return "".join(c if _kept(c, spaces) else _escape(c) for c in text) + cut
+
+
+def _kept(c: str, spaces: bool) -> bool:
+    return c.isprintable() and c != "\\" and (spaces or c != " ")

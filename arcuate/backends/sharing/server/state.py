@@ -174,7 +174,7 @@ class CatalogWatcher:
                 log.error(
                     "cannot read share catalog %s, keeping the last good one: %s",
                     log_field(self.path),
-                    log_field(exc, limit=2048),
+                    log_field(exc, limit=2048, spaces=True),
                 )
                 self._stamp = stamp
                 self.reloads += 1
