@@ -488,3 +488,29 @@ class _FakeSharing:
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
+
+
+@pytest.mark.parametrize(
+    ("value", "logged"),
+    [
+        ("/delta-sharing/shares/ml", "/delta-sharing/shares/ml"),
+        ("exp \u00fcnicode", "exp\\x20\u00fcnicode"),
+        ("a\nb\rc\x1bd\x00e\x7ff\x85g", "a\\x0ab\\x0dc\\x1bd\\x00e\\x7ff\\x85g"),
+        ("\u2028\u2029\u202e\u00a0", "\\u2028\\u2029\\u202e\\xa0"),
+        ("back\\slash \\x0a", "back\\\\slash\\x20\\\\x0a"),  # a literal "\x0a" stays tellable
+        ("", "-"),
+        (None, "-"),
+        ("\U000e0041", "\\U000e0041"),  # an invisible tag character
+    ],
+)
+def test_log_field(value: object, logged: str) -> None:
+    from arcuate.backends.sharing.server.logline import log_field
+
+    assert log_field(value) == logged
+
+
+def test_log_field_cuts_and_keeps_spaces_when_asked() -> None:
+    from arcuate.backends.sharing.server.logline import log_field
+
+    assert log_field("a" * 2000) == "a" * 1024 + "...(+976)"
+    assert log_field("a b\nc", spaces=True) == "a b\\x0ac"

@@ -468,9 +468,10 @@ class SharingServer:
 
     async def query_table(self, request: Request) -> Response:
         view, recipient, entry, root = self._table(request)
-        query = QueryRequest.parse(await self._body(request))
+        body = await self._body(request)
+        # parsed off the event loop: a megabyte of JSON takes a while, even within limits
         return await run_in_threadpool(
-            self._query_table, request, view, recipient, entry, root, query
+            self._query_table, request, view, recipient, entry, root, body
         )
 
     def _query_table(
@@ -480,8 +481,9 @@ class SharingServer:
         recipient: Recipient,
         entry: TableEntry,
         root: Path,
-        query: QueryRequest,
+        body: bytes,
     ) -> Response:
+        query = QueryRequest.parse(body)
         if query.starting_version is not None:
             raise unsupported(
                 "startingVersion queries (streaming) are not supported by this server; "
