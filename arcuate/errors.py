@@ -9,8 +9,72 @@ This module imports nothing but the standard library: every layer may import it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+from urllib.parse import unquote
+
+#: Query keys that make a URL a credential (signed file URLs, SAS, presigned S3/GCS, OAuth).
+_SECRET_KEYS: Final = frozenset(
+    {
+        "sig",
+        "signature",
+        "token",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "bearertoken",
+        "auth",
+        "authorization",
+        "api_key",
+        "apikey",
+        "key",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
+        "sas",
+        "sastoken",
+        "code",
+        "credential",
+        "credentials",
+        "session_token",
+        "security_token",
+    }
+)
+_SECRET_PREFIXES: Final = ("x-amz-", "x-goog-", "x-ms-")
+#: A query string inside free text: up to whitespace, a quote or a closing bracket.
+_QUERY: Final = re.compile(r"\?([^\s'\"<>()\[\]{}?]+)")
+_USERINFO: Final = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@'\"<>]+@")
+_BEARER: Final = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*")
+_SECRET_FIELD: Final = re.compile(
+    r"(?i)([\"'](?:bearer_?token|access_?token|token|password|client_secret|secret)[\"']"
+    r"\s*:\s*[\"'])[^\"']*"
+)
+
+
+def _secret_query(match: re.Match[str]) -> str:
+    for pair in re.split("[&;]", match.group(1)):
+        key = unquote(pair.partition("=")[0]).strip().lower()
+        if key in _SECRET_KEYS or key.startswith(_SECRET_PREFIXES):
+            return "?<redacted>"
+    return match.group(0)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` without the credentials a library may put in an error message.
+
+    A query string that carries a signature or token (a signed file URL above all: it is a
+    bearer capability until it expires) is replaced whole, as are ``user:password@`` in URLs,
+    ``Bearer <token>`` and JSON-style ``"token": "..."`` values. Other text is unchanged.
+    """
+    if not text:
+        return text
+    out = _QUERY.sub(_secret_query, text)
+    out = _USERINFO.sub(r"\1", out)
+    out = _BEARER.sub(r"\1 <redacted>", out)
+    return _SECRET_FIELD.sub(r"\1<redacted>", out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +109,17 @@ class Span:
 
 
 class ArcuateError(Exception):
-    """Root of every error arcuate raises on purpose."""
+    """Root of every error arcuate raises on purpose.
+
+    Messages and hints pass through :func:`redact_secrets`: they often quote a library's own
+    error, which may hold a signed URL or a token, and they end up in notebooks and logs.
+    """
 
     code = "ARC000"
 
     def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+        message = redact_secrets(message)
+        hint = redact_secrets(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import yaml
 
@@ -66,8 +66,12 @@ class LocalShareCatalog:
         doc = yaml.safe_load(text) or {}
         if not isinstance(doc, dict):
             raise ConfigurationError(f"share catalog {self.path} is not a YAML mapping")
+        for key in ("shares", "recipients", "grants"):  # `key:` with nothing after it
+            if key in doc and doc[key] is None:
+                del doc[key]
         doc.setdefault("version", 1)
         doc.setdefault("shares", [])
+        check_catalog(doc, str(self.path))
         return doc
 
     @contextlib.contextmanager
@@ -426,6 +430,116 @@ def _reference_location(location: str) -> str | None:
     return f"{_REFERENCE_SCHEMES[scheme.lower()]}://{rest}"
 
 
+# -- the catalog's shape -------------------------------------------------------------------------
+class _Shape:
+    """Checks one catalog document, naming the first field that has the wrong shape."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field: str, wanted: str, value: Any) -> NoReturn:
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:80] + "..."
+        raise ConfigurationError(
+            f"share catalog {self.where}: {field} must be {wanted}, got {shown}",
+            hint="fix the file (a running server keeps serving the last good version)",
+        )
+
+    def mapping(self, field: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(field, "a mapping", value)
+        return value
+
+    def items(self, field: str, value: Any) -> list[Any]:
+        """A list, or nothing (``key:`` left empty)."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(field, "a list", value)
+        return value
+
+    def text(self, field: str, value: Any, *, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not value:
+            self.fail(field, "a non-empty string (quote it in YAML)", value)
+
+    def hex_text(self, field: str, value: Any) -> None:
+        self.text(field, value)
+        try:
+            bytes.fromhex(value)
+        except ValueError:
+            self.fail(field, "hexadecimal text", value)
+
+    def moment(self, field: str, value: Any) -> None:
+        try:
+            parse_time(value)
+        except (ValueError, TypeError):
+            self.fail(field, "an ISO-8601 timestamp such as 2026-01-31T12:00:00.000Z", value)
+
+    def table(self, field: str, t: Any) -> None:
+        t = self.mapping(field, t)
+        self.text(f"{field}.name", t.get("name"))
+        self.text(f"{field}.location", t.get("location"))
+        self.text(f"{field}.id", t.get("id"), optional=True)
+        if t.get("historyShared") is not None and not isinstance(t["historyShared"], bool):
+            self.fail(f"{field}.historyShared", "true or false", t["historyShared"])
+        start = t.get("startVersion")
+        if start is not None and (type(start) is not int or start < 0):  # bool is not a version
+            self.fail(f"{field}.startVersion", "a whole number from 0", start)
+
+    def share(self, field: str, s: Any) -> None:
+        s = self.mapping(field, s)
+        self.text(f"{field}.name", s.get("name"))
+        for i, sc in enumerate(self.items(f"{field}.schemas", s.get("schemas"))):
+            sc = self.mapping(f"{field}.schemas[{i}]", sc)
+            self.text(f"{field}.schemas[{i}].name", sc.get("name"))
+            for j, t in enumerate(self.items(f"{field}.schemas[{i}].tables", sc.get("tables"))):
+                self.table(f"{field}.schemas[{i}].tables[{j}]", t)
+
+    def recipient(self, field: str, r: Any) -> None:
+        r = self.mapping(field, r)
+        self.text(f"{field}.name", r.get("name"))
+        self.text(f"{field}.comment", r.get("comment"), optional=True)
+        self.moment(f"{field}.created_at", r.get("created_at"))
+        token = r.get("token")
+        if token is None:
+            return
+        token = self.mapping(f"{field}.token", token)
+        self.text(f"{field}.token.id", token.get("id"))
+        self.hex_text(f"{field}.token.salt", token.get("salt"))
+        self.hex_text(f"{field}.token.sha256", token.get("sha256"))
+        self.moment(f"{field}.token.created_at", token.get("created_at"))
+        self.moment(f"{field}.token.expires_at", token.get("expires_at"))
+
+    def grants(self, value: Any) -> None:
+        for share, names in self.mapping("grants", value).items():
+            self.text(f"grants key {share!r}", share)
+            for i, name in enumerate(self.items(f"grants.{share}", names)):
+                self.text(f"grants.{share}[{i}]", name)
+
+
+def check_catalog(doc: dict[str, Any], where: str) -> None:
+    """Check a catalog document's shape (the layout above); ``where`` names the file.
+
+    The server and every statement read the catalog through this, so a hand edit of the
+    wrong shape is one clear error naming the field, never a crash in some later lookup.
+
+    Raises:
+        ConfigurationError: names the first field of the wrong shape.
+    """
+    shape = _Shape(where)
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        shape.fail("version", "a whole number", version)
+    for i, s in enumerate(shape.items("shares", doc.get("shares"))):
+        shape.share(f"shares[{i}]", s)
+    for i, r in enumerate(shape.items("recipients", doc.get("recipients"))):
+        shape.recipient(f"recipients[{i}]", r)
+    if "grants" in doc:
+        shape.grants(doc["grants"])
+
+
 # -- recipients and grants: extra top-level keys the reference server ignores ---------------------
 def _recipients(doc: dict[str, Any]) -> list[dict[str, Any]]:
     value = doc.setdefault("recipients", [])
@@ -458,8 +572,10 @@ def parse_time(value: Any) -> datetime.datetime | None:
         return None
     if isinstance(value, datetime.datetime):
         moment = value
-    else:
+    elif isinstance(value, (str, datetime.date)):
         moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    else:
+        raise TypeError(f"a timestamp must be text, not {type(value).__name__}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return moment

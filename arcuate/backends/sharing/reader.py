@@ -504,9 +504,17 @@ def _missing_list(value: Any) -> bool:
 def _client_error(coordinate: str, exc: Exception) -> Exception:
     """The client's failure as an arcuate error that says where and, if it can, why."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
+    # the text may quote a signed file URL; ArcuateError redacts its query on the way in
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, FileNotFoundError):
-        return NotFoundError(f"profile file of {coordinate!r} not found: {text}")
+        profile = coordinate.rpartition("#")[0]
+        if not os.path.isfile(profile):
+            return NotFoundError(f"profile file of {coordinate!r} not found: {text}")
+        # fsspec says FileNotFoundError when a data file's signed URL is refused
+        return BackendError(
+            f"could not download a data file of shared table {coordinate!r}: {text}",
+            hint="the file links may have expired or been revoked; run the statement again",
+        )
     if status in (403, 404):
         return NotFoundError(
             f"shared table {coordinate!r} is not available to this profile ({status}): {text}"

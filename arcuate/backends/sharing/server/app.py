@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from arcuate.backends.sharing.server.delta import (
     local_root,
     relative_file,
 )
+from arcuate.backends.sharing.server.logline import log_field
 from arcuate.backends.sharing.server.signing import (
     FileClaim,
     Signer,
@@ -47,6 +49,7 @@ from arcuate.backends.sharing.server.wire import (
     Capabilities,
     QueryRequest,
     SharingError,
+    ascii_int,
     echo,
     error_response,
     invalid,
@@ -55,11 +58,13 @@ from arcuate.backends.sharing.server.wire import (
     not_found,
     parse_bool,
     parse_int,
+    parse_range,
     parse_timestamp,
     unsupported,
     without_nulls,
 )
 from arcuate.backends.sharing.server.zerocopy import EXTENSION as ZEROCOPY_EXTENSION
+from arcuate.errors import redact_secrets
 
 log = logging.getLogger("arcuate.server")
 
@@ -68,6 +73,8 @@ DEFAULT_PREFIX: Final = "/delta-sharing"
 MAX_RESULTS: Final = 500
 #: A query body is a handful of fields; anything bigger is not a real client.
 MAX_BODY_BYTES: Final = 1 << 20
+#: Responses that carry signed file URLs (bearer capabilities) must not be stored anywhere.
+_NO_STORE: Final = {"Cache-Control": "no-store"}
 #: Reader features a delta-format client must list before it gets such a table.
 _CHECKED_FEATURES: Final = frozenset({"columnmapping", "deletionvectors"})
 #: Bytes of a file body the kernel is asked to start reading before the send begins.
@@ -150,9 +157,16 @@ class SharingServer:
                 return await handler(request)
             except SharingError as exc:
                 return error_response(exc, head=head)
-            except Exception:
+            except Exception as exc:
                 self.stats.server_errors += 1
-                log.exception("internal error serving %s %s", request.method, request.url.path)
+                # one line, escaped and without signed URLs: it may quote what the client sent
+                trace = redact_secrets("".join(traceback.format_exception(exc)))
+                log.error(
+                    "internal error serving %s %s: %s",
+                    log_field(request.method),
+                    log_field(request.url.path),
+                    log_field(trace, 8192, spaces=True),
+                )
                 return error_response(SharingError(500, "INTERNAL_ERROR", ""), head=head)
 
         endpoint.__name__ = handler.__name__
@@ -192,9 +206,9 @@ class SharingServer:
     # -- discovery ---------------------------------------------------------------------------
     def _page(self, request: Request, items: list[dict[str, Any]], listing: str) -> Response:
         q = request.query_params
-        max_results = parse_int("maxResults", q.get("maxResults"))
-        if max_results is not None and max_results > MAX_RESULTS:
-            raise invalid(f"maxResults must be between 0 and {MAX_RESULTS}, got {max_results}")
+        # 0 is legal in the protocol, but its page is empty and its nextPageToken points at
+        # the same place: a client that follows it never ends. So pages hold at least one.
+        max_results = parse_int("maxResults", q.get("maxResults"), minimum=1, maximum=MAX_RESULTS)
         limit = MAX_RESULTS if max_results is None else max_results
         offset = 0
         token = q.get("pageToken")
@@ -438,9 +452,10 @@ class SharingServer:
             413, "MALFORMED_REQUEST", f"the request body is larger than {limit} bytes"
         )
         if declared is not None:
-            if not declared.strip().isdigit():
+            length = ascii_int(declared.strip())
+            if length is None:
                 raise SharingError(400, "MALFORMED_REQUEST", "Content-Length is not a number")
-            if int(declared) > limit:
+            if length > limit:
                 raise too_big
         chunks: list[bytes] = []
         size = 0
@@ -453,9 +468,10 @@ class SharingServer:
 
     async def query_table(self, request: Request) -> Response:
         view, recipient, entry, root = self._table(request)
-        query = QueryRequest.parse(await self._body(request))
+        body = await self._body(request)
+        # parsed off the event loop: a megabyte of JSON takes a while, even within limits
         return await run_in_threadpool(
-            self._query_table, request, view, recipient, entry, root, query
+            self._query_table, request, view, recipient, entry, root, body
         )
 
     def _query_table(
@@ -465,8 +481,9 @@ class SharingServer:
         recipient: Recipient,
         entry: TableEntry,
         root: Path,
-        query: QueryRequest,
+        body: bytes,
     ) -> Response:
+        query = QueryRequest.parse(body)
         if query.starting_version is not None:
             raise unsupported(
                 "startingVersion queries (streaming) are not supported by this server; "
@@ -536,7 +553,7 @@ class SharingServer:
                     "refresh", {"t": entry.id, "r": recipient.name, "v": version}
                 )
             lines.append({"endStreamAction": end})
-        return ndjson_response(lines, headers=self._answer_headers(version, fmt))
+        return ndjson_response(lines, headers=self._answer_headers(version, fmt) | _NO_STORE)
 
     def _base_url(self, request: Request) -> str:
         if self.options.public_url:
@@ -692,7 +709,7 @@ class SharingServer:
                 lines.append(
                     self._change_line(fmt, kind, action, url, c.version, c.timestamp, expires)
                 )
-        return ndjson_response(lines, headers=self._answer_headers(start, fmt))
+        return ndjson_response(lines, headers=self._answer_headers(start, fmt) | _NO_STORE)
 
     @staticmethod
     def _historical_metadata(fmt: str, metadata: dict[str, Any], version: int) -> dict[str, Any]:
@@ -753,19 +770,31 @@ class SharingServer:
         return {"cdf" if kind == "cdc" else kind: line}
 
     # -- data files ----------------------------------------------------------------------------
+    @staticmethod
+    def _ranges(request: Request, size: int) -> list[tuple[int, int]]:
+        """The byte ranges the response will carry (the whole file without a Range header).
+
+        A bad header is refused here, with the protocol's JSON error, before Starlette's
+        file response (which would answer text/plain) ever sees it.
+        """
+        header = request.headers.get("range")
+        if header is None:
+            return [(0, size)]
+        return parse_range(header, size)
+
     async def get_file(self, request: Request) -> Response:
         denied = SharingError(403, "PERMISSION_DENIED", "the file URL is not valid")
         q = request.query_params
         table_id = request.path_params["table_id"]
         path = request.path_params["path"]
-        sig, who, se = q.get("sig"), q.get("rc"), q.get("se")
-        if not sig or not who or not se or q.get("sp") != "r" or not se.isdigit():
+        sig, who, se = q.get("sig"), q.get("rc"), ascii_int(q.get("se") or "")
+        if not sig or not who or se is None or q.get("sp") != "r":
             raise denied
         if not _safe_relative(path):
             raise denied
         view = self.watcher.view()
         recipient = view.recipient(who)
-        claim = FileClaim(table_id, path, who, int(se))
+        claim = FileClaim(table_id, path, who, se)
         token_id = recipient.token_id if recipient is not None else "-"
         if not self.signer.check_file(claim, token_id, sig) or recipient is None:
             raise denied
@@ -789,9 +818,9 @@ class SharingServer:
         if not resolved.is_relative_to(resolved_root) or not _is_regular(st.st_mode):
             raise denied
         request.scope.setdefault("state", {})["recipient"] = recipient.name
-        self.stats.file_bytes += _served_bytes(
-            request.headers.get("range"), st.st_size, request.method
-        )
+        ranges = self._ranges(request, st.st_size)
+        if request.method != "HEAD":
+            self.stats.file_bytes += sum(end - start for start, end in ranges)
         return _FileResponse(
             resolved,
             stat_result=st,
@@ -866,26 +895,6 @@ def _safe_relative(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-def _served_bytes(range_header: str | None, size: int, method: str) -> int:
-    """Approximate bytes a file response carries (for the load figures)."""
-    if method == "HEAD":
-        return 0
-    if range_header and range_header.startswith("bytes="):
-        total = 0
-        for part in range_header[6:].split(","):
-            a, _, b = part.strip().partition("-")
-            try:
-                if a == "":
-                    total += min(size, int(b))
-                else:
-                    end = int(b) if b else size - 1
-                    total += max(0, min(end, size - 1) - int(a) + 1)
-            except ValueError:
-                return 0
-        return total
-    return size
-
-
 def _limit(files: list[DataFile], limit: int) -> list[DataFile]:
     """Files until their counted rows reach ``limit`` (files without stats count 0)."""
     out: list[DataFile] = []
@@ -899,9 +908,11 @@ def _limit(files: list[DataFile], limit: int) -> list[DataFile]:
 
 
 class RequestLog:
-    """ASGI middleware: one log line per request (recipient, method, path, status, time).
+    """ASGI middleware: one log line per request (client, recipient, method, path, status,
+    time).
 
-    File URLs are logged without their query, so signatures never reach the log.
+    No query string is logged, so signatures and page tokens never reach the log, and every
+    field is escaped (:func:`.logline.log_field`), so no request can add or split a line.
     """
 
     def __init__(self, app: ASGIApp, server: SharingServer) -> None:
@@ -926,17 +937,12 @@ class RequestLog:
         finally:
             self.server.stats.requests += 1
             if log.isEnabledFor(logging.INFO):
-                path = scope.get("path", "")
-                query = scope.get("query_string", b"").decode("latin-1")
-                if query and "/files/" not in path:
-                    path += "?" + query
-                who = (scope.get("state") or {}).get("recipient", "-")
                 log.info(
                     "%s %s %s %s %d %.1fms",
-                    (scope.get("client") or ("-",))[0],
-                    who,
-                    scope.get("method"),
-                    path,
+                    log_field((scope.get("client") or ("-",))[0]),
+                    log_field((scope.get("state") or {}).get("recipient")),
+                    log_field(scope.get("method")),
+                    log_field(scope.get("path")),
                     status,
                     (time.perf_counter() - start) * 1000,
                 )

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
+from arcuate.backends.sharing.server.logline import log_field
 from arcuate.backends.sharing.server.wire import SharingError, invalid, not_found, unsupported
 
 log = logging.getLogger("arcuate.server")
@@ -31,6 +32,8 @@ log = logging.getLogger("arcuate.server")
 _COMMIT: Final = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT: Final = re.compile(r"^(\d{20})\.checkpoint(\.\d+\.\d+)?\.parquet$")
 _CDF_KEY: Final = "delta.enableChangeDataFeed"
+#: Actions whose value the server reads, and so must be JSON objects in a commit.
+_OBJECT_ACTIONS: Final = ("add", "remove", "cdc", "metaData", "protocol", "commitInfo")
 
 V = TypeVar("V")
 
@@ -111,6 +114,25 @@ class Commit:
     version: int
     timestamp: int
     actions: list[dict[str, Any]]
+
+
+def unreadable(root: Path, version: int, cause: object) -> SharingError:
+    """The answer for a table whose log cannot be read at ``version``: the provider's fault.
+
+    RESOURCE_DOES_NOT_EXIST with 404, the protocol's pair for it: the data of that version
+    is not available. Not a 5xx, which the client would retry for minutes against a table
+    that will not heal by itself. The cause names server paths: it is logged, not sent.
+    """
+    log.warning(
+        "cannot read table %s at version %d: %s",
+        log_field(root),
+        version,
+        log_field(cause, limit=2048, spaces=True),
+    )
+    return not_found(
+        f"version {version} of this table cannot be read on the server; "
+        "ask the provider to repair the table"
+    )
 
 
 def local_root(location: str) -> Path:
@@ -229,12 +251,14 @@ def _load_commit(root: Path, version: int) -> Commit:
     actions: list[dict[str, Any]] = []
     try:
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
+            for number, line in enumerate(fh, 1):
                 if line.strip():
-                    actions.append(json.loads(line))
+                    actions.append(_action(json.loads(line), number))
         mtime = int(os.stat(path).st_mtime * 1000)
     except FileNotFoundError:
         raise invalid(f"version {version} of this table is no longer in its history") from None
+    except (ValueError, OSError, RecursionError) as exc:  # not UTF-8, not JSON, not actions
+        raise unreadable(root, version, exc) from None
     timestamp = mtime
     for action in actions:
         info = action.get("commitInfo")
@@ -243,6 +267,19 @@ def _load_commit(root: Path, version: int) -> Commit:
             if isinstance(ts, int):
                 timestamp = ts
     return Commit(version, timestamp, actions)
+
+
+def _action(doc: Any, line: int) -> dict[str, Any]:
+    """One commit line, checked to have the shape the server reads (ValueError if not)."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"line {line} is not a JSON object")
+    for key in _OBJECT_ACTIONS:
+        if key in doc and not isinstance(doc[key], dict):
+            raise ValueError(f"line {line}: {key} is not an object")
+    for key in ("add", "remove", "cdc"):
+        if key in doc and not isinstance(doc[key].get("path"), str):
+            raise ValueError(f"line {line}: {key}.path is not a string")
+    return doc
 
 
 def _load_snapshot(root: Path, version: int) -> Snapshot:
@@ -257,12 +294,15 @@ def _load_snapshot(root: Path, version: int) -> Snapshot:
         adds = pa.table(dt.get_add_actions(flatten=False))
     except TableNotFoundError:
         raise not_found("the data of this table is not available on the server") from None
-    except (DeltaError, OSError) as exc:
-        # the cause names server paths: it goes to the log, not to the recipient
-        log.warning("cannot read %s at version %d: %s", root, version, exc)
-        raise SharingError(
-            400, "RESOURCE_DOES_NOT_EXIST", f"version {version} of this table cannot be read"
-        ) from exc
+    except (DeltaError, OSError, pa.ArrowException) as exc:
+        raise unreadable(root, version, exc) from exc
+    try:
+        return _snapshot(version, proto, meta, schema_string, adds)
+    except (ValueError, TypeError, KeyError) as exc:  # a log delta-rs read but we cannot use
+        raise unreadable(root, version, exc) from exc
+
+
+def _snapshot(version: int, proto: Any, meta: Any, schema_string: str, adds: pa.Table) -> Snapshot:
     protocol: dict[str, Any] = {
         "minReaderVersion": proto.min_reader_version,
         "minWriterVersion": proto.min_writer_version,

@@ -21,6 +21,7 @@ from arcuate.backends.sharing.catalog import (
     recipient_for_token,
     shares_for_doc,
 )
+from arcuate.backends.sharing.server.logline import log_field
 
 log = logging.getLogger("arcuate.server")
 
@@ -171,7 +172,9 @@ class CatalogWatcher:
                 view = CatalogView(doc)
             except Exception as exc:  # a hand-edit gone wrong must not take the server down
                 log.error(
-                    "cannot read share catalog %s, keeping the last good one: %s", self.path, exc
+                    "cannot read share catalog %s, keeping the last good one: %s",
+                    log_field(self.path),
+                    log_field(exc, limit=2048, spaces=True),
                 )
                 self._stamp = stamp
                 self.reloads += 1
