@@ -72,9 +72,10 @@ def serve_command(
 ) -> None:
     """Serve the shares of the local catalog over the Delta Sharing protocol.
 
-    Recipients connect with the profile file CREATE RECIPIENT gave them. The catalog is
-    re-read when it changes: new tables, grants, revocations and rotated tokens apply
-    without a restart. Stop with Ctrl+C or SIGTERM.
+    Recipients connect with the profile file CREATE RECIPIENT gave them. The banner says
+    which URL their profiles must name, and a warning names each recipient whose profile
+    names another. The catalog is re-read when it changes: new tables, grants, revocations
+    and rotated tokens apply without a restart. Stop with Ctrl+C or SIGTERM.
     """
     import uvicorn
 

@@ -113,7 +113,9 @@ def test_failures_name_the_profile_and_the_endpoint(sharing: Sharing, tmp_path: 
             }
         )
     )
-    with pytest.raises(ArcuateError, match=r"cannot reach the sharing server at http://127\.0\.0\.1:9"):
+    with pytest.raises(
+        ArcuateError, match=r"cannot reach the sharing server at http://127\.0\.0\.1:9"
+    ):
         arcuate.execute(f"SHOW SHARES IN PROVIDER '{down}'")
 
 
@@ -176,7 +178,13 @@ class _Hostile:
                 }
                 stats = ['{"numRecords": 2}', '{"numRecords": 1e400}', "[" * 100_000, None]
                 files = [
-                    {"url": "http://x/f", "id": str(i), "partitionValues": {}, "size": 10, "stats": s}
+                    {
+                        "url": "http://x/f",
+                        "id": str(i),
+                        "partitionValues": {},
+                        "size": 10,
+                        "stats": s,
+                    }
                     for i, s in enumerate(stats)
                 ]
                 self._send(
@@ -223,9 +231,7 @@ def test_a_hostile_listing_is_reported_not_trusted(tmp_path: Path) -> None:
     assert server.requests == 4  # shares, the good share's tables, two queries: nothing else
 
 
-def test_endless_pages_stop_with_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_endless_pages_stop_with_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from arcuate.backends.sharing import listing
 
     monkeypatch.setattr(listing, "MAX_PAGES", 5)

@@ -136,9 +136,7 @@ def _table_row(client: Any, profile_path: str, table: Any) -> dict[str, Any]:
     except Exception as exc:
         if _status(exc) == 401:
             raise
-        return _row(
-            profile_path, table.share, table.schema, table.name, problem=_first_line(exc)
-        )
+        return _row(profile_path, table.share, table.schema, table.name, problem=_first_line(exc))
     if response.metadata is None:
         return _row(
             profile_path,
