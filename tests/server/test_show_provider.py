@@ -21,32 +21,32 @@ def _rows_of(location: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def carol(sharing: Sharing) -> Path:
+def lister(sharing: Sharing) -> Path:
     """A recipient granted ``models`` and a share of her own holding a model table."""
     from arcuate.backends.deltalake.store import DeltaLakeTableStore
     from arcuate.format.schema import SCHEMA
 
     versions = [r for r in experiment_rows(0) if r["kind"] == "model_version"]
     DeltaLakeTableStore(str(sharing.warehouse)).write(
-        ("carol", "churn_model"),
+        ("lister", "churn_model"),
         pa.Table.from_pylist(versions, schema=SCHEMA).to_batches(),
         content="model",
     )
-    location = str(sharing.warehouse / "carol" / "churn_model")
-    sharing.catalog.add_table("carols", "default", "churn_model", location)
-    sharing.catalog.add_table("empty", "default", "gone", location)
-    sharing.catalog.remove_table("empty", "default", "gone")  # a share with no tables left
-    profile, _ = sharing.new_recipient("carol", "models", "carols", "empty")
+    location = str(sharing.warehouse / "lister" / "churn_model")
+    sharing.catalog.add_table("listed", "default", "churn_model", location)
+    sharing.catalog.add_table("listed_empty", "default", "gone", location)
+    sharing.catalog.remove_table("listed_empty", "default", "gone")  # a share with no tables left
+    profile, _ = sharing.new_recipient("lister", "models", "listed", "listed_empty")
     return profile
 
 
 def test_it_lists_every_share_schema_and_table_with_kind_and_rows(
-    sharing: Sharing, carol: Path
+    sharing: Sharing, lister: Path
 ) -> None:
-    [result] = arcuate.execute(f"SHOW SHARES IN PROVIDER '{carol}'")
+    [result] = arcuate.execute(f"SHOW SHARES IN PROVIDER '{lister}'")
     assert result.action == "show shares in provider"
     assert result.summary == {
-        "profile": str(carol),
+        "profile": str(lister),
         "endpoint": sharing.endpoint,
         "shares": 3,
         "tables": 5,
@@ -61,11 +61,11 @@ def test_it_lists_every_share_schema_and_table_with_kind_and_rows(
         ("models", "mlflow", "simple", None, None, _rows_of(loc("simple"))),
         ("models", "mlflow", "parts", None, None, _rows_of(loc("parts"))),
         ("models", "mlflow", "nocdf", None, None, 2),
-        ("carols", "default", "churn_model", "model", 1, 1),
-        ("empty", None, None, None, None, None),
+        ("listed", "default", "churn_model", "model", 1, 1),
+        ("listed_empty", None, None, None, None, None),
     ]
     experiment, simple = result.rows[0], result.rows[1]
-    assert experiment["coordinate"] == f"{carol}#models.mlflow.experiment"
+    assert experiment["coordinate"] == f"{lister}#models.mlflow.experiment"
     assert experiment["problem"] is None and experiment["bytes"] > 0
     assert experiment["version"] == 1  # written twice: versions 0 and 1
     assert simple["coordinate"] is None
@@ -78,8 +78,8 @@ def test_it_lists_every_share_schema_and_table_with_kind_and_rows(
     assert all(token not in text for token in sharing.tokens.values())
 
 
-def test_a_coordinate_it_lists_is_one_describe_reads(sharing: Sharing, carol: Path) -> None:
-    [listing] = arcuate.execute(f"SHOW SHARES IN PROVIDER '{carol}'")
+def test_a_coordinate_it_lists_is_one_describe_reads(sharing: Sharing, lister: Path) -> None:
+    [listing] = arcuate.execute(f"SHOW SHARES IN PROVIDER '{lister}'")
     model = next(r for r in listing.rows if r["kind"] == "model")
     [described] = arcuate.execute(f"DESCRIBE '{model['coordinate']}'")
     assert described.summary["kind"] == "model"
