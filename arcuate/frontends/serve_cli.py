@@ -157,7 +157,8 @@ def _banner(listening: Listening, catalog: str) -> None:
     urls = listening.recipient_urls()
     how = " (--public-url)" if listening.public_url else ""
     click.echo(f"arcuate: serving Delta Sharing at {urls[0]}{how}")
-    where = f"{listening.host or '0.0.0.0'}:{listening.port}"
+    host = listening.host or "0.0.0.0"
+    where = f"[{host}]:{listening.port}" if ":" in host else f"{host}:{listening.port}"
     click.echo(f"arcuate: listening on {where} ({listening.scope()})")
     if listening.wildcard and not listening.public_url:
         others = " or ".join(urls[1:])
