@@ -134,6 +134,19 @@ def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None
     st.result = describe_shared(st.value, step.coordinate)
 
 
+def _list_provider_shares(step: ops.ListProviderShares, ctx: Context, st: _State) -> None:
+    from arcuate.backends.sharing.reader import DeltaSharingReader
+
+    listing = DeltaSharingReader().list_shared(step.profile)
+    summary = {
+        "profile": step.profile,
+        "endpoint": listing.endpoint,
+        "shares": len(listing.shares),
+        "tables": sum(1 for row in listing.rows if row["table"] is not None),
+    }
+    st.result = StatementResult(st.plan.text, "show shares in provider", summary, listing.rows)
+
+
 def _catalog_command(step: ops.CatalogCommand, ctx: Context, st: _State) -> None:
     from arcuate.engine.sharing import run_catalog_command
 
@@ -149,6 +162,7 @@ _HANDLERS: dict[type, Callable[[Any, Context, _State], None]] = {
     ops.ImportExperiment: _import_experiment,
     ops.ImportModel: _import_model,
     ops.DescribeShared: _describe_shared,
+    ops.ListProviderShares: _list_provider_shares,
     ops.CatalogCommand: _catalog_command,
 }
 

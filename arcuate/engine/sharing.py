@@ -64,6 +64,7 @@ def _create_recipient(
         if_not_exists=op.if_exists,
         comment=op.comment,
         expires_in_seconds=op.expires_in_seconds,
+        endpoint=ctx.settings.endpoint,
     )
     summary: dict[str, Any] = {"recipient": record["name"], "created": token is not None}
     if token is None:
@@ -78,7 +79,9 @@ def _rotate_token(
     op: CatalogCommand, ctx: Context, catalog: Any, statement: str
 ) -> StatementResult:
     name = _name(op)
-    token = catalog.rotate_token(name, expires_in_seconds=op.expires_in_seconds)
+    token = catalog.rotate_token(
+        name, expires_in_seconds=op.expires_in_seconds, endpoint=ctx.settings.endpoint
+    )
     record = catalog.recipient(name)
     text, path = _deliver(op, ctx, token, record)
     summary = {

@@ -14,6 +14,7 @@ from types import FrameType
 
 import click
 
+from arcuate.backends.sharing.server.endpoints import Listening
 from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
 from arcuate.errors import ArcuateError
 
@@ -71,9 +72,10 @@ def serve_command(
 ) -> None:
     """Serve the shares of the local catalog over the Delta Sharing protocol.
 
-    Recipients connect with the profile file CREATE RECIPIENT gave them. The catalog is
-    re-read when it changes: new tables, grants, revocations and rotated tokens apply
-    without a restart. Stop with Ctrl+C or SIGTERM.
+    Recipients connect with the profile file CREATE RECIPIENT gave them. The banner says
+    which URL their profiles must name, and a warning names each recipient whose profile
+    names another. The catalog is re-read when it changes: new tables, grants, revocations
+    and rotated tokens apply without a restart. Stop with Ctrl+C or SIGTERM.
     """
     import uvicorn
 
@@ -92,14 +94,10 @@ def serve_command(
     except ArcuateError as exc:
         _fail(exc)
         return
-    bound = sock.getsockname()[1]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    listening = Listening(host, sock.getsockname()[1], prefix, public_url)
     options = ServerOptions(prefix=prefix, url_ttl_seconds=url_ttl, public_url=public_url)
-    norm = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    click.echo(f"arcuate: serving Delta Sharing at http://{shown}:{bound}{norm}")
-    click.echo(f"arcuate: share catalog {Path(path).absolute()}")
-    if not Path(path).exists():
-        click.echo("arcuate: the catalog does not exist yet; it is picked up once written")
+    _banner(listening, path)
+    _check_profiles(listening, path)
     click.echo("arcuate: press Ctrl+C to stop")
     sys.stdout.flush()
 
@@ -152,6 +150,70 @@ def serve_command(
             signal.signal(s, handler)
         sock.close()
     click.echo("arcuate: stopped")
+
+
+def _banner(listening: Listening, catalog: str) -> None:
+    """Where recipients reach the server (what their profiles must name), and what it serves."""
+    urls = listening.recipient_urls()
+    how = " (--public-url)" if listening.public_url else ""
+    click.echo(f"arcuate: serving Delta Sharing at {urls[0]}{how}")
+    host = listening.host or "0.0.0.0"
+    where = f"[{host}]:{listening.port}" if ":" in host else f"{host}:{listening.port}"
+    click.echo(f"arcuate: listening on {where} ({listening.scope()})")
+    if listening.wildcard and not listening.public_url:
+        others = " or ".join(urls[1:])
+        click.echo(
+            f"arcuate: recipients elsewhere use {urls[0]}{' or ' + others if others else ''}; "
+            f"on this machine {listening.url('127.0.0.1')}"
+        )
+    click.echo(f"arcuate: share catalog {Path(catalog).absolute()}")
+    if not Path(catalog).exists():
+        click.echo("arcuate: the catalog does not exist yet; it is picked up once written")
+
+
+def _check_profiles(listening: Listening, catalog: str) -> None:
+    """Warn about each recipient whose profile names an endpoint this server is not reached
+    at: their requests would go elsewhere, and nothing else would say so."""
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+
+    try:
+        recipients = LocalShareCatalog(catalog).recipients()
+    except (ArcuateError, OSError, ValueError):
+        return  # the server reports an unreadable catalog on every request
+    for r in recipients:
+        endpoint = r.get("profile_endpoint")
+        found = listening.mismatch(endpoint) if isinstance(endpoint, str) else None
+        if found is None:
+            continue
+        why, fix = found
+        name = r["name"]
+        click.echo(
+            f"warning: recipient {name}'s profile names {endpoint}, but this server is reached "
+            f"at {fix}{f' ({why})' if why else ''}: {name}'s requests will not reach it",
+            err=True,
+        )
+        click.echo(_rotate_hint(str(name), str(endpoint), fix, catalog), err=True)
+
+
+def _rotate_hint(name: str, endpoint: str, fix: str, catalog: str) -> str:
+    """A command that gives the recipient a profile for this server (runnable as printed)."""
+    import shlex
+
+    from arcuate.syntax.unparse import name as quoted_name
+    from arcuate.syntax.unparse import string
+
+    profile = string(name + ".share")
+    statement = f"ALTER RECIPIENT {quoted_name(name)} ROTATE TOKEN PROFILE {profile}"
+    plain = not any(c in statement for c in '"$`\\!')
+    echoed = f'"{statement}"' if plain else shlex.quote(statement)
+    command = (
+        f"echo {echoed} | arcuate run - "
+        f"--catalog {shlex.quote(str(Path(catalog).absolute()))} --endpoint {shlex.quote(fix)}"
+    )
+    return (
+        f"  hint: give {name} a profile for this server and send it:\n    {command}\n"
+        f"  or serve where the profile points ({endpoint})"
+    )
 
 
 @click.group("catalog")

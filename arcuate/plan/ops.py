@@ -133,6 +133,19 @@ class DescribeShared:
         return f"summarise shared table {self.coordinate!r} (writes nothing)"
 
 
+@dataclass(frozen=True, slots=True)
+class ListProviderShares:
+    """List what a profile file can read: shares, schemas, tables, each table's kind and rows."""
+
+    profile: str
+
+    def describe(self) -> str:
+        return (
+            f"list the shares, schemas and tables profile {self.profile!r} can read, with each "
+            "table's kind and rows (Delta Sharing; writes nothing)"
+        )
+
+
 CatalogAction = Literal[
     "create_recipient",
     "rotate_token",
@@ -191,5 +204,6 @@ Operator = (
     | ImportExperiment
     | ImportModel
     | DescribeShared
+    | ListProviderShares
     | CatalogCommand
 )

@@ -105,6 +105,8 @@ class _Planner:
         if isinstance(stmt, ast.DescribeShared):
             coord = stmt.coordinate.text
             return (ops.ReadShare(coord, "pandas"), ops.DescribeShared(coord))
+        if isinstance(stmt, ast.ShowProviderShares):
+            return (ops.ListProviderShares(stmt.profile),)
         return (self.catalog_command(stmt),)
 
     def catalog_command(self, stmt: ast.Statement) -> ops.CatalogCommand:

@@ -137,6 +137,14 @@ class DescribeShared:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowProviderShares:
+    """``SHOW SHARES IN PROVIDER '<profile>'``: what a profile file can read, table by table."""
+
+    profile: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Expiry:
     """``EXPIRES IN <n> <unit>``: a token lifetime."""
 
@@ -253,6 +261,7 @@ Statement = (
     | CreateExperiment
     | CreateModel
     | DescribeShared
+    | ShowProviderShares
     | CreateRecipient
     | RotateToken
     | DropRecipient

@@ -295,6 +295,9 @@ class _ToAst(Transformer[Token, Any]):
     def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:
         return ast.DescribeShared(children[1], _span_of(meta))
 
+    def show_provider_shares(self, meta: Meta, children: list[Any]) -> ast.ShowProviderShares:
+        return ast.ShowProviderShares(unquote(children[-1]), _span_of(meta))
+
     def explain(self, meta: Meta, children: list[Any]) -> ast.Explain:
         inner = children[1]
         if isinstance(inner, ast.Explain):
@@ -482,6 +485,16 @@ _RULES: list[tuple[str, str]] = [
     (r"^DROP (RECIPIENT|SHARE)( if_exists)?$", "expected a name to drop"),
     (r"^GRANT", "expected GRANT SELECT ON SHARE <share> TO RECIPIENT <recipient>"),
     (r"^REVOKE", "expected REVOKE SELECT ON SHARE <share> FROM RECIPIENT <recipient>"),
+    (
+        r"^SHOW SHARES IN PROVIDER$",
+        "expected a quoted profile file path after PROVIDER, such as 'acme.share'",
+    ),
+    (
+        rf"^SHOW SHARES IN PROVIDER {_N}$",
+        "expected the end of the statement; quote a profile file path that has a '.' or '/':"
+        " SHOW SHARES IN PROVIDER 'acme.share'",
+    ),
+    (r"^SHOW SHARES IN$", "expected PROVIDER '<profile file>' after SHOW SHARES IN"),
     (r"^SHOW( ALL( IN)?)?$", "expected SHARES, RECIPIENTS or ALL IN SHARE <share> after SHOW"),
     (r"^SHOW ALL IN SHARE$", "expected a share name"),
     (r"^DESCRIBE (SHARE|RECIPIENT)$", "expected a name to describe"),
@@ -493,6 +506,7 @@ _STATEMENT_RULES = {
     "create_model",
     "explain",
     "describe_shared",
+    "show_provider_shares",
     "create_recipient",
     "alter_recipient",
     "drop_recipient",

@@ -15,7 +15,7 @@ KEYWORDS = frozenset(
     """CREATE SHARE SHARES WITH TABLE FROM EXPERIMENT MODEL VERSION ALIAS WHERE AND NOT IN
     LIKE ILIKE IF EXISTS OR REPLACE OVERWRITE AS PANDAS SPARK DESCRIBE EXPLAIN RECIPIENT
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
-    EXPIRES PROFILE SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()  # noqa: SIM905
+    EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -120,6 +120,11 @@ def _(node: ast.CreateModel) -> str:
 @unparse.register
 def _(node: ast.DescribeShared) -> str:
     return f"DESCRIBE {string(node.coordinate.text)}"
+
+
+@unparse.register
+def _(node: ast.ShowProviderShares) -> str:
+    return f"SHOW SHARES IN PROVIDER {string(node.profile)}"
 
 
 @unparse.register

@@ -36,6 +36,7 @@ def test_a_token_is_shown_once_and_stored_only_as_a_salted_hash(catalog: LocalSh
         "token_created_at": record["token_created_at"],
         "token_expires_at": None,
         "token_active": True,
+        "profile_endpoint": None,
         "shares": [],
     }
     assert catalog.authenticate(token) == "alice"

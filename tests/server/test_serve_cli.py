@@ -106,3 +106,102 @@ def test_export_yaml(tmp_path: Path) -> None:
         catalog_group, ["export-yaml", "--catalog", str(tmp_path / "no.yaml")]
     )
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve_banner(port: int, *args: str) -> tuple[list[str], str]:
+    """Start ``arcuate serve --port port`` with ``args``, read its banner, wait until it answers,
+    stop it; (banner lines, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while not lines or "press Ctrl+C" not in lines[-1]:
+            line = proc.stdout.readline()
+            assert line, f"serve ended early: {lines} {proc.communicate()[1]}"
+            lines.append(line.rstrip("\n"))
+        deadline = time.monotonic() + 15
+        while True:  # SIGTERM stops it cleanly once uvicorn runs
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/delta-sharing/shares")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    return lines, err
+
+
+def _recipients_for(catalog: Path, **endpoints: str) -> None:
+    """Recipients made through the statement a provider runs, each with its own endpoint."""
+    import arcuate
+
+    for name, endpoint in endpoints.items():
+        arcuate.execute(f"CREATE RECIPIENT {name}", catalog=str(catalog), endpoint=endpoint)
+
+
+def test_serve_warns_about_profiles_that_name_another_endpoint(tmp_path: Path) -> None:
+    catalog = tmp_path / "shares.yaml"
+    port = _free_port()
+    _recipients_for(
+        catalog,
+        acme="http://127.0.0.1:8080/delta-sharing",  # the default endpoint setting
+        bob=f"http://localhost:{port}/delta-sharing/",
+    )
+    banner, err = _serve_banner(port, "--catalog", str(catalog))
+    assert banner[0] == f"arcuate: serving Delta Sharing at http://127.0.0.1:{port}/delta-sharing"
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: recipient acme's profile names http://127.0.0.1:8080/delta-sharing, but this "
+        f"server is reached at http://127.0.0.1:{port}/delta-sharing (port {port}, not 8080): "
+        "acme's requests will not reach it"
+    ], err
+    assert "ROTATE TOKEN" in err and f"--endpoint http://127.0.0.1:{port}/delta-sharing" in err
+
+
+def test_serve_on_every_interface_prints_the_urls_recipients_use(tmp_path: Path) -> None:
+    import socket
+
+    catalog = tmp_path / "shares.yaml"
+    _recipients_for(catalog, acme="http://127.0.0.1:8080/delta-sharing")
+    port = _free_port()
+    banner, err = _serve_banner(port, "--catalog", str(catalog), "--host", "0.0.0.0")
+    text = "\n".join(banner)
+    assert banner[1].startswith(f"arcuate: listening on 0.0.0.0:{port} (every interface)")
+    assert f"http://{socket.gethostname()}:{port}/delta-sharing" in text
+    assert "serving Delta Sharing at http://127.0.0.1" not in text
+    assert "warning: recipient acme's profile names http://127.0.0.1:8080/delta-sharing" in err
+
+
+def test_serve_behind_a_proxy_prints_the_public_url(tmp_path: Path) -> None:
+    catalog = tmp_path / "shares.yaml"
+    public = "https://sharing.example.com/delta-sharing"
+    _recipients_for(catalog, acme=public, bob="http://127.0.0.1:8080/delta-sharing")
+    banner, err = _serve_banner(
+        _free_port(), "--catalog", str(catalog), "--host", "0.0.0.0", "--public-url", public
+    )
+    assert banner[0] == f"arcuate: serving Delta Sharing at {public} (--public-url)"
+    assert banner[1].startswith("arcuate: listening on 0.0.0.0:")
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "warning: recipient bob's profile names http://127.0.0.1:8080/delta-sharing, but this "
+        f"server is reached at {public}"
+    ), err

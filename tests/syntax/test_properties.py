@@ -79,6 +79,7 @@ statements = st.one_of(
         ast.CreateModel, names, coordinates, st.sampled_from(["pandas", "spark"]), st.booleans()
     ),
     st.builds(ast.DescribeShared, coordinates),
+    st.builds(ast.ShowProviderShares, names),
     st.builds(
         ast.CreateRecipient,
         names,

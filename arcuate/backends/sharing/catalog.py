@@ -218,11 +218,14 @@ class LocalShareCatalog:
         if_not_exists: bool = False,
         comment: str | None = None,
         expires_in_seconds: int | None = None,
+        endpoint: str | None = None,
     ) -> tuple[dict[str, Any], str | None]:
         """Create a recipient and its bearer token; return (public record, token).
 
         The token is returned here once and stored only as a salted SHA-256 hash. With
         ``if_not_exists`` an existing recipient is left as it is and the token is None.
+        ``endpoint`` is the server URL the recipient's profile names: ``arcuate serve`` warns
+        when it is not where the server is reached.
 
         Raises:
             ConflictError: the recipient exists and ``if_not_exists`` is false.
@@ -238,14 +241,18 @@ class LocalShareCatalog:
                     f"recipient {existing['name']!r} already exists",
                     hint=f"ALTER RECIPIENT {existing['name']} ROTATE TOKEN issues a new token",
                 )
-            token, entry = _new_token(expires_in_seconds)
+            token, entry = _new_token(expires_in_seconds, endpoint)
             record: dict[str, Any] = {"name": name, "comment": comment, "created_at": _iso(_now())}
             record["token"] = entry
             recipients.append(record)
             return public_recipient(doc, record), token
 
-    def rotate_token(self, name: str, *, expires_in_seconds: int | None = None) -> str:
+    def rotate_token(
+        self, name: str, *, expires_in_seconds: int | None = None, endpoint: str | None = None
+    ) -> str:
         """Replace a recipient's token; the old one (and file URLs issued for it) stop at once.
+
+        ``endpoint``: the server URL the new profile names (as for :meth:`create_recipient`).
 
         Raises:
             NotFoundError: no such recipient.
@@ -254,7 +261,7 @@ class LocalShareCatalog:
             r = self.find(_recipients(doc), name)
             if r is None:
                 raise NotFoundError(f"recipient {name!r} does not exist in {self.path}")
-            token, entry = _new_token(expires_in_seconds)
+            token, entry = _new_token(expires_in_seconds, endpoint)
             r["token"] = entry
             return token
 
@@ -511,6 +518,7 @@ class _Shape:
         self.hex_text(f"{field}.token.sha256", token.get("sha256"))
         self.moment(f"{field}.token.created_at", token.get("created_at"))
         self.moment(f"{field}.token.expires_at", token.get("expires_at"))
+        self.text(f"{field}.token.endpoint", token.get("endpoint"), optional=True)
 
     def grants(self, value: Any) -> None:
         for share, names in self.mapping("grants", value).items():
@@ -586,7 +594,9 @@ def token_hash(salt: str, token: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + token.encode("utf-8")).hexdigest()
 
 
-def _new_token(expires_in_seconds: int | None) -> tuple[str, dict[str, Any]]:
+def _new_token(
+    expires_in_seconds: int | None, endpoint: str | None = None
+) -> tuple[str, dict[str, Any]]:
     if expires_in_seconds is not None and expires_in_seconds <= 0:
         raise ConfigurationError(
             f"a token lifetime must be a positive number of seconds, got {expires_in_seconds}"
@@ -606,6 +616,8 @@ def _new_token(expires_in_seconds: int | None) -> tuple[str, dict[str, Any]]:
         "created_at": _iso(created),
         "expires_at": expires,
     }
+    if endpoint is not None:
+        entry["endpoint"] = endpoint.rstrip("/")  # what the profile names, never the token
     return token, entry
 
 
@@ -620,6 +632,7 @@ def public_recipient(doc: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
         "token_created_at": token.get("created_at"),
         "token_expires_at": token.get("expires_at"),
         "token_active": bool(token.get("sha256")) and (expires is None or expires > _now()),
+        "profile_endpoint": token.get("endpoint"),
         "shares": shares_for_doc(doc, str(r["name"])),
     }
 

@@ -38,6 +38,8 @@ from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, parse_description
 if TYPE_CHECKING:
     import pandas as pd
 
+    from arcuate.backends.sharing.listing import SharedListing
+
 DEFAULT_BATCH_ROWS: Final = 256
 #: Arrow bytes per record batch read from a shared file (rows are cut to stay near this).
 DEFAULT_BATCH_BYTES: Final = 8 * 1024 * 1024
@@ -144,6 +146,19 @@ class DeltaSharingReader:
             if getattr(meta, "schema_string", None)
             else None,
         }
+
+    def list_shared(self, profile: str) -> SharedListing:
+        """What ``profile`` can read: every share, schema and table, with each table's content
+        kind, format version, rows and bytes (from the file list, no data is downloaded).
+
+        Raises:
+            NotFoundError: the profile file does not exist.
+            BackendError: the profile is unreadable, the server cannot be reached, rejects the
+                token or lists more than the bounds allow.
+        """
+        from arcuate.backends.sharing.listing import list_shared
+
+        return list_shared(profile)
 
     def check(self, coordinate: str) -> dict[str, Any]:
         """The table's metadata, verified to be an arcuate table of a supported format version.
