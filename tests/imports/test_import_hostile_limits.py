@@ -613,3 +613,24 @@ def test_rows_must_match_the_table_marker(recipient_store: Any, workdir: Path) -
         assert result.summary["added"] == 2
     finally:
         handle.stop()
+
+
+def test_describe_reports_what_it_cannot_read() -> None:
+    """DESCRIBE reads the same hostile tables: an ``MLmodel`` nested 3,000 levels deep (YAML's
+    loader recursed until a RecursionError ended DESCRIBE) lists no flavors; a list past its
+    bound is the table's problem, reported, not raised."""
+    from arcuate.engine.imports import describe_shared
+
+    deep = b"[" * 3000 + b"]" * 3000
+    rows = good_versions()
+    rows[0]["files"] = [file_entry("MLmodel", deep, owner="model")]
+    result = describe_shared(batches_of(rows), "deep")
+    assert result.summary["valid"] is True
+    assert result.rows[0]["flavors"] == "" and result.rows[1]["flavors"] == "python_function"
+    table = long_list("model_version.aliases", limits.MAX_ALIASES + 1)(good_versions())
+    result = describe_shared(table.to_batches(), "long")
+    assert result.summary["valid"] is False
+    assert result.summary["problem"] == (
+        f"row 0, field 'model_version.aliases': holds {limits.MAX_ALIASES + 1} items; "
+        f"arcuate reads at most {limits.MAX_ALIASES} here"
+    )
