@@ -57,9 +57,10 @@ MAX_INT64: Final = 2**63 - 1
 #: Version numbers: MLflow's ``model_versions.version`` is a 32-bit integer column.
 MAX_VERSION: Final = 2**31 - 1
 #: MLflow numbers a new version (highest ever used) + 1, so an import recreates each missing
-#: number below a shared version as a placeholder version, created and deleted at once (two
-#: MLflow calls, ~25 ms each). The missing numbers of one model table add up to at most this
-#: many: 1,000 placeholders take about half a minute; 10**9 of them would never end.
+#: number below a shared version as a placeholder version, created and deleted at once (three
+#: MLflow calls: 25 to 115 ms per placeholder on sqlite). The missing numbers of one model
+#: table add up to at most this many: 1,000 placeholders take half a minute to two minutes;
+#: 10**9 of them would never end.
 MAX_VERSION_PLACEHOLDERS: Final = 1000
 
 # -- list lengths (counted in Arrow before a row becomes Python values) --------------------------
