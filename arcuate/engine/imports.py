@@ -308,8 +308,8 @@ class Spool:
         verb = "CREATE EXPERIMENT" if marked == "experiment" else "CREATE MODEL"
         wanted = "an experiment" if self.content == "experiment" else "a model"
         raise ShareDataError(
-            f"the shared table is marked as {article} table, not {wanted} table "
-            f"(its description says so); import it with {verb}",
+            f"the shared table is marked as {article} table in its description, not "
+            f"{wanted} table; import it with {verb}",
             field="kind",
         )
 
