@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from arcuate.errors import ConfigurationError
+from arcuate.format.limits import MAX_CHUNK_BYTES
 
 TableBackendName = Literal["deltalake", "spark"]
 ShareCatalogName = Literal["local", "unity"]
@@ -113,6 +114,8 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
             ) from None
         if values["chunk_bytes"] < 1024:
             raise ConfigurationError("chunk_bytes must be at least 1024")
+        if values["chunk_bytes"] > MAX_CHUNK_BYTES:  # what a recipient reads in a chunk row
+            raise ConfigurationError(f"chunk_bytes must be at most {MAX_CHUNK_BYTES}")
     for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
         if key in values and values[key] not in valid:
             raise ConfigurationError(

@@ -38,7 +38,12 @@ from arcuate.backends.protocols import Record
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
-from arcuate.format.columns import batch_metrics, chunk_data, without_metrics
+from arcuate.format.columns import (
+    batch_metrics,
+    check_list_bounds,
+    chunk_data,
+    without_metrics,
+)
 from arcuate.format.schema import (
     MODEL_VERSION,
     OWNER_LOGGED_MODEL_PREFIX,
@@ -274,6 +279,7 @@ class Spool:
         Raises:
             ShareDataError: the first bad row, named by its 0-based position in the stream.
         """
+        self._check_marker(batches)
         if worker and self._ingest_in_worker(batches, tick):
             return
         for batch in batches:
@@ -291,6 +297,21 @@ class Spool:
             if tick is not None:
                 tick(self.rows)
         self._finish()
+
+    def _check_marker(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """A shared table is read only as what its marker says it holds (its rows are then
+        checked to be of that kind): a model table cannot become an experiment."""
+        marked = getattr(batches, "content", None)
+        if marked is None or marked == self.content:
+            return
+        article = "an experiment" if marked == "experiment" else "a model"
+        verb = "CREATE EXPERIMENT" if marked == "experiment" else "CREATE MODEL"
+        wanted = "an experiment" if self.content == "experiment" else "a model"
+        raise ShareDataError(
+            f"the shared table is marked as {article} table in its description, not "
+            f"{wanted} table; import it with {verb}",
+            field="kind",
+        )
 
     def _ingest_in_worker(self, batches: Iterable[pa.RecordBatch], tick: Any) -> bool:
         """Pass 1 in a helper process, for a large listed table; False when not used."""
@@ -328,7 +349,9 @@ class Spool:
 
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
         """The rows of a (small) batch as Python values; metric histories checked column-wise
-        when they pass (:mod:`arcuate.format.columns`), else left for row-by-row checks."""
+        when they pass (:mod:`arcuate.format.columns`), else left for row-by-row checks.
+        Every list's length is checked first, on Arrow's lengths."""
+        check_list_bounds(batch, first)
         if not isinstance(batch, pa.RecordBatch):
             return self._pylist(batch, first)
         checked = views = None
@@ -459,7 +482,10 @@ class Spool:
         )
 
     def _finish(self) -> None:
-        """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks."""
+        """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks.
+        The version numbers of a model table must leave few gaps (each is a placeholder)."""
+        if self.content == "model":
+            v.check_version_numbers((e.row, int(e.version or 0)) for e in self.entries)
         used: set[tuple[str, str, str]] = set()
         for entry in self.entries:
             record = self._shared_record(entry)
@@ -1289,7 +1315,7 @@ def _mlmodel_info(text: str) -> tuple[list[str], dict[str, str]]:
 
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # the loader recurses: deep nesting ends it
         return [], {}
     if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
         return [], {}
@@ -1329,6 +1355,7 @@ def describe_shared(batches: Iterable[pa.RecordBatch], source: str) -> Statement
     for batch in batches:
         try:
             v.check_columns(batch.schema.names, counts["rows"])
+            check_list_bounds(batch, counts["rows"])
             pylist = batch.to_pylist()
         except (ShareDataError, pa.ArrowException, ValueError, OverflowError) as exc:
             problem = problem or str(exc)

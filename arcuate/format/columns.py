@@ -18,15 +18,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from arcuate.errors import ShareDataError
+from arcuate.format import limits
 from arcuate.format import validate as v
 from arcuate.format.schema import METRIC
 from arcuate.format.validate import CheckedMetrics
 
-_MAX_US: Final = (v.MAX_TIMESTAMP - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_US: Final = (limits.MAX_TIMESTAMP - _EPOCH) // timedelta(microseconds=1)
 
 
 def _all(values: pa.Array, check: Any) -> bool:
@@ -70,11 +73,11 @@ def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
         and _all(cols["model_id"], lambda m: v.identifier(m, None, "model_id"))
         and _all(
             cols["dataset_name"],
-            lambda d: v.text(d, None, "dataset_name", limit=v.MAX_DATASET_NAME_LENGTH),
+            lambda d: v.text(d, None, "dataset_name", limit=limits.MAX_DATASET_NAME_LENGTH),
         )
         and _all(
             cols["dataset_digest"],
-            lambda d: v.text(d, None, "dataset_digest", limit=v.MAX_DATASET_DIGEST_LENGTH),
+            lambda d: v.text(d, None, "dataset_digest", limit=limits.MAX_DATASET_DIGEST_LENGTH),
         )
     ):
         return None
@@ -110,6 +113,64 @@ def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
         )
         start += n
     return out
+
+
+def check_list_bounds(data: pa.RecordBatch | pa.Table, first: int) -> None:
+    """Every list of the format in ``data`` holds at most its bound (``LIST_LIMITS``), read
+    from Arrow's list lengths before any row becomes Python values (a list item costs ~10x
+    more as a Python value). Lists of types other than the format's are left to the row
+    validator, which checks the same bounds.
+
+    Raises:
+        ShareDataError: the first list over its bound, by row (``first`` is the row number
+            of ``data``'s first row) and field, e.g. ``run.logged_models[2].tags``.
+    """
+    for batch in data.to_batches() if isinstance(data, pa.Table) else [data]:
+        found = [
+            hit
+            for path, limit in limits.LIST_LIMITS.items()
+            if (hit := _over(batch, path, limit)) is not None
+        ]
+        if found:
+            row, name, count, limit = min(found)
+            raise v.too_many(count, limit, first + row, name)
+        first += batch.num_rows
+
+
+def _over(batch: pa.RecordBatch, path: str, limit: int) -> tuple[int, str, int, int] | None:
+    """(row, field, length, limit) of the first list at ``path`` longer than ``limit``; None
+    when there is none, or the batch does not have the format's types along ``path``."""
+    column, *steps = path.split(".")
+    if column not in batch.schema.names:
+        return None
+    values: pa.Array = batch.column(column)
+    rows = np.arange(len(values))  # the row of each item at the current level
+    positions: list[np.ndarray] = []  # ... and its position in each list it is inside
+    try:
+        for step in steps:
+            name = step.removesuffix("[]")
+            if not pa.types.is_struct(values.type) or values.type.get_field_index(name) < 0:
+                return None
+            values = pc.struct_field(values, [values.type.get_field_index(name)])
+            if step.endswith("[]"):
+                if not pa.types.is_list(values.type):
+                    return None
+                parents = pc.list_parent_indices(values).to_numpy()
+                first_of = np.searchsorted(parents, parents)  # parents never decrease
+                positions = [p[parents] for p in positions] + [np.arange(len(parents)) - first_of]
+                rows = rows[parents]
+                values = pc.list_flatten(values)
+        if not pa.types.is_list(values.type):
+            return None
+        lengths = pc.fill_null(pc.list_value_length(values), 0)
+        over = pc.greater(lengths, limit)
+        if not pc.any(over).as_py():
+            return None
+        k = pc.index(over, True).as_py()
+    except pa.ArrowException:
+        return None
+    field = path.replace("[]", "[{}]").format(*(int(p[k]) for p in positions))
+    return int(rows[k]), field, int(lengths[k].as_py()), limit
 
 
 def without_metrics(batch: pa.RecordBatch) -> pa.RecordBatch:

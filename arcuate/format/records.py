@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from arcuate.backends.protocols import ChunkedFile, FileRef, Record
 from arcuate.errors import ArcuateError, BackendError
+from arcuate.format import limits
 from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, RUN, SCHEMA
 
 Row = dict[str, Any]
@@ -74,6 +75,22 @@ def _hash_rest(f: IO[bytes], digest: Any) -> int:
 
 def _where(ref: FileRef) -> str:
     return f"{ref.owner}/{ref.path}"
+
+
+def _check_chunk_count(key: str, ref: FileRef, size: int, chunk_bytes: int) -> None:
+    """Refuse a file recipients would refuse: over MAX_FILE_BYTES, or in more than
+    MAX_CHUNKS_PER_FILE chunk rows (arcuate.format.limits)."""
+    count = math.ceil(size / chunk_bytes)
+    if size > limits.MAX_FILE_BYTES:
+        raise BackendError(
+            f"file {_where(ref)} of record {key} holds {size} bytes; recipients read at most "
+            f"{limits.MAX_FILE_BYTES} per file"
+        )
+    if count > limits.MAX_CHUNKS_PER_FILE:
+        raise BackendError(
+            f"file {_where(ref)} of record {key} needs {count} chunks of {chunk_bytes} bytes; "
+            f"recipients read at most {limits.MAX_CHUNKS_PER_FILE} per file: raise chunk_bytes"
+        )
 
 
 def pack_files(
@@ -130,6 +147,7 @@ def pack_files(
                     size = len(head)
                     head = None
                 sha = digest.hexdigest()
+                _check_chunk_count(key, ref, size, chunk_bytes)
                 deferred.append(ChunkedFile(key, ref, size, sha, chunk_bytes, exported_at))
                 entries.append(
                     {

@@ -21,8 +21,54 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import unquote
 
 from arcuate.errors import ShareDataError
+from arcuate.format.limits import (
+    MAX_ALIAS_LENGTH,
+    MAX_ALIASES,
+    MAX_CHUNK_BYTES,
+    MAX_CHUNKS_PER_FILE,
+    MAX_DATASET_DIGEST_LENGTH,
+    MAX_DATASET_INPUTS,
+    MAX_DATASET_NAME_LENGTH,
+    MAX_DATASET_PROFILE_LENGTH,
+    MAX_DATASET_SCHEMA_LENGTH,
+    MAX_DATASET_SOURCE_LENGTH,
+    MAX_DATASET_SOURCE_TYPE_LENGTH,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_EXPERIMENT_NAME_LENGTH,
+    MAX_EXPERIMENT_TAG_VALUE_LENGTH,
+    MAX_FILE_BYTES,
+    MAX_FILES_PER_RECORD,
+    MAX_INPUT_TAG_KEY_LENGTH,
+    MAX_INPUT_TAG_VALUE_LENGTH,
+    MAX_INPUT_TAGS,
+    MAX_INT64,
+    MAX_JSON_DEPTH,
+    MAX_KEY_LENGTH,
+    MAX_LOGGED_MODELS,
+    MAX_METRIC_POINTS_PER_RUN,
+    MAX_MODEL_INPUTS,
+    MAX_MODEL_NAME_LENGTH,
+    MAX_MODEL_TAG_VALUE_LENGTH,
+    MAX_MODEL_TYPE_LENGTH,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_PARAMS,
+    MAX_PATH_LENGTH,
+    MAX_RUN_LINK_LENGTH,
+    MAX_RUN_NAME_LENGTH,
+    MAX_SEGMENT_BYTES,
+    MAX_SOURCE_LENGTH,
+    MAX_STATUS_MESSAGE_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
+    MAX_TIMESTAMP,
+    MAX_USER_ID_LENGTH,
+    MAX_VERSION,
+    MAX_VERSION_PLACEHOLDERS,
+    MAX_VERSION_TAG_VALUE_LENGTH,
+)
 from arcuate.format.schema import (
     CHUNK,
     MODEL_VERSION,
@@ -34,37 +80,6 @@ from arcuate.format.schema import (
     SUPPORTED_VERSIONS,
     Content,
 )
-
-# -- MLflow's limits (mlflow/utils/validation.py and the SQL column sizes) --------------------
-MAX_KEY_LENGTH: Final = 250
-MAX_PARAM_VALUE_LENGTH: Final = 6000
-MAX_TAG_VALUE_LENGTH: Final = 8000
-MAX_EXPERIMENT_NAME_LENGTH: Final = 500
-MAX_EXPERIMENT_TAG_VALUE_LENGTH: Final = 20000
-MAX_RUN_NAME_LENGTH: Final = 250
-MAX_USER_ID_LENGTH: Final = 256
-MAX_MODEL_NAME_LENGTH: Final = 256
-MAX_DESCRIPTION_LENGTH: Final = 5000
-MAX_MODEL_TAG_VALUE_LENGTH: Final = 5000
-MAX_VERSION_TAG_VALUE_LENGTH: Final = 100_000
-MAX_ALIAS_LENGTH: Final = 255
-MAX_RUN_LINK_LENGTH: Final = 500
-MAX_SOURCE_LENGTH: Final = 500
-MAX_DATASET_NAME_LENGTH: Final = 500
-MAX_DATASET_DIGEST_LENGTH: Final = 36
-MAX_DATASET_SOURCE_TYPE_LENGTH: Final = 36
-MAX_DATASET_SOURCE_LENGTH: Final = 65535
-MAX_DATASET_SCHEMA_LENGTH: Final = 1_048_575
-MAX_DATASET_PROFILE_LENGTH: Final = 16_777_215
-MAX_INPUT_TAG_KEY_LENGTH: Final = 255
-MAX_INPUT_TAG_VALUE_LENGTH: Final = 500
-MAX_STATUS_MESSAGE_LENGTH: Final = 500
-MAX_MODEL_TYPE_LENGTH: Final = 500
-MAX_PATH_LENGTH: Final = 1024
-MAX_SEGMENT_BYTES: Final = 255
-#: Timestamps must fall between the epoch and this date (MLflow rejects negative ones).
-MAX_TIMESTAMP: Final = datetime(2500, 1, 1, tzinfo=UTC)
-MAX_INT64: Final = 2**63 - 1
 
 RUN_STATUSES: Final = frozenset({"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"})
 LIFECYCLE_STAGES: Final = frozenset({"active", "deleted"})
@@ -83,6 +98,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: ``logged_models/`` and a logged model id (at most 256 characters).
+_MAX_OWNER_LENGTH: Final = len(OWNER_LOGGED_MODEL_PREFIX) + 256
 _MS: Final = timedelta(milliseconds=1)
 
 
@@ -150,6 +167,8 @@ def _fail(message: str, row: int | None, name: str) -> ShareDataError:
 
 
 def _show(value: Any, limit: int = 60) -> str:
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        value = value[:limit]  # repr of a hostile megabyte-long value costs megabytes
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -290,12 +309,24 @@ def entity_key(value: Any, row: int | None, name: str) -> str:
     return value
 
 
-def _sequence(value: Any, row: int | None, name: str) -> list[Any]:
-    """A list (Arrow) or array (pandas) as a Python list; missing means empty."""
+def too_many(count: int, limit: int, row: int | None, name: str) -> ShareDataError:
+    """The error for a list of ``count`` items over its bound (see arcuate.format.limits)."""
+    return _fail(f"holds {count} items; arcuate reads at most {limit} here", row, name)
+
+
+def _sequence(value: Any, row: int | None, name: str, *, limit: int) -> list[Any]:
+    """A list (Arrow) or array (pandas) of at most ``limit`` items as a Python list; missing
+    means empty. The length is checked before the items are copied."""
     if _is_missing(value):
         return []
     if isinstance(value, (str, bytes, Mapping)):
         raise _fail(f"must be a list, got {type(value).__name__}", row, name)
+    try:
+        count = len(value)
+    except TypeError as exc:
+        raise _fail(f"must be a list, got {type(value).__name__}", row, name) from exc
+    if count > limit:
+        raise too_many(count, limit, row, name)
     try:
         return list(value)
     except TypeError as exc:
@@ -318,12 +349,14 @@ def key_values(
     name: str,
     *,
     value_limit: int,
+    count_limit: int = MAX_TAGS,
     key_check: Any = None,
     key_limit: int = MAX_KEY_LENGTH,
 ) -> dict[str, str]:
-    """A list of ``{key, value}`` structs as a dict; duplicate keys are an error."""
+    """A list of at most ``count_limit`` ``{key, value}`` structs as a dict; duplicate keys are
+    an error."""
     out: dict[str, str] = {}
-    for j, item in enumerate(_sequence(value, row, name)):
+    for j, item in enumerate(_sequence(value, row, name, limit=count_limit)):
         where = f"{name}[{j}]"
         item = _struct(item, row, where)
         if key_check is None:
@@ -390,20 +423,37 @@ def owner_name(value: Any, row: int | None, name: str, allowed: Iterable[str]) -
 
 def sha256_hex(value: Any, row: int | None, name: str) -> str:
     """A SHA-256 digest as 64 hex digits (normalised to lower case)."""
-    if not isinstance(value, str) or not _SHA256.match(value.lower()):
+    if not isinstance(value, str) or len(value) != 64 or not _SHA256.match(value.lower()):
         raise _fail(f"is not a SHA-256 hex digest: {_show(value)}", row, name)
     return value.lower()
 
 
-def _binary(value: Any, row: int | None, name: str) -> bytes | None:
+def _binary(value: Any, row: int | None, name: str, *, limit: int) -> bytes | None:
+    """Binary data of at most ``limit`` bytes (a chunk, or an inline file)."""
     if _is_missing(value):
         return None
+    if not isinstance(value, (memoryview, bytes, bytearray)):
+        raise _fail(f"must be binary data, got {type(value).__name__}", row, name)
+    if len(value) > limit:
+        raise _fail(f"holds {len(value)} bytes; arcuate reads at most {limit}", row, name)
     if isinstance(value, memoryview):
         # a view of a reader's buffer (chunk bytes): used as it is, never copied
         return value  # type: ignore[return-value]
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    raise _fail(f"must be binary data, got {type(value).__name__}", row, name)
+    return bytes(value)
+
+
+def _chunk_count(value: Any, row: int, name: str) -> int:
+    """A file's declared number of chunk rows (0: inline), checked before it counts anything."""
+    if _is_missing(value):
+        return 0
+    count = integer(value, row, name, low=0)
+    if count > MAX_CHUNKS_PER_FILE:
+        raise _fail(
+            f"declares {count} chunks; arcuate reads at most {MAX_CHUNKS_PER_FILE} per file",
+            row,
+            name,
+        )
+    return count
 
 
 # -- names a statement gives ----------------------------------------------------------------------
@@ -507,11 +557,11 @@ def _metric(value: Any, row: int, name: str) -> dict[str, Any]:
 
 def _metrics(value: Any, row: int, name: str) -> list[dict[str, Any]]:
     if type(value) is CheckedMetrics:
+        if len(value) > MAX_METRIC_POINTS_PER_RUN:
+            raise too_many(len(value), MAX_METRIC_POINTS_PER_RUN, row, f"{name}.metrics")
         return list(value)
-    return [
-        _metric(m, row, f"{name}.metrics[{j}]")
-        for j, m in enumerate(_sequence(value, row, f"{name}.metrics"))
-    ]
+    points = _sequence(value, row, f"{name}.metrics", limit=MAX_METRIC_POINTS_PER_RUN)
+    return [_metric(m, row, f"{name}.metrics[{j}]") for j, m in enumerate(points)]
 
 
 def _input_tag_key(value: Any, row: int | None, name: str) -> str:
@@ -538,6 +588,7 @@ def _dataset(value: Any, row: int, name: str) -> dict[str, Any]:
             row,
             f"{name}.tags",
             value_limit=MAX_INPUT_TAG_VALUE_LENGTH,
+            count_limit=MAX_INPUT_TAGS,
             key_check=_input_tag_key,
             key_limit=MAX_INPUT_TAG_KEY_LENGTH,
         ),
@@ -560,12 +611,55 @@ def _logged_model(value: Any, row: int, name: str) -> dict[str, Any]:
             lm.get("status_message"), row, f"{name}.status_message", limit=MAX_STATUS_MESSAGE_LENGTH
         ),
         "creation_time": timestamp_ms(lm.get("creation_time"), row, f"{name}.creation_time"),
-        "step": 0 if _is_missing(step) else integer(step, row, f"{name}.step"),
+        # null: the run does not list the model as an output (docs/format.md)
+        "step": None if _is_missing(step) else integer(step, row, f"{name}.step"),
         "tags": key_values(lm.get("tags"), row, f"{name}.tags", value_limit=MAX_TAG_VALUE_LENGTH),
         "params": key_values(
-            lm.get("params"), row, f"{name}.params", value_limit=MAX_PARAM_VALUE_LENGTH
+            lm.get("params"),
+            row,
+            f"{name}.params",
+            value_limit=MAX_PARAM_VALUE_LENGTH,
+            count_limit=MAX_PARAMS,
         ),
     }
+
+
+#: Tags whose values are JSON that an import parses (to map the run ids inside).
+JSON_TAGS: Final = frozenset({"mlflow.log-model.history"})
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in JSON ``text``, counted without parsing it (Python's
+    parser recurses, and fails on deep input with a RecursionError)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_json_tags(tags: dict[str, str], row: int, name: str) -> None:
+    """JSON-valued tags an import parses nest at most MAX_JSON_DEPTH levels."""
+    for j, (key, value) in enumerate(tags.items()):
+        if key in JSON_TAGS and (depth := json_depth(value)) > MAX_JSON_DEPTH:
+            raise _fail(
+                f"{key} is JSON that nests deeper than {MAX_JSON_DEPTH} levels ({depth})",
+                row,
+                f"{name}[{j}].value",
+            )
 
 
 def run_info(value: Any, row: int, name: str = "run") -> dict[str, Any]:
@@ -589,23 +683,38 @@ def run_info(value: Any, row: int, name: str = "run") -> dict[str, Any]:
             r.get("parent_run_id"), row, f"{name}.parent_run_id", required=False
         ),
         "params": key_values(
-            r.get("params"), row, f"{name}.params", value_limit=MAX_PARAM_VALUE_LENGTH
+            r.get("params"),
+            row,
+            f"{name}.params",
+            value_limit=MAX_PARAM_VALUE_LENGTH,
+            count_limit=MAX_PARAMS,
         ),
         "tags": key_values(r.get("tags"), row, f"{name}.tags", value_limit=MAX_TAG_VALUE_LENGTH),
         "metrics": _metrics(r.get("metrics"), row, name),
         "inputs": [
             _dataset(d, row, f"{name}.inputs[{j}]")
-            for j, d in enumerate(_sequence(r.get("inputs"), row, f"{name}.inputs"))
+            for j, d in enumerate(
+                _sequence(r.get("inputs"), row, f"{name}.inputs", limit=MAX_DATASET_INPUTS)
+            )
         ],
         "model_inputs": [
             identifier(m, row, f"{name}.model_inputs[{j}]")
-            for j, m in enumerate(_sequence(r.get("model_inputs"), row, f"{name}.model_inputs"))
+            for j, m in enumerate(
+                _sequence(
+                    r.get("model_inputs"), row, f"{name}.model_inputs", limit=MAX_MODEL_INPUTS
+                )
+            )
         ],
         "logged_models": [
             _logged_model(m, row, f"{name}.logged_models[{j}]")
-            for j, m in enumerate(_sequence(r.get("logged_models"), row, f"{name}.logged_models"))
+            for j, m in enumerate(
+                _sequence(
+                    r.get("logged_models"), row, f"{name}.logged_models", limit=MAX_LOGGED_MODELS
+                )
+            )
         ],
     }
+    _check_json_tags(run["tags"], row, f"{name}.tags")
     name_tag = run["tags"].get("mlflow.runName")
     if run["run_name"] is not None and name_tag is not None and name_tag != run["run_name"]:
         raise _fail(
@@ -648,7 +757,9 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
         )
     aliases = [
         check_alias(a, row, f"model_version.aliases[{j}]")
-        for j, a in enumerate(_sequence(mv.get("aliases"), row, "model_version.aliases"))
+        for j, a in enumerate(
+            _sequence(mv.get("aliases"), row, "model_version.aliases", limit=MAX_ALIASES)
+        )
     ]
     if len(set(aliases)) != len(aliases):
         raise _fail("an alias is listed twice", row, "model_version.aliases")
@@ -662,7 +773,9 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
             limit=MAX_DESCRIPTION_LENGTH,
         ),
         "model_tags": model_tags,
-        "version": integer(mv.get("version"), row, "model_version.version", low=1, high=2**31 - 1),
+        "version": integer(
+            mv.get("version"), row, "model_version.version", low=1, high=MAX_VERSION
+        ),
         "description": text(
             mv.get("description"), row, "model_version.description", limit=MAX_DESCRIPTION_LENGTH
         ),
@@ -694,21 +807,95 @@ def _model_version(value: Any, row: int) -> dict[str, Any]:
     }
 
 
+def _unquoted(value: str) -> str:
+    """``value`` percent-decoded until it no longer changes (as MLflow reads a source)."""
+    while (plain := unquote(value)) != value:
+        value = plain
+    return value
+
+
+def _artifact_part(path: str, row: int, name: str) -> None:
+    """A part of a source that becomes an artifact path: the file path rules, before and
+    after percent-decoding."""
+    relative_path(path, row, name)
+    relative_path(_unquoted(path), row, name)
+
+
+def check_source(value: str | None, row: int, run_id: str | None) -> None:
+    """A version's source, completely: the parts an import turns into artifact paths follow
+    the rules of file paths (:func:`relative_path`), the URI forms are those it reads.
+
+    * ``runs:/<run id>[/<path>]``: the path is placed under the imported run's artifacts;
+    * ``models:/<model id>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``;
+    * any other location, kept as it is in a tag; where it holds ``/<run_id>/artifacts/``,
+      the rest is a path inside the run's artifacts.
+
+    Nowhere a ``..`` segment, also percent-encoded (MLflow's own rule for sources), nor a
+    control character.
+    """
+    name = "model_version.source"
+    if value is None:
+        return
+    if _CONTROL.search(value):
+        raise _fail(f"source {_show(value)} contains a control character", row, name)
+    if ".." in _unquoted(value).replace("\\", "/").split("/"):
+        raise _fail(f"source {_show(value)} has a '..' segment", row, name)
+    for scheme in ("runs", "models"):
+        if value.split(":", 1)[0].lower() != scheme:
+            continue
+        prefix = f"{scheme}:/"
+        rest = value[len(prefix) :].rstrip("/")
+        first = rest.split("/", 1)[0]
+        if (
+            not value.startswith(prefix)
+            or value.startswith(prefix + "/")  # a host: MLflow refuses it too
+            or not first
+            or (scheme == "runs" and not _ID.match(first))
+        ):
+            form = "runs:/<run id>/<path>" if scheme == "runs" else "models:/<model id>"
+            raise _fail(f"source {_show(value)} is not of the form {form}", row, name)
+        _artifact_part(rest, row, name)
+        return
+    marker = f"/{run_id}/artifacts/" if run_id else None
+    if marker and marker in value:
+        rel = value.split(marker, 1)[1].strip("/")
+        if rel:
+            _artifact_part(rel, row, name)
+
+
+def check_version_numbers(versions: Iterable[tuple[int, int]]) -> None:
+    """The (row, version number) of a model table's versions leave at most
+    MAX_VERSION_PLACEHOLDERS numbers unused below them (each becomes a placeholder version).
+
+    Raises:
+        ShareDataError: names the row of the first version past the bound.
+    """
+    missing = previous = 0
+    for row, number in sorted(versions, key=lambda rv: rv[1]):
+        missing += max(0, number - previous - 1)
+        previous = number
+        if missing > MAX_VERSION_PLACEHOLDERS:
+            raise _fail(
+                f"version {number} leaves {missing} numbers below it unused; an import "
+                "recreates each as a placeholder version (MLflow numbers versions in order), "
+                f"at most {MAX_VERSION_PLACEHOLDERS} per model table",
+                row,
+                "model_version.version",
+            )
+
+
 def _files(value: Any, row: int, owners: set[str]) -> list[SharedFile]:
     out: list[SharedFile] = []
     seen: dict[tuple[str, str], int] = {}
-    for j, item in enumerate(_sequence(value, row, "files")):
+    for j, item in enumerate(_sequence(value, row, "files", limit=MAX_FILES_PER_RECORD)):
         where = f"files[{j}]"
         f = _struct(item, row, where)
         owner = owner_name(f.get("owner"), row, f"{where}.owner", owners)
         path = relative_path(f.get("path"), row, f"{where}.path")
-        size = integer(f.get("size"), row, f"{where}.size", low=0)
+        size = integer(f.get("size"), row, f"{where}.size", low=0, high=MAX_FILE_BYTES)
         digest = sha256_hex(f.get("sha256"), row, f"{where}.sha256")
-        data = _binary(f.get("data"), row, f"{where}.data")
-        chunks_raw = f.get("chunks")
-        chunks = (
-            0 if _is_missing(chunks_raw) else integer(chunks_raw, row, f"{where}.chunks", low=0)
-        )
+        data = _binary(f.get("data"), row, f"{where}.data", limit=MAX_CHUNK_BYTES)
+        chunks = _chunk_count(f.get("chunks"), row, f"{where}.chunks")
         if (owner, path) in seen:
             raise _fail(f"file {owner}/{path} is listed twice", row, f"{where}.path")
         seen[(owner, path)] = j
@@ -820,6 +1007,7 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
             i,
             "run.run_id",
         )
+    check_source(mv["source"], i, (source_run or {}).get("run_id") or mv["run_id"])
     return SharedRecord(
         row=i,
         kind=MODEL_VERSION,
@@ -832,13 +1020,15 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
 
 
 def _chunk(row: Mapping[str, Any], i: int, key: str) -> SharedChunk:
+    identifier(key, i, "key")  # the run id or version number of the record it belongs to
     c = _struct(row.get("chunk"), i, "chunk")
-    data = _binary(c.get("data"), i, "chunk.data")
+    data = _binary(c.get("data"), i, "chunk.data", limit=MAX_CHUNK_BYTES)
     if not data:
         raise _fail("chunk carries no data", i, "chunk.data")
     owner = c.get("owner")
     if not isinstance(owner, str) or not (
-        owner in (OWNER_ARTIFACTS, OWNER_MODEL) or owner.startswith(OWNER_LOGGED_MODEL_PREFIX)
+        owner in (OWNER_ARTIFACTS, OWNER_MODEL)
+        or (owner.startswith(OWNER_LOGGED_MODEL_PREFIX) and len(owner) <= _MAX_OWNER_LENGTH)
     ):
         raise _fail(f"chunk owner {_show(owner)} is not a known owner", i, "chunk.owner")
     return SharedChunk(
@@ -846,8 +1036,8 @@ def _chunk(row: Mapping[str, Any], i: int, key: str) -> SharedChunk:
         key=key,
         owner=owner,
         path=relative_path(c.get("path"), i, "chunk.path"),
-        index=integer(c.get("index"), i, "chunk.index", low=0),
-        offset=integer(c.get("offset"), i, "chunk.offset", low=0),
+        index=integer(c.get("index"), i, "chunk.index", low=0, high=MAX_CHUNKS_PER_FILE - 1),
+        offset=integer(c.get("offset"), i, "chunk.offset", low=0, high=MAX_FILE_BYTES),
         data=data,
     )
 
@@ -883,11 +1073,14 @@ def check_chunks(
                 "chunk.index",
             )
         by_index[c.index] = c
-    missing = [k for k in range(file.chunks) if k not in by_index]
-    if missing:
+    if len(by_index) != file.chunks:
+        # every index present is below file.chunks: the first five missing ones are among
+        # the first len(by_index) + 5 numbers (the declared count is never iterated)
+        span = range(min(file.chunks, len(by_index) + 5))
+        missing = [k for k in span if k not in by_index][:5]
         raise _fail(
             f"file {where!r} of record {record.key!r} lacks chunk(s) "
-            f"{', '.join(map(str, missing[:5]))} of {file.chunks}",
+            f"{', '.join(map(str, missing))} of {file.chunks}",
             record.row,
             "files",
         )

@@ -152,3 +152,19 @@ def test_redacted_values_and_json() -> None:
     assert redact_json_uris(doc) == doc  # untouched, spacing and all
     assert redact_json_uris('{"u": ["https://u:p@h/x"]}') == '{"u": ["https://h/x"]}'
     assert redact_json_uris("not json https://u:p@h") == "not json https://u:p@h"
+
+
+def test_exports_stay_within_what_recipients_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider cannot write what every recipient refuses (arcuate.format.limits): chunks
+    larger than a chunk row may be, or a file in more chunk rows than a file may have."""
+    from arcuate.config import resolve_settings
+    from arcuate.errors import ConfigurationError
+    from arcuate.format import limits
+
+    with pytest.raises(ConfigurationError, match="chunk_bytes must be at most 268435456"):
+        resolve_settings(chunk_bytes=limits.MAX_CHUNK_BYTES + 1)
+    assert resolve_settings(chunk_bytes=limits.MAX_CHUNK_BYTES).chunk_bytes == 256 * 1024**2
+    monkeypatch.setattr(limits, "MAX_CHUNKS_PER_FILE", 4)
+    assert len(pack([ref("four.bin", b"x" * 4096)], 1024)) == 5
+    with pytest.raises(BackendError, match=r"artifacts/five.bin of record r1 needs 5 chunks"):
+        pack([ref("five.bin", b"x" * 4097)], 1024)

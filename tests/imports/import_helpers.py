@@ -575,3 +575,87 @@ def build_small(store: Any, root: Path) -> Small:
     )
     client.set_registered_model_alias("small-model", "champion", "1")
     return Small(store, root, eid, parent, child, running, lm.model_id)
+
+
+# -- a whole store, byte for byte ------------------------------------------------------------------
+def _proto(entity: Any) -> Any:
+    """An MLflow entity as plain data (every field its protobuf carries), lists sorted."""
+    from google.protobuf.json_format import MessageToDict
+
+    return _sorted(MessageToDict(entity.to_proto(), preserving_proto_field_name=True))
+
+
+def _sorted(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _sorted(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return sorted((_sorted(x) for x in node), key=lambda x: json.dumps(x, sort_keys=True))
+    return node
+
+
+def _paged(call: Any, **kw: Any) -> list[Any]:
+    out: list[Any] = []
+    token = None
+    while True:
+        page = call(max_results=1000, page_token=token, **kw)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file under ``root``: relative path -> SHA-256 (empty directories too)."""
+    out: dict[str, str] = {}
+    for dirpath, dirs, names in os.walk(root):
+        base = Path(dirpath)
+        if not dirs and not names:
+            out[base.relative_to(root).as_posix() + "/"] = "directory"
+        for name in names:
+            full = base / name
+            out[full.relative_to(root).as_posix()] = sha(full.read_bytes())
+    return out
+
+
+def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
+    """Everything a store holds, read through MLflow's API, plus the files under ``roots``.
+
+    Experiments and runs deleted ones included; each run with its params, tags, latest
+    metrics, full metric histories, dataset and model inputs and outputs; logged models;
+    registered models with tags and aliases; every visible version. Files: path -> SHA-256
+    under each root (the store's directory holds the sqlite database and its artifacts), so
+    two snapshots are equal only when nothing was written at all.
+    """
+    from mlflow.entities import ViewType
+
+    client = store.client()
+    exps = _paged(client.search_experiments, view_type=ViewType.ALL)
+    ids = [e.experiment_id for e in exps]
+    runs = _paged(client.search_runs, experiment_ids=ids, run_view_type=ViewType.ALL) if ids else []
+    histories = {
+        r.info.run_id: {
+            key: sorted(
+                (_proto(m) for m in client.get_metric_history(r.info.run_id, key)),
+                key=lambda x: json.dumps(x, sort_keys=True),
+            )
+            for key in r.data.metrics
+        }
+        for r in runs
+    }
+    models = _paged(client.search_logged_models, experiment_ids=ids) if ids else []
+    registered = _paged(client.search_registered_models)
+    versions = [
+        mv
+        for rm in registered
+        for mv in client.search_model_versions(f"name = '{rm.name}'")
+        if mv.name == rm.name
+    ]
+    return {
+        "experiments": {e.experiment_id: _proto(e) for e in exps},
+        "runs": {r.info.run_id: _proto(r) for r in runs},
+        "histories": histories,
+        "logged_models": {m.model_id: _proto(m) for m in models},
+        "registered_models": {rm.name: _proto(rm) for rm in registered},
+        "versions": {f"{mv.name}/{mv.version}": _proto(mv) for mv in versions},
+        "files": {str(root): _tree(root) for root in roots if root.exists()},
+    }

@@ -252,6 +252,28 @@ def _remap_history(value: str, run_ids: dict[str, str]) -> str:
     return json.dumps(doc) if changed else value
 
 
+def _version_links(value: str | None) -> list[Any]:
+    """The entries of an ``mlflow.modelVersions`` tag, each once, numbers as integers (an
+    older arcuate wrote ``"1"``); a value that is not a JSON list reads as empty."""
+    try:
+        doc = json.loads(value or "[]")
+    except (ValueError, RecursionError):
+        return []
+    out: list[Any] = []
+    for entry in doc if isinstance(doc, list) else ():
+        number = entry.get("version") if isinstance(entry, dict) else None
+        if isinstance(number, str) and number.isascii() and number.isdigit():
+            entry = {**entry, "version": int(number)}
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def _names(entry: Any, name: str, numbers: set[int]) -> bool:
+    """Whether an ``mlflow.modelVersions`` entry names version ``name``/one of ``numbers``."""
+    return isinstance(entry, dict) and entry.get("name") == name and entry.get("version") in numbers
+
+
 def _stage_files(files: list[Record], prefix: str = "") -> str:
     """A temporary directory holding ``files`` at their relative paths (hard links if possible)."""
     stage = tempfile.mkdtemp(prefix="arcuate-stage-")
@@ -1111,6 +1133,7 @@ class MlflowSink:
         common: dict[str, Any] = {"run_id": run_id, "await_creation_for": 0}
         if model_id is not None:
             common["model_id"] = model_id
+        placeholders: list[int] = []
         with (
             _errors(f"could not register a version of {name!r} from {source}"),
             global_uris(self.tracking_uri, self.registry_uri),
@@ -1121,9 +1144,14 @@ class MlflowSink:
                 client.delete_model_version(name, str(number))
                 nxt = number + 1
                 self._note_version(name, number)
+                placeholders.append(number)
             mv = client.create_model_version(
                 name, source, tags=tags, description=description, run_link=run_link, **common
             )
+        if placeholders and model_id is not None:
+            # a tracking server lists every version registered from a logged model in its
+            # mlflow.modelVersions tag, placeholders too: they are gone, so is their entry
+            self._edit_version_links(model_id, drop=(name, set(placeholders)))
         number = int(mv.version)
         self._note_version(name, number)
         self._next_version[name] = number + 1
@@ -1175,21 +1203,29 @@ class MlflowSink:
             self.client.set_model_version_tag(name, str(version), CONTENT_HASH, content_hash)
 
     def link_logged_model(self, model_id: str, name: str, version: int) -> None:
-        """Add ``{name, version}`` to a logged model's ``mlflow.modelVersions`` tag."""
+        """Add ``{name, version}`` to a logged model's ``mlflow.modelVersions`` tag, once (a
+        tracking server may have added it already), the version an integer as MLflow writes it."""
+        self._edit_version_links(model_id, add={"name": name, "version": int(version)})
+
+    def _edit_version_links(
+        self,
+        model_id: str,
+        *,
+        add: dict[str, Any] | None = None,
+        drop: tuple[str, set[int]] | None = None,
+    ) -> None:
+        """Rewrite a logged model's ``mlflow.modelVersions``: versions as integers, each entry
+        once, ``add`` appended, the versions ``drop`` names removed; written if it changed."""
         with _errors(f"could not tag logged model {model_id}"):
-            lm = self.client.get_logged_model(model_id)
-            entry = {"name": name, "version": str(version)}
-            try:
-                current = json.loads((lm.tags or {}).get(MODEL_VERSIONS_TAG, "[]"))
-            except ValueError:
-                current = []
-            if not isinstance(current, list):
-                current = []
-            if entry not in current:
-                current.append(entry)
-                self.client.set_logged_model_tags(
-                    model_id, {MODEL_VERSIONS_TAG: json.dumps(current)}
-                )
+            raw = (self.client.get_logged_model(model_id).tags or {}).get(MODEL_VERSIONS_TAG)
+            links = _version_links(raw)
+            if drop is not None:
+                links = [e for e in links if not _names(e, *drop)]
+            if add is not None and add not in links:
+                links.append(add)
+            text = json.dumps(links)
+            if text != (raw or "[]"):
+                self.client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: text})
 
     def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None:
         """Point aliases at versions and drop those in ``remove``."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 
 from arcuate.errors import BackendError, NotFoundError, ShareDataError
-from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, parse_description
+from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, parse_description
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -223,7 +223,7 @@ class DeltaSharingReader:
                 f"the sharing server answered the file list of {coordinate!r} in a format "
                 "this reader did not ask for (delta log lines instead of parquet file actions)"
             )
-        _check_marker(coordinate, getattr(response.metadata, "description", None))
+        marker = _check_marker(coordinate, getattr(response.metadata, "description", None))
         files = [
             SharedFileRef(
                 url=add.url,
@@ -233,7 +233,7 @@ class DeltaSharingReader:
             )
             for add in response.add_files
         ]
-        return SharedFiles(coordinate, int(response.delta_table_version), files)
+        return SharedFiles(coordinate, int(response.delta_table_version), files, marker[1])
 
     def _stream(self, listing: SharedFiles) -> Iterator[pa.RecordBatch]:
         """Download each file (one ahead), read it in bounded batches, remove it."""
@@ -334,6 +334,11 @@ class SharedBatches(Iterator[pa.RecordBatch]):
         return self._stream is not None
 
     @property
+    def content(self) -> Content | None:
+        """What the table's marker says it holds: ``experiment`` or ``model``."""
+        return self.listing.content
+
+    @property
     def total_bytes(self) -> int:
         """Bytes of the table's Parquet files, as the server listed them."""
         return sum(f.size for f in self.listing.files)
@@ -354,6 +359,7 @@ class SharedBatches(Iterator[pa.RecordBatch]):
         return {
             "coordinate": self.listing.coordinate,
             "version": self.listing.version,
+            "content": self.listing.content,
             "files": [
                 {
                     "url": f.url,
@@ -371,7 +377,8 @@ class SharedBatches(Iterator[pa.RecordBatch]):
     def from_json(cls, doc: dict[str, Any]) -> SharedBatches:
         reader = DeltaSharingReader(batch_rows=doc["batch_rows"], batch_bytes=doc["batch_bytes"])
         files = [SharedFileRef(**f) for f in doc["files"]]
-        return cls(reader, SharedFiles(doc["coordinate"], doc["version"], files))
+        listing = SharedFiles(doc["coordinate"], doc["version"], files, doc.get("content"))
+        return cls(reader, listing)
 
 
 @dataclass(frozen=True)
@@ -391,10 +398,13 @@ class SharedFiles:
     coordinate: str
     version: int
     files: list[SharedFileRef]
+    #: what the table's marker says it holds (an importer refuses to read it as the other)
+    content: Content | None = None
 
 
-def _check_marker(coordinate: str, description: str | None) -> None:
-    """The table's description marks an arcuate table of a format version this reads."""
+def _check_marker(coordinate: str, description: str | None) -> tuple[int, Content]:
+    """The table's description marks an arcuate table of a format version this reads: the
+    marker's (format version, content)."""
     marker = parse_description(description)
     if marker is None:
         raise ShareDataError(
@@ -407,6 +417,7 @@ def _check_marker(coordinate: str, description: str | None) -> None:
             f"{marker[0]}; this arcuate reads "
             f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}; upgrade arcuate"
         )
+    return marker
 
 
 def _http_session() -> Any:
