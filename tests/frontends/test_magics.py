@@ -116,3 +116,166 @@ def test_seed_python_snippet_runs_as_written(
             "os.environ.pop('MLFLOW_TRACKING_URI'); os.environ.pop('ARCUATE_WAREHOUSE')",
             store_history=False,
         )
+
+
+# -- options on the magic line (issue 11 item 8) -----------------------------------------------
+def test_cell_magic_options_override_the_configured_settings(
+    configured: InteractiveShell, workdir: Path
+) -> None:
+    res = _cell(
+        configured,
+        "arcuate --warehouse other-wh",
+        "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn",
+    )
+    assert res.success, res.error_in_exec
+    assert (workdir / "other-wh" / "runs" / "_delta_log").is_dir()
+    assert not (workdir / "wh").exists()
+
+
+def test_line_magic_takes_options_then_the_statement(
+    configured: InteractiveShell, workdir: Path
+) -> None:
+    res = configured.run_cell(
+        "%arcuate --warehouse 'line wh' --catalog=cat.yaml "
+        "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn",
+        store_history=False,
+    )
+    assert res.success, res.error_in_exec
+    assert (workdir / "line wh" / "runs" / "_delta_log").is_dir()
+    assert "name: runs" in (workdir / "cat.yaml").read_text()
+
+
+def test_seed_magics_take_options_too(configured: InteractiveShell, workdir: Path) -> None:
+    res = _cell(
+        configured,
+        "arcuate_export_model --warehouse seed-wh",
+        "CREATE SHARE ml WITH TABLE model FROM MODEL `churn-model`",
+    )
+    assert res.success, res.error_in_exec
+    assert (workdir / "seed-wh" / "model" / "_delta_log").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("arcuate --bogus", "unknown option --bogus on the %%arcuate line"),
+        ("arcuate --warehous x", "Did you mean --warehouse?"),
+        ("arcuate --warehouse", "--warehouse needs a value"),
+        ("arcuate SHOW SHARES", "%%arcuate takes only options on its line"),
+        ("arcuate_export_experiment --bogus", "on the %%arcuate_export_experiment line"),
+    ],
+)
+def test_bad_options_are_rejected_and_nothing_runs(
+    configured: InteractiveShell,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    expected: str,
+) -> None:
+    res = _cell(configured, line, "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn")
+    assert not res.success
+    shown = capsys.readouterr().out
+    assert expected in shown
+    assert "--help" in shown and "Traceback" not in shown
+    assert not (workdir / "wh").exists()
+
+
+def test_unknown_option_on_the_line_magic(
+    configured: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = configured.run_cell("%arcuate --bogus SHOW SHARES", store_history=False)
+    assert not res.success
+    assert "unknown option --bogus on the %arcuate line" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_the_options_and_runs_nothing(
+    configured: InteractiveShell, workdir: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    body = "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn"
+    res = _cell(configured, f"arcuate {flag}", body)
+    assert res.success and res.result is None
+    shown = capsys.readouterr().out
+    for option in ("--tracking-uri", "--registry-uri", "--warehouse", "--catalog", "--endpoint",
+                   "--spark VAR", "--progress", "%config ArcuateMagics"):  # fmt: skip
+        assert option in shown
+    assert not (workdir / "wh").exists()
+
+
+def test_every_setting_has_a_line_option(configured: InteractiveShell) -> None:
+    import dataclasses
+
+    from arcuate.config import Settings
+    from arcuate.frontends.magics import option_names
+
+    options = option_names()
+    for f in dataclasses.fields(Settings):
+        if f.name != "storage_options":
+            assert "--" + f.name.replace("_", "-") in options
+
+
+def test_config_traits_are_settings(configured: InteractiveShell, workdir: Path) -> None:
+    configured.run_line_magic("config", "ArcuateMagics.catalog = 'traits.yaml'")
+    try:
+        res = _cell(configured, "arcuate", "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn")
+        assert res.success, res.error_in_exec
+        assert (workdir / "traits.yaml").is_file()
+    finally:
+        configured.run_line_magic("config", "ArcuateMagics.catalog = None")
+
+
+# -- AS SPARK from the magics (issue 11 item 9) -------------------------------------------------
+AS_SPARK = "EXPLAIN CREATE EXPERIMENT e AS SPARK 'p.share#ml.ml.runs'"
+
+
+def test_as_spark_without_a_session_names_the_variable_looked_for(
+    configured: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured.user_ns.pop("spark", None)
+    res = _cell(configured, "arcuate", "CREATE EXPERIMENT e AS SPARK 'p.share#ml.ml.runs'")
+    assert not res.success
+    shown = capsys.readouterr().out
+    assert "[ARC202]" in shown
+    assert "no notebook variable `spark`" in shown
+    assert "--spark VAR" in shown
+    assert "arcuate.execute" not in shown
+
+
+def test_as_spark_with_an_explicit_variable_that_does_not_exist(
+    configured: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = _cell(configured, "arcuate --spark session", "SHOW SHARES")
+    assert not res.success
+    shown = capsys.readouterr().out
+    assert "--spark session: there is no notebook variable `session`" in shown
+
+
+def test_a_spark_variable_that_is_not_a_session_is_named(
+    configured: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured.user_ns["spark"] = "not a session"
+    try:
+        res = _cell(configured, "arcuate", "CREATE EXPERIMENT e AS SPARK 'p.share#ml.ml.runs'")
+        assert not res.success
+        assert "the notebook variable `spark` is a str, not a SparkSession" in (
+            capsys.readouterr().out
+        )
+    finally:
+        configured.user_ns.pop("spark")
+
+
+def test_the_notebook_spark_session_is_used(configured: InteractiveShell) -> None:
+    # The plan needs a session, and the one the notebook defines is found (the real session
+    # runs a whole import in tests/spark/test_spark_magics.py).
+    configured.run_cell("class SparkSession: pass\nspark = SparkSession()", store_history=False)
+    try:
+        res = _cell(configured, "arcuate", AS_SPARK)
+        assert res.success, res.error_in_exec
+        assert "as SPARK" in str(res.result)
+        res = _cell(configured, "arcuate --spark other", AS_SPARK)
+        assert not res.success
+        configured.run_cell("other = spark", store_history=False)
+        res = _cell(configured, "arcuate --spark other", AS_SPARK)
+        assert res.success, res.error_in_exec
+    finally:
+        configured.run_cell("del spark, other, SparkSession", store_history=False)
