@@ -279,3 +279,58 @@ def test_the_notebook_spark_session_is_used(configured: InteractiveShell) -> Non
         assert res.success, res.error_in_exec
     finally:
         configured.run_cell("del spark, other, SparkSession", store_history=False)
+
+
+# -- results that read well (issue 11 item 11) --------------------------------------------------
+def _shown(shell: InteractiveShell, value: object) -> tuple[str, str]:
+    """What a notebook shows for ``value``: its text/plain and text/html forms."""
+    formatter = shell.display_formatter
+    html = formatter.formatters["text/html"]
+    active, enabled = formatter.active_types, html.enabled
+    formatter.active_types, html.enabled = ["text/plain", "text/html"], True  # as in a kernel
+    try:
+        bundle, _ = formatter.format(value)
+    finally:
+        formatter.active_types, html.enabled = active, enabled
+    return bundle["text/plain"], bundle.get("text/html", "")
+
+
+def test_results_show_summary_and_details_as_text_and_html(
+    configured: InteractiveShell,
+) -> None:
+    res = _cell(
+        configured,
+        "arcuate",
+        "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn;\nSHOW SHARES",
+    )
+    assert res.success, res.error_in_exec
+    text, html = _shown(configured, res.result)
+    assert "StatementResult(" not in text and text == repr(res.result) == str(res.result)
+    export, shares = text.split("\n\n")
+    assert export.startswith("export experiment: runs=2 files=2 bytes=10 ")
+    assert "seconds=" in export
+    # the details are a table under their summary
+    assert shares.splitlines()[0] == "show shares: shares=1"
+    assert shares.splitlines()[1].split() == ["name", "schemas", "tables", "recipients"]
+    assert shares.splitlines()[2].split() == ["ml", "1", "1", "[]"]
+    # HTML: each statement's summary and details, the statement named
+    for cell in ("<th>runs</th>", "<th>files</th>", "<th>bytes</th>", "<th>seconds</th>",
+                 "<th>shares</th>", "<th>schemas</th>", "<td>ml</td>",
+                 "<code>SHOW SHARES</code>"):  # fmt: skip
+        assert cell in html
+    # one result alone (the Python API's verbs return one) reads the same way
+    text_one, html_one = _shown(configured, res.result[1])
+    assert text_one == shares and "<th>shares</th>" in html_one
+
+
+def test_long_details_are_cut_with_a_pointer_to_to_pandas() -> None:
+    from arcuate.engine.result import StatementResult
+
+    rows = [{"run_id": f"r{i}", "action": "added"} for i in range(120)]
+    result = StatementResult("CREATE EXPERIMENT e AS 'p#s.s.t'", "import_experiment",
+                             {"runs": 120, "added": 120}, rows=rows)  # fmt: skip
+    text = str(result)
+    assert "r49" in text and "r50" not in text
+    assert "… 70 more rows: .to_pandas() has them all" in text
+    assert "70 more rows" in result._repr_html_()
+    assert len(result.to_pandas()) == 120
