@@ -116,5 +116,6 @@ class NotebookProgress(Progress):
         console = Console(file=io.StringIO(), record=True, width=100, force_jupyter=False,
                           force_terminal=True, color_system="truecolor")  # fmt: skip
         console.print(self.make_tasks_table(self.tasks))
+        text = console.export_text(clear=False).rstrip()
         html = console.export_html(code_format=JUPYTER_HTML_FORMAT, inline_styles=True)
-        return {"text/plain": console.export_text(clear=False).rstrip(), "text/html": html}
+        return {"text/plain": text, "text/html": html}

@@ -72,7 +72,7 @@ def _prepare(op: CatalogCommand, ctx: Context) -> tuple[Path, IO[str] | None]:
             "SHOW TOKEN shows the token on a terminal only, and this output is not one "
             "(a notebook, a pipe or a log would keep it); nothing was changed",
             code="ARC310",
-            hint=f"leave out SHOW TOKEN: the profile file {path} (mode 0600) holds the token",
+            hint=f"leave out SHOW TOKEN; the profile file {path} (mode 0600) will hold the token",
         )
     return path, sys.stdout
 
