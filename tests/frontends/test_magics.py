@@ -8,24 +8,24 @@ from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 
 from tests.conftest import MlflowStore
 
 
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    ip = start_ipython()
-    assert ip is not None
-    ip.run_line_magic("load_ext", "arcuate")
-    yield ip
+@pytest.fixture
+def shell(ipython: InteractiveShell) -> InteractiveShell:
+    return ipython
 
 
 @pytest.fixture
-def configured(shell: InteractiveShell, provider: MlflowStore, workdir: Path) -> InteractiveShell:
+def configured(
+    shell: InteractiveShell, provider: MlflowStore, workdir: Path
+) -> Iterator[InteractiveShell]:
     shell.run_line_magic("config", f"ArcuateMagics.tracking_uri = {provider.tracking_uri!r}")
     shell.run_line_magic("config", f"ArcuateMagics.warehouse = {str(workdir / 'wh')!r}")
-    return shell
+    yield shell
+    for name in ("tracking_uri", "warehouse"):  # the shell outlives the test
+        shell.run_line_magic("config", f"ArcuateMagics.{name} = None")
 
 
 def _cell(shell: InteractiveShell, magic: str, body: str):  # type: ignore[no-untyped-def]

@@ -121,13 +121,9 @@ def test_show_token_prints_the_profile_once_on_a_terminal(workdir: Path) -> None
 
 
 def test_magics_show_no_token_and_refuse_show_token_in_a_notebook(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+    ipython: InteractiveShell, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from IPython.testing.globalipapp import start_ipython
-
-    shell: InteractiveShell | None = start_ipython()
-    assert shell is not None
-    shell.run_line_magic("load_ext", "arcuate")
+    shell = ipython
     res = shell.run_cell(
         f"%%arcuate --warehouse wh --endpoint {ENDPOINT}\nCREATE RECIPIENT acme",
         store_history=False,

@@ -10,9 +10,10 @@ from spark_helpers import SparkShare
 def test_magics_use_the_notebooks_spark_session(
     spark: Any, spark_share: SparkShare, recipient_store: Any
 ) -> None:
+    from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # a shell can be started once per process
     assert shell is not None
     shell.run_line_magic("load_ext", "arcuate")
     shell.user_ns["spark"] = spark  # as a Databricks notebook defines it
