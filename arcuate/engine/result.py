@@ -42,7 +42,8 @@ class StatementResult:
     def __str__(self) -> str:
         if self.text is not None:
             return self.text
-        out = " ".join([f"{self.action}:", *(f"{k}={v}" for k, v in self.summary.items())])
+        pairs = (f"{k}={_cell(v)}" for k, v in self.summary.items())
+        out = " ".join([f"{self.action}:", *pairs])
         if self.rows:
             out += "\n" + _text_table(self.rows)
         return out
@@ -85,7 +86,12 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A value as one line of plain text: shared values may hold newlines or terminal
+    escapes, which would forge lines or drive the terminal; they are shown escaped."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _more(rows: list[dict[str, Any]]) -> str:

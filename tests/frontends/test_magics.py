@@ -334,3 +334,16 @@ def test_long_details_are_cut_with_a_pointer_to_to_pandas() -> None:
     assert "… 70 more rows: .to_pandas() has them all" in text
     assert "70 more rows" in result._repr_html_()
     assert len(result.to_pandas()) == 120
+
+
+def test_shared_values_cannot_break_out_of_the_rendering() -> None:
+    from arcuate.engine.result import StatementResult
+
+    evil = "run\x1b[2J\r\nforged line<script>alert(1)</script>"
+    result = StatementResult("DESCRIBE 'p#s.s.t'", "describe_shared", {"kind": evil},
+                             rows=[{"run_name": evil, "note": "é ✓"}])  # fmt: skip
+    text = str(result)
+    assert "\x1b" not in text and "\r" not in text and len(text.splitlines()) == 3
+    assert "run\\x1b[2J\\r\\nforged line" in text and "é ✓" in text
+    html = result._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;" in html
