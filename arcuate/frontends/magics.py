@@ -178,7 +178,7 @@ class ArcuateMagics(Magics):
         try:
             return arcuate.execute(text, source="<cell>", expect=expect, spark=session, **settings)
         except PlanError as exc:
-            if exc.code == "ARC202":  # say how to give a session here, not in arcuate.execute()
+            if exc.code == "ARC202" and looked:  # say how to give a session here
                 exc.hint = _spark_hint(magic, looked, exc.message)
             raise
 
