@@ -25,8 +25,8 @@ CASES = {
     "import_experiment": "CREATE OR REPLACE EXPERIMENT churn AS 'provider.share#ml.default.churn_runs'",
     "import_model": "CREATE MODEL churn AS PANDAS 'provider.share#ml.default.churn_model'",
     "describe": "DESCRIBE 'provider.share#ml.default.churn_runs'",
-    "grant": "GRANT SELECT ON SHARE ml TO RECIPIENT acme",
     "create_recipient": "CREATE RECIPIENT acme EXPIRES IN 90 DAYS SHOW TOKEN",
+    "grant": "GRANT SELECT ON SHARE ml TO RECIPIENT acme",
 }
 
 
