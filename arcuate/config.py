@@ -32,6 +32,14 @@ _ENV: Final = {
     "share_catalog": "ARCUATE_SHARE_CATALOG",
     "chunk_bytes": "ARCUATE_CHUNK_BYTES",
     "endpoint": "ARCUATE_ENDPOINT",
+    "progress": "ARCUATE_PROGRESS",
+}
+
+#: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
+_PROGRESS: Final[dict[str, bool | None]] = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+    "auto": None,
 }
 
 
@@ -43,6 +51,8 @@ class Settings:
     ``warehouse``: where the deltalake backend writes tables (a directory or a cloud URI).
     ``catalog``: the local share catalog file (reference-server YAML).
     ``endpoint``: the public URL of the sharing server, written into recipients' profiles.
+    ``progress``: progress bars on (True), off (False), or automatic (None: on a terminal
+    and in a notebook).
     ``spark``: a SparkSession; passing one selects the Spark table backend.
     """
 
@@ -74,6 +84,22 @@ class Settings:
     def effective_registry_uri(self) -> str:
         """Always explicit: implicit resolution can exit the process when pyspark is installed."""
         return self.registry_uri or self.effective_tracking_uri
+
+
+def env_var(name: str) -> str | None:
+    """The environment variable a setting is read from, if it has one."""
+    return _ENV.get(name)
+
+
+def _progress(value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    key = str(value).strip().lower()
+    if key not in _PROGRESS:
+        raise ConfigurationError(
+            f"progress must be on, off or auto, got {value!r}. Known: {', '.join(_PROGRESS)}"
+        )
+    return _PROGRESS[key]
 
 
 def _closest(value: str, valid: tuple[str, ...]) -> str:
@@ -116,6 +142,8 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
             raise ConfigurationError("chunk_bytes must be at least 1024")
         if values["chunk_bytes"] > MAX_CHUNK_BYTES:  # what a recipient reads in a chunk row
             raise ConfigurationError(f"chunk_bytes must be at most {MAX_CHUNK_BYTES}")
+    if "progress" in values:
+        values["progress"] = _progress(values["progress"])
     for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
         if key in values and values[key] not in valid:
             raise ConfigurationError(

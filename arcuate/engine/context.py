@@ -6,7 +6,6 @@ needs the share catalog never pays for MLflow, and EXPLAIN pays for nothing.
 
 from __future__ import annotations
 
-import sys
 from functools import cached_property
 from typing import Any
 
@@ -22,10 +21,10 @@ class Context:
 
     @property
     def progress(self) -> bool:
-        """Show progress bars: as configured, else only on a terminal."""
-        if self.settings.progress is not None:
-            return self.settings.progress
-        return sys.stderr.isatty()
+        """Show progress bars: as configured, else on a terminal and in a notebook."""
+        from arcuate.engine.progress import show_progress
+
+        return show_progress(self.settings.progress)
 
     @cached_property
     def model_source(self) -> Any:

@@ -6,6 +6,7 @@ backends. A failing step is reported with its number, its operator and the state
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +187,7 @@ def run_plan(plan: Plan, ctx: Context) -> StatementResult:
     if plan.explain_only:
         return explain_result(plan)
     st = _State(plan)
+    started = time.monotonic()
     for i, step in enumerate(plan.steps, 1):
         name = type(step).__name__
         try:
@@ -201,4 +203,5 @@ def run_plan(plan: Plan, ctx: Context) -> StatementResult:
     if st.result is not None:
         return st.result
     action = _ACTIONS.get(type(plan.steps[0]), type(plan.steps[0]).__name__)
+    st.summary["seconds"] = round(time.monotonic() - started, 3)
     return StatementResult(plan.text, action, summary=st.summary)

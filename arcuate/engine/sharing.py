@@ -1,13 +1,18 @@
 """Catalog statements: recipients, tokens, grants and share housekeeping.
 
 ``CREATE RECIPIENT`` and ``ALTER RECIPIENT ... ROTATE TOKEN`` are the only places a bearer
-token exists in clear: it goes into the profile text of the result (and the profile file,
-0600, when the statement names one) and is stored only as a salted hash.
+token exists in clear: it goes into the recipient's profile file (mode 0600: the ``PROFILE``
+path, else ``profiles/<recipient>.share`` next to the catalog) and is stored only as a salted
+hash. Results, reprs and logs show the file's path, never the token; ``SHOW TOKEN`` prints the
+profile once, and only to a terminal (a notebook, a pipe or a log would keep it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
 
 from arcuate.engine.context import Context
 from arcuate.engine.result import StatementResult
@@ -42,23 +47,62 @@ def _share(op: CatalogCommand) -> str:
     return share
 
 
+def _profile_path(op: CatalogCommand, ctx: Context) -> Path:
+    """The ``PROFILE`` path, else ``profiles/<recipient>.share`` next to the catalog file."""
+    if op.profile_path:
+        return Path(op.profile_path).absolute()
+    return Path(ctx.settings.catalog_path).absolute().parent / "profiles" / f"{op.name}.share"
+
+
+def _prepare(op: CatalogCommand, ctx: Context) -> tuple[Path, IO[str] | None]:
+    """Where the profile goes, and the terminal for SHOW TOKEN; checked before any change."""
+    path = _profile_path(op, ctx)
+    if path.is_dir():
+        raise ConfigurationError(f"cannot write the profile {path}: it is a directory")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), path.parent)
+    if not os.access(folder, os.W_OK):
+        raise ConfigurationError(
+            f"cannot write the profile {path}: {folder} is not writable; nothing was changed",
+            hint="give another path with PROFILE '<file>'",
+        )
+    if not op.show_token:
+        return path, None
+    if not sys.stdout.isatty():
+        raise ConfigurationError(
+            "SHOW TOKEN shows the token on a terminal only, and this output is not one "
+            "(a notebook, a pipe or a log would keep it); nothing was changed",
+            code="ARC310",
+            hint=f"leave out SHOW TOKEN; the profile file {path} (mode 0600) will hold the token",
+        )
+    return path, sys.stdout
+
+
 def _deliver(
-    op: CatalogCommand, ctx: Context, token: str, record: dict[str, Any]
-) -> tuple[str, str | None]:
-    """The profile text, also written to ``op.profile_path`` (0600) when one is given."""
+    token: str, record: dict[str, Any], ctx: Context, prepared: tuple[Path, IO[str] | None]
+) -> str:
+    """Write the profile (0600), print it with SHOW TOKEN; return the file's path."""
     from arcuate.backends.sharing.server.runner import profile_text, write_profile
 
+    target, terminal = prepared
     expires = record.get("token_expires_at")
-    text = profile_text(ctx.settings.endpoint, token, expires)
-    path = None
-    if op.profile_path:
-        path = str(write_profile(op.profile_path, ctx.settings.endpoint, token, expires))
-    return text, path
+    path = write_profile(target, ctx.settings.endpoint, token, expires)
+    if terminal is not None:
+        terminal.write(
+            f"Profile of recipient {record['name']} (shown once; also in {path}):\n"
+            + profile_text(ctx.settings.endpoint, token, expires)
+        )
+        terminal.flush()
+    return str(path)
+
+
+def _note(name: str) -> str:
+    return f"the profile file (mode 0600) holds the bearer token: send it to {name} privately"
 
 
 def _create_recipient(
     op: CatalogCommand, ctx: Context, catalog: Any, statement: str
 ) -> StatementResult:
+    prepared = _prepare(op, ctx)
     record, token = catalog.create_recipient(
         _name(op),
         if_not_exists=op.if_exists,
@@ -70,26 +114,33 @@ def _create_recipient(
     if token is None:
         summary["note"] = "recipient already exists; its token is unchanged and not shown again"
         return StatementResult(statement, "create recipient", summary)
-    text, path = _deliver(op, ctx, token, record)
-    summary.update(token_expires_at=record["token_expires_at"], profile_path=path)
-    return StatementResult(statement, "create recipient", summary, text=text)
+    try:
+        path = _deliver(token, record, ctx, prepared)
+    except BaseException:
+        catalog.drop_recipient(record["name"], if_exists=True)  # nobody could use that token
+        raise
+    summary.update(
+        token_expires_at=record["token_expires_at"], profile_path=path, note=_note(record["name"])
+    )
+    return StatementResult(statement, "create recipient", summary)
 
 
 def _rotate_token(
     op: CatalogCommand, ctx: Context, catalog: Any, statement: str
 ) -> StatementResult:
     name = _name(op)
+    prepared = _prepare(op, ctx)
     token = catalog.rotate_token(
         name, expires_in_seconds=op.expires_in_seconds, endpoint=ctx.settings.endpoint
     )
     record = catalog.recipient(name)
-    text, path = _deliver(op, ctx, token, record)
     summary = {
         "recipient": record["name"],
         "token_expires_at": record["token_expires_at"],
-        "profile_path": path,
+        "profile_path": _deliver(token, record, ctx, prepared),
+        "note": _note(record["name"]),
     }
-    return StatementResult(statement, "rotate token", summary, text=text)
+    return StatementResult(statement, "rotate token", summary)
 
 
 def _drop_recipient(

@@ -174,6 +174,7 @@ class CatalogCommand:
     comment: str | None = None
     expires_in_seconds: int | None = None
     profile_path: str | None = None
+    show_token: bool = False
     catalog: str = "local"
 
     def describe(self) -> str:
@@ -192,7 +193,15 @@ class CatalogCommand:
             "describe_share": f"describe share {sh}",
             "describe_recipient": f"describe recipient {n}",
         }[self.action]
-        return f"{text} in the {self.catalog} share catalog"
+        return f"{text} in the {self.catalog} share catalog{self._delivery()}"
+
+    def _delivery(self) -> str:
+        """Where a new token goes: the profile file, and the terminal with SHOW TOKEN."""
+        if self.action not in ("create_recipient", "rotate_token"):
+            return ""
+        where = repr(self.profile_path) if self.profile_path else f"profiles/{self.name}.share"
+        shown = "; print the profile on this terminal" if self.show_token else ""
+        return f"; write the profile {where} (mode 0600){shown}"
 
 
 Operator = (

@@ -120,6 +120,7 @@ class _Planner:
                 comment=stmt.comment,
                 expires_in_seconds=stmt.expires.seconds if stmt.expires else None,
                 profile_path=stmt.profile,
+                show_token=stmt.show_token,
                 catalog=cat,
             )
         if isinstance(stmt, ast.RotateToken):
@@ -128,6 +129,7 @@ class _Planner:
                 name=stmt.name,
                 expires_in_seconds=stmt.expires.seconds if stmt.expires else None,
                 profile_path=stmt.profile,
+                show_token=stmt.show_token,
                 catalog=cat,
             )
         if isinstance(stmt, ast.DropRecipient):

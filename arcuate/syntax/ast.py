@@ -159,7 +159,10 @@ class Expiry:
 
 @dataclass(frozen=True, slots=True)
 class CreateRecipient:
-    """Create a recipient and its bearer token (the profile is shown once)."""
+    """Create a recipient and its bearer token, written to the recipient's profile file.
+
+    ``show_token``: also print the profile once, on a terminal only (``SHOW TOKEN``).
+    """
 
     name: str
     if_not_exists: bool = False
@@ -167,6 +170,7 @@ class CreateRecipient:
     expires: Expiry | None = None
     profile: str | None = None
     span: Span = _span()
+    show_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,7 @@ class RotateToken:
     expires: Expiry | None = None
     profile: str | None = None
     span: Span = _span()
+    show_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -321,6 +321,9 @@ class _ToAst(Transformer[Token, Any]):
     def profile(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
         return ("profile", unquote(children[1]))
 
+    def show_token(self, meta: Meta, children: list[Token]) -> tuple[str, bool]:
+        return ("show_token", True)
+
     @staticmethod
     def _options(children: list[Any]) -> dict[str, Any]:
         return {c[0]: c[1] for c in children if isinstance(c, tuple)}
@@ -472,6 +475,7 @@ _RULES: list[tuple[str, str]] = [
     (r"^CREATE RECIPIENT( if_not_exists)?$", "expected a recipient name after CREATE RECIPIENT"),
     (r" COMMENT$", "expected a quoted comment after COMMENT"),
     (r" PROFILE$", "expected a quoted file path after PROFILE"),
+    (r"^(CREATE|ALTER) RECIPIENT .* SHOW$", "expected TOKEN after SHOW"),
     (r" EXPIRES$", "expected IN <n> <unit> after EXPIRES"),
     (r" EXPIRES IN$", "expected a number of SECONDS, MINUTES, HOURS or DAYS after EXPIRES IN"),
     (r" EXPIRES IN INT$", "expected a unit (SECONDS, MINUTES, HOURS or DAYS)"),

@@ -139,17 +139,18 @@ def _(node: ast.CreateRecipient) -> str:
     if node.comment is not None:
         out += f" COMMENT {string(node.comment)}"
     out += _expiry(node.expires)
-    if node.profile is not None:
-        out += f" PROFILE {string(node.profile)}"
-    return out
+    return out + _delivery(node.profile, node.show_token)
 
 
 @unparse.register
 def _(node: ast.RotateToken) -> str:
     out = f"ALTER RECIPIENT {name(node.name)} ROTATE TOKEN" + _expiry(node.expires)
-    if node.profile is not None:
-        out += f" PROFILE {string(node.profile)}"
-    return out
+    return out + _delivery(node.profile, node.show_token)
+
+
+def _delivery(profile: str | None, show_token: bool) -> str:
+    out = f" PROFILE {string(profile)}" if profile is not None else ""
+    return out + (" SHOW TOKEN" if show_token else "")
 
 
 @unparse.register

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +29,16 @@ def provider(mlflow_store: MlflowStore, workdir: Path) -> MlflowStore:
         "churn-model", source=str(workdir / "provider" / "artifacts"), run_id=run.info.run_id
     )
     return mlflow_store
+
+
+@pytest.fixture(scope="session")
+def ipython() -> Iterator[Any]:
+    """The process's one test IPython shell, with the magics loaded."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or get_ipython()  # a shell can be started once per process
+    assert shell is not None
+    if "arcuate" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "arcuate")
+    yield shell

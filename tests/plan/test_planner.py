@@ -25,6 +25,7 @@ CASES = {
     "import_experiment": "CREATE OR REPLACE EXPERIMENT churn AS 'provider.share#ml.default.churn_runs'",
     "import_model": "CREATE MODEL churn AS PANDAS 'provider.share#ml.default.churn_model'",
     "describe": "DESCRIBE 'provider.share#ml.default.churn_runs'",
+    "create_recipient": "CREATE RECIPIENT acme EXPIRES IN 90 DAYS SHOW TOKEN",
     "grant": "GRANT SELECT ON SHARE ml TO RECIPIENT acme",
     "show_provider": "SHOW SHARES IN PROVIDER 'acme.share'",
 }

@@ -34,7 +34,7 @@ def run(ctx: Context, action: str, **kw: object) -> object:
     return run_catalog_command(CatalogCommand(action, **kw), ctx, f"<{action}>")  # type: ignore[arg-type]
 
 
-def test_create_recipient_returns_the_profile_once(ctx: Context, tmp_path: Path) -> None:
+def test_create_recipient_writes_the_profile_once(ctx: Context, tmp_path: Path) -> None:
     path = tmp_path / "out" / "alice.share"
     res = run(
         ctx,
@@ -44,16 +44,28 @@ def test_create_recipient_returns_the_profile_once(ctx: Context, tmp_path: Path)
         expires_in_seconds=60,
         profile_path=str(path),
     )
-    profile = json.loads(res.text)  # type: ignore[attr-defined]
+    profile = json.loads(path.read_text())
     assert profile["shareCredentialsVersion"] == 1
     assert profile["endpoint"] == "http://example.test:8080/delta-sharing"
     assert profile["expirationTime"].endswith("Z")
-    assert json.loads(path.read_text()) == profile
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert res.text is None and profile["bearerToken"] not in str(res)  # type: ignore[attr-defined]
     assert res.summary["created"] is True and res.summary["profile_path"] == str(path)  # type: ignore[attr-defined]
     assert profile["bearerToken"] not in Path(ctx.settings.catalog_path).read_text()
     again = run(ctx, "create_recipient", name="alice", if_exists=True)
     assert again.text is None and again.summary["created"] is False  # type: ignore[attr-defined]
+    assert "profile_path" not in again.summary  # type: ignore[attr-defined]
+
+
+def test_a_profile_path_that_cannot_be_written_changes_nothing(
+    ctx: Context, tmp_path: Path
+) -> None:
+    from arcuate.errors import ConfigurationError
+
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConfigurationError, match="it is a directory"):
+        run(ctx, "create_recipient", name="alice", profile_path=str(tmp_path / "taken"))
+    assert run(ctx, "show_recipients").rows == []  # type: ignore[attr-defined]
 
 
 def test_grant_show_describe_revoke_drop(ctx: Context) -> None:
@@ -76,7 +88,7 @@ def test_grant_show_describe_revoke_drop(ctx: Context) -> None:
     assert run(ctx, "describe_recipient", name="alice").rows[0]["shares"] == ["s"]  # type: ignore[attr-defined]
     assert run(ctx, "revoke", name="alice", share="s").summary["revoked"] is True  # type: ignore[attr-defined]
     res = run(ctx, "rotate_token", name="alice")
-    assert json.loads(res.text)["bearerToken"]  # type: ignore[attr-defined]
+    assert json.loads(Path(res.summary["profile_path"]).read_text())["bearerToken"]  # type: ignore[attr-defined]
     assert run(ctx, "drop_recipient", name="alice").summary["dropped"] is True  # type: ignore[attr-defined]
     assert run(ctx, "drop_recipient", name="alice", if_exists=True).summary["dropped"] is False  # type: ignore[attr-defined]
     with pytest.raises(NotFoundError, match="recipient 'alice' does not exist"):
