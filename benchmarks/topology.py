@@ -402,6 +402,7 @@ class Topology:
 def production(root: Path, *, workers: int = 1, bucket: str = "arcuate") -> Iterator[Topology]:
     """Start PostgreSQL, moto (its own process) and a provider and a recipient ``mlflow
     server`` (``--workers``), each on its own database and S3 prefix; stop all at the end."""
+    root.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         pg = start_postgres()
         stack.callback(pg.stop)
