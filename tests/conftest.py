@@ -3,16 +3,25 @@
 A new sqlite store costs 2-3 s of alembic migrations, so the session migrates one template
 database and every test gets a copy in its own temporary directory (and works from there, so
 MLflow's CWD-relative ``./mlruns`` artifact root lands in the test's directory too).
+
+The production topology (issue 13) is started the same way, once per session and only when a
+test asks for it: a throwaway PostgreSQL cluster whose migrated template database is cloned per
+test (``postgres``, ``pg_store``), an S3 endpoint (``s3``, moto) and an ``mlflow server`` on
+both (``mlflow_server_pg``); the starting code is :mod:`benchmarks.topology`, which the
+benchmarks share.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from benchmarks import topology
 
 # Never touch the user's stores, never phone home, never draw MLflow's own progress bars.
 for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ACTIVE_MODEL_ID"):
@@ -157,3 +166,76 @@ def mlflow_server(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactor
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+# -- the production topology: PostgreSQL, S3, an mlflow server on both ---------------------------
+@dataclass(frozen=True)
+class PgCluster:
+    """The session's PostgreSQL cluster and its migrated MLflow template database."""
+
+    pg: topology.Postgres
+    template: str
+
+    def new_store(self, root: Path) -> MlflowStore:
+        """A fresh MLflow database, copied from the template (a fraction of a second)."""
+        root.mkdir(parents=True, exist_ok=True)
+        url = self.pg.create_database(template=self.template)
+        return MlflowStore(root, url, url)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster on a free loopback port (as user ``postgres`` under
+    root), MLflow's schema migrated once into a template; stopped and deleted at the end."""
+    pg = topology.start_postgres()
+    try:
+        yield PgCluster(pg, topology.migrate_template(pg))
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def pg_store(postgres: PgCluster, workdir: Path) -> MlflowStore:
+    """A fresh MLflow store in its own PostgreSQL database (``postgresql://`` URIs)."""
+    return postgres.new_store(workdir / "pg")
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[topology.S3]:
+    """moto's S3 server (its own process) on a free loopback port with bucket ``arcuate``;
+    while it runs, the AWS variables (dummy credentials, ``MLFLOW_S3_ENDPOINT_URL``,
+    ``AWS_ENDPOINT_URL``) point every client at it: MLflow, boto3 and deltalake alike."""
+    server = topology.start_s3("arcuate")
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in server.env.items():
+                mp.setenv(key, value)
+            yield server
+    finally:
+        server.stop()
+
+
+class PgServerStore(ServerStore):
+    """An ``mlflow server`` on PostgreSQL with its artifacts in S3."""
+
+    def __init__(self, url: str, root: Path, backend_uri: str, artifacts: str) -> None:
+        super().__init__(url, root)
+        self.backend_uri = backend_uri
+        self.artifacts = artifacts
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_pg(
+    postgres: PgCluster, s3: topology.S3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PgServerStore]:
+    """One real ``mlflow server --backend-store-uri postgresql://... --artifacts-destination
+    s3://arcuate/server`` for the session (``--workers 1``, no job runner, its own process
+    group); tests use their own experiment and model names on it."""
+    root = tmp_path_factory.mktemp("mlflow-server-pg")
+    backend = postgres.pg.create_database("mlflow_server", postgres.template)
+    artifacts = f"s3://{s3.bucket}/server"
+    server = topology.start_mlflow_server(backend, artifacts, root, workers=1, env=s3.env)
+    try:
+        yield PgServerStore(server.url, root, backend, artifacts)
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from arcuate.config import Settings
 from arcuate.engine.context import Context
@@ -43,6 +44,22 @@ def local_path(uri: str) -> str:
     from mlflow.utils.file_utils import local_file_uri_to_path
 
     return str(local_file_uri_to_path(uri))
+
+
+def artifact_files(store: Any, uri: str) -> dict[str, bytes]:
+    """Every file below artifact ``uri``: read from disk when local, else downloaded through
+    MLflow (``s3://``, ``mlflow-artifacts:/``)."""
+    import tempfile
+
+    if urlparse(uri).scheme in ("", "file"):
+        return files_under(local_path(uri))
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(uri, tracking_uri=store.tracking_uri)
+    if not repo.list_artifacts():  # MLflow takes an empty S3 directory for a missing file
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        return files_under(repo.download_artifacts("", dst_path=tmp))
 
 
 @dataclass
@@ -83,8 +100,12 @@ def _history(client: Any, run_id: str) -> list[tuple[str, float, int, int]]:
     return points
 
 
-def build_tricky(store: Any, root: Path) -> Tricky:
-    """An experiment with everything that tends to break an exporter."""
+def build_tricky(store: Any, root: Path, artifact_location: str | None = "") -> Tricky:
+    """An experiment with everything that tends to break an exporter.
+
+    ``artifact_location``: "" for a directory under ``root``, None for the store's default (a
+    server's proxied artifacts), or any URI (``s3://...``).
+    """
     import mlflow
     import numpy as np
     from mlflow.entities import Metric
@@ -93,7 +114,9 @@ def build_tricky(store: Any, root: Path) -> Tricky:
     client = store.client()
     exp_id = client.create_experiment(
         EXPERIMENT,
-        artifact_location=str(root / "mlruns" / "tricky"),
+        artifact_location=(
+            str(root / "mlruns" / "tricky") if artifact_location == "" else artifact_location
+        ),
         tags={"team": "ünïcode ✓", "note": "x" * 500},
     )
     mlflow.set_experiment(experiment_id=exp_id)
@@ -157,8 +180,8 @@ def build_tricky(store: Any, root: Path) -> Tricky:
     )
     for rid in (pid, cid, plain.info.run_id):
         t.metric_points[rid] = _history(client, rid)
-        t.artifacts[rid] = files_under(local_path(client.get_run(rid).info.artifact_uri))
-    t.model_files = files_under(local_path(lm.artifact_location))
+        t.artifacts[rid] = artifact_files(store, client.get_run(rid).info.artifact_uri)
+    t.model_files = artifact_files(store, lm.artifact_location)
     assert t.artifacts[pid]["big/blob.bin"] and len(t.artifacts[pid]["big/blob.bin"]) > CHUNK
     assert t.artifacts[cid] == {} and t.artifacts[plain.info.run_id] == {}
     assert t.model_files, "log_model wrote no files"
@@ -175,12 +198,18 @@ class Registered:
     run_ids: dict[int, str | None]
 
 
-def build_registered(tricky: Tricky) -> Registered:
-    """Versions 1, 2, 3, 5 of MODEL (4 deleted): logged model, runs:/, plain path sources."""
+def build_registered(tricky: Tricky, proxied_to: str | None = None) -> Registered:
+    """Versions 1, 2, 3, 5 of MODEL (4 deleted): logged model, runs:/, plain path sources.
+
+    ``proxied_to``: the ``--artifacts-destination`` of a server whose runs keep their
+    artifacts at ``mlflow-artifacts:/`` URIs; a server takes such a source only with its run,
+    so version 3 (no run) names the same directory in the destination itself.
+    """
     client = tricky.store.client()
     client.create_registered_model(MODEL, tags={"owner": "ana ✓"}, description="Churn model ✓")
     parent = client.get_run(tricky.parent_id)
-    art_dir = local_path(parent.info.artifact_uri)
+    uri = parent.info.artifact_uri
+    art_dir = local_path(uri) if urlparse(uri).scheme in ("", "file") else uri
     sources = {
         1: f"models:/{tricky.model_id}",
         2: f"runs:/{tricky.parent_id}/model",
@@ -188,6 +217,8 @@ def build_registered(tricky: Tricky) -> Registered:
         4: f"{art_dir}/a/b",
         5: f"{art_dir}/a/b",
     }
+    if proxied_to and uri.startswith("mlflow-artifacts:/"):
+        sources[3] = f"{proxied_to.rstrip('/')}/{uri[len('mlflow-artifacts:/') :]}/a"
     for v in range(1, 6):
         mv = client.create_model_version(
             MODEL,
@@ -195,14 +226,15 @@ def build_registered(tricky: Tricky) -> Registered:
             run_id=tricky.parent_id if v != 3 else None,
             description=f"version {v} ✓",
             tags={"v": str(v)},
+            model_id=tricky.model_id if v == 1 else None,  # a server insists on it
         )
         assert int(mv.version) == v
     client.delete_model_version(MODEL, "4")
     client.set_registered_model_alias(MODEL, "champion", "2")
     client.set_registered_model_alias(MODEL, "chällenger", "5")
     client.transition_model_version_stage(MODEL, "3", "Production")
-    a_files = files_under(f"{art_dir}/a")
-    ab_files = files_under(f"{art_dir}/a/b")
+    a_files = artifact_files(tricky.store, f"{art_dir}/a")
+    ab_files = artifact_files(tricky.store, f"{art_dir}/a/b")
     return Registered(
         name=MODEL,
         versions={1: tricky.model_files, 2: tricky.model_files, 3: a_files, 5: ab_files},

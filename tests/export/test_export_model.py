@@ -63,7 +63,7 @@ def check(
         assert ms(info["last_updated_time"]) == mv.last_updated_timestamp
         assert info["user_id"] == mv.user_id
         assert info["source"] == registered.sources[v] == mv.source
-        assert info["run_id"] == mv.run_id
+        assert info["run_id"] == (mv.run_id or None)  # REST returns "" for none
         assert info["model_id"] == (tricky.model_id if v == 1 else None)
         got = {p: d for (k, owner, p), d in files.items() if k == str(v)}
         assert {o for (k, o, _p) in files if k == str(v)} <= {"model"}

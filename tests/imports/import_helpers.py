@@ -262,6 +262,8 @@ def _pt(key: str, value: float, step: int, ts: int) -> tuple[Any, ...]:
 
 
 def _files(client: Any, run_id: str) -> dict[str, bytes]:
+    if not client.list_artifacts(run_id):  # MLflow takes an empty S3 directory for a file
+        return {}
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, "", tmp)
         return read_tree(local)
