@@ -73,7 +73,10 @@ def test_it_lists_every_share_schema_and_table_with_kind_and_rows(
         "not an arcuate table (its description carries no arcuate format marker)"
     )
     text = str(result)
-    assert text.startswith("show shares in provider: profile=") and "kind=model" in text
+    assert text.startswith("show shares in provider: profile=")
+    header = next(line for line in text.splitlines() if "coordinate" in line)
+    assert header.split()[:4] == ["share", "schema", "table", "kind"]
+    assert any(line.split()[3:4] == ["model"] for line in text.splitlines())
     assert sharing.tokens["alice"] not in text
     assert all(token not in text for token in sharing.tokens.values())
 
