@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,10 @@ _ENV: Final = {
     "share_catalog": "ARCUATE_SHARE_CATALOG",
     "chunk_bytes": "ARCUATE_CHUNK_BYTES",
     "endpoint": "ARCUATE_ENDPOINT",
+    "retry_seconds": "ARCUATE_RETRY_SECONDS",
 }
+#: How long a server that does not answer is retried before a statement fails (seconds).
+DEFAULT_RETRY_SECONDS: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Settings:
     ``catalog``: the local share catalog file (reference-server YAML).
     ``endpoint``: the public URL of the sharing server, written into recipients' profiles.
     ``spark``: a SparkSession; passing one selects the Spark table backend.
+    ``retry_seconds``: how long a sharing or MLflow server that does not answer is retried
+    (with back-off) before the statement fails with an error naming it.
     """
 
     tracking_uri: str | None = None
@@ -55,6 +61,7 @@ class Settings:
     progress: bool | None = None
     storage_options: dict[str, str] = field(default_factory=dict)
     endpoint: str = "http://127.0.0.1:8080/delta-sharing"
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
     spark: Any = None
 
     @property
@@ -78,6 +85,19 @@ class Settings:
 def _closest(value: str, valid: tuple[str, ...]) -> str:
     near = difflib.get_close_matches(value, valid, n=1)
     return f" Did you mean {near[0]}?" if near else ""
+
+
+def _retry_seconds(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 <= seconds <= 24 * 3600:  # also rejects NaN
+        raise ConfigurationError(
+            f"retry_seconds must be a number of seconds from 0 to 86400, got {value!r}"
+            f" (ARCUATE_RETRY_SECONDS, --retry-seconds)"
+        )
+    return seconds
 
 
 def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings:
@@ -113,6 +133,8 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
             ) from None
         if values["chunk_bytes"] < 1024:
             raise ConfigurationError("chunk_bytes must be at least 1024")
+    if "retry_seconds" in values:
+        values["retry_seconds"] = _retry_seconds(values["retry_seconds"])
     for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
         if key in values and values[key] not in valid:
             raise ConfigurationError(

@@ -164,7 +164,10 @@ def explain_result(plan: Plan) -> StatementResult:
         {"step": i, "operator": type(s).__name__, "description": s.describe()}
         for i, s in enumerate(plan.steps, 1)
     ]
-    return StatementResult(f"EXPLAIN {plan.text}", "explain", rows=rows, text=explain(plan))
+    summary: dict[str, Any] = {"notes": list(plan.notes)} if plan.notes else {}
+    return StatementResult(
+        f"EXPLAIN {plan.text}", "explain", summary=summary, rows=rows, text=explain(plan)
+    )
 
 
 def run_plan(plan: Plan, ctx: Context) -> StatementResult:

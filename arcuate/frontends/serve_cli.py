@@ -15,7 +15,7 @@ from types import FrameType
 import click
 
 from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
-from arcuate.errors import ArcuateError
+from arcuate.errors import ArcuateError, render
 
 
 class _Stopped(Exception):
@@ -23,7 +23,7 @@ class _Stopped(Exception):
 
 
 def _fail(exc: ArcuateError) -> None:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(f"error: {render(exc)}", err=True)
     sys.exit(1)
 
 
