@@ -119,7 +119,7 @@ def read_script(name: str) -> tuple[str, str]:
     """
     source = "<stdin>" if name == "-" else name
     try:
-        data = click.get_binary_stream("stdin").read() if name == "-" else Path(name).read_bytes()
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read script {name}: {_why(exc)}", code="ARC701") from exc
     try:
