@@ -233,3 +233,29 @@ def _on_a_terminal(argv: list[str], stdin: str, cwd: Path) -> str:
     text = b"".join(chunks).decode(errors="replace")
     # without colours and cursor moves (the progress bars draw with them), line by line
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_an_explicit_mlflow_retry_setting_wins(
+    monkeypatch: pytest.MonkeyPatch, workdir: Path
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    url = f"http://127.0.0.1:{_free_port()}"  # nobody listens there
+    err, seconds = _timed_failure("CREATE SHARE s WITH TABLE t FROM EXPERIMENT e", tracking_uri=url)
+    assert seconds < LIMIT_SECONDS
+    assert str(err).startswith(f"the MLflow tracking server at {url} cannot be reached")
+    assert err.message.endswith("; MLflow did not retry it")
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR" not in os.environ
+
+
+def test_a_failed_request_is_told_without_its_url() -> None:
+    """Failures are described from their types: the text of a download's failure holds the
+    signed URL, which must never be shown."""
+    import requests
+
+    from arcuate.backends.retry import describe_failure
+
+    with pytest.raises(requests.ConnectionError) as info:
+        requests.get(f"http://127.0.0.1:{_free_port()}/f.parquet?sig=s3cr3t", timeout=10)
+    assert "s3cr3t" in str(info.value)
+    assert describe_failure(info.value) == "connection refused"

@@ -63,6 +63,9 @@ DEFAULT_BATCH_BYTES: Final = 8 * 1024 * 1024
 _PIECE: Final = 1 << 20
 _DOWNLOAD_TRIES: Final = 3
 _TIMEOUT: Final = (30, 300)
+#: Requests to the sharing server's API: connecting to a server that is up takes milliseconds,
+#: so a server that does not accept the connection in 10 s is taken to be down (and retried).
+_API_TIMEOUT: Final = (10, 300)
 #: A profile is a few hundred bytes of JSON; anything this large is not one.
 _PROFILE_MAX_BYTES: Final = 1 << 20
 _PROFILE_HINT: Final = (
@@ -211,7 +214,7 @@ def _rest_client(profile: DeltaSharingProfile) -> DataSharingRestClient:
     plain = session.request
 
     def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", _TIMEOUT)
+        kwargs.setdefault("timeout", _API_TIMEOUT)
         return plain(method, url, **kwargs)
 
     session.request = request  # type: ignore[method-assign]
@@ -610,15 +613,23 @@ def _download(
                 f"{ref.size}"
             )
         return
+    raise _download_failed(ref, coordinate, problem, unreachable=unreachable)
+
+
+def _download_failed(
+    ref: SharedFileRef, coordinate: str, problem: str, *, unreachable: bool
+) -> BackendError:
+    """The error once every download attempt failed; names the server only by its origin (the
+    rest of a signed URL is a credential)."""
     if unreachable:
-        raise UnreachableError(
+        return UnreachableError(
             f"the server of the shared files at {origin(ref.url)} cannot be reached: {problem},"
             f" while downloading file {ref.id} of shared table {coordinate!r}; gave up after"
             f" {_DOWNLOAD_TRIES} attempts",
             hint="check that the provider's sharing server is still running, then run the"
             " statement again",
         )
-    raise BackendError(
+    return BackendError(
         f"could not download file {ref.id} of shared table {coordinate!r} after "
         f"{_DOWNLOAD_TRIES} attempts: {problem}"
     )
