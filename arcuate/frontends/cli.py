@@ -63,6 +63,22 @@ def _fail(exc: ArcuateError) -> NoReturn:
     sys.exit(1)
 
 
+def _as_arcuate_error(exc: Exception) -> ArcuateError:
+    """Any failure as an error to render: a system error names its file; anything else that
+    is not an ArcuateError is a bug."""
+    if isinstance(exc, ArcuateError):
+        return exc
+    if isinstance(exc, OSError) and (exc.filename or exc.filename2):
+        return ArcuateError(
+            f"{exc.strerror or type(exc).__name__}: {exc.filename2 or exc.filename}",
+            hint="check the path and its permissions",
+        )
+    return ArcuateError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        hint="this is a bug in arcuate: run again with --debug for the traceback, and report it",
+    )
+
+
 class _Main(click.Group):
     """The command group; turns any failure of a command into one rendered error."""
 
@@ -74,13 +90,7 @@ class _Main(click.Group):
         except Exception as exc:
             if ctx.meta.get("arcuate.debug"):
                 traceback.print_exc()
-            if not isinstance(exc, ArcuateError):
-                exc = ArcuateError(
-                    f"unexpected {type(exc).__name__}: {exc}",
-                    hint="this is a bug in arcuate: run again with --debug for the traceback,"
-                    " and report it",
-                )
-            _fail(exc)
+            _fail(_as_arcuate_error(exc))
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

@@ -366,3 +366,12 @@ def test_run_format_json_is_one_object_per_statement(provider: MlflowStore, work
     assert only["status"] == "failed" and only["kind"] is None
     assert only["error"]["code"] == "ARC101"
     assert (only["error"]["source"], only["error"]["line"]) == ("<stdin>", 2)
+
+
+def test_a_system_error_names_its_file(workdir: Path) -> None:
+    assert _run("run", "-", "--warehouse", "wh", cwd=workdir, stdin="CREATE RECIPIENT acme")
+    (workdir / "notes").write_text("a file, not a directory")
+    out = _run("catalog", "export-yaml", "--warehouse", "wh", "-o", "notes/r.yaml", cwd=workdir)
+    first = _one_error(out, "ARC000")
+    assert first == "error: File exists: notes [ARC000]"
+    assert "hint: check the path and its permissions" in out.stderr and "bug" not in out.stderr
