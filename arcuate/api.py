@@ -6,6 +6,7 @@ planned in full before the first step touches a store.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from arcuate.backends.capabilities import Capabilities
@@ -13,7 +14,7 @@ from arcuate.config import Settings, resolve_settings
 from arcuate.engine.context import Context
 from arcuate.engine.result import Results, StatementResult
 from arcuate.engine.runner import run_plan
-from arcuate.errors import PlanError
+from arcuate.errors import ArcuateError, PlanError
 from arcuate.plan.explain import explain as _explain
 from arcuate.plan.planner import Plan, plan, plan_script
 from arcuate.syntax import ast
@@ -74,45 +75,99 @@ def execute(
     source: str = "<string>",
     settings: Settings | None = None,
     expect: str | None = None,
+    spark_hint: str | None = None,
     **overrides: Any,
 ) -> Results:
     """Run one or more statements (separated by ``;``) and return their results.
 
     Settings come from ``settings``, then keyword overrides (``tracking_uri=``,
     ``warehouse=``, ``spark=``...), then ``ARCUATE_*``/``MLFLOW_*`` variables.
+    ``spark_hint`` lets a front end say how to give a SparkSession there (it ends the
+    "AS SPARK needs a SparkSession" hint, followed by ", or use AS PANDAS").
 
     Raises:
         ArcuateSyntaxError: before anything runs, if any statement is malformed.
         PlanError: before anything runs, if any statement cannot run here.
-        ArcuateError: a step failed (the message names the step and statement).
+        ArcuateError: a step failed (the message names the step and statement); its
+            ``results`` hold the results of the statements that ran before it.
     """
     resolved = _settings(settings, overrides)
     script = parse_script(text, source)
     if expect is not None:
         check_kind(script, expect)
-    plans = plan_script(script, Capabilities.from_settings(resolved))
+    plans = plan_script(script, Capabilities.from_settings(resolved, spark_hint=spark_hint))
     return run_plans(plans, resolved)
 
 
-def execute_scripts(scripts: list[tuple[str, str]], settings: Settings) -> Results:
+def plan_scripts(
+    scripts: list[tuple[str, str]], settings: Settings, *, spark_hint: str | None = None
+) -> list[Plan]:
+    """Parse and plan several scripts, given as (text, source name), before any runs."""
+    caps = Capabilities.from_settings(settings, spark_hint=spark_hint)
+    return [p for text, source in scripts for p in plan_script(parse_script(text, source), caps)]
+
+
+def execute_scripts(
+    scripts: list[tuple[str, str]], settings: Settings, *, spark_hint: str | None = None
+) -> Results:
     """Run several scripts, given as (text, source name), as one: every statement of every
     script is parsed and planned before the first one runs."""
-    caps = Capabilities.from_settings(settings)
-    plans = [p for text, source in scripts for p in plan_script(parse_script(text, source), caps)]
-    return run_plans(plans, settings)
+    return run_plans(plan_scripts(scripts, settings, spark_hint=spark_hint), settings)
 
 
-def run_plans(plans: list[Plan], settings: Settings) -> Results:
-    """Run already-planned statements in order with one shared context."""
+def run_plans(
+    plans: list[Plan],
+    settings: Settings,
+    *,
+    on_result: Callable[[StatementResult], None] | None = None,
+) -> Results:
+    """Run already-planned statements in order with one shared context.
+
+    ``on_result`` sees each result as soon as its statement is done (a front end prints it).
+    A failure stops the script: the error's ``results`` hold what ran before it (that stays
+    applied), and a note says which statement failed and which did not run.
+    """
     ctx = Context(settings)
-    return Results(run_plan(p, ctx) for p in plans)
+    done = Results()
+    for index, p in enumerate(plans):
+        try:
+            result = run_plan(p, ctx)
+        except ArcuateError as exc:
+            exc.results = done
+            if len(plans) > 1:
+                exc.add_note(_stopped_at(plans, index))
+            raise
+        done.append(result)
+        if on_result is not None:
+            on_result(result)
+    return done
 
 
-def explain(text: str, *, source: str = "<string>", **overrides: Any) -> str:
+def _numbers(first: int, last: int) -> str:
+    """``statement 3`` or ``statements 3-5``."""
+    return f"statement {first}" if first == last else f"statements {first}-{last}"
+
+
+def _stopped_at(plans: list[Plan], index: int) -> str:
+    """Which statement of a script failed, what ran before it and what did not run."""
+    failed = plans[index]
+    parts = [f"statement {index + 1} of {len(plans)} failed ({failed.source}:{failed.span.line})"]
+    if index:
+        ran = _numbers(1, index)
+        parts.append(f"{ran} ran and {'stays' if index == 1 else 'stay'} applied")
+    if index + 1 < len(plans):
+        parts.append(f"{_numbers(index + 2, len(plans))} did not run")
+    return "; ".join(parts)
+
+
+def explain(
+    text: str, *, source: str = "<string>", spark_hint: str | None = None, **overrides: Any
+) -> str:
     """The plan of each statement as text, without touching any store."""
     resolved = _settings(None, overrides)
     script = parse_script(text, source)
-    plans = plan_script(script, Capabilities.from_settings(resolved))
+    caps = Capabilities.from_settings(resolved, spark_hint=spark_hint)
+    plans = plan_script(script, caps, explain=True)
     return "\n\n".join(_explain(p) for p in plans)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ _ENV: Final = {
     "chunk_bytes": "ARCUATE_CHUNK_BYTES",
     "endpoint": "ARCUATE_ENDPOINT",
     "progress": "ARCUATE_PROGRESS",
+    "retry_seconds": "ARCUATE_RETRY_SECONDS",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -41,6 +43,8 @@ _PROGRESS: Final[dict[str, bool | None]] = {
     **dict.fromkeys(("0", "false", "no", "off"), False),
     "auto": None,
 }
+#: How long a server that does not answer is retried before a statement fails (seconds).
+DEFAULT_RETRY_SECONDS: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class Settings:
     ``progress``: progress bars on (True), off (False), or automatic (None: on a terminal
     and in a notebook).
     ``spark``: a SparkSession; passing one selects the Spark table backend.
+    ``retry_seconds``: how long a sharing or MLflow server that does not answer is retried
+    (with back-off) before the statement fails with an error naming it.
     """
 
     tracking_uri: str | None = None
@@ -66,6 +72,7 @@ class Settings:
     progress: bool | None = None
     storage_options: dict[str, str] = field(default_factory=dict)
     endpoint: str = "http://127.0.0.1:8080/delta-sharing"
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
     spark: Any = None
 
     @property
@@ -107,6 +114,19 @@ def _closest(value: str, valid: tuple[str, ...]) -> str:
     return f" Did you mean {near[0]}?" if near else ""
 
 
+def _retry_seconds(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 <= seconds <= 24 * 3600:  # also rejects NaN
+        raise ConfigurationError(
+            f"retry_seconds must be a number of seconds from 0 to 86400, got {value!r}"
+            f" (ARCUATE_RETRY_SECONDS, --retry-seconds)"
+        )
+    return seconds
+
+
 def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings:
     """Build Settings from explicit values, then the environment, then defaults.
 
@@ -144,6 +164,8 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
             raise ConfigurationError(f"chunk_bytes must be at most {MAX_CHUNK_BYTES}")
     if "progress" in values:
         values["progress"] = _progress(values["progress"])
+    if "retry_seconds" in values:
+        values["retry_seconds"] = _retry_seconds(values["retry_seconds"])
     for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
         if key in values and values[key] not in valid:
             raise ConfigurationError(

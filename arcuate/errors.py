@@ -10,6 +10,7 @@ This module imports nothing but the standard library: every layer may import it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
@@ -113,9 +114,12 @@ class ArcuateError(Exception):
 
     Messages and hints pass through :func:`redact_secrets`: they often quote a library's own
     error, which may hold a signed URL or a token, and they end up in notebooks and logs.
+    ``results`` holds the results of the statements that ran before this one failed (a
+    script's earlier statements stay applied); empty when nothing ran.
     """
 
     code = "ARC000"
+    results: Sequence[Any] = ()
 
     def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
         message = redact_secrets(message)
@@ -128,7 +132,7 @@ class ArcuateError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         """IPython shows this instead of a traceback: the message is the whole story."""
-        return [f"{type(self).__name__}: {self}", *getattr(self, "__notes__", [])]
+        return f"{type(self).__name__}: {render(self)}".splitlines()
 
     def __str__(self) -> str:
         text = self.message
@@ -275,3 +279,34 @@ class StepError(BackendError):
     """A plan step failed; names the step and what was left untouched."""
 
     code = "ARC410"
+
+
+class UnreachableError(BackendError):
+    """A server (sharing server, MLflow tracking or registry server) could not be reached,
+    after retrying for the configured time; names the endpoint, what failed, what to check."""
+
+    code = "ARC420"
+
+
+class InputError(ArcuateError):
+    """A file the user named (a script, a profile) cannot be read or is malformed."""
+
+    code = "ARC700"
+
+
+def render(exc: ArcuateError) -> str:
+    """The whole text a front end shows: the message with its code, the hint, the notes.
+
+    Statement errors already carry their code (compiler style); any other error gets it at the
+    end of its first line.
+    """
+    if isinstance(exc, StatementError):
+        text = str(exc)
+    else:
+        first, newline, rest = exc.message.partition("\n")
+        text = f"{first} [{exc.code}]{newline}{rest}"
+        if exc.hint:
+            text += f"\n  hint: {exc.hint}"
+    for note in getattr(exc, "__notes__", []):
+        text += f"\n  {note}"
+    return text

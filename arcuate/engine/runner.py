@@ -6,14 +6,18 @@ backends. A failing step is reported with its number, its operator and the state
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
+from arcuate.backends.retry import RetryPolicy
 from arcuate.engine.context import Context
 from arcuate.engine.result import StatementResult
-from arcuate.errors import ArcuateError, StepError
+from arcuate.errors import ArcuateError, StepError, UnreachableError
 from arcuate.plan import ops
 from arcuate.plan.explain import explain
 from arcuate.plan.planner import Plan
@@ -86,15 +90,45 @@ def _add_to_share(step: ops.AddToShare, ctx: Context, st: _State) -> None:
     )
 
 
+def _notice(message: str) -> None:
+    sys.stderr.write(f"arcuate: {message}\n")
+    sys.stderr.flush()
+
+
+def retry_policy(ctx: Context) -> RetryPolicy:
+    """Retry a server that does not answer for ``retry_seconds``; say so where progress shows."""
+    return RetryPolicy(ctx.settings.retry_seconds, notify=_notice if ctx.progress else None)
+
+
+@contextmanager
+def servers_bounded(ctx: Context) -> Iterator[None]:
+    """While a statement runs: MLflow's retries bounded and shown, and an MLflow server that
+    cannot be reached named in the error (with what failed and what to check)."""
+    s = ctx.settings
+    with bounded_retries(s.retry_seconds), retry_notices(retry_policy(ctx).notify):
+        try:
+            yield
+        except Exception as exc:
+            down = None
+            if not isinstance(exc, UnreachableError):
+                down = unreachable(exc, s.effective_tracking_uri, s.effective_registry_uri)
+            if down is None:
+                raise
+            for note in getattr(exc, "__notes__", []):
+                down.add_note(note)
+            raise down from exc
+
+
 def _read_share(step: ops.ReadShare, ctx: Context, st: _State) -> None:
     if step.flavor == "spark":
         from arcuate.backends.spark.reader import SparkShareReader
 
-        st.value = SparkShareReader(ctx.settings.spark).batches(step.coordinate)
+        reader = SparkShareReader(ctx.settings.spark, retry=retry_policy(ctx))
+        st.value = reader.batches(step.coordinate)
         return
     from arcuate.backends.sharing.reader import DeltaSharingReader
 
-    st.value = DeltaSharingReader().batches(step.coordinate)
+    st.value = DeltaSharingReader(retry=retry_policy(ctx)).batches(step.coordinate)
 
 
 def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> None:
@@ -179,7 +213,24 @@ def explain_result(plan: Plan) -> StatementResult:
         {"step": i, "operator": type(s).__name__, "description": s.describe()}
         for i, s in enumerate(plan.steps, 1)
     ]
-    return StatementResult(f"EXPLAIN {plan.text}", "explain", rows=rows, text=explain(plan))
+    summary: dict[str, Any] = {"notes": list(plan.notes)} if plan.notes else {}
+    return StatementResult(
+        f"EXPLAIN {plan.text}", "explain", summary=summary, rows=rows, text=explain(plan)
+    )
+
+
+def _run_step(i: int, step: ops.Operator, ctx: Context, st: _State) -> None:
+    name = type(step).__name__
+    try:
+        _HANDLERS[type(step)](step, ctx, st)
+    except ArcuateError as exc:
+        exc.add_note(f"in step {i} ({name}) of: {st.plan.text}")
+        raise
+    except Exception as exc:
+        raise StepError(
+            f"step {i} {name} failed: {type(exc).__name__}: {exc}",
+            hint=f"statement: {st.plan.text}",
+        ) from exc
 
 
 def run_plan(plan: Plan, ctx: Context) -> StatementResult:
@@ -188,18 +239,9 @@ def run_plan(plan: Plan, ctx: Context) -> StatementResult:
         return explain_result(plan)
     st = _State(plan)
     started = time.monotonic()
-    for i, step in enumerate(plan.steps, 1):
-        name = type(step).__name__
-        try:
-            _HANDLERS[type(step)](step, ctx, st)
-        except ArcuateError as exc:
-            exc.add_note(f"in step {i} ({name}) of: {plan.text}")
-            raise
-        except Exception as exc:
-            raise StepError(
-                f"step {i} {name} failed: {type(exc).__name__}: {exc}",
-                hint=f"statement: {plan.text}",
-            ) from exc
+    with servers_bounded(ctx):
+        for i, step in enumerate(plan.steps, 1):
+            _run_step(i, step, ctx, st)
     if st.result is not None:
         return st.result
     action = _ACTIONS.get(type(plan.steps[0]), type(plan.steps[0]).__name__)

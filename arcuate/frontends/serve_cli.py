@@ -16,7 +16,7 @@ import click
 
 from arcuate.backends.sharing.server.endpoints import Listening
 from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
-from arcuate.errors import ArcuateError
+from arcuate.errors import ArcuateError, render
 
 
 class _Stopped(Exception):
@@ -24,7 +24,7 @@ class _Stopped(Exception):
 
 
 def _fail(exc: ArcuateError) -> None:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(f"error: {render(exc)}", err=True)
     sys.exit(1)
 
 

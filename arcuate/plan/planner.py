@@ -27,18 +27,32 @@ class Plan:
     steps: tuple[ops.Operator, ...]
     explain_only: bool = False
     span: Span = field(default=ast.NO_SPAN, compare=False)
+    source: str = field(default="<string>", compare=False)
+    #: What running an explained statement would need that is missing here (EXPLAIN only).
+    notes: tuple[str, ...] = ()
 
 
 class _Planner:
-    def __init__(self, caps: Capabilities, text: str, source: str) -> None:
+    def __init__(self, caps: Capabilities, text: str, source: str, *, explaining: bool) -> None:
         self.caps = caps
         self.text = text
         self.source = source
+        self.explaining = explaining
+        self.notes: list[str] = []
 
     def error(self, span: Span, message: str, code: str, hint: str | None = None) -> PlanError:
         return PlanError(
             message, text=self.text, span=span, source=self.source, code=code, hint=hint
         )
+
+    def needs_spark(self, span: Span, message: str, alternative: str) -> None:
+        """No SparkSession here: an error, but only a note when the statement is explained
+        (EXPLAIN shows what it would do; running it is what needs the session)."""
+        hint = f"{self.caps.spark_hint}, or {alternative}"
+        if self.explaining:
+            self.notes.append(f"note: running it needs a SparkSession [ARC202]: {hint}")
+            return
+        raise self.error(span, message, "ARC202", hint=hint)
 
     def share_name(self, kind: str, value: str, span: Span) -> str:
         if not _SHARE_NAME.match(value):
@@ -52,11 +66,8 @@ class _Planner:
 
     def flavor(self, flavor: ast.Flavor, span: Span) -> ast.Flavor:
         if flavor == "spark" and not self.caps.has_spark:
-            raise self.error(
-                span,
-                "AS SPARK needs a SparkSession, and none is configured",
-                "ARC202",
-                hint="pass spark=<SparkSession> to arcuate.execute(), or use AS PANDAS",
+            self.needs_spark(
+                span, "AS SPARK needs a SparkSession, and none is configured", "use AS PANDAS"
             )
         return flavor
 
@@ -64,11 +75,10 @@ class _Planner:
         caps = self.caps
         if isinstance(stmt, ast.CreateShare):
             if caps.share_catalog == "unity" and not caps.has_spark:
-                raise self.error(
+                self.needs_spark(
                     stmt.span,
                     "the unity share catalog runs CREATE SHARE through Spark SQL; no SparkSession",
-                    "ARC202",
-                    hint="pass spark=<SparkSession>, or use share_catalog='local'",
+                    "use share_catalog='local'",
                 )
             self.share_name("share", stmt.share, stmt.span)
             self.share_name("schema", stmt.table.schema, stmt.table.span)
@@ -170,19 +180,37 @@ def plan(
     *,
     text: str = "",
     source: str = "<string>",
+    explain: bool = False,
 ) -> Plan:
-    """Compile one statement into a Plan.
+    """Compile one statement into a Plan (to be explained only, with ``explain=True`` or an
+    ``EXPLAIN`` statement).
 
     Raises:
-        PlanError: the statement cannot run with these capabilities (at its span).
+        PlanError: the statement cannot run with these capabilities (at its span); when it is
+            only explained, a missing SparkSession is a note in the plan instead.
     """
-    planner = _Planner(caps or Capabilities(), text or unparse(stmt), source)
-    if isinstance(stmt, ast.Explain):
-        inner = stmt.statement
-        return Plan(inner, unparse(inner), planner.steps(inner), explain_only=True, span=stmt.span)
-    return Plan(stmt, unparse(stmt), planner.steps(stmt), span=stmt.span)
+    explaining = explain or isinstance(stmt, ast.Explain)
+    planner = _Planner(caps or Capabilities(), text or unparse(stmt), source, explaining=explaining)
+    if explaining:
+        inner = stmt.statement if isinstance(stmt, ast.Explain) else stmt
+        steps = planner.steps(inner)
+        return Plan(
+            inner,
+            unparse(inner),
+            steps,
+            explain_only=True,
+            span=stmt.span,
+            source=source,
+            notes=tuple(planner.notes),
+        )
+    return Plan(stmt, unparse(stmt), planner.steps(stmt), span=stmt.span, source=source)
 
 
-def plan_script(script: ast.Script, caps: Capabilities | None = None) -> list[Plan]:
-    """Plan every statement of a script before any of them runs."""
-    return [plan(s, caps, text=script.text, source=script.source) for s in script.statements]
+def plan_script(
+    script: ast.Script, caps: Capabilities | None = None, *, explain: bool = False
+) -> list[Plan]:
+    """Plan every statement of a script before any of them runs (or, ``explain``, to show)."""
+    return [
+        plan(s, caps, text=script.text, source=script.source, explain=explain)
+        for s in script.statements
+    ]

@@ -7,6 +7,7 @@ and a message in the dialect's own words.
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import cache
 from importlib import resources
@@ -401,6 +402,9 @@ def _fmt(value: float | str) -> str:
 # -- syntax error messages ---------------------------------------------------------------------
 
 _N = "(NAME|STRING)"
+_AFTER_AS = (
+    "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>' after AS"
+)
 #: What was expected, in the dialect's words, keyed by the end of the current statement so far
 #: (the parser's value stack as terminal and rule names, EXPLAIN prefixes dropped). LALR merges
 #: the states after a name, so the stack says more than the parser state does.
@@ -463,11 +467,7 @@ _RULES: list[tuple[str, str]] = [
         rf"^CREATE( or_replace)? (EXPERIMENT|MODEL)( overwrite)? {_N}$",
         "expected AS [PANDAS|SPARK] '<profile>#<share>.<schema>.<table>' after the name",
     ),
-    (
-        r"^CREATE( or_replace)? (EXPERIMENT|MODEL).* AS$",
-        "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>'"
-        " after AS",
-    ),
+    (r"^CREATE( or_replace)? (EXPERIMENT|MODEL).* AS$", _AFTER_AS),
     (
         r"( AS (flavor|PANDAS|SPARK)|^DESCRIBE)$",
         "expected a share coordinate '<profile>#<share>.<schema>.<table>'",
@@ -604,7 +604,83 @@ def _raw_parse(text: str) -> Tree[Token]:
     return _lark().parse(text)
 
 
+def _error_offset(exc: UnexpectedInput) -> int | None:
+    """Where the unexpected input starts, or None at the end of the input."""
+    if isinstance(exc, UnexpectedCharacters):
+        return exc.pos_in_stream or 0
+    token: Token | None = getattr(exc, "token", None)
+    if token is None or token.type == "$END" or token.start_pos is None:
+        return None
+    return token.start_pos
+
+
+def _run_span(text: str, start: int, length: int) -> Span:
+    """The span of ``length`` characters from ``start``, on one line."""
+    head = Span.point(text, start)
+    return Span(head.line, head.col, head.line, head.col + length, start, start + length)
+
+
+def _coordinate_error(exc: UnexpectedInput, text: str, source: str) -> ArcuateSyntaxError | None:
+    """A bare coordinate without '#', or a misspelled flavor, where a coordinate belongs.
+
+    The grammar reads ``AS acme.share`` as the coordinate ``acme`` followed by stray text, and
+    ``AS PANDA 'x#a.b.c'`` as the coordinate ``PANDA`` followed by a second statement, so the
+    generic message would ask for a ';'. Say what is wrong instead.
+    """
+    words = _stack_words(exc)
+    pos = _error_offset(exc)
+    if words is None or pos is None or not re.search(r"( AS( flavor)?|^DESCRIBE)( NAME)?$", words):
+        return None
+    last = exc.interactive_parser.parser_state.value_stack[-1]  # type: ignore[attr-defined]
+    name = last if isinstance(last, Token) and last.type == "NAME" else None
+    if name is None:  # right after AS: a path-like start ('./', '~/') that is not a name
+        if text[pos].isalpha() or text[pos] in "';`\"":
+            return None
+        return _bare_coordinate(text, pos, source)
+    if name.end_pos == pos:  # the name runs on: 'acme.share', 'profiles/acme.share'
+        return _bare_coordinate(text, name.start_pos or 0, source)
+    token: Token | None = getattr(exc, "token", None)
+    if words.endswith(" AS NAME") and token is not None and token.type in _COORDINATE_LIKE:
+        return _misspelled_flavor(name, text, source)
+    return None
+
+
+_COORDINATE_LIKE = frozenset({"STRING", "COORD", "NAME"})
+
+
+def _bare_coordinate(text: str, start: int, source: str) -> ArcuateSyntaxError | None:
+    bare = re.match(r"[^\s;'\"`]+", text[start:])
+    if bare is None or not re.match(r"[\s;]|$", text[start + bare.end() :]):
+        return None
+    value = bare.group()
+    return ArcuateSyntaxError(
+        f"{value!r} is not a share coordinate: expected '<profile file>#<share>.<schema>.<table>'",
+        text=text,
+        span=_run_span(text, start, len(value)),
+        source=source,
+        code="ARC120",
+        hint=f"write it as '{value}#<share>.<schema>.<table>' (quotes optional)",
+    )
+
+
+def _misspelled_flavor(name: Token, text: str, source: str) -> ArcuateSyntaxError:
+    near = difflib.get_close_matches(str(name).upper(), ("PANDAS", "SPARK"), n=1, cutoff=0.6)
+    return ArcuateSyntaxError(
+        f"{_AFTER_AS}, got {str(name)!r}",
+        text=text,
+        span=_span_of(name),
+        source=source,
+        code="ARC101",
+        hint=f"did you mean AS {near[0]}?"
+        if near
+        else "the flavor is PANDAS or SPARK (or leave it out), then the coordinate",
+    )
+
+
 def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> ArcuateSyntaxError:
+    misplaced = _coordinate_error(exc, text, source)
+    if misplaced is not None:
+        return misplaced
     if isinstance(exc, UnexpectedCharacters):
         pos = exc.pos_in_stream or 0
         span = Span.point(text, pos)

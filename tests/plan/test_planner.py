@@ -116,3 +116,18 @@ def test_explain_shows_the_unity_catalog_sql_quoted() -> None:
     ]
     with pytest.raises(PlanError, match="through Spark SQL"):
         plan(stmt, Capabilities("deltalake", "unity", has_spark=False))
+
+
+def test_explain_notes_a_missing_spark_session_instead_of_failing() -> None:
+    p = plan(parse("EXPLAIN CREATE MODEL m AS SPARK 'p#a.b.c'"), Capabilities())
+    assert p.explain_only and p.steps[0] == ops.ReadShare("p#a.b.c", "spark")
+    assert p.notes == (
+        "note: running it needs a SparkSession [ARC202]: pass spark=<SparkSession> to"
+        " arcuate.execute(), or use AS PANDAS",
+    )
+    assert explain(p).splitlines()[-1] == "  " + p.notes[0]
+    unity = plan(
+        parse("EXPLAIN CREATE SHARE s WITH TABLE t FROM MODEL m"), Capabilities("deltalake", "unity")
+    )
+    assert unity.notes[0].endswith("or use share_catalog='local'")
+    assert plan(parse("EXPLAIN SHOW SHARES"), Capabilities()).notes == ()

@@ -136,3 +136,27 @@ def test_error_details_are_machine_readable() -> None:
     (detail,) = info.value.details
     assert detail["line"] == 1 and detail["col"] == 28 and detail["source"] == "<cell>"
     assert detail["code"] == "ARC101"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("CREATE MODEL m AS PANDA 'x#a.b.c'", "did you mean AS PANDAS?"),
+        ("create model m as sparks 'x#a.b.c'", "did you mean AS SPARK?"),
+        ("CREATE MODEL m AS acme 'x#a.b.c'", "the flavor is PANDAS or SPARK"),
+    ],
+)
+def test_a_misspelled_flavor_is_named_not_a_missing_semicolon(text: str, hint: str) -> None:
+    with pytest.raises(ArcuateSyntaxError) as info:
+        parse(text)
+    assert "';'" not in info.value.message
+    assert info.value.hint is not None and hint in info.value.hint
+
+
+def test_a_bare_coordinate_without_hash_says_where_the_hash_goes() -> None:
+    with pytest.raises(ArcuateSyntaxError) as info:
+        parse("CREATE EXPERIMENT e AS acme.share")
+    err = info.value
+    assert err.code == "ARC120" and (err.span.start, err.span.end) == (23, 33)
+    assert err.hint == "write it as 'acme.share#<share>.<schema>.<table>' (quotes optional)"
+    assert str(err).splitlines()[2] == "  " + " " * 23 + "^" * 10

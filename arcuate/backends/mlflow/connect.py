@@ -2,7 +2,9 @@
 
 MLflow resolves a missing registry URI through the Spark session when pyspark is installed,
 which can exit the process; so every client here gets both URIs spelled out, and nothing
-global (``mlflow.set_tracking_uri``, environment variables) is touched.
+global (``mlflow.set_tracking_uri``) is touched. The one exception: while a statement runs,
+:func:`bounded_retries` sets MLflow's HTTP retry variables (unless the user set them), so that
+a server that is down fails the statement in seconds instead of minutes.
 
 :func:`redact_uri` is applied to every URI-like value that leaves the provider: model version
 sources and run links, dataset sources, tag and param values that are URIs, and error messages.
@@ -11,9 +13,17 @@ sources and run links, dataset sources, tag and param values that are URIs, and 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
+
+from arcuate.backends.retry import SETTING_HINT, describe_failure, find_in_chain, origin
+from arcuate.errors import UnreachableError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -53,6 +63,132 @@ _SECRET_PREFIXES: Final = ("x-amz-", "x-goog-", "x-ms-")
 _URI: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _USERINFO: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#]*@)")
 _URI_LIKE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S*$")
+
+
+# -- servers that do not answer ---------------------------------------------------------------
+
+#: MLflow reads these on every request; its defaults (7 retries, back-off factor 2) retry a
+#: server that is down for about four minutes.
+_RETRIES_ENV: Final = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+_BACKOFF_ENV: Final = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+#: MLflow refuses more retries than this (``_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT``).
+_MAX_RETRIES: Final = 10
+
+
+def mlflow_retries(seconds: float) -> int:
+    """How many MLflow retries fit in ``seconds`` with a back-off factor of 1: the pauses are
+    0, 2, 4, 8... s, plus up to 1 s of jitter each."""
+    n = 0
+    while n < _MAX_RETRIES and 2 ** (n + 1) - 2 + (n + 1) <= seconds:
+        n += 1
+    return n
+
+
+class _Bounded:
+    """The variables set for running statements; the last statement to end removes them."""
+
+    lock = threading.Lock()
+    users = 0
+    added: dict[str, str] = {}  # noqa: RUF012 - class-level state shared by all statements
+
+
+@contextmanager
+def bounded_retries(seconds: float) -> Iterator[None]:
+    """MLflow's HTTP retries bounded to about ``seconds`` while a statement runs.
+
+    Only variables the user has not set are set (an explicit ``MLFLOW_HTTP_REQUEST_*`` wins),
+    and only they are removed afterwards. Helper processes started meanwhile inherit them.
+    """
+    with _Bounded.lock:
+        if _Bounded.users == 0:
+            wanted = {_RETRIES_ENV: str(mlflow_retries(seconds)), _BACKOFF_ENV: "1"}
+            _Bounded.added = {k: v for k, v in wanted.items() if k not in os.environ}
+            os.environ.update(_Bounded.added)
+        _Bounded.users += 1
+    try:
+        yield
+    finally:
+        with _Bounded.lock:
+            _Bounded.users -= 1
+            if _Bounded.users == 0:
+                for key, value in _Bounded.added.items():
+                    if os.environ.get(key) == value:
+                        del os.environ[key]
+
+
+def unreachable(
+    exc: BaseException, tracking_uri: str, registry_uri: str
+) -> UnreachableError | None:
+    """An MLflow failure for want of a server, as an error that names the server, what failed
+    and what to check; None when ``exc`` is any other failure."""
+    import requests
+
+    failed = find_in_chain(exc, (requests.ConnectionError, requests.Timeout))
+    if failed is None:
+        return None
+    request = getattr(failed, "request", None)
+    url = str(getattr(request, "url", None) or "")
+    where = origin(url) if url else "an unknown address"
+    known = {  # tracking last: it wins when both are the same server
+        origin(registry_uri): (
+            "the MLflow registry server",
+            "--registry-uri (MLFLOW_REGISTRY_URI)",
+        ),
+        origin(tracking_uri): (
+            "the MLflow tracking server",
+            "--tracking-uri (MLFLOW_TRACKING_URI)",
+        ),
+    }
+    server, setting = known.get(where, ("the server", ""))
+    check = f"that {setting} points to it" if setting else "that this machine can reach it"
+    call = f"{getattr(request, 'method', None) or 'request'} {urlsplit(url).path}".strip()
+    return UnreachableError(
+        f"{server} at {where} cannot be reached: {describe_failure(failed)} ({call});"
+        f" {_retried()}",
+        hint=f"check that the server is running and {check}; {SETTING_HINT}",
+    )
+
+
+def _retried() -> str:
+    """How often MLflow retried the request (its setting, as in effect now)."""
+    value = os.environ.get(_RETRIES_ENV, "7")
+    if value.strip() in ("0", "1"):
+        return "MLflow did not retry it" if value.strip() == "0" else "MLflow retried it once"
+    return f"MLflow retried it {value.strip()} times"
+
+
+class _RetryNotices(logging.Handler):
+    """Shows urllib3's "Retrying ..." warnings (MLflow's retries) as one line each."""
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.notify = notify
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not str(record.msg).startswith("Retrying") or len(args) < 3:
+            return
+        err = args[1] if isinstance(args[1], BaseException) else None
+        conn = getattr(err, "conn", None)
+        host = f" at {conn.host}:{conn.port}" if conn is not None else ""
+        failure = describe_failure(err) if err is not None else "no answer"
+        path = urlsplit(str(args[2])).path
+        self.notify(f"an MLflow server{host} ({path}): {failure}; retrying")
+
+
+@contextmanager
+def retry_notices(notify: Callable[[str], None] | None) -> Iterator[None]:
+    """While a statement runs, each MLflow retry is told to ``notify`` (None: nothing)."""
+    if notify is None:
+        yield
+        return
+    logger = logging.getLogger("urllib3.connectionpool")
+    handler = _RetryNotices(notify)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:

@@ -32,11 +32,30 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
-from arcuate.errors import BackendError, NotFoundError, ShareDataError
+from arcuate.backends.retry import (
+    SETTING_HINT,
+    GaveUp,
+    RetryPolicy,
+    describe_failure,
+    endpoint_text,
+    http_status,
+    is_transient,
+    origin,
+    retry_call,
+)
+from arcuate.errors import (
+    BackendError,
+    InputError,
+    NotFoundError,
+    ShareDataError,
+    UnreachableError,
+)
 from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, parse_description
 
 if TYPE_CHECKING:
     import pandas as pd
+    from delta_sharing.protocol import DeltaSharingProfile
+    from delta_sharing.rest_client import DataSharingRestClient
 
     from arcuate.backends.sharing.listing import SharedListing
 
@@ -46,6 +65,20 @@ DEFAULT_BATCH_BYTES: Final = 8 * 1024 * 1024
 _PIECE: Final = 1 << 20
 _DOWNLOAD_TRIES: Final = 3
 _TIMEOUT: Final = (30, 300)
+#: Requests to the sharing server's API: connecting to a server that is up takes milliseconds,
+#: so a server that does not accept the connection in 10 s is taken to be down (and retried).
+_API_TIMEOUT: Final = (10, 300)
+#: A profile is a few hundred bytes of JSON; anything this large is not one.
+_PROFILE_MAX_BYTES: Final = 1 << 20
+_PROFILE_HINT: Final = (
+    "a profile is the JSON file the provider sent: {\"shareCredentialsVersion\": 1,"
+    " \"endpoint\": \"https://...\", \"bearerToken\": \"...\"}; ask them for a new one if it was"
+    " edited"
+)
+_SHARING_HINT: Final = (
+    "check that the provider's sharing server is running (arcuate serve) and that the"
+    f" profile's endpoint is its URL; {SETTING_HINT}"
+)
 
 
 def _split(coordinate: str) -> tuple[str, str]:
@@ -108,16 +141,149 @@ def _array(values: list[Any], f: pa.Field, start: int) -> pa.Array:
         raise ShareDataError(f"column cannot be converted: {exc}", row=start, field=f.name) from exc
 
 
+def read_profile(path: str) -> DeltaSharingProfile:
+    """The profile file at ``path`` (local, or any fsspec URL the client reads), checked.
+
+    Raises:
+        NotFoundError: there is no file at ``path``.
+        InputError: (ARC710) it is not valid JSON, or not a profile: the message names the
+            profile, and the line and column or the field; never a value from it.
+    """
+    import fsspec
+    from delta_sharing.protocol import DeltaSharingProfile
+
+    try:
+        with fsspec.open(path, "rb") as fh:
+            data = fh.read(_PROFILE_MAX_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise NotFoundError(
+            f"the profile {path} does not exist",
+            hint="a coordinate starts with the path of the profile file the provider sent:"
+            " '<profile file>#<share>.<schema>.<table>'",
+        ) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the profile {path}: {exc}", code="ARC710") from exc
+    if len(data) > _PROFILE_MAX_BYTES:
+        raise InputError(f"the profile {path} is larger than 1 MiB", code="ARC710")
+    doc = _profile_json(path, data)
+    for field in ("shareCredentialsVersion", "endpoint"):
+        if not doc.get(field):
+            raise InputError(f"the profile {path} has no {field!r}", code="ARC710")
+    try:
+        return DeltaSharingProfile.from_json(doc)
+    except KeyError as exc:
+        raise InputError(
+            f"the profile {path} has no {exc.args[0]!r}", code="ARC710", hint=_PROFILE_HINT
+        ) from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputError(
+            f"the profile {path} is not a Delta Sharing profile this client can use"
+            f" ({type(exc).__name__})",
+            code="ARC710",
+            hint=_PROFILE_HINT,
+        ) from None
+
+
+def _profile_json(path: str, data: bytes) -> dict[str, Any]:
+    """The profile's JSON object; errors say where, never what (the text holds a token)."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(
+            f"the profile {path} is not UTF-8 text", code="ARC710", hint=_PROFILE_HINT
+        ) from None
+    except json.JSONDecodeError as exc:
+        why = exc.msg[:1].lower() + exc.msg[1:]
+        raise InputError(
+            f"the profile {path} is not valid JSON: line {exc.lineno}, column {exc.colno}: {why}",
+            code="ARC710",
+            hint=_PROFILE_HINT,
+        ) from None
+    if not isinstance(doc, dict):
+        raise InputError(
+            f"the profile {path} is not a JSON object", code="ARC710", hint=_PROFILE_HINT
+        )
+    return doc
+
+
+def _rest_client(profile: DeltaSharingProfile) -> DataSharingRestClient:
+    """The client's REST layer with its own retries off (they are bounded here instead) and a
+    timeout on every request (it sets none: a server that hangs would hang the statement)."""
+    from delta_sharing.rest_client import DataSharingRestClient
+
+    client = DataSharingRestClient(profile, num_retries=0)
+    session = client._session
+    plain = session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", _API_TIMEOUT)
+        return plain(method, url, **kwargs)
+
+    session.request = request  # type: ignore[method-assign]
+    return client
+
+
 class DeltaSharingReader:
-    """A :class:`~arcuate.backends.protocols.ShareReader` over the ``delta_sharing`` client."""
+    """A :class:`~arcuate.backends.protocols.ShareReader` over the ``delta_sharing`` client.
+
+    Requests to the sharing server that fail for want of an answer (no connection, a timeout,
+    HTTP 429/5xx) are retried for ``retry.seconds``, then fail with an error that names the
+    server's endpoint.
+    """
 
     name = "delta-sharing"
 
     def __init__(
-        self, *, batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES
+        self,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.batch_rows = batch_rows
         self.batch_bytes = batch_bytes
+        self.retry = retry or RetryPolicy()
+
+    def _request(self, coordinate: str, what: str, call: Any) -> Any:
+        """``call(client)`` against the coordinate's sharing server, retried within the budget.
+
+        Raises:
+            UnreachableError: the server did not answer, or kept failing, until time was up.
+            NotFoundError, BackendError, InputError: as :func:`_client_error` and
+                :func:`read_profile` say.
+        """
+        profile_path, _ = _split(coordinate)
+        profile = read_profile(profile_path)
+        endpoint = endpoint_text(profile.endpoint)
+        try:
+            client = _rest_client(profile)
+        except Exception as exc:
+            raise _client_error(coordinate, exc) from exc
+
+        def give_up(ended: GaveUp) -> Exception:
+            failure = describe_failure(ended.failure)
+            status = http_status(ended.failure)
+            problem = f"answered {failure}" if status else f"cannot be reached: {failure}"
+            return UnreachableError(
+                f"the sharing server at {endpoint} {problem}, while {what}; {ended}",
+                hint=_SHARING_HINT,
+            )
+
+        try:
+            return retry_call(
+                lambda: call(client),
+                self.retry,
+                what=f"the sharing server at {endpoint} ({what})",
+                retryable=is_transient,
+                give_up=give_up,
+            )
+        except UnreachableError:
+            raise
+        except Exception as exc:
+            raise _client_error(coordinate, exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def metadata(self, coordinate: str) -> dict[str, Any]:
         """The table's version, description marker (format version, content) and schema.
@@ -126,18 +292,21 @@ class DeltaSharingReader:
             NotFoundError: the coordinate is malformed, or the table is not shared with you.
             BackendError: the sharing server cannot be reached or answered an error.
         """
-        import delta_sharing
+        from delta_sharing.protocol import Table
 
-        _split(coordinate)
-        try:
-            meta = delta_sharing.get_table_metadata(coordinate)
-            version = delta_sharing.get_table_version(coordinate)
-        except Exception as exc:
-            raise _client_error(coordinate, exc) from exc
+        share, schema, table = _split(coordinate)[1].split(".")
+        response = self._request(
+            coordinate,
+            f"reading the metadata of shared table {coordinate!r}",
+            lambda client: client.query_table_metadata(
+                Table(name=table, share=share, schema=schema)
+            ),
+        )
+        meta = response.metadata
         marker = parse_description(getattr(meta, "description", None))
         return {
             "coordinate": coordinate,
-            "version": version,
+            "version": response.delta_table_version,
             "name": getattr(meta, "name", None),
             "description": getattr(meta, "description", None),
             "format_version": marker[0] if marker else None,
@@ -201,23 +370,16 @@ class DeltaSharingReader:
         One ``query`` request of the protocol: the metadata and the file list describe the
         same table version.
         """
-        from delta_sharing.protocol import DeltaSharingProfile, Table
-        from delta_sharing.rest_client import DataSharingRestClient
+        from delta_sharing.protocol import Table
 
-        profile_path, name = _split(coordinate)
-        share, schema, table = name.split(".")
-        try:
-            profile = DeltaSharingProfile.read_from_file(profile_path)
-            client = DataSharingRestClient(profile)
-        except Exception as exc:
-            raise _client_error(coordinate, exc) from exc
-        try:
-            response = client.list_files_in_table(Table(name=table, share=share, schema=schema))
-        except Exception as exc:
-            raise _client_error(coordinate, exc) from exc
-        finally:
-            with contextlib.suppress(Exception):
-                client.close()
+        share, schema, table = _split(coordinate)[1].split(".")
+        response = self._request(
+            coordinate,
+            f"listing the files of shared table {coordinate!r}",
+            lambda client: client.list_files_in_table(
+                Table(name=table, share=share, schema=schema)
+            ),
+        )
         if response.metadata is None:  # a delta-format answer: not asked for, not expected
             raise BackendError(
                 f"the sharing server answered the file list of {coordinate!r} in a format "
@@ -441,6 +603,7 @@ def _download(
     import requests
 
     problem = ""
+    unreachable = False
     for attempt in range(_DOWNLOAD_TRIES):
         if attempt:
             time.sleep(0.5 * 2**attempt)
@@ -448,7 +611,7 @@ def _download(
         try:
             with session.get(ref.url, stream=True, timeout=_TIMEOUT) as response:
                 if response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}"
+                    problem, unreachable = f"HTTP {response.status_code}", False
                     continue
                 if response.status_code >= 400:
                     raise BackendError(
@@ -465,7 +628,9 @@ def _download(
                             break
                         out.write(piece)
         except requests.RequestException as exc:
-            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # never the exception's text: it holds the signed URL
+            problem = describe_failure(exc)
+            unreachable = isinstance(exc, requests.ConnectionError | requests.Timeout)
             continue
         if got != ref.size:
             raise ShareDataError(
@@ -474,7 +639,23 @@ def _download(
                 f"{ref.size}"
             )
         return
-    raise BackendError(
+    raise _download_failed(ref, coordinate, problem, unreachable=unreachable)
+
+
+def _download_failed(
+    ref: SharedFileRef, coordinate: str, problem: str, *, unreachable: bool
+) -> BackendError:
+    """The error once every download attempt failed; names the server only by its origin (the
+    rest of a signed URL is a credential)."""
+    if unreachable:
+        return UnreachableError(
+            f"the server of the shared files at {origin(ref.url)} cannot be reached: {problem},"
+            f" while downloading file {ref.id} of shared table {coordinate!r}; gave up after"
+            f" {_DOWNLOAD_TRIES} attempts",
+            hint="check that the provider's sharing server is still running, then run the"
+            " statement again",
+        )
+    return BackendError(
         f"could not download file {ref.id} of shared table {coordinate!r} after "
         f"{_DOWNLOAD_TRIES} attempts: {problem}"
     )

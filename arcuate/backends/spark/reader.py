@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from arcuate.backends.retry import RetryPolicy
 from arcuate.backends.sharing.reader import DeltaSharingReader
 from arcuate.errors import ConfigurationError
 from arcuate.format.schema import SCHEMA
@@ -76,7 +77,13 @@ class SparkShareReader:
 
     name = "spark"
 
-    def __init__(self, spark: Any, *, slice_bytes: int = DEFAULT_SLICE_BYTES) -> None:
+    def __init__(
+        self,
+        spark: Any,
+        *,
+        slice_bytes: int = DEFAULT_SLICE_BYTES,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         if spark is None:
             raise ConfigurationError(
                 "AS SPARK needs a SparkSession, and none is configured",
@@ -84,7 +91,7 @@ class SparkShareReader:
             )
         self.spark = spark
         self.slice_bytes = slice_bytes
-        self.client = DeltaSharingReader()
+        self.client = DeltaSharingReader(retry=retry)
         #: how the last table was loaded: "connector" or "python-client"
         self.loaded_by: str | None = None
 

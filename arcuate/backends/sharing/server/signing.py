@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -56,7 +57,7 @@ def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigurationError(
             f"signing key {p} is readable by other users (mode {stat.filemode(mode)})",
-            hint=f"chmod 600 {p}",
+            hint=_permission_hint(p),
         )
     try:
         key = bytes.fromhex(p.read_text().strip())
@@ -65,6 +66,24 @@ def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
     if len(key) < 16:
         raise ConfigurationError(f"signing key {p} is too short (need at least 16 bytes)")
     return key
+
+
+def _permission_hint(p: Path) -> str:
+    """Suggest ``chmod 600`` only for a key file of the user's own: never for a file that is
+    not a key (``--key-file /etc/passwd``) or that belongs to somebody else."""
+    own = (
+        "use a key file of your own: give --key-file a new path (the key is created there"
+        " with mode 0600)"
+    )
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(4096)
+        mine = p.stat().st_uid == os.geteuid()
+    except OSError:
+        return own
+    if mine and re.fullmatch(rb"[0-9a-fA-F]{32,}\s*", head):
+        return f"chmod 600 {p}, or use a key file of your own (a new --key-file path)"
+    return own
 
 
 def _b64(data: bytes) -> str:
