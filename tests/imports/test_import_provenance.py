@@ -125,6 +125,15 @@ def _version_files(store: Any, name: str, version: int) -> dict[str, bytes]:
     return files
 
 
+def _stored_model_files(store: Any, name: str, version: int) -> set[str]:
+    """The files stored for a version whose source is a logged model (``models:/m-...``)."""
+    client = store.client()
+    mv = client.get_model_version(name, str(version))
+    assert mv.source.startswith("models:/m-"), mv.source
+    location = client.get_logged_model(mv.source.removeprefix("models:/")).artifact_location
+    return set(os.listdir(location.removeprefix("file://")))
+
+
 def _execute(store: Any, text: str) -> Any:
     return arcuate.execute(
         text, tracking_uri=store.tracking_uri, registry_uri=store.registry_uri, progress=False
@@ -278,11 +287,14 @@ def test_model_import_never_writes_into_the_experiment_the_share_names(
     mine = client.create_run(victim, run_name="mine").info.run_id
     rows = _model_rows(b"m\n")
     rows[0]["experiment"]["name"] = "victim"
-    before = _exp_runs(recipient_store, "victim")
+    before = store_state(recipient_store)
     result = import_model(batches_of(rows), "m", recipient_context(recipient_store))
     assert result.summary["added"] == 1
-    assert [r.info.run_id for r in _exp_runs(recipient_store, "victim")] == [mine]
-    assert _exp_runs(recipient_store, "victim") == before
+    (run,) = _exp_runs(recipient_store, "victim")
+    assert run.info.run_id == mine and run.data.tags == {"mlflow.runName": "mine"}
+    assert [r for r in store_state(recipient_store)["runs"] if r[0] == mine] == [
+        r for r in before["runs"] if r[0] == mine
+    ]
     (own,) = _exp_runs(recipient_store, "models/m")
     assert own.data.tags["arcuate.source_run_id"] == A
     exp = client.get_experiment_by_name("models/m")
@@ -328,8 +340,8 @@ def test_changed_logged_model_files_keep_version_numbers(
     assert result.summary["updated"] == 2 and result.summary["added"] == 0
     client = recipient_store.client()
     assert sorted(int(v.version) for v in client.search_model_versions("name = 'm'")) == [1, 2]
-    assert client.get_model_version_by_alias("m", "champion").version == "1"
-    assert "registered_model_meta" in _version_files(recipient_store, "m", 1)
+    assert int(client.get_model_version_by_alias("m", "champion").version) == 1
+    assert "registered_model_meta" in _stored_model_files(recipient_store, "m", 1)
     again = import_model(table_batches(model_loc), "m", ctx, source="label#ml.default.m")
     assert again.summary["unchanged"] == 2
 
@@ -355,7 +367,7 @@ def test_changed_files_of_a_reused_run_keep_numbers(
     assert stale.summary["stale"] == 2, stale.summary
     assert {r["action"] for r in stale.rows} == {"stale"}
     assert all("CREATE EXPERIMENT" in r["reason"] for r in stale.rows), stale.rows
-    assert "registered_model_meta" not in _version_files(recipient_store, "sm", 1)
+    assert "registered_model_meta" not in _stored_model_files(recipient_store, "sm", 1)
     exp, model = _execute(
         recipient_store, f"CREATE EXPERIMENT small AS '{e}';\nCREATE MODEL sm AS '{m}'"
     )
@@ -363,7 +375,7 @@ def test_changed_files_of_a_reused_run_keep_numbers(
     assert "version_map" not in model.summary and model.summary["updated"] == 2, model.summary
     assert sorted(int(v.version) for v in client.search_model_versions("name = 'sm'")) == [1, 2]
     assert client.get_model_version("sm", "1").run_id == parent.info.run_id
-    assert "registered_model_meta" in _version_files(recipient_store, "sm", 1)
+    assert "registered_model_meta" in _stored_model_files(recipient_store, "sm", 1)
 
 
 # -- issue 11 item 14: OVERWRITE keeps the runs model versions use ------------------------------
