@@ -662,7 +662,7 @@ def import_experiment(
         helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
         "experiment": name,
-        "runs": len(report.rows),
+        "runs": len([r for r in report.rows if r["action"] != "kept"]),
         "added": report.added,
         "updated": report.updated,
         "unchanged": report.unchanged,

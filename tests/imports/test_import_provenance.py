@@ -397,6 +397,7 @@ def test_overwrite_keeps_runs_that_model_versions_use(
     used = client.get_model_version("churn", "1").run_id
     (result,) = _execute(recipient_store, f"CREATE EXPERIMENT OVERWRITE churn AS '{later}'")
     assert result.summary["kept"] == 1 and result.summary["removed"] == 1, result.summary
+    assert result.summary["runs"] == 1 and result.summary["added"] == 1
     kept = [r for r in result.rows if r["action"] == "kept"]
     assert kept == [
         {
