@@ -429,8 +429,10 @@ def test_overwrite_keeps_a_run_a_users_version_points_to(recipient_store: Any) -
     assert client.get_run(run_b.info.run_id).info.lifecycle_stage == "active"
 
 
-def test_reader_of_the_demo_share_sees_the_same_origin(p1: Provider) -> None:
-    """The provenance of a coordinate names its provider by the profile's endpoint."""
+def test_origin_names_the_provider_by_its_endpoint(p1: Provider) -> None:
+    """The provenance of a coordinate: the profile's endpoint (never its path or token)."""
+    import json
+
     from arcuate.engine.provenance import origin_of
 
     coord = f"{p1.profile}#ml.default.seed"
@@ -438,6 +440,29 @@ def test_reader_of_the_demo_share_sees_the_same_origin(p1: Provider) -> None:
     origin = origin_of(coord)
     assert origin.tag.endswith("#ml.default.seed") and origin.tag.startswith("http://127.0.0.1:")
     assert origin.family == origin.tag.rsplit("#", 1)[0] + "#ml"
-    assert str(p1.profile) not in origin.tag
-    assert origin_of("no-such-profile.share#ml.default.t").tag == "no-such-profile.share#ml.default.t"
-    assert origin_of("no-such-profile.share#ml.default.t").family == ""
+    token = json.loads(p1.profile.read_text())["bearerToken"]
+    assert str(p1.profile) not in origin.tag and token not in origin.tag
+    label = origin_of("no-such-profile.share#ml.default.t")
+    assert (label.tag, label.family) == ("no-such-profile.share#ml.default.t", "")
+
+
+def test_a_share_cannot_claim_an_owner_or_an_origin(recipient_store: Any) -> None:
+    """``arcuate.owner`` / ``arcuate.origin`` in shared rows are replaced by this import's, and
+    an experiment tagged so by a share is still not the model import's."""
+    forged = {"arcuate.owner": "model:m", "arcuate.origin": "http://other#ml.default.t"}
+    row = run_row(A, tags={"team": "ml", **forged})
+    row["experiment"]["tags"] = [{"key": k, "value": v} for k, v in forged.items()]
+    ctx = recipient_context(recipient_store)
+    import_experiment(batches_of([row]), "models/m", ctx, source="label#ml.default.t")
+    (run,) = _exp_runs(recipient_store, "models/m")
+    assert run.data.tags["arcuate.owner"] == "experiment"
+    assert run.data.tags["arcuate.origin"] == "label#ml.default.t"
+    exp = recipient_store.client().get_experiment_by_name("models/m")
+    assert "arcuate.owner" not in exp.tags and "arcuate.origin" not in exp.tags
+    version = _model_rows(b"m\n")[0]
+    version["model_version"]["tags"] = [{"key": k, "value": v} for k, v in forged.items()]
+    with pytest.raises(ConflictError, match="was not created by arcuate for model 'm'"):
+        import_model(batches_of([version]), "m", ctx, source="label#ml.default.t")
+    import_model(batches_of([version]), "m2", ctx, source="label#ml.default.t")
+    mv = recipient_store.client().get_model_version("m2", "1")
+    assert mv.tags["arcuate.origin"] == "label#ml.default.t" and "arcuate.owner" not in mv.tags
