@@ -71,7 +71,7 @@ class ModelSink(Protocol):
         restore: bool = ...,
         owner: str | None = ...,
     ) -> str: ...
-    def experiment_tags(self, name: str) -> dict[str, str] | None: ...
+    def experiment_state(self, name: str) -> Record | None: ...
     def list_runs(self, experiment_id: str) -> list[Record]: ...
     def list_logged_models(self, experiment_id: str) -> list[Record]: ...
     def find_runs(self, source_run_id: str) -> list[Record]: ...
@@ -1293,14 +1293,23 @@ class _ModelImport(_Import):
 
     def _check_experiment(self) -> None:
         """Refuse, before anything is written, an experiment ``models/<name>`` that arcuate
-        did not create for this model: the runs it recreates would be mixed into it."""
-        tags = self.sink.experiment_tags(self.experiment)
-        if tags is not None and tags.get(prov.OWNER) != self.owner:
+        did not create for this model (the runs it recreates would be mixed into it), or
+        that was deleted (only OVERWRITE restores it)."""
+        state = self.sink.experiment_state(self.experiment)
+        if state is None:
+            return
+        if state["tags"].get(prov.OWNER) != self.owner:
             raise ConflictError(
                 f"experiment {self.experiment!r} exists and was not created by arcuate for "
                 f"model {self.name!r}; a model import keeps the runs it recreates there",
-                hint=f"rename that experiment, or import into another model name than "
-                f"{self.name!r}",
+                hint="rename that experiment, or import the model under another name",
+            )
+        if state["lifecycle_stage"] == "deleted" and not self.exact:
+            raise ConflictError(
+                f"experiment {self.experiment!r}, where the runs of model {self.name!r} are "
+                "kept, is deleted (MLflow keeps its name)",
+                hint=f"CREATE MODEL OVERWRITE {sql_name(self.name)} ... restores it, or restore "
+                f"it with `mlflow experiments restore --experiment-id {state['experiment_id']}`",
             )
 
     # -- one version ----------------------------------------------------------------------
@@ -1503,7 +1512,7 @@ class _ModelImport(_Import):
         """This import's copies of source runs, by source run id (complete ones first)."""
         if self._own is None:
             self._own = defaultdict(list)
-            if self.sink.experiment_tags(self.experiment) is not None:
+            if self.sink.experiment_state(self.experiment) is not None:
                 eid = self._experiment()
                 for s in self.sink.list_runs(eid):
                     if s["lifecycle_stage"] == "active" and self._owns(s["tags"]):

@@ -312,6 +312,23 @@ def test_model_import_refuses_an_experiment_it_did_not_create(recipient_store: A
     assert store_state(recipient_store) == before
 
 
+def test_a_deleted_model_experiment_is_restored_only_by_overwrite(recipient_store: Any) -> None:
+    ctx = recipient_context(recipient_store)
+    rows = _model_rows(b"m\n")
+    import_model(batches_of(rows), "m", ctx)
+    client = recipient_store.client()
+    client.delete_experiment(client.get_experiment_by_name("models/m").experiment_id)
+    before = store_state(recipient_store)
+    with pytest.raises(ConflictError, match="'models/m', where the runs of model 'm' are kept"):
+        import_model(batches_of(rows), "m", ctx)
+    assert store_state(recipient_store) == before
+    result = import_model(batches_of(rows), "m", ctx, overwrite=True)
+    assert result.summary["versions"] == 1
+    assert client.get_experiment_by_name("models/m").lifecycle_stage == "active"
+    (version,) = client.search_model_versions("name = 'm'")
+    assert client.get_run(version.run_id).info.lifecycle_stage == "active"
+
+
 # -- item 11: a provider-side change of a logged model's files keeps version numbers -----------
 def _provider_loads(small: Small, uri: str) -> None:
     """What a provider's ``mlflow.pyfunc.load_model(uri)`` does to a local artifact store:

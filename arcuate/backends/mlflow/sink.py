@@ -513,11 +513,17 @@ class MlflowSink:
             out["experiment_name"] = self.client.get_experiment(run.info.experiment_id).name
         return out
 
-    def experiment_tags(self, name: str) -> dict[str, str] | None:
-        """The tags of experiment ``name`` (deleted or not), or None when there is none."""
+    def experiment_state(self, name: str) -> Record | None:
+        """Experiment ``name``'s id, ``lifecycle_stage`` and ``tags``; None when there is none."""
         with _errors(f"could not read experiment {name!r}"):
             exp = self.client.get_experiment_by_name(name)
-        return None if exp is None else dict(exp.tags or {})
+        if exp is None:
+            return None
+        return {
+            "experiment_id": str(exp.experiment_id),
+            "lifecycle_stage": exp.lifecycle_stage,
+            "tags": dict(exp.tags or {}),
+        }
 
     def run_artifact_uri(self, run_id: str) -> str:
         """The artifact URI of a run of this store."""
