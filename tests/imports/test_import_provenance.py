@@ -330,15 +330,19 @@ def test_a_deleted_model_experiment_is_restored_only_by_overwrite(recipient_stor
 
 
 # -- item 11: a provider-side change of a logged model's files keeps version numbers -----------
-def _provider_loads(small: Small, uri: str) -> None:
-    """What a provider's ``mlflow.pyfunc.load_model(uri)`` does to a local artifact store:
-    MLflow writes ``registered_model_meta`` into the logged model's own directory."""
+def _loads(store: Any, uri: str) -> None:
+    """What ``mlflow.pyfunc.load_model(uri)`` does to a local artifact store: MLflow writes
+    ``registered_model_meta`` into the logged model's own directory."""
     import mlflow
 
     from arcuate.backends.mlflow.sink import global_uris
 
-    with global_uris(small.store.tracking_uri, small.store.registry_uri):
+    with global_uris(store.tracking_uri, store.registry_uri):
         mlflow.artifacts.download_artifacts(uri)
+
+
+def _provider_loads(small: Small, uri: str) -> None:
+    _loads(small.store, uri)
     location = small.client.get_logged_model(small.model_id).artifact_location
     assert "registered_model_meta" in os.listdir(location.removeprefix("file://"))
 
@@ -361,6 +365,10 @@ def test_changed_logged_model_files_keep_version_numbers(
     assert "registered_model_meta" in _stored_model_files(recipient_store, "m", 1)
     again = import_model(table_batches(model_loc), "m", ctx, source="label#ml.default.m")
     assert again.summary["unchanged"] == 2
+    # loading the model here rewrites that file (it names model m): not a change to repair
+    _loads(recipient_store, "models:/m/1")
+    third = import_model(table_batches(model_loc), "m", ctx, source="label#ml.default.m")
+    assert third.summary["unchanged"] == 2 and third.summary["files"] == 0, third.summary
 
 
 def test_changed_files_of_a_reused_run_keep_numbers(

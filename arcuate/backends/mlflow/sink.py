@@ -1086,15 +1086,20 @@ class MlflowSink:
         deep: bool | None,
     ) -> list[Record]:
         """The ``files`` a repository lacks or holds with another size, or (``deep``) other
-        bytes; ``deep=None``: the bytes only where they are local."""
+        bytes; ``deep=None`` (checking files written before): the bytes only where they are
+        local, and MLflow's own ``registered_model_meta`` only for being there (MLflow
+        rewrites it whenever the model is loaded from a local store here)."""
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
+        check = deep is None
         if deep is None:
             deep = isinstance(repo, LocalArtifactRepository)
         out = []
         for f in files:
             path = self._joined(prefix, f["path"])
             size = existing.get(path, -1)
+            if check and f["path"] == MLFLOW_MODEL_META and size != -1:
+                continue
             differs = size == -1 or (size is not None and size != f["size"])
             if differs or (deep and not self._same_file(repo, path, f["sha256"])):
                 out.append(f)
