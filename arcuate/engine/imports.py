@@ -7,12 +7,15 @@ An import is a stream over record batches, in two passes:
    disk. Chunked files are reassembled and checked once all rows are read. Memory holds one
    batch and a small index, never the table. A bad row raises before anything is written.
 2. **Write.** Records are matched to what the target already holds by provenance (the
-   ``arcuate.source_run_id`` / ``arcuate.source_version`` tags) and their content hash:
-   unchanged ones are skipped, changed ones updated in place (or rebuilt when MLflow cannot
-   change them in place), new ones added. The content hash is written last, so an interrupted
-   import leaves records marked incomplete, and running it again finishes them without
-   duplicates. Old runs/versions (replaced ones; with ``overwrite``, everything not shared) are
-   deleted only after all new ones are in place.
+   ``arcuate.source_run_id`` / ``arcuate.source_version`` tags, within the same provider,
+   share and table: ``arcuate.origin``, :mod:`arcuate.engine.provenance`) and their content
+   hash: unchanged ones are checked (missing or altered files written again) and skipped,
+   changed ones updated in place (or rebuilt when MLflow cannot change them in place), new
+   ones added. Only a run's owner (``arcuate.owner``) writes to it. The content hash is written
+   last, so an interrupted import leaves records marked incomplete, and running it again
+   finishes them without duplicates. Old runs/versions (replaced ones; with ``overwrite``,
+   everything not shared) are deleted only after all new ones are in place, except runs a
+   model version uses.
 
 The MLflow side is reached through ``ctx.model_sink`` (:class:`ModelSink`).
 """
