@@ -7,12 +7,15 @@ An import is a stream over record batches, in two passes:
    disk. Chunked files are reassembled and checked once all rows are read. Memory holds one
    batch and a small index, never the table. A bad row raises before anything is written.
 2. **Write.** Records are matched to what the target already holds by provenance (the
-   ``arcuate.source_run_id`` / ``arcuate.source_version`` tags) and their content hash:
-   unchanged ones are skipped, changed ones updated in place (or rebuilt when MLflow cannot
-   change them in place), new ones added. The content hash is written last, so an interrupted
-   import leaves records marked incomplete, and running it again finishes them without
-   duplicates. Old runs/versions (replaced ones; with ``overwrite``, everything not shared) are
-   deleted only after all new ones are in place.
+   ``arcuate.source_run_id`` / ``arcuate.source_version`` tags, within the same provider,
+   share and table: ``arcuate.origin``, :mod:`arcuate.engine.provenance`) and their content
+   hash: unchanged ones are checked (missing or altered files written again) and skipped,
+   changed ones updated in place (or rebuilt when MLflow cannot change them in place), new
+   ones added. Only a run's owner (``arcuate.owner``) writes to it. The content hash is written
+   last, so an interrupted import leaves records marked incomplete, and running it again
+   finishes them without duplicates. Old runs/versions (replaced ones; with ``overwrite``,
+   everything not shared) are deleted only after all new ones are in place, except runs a
+   model version uses.
 
 The MLflow side is reached through ``ctx.model_sink`` (:class:`ModelSink`).
 """
@@ -27,7 +30,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from arcuate.backends.protocols import Record
+from arcuate.engine import provenance as prov
 from arcuate.engine.result import StatementResult
-from arcuate.errors import ShareDataError
+from arcuate.errors import ConflictError, ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import (
     batch_metrics,
@@ -51,6 +55,8 @@ from arcuate.format.schema import (
     RUN,
     Content,
 )
+from arcuate.syntax.unparse import name as sql_name
+from arcuate.syntax.unparse import string as sql_string
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
@@ -71,13 +77,22 @@ class ModelSink(Protocol):
         exact: bool = ...,
         update_tags: bool = ...,
         restore: bool = ...,
+        owner: str | None = ...,
     ) -> str: ...
+    def experiment_state(self, name: str) -> Record | None: ...
     def list_runs(self, experiment_id: str) -> list[Record]: ...
     def list_logged_models(self, experiment_id: str) -> list[Record]: ...
-    def find_run(self, source_run_id: str) -> Record | None: ...
+    def find_runs(self, source_run_id: str) -> list[Record]: ...
+    def run_state(self, run_id: str) -> Record | None: ...
     def run_artifact_uri(self, run_id: str) -> str: ...
     def create_run(
-        self, experiment_id: str, run: Record, *, source_run_id: str, source: str
+        self,
+        experiment_id: str,
+        run: Record,
+        *,
+        source_run_id: str,
+        source: str,
+        provenance: dict[str, str] | None = ...,
     ) -> str: ...
     def rebuild_reason(
         self, run_id: str, run: Record, *, exact: bool, artifact_paths: list[str]
@@ -94,7 +109,14 @@ class ModelSink(Protocol):
         fresh: bool,
         exact: bool,
     ) -> Record: ...
-    def finish_run(self, run_id: str, *, content_hash: str, deleted: bool = ...) -> None: ...
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        content_hash: str,
+        deleted: bool = ...,
+        provenance: dict[str, str] | None = ...,
+    ) -> None: ...
     def bulk_runs(self, experiment_id: str) -> bool: ...
     def new_run_id(self) -> str: ...
     def new_model_id(self) -> str: ...
@@ -107,6 +129,7 @@ class ModelSink(Protocol):
         model_ids: dict[str, str],
         source: str,
         exact: bool,
+        provenance: dict[str, str] | None = ...,
     ) -> Record: ...
     def write_concurrency(self) -> int: ...
     def reconcile_run(
@@ -114,7 +137,22 @@ class ModelSink(Protocol):
     ) -> bool: ...
     def delete_runs(self, experiment_id: str, run_ids: list[str]) -> None: ...
     def delete_logged_models(self, model_ids: list[str]) -> None: ...
-    def upload_run_files(self, run_id: str, files: list[Record], prefix: str) -> Record: ...
+    def versions_using(
+        self, run_ids: Sequence[str], model_ids: Sequence[str] = ...
+    ) -> dict[str, list[str]]: ...
+    def upload_run_files(
+        self,
+        run_id: str,
+        files: list[Record],
+        prefix: str,
+        *,
+        prune: bool = ...,
+        deep: bool | None = ...,
+    ) -> Record: ...
+    def same_files(self, uri: str, files: list[Record], prefix: str = ...) -> bool: ...
+    def repair_run_files(
+        self, artifact_uri: str, files: list[Record], models: dict[str, str]
+    ) -> Record: ...
     def ensure_logged_model(
         self,
         experiment_id: str,
@@ -174,6 +212,20 @@ _PLACEHOLDER = "arcuate.placeholder"
 _MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 _SOURCE_MODEL_VERSIONS = "arcuate.source_model_versions"
 _MAX_MLMODEL_BYTES = 1 << 20
+#: arcuate's own version tags: the same keys arriving from a share are replaced
+_VERSION_MANAGED = frozenset(
+    {
+        _SOURCE_MODEL,
+        _SOURCE_VERSION,
+        _SOURCE,
+        _SOURCE_URI,
+        _CONTENT_HASH,
+        _PLACEHOLDER,
+        "arcuate.files_hash",
+        prov.ORIGIN,
+        prov.OWNER,
+    }
+)
 
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
@@ -578,6 +630,10 @@ class _Report:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    #: runs OVERWRITE did not delete because a model version uses them
+    kept: int = 0
+    #: versions whose files another import owns and the share changed (left as they are)
+    stale: int = 0
     files: int = 0
     bytes: int = 0
     metric_points: int = 0
@@ -598,6 +654,7 @@ def import_experiment(
     *,
     overwrite: bool = False,
     source: str = "",
+    origin: str | None = None,
 ) -> StatementResult:
     """Import shared runs into ``experiment``: validated first, re-runnable, exact on OVERWRITE.
 
@@ -605,11 +662,14 @@ def import_experiment(
         batches: record batches of an experiment table (any order of rows).
         experiment: the target experiment name (created if missing).
         ctx: the engine context; its ``model_sink`` is written to.
-        overwrite: make the experiment hold exactly the shared runs (old ones deleted last).
+        overwrite: make the experiment hold exactly the shared runs (old ones deleted last;
+            runs a model version uses are kept).
         source: the share coordinate, recorded in each run's ``arcuate.source`` tag.
+        origin: the ``arcuate.origin`` tag when the caller resolved it already (a Spark task
+            cannot read the driver's profile file); by default read from ``source``.
 
     Returns:
-        A result whose summary counts added/updated/unchanged/removed runs, files, bytes,
+        A result whose summary counts added/updated/unchanged/removed/kept runs, files, bytes,
         metric points and seconds; its rows map each source run to the run here.
 
     Raises:
@@ -623,16 +683,20 @@ def import_experiment(
     with Spool.open("experiment") as spool, progress.running():
         reading = progress.task("validating shared rows", None)
         spool.ingest(batches, lambda n: progress.advance(reading, n))
-        report = _ExperimentImport(ctx.model_sink, spool, name, overwrite, source, progress).run()
+        found = prov.origin_of(source) if origin is None else prov.Origin(source, origin)
+        report = _ExperimentImport(
+            ctx.model_sink, spool, name, overwrite, source, progress, found
+        ).run()
         spool_bytes = spool.bytes
         helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
         "experiment": name,
-        "runs": len(report.rows),
+        "runs": len([r for r in report.rows if r["action"] != "kept"]),
         "added": report.added,
         "updated": report.updated,
         "unchanged": report.unchanged,
         "removed": report.removed,
+        "kept": report.kept,
         "files": report.files,
         "bytes": report.bytes,
         "metric_points": report.metric_points,
@@ -660,7 +724,14 @@ class _Import:
     """What an experiment or model import works with: the sink, the validated spool, a report."""
 
     def __init__(
-        self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
+        self,
+        sink: Any,
+        spool: Spool,
+        name: str,
+        overwrite: bool,
+        source: str,
+        progress: _Progress,
+        origin: prov.Origin | None = None,
     ) -> None:
         self.sink: ModelSink = sink
         self.spool = spool
@@ -669,17 +740,24 @@ class _Import:
         self.source = source
         self.progress = progress
         self.report = _Report()
+        self.origin = origin if origin is not None else prov.origin_of(source)
 
 
 class _ExperimentImport(_Import):
+    #: artifact locations of the experiment's logged models (model id -> location)
+    _locations: dict[str, str]
+
     def run(self) -> _Report:
         sink, spool = self.sink, self.spool
+        self._locations = {}
         tags = (spool.experiment or {}).get("tags") or {}
         eid = sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
         states = sink.list_runs(eid)
         by_source: dict[str, list[Record]] = defaultdict(list)
         for s in states:
-            if s["source_run_id"]:
+            # only runs this table imported are matched: never another share's or a model
+            # import's run that happens to carry the same source run id
+            if s["source_run_id"] and self._owns(s["tags"]):
                 by_source[s["source_run_id"]].append(s)
         run_ids: dict[str, str] = {}
         # previously imported runs that this share no longer lists still resolve parents
@@ -769,6 +847,7 @@ class _ExperimentImport(_Import):
             if found_lm["source_model_id"]:
                 key = (found_lm["source_model_id"], found_lm["run_id"])
                 by_model[key].append(found_lm["model_id"])
+                self._locations[found_lm["model_id"]] = found_lm["artifact_location"]
         shared_models: set[tuple[str, str]] = set()
         for index, run_id, _action, _fresh in plan:
             if index in in_bulk:  # created in the run's own transaction
@@ -815,7 +894,8 @@ class _ExperimentImport(_Import):
             setattr(self.report, row["action"], getattr(self.report, row["action"]) + 1)
             self.report.rows.append(row)
 
-        # last: remove what was replaced (and, with OVERWRITE, everything not shared)
+        # last: remove what was replaced (and, with OVERWRITE, everything not shared), except
+        # what a model version uses
         if self.exact:
             doomed += [
                 s["run_id"]
@@ -829,16 +909,30 @@ class _ExperimentImport(_Import):
                 for mid in mids
             ]
         doomed = sorted(set(doomed) - keep)
+        doomed, stray_models, kept = keep_used(sink, doomed, sorted(set(stray_models)), states)
         active = {s["run_id"] for s in states if s["lifecycle_stage"] == "active"}
-        sink.delete_logged_models(sorted(set(stray_models)))
+        sink.delete_logged_models(stray_models)
         sink.delete_runs(eid, doomed)
         self.report.removed = len([r for r in doomed if r in active and r not in replaced])
+        self.report.kept = len(kept)
+        self.report.rows += kept
         return self.report
+
+    def _owns(self, tags: dict[str, str]) -> bool:
+        """Whether a run here was imported from this table by an experiment import."""
+        owner = tags.get(prov.OWNER, prov.EXPERIMENT_OWNER)
+        return owner == prov.EXPERIMENT_OWNER and self.origin.matches(tags)
+
+    @property
+    def _provenance(self) -> dict[str, str]:
+        return self.origin.tags(prov.EXPERIMENT_OWNER)
 
     def _create(self, eid: str, index: int) -> str:
         record = self.spool.load(index)
         key = self.spool.entries[index].key
-        return self.sink.create_run(eid, record["run"], source_run_id=key, source=self.source)
+        return self.sink.create_run(
+            eid, record["run"], source_run_id=key, source=self.source, provenance=self._provenance
+        )
 
     def _count(self, stats: Record) -> None:
         self.report.files += stats["files"]
@@ -872,6 +966,7 @@ class _ExperimentImport(_Import):
                 model_ids=model_ids,
                 source=self.source,
                 exact=self.exact,
+                provenance=self._provenance,
             )
             self._count(stats)
             for _ in batch:
@@ -922,6 +1017,8 @@ class _ExperimentImport(_Import):
             assert state is not None
             if sink.reconcile_run(state, record["run"], run_ids=run_ids, exact=self.exact):
                 action = "updated"
+            if state["lifecycle_stage"] == "active" and self._repair(state, entry, model_ids):
+                action = "updated"
         else:
             stats = sink.fill_run(
                 run_id,
@@ -937,6 +1034,7 @@ class _ExperimentImport(_Import):
                 run_id,
                 content_hash=entry.content_hash,
                 deleted=entry.lifecycle_stage == "deleted",
+                provenance=self._provenance,
             )
         return {
             "source_run_id": entry.key,
@@ -944,6 +1042,57 @@ class _ExperimentImport(_Import):
             "run_name": record["run"].get("run_name"),
             "action": action,
         }
+
+
+    def _repair(self, state: Record, entry: Entry, model_ids: dict[str, str]) -> bool:
+        """Write again the files of an unchanged run that are missing here or altered (the
+        content hash says what was shared, not what the store still holds); whether any was."""
+        models = {
+            OWNER_LOGGED_MODEL_PREFIX + src: self._locations[model_ids[src]]
+            for src in entry.models
+            if model_ids.get(src) in self._locations
+        }
+        stats = self.sink.repair_run_files(state["artifact_uri"], entry.files, models)
+        self.report.files += int(stats["files"])
+        self.report.bytes += int(stats["bytes"])
+        return bool(stats["files"])
+
+
+def keep_used(
+    sink: ModelSink, doomed: list[str], stray_models: list[str], states: list[Record]
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """Runs and logged models an import is about to delete, less those a model version (of
+    any registered model) uses: (runs to delete, models to delete, detail rows of kept runs).
+
+    Deleting them would leave the version pointing at a deleted run or at no files.
+    """
+    if not doomed and not stray_models:
+        return doomed, stray_models, []
+    used = sink.versions_using(doomed, stray_models)
+    state_of = {s["run_id"]: s for s in states}
+    kept: list[dict[str, Any]] = []
+    for run_id in doomed:
+        state = state_of.get(run_id)
+        if run_id not in used or state is None or state["lifecycle_stage"] != "active":
+            continue
+        versions = used[run_id]
+        which = "model version" if len(versions) == 1 else "model versions"
+        verb = "uses" if len(versions) == 1 else "use"
+        kept.append(
+            {
+                "source_run_id": state["source_run_id"],
+                "run_id": run_id,
+                "run_name": state["tags"].get("mlflow.runName"),
+                "action": "kept",
+                "reason": f"{which} {', '.join(versions)} {verb} it",
+            }
+        )
+    spared = {row["run_id"] for row in kept}
+    return (
+        [r for r in doomed if r not in spared],
+        [m for m in stray_models if m not in used],
+        kept,
+    )
 
 
 def _bounded_map(
@@ -1008,6 +1157,8 @@ def import_model(
         "bytes": report.bytes,
         "seconds": round(time.monotonic() - started, 3),
     }
+    if report.stale:
+        summary["stale"] = report.stale
     if helper:
         summary["helper_peak_rss"] = helper
     moved = {
@@ -1032,15 +1183,78 @@ def _version_files_hash(entry: Entry) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class _RunHere:
+    """A run here that a version links to: the model import's own copy (``owned``: it may
+    write to it), or a run an experiment import owns (read only)."""
+
+    run_id: str
+    experiment_id: str
+    artifact_uri: str
+    owned: bool
+    experiment_name: str = ""
+    source: str = ""
+
+
+@dataclass
+class _Location:
+    """Where in a run a version's files belong, worked out from the shared record.
+
+    ``kind``: ``logged_model`` (a logged model of the run), ``run_path`` (the run's artifacts
+    under ``path``) or ``bare`` (a location the recipient cannot reach: a logged model of the
+    model import's own). ``style``: how the version's source reads (``models:/<id>``,
+    ``runs:/<run>/<path>``, or the run's artifact URI and the path).
+    """
+
+    kind: str
+    model: dict[str, Any] | None
+    path: str
+    style: str
+
+
+@dataclass
+class _Placed:
+    """A version's files in place: its source here, its logged model, the model to link."""
+
+    source: str
+    model_id: str | None
+    link: str | None
+    written: int = 0
+
+
+#: a version whose run here is gone (deleted): it cannot be kept
+_GONE = _RunHere("", "", "", owned=False)
+
+
 class _ModelImport(_Import):
+    """Versions of one registered model, and the runs and files they need.
+
+    A version links to its imported source run: a run an experiment import brought from the
+    same provider and share holding the very same files (read, never written), else the model
+    import's own copy in experiment ``models/<name>`` (see docs/recipient.md).
+    """
+
     def __init__(
-        self, sink: Any, spool: Spool, name: str, overwrite: bool, source: str, progress: _Progress
+        self,
+        sink: Any,
+        spool: Spool,
+        name: str,
+        overwrite: bool,
+        source: str,
+        progress: _Progress,
+        origin: prov.Origin | None = None,
     ) -> None:
-        super().__init__(sink, spool, name, overwrite, source, progress)
-        self._experiments: dict[str, str] = {}
+        super().__init__(sink, spool, name, overwrite, source, progress, origin)
+        self.owner = prov.model_owner(name)
+        self.experiment = prov.model_experiment(name)
+        self._eid: str | None = None
+        self._own: dict[str, list[Record]] | None = None
+        self._foreign: dict[str, list[_RunHere]] = {}
+        self._models: dict[str, list[Record]] = {}
 
     def run(self) -> _Report:
         sink, spool = self.sink, self.spool
+        self._check_experiment()
         order = sorted(range(len(spool.entries)), key=lambda i: spool.entries[i].version or 0)
         top = spool.load(order[-1])["model_version"] if order else None
         state = sink.prepare_registered_model(
@@ -1056,6 +1270,8 @@ class _ModelImport(_Import):
         current = [c for c in current if not c["tags"].get(_PLACEHOLDER)]
         by_source: dict[tuple[str, int], list[Record]] = defaultdict(list)
         for c in current:
+            if not self.origin.matches(c["tags"]):
+                continue  # another table's version: never matched, only OVERWRITE removes it
             try:
                 key = (c["tags"].get(_SOURCE_MODEL, ""), int(c["tags"].get(_SOURCE_VERSION, "")))
             except ValueError:
@@ -1064,51 +1280,23 @@ class _ModelImport(_Import):
         mapping: dict[int, int] = {}
         keep: set[int] = set()
         doomed: list[int] = []
-        replaced: set[int] = set()
         writing = self.progress.task(f"importing versions into {self.name}", len(order))
         for index in order:
             entry = spool.entries[index]
             record = spool.load(index)
-            mv = record["model_version"]
-            number = int(mv["version"])
-            candidates = by_source.get((mv["name"], number), [])
-            complete = [c for c in candidates if c["tags"].get(_CONTENT_HASH) == entry.content_hash]
-            files_hash = _version_files_hash(entry)
-            reusable = [
-                c
-                for c in candidates
-                if c not in complete and c["tags"].get("arcuate.files_hash") == files_hash
-            ]
-            if complete:
-                chosen, action = complete[0], "unchanged"
-            elif reusable:
-                chosen = reusable[0]
-                action = "updated" if chosen["tags"].get(_CONTENT_HASH) else "added"
-            else:
-                chosen, action = None, ("updated" if candidates else "added")
-            doomed += [c["version"] for c in candidates if c is not chosen]
-            replaced.update(c["version"] for c in candidates if c is not chosen)
-            tags = self._version_tags(mv, files_hash)
-            if chosen is None:
-                target = self._create(entry, record, tags)
-            else:
-                target = chosen["version"]
-                if action != "unchanged":
-                    self.sink.update_version(
-                        self.name,
-                        target,
-                        current=chosen,
-                        description=mv["description"],
-                        tags=tags,
-                        stage=mv["stage"],
-                        exact=self.exact,
-                    )
-                    self.sink.finish_version(self.name, target, content_hash=entry.content_hash)
+            number = int(record["model_version"]["version"])
+            candidates = by_source.get((record["model_version"]["name"], number), [])
+            target, action, reason, dropped = self._version(entry, record, candidates)
+            doomed += dropped
             mapping[number] = target
             keep.add(target)
             setattr(self.report, action, getattr(self.report, action) + 1)
-            self.report.rows.append({"source_version": number, "version": target, "action": action})
+            row: dict[str, Any] = {"source_version": number, "version": target, "action": action}
+            if reason:
+                row["reason"] = reason
+            self.report.rows.append(row)
             self.progress.advance(writing)
+        replaced = set(doomed)
 
         # aliases: the shared ones on their mapped versions; drop those no longer shared
         wanted: dict[str, int] = {}
@@ -1132,87 +1320,118 @@ class _ModelImport(_Import):
         self.report.removed = len([d for d in doomed if d not in replaced])
         return self.report
 
-    def _version_tags(self, mv: dict[str, Any], files_hash: str) -> dict[str, str]:
-        tags = {k: val for k, val in mv["tags"].items() if not k.startswith("arcuate.")}
-        for k, val in mv["tags"].items():
-            if k.startswith("arcuate.") and k not in (
-                _SOURCE_MODEL,
-                _SOURCE_VERSION,
-                _SOURCE,
-                _SOURCE_URI,
-                _CONTENT_HASH,
-                _PLACEHOLDER,
-                "arcuate.files_hash",
-            ):
-                tags[k] = val
-        tags[_SOURCE_MODEL] = mv["name"]
-        tags[_SOURCE_VERSION] = str(mv["version"])
-        tags["arcuate.files_hash"] = files_hash
-        if self.source:
-            tags[_SOURCE] = self.source
-        if mv.get("source"):
-            tags[_SOURCE_URI] = mv["source"]
-        return tags
+    def _check_experiment(self) -> None:
+        """Refuse, before anything is written, an experiment ``models/<name>`` that arcuate
+        did not create for this model (the runs it recreates would be mixed into it), or
+        that was deleted (only OVERWRITE restores it)."""
+        state = self.sink.experiment_state(self.experiment)
+        if state is None:
+            return
+        if state["tags"].get(prov.OWNER) != self.owner:
+            raise ConflictError(
+                f"experiment {self.experiment!r} exists and was not created by arcuate for "
+                f"model {self.name!r}; a model import keeps the runs it recreates there",
+                hint="rename that experiment, or import the model under another name",
+            )
+        if state["lifecycle_stage"] == "deleted" and not self.exact:
+            raise ConflictError(
+                f"experiment {self.experiment!r}, where the runs of model {self.name!r} are "
+                "kept, is deleted (MLflow keeps its name)",
+                hint=f"CREATE MODEL OVERWRITE {sql_name(self.name)} ... restores it, or restore "
+                f"it with `mlflow experiments restore --experiment-id {state['experiment_id']}`",
+            )
 
-    # -- creating one version ----------------------------------------------------------------
-    def _experiment_for(self, experiment: dict[str, Any] | None) -> str:
-        """Where a source run (or a run-less version's files) is recreated."""
-        name = (experiment or {}).get("name") or "Default"
-        if name not in self._experiments:
-            tags = (experiment or {}).get("tags") or {}
-            self._experiments[name] = self.sink.prepare_experiment(name, tags, update_tags=False)
-        return self._experiments[name]
+    # -- one version ----------------------------------------------------------------------
+    def _version(
+        self, entry: Entry, record: dict[str, Any], candidates: list[Record]
+    ) -> tuple[int, str, str | None, list[int]]:
+        """Import one shared version: (version here, action, reason, versions it replaces).
 
-    def _source_run(self, record: dict[str, Any], entry: Entry) -> Record | None:
-        """The imported source run of a version: found by provenance, else imported now."""
-        run = record.get("run")
+        A version here with the same source (the provider's model or run path) keeps its
+        number: its files are updated where they are, when this import owns them.
+        """
         mv = record["model_version"]
-        src_run_id = (run or {}).get("run_id") or mv.get("run_id")
-        if not src_run_id:
-            return None
-        found = self.sink.find_run(src_run_id)
-        if found is not None:
-            return found  # type: ignore[no-any-return]
-        if run is None:
-            return None
-        eid = self._experiment_for(record.get("experiment"))
-        # the run's own files are not in a model table: only the version's model rides along
-        slim = dict(run)
-        slim["logged_models"] = [
-            m for m in run["logged_models"] if m["model_id"] == mv.get("model_id")
+        files_hash = _version_files_hash(entry)
+        tags = self._version_tags(mv, files_hash)
+        complete = [c for c in candidates if c["tags"].get(_CONTENT_HASH) == entry.content_hash]
+        same = [
+            c
+            for c in candidates
+            if c not in complete and (c["tags"].get(_SOURCE_URI) or "") == (mv.get("source") or "")
         ]
-        run_id = self.sink.create_run(eid, slim, source_run_id=src_run_id, source=self.source)
-        model_ids: dict[str, str] = {}
-        files: list[dict[str, Any]] = []
-        for lm in slim["logged_models"]:
-            model_ids[lm["model_id"]] = self.sink.create_logged_model(eid, run_id, lm)
-            owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
-            files += [dict(f, owner=owner) for f in entry.files if f["owner"] == OWNER_MODEL]
-        stats = self.sink.fill_run(
-            run_id, slim, files, run_ids={}, model_ids=model_ids, fresh=True, exact=False
+        chosen: Record | None = next(iter(complete or same), None)
+        dropped = [c["version"] for c in candidates if c is not chosen]
+        if chosen is not None:
+            kept = self._keep(chosen, entry, record, tags, complete=chosen in complete)
+            if kept is not None:
+                return chosen["version"], kept[0], kept[1], dropped
+            dropped.append(chosen["version"])
+        target = self._create(entry, record, tags)
+        return target, ("updated" if candidates else "added"), None, dropped
+
+    def _keep(
+        self,
+        chosen: Record,
+        entry: Entry,
+        record: dict[str, Any],
+        tags: dict[str, str],
+        *,
+        complete: bool,
+    ) -> tuple[str, str | None] | None:
+        """Bring an existing version up to date in place: (action, reason), or None when it
+        cannot be kept (its run is gone, or its files must move)."""
+        run = self._version_run(chosen)
+        if run is _GONE:
+            return None
+        if complete and run is not None and not run.owned:
+            return "unchanged", None  # the run's owner keeps those files right
+        placed = self._place(entry, record, run, check=complete)
+        if placed is None and run is not None and not self.exact:
+            return "stale", self._stale_reason(run)
+        if placed is None or placed.source != chosen["source"]:
+            return None
+        if complete and not placed.written:
+            return "unchanged", None
+        mv = record["model_version"]
+        number = int(chosen["version"])
+        self.sink.update_version(
+            self.name,
+            number,
+            current=chosen,
+            description=mv["description"],
+            tags=tags,
+            stage=mv["stage"],
+            exact=self.exact,
         )
-        self.report.files += stats["files"]
-        self.report.bytes += stats["bytes"]
-        body = json.dumps({"model-table-run": slim}, sort_keys=True, default=str)
-        self.sink.finish_run(run_id, content_hash=hashlib.sha256(body.encode()).hexdigest())
-        return {
-            "run_id": run_id,
-            "experiment_id": eid,
-            "artifact_uri": self.sink.run_artifact_uri(run_id),
-            "content_hash": None,
-        }
+        if placed.link is not None:
+            self.sink.link_logged_model(placed.link, self.name, number)
+        self.sink.finish_version(self.name, number, content_hash=entry.content_hash)
+        return ("updated" if chosen["tags"].get(_CONTENT_HASH) else "added"), None
+
+    def _stale_reason(self, run: _RunHere) -> str:
+        again = f"CREATE EXPERIMENT {sql_name(run.experiment_name)}"
+        if run.source:
+            again += f" AS {sql_string(run.source)}"
+        return (
+            f"its files are in run {run.run_id} of experiment {run.experiment_name!r}, which "
+            f"an experiment import owns, and the share changed them: run {again} again, then "
+            "this statement (or CREATE MODEL OVERWRITE, which gives the version its own copy "
+            "under a new number)"
+        )
 
     def _create(self, entry: Entry, record: dict[str, Any], tags: dict[str, str]) -> int:
         mv = record["model_version"]
         sink = self.sink
-        run = self._source_run(record, entry)
-        source, model_id, link = self._place_files(entry, record, run)
+        run, placed = self._source_run(entry, record)
+        if placed is None:
+            placed = self._place(entry, record, run)
+        assert placed is not None  # a run of its own (or none) always takes the files
         number: int = sink.create_version(
             self.name,
             want=int(mv["version"]),
-            source=source,
-            run_id=run["run_id"] if run else None,
-            model_id=model_id,
+            source=placed.source,
+            run_id=run.run_id if run else None,
+            model_id=placed.model_id,
             tags=tags,
             description=mv["description"],
             run_link=mv.get("run_link"),
@@ -1227,60 +1446,256 @@ class _ModelImport(_Import):
                 stage=mv["stage"],
                 exact=False,
             )
-        if link is not None:
-            sink.link_logged_model(link, self.name, number)
+        if placed.link is not None:
+            sink.link_logged_model(placed.link, self.name, number)
         sink.finish_version(self.name, number, content_hash=entry.content_hash)
         return number
 
-    def _place_files(
-        self, entry: Entry, record: dict[str, Any], run: Record | None
-    ) -> tuple[str, str | None, str | None]:
-        """Put a version's files where MLflow can serve them; (source, model_id, model to link).
+    def _version_tags(self, mv: dict[str, Any], files_hash: str) -> dict[str, str]:
+        # arcuate's own tags from the share (a re-shared import) are replaced by this hop's
+        tags = {k: val for k, val in mv["tags"].items() if not k.startswith("arcuate.")}
+        for k, val in mv["tags"].items():
+            if k.startswith("arcuate.") and k not in _VERSION_MANAGED:
+                tags[k] = val
+        tags[_SOURCE_MODEL] = mv["name"]
+        tags[_SOURCE_VERSION] = str(mv["version"])
+        tags["arcuate.files_hash"] = files_hash
+        if self.source:
+            tags[_SOURCE] = self.source
+        if self.origin.tag:
+            tags[prov.ORIGIN] = self.origin.tag
+        if mv.get("source"):
+            tags[_SOURCE_URI] = mv["source"]
+        return tags
 
-        * a logged model (``models:/m-...``, or ``runs:/<run>/<name>`` naming one): that logged
-          model of the imported run, files byte for byte;
-        * ``runs:/<run>/<path>`` otherwise, or a path inside the source run's artifacts: the
-          imported run's artifacts at the same path;
-        * anything else (a path or bucket the recipient cannot reach): a logged model.
+    # -- the run a version links to ---------------------------------------------------------
+    def _version_run(self, chosen: Record) -> _RunHere | None:
+        """The run an existing version links to (None: it has none; ``_GONE``: deleted)."""
+        if not chosen.get("run_id"):
+            return None
+        state = self.sink.run_state(chosen["run_id"])
+        if state is None or state["lifecycle_stage"] != "active":
+            return _GONE
+        return _RunHere(
+            state["run_id"],
+            str(state["experiment_id"]),
+            state["artifact_uri"],
+            owned=self._owns(state["tags"]),
+            experiment_name=state.get("experiment_name") or "",
+            source=state["tags"].get(_SOURCE, ""),
+        )
+
+    def _owns(self, tags: dict[str, str]) -> bool:
+        return tags.get(prov.OWNER) == self.owner and self.origin.matches(tags)
+
+    def _source_run(
+        self, entry: Entry, record: dict[str, Any]
+    ) -> tuple[_RunHere | None, _Placed | None]:
+        """The run a new version links to, and its files when they are in place already.
+
+        A run an experiment import brought from the same provider and share is linked when
+        it holds exactly the version's files (they are not written); otherwise the model
+        import's own copy of the run is used, created if need be.
         """
+        run = record.get("run")
+        src = (run or {}).get("run_id") or record["model_version"].get("run_id")
+        if not src:
+            return None, None
+        for candidate in self._foreign_runs(src):
+            placed = self._place(entry, record, candidate)
+            if placed is not None:
+                return candidate, placed
+        return self._own_run(src, record, entry), None
+
+    def _foreign_runs(self, src: str) -> list[_RunHere]:
+        """Complete runs of ``src`` that an experiment import brought from this very provider
+        and share (none when the provider is unknown)."""
+        if not self.origin.family:
+            return []
+        if src not in self._foreign:
+            found = [
+                r
+                for r in self.sink.find_runs(src)
+                if r["content_hash"]
+                and r["lifecycle_stage"] == "active"
+                and r["tags"].get(prov.OWNER) == prov.EXPERIMENT_OWNER
+                and self.origin.same_share(r["tags"])
+            ]
+            # the oldest experiment first (ids are numbers in SQL stores), then by run id
+            found.sort(key=lambda r: (len(r["experiment_id"]), r["experiment_id"], r["run_id"]))
+            self._foreign[src] = [
+                _RunHere(r["run_id"], str(r["experiment_id"]), r["artifact_uri"], owned=False)
+                for r in found
+            ]
+        return self._foreign[src]
+
+    def _experiment(self) -> str:
+        """The id of ``models/<name>``, created (tagged as this model's) when first needed."""
+        if self._eid is None:
+            self._eid = self.sink.prepare_experiment(
+                self.experiment, {}, update_tags=False, restore=self.exact, owner=self.owner
+            )
+        return self._eid
+
+    def _own_runs(self) -> dict[str, list[Record]]:
+        """This import's copies of source runs, by source run id (complete ones first)."""
+        if self._own is None:
+            self._own = defaultdict(list)
+            if self.sink.experiment_state(self.experiment) is not None:
+                eid = self._experiment()
+                for s in self.sink.list_runs(eid):
+                    if s["lifecycle_stage"] == "active" and self._owns(s["tags"]):
+                        self._own[s["source_run_id"]].append(dict(s, experiment_id=eid))
+                for states in self._own.values():
+                    states.sort(key=lambda s: not s["content_hash"])
+        return self._own
+
+    def _own_run(self, src: str, record: dict[str, Any], entry: Entry) -> _RunHere | None:
+        """The model import's own copy of source run ``src``: its metadata and the version's
+        logged model (the run's other artifacts are not in a model table)."""
+        run = record.get("run")
+        found = self._own_runs().get(src, [])
+        if run is None:  # the table has no record of the run: only an earlier copy can serve
+            return self._here(found[0]) if found else None
+        digest = _run_digest(run)
+        if found and found[0]["content_hash"] == digest:
+            return self._here(found[0])
+        eid = self._experiment()
+        mv = record["model_version"]
+        slim = dict(run)
+        slim["logged_models"] = [
+            m for m in run["logged_models"] if m["model_id"] == mv.get("model_id")
+        ]
+        fresh = not found
+        if fresh:
+            run_id = self.sink.create_run(
+                eid,
+                slim,
+                source_run_id=src,
+                source=self.source,
+                provenance=self.origin.tags(self.owner),
+            )
+        else:
+            run_id = found[0]["run_id"]
+        model_ids: dict[str, str] = {}
+        files: list[dict[str, Any]] = []
+        for lm in slim["logged_models"]:
+            existing = None if fresh else self._lookup_model(eid, run_id, lm["model_id"])
+            model_ids[lm["model_id"]] = existing or self.sink.create_logged_model(eid, run_id, lm)
+            owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
+            files += [dict(f, owner=owner) for f in entry.files if f["owner"] == OWNER_MODEL]
+        stats = self.sink.fill_run(
+            run_id, slim, files, run_ids={}, model_ids=model_ids, fresh=fresh, exact=False
+        )
+        self._count(stats)
+        self.sink.finish_run(run_id, content_hash=digest, provenance=self.origin.tags(self.owner))
+        state = {
+            "run_id": run_id,
+            "experiment_id": eid,
+            "artifact_uri": self.sink.run_artifact_uri(run_id),
+            "content_hash": digest,
+        }
+        self._own_runs()[src] = [state]
+        return self._here(state)
+
+    @staticmethod
+    def _here(state: Record) -> _RunHere:
+        return _RunHere(
+            state["run_id"], str(state["experiment_id"]), state["artifact_uri"], owned=True
+        )
+
+    # -- a version's files ------------------------------------------------------------------
+    def _place(
+        self, entry: Entry, record: dict[str, Any], run: _RunHere | None, *, check: bool = False
+    ) -> _Placed | None:
+        """Put a version's files where MLflow can serve them (see docs/recipient.md, "Where
+        things go"). In a run another import owns nothing is written: the files must be
+        there already (else None). ``check``: the version is complete, so the files are only
+        checked (their bytes read where they are local) and repaired if need be."""
+        loc = self._locate(record, run)
+        deep = None if check else True
+        if run is None or run.owned:
+            return self._write(loc, entry, run, deep=deep)
+        if loc.kind == "bare":  # files the run never held: a logged model of this import's
+            return self._write(loc, entry, None, deep=deep)
+        return self._find_in(loc, entry, run)
+
+    def _locate(self, record: dict[str, Any], run: _RunHere | None) -> _Location:
         mv = record["model_version"]
         src = mv.get("source") or ""
         src_run = (record.get("run") or {}).get("run_id") or mv.get("run_id")
         logged = {m["model_id"]: m for m in (record.get("run") or {}).get("logged_models") or ()}
         runs_prefix = f"runs:/{src_run}/"
         runs_path = (
-            src[len(runs_prefix) :].strip("/") if src_run and src.startswith(runs_prefix) else None
+            src[len(runs_prefix) :].strip("/") if src_run and src.startswith(runs_prefix) else ""
         )
         src_mid = mv.get("model_id")
         if src_mid is None and runs_path and run is not None:
             src_mid = next((m["model_id"] for m in logged.values() if m["name"] == runs_path), None)
-        files = list(entry.files)
-        run_id = run["run_id"] if run else None
         if src_mid is not None:
-            lm = logged.get(src_mid) or _bare_model(src_mid)
-            eid = run["experiment_id"] if run else self._experiment_for(record.get("experiment"))
-            mid, stats = self.sink.ensure_logged_model(eid, run_id, lm, files)
-            self._count(stats)
-            tags = lm.get("tags") or {}
-            link = mid if (_MODEL_VERSIONS_TAG in tags or _SOURCE_MODEL_VERSIONS in tags) else None
-            if mv.get("model_id") or run is None:
-                return f"models:/{mid}", mid, link
-            return f"runs:/{run_id}/{runs_path}", None, link
+            style = "models" if (mv.get("model_id") or run is None) else "runs"
+            model = logged.get(src_mid) or _bare_model(src_mid)
+            return _Location("logged_model", model, runs_path, style)
         if run is not None and runs_path:
-            self._count(self.sink.upload_run_files(run["run_id"], files, runs_path))
-            return f"runs:/{run_id}/{runs_path}", None, None
+            return _Location("run_path", None, runs_path, "runs")
         marker = f"/{src_run}/artifacts/" if src_run else None
         if run is not None and marker and marker in src:
             rel = src.split(marker, 1)[1].strip("/")
             if rel and all(p not in ("", ".", "..") for p in rel.split("/")):
-                self._count(self.sink.upload_run_files(run["run_id"], files, rel))
-                return f"{run['artifact_uri'].rstrip('/')}/{rel}", None, None
-        # a location the recipient cannot reach: the files become a logged model
-        eid = run["experiment_id"] if run else self._experiment_for(record.get("experiment"))
-        lm = _bare_model(f"v{mv['version']}-{entry.content_hash[:16]}")
-        mid, stats = self.sink.ensure_logged_model(eid, run_id, lm, files)
+                return _Location("run_path", None, rel, "artifact_uri")
+        # a location the recipient cannot reach: the files become a logged model, whose id
+        # stays the same when the files change (so the version keeps its number)
+        key = f"{self.origin.tag}\x00{mv['name']}\x00{mv['version']}"
+        bare = f"v{mv['version']}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        return _Location("bare", _bare_model(bare), "", "models")
+
+    def _source_of(self, loc: _Location, run: _RunHere | None, model_id: str | None) -> str:
+        if loc.style == "models":
+            return f"models:/{model_id}"
+        assert run is not None
+        if loc.style == "runs":
+            return f"runs:/{run.run_id}/{loc.path}"
+        return f"{run.artifact_uri.rstrip('/')}/{loc.path}"
+
+    def _write(
+        self, loc: _Location, entry: Entry, run: _RunHere | None, *, deep: bool | None
+    ) -> _Placed:
+        """The files written into a location this import owns (extra files there removed)."""
+        run_id = run.run_id if run else None
+        if loc.model is not None:
+            eid = run.experiment_id if run else self._experiment()
+            mid, stats = self.sink.ensure_logged_model(eid, run_id, loc.model, entry.files)
+            self._count(stats)
+            tags = loc.model.get("tags") or {}
+            link = mid if (_MODEL_VERSIONS_TAG in tags or _SOURCE_MODEL_VERSIONS in tags) else None
+            model_id = mid if loc.style == "models" else None
+            return _Placed(self._source_of(loc, run, mid), model_id, link, int(stats["files"]))
+        assert run_id is not None
+        stats = self.sink.upload_run_files(run_id, entry.files, loc.path, prune=True, deep=deep)
         self._count(stats)
-        return f"models:/{mid}", mid, None
+        return _Placed(self._source_of(loc, run, None), None, None, int(stats["files"]))
+
+    def _find_in(self, loc: _Location, entry: Entry, run: _RunHere) -> _Placed | None:
+        """The version's files in a run another import owns, if it holds exactly them."""
+        if loc.model is None:
+            if self.sink.same_files(run.artifact_uri, entry.files, loc.path):
+                return _Placed(self._source_of(loc, run, None), None, None)
+            return None
+        if run.experiment_id not in self._models:
+            self._models[run.experiment_id] = self.sink.list_logged_models(run.experiment_id)
+        for lm in self._models[run.experiment_id]:
+            if lm["source_model_id"] != loc.model["model_id"] or lm["run_id"] != run.run_id:
+                continue
+            if self.sink.same_files(lm["artifact_location"], entry.files):
+                tags = loc.model.get("tags") or {}
+                link = (
+                    lm["model_id"]
+                    if (_MODEL_VERSIONS_TAG in tags or _SOURCE_MODEL_VERSIONS in tags)
+                    else None
+                )
+                model_id = lm["model_id"] if loc.style == "models" else None
+                return _Placed(self._source_of(loc, run, lm["model_id"]), model_id, link)
+        return None
 
     def _lookup_model(self, eid: str, run_id: str | None, src_mid: str) -> str | None:
         for lm in self.sink.list_logged_models(eid):
@@ -1291,6 +1706,13 @@ class _ModelImport(_Import):
     def _count(self, stats: Record) -> None:
         self.report.files += int(stats.get("files", 0))
         self.report.bytes += int(stats.get("bytes", 0))
+
+
+def _run_digest(run: dict[str, Any]) -> str:
+    """What a model import's own copy of a run holds (its metadata; logged models aside)."""
+    body = {k: val for k, val in run.items() if k != "logged_models"}
+    text = json.dumps({"model-table-run": body}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _bare_model(model_id: str) -> dict[str, Any]:

@@ -116,9 +116,11 @@ def test_gap_in_new_model_is_recreated(recipient_store: Any) -> None:
     client = recipient_store.client()
     assert sorted(int(v.version) for v in client.search_model_versions("name = 'm'")) == [2, 6]
     assert client.get_model_version("m", "6").current_stage == "Staging"
-    # the model-only import recreated the source run, with provenance
-    (run,) = _runs(recipient_store, "provider exp")
+    # the model-only import recreated the source run, with provenance, in its own experiment
+    # (never in the one the share names, "provider exp")
+    (run,) = _runs(recipient_store, "models/m")
     assert run.data.tags["arcuate.source_run_id"] == "a" * 32
+    assert client.get_experiment_by_name("provider exp") is None
     assert client.get_model_version("m", "2").run_id == run.info.run_id
 
 

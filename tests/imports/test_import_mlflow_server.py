@@ -62,7 +62,11 @@ def test_round_trip_into_mlflow_server(
     assert_same(target, source)
     # and again: nothing changes
     state = store_state(mlflow_server)
-    again = import_experiment(reader.batches(share.experiment), "served", ctx)
-    again_model = import_model(reader.batches(share.model), "served-model", ctx)
-    assert again.summary["unchanged"] == 3 and again_model.summary["unchanged"] == 4
+    again = import_experiment(
+        reader.batches(share.experiment), "served", ctx, source=share.experiment
+    )
+    again_model = import_model(
+        reader.batches(share.model), "served-model", ctx, source=share.model
+    )
+    assert again.summary["unchanged"] == 3 and again_model.summary["unchanged"] == 4, again_model
     assert store_state(mlflow_server) == state

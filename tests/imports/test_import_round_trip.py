@@ -124,10 +124,11 @@ def test_model_round_trip_after_experiment(
 
 
 def test_model_round_trip_alone(provider: Tricky, share: Share, recipient_store: Any) -> None:
-    """Model only: its source run is recreated in an experiment named like the provider's."""
+    """Model only: its source run is recreated in the model's own experiment, models/churn."""
     ctx = recipient_context(recipient_store)
     import_model(DeltaSharingReader().batches(share.model), "churn", ctx, source=share.model)
-    _check_model(provider, recipient_store, "churn", EXPERIMENT)
+    _check_model(provider, recipient_store, "churn", "models/churn")
+    assert recipient_store.client().get_experiment_by_name(EXPERIMENT) is None
 
 
 def test_imported_sklearn_model_predicts_the_same(

@@ -20,7 +20,9 @@ from arcuate.backends.spark.reader import SparkShareReader
 from arcuate.engine.imports import import_experiment
 from arcuate.errors import ShareDataError
 
-SAME = ("runs", "added", "updated", "unchanged", "removed", "files", "bytes", "metric_points")
+SAME = (
+    "runs", "added", "updated", "unchanged", "removed", "kept", "files", "bytes", "metric_points"
+)
 
 
 def _core(summary: dict[str, Any]) -> dict[str, Any]:
@@ -85,16 +87,25 @@ def test_as_spark_import_spread_over_tasks(
     again = import_experiment_spark(frame, "by spark tasks", target, source=coord, partitions=2)
     assert (again.summary["unchanged"], again.summary["added"]) == (7, 0)
 
-    # OVERWRITE: a run the share does not list is removed, last
+    # OVERWRITE: a run the share does not list is removed, last; one a model version uses stays
     client = mlflow_server.client()
     eid = client.get_experiment_by_name("by spark tasks").experiment_id
     stray = client.create_run(eid, run_name="local only")
     client.set_terminated(stray.info.run_id)
+    used = client.create_run(eid, run_name="registered").info.run_id
+    client.set_terminated(used)
+    client.create_registered_model("spark-tasks-kept")
+    client.create_model_version("spark-tasks-kept", f"runs:/{used}/model", used)
     over = import_experiment_spark(
         frame, "by spark tasks", target, overwrite=True, source=coord, partitions=2
     )
-    assert (over.summary["removed"], over.summary["runs"]) == (1, 7)
+    assert (over.summary["removed"], over.summary["kept"], over.summary["runs"]) == (1, 1, 7)
     assert client.get_run(stray.info.run_id).info.lifecycle_stage == "deleted"
+    assert client.get_run(used).info.lifecycle_stage == "active"
+    (kept,) = [r for r in over.rows if r["action"] == "kept"]
+    assert kept["reason"] == "model version spark-tasks-kept/1 uses it"
+    client.delete_registered_model("spark-tasks-kept")
+    client.delete_run(used)
     assert_same(snapshot_experiment(mlflow_server, "by spark tasks", imported=True), source)
 
 

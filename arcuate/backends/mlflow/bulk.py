@@ -146,6 +146,7 @@ class BulkRunWriter:
         model_ids: dict[str, str],
         source: str,
         exact: bool,
+        provenance: dict[str, str] | None = None,
     ) -> Record:
         """Write ``runs`` (files first, then every row in one transaction); counters as
         :meth:`MlflowSink.fill_run` returns them.
@@ -165,6 +166,7 @@ class BulkRunWriter:
             self._run_rows(
                 experiment_id, location, now, new, rows, uploads, datasets, stats,
                 run_ids=run_ids, model_ids=model_ids, source=source, exact=exact,
+                provenance=provenance or {},
             )  # fmt: skip
         try:
             for n, size in self._upload(uploads):
@@ -192,6 +194,7 @@ class BulkRunWriter:
         model_ids: dict[str, str],
         source: str,
         exact: bool,
+        provenance: dict[str, str],
     ) -> None:
         from mlflow.entities.logged_model_status import LoggedModelStatus
         from mlflow.utils.name_utils import _generate_random_name
@@ -203,7 +206,7 @@ class BulkRunWriter:
         run, rid, eid = new.run, new.run_id, int(experiment_id)
 
         # create_run: name, user (from the mlflow.user tag), start time, provenance tags
-        created = {s.SOURCE_RUN_ID: new.source_run_id}
+        created = {s.SOURCE_RUN_ID: new.source_run_id, **provenance}
         if source:
             created[s.SOURCE] = source
         if run.get("user_id"):

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlparse
@@ -63,6 +63,10 @@ SOURCE_VERSION: Final = "arcuate.source_version"
 SOURCE_URI: Final = "arcuate.source_uri"
 PLACEHOLDER: Final = "arcuate.placeholder"
 MAX_VERSION: Final = "arcuate.max_version"
+#: provider, share and table (``<endpoint>#<share>.<schema>.<table>``): see engine/provenance.py
+ORIGIN: Final = "arcuate.origin"
+#: which import wrote a run (``experiment`` or ``model:<name>``); only the owner changes it
+OWNER: Final = "arcuate.owner"
 #: Tags arcuate manages; the same keys arriving from a share (a re-shared import) are replaced.
 MANAGED: Final = frozenset(
     {
@@ -78,8 +82,13 @@ MANAGED: Final = frozenset(
         SOURCE_URI,
         PLACEHOLDER,
         MAX_VERSION,
+        ORIGIN,
+        OWNER,
     }
 )
+#: A file MLflow itself writes into a model directory whenever ``models:/<name>/<version>`` is
+#: downloaded from a local store: never an extra file of a model, never removed.
+MLFLOW_MODEL_META: Final = "registered_model_meta"
 
 PARENT_TAG: Final = "mlflow.parentRunId"
 USER_TAG: Final = "mlflow.user"
@@ -146,6 +155,11 @@ def _stale_tags(current: dict[str, str], wanted: dict[str, str], *, exact: bool)
         if exact or key in (PARENT_TAG, USER_TAG):
             out.append(key)
     return out
+
+
+def _version_order(text: str) -> tuple[str, int]:
+    name, _, number = text.rpartition("/")
+    return (name, int(number) if number.isdigit() else 0)
 
 
 def _code(exc: BaseException) -> str:
@@ -318,7 +332,6 @@ class MlflowSink:
         self.artifact_root = artifact_root
         self._client: MlflowClient | None = None
         self._next_version: dict[str, int] = {}
-        self._run_lookup: dict[str, Record | None] | None = None
         self._created: dict[str, Any] = {}
         path = (import_path or os.environ.get(IMPORT_PATH_ENV) or "auto").strip().lower()
         if path not in IMPORT_PATHS:
@@ -367,23 +380,32 @@ class MlflowSink:
         exact: bool = False,
         update_tags: bool = True,
         restore: bool = False,
+        owner: str | None = None,
     ) -> str:
         """The id of experiment ``name``, created (with ``tags``) if missing.
 
         An existing one gets the shared tags (and, when ``exact``, loses tags the share does
         not have). A deleted one is restored when ``restore``, else it is a conflict: MLflow
-        keeps deleted names reserved.
+        keeps deleted names reserved. Shared tags never set arcuate's own (``arcuate.*``).
+        With ``owner``, the experiment is created with that ``arcuate.owner`` tag, and an
+        existing one without it is a conflict.
         """
         client = self.client
+        tags = {k: v for k, v in tags.items() if not _is_managed(k)}
         with _errors(f"could not prepare experiment {name!r}"):
             exp = client.get_experiment_by_name(name)
             if exp is None:
+                created = {**tags, OWNER: owner} if owner else tags
                 return str(
                     client.create_experiment(
-                        name, artifact_location=self._new_artifact_location(), tags=tags or None
+                        name, artifact_location=self._new_artifact_location(), tags=created or None
                     )
                 )
             eid = str(exp.experiment_id)
+            if owner is not None and (exp.tags or {}).get(OWNER) != owner:
+                raise ConflictError(
+                    f"experiment {name!r} exists and was not created by arcuate for {owner}"
+                )
             if exp.lifecycle_stage == "deleted":
                 if not restore:
                     raise ConflictError(
@@ -425,6 +447,7 @@ class MlflowSink:
                             "source_run_id": tags.get(SOURCE_RUN_ID),
                             "content_hash": tags.get(CONTENT_HASH),
                             "lifecycle_stage": run.info.lifecycle_stage,
+                            "artifact_uri": run.info.artifact_uri,
                             "tags": tags,
                             "params": dict(run.data.params),
                             "metric_keys": sorted(run.data.metrics),
@@ -448,25 +471,23 @@ class MlflowSink:
                         {
                             "model_id": lm.model_id,
                             "source_model_id": (lm.tags or {}).get(SOURCE_MODEL_ID),
-                            "run_id": lm.source_run_id,
+                            "run_id": lm.source_run_id or None,  # a REST store says ""
                             "name": lm.name,
+                            "artifact_location": lm.artifact_location,
                         }
                     )
                 token = page.token
                 if not token:
                     return out
 
-    def find_run(self, source_run_id: str) -> Record | None:
-        """An imported run of any experiment carrying ``source_run_id`` as provenance."""
+    def find_runs(self, source_run_id: str) -> list[Record]:
+        """Every active run of any experiment carrying ``source_run_id`` as provenance, with
+        its tags (the importer decides which of them it may use)."""
         from mlflow.entities import ViewType
 
-        if self._run_lookup is None:
-            self._run_lookup = {}
-        if source_run_id in self._run_lookup:
-            return self._run_lookup[source_run_id]
-        found: Record | None = None
+        found: list[Record] = []
         token: str | None = None
-        with _errors(f"could not look for the imported run of source run {source_run_id}"):
+        with _errors(f"could not look for the imported runs of source run {source_run_id}"):
             ids: list[str] = []
             while True:
                 page = self.client.search_experiments(max_results=_PAGE, page_token=token)
@@ -481,21 +502,50 @@ class MlflowSink:
                     ids[start : start + 100],
                     filter_string=filt,
                     run_view_type=ViewType.ACTIVE_ONLY,
-                    max_results=10,
-                    order_by=["attributes.start_time ASC"],
+                    max_results=_PAGE,
                 )
-                ranked = [r for r in runs if r.data.tags.get(CONTENT_HASH)] + list(runs)
-                if ranked:
-                    pick = ranked[0]
-                    found = {
-                        "run_id": pick.info.run_id,
-                        "experiment_id": pick.info.experiment_id,
-                        "artifact_uri": pick.info.artifact_uri,
-                        "content_hash": pick.data.tags.get(CONTENT_HASH),
-                    }
-                    break
-        self._run_lookup[source_run_id] = found
+                found += [self._run_record(r) for r in runs]
         return found
+
+    @staticmethod
+    def _run_record(run: Any) -> Record:
+        tags = dict(run.data.tags)
+        return {
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "artifact_uri": run.info.artifact_uri,
+            "lifecycle_stage": run.info.lifecycle_stage,
+            "content_hash": tags.get(CONTENT_HASH),
+            "tags": tags,
+        }
+
+    def run_state(self, run_id: str) -> Record | None:
+        """A run's id, experiment (id and name), artifact URI, lifecycle stage and tags; None
+        when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        with _errors(f"could not read run {run_id}"):
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException as exc:
+                if _code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                    return None
+                raise
+            out = self._run_record(run)
+            out["experiment_name"] = self.client.get_experiment(run.info.experiment_id).name
+        return out
+
+    def experiment_state(self, name: str) -> Record | None:
+        """Experiment ``name``'s id, ``lifecycle_stage`` and ``tags``; None when there is none."""
+        with _errors(f"could not read experiment {name!r}"):
+            exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return None
+        return {
+            "experiment_id": str(exp.experiment_id),
+            "lifecycle_stage": exp.lifecycle_stage,
+            "tags": dict(exp.tags or {}),
+        }
 
     def run_artifact_uri(self, run_id: str) -> str:
         """The artifact URI of a run of this store."""
@@ -550,6 +600,7 @@ class MlflowSink:
         model_ids: dict[str, str],
         source: str,
         exact: bool,
+        provenance: dict[str, str] | None = None,
     ) -> Record:
         """Create complete runs in one transaction (files first): all of them or none.
 
@@ -585,18 +636,23 @@ class MlflowSink:
                 model_ids=model_ids,
                 source=source,
                 exact=exact,
+                provenance=provenance or {},
             )
-        if self._run_lookup is not None:
-            for item in items:
-                self._run_lookup.pop(item.source_run_id, None)
         return stats
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(
-        self, experiment_id: str, run: Record, *, source_run_id: str, source: str
+        self,
+        experiment_id: str,
+        run: Record,
+        *,
+        source_run_id: str,
+        source: str,
+        provenance: dict[str, str] | None = None,
     ) -> str:
-        """A new run with the shared start time, name and user, tagged with its provenance."""
-        tags = {SOURCE_RUN_ID: source_run_id}
+        """A new run with the shared start time, name and user, tagged with its provenance
+        (``provenance``: the ``arcuate.origin`` and ``arcuate.owner`` tags)."""
+        tags = {SOURCE_RUN_ID: source_run_id, **(provenance or {})}
         if source:
             tags[SOURCE] = source
         if run.get("user_id"):
@@ -606,8 +662,6 @@ class MlflowSink:
             created = self.client.create_run(
                 experiment_id, start_time=run.get("start_time"), tags=tags, run_name=name
             )
-        if self._run_lookup is not None:
-            self._run_lookup.pop(source_run_id, None)
         # fill_run starts from what create_run returned (no get_run for a fresh run)
         if len(self._created) >= _CREATED_CACHE:
             self._created.pop(next(iter(self._created)))
@@ -846,10 +900,25 @@ class MlflowSink:
                 client.update_run(run_id, status=status)
         return stats
 
-    def finish_run(self, run_id: str, *, content_hash: str, deleted: bool = False) -> None:
-        """Mark a run complete (its content hash, last) and delete it if the share says so."""
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        content_hash: str,
+        deleted: bool = False,
+        provenance: dict[str, str] | None = None,
+    ) -> None:
+        """Mark a run complete (its content hash, last) and delete it if the share says so.
+
+        ``provenance`` tags go in the same batch (a run imported before they existed gets
+        them here).
+        """
+        from mlflow.entities import RunTag
+
+        tags = [RunTag(k, v) for k, v in (provenance or {}).items()]
         with _errors(f"could not finish run {run_id}"):
-            self.client.set_tag(run_id, CONTENT_HASH, content_hash)
+            # one batch, one transaction: the content hash is still what completes the run
+            self.client.log_batch(run_id, tags=[*tags, RunTag(CONTENT_HASH, content_hash)])
             if deleted:
                 self.client.delete_run(run_id)
 
@@ -897,9 +966,20 @@ class MlflowSink:
 
     # -- logged models and files ------------------------------------------------------------
     def fill_logged_model(
-        self, model_id: str, model: Record, files: list[Record], *, fresh: bool, exact: bool
+        self,
+        model_id: str,
+        model: Record,
+        files: list[Record],
+        *,
+        fresh: bool,
+        exact: bool,
+        prune: bool = False,
     ) -> Record:
-        """Tags, params, files (byte for byte) and status of a logged model; idempotent."""
+        """Tags, params, files (byte for byte) and status of a logged model; idempotent.
+
+        ``prune``: files the model holds and ``files`` lacks are deleted (a model import's own
+        copy of a version's files, updated in place).
+        """
         client = self.client
         stats: Record = {"files": 0, "bytes": 0}
         with _errors(f"could not write logged model {model_id} (source {model['model_id']})"):
@@ -922,21 +1002,71 @@ class MlflowSink:
             if missing:
                 client.log_model_params(model_id, missing)
             digest = files_digest(files)
-            if fresh or tags.get(FILES_HASH) != digest:
-                n, size = self._sync_files(self._repo(lm.artifact_location), files, fresh=fresh)
+            if fresh or prune or tags.get(FILES_HASH) != digest:
+                repo = self._repo(lm.artifact_location)
+                # the same digest: only a check, whose bytes are read where they are local
+                deep = True if tags.get(FILES_HASH) != digest else None
+                n, size = self._sync_files(repo, files, fresh=fresh, prune=prune, deep=deep)
                 stats["files"], stats["bytes"] = n, size
-                client.set_logged_model_tags(model_id, {FILES_HASH: digest})
+                if tags.get(FILES_HASH) != digest:
+                    client.set_logged_model_tags(model_id, {FILES_HASH: digest})
             status = model.get("status")
             if status in ("READY", "FAILED") and str(lm.status) != status:
                 client.finalize_logged_model(model_id, status)
         return stats
 
-    def upload_run_files(self, run_id: str, files: list[Record], prefix: str) -> Record:
-        """Files placed under ``prefix`` of a run's artifacts (those not already there)."""
+    def upload_run_files(
+        self,
+        run_id: str,
+        files: list[Record],
+        prefix: str,
+        *,
+        prune: bool = False,
+        deep: bool | None = True,
+    ) -> Record:
+        """Files placed under ``prefix`` of a run's artifacts (those not already there, or
+        there with other bytes: see ``deep`` in :meth:`_differing`); with ``prune``, other
+        files under ``prefix`` are deleted."""
         with _errors(f"could not upload files to run {run_id}"):
             repo = self._repo(self.client.get_run(run_id).info.artifact_uri)
-            n, size = self._sync_files(repo, files, fresh=False, prefix=prefix)
+            n, size = self._sync_files(
+                repo, files, fresh=False, prefix=prefix, prune=prune, deep=deep
+            )
         return {"files": n, "bytes": size}
+
+    def same_files(self, uri: str, files: list[Record], prefix: str = "") -> bool:
+        """Whether ``uri`` holds exactly ``files`` under ``prefix``: every path, size and
+        SHA-256 (read back, also from a remote store), and no other file (MLflow's own
+        ``registered_model_meta`` aside)."""
+        with _errors(f"could not read the files at {redact_uri(uri)}"):
+            repo = self._repo(uri)
+            existing = self._list_files(repo, prefix or None)
+            wanted = {self._joined(prefix, f["path"]) for f in files}
+            extra = set(existing) - wanted - {self._joined(prefix, MLFLOW_MODEL_META)}
+            if extra or not files:
+                return False
+            return not self._differing(repo, files, existing, prefix, deep=True)
+
+    def repair_run_files(
+        self, artifact_uri: str, files: list[Record], models: dict[str, str]
+    ) -> Record:
+        """Files of an imported run that are missing or differ from the shared ones, written
+        again: the run's artifacts, and its logged models' files (``models``: owner ->
+        artifact location). Sizes are compared everywhere, the bytes' SHA-256 on local
+        artifact stores (on a remote one that would mean downloading every file)."""
+        stats: Record = {"files": 0, "bytes": 0}
+        by_owner: dict[str, list[Record]] = {}
+        for f in files:
+            by_owner.setdefault(f["owner"], []).append(f)
+        with _errors(f"could not check the files at {redact_uri(artifact_uri)}"):
+            for owner, mine in sorted(by_owner.items()):
+                uri = artifact_uri if owner == OWNER_ARTIFACTS else models.get(owner)
+                if uri is None:
+                    continue
+                n, size = self._sync_files(self._repo(uri), mine, fresh=False, deep=None)
+                stats["files"] += n
+                stats["bytes"] += size
+        return stats
 
     def _list_files(
         self, repo: ArtifactRepository, path: str | None = None
@@ -964,22 +1094,62 @@ class MlflowSink:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @staticmethod
+    def _joined(prefix: str, path: str) -> str:
+        return f"{prefix}/{path}" if prefix else path
+
+    def _differing(
+        self,
+        repo: ArtifactRepository,
+        files: list[Record],
+        existing: dict[str, int | None],
+        prefix: str,
+        *,
+        deep: bool | None,
+    ) -> list[Record]:
+        """The ``files`` a repository lacks or holds with another size, or (``deep``) other
+        bytes; ``deep=None`` (checking files written before): the bytes only where they are
+        local, and MLflow's own ``registered_model_meta`` only for being there (MLflow
+        rewrites it whenever the model is loaded from a local store here)."""
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        check = deep is None
+        if deep is None:
+            deep = isinstance(repo, LocalArtifactRepository)
+        out = []
+        for f in files:
+            path = self._joined(prefix, f["path"])
+            size = existing.get(path, -1)
+            if check and f["path"] == MLFLOW_MODEL_META and size != -1:
+                continue
+            differs = size == -1 or (size is not None and size != f["size"])
+            if differs or (deep and not self._same_file(repo, path, f["sha256"])):
+                out.append(f)
+        return out
+
     def _sync_files(
-        self, repo: ArtifactRepository, files: list[Record], *, fresh: bool, prefix: str = ""
+        self,
+        repo: ArtifactRepository,
+        files: list[Record],
+        *,
+        fresh: bool,
+        prefix: str = "",
+        prune: bool = False,
+        deep: bool | None = True,
     ) -> tuple[int, int]:
-        """Upload the files the repository lacks or holds with other bytes."""
-        if not files:
+        """Upload the files the repository lacks or holds with other bytes (``deep``: see
+        :meth:`_differing`); with ``prune``, delete the other files under ``prefix``."""
+        if not files and not prune:
             return 0, 0
         todo = files
         if not fresh:
             existing = self._list_files(repo, prefix or None)
-            todo = []
-            for f in files:
-                path = f"{prefix}/{f['path']}" if prefix else f["path"]
-                size = existing.get(path, -1)
-                differs = size == -1 or (size is not None and size != f["size"])
-                if differs or not self._same_file(repo, path, f["sha256"]):
-                    todo.append(f)
+            todo = self._differing(repo, files, existing, prefix, deep=deep)
+            if prune:
+                wanted = {self._joined(prefix, f["path"]) for f in files}
+                keep = wanted | {self._joined(prefix, MLFLOW_MODEL_META)}
+                for path in sorted(set(existing) - keep):
+                    repo.delete_artifacts(path)  # type: ignore[no-untyped-call]
         if not todo:
             return 0, 0
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
@@ -1054,6 +1224,34 @@ class MlflowSink:
                 "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
             }
 
+    def versions_using(
+        self, run_ids: Sequence[str], model_ids: Sequence[str] = ()
+    ) -> dict[str, list[str]]:
+        """Model versions (of any registered model) that use the given runs (their run id) or
+        logged models (a ``models:/<id>`` source): run or model id -> ``["<name>/<version>"]``."""
+        out: dict[str, list[str]] = {}
+        with _errors("could not look for the model versions that use runs about to be deleted"):
+            for start in range(0, len(run_ids), 100):
+                ids = ", ".join(f"'{r}'" for r in run_ids[start : start + 100])
+                for mv in self._search_versions(f"run_id IN ({ids})"):
+                    out.setdefault(mv.run_id, []).append(f"{mv.name}/{mv.version}")
+            for mid in model_ids:
+                for mv in self._search_versions(f"source_path = 'models:/{mid}'"):
+                    out.setdefault(mid, []).append(f"{mv.name}/{mv.version}")
+        return {k: sorted(set(v), key=_version_order) for k, v in out.items()}
+
+    def _search_versions(self, filter_string: str) -> list[Any]:
+        out: list[Any] = []
+        token: str | None = None
+        while True:
+            page = self.client.search_model_versions(
+                filter_string, max_results=_PAGE, page_token=token
+            )
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
     def _versions(self, name: str) -> list[Record]:
         quote = '"' if "'" in name else "'"
         out: list[Record] = []
@@ -1088,7 +1286,8 @@ class MlflowSink:
         *,
         exact: bool = False,
     ) -> tuple[str, Record]:
-        """The logged model holding a version's files: found by provenance, or created."""
+        """The logged model holding a version's files: found by provenance, or created; its
+        files made exactly ``files`` (a model import's own copy, updated in place)."""
         existing = [
             lm
             for lm in self.list_logged_models(experiment_id)
@@ -1100,7 +1299,7 @@ class MlflowSink:
         else:
             mid = self.create_logged_model(experiment_id, run_id, model)
             fresh = True
-        stats = self.fill_logged_model(mid, model, files, fresh=fresh, exact=exact)
+        stats = self.fill_logged_model(mid, model, files, fresh=fresh, exact=exact, prune=True)
         if run_id is not None and model.get("step") is not None:
             from mlflow.entities import LoggedModelOutput
 

@@ -16,8 +16,9 @@ the same code as AS PANDAS. What spreading it needs is arranged around it:
    the pandas path. Each task runs ``import_experiment`` over its partition against the
    tracking server, with a sink that may only delete copies of *its own* runs; it returns the
    report rows and counters.
-4. **Finish** on the driver: with OVERWRITE, runs the share no longer lists are deleted last;
-   the report adds up the tasks' counters (same keys as AS PANDAS).
+4. **Finish** on the driver: with OVERWRITE, runs the share no longer lists are deleted last,
+   except those a model version uses (kept and reported); the report adds up the tasks'
+   counters (same keys as AS PANDAS).
 
 Tasks talk to the recipient's tracking server with explicit URIs and with
 ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` set while they work (see
@@ -189,9 +190,14 @@ def import_partition(
     experiment_id: str,
     overwrite: bool,
     source: str,
+    origin: str,
     batches: Iterable[pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
-    """The task of pass 2: import one partition's runs with the pandas importer."""
+    """The task of pass 2: import one partition's runs with the pandas importer.
+
+    ``origin`` is the provenance the driver read from the coordinate's profile (a task may
+    run where that file is not).
+    """
     from arcuate.backends.mlflow.sink import MlflowSink
     from arcuate.backends.spark.distributed import mlflow_env
     from arcuate.config import Settings
@@ -212,12 +218,15 @@ def import_partition(
             MlflowSink(tracking_uri, registry_uri), experiment_id, keys
         )
         try:
-            result = import_experiment(stream, experiment, ctx, overwrite=overwrite, source=source)
+            result = import_experiment(
+                stream, experiment, ctx, overwrite=overwrite, source=source, origin=origin
+            )
         except ArcuateError as exc:
             yield _error_row(RESULT_SCHEMA, exc)
             return
     s = result.summary
-    rows = [dict.fromkeys(RESULT_SCHEMA.names) | r for r in result.rows]
+    # runs kept for model versions are the driver's to report (it deletes what is not shared)
+    rows = [dict.fromkeys(RESULT_SCHEMA.names) | r for r in result.rows if r["action"] != "kept"]
     rows.append(
         dict.fromkeys(RESULT_SCHEMA.names)
         | {
@@ -299,6 +308,9 @@ def import_experiment_spark(
     """
     from pyspark.sql import functions as F
 
+    from arcuate.engine.imports import keep_used
+    from arcuate.engine.provenance import origin_of
+
     started = time.monotonic()
     name = v.check_experiment_name(experiment)
     spark = frame.sparkSession
@@ -358,6 +370,7 @@ def import_experiment_spark(
         eid,
         overwrite,
         source,
+        origin_of(source).tag,
     )
     results = grouped.mapInArrow(task, _spark_type(RESULT_SCHEMA)).toArrow().to_pylist()
     for row in results:
@@ -366,14 +379,18 @@ def import_experiment_spark(
 
     # 4. finish: remove what the share no longer lists (OVERWRITE), add up the report
     rows = [r for r in results if r["action"] != _SUMMARY]
-    kept = {r["run_id"] for r in rows}
+    shared = {r["run_id"] for r in rows}
     removed = 0
+    kept: list[dict[str, Any]] = []
     if overwrite:
+        states = sink.list_runs(eid)
         doomed = [
             s["run_id"]
-            for s in sink.list_runs(eid)
-            if s["lifecycle_stage"] == "active" and s["run_id"] not in kept
+            for s in states
+            if s["lifecycle_stage"] == "active" and s["run_id"] not in shared
         ]
+        # runs a model version uses stay (and are reported), as in the pandas importer
+        doomed, _models, kept = keep_used(sink, doomed, [], states)
         sink.delete_runs(eid, doomed)
         removed = len(doomed)
     counts: dict[str, int] = defaultdict(int)
@@ -391,6 +408,7 @@ def import_experiment_spark(
         "updated": counts["updated"],
         "unchanged": counts["unchanged"],
         "removed": removed,
+        "kept": len(kept),
         "files": totals["files"],
         "bytes": totals["bytes"],
         "metric_points": totals["metric_points"],
@@ -405,7 +423,7 @@ def import_experiment_spark(
     report = [
         {k: r[k] for k in ("source_run_id", "run_id", "run_name", "action")}
         for r in sorted(rows, key=lambda r: r["source_run_id"] or "")
-    ]
+    ] + kept
     return StatementResult(
         statement=f"CREATE EXPERIMENT{over} {name}{src}",
         action="import_experiment",
