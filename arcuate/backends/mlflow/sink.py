@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.abc
-import io
 import json
 import os
 import shutil
@@ -817,12 +816,26 @@ class MlflowSink:
                 client.update_run(run_id, name=name)
             status, end = run["status"], run.get("end_time")
             if end is not None and (current.info.status != status or current.info.end_time != end):
-                # against a server MLflow prints a "View run" link per call: not for imports
-                with contextlib.redirect_stdout(io.StringIO()):
-                    client.set_terminated(run_id, status, end_time=end)
+                self._terminate(run_id, status, end)
             elif end is None and current.info.status != status:
                 client.update_run(run_id, status=status)
         return stats
+
+    def _terminate(self, run_id: str, status: str, end_time: int) -> None:
+        """Status and end time of a finished run, written the way ``set_terminated`` does.
+
+        Not through ``set_terminated`` itself: against a server it first reads the run back
+        to print a "View run" link on ``sys.stdout``. Swapping ``sys.stdout`` to hide it is
+        not possible here (the streams are the whole process's, and runs are written by
+        several threads), and MLflow's switch for it is an environment variable, process-wide
+        too. The store call it ends with is the same, and saves that read.
+        """
+        from mlflow.entities import RunStatus
+
+        store = self.client._tracking_client.store
+        store.update_run_info(
+            run_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None
+        )
 
     def finish_run(self, run_id: str, *, content_hash: str, deleted: bool = False) -> None:
         """Mark a run complete (its content hash, last) and delete it if the share says so."""

@@ -1,0 +1,92 @@
+"""Imports into a real ``mlflow server``: the caller's streams, concurrent imports, stress.
+
+The server is the session's (``mlflow_server``); the share is a table of many small runs built
+by hand, written with arcuate's table store and served by arcuate's sharing server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from import_helpers import batches_of, file_entry, recipient_context, run_row
+
+from arcuate.backends.sharing.reader import DeltaSharingReader
+from arcuate.engine.imports import import_experiment
+
+pytestmark = pytest.mark.server
+
+ARCUATE = str(Path(sys.executable).parent / "arcuate")
+RUNS = 24
+
+
+def many_runs(runs: int, tag: str) -> list[dict[str, Any]]:
+    """``runs`` finished runs of two small files each (run ids unique per ``tag``)."""
+    rows = []
+    for i in range(runs):
+        files = [
+            file_entry("a.txt", f"{tag} {i} a\n".encode()),
+            file_entry("dir/b.bin", bytes([i % 256]) * (100 + i)),
+        ]
+        rows.append(run_row(f"{tag}{i:030x}"[-32:], name=f"r{i}", files=files))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The coordinate of a shared experiment table of :data:`RUNS` runs."""
+    from arcuate.backends.deltalake.store import DeltaLakeTableStore
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+    from arcuate.backends.sharing.server import serve_in_thread, write_profile
+
+    root = tmp_path_factory.mktemp("served")
+    store = DeltaLakeTableStore(str(root / "warehouse"))
+    written = store.write(("ml", "many"), batches_of(many_runs(RUNS, "ab"), 5), content="experiment")
+    catalog = LocalShareCatalog(root / "shares.yaml")
+    catalog.add_table("ml", "default", "many", written.location)
+    _record, token = catalog.create_recipient("bob")
+    catalog.grant("ml", "bob")
+    handle = serve_in_thread(str(root / "shares.yaml"))
+    try:
+        assert token is not None
+        profile = write_profile(root / "bob.share", handle.endpoint, token)
+        yield f"{profile}#ml.default.many"
+    finally:
+        handle.stop()
+
+
+def test_import_leaves_the_callers_stdout_alone(
+    served: str, mlflow_server: Any, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow prints a "View run" link whenever a run is terminated against a server; the
+    import silences it without swapping sys.stdout (which its writer threads share)."""
+    before = sys.stdout
+    ctx = recipient_context(mlflow_server)
+    result = import_experiment(DeltaSharingReader().batches(served), "stdout", ctx)
+    assert result.summary["added"] == RUNS
+    assert sys.stdout is before
+    print("after the import")
+    out = capsys.readouterr().out
+    assert "after the import" in out
+    assert "View run" not in out
+
+
+def test_cli_run_into_a_server_prints_its_results(
+    served: str, mlflow_server: Any, workdir: Path
+) -> None:
+    script = workdir / "import.arcsql"
+    script.write_text(f"CREATE EXPERIMENT `cli-import` AS PANDAS '{served}';\n")
+    out = subprocess.run(
+        [ARCUATE, "run", str(script), "--tracking-uri", mlflow_server.tracking_uri],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"added={RUNS}" in out.stdout.replace(" ", ""), out.stdout
+    assert "View run" not in out.stdout
