@@ -149,6 +149,9 @@ class ModelSink(Protocol):
     def link_logged_model(self, model_id: str, name: str, version: int) -> None: ...
     def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None: ...
     def delete_versions(self, name: str, versions: list[int]) -> None: ...
+    def lock(
+        self, kind: str, name: str, *, restore: bool = ...
+    ) -> contextlib.AbstractContextManager[Any]: ...
 
 
 if TYPE_CHECKING:
@@ -597,7 +600,10 @@ def import_experiment(
     with Spool.open("experiment") as spool, progress.running():
         reading = progress.task("validating shared rows", None)
         spool.ingest(batches, lambda n: progress.advance(reading, n))
-        report = _ExperimentImport(ctx.model_sink, spool, name, overwrite, source, progress).run()
+        # one import per target at a time: a second one waits, then finds the runs in place
+        with ctx.model_sink.lock("experiment", name, restore=overwrite) as lease:
+            imp = _ExperimentImport(ctx.model_sink, spool, name, overwrite, source, progress)
+            report = imp.run()
         spool_bytes = spool.bytes
         helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
@@ -615,6 +621,8 @@ def import_experiment(
     }
     if report.unlinked:
         summary["unlinked"] = report.unlinked
+    if lease.waited >= 1:
+        summary["waited"] = round(lease.waited, 1)
     if helper:
         summary["helper_peak_rss"] = helper
     return StatementResult(
@@ -968,8 +976,9 @@ def import_model(
     with Spool.open("model") as spool, progress.running():
         reading = progress.task("validating shared rows", None)
         spool.ingest(batches, lambda n: progress.advance(reading, n))
-        imp = _ModelImport(ctx.model_sink, spool, name, overwrite, source, progress)
-        report = imp.run()
+        with ctx.model_sink.lock("model", name) as lease:
+            imp = _ModelImport(ctx.model_sink, spool, name, overwrite, source, progress)
+            report = imp.run()
         helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
         "model": name,
@@ -982,6 +991,8 @@ def import_model(
         "bytes": report.bytes,
         "seconds": round(time.monotonic() - started, 3),
     }
+    if lease.waited >= 1:
+        summary["waited"] = round(lease.waited, 1)
     if helper:
         summary["helper_peak_rss"] = helper
     moved = {

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_helpers import batches_of, file_entry, recipient_context, run_row
+from concurrency_helpers import concurrent_imports_equal_one
+from export_helpers import Tricky
+from import_helpers import Share, batches_of, file_entry, recipient_context, run_row
 
 from arcuate.backends.sharing.reader import DeltaSharingReader
 from arcuate.engine.imports import import_experiment
+from tests.conftest import make_store
 
 pytestmark = pytest.mark.server
 
@@ -90,3 +93,11 @@ def test_cli_run_into_a_server_prints_its_results(
     assert out.returncode == 0, out.stderr
     assert f"added={RUNS}" in out.stdout.replace(" ", ""), out.stdout
     assert "View run" not in out.stdout
+
+
+def test_two_imports_at_once_into_the_server(
+    provider: Tricky, share: Share, mlflow_server: Any, mlflow_template: Path, workdir: Path
+) -> None:
+    """Item 6 against a tracking server: the lease works over REST as on sqlite."""
+    reference = make_store(mlflow_template, workdir / "reference")
+    concurrent_imports_equal_one(mlflow_server, share, reference, e="conc-e", m="conc-m")

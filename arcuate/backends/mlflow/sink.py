@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlparse
 
 from arcuate.backends.mlflow.connect import make_client, redact_uri
+from arcuate.backends.mlflow.lease import LOCK_PREFIX, WAIT, Lease
 from arcuate.backends.protocols import Record
 from arcuate.errors import BackendError, ConfigurationError, ConflictError
 from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
@@ -91,6 +92,8 @@ _PAGE: Final = 1000
 #: eligible). Read from this environment variable when a sink is built.
 IMPORT_PATH_ENV: Final = "ARCUATE_IMPORT_PATH"
 IMPORT_PATHS: Final = ("auto", "api", "bulk")
+#: Seconds an import waits for another import of the same target (read when a sink is built).
+LOCK_WAIT_ENV: Final = "ARCUATE_LOCK_WAIT"
 #: Runs written at the same time against a remote tracking server (each is a few requests in
 #: a row; overlapping them hides the network's latency). Local stores write one at a time.
 REMOTE_WRITERS: Final = 4
@@ -102,7 +105,7 @@ PointKey = tuple[str, int, int, float | str]
 
 
 def _is_managed(key: str) -> bool:
-    return key in MANAGED
+    return key in MANAGED or key.startswith(LOCK_PREFIX)
 
 
 def files_digest(files: list[Record]) -> str:
@@ -274,6 +277,67 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def _lock_wait() -> float:
+    """Seconds to wait for another import of the same target (:data:`LOCK_WAIT_ENV`)."""
+    text = os.environ.get(LOCK_WAIT_ENV)
+    if not text:
+        return WAIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigurationError(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds (>= 0)")
+    return value
+
+
+def _tell(text: str) -> None:
+    """A note for the user that is not a result: on stderr, like progress."""
+    print(f"arcuate: {text}", file=sys.stderr, flush=True)
+
+
+class _ExperimentTags:
+    """The tags of one experiment, for a :class:`Lease`."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, name: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.what = f"experiment {name!r}"
+
+    def read(self) -> dict[str, str]:
+        with spark_guard():
+            return dict(self.client.get_experiment(self.experiment_id).tags or {})
+
+    def write(self, key: str, value: str) -> None:
+        with spark_guard():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
+
+    def delete(self, key: str) -> None:
+        with spark_guard():
+            self.client.delete_experiment_tag(self.experiment_id, key)
+
+
+class _ModelTags:
+    """The tags of one registered model, for a :class:`Lease`."""
+
+    def __init__(self, client: MlflowClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.what = f"registered model {name!r}"
+
+    def read(self) -> dict[str, str]:
+        with spark_guard():
+            return dict(self.client.get_registered_model(self.name).tags or {})
+
+    def write(self, key: str, value: str) -> None:
+        with spark_guard():
+            self.client.set_registered_model_tag(self.name, key, value)
+
+    def delete(self, key: str) -> None:
+        with spark_guard():
+            self.client.delete_registered_model_tag(self.name, key)
+
+
 class MlflowSink:
     """Writes imported runs, logged models, files and registry versions into one MLflow.
 
@@ -305,6 +369,8 @@ class MlflowSink:
         self.import_path = path
         self._bulk: BulkRunWriter | None = None
         self._bulk_reason: str | None = None
+        self.lock_wait = _lock_wait()
+        self._leases: list[Lease] = []
 
     def __repr__(self) -> str:
         return f"MlflowSink({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
@@ -336,6 +402,35 @@ class MlflowSink:
                 return str(Path(db).absolute().parent / "mlruns" / name)
         return None
 
+    def _experiment(self, name: str, tags: dict[str, str]) -> tuple[str, Any]:
+        """Experiment ``name``: its id, and the experiment when it existed (None when this
+        call created it, with ``tags``). Another import creating it at the same moment is
+        not an error."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id), exp
+        try:
+            eid = client.create_experiment(
+                name, artifact_location=self._new_artifact_location(), tags=tags or None
+            )
+        except MlflowException as exc:
+            exp = client.get_experiment_by_name(name)
+            if _code(exc) != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                raise
+            return str(exp.experiment_id), exp
+        return str(eid), None
+
+    @staticmethod
+    def _deleted_experiment(name: str, eid: str) -> ConflictError:
+        return ConflictError(
+            f"experiment {name!r} exists but is deleted (MLflow keeps its name)",
+            hint="use OVERWRITE to restore and replace it, restore it with "
+            f"`mlflow experiments restore --experiment-id {eid}`, or pick another name",
+        )
+
     def prepare_experiment(
         self,
         name: str,
@@ -349,25 +444,17 @@ class MlflowSink:
 
         An existing one gets the shared tags (and, when ``exact``, loses tags the share does
         not have). A deleted one is restored when ``restore``, else it is a conflict: MLflow
-        keeps deleted names reserved.
+        keeps deleted names reserved. Lease tags are arcuate's: never taken from a share.
         """
         client = self.client
+        tags = {k: v for k, v in tags.items() if not k.startswith(LOCK_PREFIX)}
         with _errors(f"could not prepare experiment {name!r}"):
-            exp = client.get_experiment_by_name(name)
+            eid, exp = self._experiment(name, tags)
             if exp is None:
-                return str(
-                    client.create_experiment(
-                        name, artifact_location=self._new_artifact_location(), tags=tags or None
-                    )
-                )
-            eid = str(exp.experiment_id)
+                return eid
             if exp.lifecycle_stage == "deleted":
                 if not restore:
-                    raise ConflictError(
-                        f"experiment {name!r} exists but is deleted (MLflow keeps its name)",
-                        hint="use OVERWRITE to restore and replace it, restore it with "
-                        f"`mlflow experiments restore --experiment-id {eid}`, or pick another name",
-                    )
+                    raise self._deleted_experiment(name, eid)
                 client.restore_experiment(eid)
             if update_tags:
                 current = dict(exp.tags or {})
@@ -379,6 +466,71 @@ class MlflowSink:
                         if key not in tags and not _is_managed(key):
                             client.delete_experiment_tag(eid, key)
             return eid
+
+    # -- the import lease ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, kind: str, name: str, *, restore: bool = False) -> Iterator[Lease]:
+        """Hold the import lease on experiment or registered model ``name`` (``kind``),
+        created if missing (:mod:`arcuate.backends.mlflow.lease`); waits for another import
+        of it for up to :attr:`lock_wait` seconds, saying so on stderr.
+
+        Raises:
+            ConflictError: another import held it for too long, or the experiment is deleted
+                and ``restore`` is not set.
+        """
+        what = f"could not take the import lease on {kind} {name!r}"
+        tags: _ExperimentTags | _ModelTags
+        with _errors(what):
+            if kind == "experiment":
+                tags = self._experiment_tags(name, restore)
+            else:
+                tags = self._model_tags(name)
+        lease = Lease(tags, wait=self.lock_wait, on_wait=_tell)
+        with _errors(what):
+            lease.acquire()
+        self._leases.append(lease)
+        try:
+            yield lease
+        finally:
+            self._leases.remove(lease)
+            lease.release()
+
+    def _check_leases(self) -> None:
+        """Refuse to delete anything once a lease this sink holds is lost."""
+        for lease in self._leases:
+            lease.check()
+
+    def _experiment_tags(self, name: str, restore: bool) -> _ExperimentTags:
+        """The tags of experiment ``name``, created (or, with ``restore``, restored) first."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        eid, exp = self._experiment(name, {})
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            if not restore:
+                raise self._deleted_experiment(name, eid)
+            try:
+                client.restore_experiment(eid)
+            except MlflowException:
+                if client.get_experiment(eid).lifecycle_stage != "active":
+                    raise  # not restored by another import meanwhile
+        return _ExperimentTags(client, eid, name)
+
+    def _model_tags(self, name: str) -> _ModelTags:
+        """The tags of registered model ``name``, created first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as again:
+                if _code(again) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        return _ModelTags(self.client, name)
 
     def list_runs(self, experiment_id: str) -> list[Record]:
         """Every run of the experiment (deleted ones too) with its provenance, tags and params."""
@@ -870,6 +1022,7 @@ class MlflowSink:
         """Delete runs and the logged models they produced."""
         if not run_ids:
             return
+        self._check_leases()
         doomed = set(run_ids)
         with _errors(f"could not delete replaced runs of experiment {experiment_id}"):
             for lm in self.list_logged_models(experiment_id):
@@ -882,6 +1035,8 @@ class MlflowSink:
 
     def delete_logged_models(self, model_ids: list[str]) -> None:
         """Delete logged models (duplicates left by an interrupted import)."""
+        if model_ids:
+            self._check_leases()
         with _errors("could not delete logged models"):
             for mid in model_ids:
                 self.client.delete_logged_model(mid)
@@ -1214,6 +1369,8 @@ class MlflowSink:
 
     def delete_versions(self, name: str, versions: list[int]) -> None:
         """Delete versions (replaced ones, placeholders, or with OVERWRITE, unshared ones)."""
+        if versions:
+            self._check_leases()
         with _errors(f"could not delete versions of {name!r}"):
             for v in versions:
                 self.client.delete_model_version(name, str(v))
