@@ -24,10 +24,9 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -104,6 +103,7 @@ class ModelSink(Protocol):
         exact: bool,
     ) -> Record: ...
     def write_concurrency(self) -> int: ...
+    def remove_orphan_files(self, experiment_id: str) -> int: ...
     def reconcile_run(
         self, state: Record, run: Record, *, run_ids: dict[str, str], exact: bool
     ) -> bool: ...
@@ -256,8 +256,11 @@ class Spool:
     @classmethod
     @contextlib.contextmanager
     def open(cls, content: Content) -> Iterator[Spool]:
-        """A spool in a fresh temporary directory, removed afterwards."""
-        root = Path(tempfile.mkdtemp(prefix="arcuate-import-"))
+        """A spool in a fresh temporary directory, removed afterwards (and, should this process
+        be killed, by the next import: :mod:`arcuate.engine.spools`)."""
+        from arcuate.engine.spools import new_spool_dir
+
+        root = new_spool_dir()
         try:
             yield cls(root, content)
         finally:
@@ -658,6 +661,7 @@ class _ExperimentImport(_Import):
         sink, spool = self.sink, self.spool
         tags = (spool.experiment or {}).get("tags") or {}
         eid = sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
+        sink.remove_orphan_files(eid)  # of an import of it that was killed midway
         states = sink.list_runs(eid)
         by_source: dict[str, list[Record]] = defaultdict(list)
         for s in states:
@@ -789,9 +793,12 @@ class _ExperimentImport(_Import):
                 done[item[0]] = one(item)
                 self.progress.advance(writing)
         else:
-            for item, row in zip(rest, _bounded_map(one, rest, workers), strict=True):
-                done[item[0]] = row
-                self.progress.advance(writing)
+            # closed on every way out (Ctrl+C in this loop too): the writers are stopped and
+            # waited for before the spool whose files they upload is removed
+            with contextlib.closing(_bounded_map(one, rest, workers)) as rows:
+                for item, row in zip(rest, rows, strict=True):
+                    done[item[0]] = row
+                    self.progress.advance(writing)
         for index, _run_id, _action, _fresh in plan:
             row = done[index]
             setattr(self.report, row["action"], getattr(self.report, row["action"]) + 1)
@@ -930,9 +937,13 @@ class _ExperimentImport(_Import):
 
 def _bounded_map(
     fn: Any, items: list[tuple[int, str, str, bool]], workers: int
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """``fn`` over ``items`` on ``workers`` threads, at most 2 x workers in flight, results in
-    order; the first failure cancels what has not started and is raised."""
+    order; the first failure cancels what has not started and is raised.
+
+    Closing the generator cancels what has not started and waits for what has: a consumer
+    that may stop early must close it (``contextlib.closing``), or the threads go on until
+    the generator is collected, after the files they read may be gone."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     pending: list[Future[dict[str, Any]]] = []

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from concurrency_helpers import concurrent_imports_equal_one
+from concurrency_helpers import both_at_once, concurrent_imports_equal_one
 from export_helpers import Tricky
 from import_helpers import Share, batches_of, file_entry, recipient_context, run_row
 
@@ -101,3 +103,57 @@ def test_two_imports_at_once_into_the_server(
     """Item 6 against a tracking server: the lease works over REST as on sqlite."""
     reference = make_store(mlflow_template, workdir / "reference")
     concurrent_imports_equal_one(mlflow_server, share, reference, e="conc-e", m="conc-m")
+
+
+def test_interrupted_import_stops_its_writers_before_the_spool_goes(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl+C while runs are being written: the spool (the files being uploaded) is removed
+    only after every writer thread has stopped; nothing writes after the statement ended."""
+    from arcuate.engine import imports
+
+    calls = {"n": 0}
+    real = imports._Progress.advance
+
+    def advance(self: Any, task: Any, completed: int | None = None) -> None:
+        if completed is None:  # a run written: the second one is interrupted
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        real(self, task, completed)
+
+    monkeypatch.setattr(imports._Progress, "advance", advance)
+    monkeypatch.setattr(tempfile, "tempdir", str(workdir))
+    ctx = recipient_context(mlflow_server)
+    with pytest.raises(KeyboardInterrupt):
+        import_experiment(batches_of(many_runs(16, "cc"), 4), "interrupted", ctx)
+    writers = [t.name for t in threading.enumerate() if t.name.startswith("arcuate-import")]
+    assert writers == [], "writer threads still running after the statement ended"
+    assert not list(workdir.glob("**/arcuate-import-*")), "the spool is removed"
+
+
+def test_stress_many_small_imports_into_the_server(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 13: 20 imports of a small share into the server, every other one twice at once
+    into the same experiment; each ends complete (every file, no duplicate), and no spool
+    is left."""
+    monkeypatch.setattr(tempfile, "tempdir", str(workdir))
+    for attempt in range(20):
+        rows = many_runs(3, f"{attempt:02d}")
+        name = f"stress-{attempt}"
+
+        def one(rows: list[dict[str, Any]] = rows, name: str = name) -> Any:
+            ctx = recipient_context(mlflow_server)
+            return import_experiment(batches_of(rows, 3), name, ctx)
+
+        results = both_at_once([one, one] if attempt % 2 else [one])
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        assert sum(r.summary["added"] for r in results) == 3
+        assert sum(r.summary["files"] for r in results) == 6
+        client = mlflow_server.client()
+        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        assert len(runs) == 3
+        for run in runs:
+            assert {f.path for f in client.list_artifacts(run.info.run_id)} == {"a.txt", "dir"}
+    assert not list(workdir.glob("**/arcuate-import-*"))

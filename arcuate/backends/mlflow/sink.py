@@ -479,12 +479,16 @@ class MlflowSink:
                 and ``restore`` is not set.
         """
         what = f"could not take the import lease on {kind} {name!r}"
+        # the lease talks through a client of its own: its calls (renewals, from a thread)
+        # are not the import's
+        client = make_client(self.tracking_uri, self.registry_uri)
         tags: _ExperimentTags | _ModelTags
         with _errors(what):
             if kind == "experiment":
-                tags = self._experiment_tags(name, restore)
+                tags = _ExperimentTags(client, self._lock_experiment(name, restore), name)
             else:
-                tags = self._model_tags(name)
+                self._lock_model(name)
+                tags = _ModelTags(client, name)
         lease = Lease(tags, wait=self.lock_wait, on_wait=_tell)
         with _errors(what):
             lease.acquire()
@@ -500,8 +504,8 @@ class MlflowSink:
         for lease in self._leases:
             lease.check()
 
-    def _experiment_tags(self, name: str, restore: bool) -> _ExperimentTags:
-        """The tags of experiment ``name``, created (or, with ``restore``, restored) first."""
+    def _lock_experiment(self, name: str, restore: bool) -> str:
+        """The id of experiment ``name`` to lock, created (or, with ``restore``, restored)."""
         from mlflow.exceptions import MlflowException
 
         client = self.client
@@ -514,10 +518,10 @@ class MlflowSink:
             except MlflowException:
                 if client.get_experiment(eid).lifecycle_stage != "active":
                     raise  # not restored by another import meanwhile
-        return _ExperimentTags(client, eid, name)
+        return eid
 
-    def _model_tags(self, name: str) -> _ModelTags:
-        """The tags of registered model ``name``, created first."""
+    def _lock_model(self, name: str) -> None:
+        """Registered model ``name`` to lock, created if missing."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -530,7 +534,6 @@ class MlflowSink:
             except MlflowException as again:
                 if _code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
-        return _ModelTags(self.client, name)
 
     def list_runs(self, experiment_id: str) -> list[Record]:
         """Every run of the experiment (deleted ones too) with its provenance, tags and params."""
@@ -656,6 +659,16 @@ class MlflowSink:
                 hint=f"unset {IMPORT_PATH_ENV} (or set it to auto) to use MLflow's public API",
             )
         return self._bulk is not None
+
+    def remove_orphan_files(self, experiment_id: str) -> int:
+        """Remove what killed bulk batches left in the experiment's artifact location (files
+        of runs that were never committed); how many directories. Call it holding the
+        experiment's import lease. Only stores the bulk path writes to can have any."""
+        from arcuate.backends.mlflow.bulk import eligible_store, remove_orphans
+
+        with _errors(f"could not clean the artifact location of experiment {experiment_id}"):
+            store, _why = eligible_store(self.client)
+            return 0 if store is None else remove_orphans(store, experiment_id)
 
     def write_concurrency(self) -> int:
         """How many runs an import may write at the same time through this sink."""
