@@ -50,7 +50,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     root = tmp_path_factory.mktemp("served")
     store = DeltaLakeTableStore(str(root / "warehouse"))
-    written = store.write(("ml", "many"), batches_of(many_runs(RUNS, "ab"), 5), content="experiment")
+    rows = batches_of(many_runs(RUNS, "ab"), 5)
+    written = store.write(("ml", "many"), rows, content="experiment")
     catalog = LocalShareCatalog(root / "shares.yaml")
     catalog.add_table("ml", "default", "many", written.location)
     _record, token = catalog.create_recipient("bob")

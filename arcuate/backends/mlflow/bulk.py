@@ -96,8 +96,8 @@ def remove_orphans(store: SqlAlchemyStore, experiment_id: str) -> int:
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
     from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlRun
 
-    location = store.get_experiment(experiment_id).artifact_location  # type: ignore[no-untyped-call]
-    repo = get_artifact_repository(location)
+    experiment = store.get_experiment(experiment_id)  # type: ignore[no-untyped-call]
+    repo = get_artifact_repository(experiment.artifact_location)
     if not isinstance(repo, LocalArtifactRepository):
         return 0
     root = repo.artifact_dir
