@@ -120,3 +120,31 @@ def test_the_lease_excludes_under_contention(recipient_store: Any) -> None:
     assert not [r for r in results if isinstance(r, BaseException)], results
     assert most[0] == 1 and sorted(served) == list(range(6))
     assert not [k for k in client.get_experiment(eid).tags if k.startswith("arcuate.lock.")]
+
+
+def test_a_lease_that_is_not_renewed_or_taken_away_is_lost(recipient_store: Any) -> None:
+    """A holder whose tag another contender removed (it took it for expired), or that could
+    not renew in time, refuses to go on."""
+    client = recipient_store.client()
+    eid = client.create_experiment("e")
+    taken = Lease(_ExperimentTags(client, eid, "e"), renew=0.1)
+    taken.acquire()
+    client.delete_experiment_tag(eid, taken.key)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            taken.check()
+        except ConflictError as exc:
+            assert "its tag was removed" in str(exc)
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the removed tag was not noticed")
+    taken.release()
+    stalled = Lease(_ExperimentTags(client, eid, "e"), ttl=0.5, renew=60)
+    stalled.acquire()
+    time.sleep(0.6)
+    with pytest.raises(ConflictError, match="lost its lease on experiment 'e'"):
+        stalled.check()
+    stalled.release()
+    assert not [k for k in client.get_experiment(eid).tags if k.startswith("arcuate.lock.")]

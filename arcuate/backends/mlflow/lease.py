@@ -178,7 +178,7 @@ class Lease:
         if self._lost is not None:
             raise ConflictError(
                 f"this import lost its lease on {self.tags.what} ({self._lost}): another "
-                "import may have started, so this one stops before deleting anything",
+                "import may have started, so this one stops before it creates or deletes more",
                 hint="run the statement again: it finishes what was written",
             )
 

@@ -500,7 +500,8 @@ class MlflowSink:
             lease.release()
 
     def _check_leases(self) -> None:
-        """Refuse to delete anything once a lease this sink holds is lost."""
+        """Refuse to create or delete runs or versions once a lease this sink holds is lost
+        (another import may be writing the same target now)."""
         for lease in self._leases:
             lease.check()
 
@@ -706,6 +707,7 @@ class MlflowSink:
             return {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
         if not self.bulk_runs(experiment_id) or self._bulk is None:
             raise BackendError("the bulk import path is not available for this store")
+        self._check_leases()
         items = [
             NewRun(
                 run_id=r["run_id"],
@@ -744,6 +746,7 @@ class MlflowSink:
         if run.get("user_id"):
             tags[USER_TAG] = run["user_id"]
         name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG)
+        self._check_leases()
         with _errors(f"could not create the run for source run {source_run_id}"):
             created = self.client.create_run(
                 experiment_id, start_time=run.get("start_time"), tags=tags, run_name=name
@@ -1288,6 +1291,7 @@ class MlflowSink:
         placeholder versions that are deleted at once. Returns the number MLflow gave.
         """
         client = self.client
+        self._check_leases()
         nxt = self._next_version.get(name, 1)
         common: dict[str, Any] = {"run_id": run_id, "await_creation_for": 0}
         if model_id is not None:
