@@ -12,7 +12,8 @@ An import is a stream over record batches, in two passes:
    change them in place), new ones added. The content hash is written last, so an interrupted
    import leaves records marked incomplete, and running it again finishes them without
    duplicates. Old runs/versions (replaced ones; with ``overwrite``, everything not shared) are
-   deleted only after all new ones are in place.
+   deleted only after all new ones are in place. This pass holds the target's import lease
+   (``ModelSink.lock``): two imports of one target never write at the same time.
 
 The MLflow side is reached through ``ctx.model_sink`` (:class:`ModelSink`).
 """

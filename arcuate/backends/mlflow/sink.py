@@ -417,8 +417,10 @@ class MlflowSink:
                 name, artifact_location=self._new_artifact_location(), tags=tags or None
             )
         except MlflowException as exc:
+            if _code(exc) != "RESOURCE_ALREADY_EXISTS":
+                raise
             exp = client.get_experiment_by_name(name)
-            if _code(exc) != "RESOURCE_ALREADY_EXISTS" or exp is None:
+            if exp is None:
                 raise
             return str(exp.experiment_id), exp
         return str(eid), None
