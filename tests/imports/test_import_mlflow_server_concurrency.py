@@ -136,25 +136,25 @@ def test_interrupted_import_stops_its_writers_before_the_spool_goes(
 def test_stress_many_small_imports_into_the_server(
     mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Item 13: 20 imports of a small share into the server, every other one twice at once
+    """Item 13: 20 imports of a small share into the server, every third one twice at once
     into the same experiment; each ends complete (every file, no duplicate), and no spool
     is left."""
     monkeypatch.setattr(tempfile, "tempdir", str(workdir))
     for attempt in range(20):
-        rows = many_runs(3, f"{attempt:02d}")
+        rows = many_runs(2, f"{attempt:02d}")
         name = f"stress-{attempt}"
 
         def one(rows: list[dict[str, Any]] = rows, name: str = name) -> Any:
             ctx = recipient_context(mlflow_server)
             return import_experiment(batches_of(rows, 3), name, ctx)
 
-        results = both_at_once([one, one] if attempt % 2 else [one])
+        results = both_at_once([one, one] if attempt % 3 == 0 else [one])
         assert not [r for r in results if isinstance(r, BaseException)], results
-        assert sum(r.summary["added"] for r in results) == 3
-        assert sum(r.summary["files"] for r in results) == 6
+        assert sum(r.summary["added"] for r in results) == 2
+        assert sum(r.summary["files"] for r in results) == 4
         client = mlflow_server.client()
         runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-        assert len(runs) == 3
+        assert len(runs) == 2
         for run in runs:
             assert {f.path for f in client.list_artifacts(run.info.run_id)} == {"a.txt", "dir"}
     assert not list(workdir.glob("**/arcuate-import-*"))

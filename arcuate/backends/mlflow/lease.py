@@ -45,7 +45,7 @@ RENEW: Final = 20.0
 #: Seconds an import waits for another one before it gives up, unless configured.
 WAIT: Final = 600.0
 _POLL_FIRST: Final = 0.1
-_POLL_MAX: Final = 2.0
+_POLL_MAX: Final = 1.0
 
 
 class TagStore(Protocol):
