@@ -15,7 +15,8 @@ An import is a stream over record batches, in two passes:
    last, so an interrupted import leaves records marked incomplete, and running it again
    finishes them without duplicates. Old runs/versions (replaced ones; with ``overwrite``,
    everything not shared) are deleted only after all new ones are in place, except runs a
-   model version uses.
+   model version uses. This pass holds the target's import
+   lease (``ModelSink.lock``): two imports of one target never write at the same time.
 
 The MLflow side is reached through ``ctx.model_sink`` (:class:`ModelSink`).
 """
@@ -27,10 +28,9 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -132,6 +132,7 @@ class ModelSink(Protocol):
         provenance: dict[str, str] | None = ...,
     ) -> Record: ...
     def write_concurrency(self) -> int: ...
+    def remove_orphan_files(self, experiment_id: str) -> int: ...
     def reconcile_run(
         self, state: Record, run: Record, *, run_ids: dict[str, str], exact: bool
     ) -> bool: ...
@@ -192,6 +193,9 @@ class ModelSink(Protocol):
     def link_logged_model(self, model_id: str, name: str, version: int) -> None: ...
     def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None: ...
     def delete_versions(self, name: str, versions: list[int]) -> None: ...
+    def lock(
+        self, kind: str, name: str, *, restore: bool = ...
+    ) -> contextlib.AbstractContextManager[Any]: ...
 
 
 if TYPE_CHECKING:
@@ -310,8 +314,11 @@ class Spool:
     @classmethod
     @contextlib.contextmanager
     def open(cls, content: Content) -> Iterator[Spool]:
-        """A spool in a fresh temporary directory, removed afterwards."""
-        root = Path(tempfile.mkdtemp(prefix="arcuate-import-"))
+        """A spool in a fresh temporary directory, removed afterwards (and, should this process
+        be killed, by the next import: :mod:`arcuate.engine.spools`)."""
+        from arcuate.engine.spools import new_spool_dir
+
+        root = new_spool_dir()
         try:
             yield cls(root, content)
         finally:
@@ -684,9 +691,12 @@ def import_experiment(
         reading = progress.task("validating shared rows", None)
         spool.ingest(batches, lambda n: progress.advance(reading, n))
         found = prov.origin_of(source) if origin is None else prov.Origin(source, origin)
-        report = _ExperimentImport(
-            ctx.model_sink, spool, name, overwrite, source, progress, found
-        ).run()
+        # one import per target at a time: a second one waits, then finds the runs in place
+        with ctx.model_sink.lock("experiment", name, restore=overwrite) as lease:
+            imp = _ExperimentImport(
+                ctx.model_sink, spool, name, overwrite, source, progress, found
+            )
+            report = imp.run()
         spool_bytes = spool.bytes
         helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
@@ -705,6 +715,8 @@ def import_experiment(
     }
     if report.unlinked:
         summary["unlinked"] = report.unlinked
+    if lease.waited >= 1:
+        summary["waited"] = round(lease.waited, 1)
     if helper:
         summary["helper_peak_rss"] = helper
     return StatementResult(
@@ -752,6 +764,7 @@ class _ExperimentImport(_Import):
         self._locations = {}
         tags = (spool.experiment or {}).get("tags") or {}
         eid = sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
+        sink.remove_orphan_files(eid)  # of an import of it that was killed midway
         states = sink.list_runs(eid)
         by_source: dict[str, list[Record]] = defaultdict(list)
         for s in states:
@@ -886,9 +899,12 @@ class _ExperimentImport(_Import):
                 done[item[0]] = one(item)
                 self.progress.advance(writing)
         else:
-            for item, row in zip(rest, _bounded_map(one, rest, workers), strict=True):
-                done[item[0]] = row
-                self.progress.advance(writing)
+            # closed on every way out (Ctrl+C in this loop too): the writers are stopped and
+            # waited for before the spool whose files they upload is removed
+            with contextlib.closing(_bounded_map(one, rest, workers)) as rows:
+                for item, row in zip(rest, rows, strict=True):
+                    done[item[0]] = row
+                    self.progress.advance(writing)
         for index, _run_id, _action, _fresh in plan:
             row = done[index]
             setattr(self.report, row["action"], getattr(self.report, row["action"]) + 1)
@@ -1097,9 +1113,13 @@ def keep_used(
 
 def _bounded_map(
     fn: Any, items: list[tuple[int, str, str, bool]], workers: int
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """``fn`` over ``items`` on ``workers`` threads, at most 2 x workers in flight, results in
-    order; the first failure cancels what has not started and is raised."""
+    order; the first failure cancels what has not started and is raised.
+
+    Closing the generator cancels what has not started and waits for what has: a consumer
+    that may stop early must close it (``contextlib.closing``), or the threads go on until
+    the generator is collected, after the files they read may be gone."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     pending: list[Future[dict[str, Any]]] = []
@@ -1143,8 +1163,9 @@ def import_model(
     with Spool.open("model") as spool, progress.running():
         reading = progress.task("validating shared rows", None)
         spool.ingest(batches, lambda n: progress.advance(reading, n))
-        imp = _ModelImport(ctx.model_sink, spool, name, overwrite, source, progress)
-        report = imp.run()
+        with ctx.model_sink.lock("model", name) as lease:
+            imp = _ModelImport(ctx.model_sink, spool, name, overwrite, source, progress)
+            report = imp.run()
         helper = spool.helper_peak_rss
     summary: dict[str, Any] = {
         "model": name,
@@ -1159,6 +1180,8 @@ def import_model(
     }
     if report.stale:
         summary["stale"] = report.stale
+    if lease.waited >= 1:
+        summary["waited"] = round(lease.waited, 1)
     if helper:
         summary["helper_peak_rss"] = helper
     moved = {

@@ -133,7 +133,7 @@ def test_local_listing_matches_mlflows_and_refuses_escaping_links(tmp_path: Path
     import pytest
     from mlflow.exceptions import MlflowException
 
-    from arcuate.backends.mlflow.source import _list_local
+    from arcuate.backends.mlflow.source import OutsideLinkError, _list_local
 
     root = tmp_path / "artifacts"
     (root / "model" / "data" / "deep").mkdir(parents=True)
@@ -153,6 +153,7 @@ def test_local_listing_matches_mlflows_and_refuses_escaping_links(tmp_path: Path
     (root / "escape").symlink_to(outside)
     with pytest.raises(MlflowException) as theirs:
         mlflow_listing(str(root))
-    with pytest.raises(MlflowException) as ours:
+    with pytest.raises(OutsideLinkError) as ours:
         _list_local(str(root))
-    assert ours.value.message == theirs.value.message
+    assert (ours.value.path, ours.value.kind) == ("escape", "directory")
+    assert "outside the artifact directory" in theirs.value.message

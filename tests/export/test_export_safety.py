@@ -194,3 +194,50 @@ def test_no_credentials_enter_the_table(mlflow_server: Any, workdir: Path) -> No
     with pytest.raises(NotFoundError) as err:
         export_experiment(ExportExperiment("secret"), ctx)
     assert SECRET not in str(err.value) and "did you mean 'secrets'?" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_links_that_lead_outside_the_artifacts_are_refused(
+    mlflow_store: Any, workdir: Path, kind: str
+) -> None:
+    """A symbolic link in a run's artifact directory that leads outside it (here to a key
+    file): the export is refused, naming the link, and nothing of the target is written.
+    Files and directories alike (links that stay inside are followed, as MLflow does)."""
+    import arcuate
+
+    outside = workdir / "home"
+    outside.mkdir()
+    (outside / "id_rsa").write_bytes(SECRET.encode())
+    client = mlflow_store.client()
+    eid = client.create_experiment("links", artifact_location=str(workdir / "artifacts"))
+    rid = client.create_run(eid).info.run_id
+    src = workdir / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("fine")
+    client.log_artifacts(rid, str(src))
+    client.set_terminated(rid)
+    artifacts = Path(client.get_run(rid).info.artifact_uri)
+    (artifacts / "inside.txt").symlink_to(artifacts / "ok.txt")  # stays inside: exported
+    link = "notes/key" if kind == "file" else "notes/home"
+    (artifacts / "notes").mkdir()
+    (artifacts / link).symlink_to(outside / "id_rsa" if kind == "file" else outside)
+
+    settings = Settings(
+        tracking_uri=mlflow_store.tracking_uri,
+        registry_uri=mlflow_store.registry_uri,
+        warehouse=str(workdir / "wh"),
+        catalog=str(workdir / "shares.yaml"),
+        progress=False,
+    )
+    with pytest.raises(BackendError) as info:
+        arcuate.execute(
+            "CREATE SHARE s WITH TABLE ml.links FROM EXPERIMENT links", settings=settings
+        )
+    text = str(info.value)
+    assert info.value.code == "ARC430"
+    assert f"artifact {link!r} of run {rid}" in text
+    assert "symbolic link" in text and "outside the artifact directory" in text
+    assert not committed(workdir / "wh" / "ml" / "links")
+    for path in (workdir / "wh").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path

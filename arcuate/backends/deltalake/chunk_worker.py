@@ -35,6 +35,7 @@ from typing import IO, Any, Final
 from deltalake.transaction import AddAction
 
 from arcuate import workers
+from arcuate.backends.deltalake.writers import join_writer
 from arcuate.backends.protocols import ChunkedFile, FileRef
 from arcuate.errors import ArcuateError, BackendError
 from arcuate.format.schema import Content
@@ -94,12 +95,14 @@ def job_from(doc: dict[str, Any]) -> ChunkedFile:
 class ChunkWorker:
     """The helper process of one table write, started on the first large file."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, writer: str | None = None, lock: Path | None = None) -> None:
         self.location = location
-        self.prefix = f"part-chunks-{uuid.uuid4().hex[:12]}"
+        # named for the table's writer (``writers``); the helper shares its lock
+        self.prefix = f"part-chunks-{writer or uuid.uuid4().hex[:12]}"
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()/abort()
+        extra = [str(lock)] if lock is not None else []
         self._proc = subprocess.Popen(
-            [*workers.command(__name__), location, self.prefix],
+            [*workers.command(__name__), location, self.prefix, *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._errors,
@@ -237,6 +240,13 @@ def write_and_commit(location: str, prefix: str, lines: IO[str]) -> dict[str, An
 def main() -> int:
     location, prefix = sys.argv[1], sys.argv[2]
     try:
+        if len(sys.argv) > 3:
+            # hold the writer's lock too (until this process ends): it may be this helper
+            # that commits, after its parent was killed
+            try:
+                join_writer(sys.argv[3])
+            except OSError as exc:
+                raise BackendError("the export that started this helper has ended") from exc
         out = write_and_commit(location, prefix, sys.stdin)
     except ArcuateError as exc:
         out = {"ok": False, "error": workers.error_doc(exc)}

@@ -8,7 +8,9 @@ writes, so an export held about four times its data in memory (a 400 MB artifact
 file every :data:`FILE_BYTES`), and only once the producer is exhausted are the files committed
 to the Delta log in **one** transaction through deltalake's transaction API. Until that commit
 the new files are invisible to every reader, so a failure midway (the producer's own exception
-is re-raised) leaves the previous table version intact; the orphaned files are deleted.
+is re-raised) leaves the previous table version intact; the orphaned files are deleted. Those
+of a writer that was killed are deleted by the next write of the table
+(:mod:`arcuate.backends.deltalake.writers`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from arcuate.backends.deltalake.chunk_worker import ChunkWorker, wanted
+from arcuate.backends.deltalake.writers import WRITERS_DIR, WriterLock, reclaim
 from arcuate.backends.protocols import ChunkedFile, TableVersion, WriteMode
 from arcuate.errors import BackendError, ConfigurationError, ConflictError, NotFoundError
 from arcuate.format.records import expand
@@ -268,6 +271,7 @@ class DeltaLakeTableStore:
         if mode == "error" and existing is not None:
             raise ConflictError(f"table {'.'.join(table)} already exists at {location}")
         created_dir = False
+        writer: WriterLock | None = None
         local = _local_path(location)
         if local is None:  # an object store: write through deltalake's own filesystem
             from deltalake.fs import DeltaStorageHandler
@@ -277,7 +281,10 @@ class DeltaLakeTableStore:
         else:
             created_dir = not local.exists()
             local.mkdir(parents=True, exist_ok=True)
-            files = ParquetFiles(str(local), None)
+            # files named for this writer; those of killed writers go (never a live one's)
+            writer = WriterLock(local)
+            reclaim(local, keep=writer.id)
+            files = ParquetFiles(str(local), None, prefix=f"part-{writer.id}")
         counter = _Counter()
         worker: ChunkWorker | None = None
         try:
@@ -285,8 +292,8 @@ class DeltaLakeTableStore:
                 if not isinstance(item, ChunkedFile):
                     counter.add(item)
                     files.write(item)
-                elif local is not None and wanted(item):
-                    worker = worker or ChunkWorker(str(local))
+                elif local is not None and writer is not None and wanted(item):
+                    worker = worker or ChunkWorker(str(local), writer.id, writer.path)
                     worker.send(item)
                 else:
                     for batch in expand([item]):
@@ -307,9 +314,13 @@ class DeltaLakeTableStore:
             if worker is not None:
                 worker.abort()
             files.abort()
+            if writer is not None:
+                writer.release()
             if created_dir and local is not None:
                 _remove_empty(local)
             raise
+        if writer is not None:
+            writer.release()
         return TableVersion(
             location,
             version,
@@ -407,11 +418,13 @@ def _same_metadata(dt: DeltaTable, name: str, description: str) -> bool:
 
 
 def _remove_empty(path: Path) -> None:
-    """Remove ``path`` (and a ``_delta_log`` left empty in it) when nothing else is there."""
+    """Remove ``path`` (and a ``_delta_log`` or writers' directory left empty in it) when
+    nothing else is there."""
     with contextlib.suppress(OSError):
-        log = path / "_delta_log"
-        if log.is_dir() and not any(log.iterdir()):
-            log.rmdir()
+        for inner in ("_delta_log", WRITERS_DIR):
+            folder = path / inner
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         path.rmdir()
 
 

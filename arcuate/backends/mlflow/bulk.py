@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,66 @@ def eligible_store(client: Any) -> tuple[SqlAlchemyStore | None, str]:
     if revision not in COVERED_REVISIONS:
         return None, f"schema revision {revision} is not one the bulk path is tested against"
     return store, f"{dialect} store at schema revision {revision}"
+
+
+#: Names MLflow gives run and logged-model artifact directories (uuid4 hex ids).
+_RUN_DIR: Final = re.compile(r"[0-9a-f]{32}")
+_MODEL_DIR: Final = re.compile(r"m-[0-9a-f]{32}")
+
+
+def remove_orphans(store: SqlAlchemyStore, experiment_id: str) -> int:
+    """Remove the artifact directories of runs and logged models that no row names: what a
+    batch left when its process was killed between its uploads and its commit. How many.
+
+    Only directories named like MLflow's ids, in the experiment's local artifact location
+    (``<location>/<run id>``, ``<location>/models/<model id>``), whose ids no run or logged
+    model of the whole store has. MLflow's own API writes a run's or model's row before its
+    files, so such a directory can only come from the bulk path, and the caller holds the
+    import lease of the experiment: no batch of it is between uploads and commit now.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlRun
+
+    experiment = store.get_experiment(experiment_id)  # type: ignore[no-untyped-call]
+    repo = get_artifact_repository(experiment.artifact_location)
+    if not isinstance(repo, LocalArtifactRepository):
+        return 0
+    root = repo.artifact_dir
+    runs = _children(root, _RUN_DIR)
+    models = _children(os.path.join(root, "models"), _MODEL_DIR)
+    doomed = [os.path.join(root, r) for r in runs - _known(store, SqlRun.run_uuid, runs)]
+    doomed += [
+        os.path.join(root, "models", m)
+        for m in models - _known(store, SqlLoggedModel.model_id, models)
+    ]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(doomed)
+
+
+def _children(folder: str, pattern: re.Pattern[str]) -> set[str]:
+    """Names of the subdirectories of ``folder`` that match ``pattern`` (not links)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return set()
+    return {
+        e.name for e in entries if pattern.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+    }
+
+
+def _known(store: SqlAlchemyStore, column: Any, ids: set[str]) -> set[str]:
+    """Which of ``ids`` the store has a row for (in ``column``)."""
+    import sqlalchemy as sa
+
+    found: set[str] = set()
+    wanted = sorted(ids)
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            query = sa.select(column).where(column.in_(wanted[start : start + 500]))
+            found.update(str(x) for x in conn.execute(query).scalars())
+    return found
 
 
 def sanitize(value: float) -> tuple[bool, float]:

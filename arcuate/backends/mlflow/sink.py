@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.abc
-import io
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlparse
 
 from arcuate.backends.mlflow.connect import make_client, redact_uri
+from arcuate.backends.mlflow.lease import LOCK_PREFIX, WAIT, Lease
 from arcuate.backends.protocols import Record
 from arcuate.errors import BackendError, ConfigurationError, ConflictError
 from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
@@ -101,6 +101,8 @@ _PAGE: Final = 1000
 #: eligible). Read from this environment variable when a sink is built.
 IMPORT_PATH_ENV: Final = "ARCUATE_IMPORT_PATH"
 IMPORT_PATHS: Final = ("auto", "api", "bulk")
+#: Seconds an import waits for another import of the same target (read when a sink is built).
+LOCK_WAIT_ENV: Final = "ARCUATE_LOCK_WAIT"
 #: Runs written at the same time against a remote tracking server (each is a few requests in
 #: a row; overlapping them hides the network's latency). Local stores write one at a time.
 REMOTE_WRITERS: Final = 4
@@ -112,7 +114,7 @@ PointKey = tuple[str, int, int, float | str]
 
 
 def _is_managed(key: str) -> bool:
-    return key in MANAGED
+    return key in MANAGED or key.startswith(LOCK_PREFIX)
 
 
 def files_digest(files: list[Record]) -> str:
@@ -311,6 +313,67 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def _lock_wait() -> float:
+    """Seconds to wait for another import of the same target (:data:`LOCK_WAIT_ENV`)."""
+    text = os.environ.get(LOCK_WAIT_ENV)
+    if not text:
+        return WAIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigurationError(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds (>= 0)")
+    return value
+
+
+def _tell(text: str) -> None:
+    """A note for the user that is not a result: on stderr, like progress."""
+    print(f"arcuate: {text}", file=sys.stderr, flush=True)
+
+
+class _ExperimentTags:
+    """The tags of one experiment, for a :class:`Lease`."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, name: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.what = f"experiment {name!r}"
+
+    def read(self) -> dict[str, str]:
+        with spark_guard():
+            return dict(self.client.get_experiment(self.experiment_id).tags or {})
+
+    def write(self, key: str, value: str) -> None:
+        with spark_guard():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
+
+    def delete(self, key: str) -> None:
+        with spark_guard():
+            self.client.delete_experiment_tag(self.experiment_id, key)
+
+
+class _ModelTags:
+    """The tags of one registered model, for a :class:`Lease`."""
+
+    def __init__(self, client: MlflowClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.what = f"registered model {name!r}"
+
+    def read(self) -> dict[str, str]:
+        with spark_guard():
+            return dict(self.client.get_registered_model(self.name).tags or {})
+
+    def write(self, key: str, value: str) -> None:
+        with spark_guard():
+            self.client.set_registered_model_tag(self.name, key, value)
+
+    def delete(self, key: str) -> None:
+        with spark_guard():
+            self.client.delete_registered_model_tag(self.name, key)
+
+
 class MlflowSink:
     """Writes imported runs, logged models, files and registry versions into one MLflow.
 
@@ -341,6 +404,8 @@ class MlflowSink:
         self.import_path = path
         self._bulk: BulkRunWriter | None = None
         self._bulk_reason: str | None = None
+        self.lock_wait = _lock_wait()
+        self._leases: list[Lease] = []
 
     def __repr__(self) -> str:
         return f"MlflowSink({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
@@ -372,6 +437,37 @@ class MlflowSink:
                 return str(Path(db).absolute().parent / "mlruns" / name)
         return None
 
+    def _experiment(self, name: str, tags: dict[str, str]) -> tuple[str, Any]:
+        """Experiment ``name``: its id, and the experiment when it existed (None when this
+        call created it, with ``tags``). Another import creating it at the same moment is
+        not an error."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id), exp
+        try:
+            eid = client.create_experiment(
+                name, artifact_location=self._new_artifact_location(), tags=tags or None
+            )
+        except MlflowException as exc:
+            if _code(exc) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id), exp
+        return str(eid), None
+
+    @staticmethod
+    def _deleted_experiment(name: str, eid: str) -> ConflictError:
+        return ConflictError(
+            f"experiment {name!r} exists but is deleted (MLflow keeps its name)",
+            hint="use OVERWRITE to restore and replace it, restore it with "
+            f"`mlflow experiments restore --experiment-id {eid}`, or pick another name",
+        )
+
     def prepare_experiment(
         self,
         name: str,
@@ -386,33 +482,23 @@ class MlflowSink:
 
         An existing one gets the shared tags (and, when ``exact``, loses tags the share does
         not have). A deleted one is restored when ``restore``, else it is a conflict: MLflow
-        keeps deleted names reserved. Shared tags never set arcuate's own (``arcuate.*``).
-        With ``owner``, the experiment is created with that ``arcuate.owner`` tag, and an
-        existing one without it is a conflict.
+        keeps deleted names reserved. Shared tags never set arcuate's own (``arcuate.*``, lease
+        tags included). With ``owner``, the experiment is created with that ``arcuate.owner``
+        tag, and an existing one without it is a conflict.
         """
         client = self.client
         tags = {k: v for k, v in tags.items() if not _is_managed(k)}
         with _errors(f"could not prepare experiment {name!r}"):
-            exp = client.get_experiment_by_name(name)
+            eid, exp = self._experiment(name, {**tags, OWNER: owner} if owner else tags)
             if exp is None:
-                created = {**tags, OWNER: owner} if owner else tags
-                return str(
-                    client.create_experiment(
-                        name, artifact_location=self._new_artifact_location(), tags=created or None
-                    )
-                )
-            eid = str(exp.experiment_id)
+                return eid
             if owner is not None and (exp.tags or {}).get(OWNER) != owner:
                 raise ConflictError(
                     f"experiment {name!r} exists and was not created by arcuate for {owner}"
                 )
             if exp.lifecycle_stage == "deleted":
                 if not restore:
-                    raise ConflictError(
-                        f"experiment {name!r} exists but is deleted (MLflow keeps its name)",
-                        hint="use OVERWRITE to restore and replace it, restore it with "
-                        f"`mlflow experiments restore --experiment-id {eid}`, or pick another name",
-                    )
+                    raise self._deleted_experiment(name, eid)
                 client.restore_experiment(eid)
             if update_tags:
                 current = dict(exp.tags or {})
@@ -424,6 +510,75 @@ class MlflowSink:
                         if key not in tags and not _is_managed(key):
                             client.delete_experiment_tag(eid, key)
             return eid
+
+    # -- the import lease ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, kind: str, name: str, *, restore: bool = False) -> Iterator[Lease]:
+        """Hold the import lease on experiment or registered model ``name`` (``kind``),
+        created if missing (:mod:`arcuate.backends.mlflow.lease`); waits for another import
+        of it for up to :attr:`lock_wait` seconds, saying so on stderr.
+
+        Raises:
+            ConflictError: another import held it for too long, or the experiment is deleted
+                and ``restore`` is not set.
+        """
+        what = f"could not take the import lease on {kind} {name!r}"
+        # the lease talks through a client of its own: its calls (renewals, from a thread)
+        # are not the import's
+        client = make_client(self.tracking_uri, self.registry_uri)
+        tags: _ExperimentTags | _ModelTags
+        with _errors(what):
+            if kind == "experiment":
+                tags = _ExperimentTags(client, self._lock_experiment(name, restore), name)
+            else:
+                self._lock_model(name)
+                tags = _ModelTags(client, name)
+        lease = Lease(tags, wait=self.lock_wait, on_wait=_tell)
+        with _errors(what):
+            lease.acquire()
+        self._leases.append(lease)
+        try:
+            yield lease
+        finally:
+            self._leases.remove(lease)
+            lease.release()
+
+    def _check_leases(self) -> None:
+        """Refuse to create or delete runs or versions once a lease this sink holds is lost
+        (another import may be writing the same target now)."""
+        for lease in self._leases:
+            lease.check()
+
+    def _lock_experiment(self, name: str, restore: bool) -> str:
+        """The id of experiment ``name`` to lock, created (or, with ``restore``, restored)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        eid, exp = self._experiment(name, {})
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            if not restore:
+                raise self._deleted_experiment(name, eid)
+            try:
+                client.restore_experiment(eid)
+            except MlflowException:
+                if client.get_experiment(eid).lifecycle_stage != "active":
+                    raise  # not restored by another import meanwhile
+        return eid
+
+    def _lock_model(self, name: str) -> None:
+        """Registered model ``name`` to lock, created if missing."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as again:
+                if _code(again) != "RESOURCE_ALREADY_EXISTS":
+                    raise
 
     def list_runs(self, experiment_id: str) -> list[Record]:
         """Every run of the experiment (deleted ones too) with its provenance, tags and params."""
@@ -578,6 +733,16 @@ class MlflowSink:
             )
         return self._bulk is not None
 
+    def remove_orphan_files(self, experiment_id: str) -> int:
+        """Remove what killed bulk batches left in the experiment's artifact location (files
+        of runs that were never committed); how many directories. Call it holding the
+        experiment's import lease. Only stores the bulk path writes to can have any."""
+        from arcuate.backends.mlflow.bulk import eligible_store, remove_orphans
+
+        with _errors(f"could not clean the artifact location of experiment {experiment_id}"):
+            store, _why = eligible_store(self.client)
+            return 0 if store is None else remove_orphans(store, experiment_id)
+
     def write_concurrency(self) -> int:
         """How many runs an import may write at the same time through this sink."""
         scheme = urlparse(self.tracking_uri).scheme.lower()
@@ -615,6 +780,7 @@ class MlflowSink:
             return {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
         if not self.bulk_runs(experiment_id) or self._bulk is None:
             raise BackendError("the bulk import path is not available for this store")
+        self._check_leases()
         items = [
             NewRun(
                 run_id=r["run_id"],
@@ -658,6 +824,7 @@ class MlflowSink:
         if run.get("user_id"):
             tags[USER_TAG] = run["user_id"]
         name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG)
+        self._check_leases()
         with _errors(f"could not create the run for source run {source_run_id}"):
             created = self.client.create_run(
                 experiment_id, start_time=run.get("start_time"), tags=tags, run_name=name
@@ -893,12 +1060,26 @@ class MlflowSink:
                 client.update_run(run_id, name=name)
             status, end = run["status"], run.get("end_time")
             if end is not None and (current.info.status != status or current.info.end_time != end):
-                # against a server MLflow prints a "View run" link per call: not for imports
-                with contextlib.redirect_stdout(io.StringIO()):
-                    client.set_terminated(run_id, status, end_time=end)
+                self._terminate(run_id, status, end)
             elif end is None and current.info.status != status:
                 client.update_run(run_id, status=status)
         return stats
+
+    def _terminate(self, run_id: str, status: str, end_time: int) -> None:
+        """Status and end time of a finished run, written the way ``set_terminated`` does.
+
+        Not through ``set_terminated`` itself: against a server it first reads the run back
+        to print a "View run" link on ``sys.stdout``. Swapping ``sys.stdout`` to hide it is
+        not possible here (the streams are the whole process's, and runs are written by
+        several threads), and MLflow's switch for it is an environment variable, process-wide
+        too. The store call it ends with is the same, and saves that read.
+        """
+        from mlflow.entities import RunStatus
+
+        store = self.client._tracking_client.store
+        store.update_run_info(
+            run_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None
+        )
 
     def finish_run(
         self,
@@ -948,6 +1129,7 @@ class MlflowSink:
         """Delete runs and the logged models they produced."""
         if not run_ids:
             return
+        self._check_leases()
         doomed = set(run_ids)
         with _errors(f"could not delete replaced runs of experiment {experiment_id}"):
             for lm in self.list_logged_models(experiment_id):
@@ -960,6 +1142,8 @@ class MlflowSink:
 
     def delete_logged_models(self, model_ids: list[str]) -> None:
         """Delete logged models (duplicates left by an interrupted import)."""
+        if model_ids:
+            self._check_leases()
         with _errors("could not delete logged models"):
             for mid in model_ids:
                 self.client.delete_logged_model(mid)
@@ -1328,6 +1512,7 @@ class MlflowSink:
         placeholder versions that are deleted at once. Returns the number MLflow gave.
         """
         client = self.client
+        self._check_leases()
         nxt = self._next_version.get(name, 1)
         common: dict[str, Any] = {"run_id": run_id, "await_creation_for": 0}
         if model_id is not None:
@@ -1436,6 +1621,8 @@ class MlflowSink:
 
     def delete_versions(self, name: str, versions: list[int]) -> None:
         """Delete versions (replaced ones, placeholders, or with OVERWRITE, unshared ones)."""
+        if versions:
+            self._check_leases()
         with _errors(f"could not delete versions of {name!r}"):
             for v in versions:
                 self.client.delete_model_version(name, str(v))

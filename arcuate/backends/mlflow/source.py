@@ -167,16 +167,27 @@ def _opener(path: str) -> Callable[[], IO[bytes]]:
     return open_local
 
 
+class OutsideLinkError(Exception):
+    """A symbolic link in an artifact directory leads outside it (``path``: the link's)."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(path)
+        self.path = path
+        self.kind = kind
+
+
 def _list_local(artifact_dir: str) -> list[tuple[str, str]]:
     """(path with ``/``, full path) of every file under a local artifact directory, sorted.
 
     What MLflow's ``LocalArtifactRepository.list_artifacts`` gives when called directory by
-    directory (in-progress uploads skipped; a directory that resolves outside the root is
-    refused with the same error), without its per-call path objects: about half of a small
-    run's export time went there.
-    """
-    from mlflow.exceptions import MlflowException
+    directory (in-progress uploads skipped), without its per-call path objects: about half of
+    a small run's export time went there. A link that leads outside the directory is refused,
+    a file's as a directory's (MLflow refuses only directories, and would export the bytes a
+    file link points at, a key file for instance); links that stay inside are followed.
 
+    Raises:
+        OutsideLinkError: a link leads outside the artifact directory.
+    """
     base = os.path.realpath(artifact_dir)
     inside = base.rstrip(os.sep) + os.sep
     files: list[tuple[str, str]] = []
@@ -186,7 +197,7 @@ def _list_local(artifact_dir: str) -> list[tuple[str, str]]:
         here = os.path.join(artifact_dir, os.path.normpath(rel)) if rel else artifact_dir
         real = os.path.realpath(here)
         if real != base and not real.startswith(inside):
-            raise MlflowException("Invalid path: resolved path is outside the artifact directory")
+            raise OutsideLinkError(rel, "directory")
         if not os.path.isdir(here):
             continue
         for name in os.listdir(here):
@@ -196,6 +207,8 @@ def _list_local(artifact_dir: str) -> list[tuple[str, str]]:
             child = f"{rel}/{name}" if rel else name
             if os.path.isdir(full):
                 pending.append(child)
+            elif os.path.islink(full) and not os.path.realpath(full).startswith(inside):
+                raise OutsideLinkError(child, "file")
             else:
                 files.append((child, full))
     return sorted(files)
@@ -705,12 +718,13 @@ class MlflowSource:
             }
         else:
             artifact_uri, models = located
-        yield from self._iter_files(artifact_uri, OWNER_ARTIFACTS)
+        yield from self._iter_files(artifact_uri, OWNER_ARTIFACTS, f"run {rid}")
         for lm in run.get("logged_models") or ():
             location = models.get(lm["model_id"])
             if location is None:
                 location = self.client.get_logged_model(lm["model_id"]).artifact_location
-            yield from self._iter_files(location, OWNER_LOGGED_MODEL_PREFIX + lm["model_id"])
+            owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
+            yield from self._iter_files(location, owner, f"logged model {lm['model_id']}")
 
     def _repo(self, uri: str) -> ArtifactRepository:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -719,8 +733,14 @@ class MlflowSource:
             uri, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
         )
 
-    def _iter_files(self, uri: str, owner: str) -> Iterator[FileRef]:
-        """Every file under ``uri`` (recursively, sorted by path), opened lazily."""
+    def _iter_files(self, uri: str, owner: str, where: str = "") -> Iterator[FileRef]:
+        """Every file under ``uri`` (recursively, sorted by path), opened lazily.
+
+        Raises:
+            BackendError: listing failed, or (``ARC430``) a link in a local artifact
+                directory leads outside it: nothing of it is exported (``where`` names whose
+                artifacts these are).
+        """
         from mlflow.exceptions import MlflowException
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
@@ -747,6 +767,14 @@ class MlflowSource:
         except MlflowException as exc:
             raise BackendError(
                 f"could not list the files of {owner} at {redact_uri(uri)}: {exc.message}"
+            ) from exc
+        except OutsideLinkError as exc:
+            raise BackendError(
+                f"artifact {exc.path!r} of {where or owner} is a symbolic link to a {exc.kind} "
+                "outside the artifact directory: arcuate exports nothing from outside it, and "
+                "the export was stopped before anything was committed",
+                code="ARC430",
+                hint="replace the link with a copy of what it points to, or remove it",
             ) from exc
         if local_dir is not None:
             for path, full in local:
@@ -902,7 +930,7 @@ class MlflowSource:
             raise BackendError(
                 f"could not locate the files of model {name!r} version {number}: {exc.message}"
             ) from exc
-        yield from self._iter_files(location, OWNER_MODEL)
+        yield from self._iter_files(location, OWNER_MODEL, f"model {name!r} version {number}")
 
     def _resolve(self, uri: str, depth: int = 0) -> str:
         """A concrete artifact location for a ``runs:/`` or ``models:/`` URI, resolved with this

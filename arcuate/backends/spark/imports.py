@@ -32,6 +32,7 @@ Registered-model imports are sequential by nature (version numbers, aliases):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -182,6 +183,24 @@ class PartitionSink:
         mine = [r for r in run_ids if self._sources.get(r) in self._keys]
         self._sink.delete_runs(experiment_id, mine)
 
+    def lock(self, kind: str, name: str, **_: Any) -> contextlib.AbstractContextManager[Any]:
+        """The driver holds the experiment's import lease for every task."""
+        return contextlib.nullcontext(_HELD_BY_DRIVER)
+
+    def remove_orphan_files(self, experiment_id: str) -> int:
+        """The driver removed them before the tasks started: here it would take the files
+        of another task's batch between its uploads and its commit."""
+        return 0
+
+
+class _HeldByDriver:
+    """The lease a partition's import sees (the driver's): it never waits."""
+
+    waited = 0.0
+
+
+_HELD_BY_DRIVER = _HeldByDriver()
+
 
 def import_partition(
     tracking_uri: str,
@@ -306,11 +325,6 @@ def import_experiment_spark(
         ConflictError: the experiment exists but is deleted (without OVERWRITE).
         BackendError: a task failed midway; running the statement again finishes the import.
     """
-    from pyspark.sql import functions as F
-
-    from arcuate.engine.imports import keep_used
-    from arcuate.engine.provenance import origin_of
-
     started = time.monotonic()
     name = v.check_experiment_name(experiment)
     spark = frame.sparkSession
@@ -345,10 +359,35 @@ def import_experiment_spark(
         if experiment_doc is None and row["experiment"]:
             experiment_doc = json.loads(row["experiment"])
 
-    # 2. the experiment, prepared once
+    # 2. the experiment, prepared once, under its import lease (held until the end)
     sink = ctx.model_sink
-    tags = (experiment_doc or {}).get("tags") or {}
-    eid = sink.prepare_experiment(name, tags, exact=overwrite, restore=overwrite)
+    with sink.lock("experiment", name, restore=overwrite):
+        tags = (experiment_doc or {}).get("tags") or {}
+        eid = sink.prepare_experiment(name, tags, exact=overwrite, restore=overwrite)
+        sink.remove_orphan_files(eid)
+        return _import_tasks(frame, keyed, ctx, name, eid, parents, n, overwrite, source, started)
+
+
+def _import_tasks(
+    frame: Any,
+    keyed: Any,
+    ctx: Context,
+    name: str,
+    eid: str,
+    parents: dict[str, str | None],
+    n: int,
+    overwrite: bool,
+    source: str,
+    started: float,
+) -> StatementResult:
+    """Steps 3 and 4 of :func:`import_experiment_spark`, with the lease held."""
+    from pyspark.sql import functions as F
+
+    from arcuate.engine.imports import keep_used
+    from arcuate.engine.provenance import origin_of
+
+    spark = frame.sparkSession
+    sink = ctx.model_sink
 
     # 3. import, a parent chain per task
     roots = _roots(parents)
