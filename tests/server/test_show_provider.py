@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import arcuate
-from arcuate.errors import ArcuateError, BackendError, NotFoundError
+from arcuate.errors import BackendError, NotFoundError, UnreachableError
 from tests.server.conftest import Sharing, experiment_rows
 
 
@@ -94,7 +94,7 @@ def test_only_granted_shares_are_listed(sharing: Sharing) -> None:
 
 
 def test_failures_name_the_profile_and_the_endpoint(sharing: Sharing, tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match=r"profile file .*missing\.share' not found"):
+    with pytest.raises(NotFoundError, match=r"the profile .*missing\.share does not exist"):
         arcuate.execute(f"SHOW SHARES IN PROVIDER '{tmp_path / 'missing.share'}'")
     forged = tmp_path / "forged.share"
     forged.write_text(
@@ -116,10 +116,12 @@ def test_failures_name_the_profile_and_the_endpoint(sharing: Sharing, tmp_path: 
             }
         )
     )
-    with pytest.raises(
-        ArcuateError, match=r"cannot reach the sharing server at http://127\.0\.0\.1:9"
-    ):
-        arcuate.execute(f"SHOW SHARES IN PROVIDER '{down}'")
+    with pytest.raises(UnreachableError) as down_info:
+        arcuate.execute(f"SHOW SHARES IN PROVIDER '{down}'", retry_seconds=1)
+    assert str(down_info.value).startswith(
+        "the sharing server at http://127.0.0.1:9/delta-sharing cannot be reached: "
+        "connection refused, while listing shares; gave up after"
+    )
 
 
 def test_explain_lists_nothing() -> None:

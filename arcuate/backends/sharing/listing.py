@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arcuate.backends.sharing.catalog import check_share_name
-from arcuate.errors import BackendError, ConfigurationError, NotFoundError
+from arcuate.errors import ArcuateError, BackendError, ConfigurationError
 from arcuate.format.schema import SUPPORTED_VERSIONS, parse_description
 
 #: Bounds on what a server may list: pages per listing, and tables in all.
 MAX_PAGES: Final = 1000
 MAX_TABLES: Final = 10_000
-#: The client's retries (0.1 s, 0.2 s, 0.4 s): a server that is down fails in about a second.
-_RETRIES: Final = 3
 _MAX_COUNT: Final = 2**63 - 1
 
 
@@ -37,46 +35,44 @@ class SharedListing:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def list_shared(profile_path: str) -> SharedListing:
+#: ``attempt(what, fn)``: ``fn()`` retried while the server does not answer (the reader's).
+Attempt = Callable[[str, Callable[[], Any]], Any]
+
+
+def list_shared(profile_path: str, endpoint: str, client: Any, attempt: Attempt) -> SharedListing:
     """Every share, schema and table ``profile_path`` can read, with kind, rows and bytes.
 
-    Raises:
-        NotFoundError: the profile file does not exist.
-        BackendError: the profile cannot be read, the server cannot be reached or refuses the
-            token, or it lists more than :data:`MAX_TABLES` tables or :data:`MAX_PAGES` pages.
-    """
-    from delta_sharing.protocol import DeltaSharingProfile
-    from delta_sharing.rest_client import DataSharingRestClient
+    ``client`` is the official client's REST layer for the profile; each request goes through
+    ``attempt``, so a server that does not answer is retried for the ``retry_seconds`` budget.
 
+    Raises:
+        UnreachableError: the server did not answer (or kept failing) until time was up.
+        BackendError: the server refuses the token or answers an error, or it lists more than
+            :data:`MAX_TABLES` tables or :data:`MAX_PAGES` pages.
+    """
+    listing = SharedListing(endpoint)
     try:
-        profile = DeltaSharingProfile.read_from_file(profile_path)
-        client = DataSharingRestClient(profile, num_retries=_RETRIES)
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"profile file {profile_path!r} not found") from exc
-    except Exception as exc:
-        raise BackendError(
-            f"profile file {profile_path!r} cannot be read: {_first_line(exc)}",
-            hint="a profile is the JSON file the provider sent (shareCredentialsVersion, "
-            "endpoint, bearerToken)",
-        ) from exc
-    listing = SharedListing(str(profile.endpoint))
-    try:
-        shares = list(_paged(profile_path, "shares", client.list_shares, "shares"))
+        shares = list(
+            _paged(
+                profile_path,
+                "shares",
+                lambda **kw: attempt("listing shares", lambda: client.list_shares(**kw)),
+                "shares",
+            )
+        )
         budget = [MAX_TABLES]
         for share in shares:
             listing.shares.append(share.name)
-            listing.rows += _share_rows(client, profile_path, share, budget)
-    except BackendError:
+            listing.rows += _share_rows(client, attempt, profile_path, share, budget)
+    except ArcuateError:
         raise
     except Exception as exc:
         raise _listing_error(profile_path, listing.endpoint, exc) from exc
-    finally:
-        client.close()
     return listing
 
 
 def _share_rows(
-    client: Any, profile_path: str, share: Any, budget: list[int]
+    client: Any, attempt: Attempt, profile_path: str, share: Any, budget: list[int]
 ) -> list[dict[str, Any]]:
     """One row per table of ``share`` (one empty row if it has none)."""
     problem = _bad_name("share", share.name)
@@ -86,14 +82,17 @@ def _share_rows(
         _paged(
             profile_path,
             f"tables of share {share.name!r}",
-            lambda **kw: client.list_all_tables(share, **kw),
+            lambda **kw: attempt(
+                f"listing the tables of share {share.name!r}",
+                lambda: client.list_all_tables(share, **kw),
+            ),
             "tables",
             budget,
         )
     )
     if not tables:
         return [_row(profile_path, share.name, None, None)]
-    return [_table_row(client, profile_path, t) for t in tables]
+    return [_table_row(client, attempt, profile_path, t) for t in tables]
 
 
 def _paged(
@@ -125,14 +124,19 @@ def _paged(
     )
 
 
-def _table_row(client: Any, profile_path: str, table: Any) -> dict[str, Any]:
+def _table_row(client: Any, attempt: Attempt, profile_path: str, table: Any) -> dict[str, Any]:
     """A table's kind, format version, rows, bytes and version; a problem instead of a failure."""
     for kind, value in (("schema", table.schema), ("table", table.name)):
         problem = _bad_name(kind, value)
         if problem:
             return _row(profile_path, table.share, table.schema, table.name, problem=problem)
     try:
-        response = client.list_files_in_table(table)
+        response = attempt(
+            f"listing the files of table {table.share}.{table.schema}.{table.name}",
+            lambda: client.list_files_in_table(table),
+        )
+    except ArcuateError:
+        raise
     except Exception as exc:
         if _status(exc) == 401:
             raise

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -244,6 +244,31 @@ class DeltaSharingReader:
         self.batch_bytes = batch_bytes
         self.retry = retry or RetryPolicy()
 
+    def _attempt(self, endpoint: str) -> Callable[[str, Callable[[], Any]], Any]:
+        """``attempt(what, fn)``: ``fn()`` against the sharing server at ``endpoint``, retried
+        within the budget; a server that never answers ends in an :class:`UnreachableError`
+        naming the endpoint and ``what`` was being done."""
+
+        def attempt(what: str, fn: Callable[[], Any]) -> Any:
+            def give_up(ended: GaveUp) -> Exception:
+                failure = describe_failure(ended.failure)
+                status = http_status(ended.failure)
+                problem = f"answered {failure}" if status else f"cannot be reached: {failure}"
+                return UnreachableError(
+                    f"the sharing server at {endpoint} {problem}, while {what}; {ended}",
+                    hint=_SHARING_HINT,
+                )
+
+            return retry_call(
+                fn,
+                self.retry,
+                what=f"the sharing server at {endpoint} ({what})",
+                retryable=is_transient,
+                give_up=give_up,
+            )
+
+        return attempt
+
     def _request(self, coordinate: str, what: str, call: Any) -> Any:
         """``call(client)`` against the coordinate's sharing server, retried within the budget.
 
@@ -254,29 +279,12 @@ class DeltaSharingReader:
         """
         profile_path, _ = _split(coordinate)
         profile = read_profile(profile_path)
-        endpoint = endpoint_text(profile.endpoint)
         try:
             client = _rest_client(profile)
         except Exception as exc:
             raise _client_error(coordinate, exc) from exc
-
-        def give_up(ended: GaveUp) -> Exception:
-            failure = describe_failure(ended.failure)
-            status = http_status(ended.failure)
-            problem = f"answered {failure}" if status else f"cannot be reached: {failure}"
-            return UnreachableError(
-                f"the sharing server at {endpoint} {problem}, while {what}; {ended}",
-                hint=_SHARING_HINT,
-            )
-
         try:
-            return retry_call(
-                lambda: call(client),
-                self.retry,
-                what=f"the sharing server at {endpoint} ({what})",
-                retryable=is_transient,
-                give_up=give_up,
-            )
+            return self._attempt(endpoint_text(profile.endpoint))(what, lambda: call(client))
         except UnreachableError:
             raise
         except Exception as exc:
@@ -327,7 +335,14 @@ class DeltaSharingReader:
         """
         from arcuate.backends.sharing.listing import list_shared
 
-        return list_shared(profile)
+        profile_doc = read_profile(profile)
+        endpoint = str(profile_doc.endpoint)
+        client = _rest_client(profile_doc)
+        try:
+            return list_shared(profile, endpoint, client, self._attempt(endpoint_text(endpoint)))
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def check(self, coordinate: str) -> dict[str, Any]:
         """The table's metadata, verified to be an arcuate table of a supported format version.
