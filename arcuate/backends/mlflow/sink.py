@@ -527,11 +527,12 @@ class MlflowSink:
         # are not the import's
         client = make_client(self.tracking_uri, self.registry_uri)
         tags: _ExperimentTags | _ModelTags
+        created = False
         with _errors(what):
             if kind == "experiment":
                 tags = _ExperimentTags(client, self._lock_experiment(name, restore), name)
             else:
-                self._lock_model(name)
+                created = self._lock_model(name)
                 tags = _ModelTags(client, name)
         lease = Lease(tags, wait=self.lock_wait, on_wait=_tell)
         with _errors(what):
@@ -539,9 +540,21 @@ class MlflowSink:
         self._leases.append(lease)
         try:
             yield lease
+        except BaseException:
+            if created:
+                self._drop_if_empty(name)
+            raise
         finally:
             self._leases.remove(lease)
             lease.release()
+
+    def _drop_if_empty(self, name: str) -> None:
+        """Delete registered model ``name`` that the lease created, when the import failed
+        before giving it a version: a refused import leaves the registry as it was. (An
+        experiment cannot be undone so: MLflow keeps a deleted experiment's name reserved.)"""
+        with contextlib.suppress(Exception):
+            if not self.client.search_model_versions(f"name = '{name}'", max_results=1):
+                self.client.delete_registered_model(name)
 
     def _check_leases(self) -> None:
         """Refuse to create or delete runs or versions once a lease this sink holds is lost
@@ -565,20 +578,23 @@ class MlflowSink:
                     raise  # not restored by another import meanwhile
         return eid
 
-    def _lock_model(self, name: str) -> None:
-        """Registered model ``name`` to lock, created if missing."""
+    def _lock_model(self, name: str) -> bool:
+        """Registered model ``name`` to lock, created if missing; whether this call created it."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(name)
+            return False
         except MlflowException as exc:
             if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
             try:
                 self.client.create_registered_model(name)
+                return True
             except MlflowException as again:
                 if _code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
+                return False
 
     def list_runs(self, experiment_id: str) -> list[Record]:
         """Every run of the experiment (deleted ones too) with its provenance, tags and params."""
