@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from export_helpers import EXPERIMENT, MODEL, Tricky, reassemble, rows_deltalake
 from import_helpers import assert_same, snapshot_experiment, snapshot_model, store_state
-from requests import HTTPError
 from test_export_experiment import check_rows
 from test_export_model import check as check_model_rows
 from test_import_round_trip import _check_model
@@ -178,13 +177,6 @@ def test_share_written_to_a_warehouse_in_s3(pg_provider: Tricky, s3_shared: Shar
     _check_export(pg_provider, s3_shared)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=HTTPError,
-    reason="issue 13 part 2: the embedded server refuses tables in object storage: 400 "
-    "UNSUPPORTED_OPERATION 'this table is stored in object storage, which the embedded server "
-    "does not serve; ask the provider to serve it with the Delta Sharing reference server'",
-)
 def test_warehouse_in_s3_served_to_the_official_client(s3_shared: Shared) -> None:
     import delta_sharing
 
