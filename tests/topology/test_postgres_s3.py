@@ -182,3 +182,14 @@ def test_warehouse_in_s3_served_to_the_official_client(s3_shared: Shared) -> Non
 
     frame = delta_sharing.load_as_pandas(s3_shared.experiment)
     assert len(frame) == len(rows_deltalake(s3_shared.exported[0]["location"]))
+
+
+def test_warehouse_in_s3_imported_by_arcuate(
+    pg_provider: Tricky, s3_shared: Shared, pg_store: Any
+) -> None:
+    """The recipient's own statements read the tables in S3 through the store's pre-signed
+    URLs; what lands equals the provider in everything MLflow's API shows."""
+    exp, model = _import(pg_store, s3_shared, "from-s3", "from-s3-model")
+    assert (exp["added"], model["added"]) == (3, 4)
+    _check_round_trip(pg_provider, pg_store, "from-s3", "from-s3-model")
+    _check_model(pg_provider, pg_store, "from-s3-model", "from-s3")

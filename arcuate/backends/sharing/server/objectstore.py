@@ -91,7 +91,9 @@ class ObjectStores:
         self._secrets = _secret_values(self.storage_options)
 
     def scrub(self, text: str) -> str:
-        """``text`` without any credential of the options or of the cloud environment."""
+        """``text`` without any credential of the options or of the cloud environment (and
+        without object_store's multi-line debug dump of the same error)."""
+        text = text.split("\n\nDebug source:", 1)[0]
         for value in self._secrets:
             text = text.replace(value, "<redacted>")
         return text
@@ -123,8 +125,8 @@ class ObjectStores:
             try:
                 return from_url(url, config=config, client_options=client, retry_config=_RETRY)
             except BaseError as exc:
-                unknown = _unknown_key(exc)
-                if unknown is None or unknown not in config:
+                unknown = _unknown_key(exc, config)
+                if unknown is None:
                     log.warning(
                         "cannot open object store %s: %s",
                         log_field(url),
@@ -142,9 +144,17 @@ def _not_set_up() -> SharingError:
     )
 
 
-def _unknown_key(exc: Exception) -> str | None:
+def _unknown_key(exc: Exception, config: dict[str, str]) -> str | None:
+    """The key of ``config`` obstore refused (it names it without its cloud prefix)."""
     found = re.search(r"Configuration key: '([^']+)' is not valid", str(exc))
-    return found.group(1) if found else None
+    if found is None:
+        return None
+    name = found.group(1).lower()
+    for key in config:
+        bare = next((key[len(p) :] for p in _CLOUD_PREFIXES if key.startswith(p)), key)
+        if name in (key, bare):
+            return key
+    return None
 
 
 def _split_options(
