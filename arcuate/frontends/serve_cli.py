@@ -113,6 +113,7 @@ def serve_command(
     )
     _banner(listening, path)
     _check_profiles(listening, path)
+    _check_object_stores(path)
     click.echo("arcuate: press Ctrl+C to stop")
     sys.stdout.flush()
 
@@ -208,6 +209,36 @@ def _check_profiles(listening: Listening, catalog: str) -> None:
             err=True,
         )
         click.echo(_rotate_hint(str(name), str(endpoint), fix, catalog), err=True)
+
+
+def _check_object_stores(catalog: str) -> None:
+    """Warn when the catalog holds tables in object storage but obstore, which reads and
+    signs them, is missing: each request for them would only say the server is not set up."""
+    import importlib.util
+
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+    from arcuate.backends.sharing.server.objectstore import is_object_store
+
+    if importlib.util.find_spec("obstore") is not None:
+        return
+    try:
+        shares = LocalShareCatalog(catalog).load()["shares"]
+    except (ArcuateError, OSError, ValueError, KeyError):
+        return
+    found = [
+        f"{s['name']}.{sc['name']}.{t['name']}"
+        for s in shares
+        for sc in s.get("schemas") or []
+        for t in sc.get("tables") or []
+        if is_object_store(str(t.get("location", "")))
+    ]
+    if found:
+        click.echo(
+            f"warning: {len(found)} table(s) in object storage ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}) cannot be served without obstore: "
+            "pip install 'arcuate[objectstore]'",
+            err=True,
+        )
 
 
 def _rotate_hint(name: str, endpoint: str, fix: str, catalog: str) -> str:

@@ -122,6 +122,9 @@ class ServerStats:
     requests: int = 0
     server_errors: int = 0
     file_bytes: int = 0
+    #: body bytes of every response (file bodies included): what the server sent
+    response_bytes: int = 0
+    #: data-file URLs pre-signed by an object store (their bytes never pass through here)
     presigned_urls: int = 0
 
 
@@ -956,8 +959,13 @@ class RequestLog:
 
         async def send_status(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = int(message["status"])
+            elif kind == "http.response.body":
+                self.server.stats.response_bytes += len(message.get("body", b""))
+            elif kind == ZEROCOPY_EXTENSION:
+                self.server.stats.response_bytes += int(message["count"])
             await send(message)
 
         try:

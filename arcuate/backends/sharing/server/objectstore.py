@@ -240,13 +240,14 @@ class ObjectRoot:
 
     def _log(self) -> dict[str, LogObject]:
         if self._listing is None:
+            store = self._store()  # first: it answers for a missing obstore
             import obstore
             from obstore.exceptions import BaseError
 
             prefix = self._key("_delta_log") + "/"
             listing: dict[str, LogObject] = {}
             try:
-                for chunk in obstore.list(self._store(), prefix, chunk_size=1000):
+                for chunk in obstore.list(store, prefix, chunk_size=1000):
                     for meta in chunk:
                         name = str(meta["path"])[len(prefix) :]
                         if "/" not in name:
@@ -264,11 +265,12 @@ class ObjectRoot:
         Raises:
             FileNotFoundError: the file is not there (any more).
         """
+        store = self._store()
         import obstore
         from obstore.exceptions import BaseError, NotFoundError
 
         try:
-            result = obstore.get(self._store(), self._key(f"_delta_log/{name}"))
+            result = obstore.get(store, self._key(f"_delta_log/{name}"))
             data = bytes(result.bytes())
             ms = int(result.meta["last_modified"].timestamp() * 1000)
         except NotFoundError:
@@ -301,12 +303,13 @@ class ObjectRoot:
 
     def presign(self, relative: str, ttl_seconds: int) -> str:
         """The store's own pre-signed GET URL of a data file, valid ``ttl_seconds``."""
+        store = self._store()
         import obstore
         from obstore.exceptions import BaseError
 
         ttl = datetime.timedelta(seconds=ttl_seconds)
         try:
-            return str(obstore.sign(self._store(), "GET", self._key(relative), ttl))
+            return str(obstore.sign(store, "GET", self._key(relative), ttl))
         except BaseError as exc:
             log.warning(
                 "cannot sign a URL for %s: %s",
