@@ -493,3 +493,40 @@ def test_cli_exports_to_s3_and_serves_it(s3: Any, mlflow_store: Any, workdir: Pa
         out, err = serve.communicate(timeout=30)
     assert "bob POST /delta-sharing/shares/cli/schemas/default/tables/runs/query 200" in err
     assert SECRET not in out + err and ACCESS_KEY not in out + err
+
+
+def test_large_files_exported_to_s3_are_cut_by_the_chunk_helper(
+    s3: Any, mlflow_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large local artifact exported into a warehouse in S3 goes through the helper process
+    (so the MLflow process never holds a chunk), which writes and commits through the store."""
+    from export_helpers import reassemble
+
+    import arcuate
+    from arcuate.backends.deltalake import chunk_worker
+
+    monkeypatch.setattr(chunk_worker, "WORKER_BYTES", 1)
+    blob = os.urandom(3 * 1024 * 1024 + 17)
+    (workdir / "big.bin").write_bytes(blob)
+    client = mlflow_store.client()
+    eid = client.create_experiment("big-exp", artifact_location=str(workdir / "artifacts"))
+    run = client.create_run(eid)
+    client.log_artifact(run.info.run_id, str(workdir / "big.bin"))
+    client.set_terminated(run.info.run_id)
+    warehouse = f"s3://{s3.bucket}/helper-{uuid.uuid4().hex[:8]}"
+    (result,) = arcuate.execute(
+        "CREATE SHARE big WITH TABLE runs FROM EXPERIMENT 'big-exp'",
+        tracking_uri=mlflow_store.tracking_uri,
+        registry_uri=mlflow_store.registry_uri,
+        warehouse=warehouse,
+        catalog=str(workdir / "shares.yaml"),
+        chunk_bytes=1024 * 1024,
+        storage_options=CREDS,
+        progress=False,
+    )
+    assert result.summary["helper_peak_rss"] > 0
+    prefix = urlparse(f"{warehouse}/runs").path.lstrip("/") + "/"
+    assert any("/part-chunks-" in k for k in _keys(s3, prefix))
+    rows = _deltalake_rows(f"{warehouse}/runs").to_pylist()
+    _, files = reassemble(rows)
+    assert files[(run.info.run_id, "artifacts", "big.bin")] == blob

@@ -285,8 +285,9 @@ class DeltaLakeTableStore:
                 if not isinstance(item, ChunkedFile):
                     counter.add(item)
                     files.write(item)
-                elif local is not None and wanted(item):
-                    worker = worker or ChunkWorker(str(local))
+                elif wanted(item):
+                    where = str(local) if local is not None else location
+                    worker = worker or ChunkWorker(where, self._options())
                     worker.send(item)
                 else:
                     for batch in expand([item]):
