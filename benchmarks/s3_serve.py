@@ -111,7 +111,8 @@ def _figures(
     return {
         "size": size,
         "export_seconds": phases["export"].seconds,
-        "export_peak_rss": phases["export"].largest,
+        "export_peak_rss": phases["export"].peak_rss,
+        "export_helper_rss": phases["export"].helper_rss,
         "export_base_rss": phases["export"].base_rss,
         "download_seconds": download["seconds"],
         "download_bytes": download["bytes"],
@@ -120,7 +121,8 @@ def _figures(
         "s3_get_seconds": direct["seconds"],
         "s3_get_bytes": direct["bytes"],
         "import_seconds": phases["import"].seconds,
-        "import_peak_rss": phases["import"].largest,
+        "import_peak_rss": phases["import"].peak_rss,
+        "import_helper_rss": phases["import"].helper_rss,
         "import_base_rss": phases["import"].base_rss,
         "server": server,
         "server_peak_rss": server_peak,
@@ -146,8 +148,9 @@ def format_report(rows: list[dict[str, Any]]) -> str:
     def row(label: str, cells: list[str]) -> None:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    row("export to S3 (s, peak RSS)", [
-        f"{r['export_seconds']:.1f} s, {_rss(r['export_peak_rss'], r['export_base_rss'])}"
+    row("export to S3 (s, peak RSS; its helper)", [
+        f"{r['export_seconds']:.1f} s, {_rss(r['export_peak_rss'], r['export_base_rss'])}; "
+        f"{r['export_helper_rss'] / MIB:.0f} MiB"
         for r in rows
     ])  # fmt: skip
     row("recipient download via the server (MB/s)", [
@@ -168,8 +171,9 @@ def format_report(rows: list[dict[str, Any]]) -> str:
             f"{r['server'][phase]['presigned_urls']}"
             for r in rows
         ])  # fmt: skip
-    row("import (s, peak RSS)", [
-        f"{r['import_seconds']:.1f} s, {_rss(r['import_peak_rss'], r['import_base_rss'])}"
+    row("import (s, peak RSS; its helper)", [
+        f"{r['import_seconds']:.1f} s, {_rss(r['import_peak_rss'], r['import_base_rss'])}; "
+        f"{r['import_helper_rss'] / MIB:.0f} MiB"
         for r in rows
     ])  # fmt: skip
     row("peak RSS: downloader, server", [
