@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import unquote, urlparse
 
 from arcuate.errors import ConfigurationError
 from arcuate.format.limits import MAX_CHUNK_BYTES
@@ -35,6 +37,7 @@ _ENV: Final = {
     "endpoint": "ARCUATE_ENDPOINT",
     "progress": "ARCUATE_PROGRESS",
     "retry_seconds": "ARCUATE_RETRY_SECONDS",
+    "storage_options": "ARCUATE_STORAGE_OPTIONS",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -57,6 +60,9 @@ class Settings:
     ``endpoint``: the public URL of the sharing server, written into recipients' profiles.
     ``progress``: progress bars on (True), off (False), or automatic (None: on a terminal
     and in a notebook).
+    ``storage_options``: object-store settings for a warehouse in ``s3://``, ``gs://`` or
+    ``az://`` (deltalake's keys: ``aws_region``, ``aws_endpoint_url``, ...); credentials are
+    best left to the cloud's own environment variables. Never shown in a repr.
     ``spark``: a SparkSession; passing one selects the Spark table backend.
     ``retry_seconds``: how long a sharing or MLflow server that does not answer is retried
     (with back-off) before the statement fails with an error naming it.
@@ -70,16 +76,29 @@ class Settings:
     share_catalog: ShareCatalogName = "local"
     chunk_bytes: int = 8 * 1024 * 1024
     progress: bool | None = None
-    storage_options: dict[str, str] = field(default_factory=dict)
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     endpoint: str = "http://127.0.0.1:8080/delta-sharing"
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     spark: Any = None
 
     @property
     def catalog_path(self) -> str:
-        """The share catalog file: explicit, or ``shares.yaml`` in a local warehouse."""
+        """The share catalog file: explicit, or ``shares.yaml`` in a local warehouse.
+
+        Raises:
+            ConfigurationError: the warehouse is in object storage and no catalog is named
+                (the catalog is a local file the server watches).
+        """
         if self.catalog:
             return self.catalog
+        if self.warehouse.startswith("file://"):
+            return str(Path(unquote(urlparse(self.warehouse).path)) / "shares.yaml")
+        if "://" in self.warehouse:
+            raise ConfigurationError(
+                f"the warehouse {self.warehouse} is in object storage, but the share catalog "
+                "is a local file: name it",
+                hint="catalog='shares.yaml' (--catalog, ARCUATE_CATALOG)",
+            )
         return str(Path(self.warehouse) / "shares.yaml")
 
     @property
@@ -107,6 +126,35 @@ def _progress(value: object) -> bool | None:
             f"progress must be on, off or auto, got {value!r}. Known: {', '.join(_PROGRESS)}"
         )
     return _PROGRESS[key]
+
+
+def storage_options(value: object) -> dict[str, str]:
+    """Storage options as deltalake takes them (text values), from a mapping or from the JSON
+    text of ``ARCUATE_STORAGE_OPTIONS``. Errors name the variable and the key, never a value:
+    values are credentials.
+    """
+    source = "storage_options"
+    if isinstance(value, str):
+        source = _ENV["storage_options"]
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{source} is not JSON",
+                hint='ARCUATE_STORAGE_OPTIONS=\'{"aws_region": "eu-west-1"}\'',
+            ) from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{source} must be a JSON object of option names and values")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, int | float):
+            item = str(item)
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise ConfigurationError(f"{source}: the value of {key!r} must be a string")
+        out[key] = item
+    return out
 
 
 def _closest(value: str, valid: tuple[str, ...]) -> str:
@@ -166,6 +214,8 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
         values["progress"] = _progress(values["progress"])
     if "retry_seconds" in values:
         values["retry_seconds"] = _retry_seconds(values["retry_seconds"])
+    if "storage_options" in values:
+        values["storage_options"] = storage_options(values["storage_options"])
     for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
         if key in values and values[key] not in valid:
             raise ConfigurationError(

@@ -433,6 +433,25 @@ def disk_read(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def s3_get(args: dict[str, Any]) -> dict[str, Any]:
+    """The reference for a download from object storage: the table's data files read straight
+    from the store with boto3 (GetObject, streamed in 1 MiB pieces), as its owner would."""
+    from urllib.parse import urlparse
+
+    import boto3
+    from deltalake import DeltaTable
+
+    uris = DeltaTable(args["location"]).file_uris()
+    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+    start = start_clock()
+    size = 0
+    for uri in uris:
+        parsed = urlparse(uri)
+        body = client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+        size += sum(len(piece) for piece in body.iter_chunks(_READ))
+    return {"seconds": time.perf_counter() - start, "bytes": size, "files": len(uris)}
+
+
 PHASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "floor-read": floor_read,
     "floor-write": floor_write,
@@ -440,6 +459,7 @@ PHASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "serve": serve,
     "import": import_,
     "disk-read": disk_read,
+    "s3-get": s3_get,
 }
 
 

@@ -34,6 +34,14 @@ def _catalog_path(warehouse: str | None, catalog: str | None) -> str:
     return resolve_settings(None, warehouse=warehouse, catalog=catalog).catalog_path
 
 
+def _storage_options() -> dict[str, str]:
+    """``ARCUATE_STORAGE_OPTIONS``, for tables in object storage (credentials are best left
+    to the cloud's own environment variables, which the stores read themselves)."""
+    from arcuate.config import resolve_settings
+
+    return resolve_settings(None).storage_options
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -43,10 +51,9 @@ def _catalog_path(warehouse: str | None, catalog: str | None) -> str:
 @click.option("--prefix", default="/delta-sharing", show_default=True, help="URL prefix")
 @click.option(
     "--url-ttl",
-    default=3600,
-    show_default=True,
     type=click.IntRange(30, 7 * 24 * 3600),
-    help="seconds a data-file URL stays valid",
+    help="seconds a data-file URL stays valid [default: 3600; 900 for tables in object "
+    "storage, whose pre-signed URLs outlive a revocation]",
 )
 @click.option(
     "--public-url", help="endpoint recipients reach (prefix included), when behind a proxy"
@@ -65,7 +72,7 @@ def serve_command(
     catalog: str | None,
     workers: int,
     prefix: str,
-    url_ttl: int,
+    url_ttl: int | None,
     public_url: str | None,
     key_file: str | None,
     log_level: str,
@@ -75,7 +82,9 @@ def serve_command(
     Recipients connect with the profile file CREATE RECIPIENT gave them. The banner says
     which URL their profiles must name, and a warning names each recipient whose profile
     names another. The catalog is re-read when it changes: new tables, grants, revocations
-    and rotated tokens apply without a restart. Stop with Ctrl+C or SIGTERM.
+    and rotated tokens apply without a restart. Tables in object storage (s3://, gs://,
+    az://) are served with the store's own pre-signed URLs; the store is reached with the
+    cloud's environment variables and ARCUATE_STORAGE_OPTIONS. Stop with Ctrl+C or SIGTERM.
     """
     import uvicorn
 
@@ -86,6 +95,7 @@ def serve_command(
     configure_logging(log_level)
     try:
         path = _catalog_path(warehouse, catalog)
+        storage_options = _storage_options()
         key_path = key_file or str(key_path_for(path))
         key = load_or_create_key(key_path)  # made once here, before any worker starts
         if workers > 1 and port == 0:
@@ -95,9 +105,15 @@ def serve_command(
         _fail(exc)
         return
     listening = Listening(host, sock.getsockname()[1], prefix, public_url)
-    options = ServerOptions(prefix=prefix, url_ttl_seconds=url_ttl, public_url=public_url)
+    options = ServerOptions(
+        prefix=prefix,
+        url_ttl_seconds=url_ttl,
+        public_url=public_url,
+        storage_options=storage_options,
+    )
     _banner(listening, path)
     _check_profiles(listening, path)
+    _check_object_stores(path)
     click.echo("arcuate: press Ctrl+C to stop")
     sys.stdout.flush()
 
@@ -107,7 +123,7 @@ def serve_command(
             ARCUATE_SERVE_CATALOG=path,
             ARCUATE_SERVE_KEY_FILE=key_path,
             ARCUATE_SERVE_PREFIX=prefix,
-            ARCUATE_SERVE_URL_TTL=str(url_ttl),
+            ARCUATE_SERVE_URL_TTL=str(url_ttl or ""),
             ARCUATE_SERVE_PUBLIC_URL=public_url or "",
             ARCUATE_SERVE_LOG_LEVEL=log_level,
         )
@@ -193,6 +209,36 @@ def _check_profiles(listening: Listening, catalog: str) -> None:
             err=True,
         )
         click.echo(_rotate_hint(str(name), str(endpoint), fix, catalog), err=True)
+
+
+def _check_object_stores(catalog: str) -> None:
+    """Warn when the catalog holds tables in object storage but obstore, which reads and
+    signs them, is missing: each request for them would only say the server is not set up."""
+    import importlib.util
+
+    from arcuate.backends.sharing.catalog import LocalShareCatalog
+    from arcuate.backends.sharing.server.objectstore import is_object_store
+
+    if importlib.util.find_spec("obstore") is not None:
+        return
+    try:
+        shares = LocalShareCatalog(catalog).load()["shares"]
+    except (ArcuateError, OSError, ValueError, KeyError):
+        return
+    found = [
+        f"{s['name']}.{sc['name']}.{t['name']}"
+        for s in shares
+        for sc in s.get("schemas") or []
+        for t in sc.get("tables") or []
+        if is_object_store(str(t.get("location", "")))
+    ]
+    if found:
+        click.echo(
+            f"warning: {len(found)} table(s) in object storage ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}) cannot be served without obstore: "
+            "pip install 'arcuate[objectstore]'",
+            err=True,
+        )
 
 
 def _rotate_hint(name: str, endpoint: str, fix: str, catalog: str) -> str:

@@ -1,5 +1,9 @@
 """The chunk rows of large local files, cut and written by a helper process.
 
+The table may be in a local directory or in object storage (the helper then writes through
+deltalake's own file system, with the store's storage options in its environment, never on its
+command line).
+
 Why: the exporting process holds MLflow, about 250-270 MiB before it reads a byte, and
 Parquet's encoder needs tens of MiB for each 8 MiB chunk it writes (the value, its encoded
 page, the compressed page, the writer's reused buffers). Here a helper that imports only
@@ -11,7 +15,7 @@ The helper also makes that commit (the store's own files are handed over at the 
 Delta's transaction code, which costs tens of MiB of its own, is not loaded in the MLflow
 process either.
 
-The helper runs as ``python -m arcuate.backends.deltalake.chunk_worker <table dir> <prefix>``
+The helper runs as ``python -m arcuate.backends.deltalake.chunk_worker <table location> <prefix>``
 and speaks JSON lines: one :class:`~arcuate.backends.protocols.ChunkedFile` per line on stdin,
 then one ``commit`` line (the store's files, the table's content and name, the version the
 store saw); one result line on stdout: the new table version, the rows and bytes it wrote and
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,6 +48,8 @@ from arcuate.format.schema import Content
 #: A chunked local file at least this long is cut by the helper (smaller ones in-process).
 WORKER_BYTES: Final = 32 * 1024 * 1024
 _RESULT: Final = "arcuate-chunks-result "
+#: How the helper gets the storage options of a table in object storage.
+_OPTIONS_ENV: Final = "ARCUATE_CHUNK_WORKER_STORAGE_OPTIONS"
 
 
 @dataclass(frozen=True)
@@ -95,18 +102,27 @@ def job_from(doc: dict[str, Any]) -> ChunkedFile:
 class ChunkWorker:
     """The helper process of one table write, started on the first large file."""
 
-    def __init__(self, location: str, writer: str | None = None, lock: Path | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        storage_options: dict[str, str] | None = None,
+        writer: str | None = None,
+        lock: Path | None = None,
+    ) -> None:
         self.location = location
+        self.storage_options = storage_options
         # named for the table's writer (``writers``); the helper shares its lock
         self.prefix = f"part-chunks-{writer or uuid.uuid4().hex[:12]}"
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()/abort()
         extra = [str(lock)] if lock is not None else []
+        env = workers.environment()
+        env[_OPTIONS_ENV] = json.dumps(storage_options or {})
         self._proc = subprocess.Popen(
             [*workers.command(__name__), location, self.prefix, *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._errors,
-            env=workers.environment(),
+            env=env,
             text=True,
         )
         self._broken = False
@@ -171,8 +187,25 @@ class ChunkWorker:
             with contextlib.suppress(Exception):
                 if stream is not None:
                     stream.close()
-        for path in Path(self.location).glob(f"{self.prefix}-*"):
-            path.unlink(missing_ok=True)
+        if "://" not in self.location:
+            for path in Path(self.location).glob(f"{self.prefix}-*"):
+                path.unlink(missing_ok=True)
+            return
+        import pyarrow.fs as pafs
+
+        fs = _table_fs(self.location, self.storage_options)
+        for info in fs.get_file_info(pafs.FileSelector("", allow_not_found=True)):
+            if info.base_name.startswith(f"{self.prefix}-"):
+                with contextlib.suppress(Exception):
+                    fs.delete_file(info.path)
+
+
+def _table_fs(location: str, storage_options: dict[str, str] | None) -> Any:
+    """deltalake's file system of a table in object storage (paths relative to its root)."""
+    import pyarrow.fs as pafs
+    from deltalake.fs import DeltaStorageHandler
+
+    return pafs.PyFileSystem(DeltaStorageHandler(location, storage_options or None))
 
 
 def _add_doc(add: AddAction) -> dict[str, Any]:
@@ -203,7 +236,11 @@ def write_and_commit(location: str, prefix: str, lines: IO[str]) -> dict[str, An
     from arcuate.backends.deltalake.store import ParquetFiles, commit
     from arcuate.format.records import chunk_rows, to_batches
 
-    files = ParquetFiles(location, None, prefix=prefix)
+    options = json.loads(os.environ.get(_OPTIONS_ENV) or "{}") or None
+    if "://" in location:
+        files = ParquetFiles("", _table_fs(location, options), prefix=prefix)
+    else:
+        files = ParquetFiles(location, None, prefix=prefix)
     rows = nbytes = 0
     request: dict[str, Any] | None = None
     try:
@@ -223,8 +260,13 @@ def write_and_commit(location: str, prefix: str, lines: IO[str]) -> dict[str, An
             raise BackendError("the chunk writer was stopped before the commit")
         adds = [_add_from(a) for a in request["adds"]] + files.finish()
         before = request.get("existing")
-        existing = DeltaTable(location, version=int(before)) if before is not None else None
-        version = commit(location, existing, adds, request["content"], str(request["name"]))
+        existing = (
+            DeltaTable(location, version=int(before), storage_options=options)
+            if before is not None
+            else None
+        )
+        content, name = request["content"], str(request["name"])
+        version = commit(location, existing, adds, content, name, options)
     except BaseException:
         files.abort()
         raise

@@ -292,8 +292,14 @@ class DeltaLakeTableStore:
                 if not isinstance(item, ChunkedFile):
                     counter.add(item)
                     files.write(item)
-                elif local is not None and writer is not None and wanted(item):
-                    worker = worker or ChunkWorker(str(local), writer.id, writer.path)
+                elif wanted(item):
+                    where = str(local) if local is not None else location
+                    worker = worker or ChunkWorker(
+                        where,
+                        self._options(),
+                        writer.id if writer is not None else None,
+                        writer.path if writer is not None else None,
+                    )
                     worker.send(item)
                 else:
                     for batch in expand([item]):

@@ -2,8 +2,10 @@
 
 Every protocol route authenticates the bearer token to a recipient, and then sees only the
 shares granted to it: a share or table it may not read answers exactly like one that does not
-exist. Data files are fetched through signed, expiring URLs under ``<prefix>/files/`` that
-need no token. Client mistakes are 4xx with the protocol's ``{"errorCode", "message"}`` body;
+exist. Data files are fetched through signed, expiring URLs that need no token: the server's
+own under ``<prefix>/files/`` for tables on local disk, the object store's pre-signed URLs for
+tables in object storage (:mod:`.objectstore`), whose bytes never pass through the server.
+Client mistakes are 4xx with the protocol's ``{"errorCode", "message"}`` body;
 the 1.4 client retries 5xx for minutes, so only real bugs produce a 500.
 """
 
@@ -15,8 +17,7 @@ import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -31,12 +32,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from arcuate.backends.sharing.server.delta import (
     DataFile,
     DeltaTables,
+    LocalRoot,
     Snapshot,
+    TableRoot,
     cdf_enabled,
     local_root,
-    relative_file,
+    safe_relative,
 )
 from arcuate.backends.sharing.server.logline import log_field
+from arcuate.backends.sharing.server.objectstore import ObjectRoot, ObjectStores, is_object_store
 from arcuate.backends.sharing.server.signing import (
     FileClaim,
     Signer,
@@ -79,6 +83,10 @@ _NO_STORE: Final = {"Cache-Control": "no-store"}
 _CHECKED_FEATURES: Final = frozenset({"columnmapping", "deletionvectors"})
 #: Bytes of a file body the kernel is asked to start reading before the send begins.
 _PREFETCH: Final = 64 * 1024 * 1024
+#: Lifetime of the server's own file URLs: revoking a grant or a token stops them at once.
+DEFAULT_URL_TTL: Final = 3600
+#: Lifetime of pre-signed object-store URLs: nothing stops them before they expire.
+DEFAULT_PRESIGNED_TTL: Final = 900
 
 
 @dataclass(frozen=True)
@@ -86,14 +94,25 @@ class ServerOptions:
     """How the server runs.
 
     ``url_ttl_seconds``: lifetime of data-file URLs (the 1.4 client cannot refresh them, so
-    make it longer than the slowest read). ``public_url``: the base of file URLs when the
-    server sits behind a proxy (default: the URL the request came in on).
+    make it longer than the slowest read); by default :data:`DEFAULT_URL_TTL` for the
+    server's own URLs and :data:`DEFAULT_PRESIGNED_TTL` for an object store's pre-signed
+    ones, which revoking a grant or a token does not stop. ``public_url``: the base of file
+    URLs when the server sits behind a proxy (default: the URL the request came in on).
+    ``storage_options``: how to reach tables in object storage (deltalake's keys), on top of
+    the cloud's environment variables; never shown in a repr.
     """
 
     prefix: str = DEFAULT_PREFIX
-    url_ttl_seconds: int = 3600
+    url_ttl_seconds: int | None = None
     public_url: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def ttl(self, root: TableRoot) -> int:
+        """Seconds the data-file URLs of a table at ``root`` stay valid."""
+        if self.url_ttl_seconds is not None:
+            return self.url_ttl_seconds
+        return DEFAULT_PRESIGNED_TTL if isinstance(root, ObjectRoot) else DEFAULT_URL_TTL
 
 
 @dataclass
@@ -103,6 +122,10 @@ class ServerStats:
     requests: int = 0
     server_errors: int = 0
     file_bytes: int = 0
+    #: body bytes of every response (file bodies included): what the server sent
+    response_bytes: int = 0
+    #: data-file URLs pre-signed by an object store (their bytes never pass through here)
+    presigned_urls: int = 0
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -117,6 +140,7 @@ class SharingServer:
         self.watcher = CatalogWatcher(catalog_path)
         self.signer = Signer(key)
         self.tables = DeltaTables()
+        self.stores = ObjectStores(options.storage_options)
         self.options = options
         self.stats = ServerStats()
         prefix = "/" + options.prefix.strip("/") if options.prefix.strip("/") else ""
@@ -160,7 +184,7 @@ class SharingServer:
             except Exception as exc:
                 self.stats.server_errors += 1
                 # one line, escaped and without signed URLs: it may quote what the client sent
-                trace = redact_secrets("".join(traceback.format_exception(exc)))
+                trace = self.stores.scrub(redact_secrets("".join(traceback.format_exception(exc))))
                 log.error(
                     "internal error serving %s %s: %s",
                     log_field(request.method),
@@ -288,7 +312,13 @@ class SharingServer:
         )
 
     # -- tables ------------------------------------------------------------------------------
-    def _table(self, request: Request) -> tuple[CatalogView, Recipient, TableEntry, Path]:
+    def _root(self, location: str) -> TableRoot:
+        """The root of a table: in object storage, or a local directory."""
+        if is_object_store(location):
+            return ObjectRoot(location, self.stores)
+        return LocalRoot(local_root(location))
+
+    def _table(self, request: Request) -> tuple[CatalogView, Recipient, TableEntry, TableRoot]:
         view, recipient = self._auth(request)
         p = request.path_params
         entry = view.table(recipient.name, p["share"], p["schema"], p["table"])
@@ -299,7 +329,7 @@ class SharingServer:
                 f"table {echo(p['schema'] + '.' + p['table'])} does not exist in share "
                 f"{echo(p['share'])}"
             )
-        return view, recipient, entry, local_root(entry.location)
+        return view, recipient, entry, self._root(entry.location)
 
     @staticmethod
     def _need_history(entry: TableEntry, what: str) -> None:
@@ -308,7 +338,7 @@ class SharingServer:
                 f"{what} needs the table's history, which is not shared for {entry.name!r}"
             )
 
-    def _check_version(self, entry: TableEntry, root: Path, version: int, latest: int) -> None:
+    def _check_version(self, entry: TableEntry, root: TableRoot, version: int, latest: int) -> None:
         if version > latest:
             raise invalid(f"version {version} does not exist: the latest version is {latest}")
         if version < entry.start_version:
@@ -426,7 +456,12 @@ class SharingServer:
         return ndjson_response(lines, headers=self._answer_headers(version, fmt))
 
     def _resolve_version(
-        self, entry: TableEntry, root: Path, latest: int, version: int | None, timestamp: str | None
+        self,
+        entry: TableEntry,
+        root: TableRoot,
+        latest: int,
+        version: int | None,
+        timestamp: str | None,
     ) -> int:
         if version is not None and timestamp is not None:
             raise invalid("only one of version and timestamp may be set")
@@ -480,7 +515,7 @@ class SharingServer:
         view: CatalogView,
         recipient: Recipient,
         entry: TableEntry,
-        root: Path,
+        root: TableRoot,
         body: bytes,
     ) -> Response:
         query = QueryRequest.parse(body)
@@ -531,7 +566,7 @@ class SharingServer:
                     "query", {"t": entry.id, "r": recipient.name, "v": version, "o": offset + size}
                 )
             files = page
-        expires = expiry(self.options.url_ttl_seconds)
+        expires = expiry(self.options.ttl(root))
         base = self._base_url(request)
         lines: list[dict[str, Any]] = [
             self._protocol_line(fmt, snap),
@@ -562,21 +597,26 @@ class SharingServer:
 
     def _url(
         self,
-        root: Path,
+        root: TableRoot,
         log_path: str,
         entry: TableEntry,
         recipient: Recipient,
         base: str,
         expires: int,
     ) -> str:
-        claim = FileClaim(entry.id, relative_file(root, log_path), recipient.name, expires)
+        relative = root.relative(log_path)
+        if isinstance(root, ObjectRoot):
+            # signed now for the whole TTL, so it outlives ``expires`` (taken a moment earlier)
+            self.stats.presigned_urls += 1
+            return root.presign(relative, self.options.ttl(root))
+        claim = FileClaim(entry.id, relative, recipient.name, expires)
         return self.signer.file_url(base, claim, recipient.token_id)
 
     def _file_line(
         self,
         fmt: str,
         f: DataFile,
-        root: Path,
+        root: TableRoot,
         entry: TableEntry,
         recipient: Recipient,
         base: str,
@@ -683,7 +723,7 @@ class SharingServer:
                     )
         caps = Capabilities.parse(request.headers.get("delta-sharing-capabilities"))
         fmt = self._format(caps, snap, entry)
-        expires = expiry(self.options.url_ttl_seconds)
+        expires = expiry(self.options.ttl(root))
         base = self._base_url(request)
         lines: list[dict[str, Any]] = [
             self._protocol_line(fmt, snap),
@@ -790,7 +830,7 @@ class SharingServer:
         sig, who, se = q.get("sig"), q.get("rc"), ascii_int(q.get("se") or "")
         if not sig or not who or se is None or q.get("sp") != "r":
             raise denied
-        if not _safe_relative(path):
+        if not safe_relative(path):
             raise denied
         view = self.watcher.view()
         recipient = view.recipient(who)
@@ -805,7 +845,7 @@ class SharingServer:
         if recipient.expired():
             raise SharingError(403, "PERMISSION_DENIED", "the recipient's token has expired")
         entry = view.readable_table(recipient.name, table_id)
-        if entry is None:
+        if entry is None or is_object_store(entry.location):  # those get pre-signed URLs
             raise denied
         root = local_root(entry.location)
         target = root / path
@@ -886,15 +926,6 @@ def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
 
-def _safe_relative(path: str) -> bool:
-    """A plain relative path: no '..', no absolute, no backslash, no NUL or control chars."""
-    if not path or path.startswith("/") or "\\" in path:
-        return False
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
-
-
 def _limit(files: list[DataFile], limit: int) -> list[DataFile]:
     """Files until their counted rows reach ``limit`` (files without stats count 0)."""
     out: list[DataFile] = []
@@ -928,8 +959,13 @@ class RequestLog:
 
         async def send_status(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = int(message["status"])
+            elif kind == "http.response.body":
+                self.server.stats.response_bytes += len(message.get("body", b""))
+            elif kind == ZEROCOPY_EXTENSION:
+                self.server.stats.response_bytes += int(message["count"])
             await send(message)
 
         try:
@@ -998,10 +1034,14 @@ def create_app_from_env() -> Starlette:
     env = os.environ
     if env.get("ARCUATE_SERVE_LOG_LEVEL"):
         configure_logging(env["ARCUATE_SERVE_LOG_LEVEL"])
+    from arcuate.config import env_var, storage_options
+
+    ttl = env.get("ARCUATE_SERVE_URL_TTL")
     options = ServerOptions(
         prefix=env.get("ARCUATE_SERVE_PREFIX", DEFAULT_PREFIX),
-        url_ttl_seconds=int(env.get("ARCUATE_SERVE_URL_TTL", "3600")),
+        url_ttl_seconds=int(ttl) if ttl else None,
         public_url=env.get("ARCUATE_SERVE_PUBLIC_URL") or None,
+        storage_options=storage_options(env.get(env_var("storage_options") or "", "{}")),
     )
     return create_app(
         env["ARCUATE_SERVE_CATALOG"],

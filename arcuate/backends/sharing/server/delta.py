@@ -4,22 +4,26 @@ Snapshots come from delta-rs (:class:`deltalake.DeltaTable` and its add actions)
 data comes straight from the ``_delta_log`` JSON commits, whose ``cdc``/``add``/``remove``
 actions are what the protocol sends. Both are cached by (table, version, commit file stamp):
 a Delta version never changes, and a table re-created in place gets new stamps.
+
+A table's root is a :class:`TableRoot`: a directory (:class:`LocalRoot`) or a prefix in
+object storage (:class:`~.objectstore.ObjectRoot`); only the log is ever read through it.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import io
 import json
 import logging
 import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -116,7 +120,80 @@ class Commit:
     actions: list[dict[str, Any]]
 
 
-def unreadable(root: Path, version: int, cause: object) -> SharingError:
+class TableRoot(Protocol):
+    """Where a table lives, as far as the server reads it: its log, never its data."""
+
+    @property
+    def uri(self) -> str:
+        """The table's location as deltalake opens it; also the key of the caches."""
+        ...
+
+    @property
+    def storage_options(self) -> dict[str, str] | None: ...
+
+    def log_names(self) -> Iterator[str]:
+        """Names of the files directly in ``_delta_log`` (OSError: it cannot be listed)."""
+        ...
+
+    def log_stamp(self, name: str) -> Any:
+        """What changes when a log file is rewritten; None when it is not there."""
+        ...
+
+    def open_log(self, name: str) -> tuple[BinaryIO, int]:
+        """A log file's bytes and its modification time (ms); FileNotFoundError if gone."""
+        ...
+
+    def relative(self, log_path: str) -> str:
+        """A log ``path`` as a plain path below the root (SharingError if outside it)."""
+        ...
+
+    def scrub(self, text: str) -> str:
+        """``text`` without credentials, for the log."""
+        ...
+
+
+@dataclass
+class LocalRoot:
+    """A table in a local directory."""
+
+    path: Path
+    storage_options: dict[str, str] | None = None
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def log_names(self) -> Iterator[str]:
+        try:
+            with os.scandir(self.path / "_delta_log") as it:
+                names = [e.name for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        return iter(names)
+
+    def log_stamp(self, name: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path / "_delta_log" / name)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def open_log(self, name: str) -> tuple[BinaryIO, int]:
+        path = self.path / "_delta_log" / name
+        fh = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        return fh, int(os.fstat(fh.fileno()).st_mtime * 1000)
+
+    def relative(self, log_path: str) -> str:
+        return relative_file(self.path, log_path)
+
+    def scrub(self, text: str) -> str:
+        return text
+
+
+def unreadable(root: TableRoot, version: int, cause: object) -> SharingError:
     """The answer for a table whose log cannot be read at ``version``: the provider's fault.
 
     RESOURCE_DOES_NOT_EXIST with 404, the protocol's pair for it: the data of that version
@@ -127,7 +204,7 @@ def unreadable(root: Path, version: int, cause: object) -> SharingError:
         "cannot read table %s at version %d: %s",
         log_field(root),
         version,
-        log_field(cause, limit=2048, spaces=True),
+        log_field(root.scrub(str(cause)), limit=2048, spaces=True),
     )
     return not_found(
         f"version {version} of this table cannot be read on the server; "
@@ -136,15 +213,25 @@ def unreadable(root: Path, version: int, cause: object) -> SharingError:
 
 
 def local_root(location: str) -> Path:
-    """The directory of a table this server can serve, or UNSUPPORTED_OPERATION."""
+    """The directory of a table on local disk, or UNSUPPORTED_OPERATION for a location this
+    server cannot read (object stores other than those :mod:`.objectstore` serves)."""
     if location.startswith("file://"):
         return Path(unquote(urlparse(location).path))
     if "://" in location:
         raise unsupported(
-            "this table is stored in object storage, which the embedded server does not serve; "
-            "ask the provider to serve it with the Delta Sharing reference server"
+            "this table is stored where this server cannot read it (it serves local "
+            "directories and s3, gs and az object storage); ask the provider to move it"
         )
     return Path(location)
+
+
+def safe_relative(path: str) -> bool:
+    """A plain relative path: no '..', no absolute, no backslash, no NUL or control chars."""
+    if not path or path.startswith("/") or "\\" in path:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def relative_file(root: Path, log_path: str) -> str:
@@ -164,7 +251,7 @@ def relative_file(root: Path, log_path: str) -> str:
 
 
 class DeltaTables:
-    """Cached access to local Delta tables by root directory."""
+    """Cached access to Delta tables by root (a directory or an object-store prefix)."""
 
     def __init__(self, cache_size: int = 256) -> None:
         self._snapshots = _Lru(cache_size)
@@ -172,31 +259,31 @@ class DeltaTables:
 
     # -- the log directory ---------------------------------------------------------------------
     @staticmethod
-    def _log_versions(root: Path) -> tuple[list[int], list[int]]:
+    def _log_versions(root: TableRoot) -> tuple[list[int], list[int]]:
         """(commit versions, checkpoint versions) present in ``_delta_log``."""
         commits: list[int] = []
         checkpoints: list[int] = []
         try:
-            with os.scandir(root / "_delta_log") as it:
-                for e in it:
-                    m = _COMMIT.match(e.name)
-                    if m:
-                        commits.append(int(m.group(1)))
-                        continue
-                    m = _CHECKPOINT.match(e.name)
-                    if m:
-                        checkpoints.append(int(m.group(1)))
-        except (FileNotFoundError, NotADirectoryError):
-            pass
+            names = list(root.log_names())
+        except OSError as exc:  # an object store that cannot be listed
+            raise unreadable(root, -1, exc) from None
+        for name in names:
+            m = _COMMIT.match(name)
+            if m:
+                commits.append(int(m.group(1)))
+                continue
+            m = _CHECKPOINT.match(name)
+            if m:
+                checkpoints.append(int(m.group(1)))
         return commits, checkpoints
 
-    def latest_version(self, root: Path) -> int:
+    def latest_version(self, root: TableRoot) -> int:
         commits, checkpoints = self._log_versions(root)
         if not commits and not checkpoints:
             raise not_found("the data of this table is not available on the server")
         return max(commits + checkpoints)
 
-    def earliest_version(self, root: Path) -> int:
+    def earliest_version(self, root: TableRoot) -> int:
         """The first version whose commit (and so its changes and timestamp) is still there."""
         commits, checkpoints = self._log_versions(root)
         if not commits:
@@ -207,26 +294,26 @@ class DeltaTables:
             v -= 1
         return v
 
-    def _stamp(self, root: Path, version: int) -> tuple[int, int] | None:
+    @staticmethod
+    def _stamp(root: TableRoot, version: int) -> Any:
         try:
-            st = os.stat(root / "_delta_log" / f"{version:020d}.json")
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
+            return root.log_stamp(f"{version:020d}.json")
+        except OSError as exc:
+            raise unreadable(root, version, exc) from None
 
     # -- snapshots ---------------------------------------------------------------------------
-    def snapshot(self, root: Path, version: int) -> Snapshot:
-        key = (str(root), version, self._stamp(root, version))
+    def snapshot(self, root: TableRoot, version: int) -> Snapshot:
+        key = (root.uri, version, self._stamp(root, version))
         return self._snapshots.get(key, lambda: _load_snapshot(root, version))
 
     # -- commits -----------------------------------------------------------------------------
-    def commit(self, root: Path, version: int) -> Commit:
+    def commit(self, root: TableRoot, version: int) -> Commit:
         stamp = self._stamp(root, version)
         if stamp is None:
             raise invalid(f"version {version} of this table is no longer in its history")
-        return self._commits.get((str(root), version, stamp), lambda: _load_commit(root, version))
+        return self._commits.get((root.uri, version, stamp), lambda: _load_commit(root, version))
 
-    def version_at_or_before(self, root: Path, ms: int) -> int | None:
+    def version_at_or_before(self, root: TableRoot, ms: int) -> int | None:
         """The latest version committed at or before ``ms`` (None if all are later)."""
         latest, first = self.latest_version(root), self.earliest_version(root)
         for v in range(latest, first - 1, -1):
@@ -234,7 +321,7 @@ class DeltaTables:
                 return v
         return None
 
-    def version_at_or_after(self, root: Path, ms: int) -> int | None:
+    def version_at_or_after(self, root: TableRoot, ms: int) -> int | None:
         """The earliest version committed at or after ``ms`` (None if all are earlier)."""
         latest, first = self.latest_version(root), self.earliest_version(root)
         found = None
@@ -246,15 +333,14 @@ class DeltaTables:
         return found
 
 
-def _load_commit(root: Path, version: int) -> Commit:
-    path = root / "_delta_log" / f"{version:020d}.json"
+def _load_commit(root: TableRoot, version: int) -> Commit:
     actions: list[dict[str, Any]] = []
     try:
-        with open(path, encoding="utf-8") as fh:
+        raw, mtime = root.open_log(f"{version:020d}.json")
+        with io.TextIOWrapper(raw, encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     actions.append(_action(json.loads(line), number))
-        mtime = int(os.stat(path).st_mtime * 1000)
     except FileNotFoundError:
         raise invalid(f"version {version} of this table is no longer in its history") from None
     except (ValueError, OSError, RecursionError) as exc:  # not UTF-8, not JSON, not actions
@@ -282,12 +368,12 @@ def _action(doc: Any, line: int) -> dict[str, Any]:
     return doc
 
 
-def _load_snapshot(root: Path, version: int) -> Snapshot:
+def _load_snapshot(root: TableRoot, version: int) -> Snapshot:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError, TableNotFoundError
 
     try:
-        dt = DeltaTable(str(root), version=version)
+        dt = DeltaTable(root.uri, version=version, storage_options=root.storage_options)
         proto = dt.protocol()
         meta = dt.metadata()
         schema_string = dt.schema().to_json()

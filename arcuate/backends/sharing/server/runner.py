@@ -150,18 +150,27 @@ def serve_in_thread(
     port: int = 0,
     *,
     prefix: str = DEFAULT_PREFIX,
-    url_ttl_seconds: int = 3600,
+    url_ttl_seconds: int | None = None,
     signing_key: bytes | None = None,
     key_path: str | None = None,
     public_url: str | None = None,
     log_level: str = "warning",
     startup_timeout: float = 20.0,
+    storage_options: dict[str, str] | None = None,
 ) -> ServerHandle:
     """Start the sharing server for ``catalog_path`` on a background thread.
 
     Returns once it accepts connections. ``handle.endpoint`` is what goes in profiles.
+    ``url_ttl_seconds``: see :class:`ServerOptions` (default: 1 hour for local tables, 15
+    minutes for tables in object storage). ``storage_options``: how to reach tables in
+    object storage, on top of the cloud's environment variables.
     """
-    options = ServerOptions(prefix=prefix, url_ttl_seconds=url_ttl_seconds, public_url=public_url)
+    options = ServerOptions(
+        prefix=prefix,
+        url_ttl_seconds=url_ttl_seconds,
+        public_url=public_url,
+        storage_options=dict(storage_options or {}),
+    )
     app = create_app(catalog_path, signing_key=signing_key, key_path=key_path, options=options)
     sock = bind_socket(host, port)
     config = uvicorn.Config(
