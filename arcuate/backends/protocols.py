@@ -1,8 +1,17 @@
-"""The small Protocols operators use to reach storage; nothing else touches a backend.
+"""The contracts of the backends: one small Protocol per role, used as annotations.
 
-Signatures use primitives and arcuate-owned types only: record dicts shaped like the
-structs of :mod:`arcuate.format.schema`, :class:`FileRef`, Arrow record batches. No MLflow,
-Delta or Spark object crosses this line.
+The engine reaches storage only through these (its Context is typed with them); each backend
+package's factory returns one, so mypy checks every backend against its role. Signatures use
+primitives and arcuate-owned types only: record dicts shaped like the structs of
+:mod:`arcuate.format.schema`, :class:`FileRef`, Arrow record batches. No MLflow, Delta or
+Spark object crosses this line.
+
+Roles (see :mod:`arcuate.backends.registry`): ``model_source`` (:class:`ModelSource`),
+``table`` (:class:`TableStore`), ``catalog`` (:class:`ShareCatalog`; one that also keeps
+recipients and grants is a :class:`RecipientCatalog`), ``reader`` (:class:`ShareReader`).
+The sinks an import writes through are declared at the end of this file.
+
+Importing this module is cheap (Arrow is needed by annotations only).
 """
 
 from __future__ import annotations
@@ -10,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Literal, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-from arcuate.format.schema import Content
+    from arcuate.format.schema import Content
 
 #: A record dict shaped like one of the format's structs (EXPERIMENT, RUN_INFO, ...).
 Record = dict[str, Any]
@@ -132,12 +142,73 @@ class TableStore(Protocol):
 
 @runtime_checkable
 class ShareCatalog(Protocol):
-    """Adds tables to shares."""
+    """Adds tables to shares (every share catalog can)."""
 
     def add_table(
         self, share: str, schema: str, table: str, location: str, *, if_not_exists: bool = True
     ) -> AddResult:
         """Add a table to a share (creating the share). Same definition again: ``exists``."""
+        ...
+
+
+@runtime_checkable
+class RecipientCatalog(ShareCatalog, Protocol):
+    """A share catalog that also keeps recipients, their tokens and grants (the catalog
+    statements: ``CREATE RECIPIENT``, ``GRANT``, ``SHOW SHARES``...).
+
+    Records are plain dicts: a share as the reference server's YAML has it (``name``,
+    ``schemas`` of ``tables``), a recipient as :func:`~arcuate.backends.sharing.catalog.
+    public_recipient` shows it (never a token or its hash).
+    """
+
+    def shares(self) -> list[dict[str, Any]]:
+        """Every share, with its schemas and tables."""
+        ...
+
+    def remove_table(self, share: str, schema: str, table: str) -> None:
+        """Remove a table from a share. Raises NotFoundError if it is not there."""
+        ...
+
+    def drop_share(self, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a share; False when it did not exist and ``if_exists``."""
+        ...
+
+    def recipients(self) -> list[dict[str, Any]]:
+        """Every recipient (public fields only)."""
+        ...
+
+    def recipient(self, name: str) -> dict[str, Any] | None:
+        """One recipient (public fields only), or None."""
+        ...
+
+    def create_recipient(
+        self,
+        name: str,
+        *,
+        if_not_exists: bool = False,
+        comment: str | None = None,
+        expires_in_seconds: int | None = None,
+        endpoint: str | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """A new recipient and its bearer token (None: it existed and ``if_not_exists``)."""
+        ...
+
+    def rotate_token(
+        self, name: str, *, expires_in_seconds: int | None = None, endpoint: str | None = None
+    ) -> str:
+        """A new bearer token for the recipient; the old one stops working."""
+        ...
+
+    def drop_recipient(self, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a recipient (its token stops working); False when it did not exist."""
+        ...
+
+    def grant(self, share: str, recipient: str) -> bool:
+        """Let the recipient read the share; False when it already could."""
+        ...
+
+    def revoke(self, share: str, recipient: str) -> bool:
+        """Stop the recipient reading the share; False when it could not."""
         ...
 
 
