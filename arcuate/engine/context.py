@@ -5,6 +5,10 @@ needs the share catalog never pays for MLflow, and EXPLAIN pays for nothing. Bac
 from the registry by the names in the settings (``factory(settings, retry)``) and are checked
 against their role's Protocol; a caller may give its own instead:
 ``Context(settings, model_sink=my_sink)``.
+
+What the configured backends can do, read from their plug-in records without building them,
+is handed to the planner as plain data (:func:`capabilities`), and what only a backend can
+show in EXPLAIN comes from its record too (:func:`explain_details`).
 """
 
 from __future__ import annotations
