@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from arcuate.backends.capabilities import Capabilities
 from arcuate.config import Settings, resolve_settings
-from arcuate.engine.context import Context
+from arcuate.engine.context import Context, capabilities, explain_details
 from arcuate.engine.result import Results, StatementResult
 from arcuate.engine.runner import run_plan
 from arcuate.errors import ArcuateError, PlanError
@@ -95,7 +94,7 @@ def execute(
     script = parse_script(text, source)
     if expect is not None:
         check_kind(script, expect)
-    plans = plan_script(script, Capabilities.from_settings(resolved, spark_hint=spark_hint))
+    plans = plan_script(script, capabilities(resolved, spark_hint=spark_hint))
     return run_plans(plans, resolved)
 
 
@@ -103,7 +102,7 @@ def plan_scripts(
     scripts: list[tuple[str, str]], settings: Settings, *, spark_hint: str | None = None
 ) -> list[Plan]:
     """Parse and plan several scripts, given as (text, source name), before any runs."""
-    caps = Capabilities.from_settings(settings, spark_hint=spark_hint)
+    caps = capabilities(settings, spark_hint=spark_hint)
     return [p for text, source in scripts for p in plan_script(parse_script(text, source), caps)]
 
 
@@ -166,14 +165,15 @@ def explain(
     """The plan of each statement as text, without touching any store."""
     resolved = _settings(None, overrides)
     script = parse_script(text, source)
-    caps = Capabilities.from_settings(resolved, spark_hint=spark_hint)
+    caps = capabilities(resolved, spark_hint=spark_hint)
     plans = plan_script(script, caps, explain=True)
-    return "\n\n".join(_explain(p) for p in plans)
+    details = explain_details(resolved)
+    return "\n\n".join(_explain(p, details) for p in plans)
 
 
 def _run_statement(stmt: ast.Statement, overrides: dict[str, Any]) -> StatementResult:
     resolved = _settings(overrides.pop("settings", None), overrides)
-    p = plan(stmt, Capabilities.from_settings(resolved))
+    p = plan(stmt, capabilities(resolved))
     return run_plan(p, Context(resolved))
 
 

@@ -11,20 +11,23 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import unquote, urlparse
 
+from arcuate.backends.registry import check_name
 from arcuate.errors import ConfigurationError
 from arcuate.format.limits import MAX_CHUNK_BYTES
 
-TableBackendName = Literal["deltalake", "spark"]
-ShareCatalogName = Literal["local", "unity"]
-
-TABLE_BACKENDS: Final = ("deltalake", "spark")
-SHARE_CATALOGS: Final = ("local", "unity")
 DEFAULT_WAREHOUSE: Final = "arcuate-warehouse"
+#: How an import writes new runs: ``auto`` (the bulk path where it is eligible, else MLflow's
+#: public API), ``api`` (always the public API) or ``bulk`` (an error where it is not eligible).
+IMPORT_PATHS: Final = ("auto", "api", "bulk")
+ImportPath = Literal["auto", "api", "bulk"]
+#: Seconds an import waits for another import of the same target before it fails.
+DEFAULT_LOCK_WAIT: Final = 600.0
 
 _ENV: Final = {
     "tracking_uri": "MLFLOW_TRACKING_URI",
@@ -38,6 +41,8 @@ _ENV: Final = {
     "progress": "ARCUATE_PROGRESS",
     "retry_seconds": "ARCUATE_RETRY_SECONDS",
     "storage_options": "ARCUATE_STORAGE_OPTIONS",
+    "import_path": "ARCUATE_IMPORT_PATH",
+    "lock_wait": "ARCUATE_LOCK_WAIT",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -66,19 +71,25 @@ class Settings:
     ``spark``: a SparkSession; passing one selects the Spark table backend.
     ``retry_seconds``: how long a sharing or MLflow server that does not answer is retried
     (with back-off) before the statement fails with an error naming it.
+    ``table_backend``/``share_catalog``: backend names the registry knows
+    (:mod:`arcuate.backends.registry`: built-in, registered or installed plugins).
+    ``import_path``: how an import writes new runs (:data:`IMPORT_PATHS`).
+    ``lock_wait``: seconds an import waits for another import of the same target.
     """
 
     tracking_uri: str | None = None
     registry_uri: str | None = None
     warehouse: str = DEFAULT_WAREHOUSE
     catalog: str | None = None
-    table_backend: TableBackendName = "deltalake"
-    share_catalog: ShareCatalogName = "local"
+    table_backend: str = "deltalake"
+    share_catalog: str = "local"
     chunk_bytes: int = 8 * 1024 * 1024
     progress: bool | None = None
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     endpoint: str = "http://127.0.0.1:8080/delta-sharing"
     retry_seconds: float = DEFAULT_RETRY_SECONDS
+    import_path: ImportPath = "auto"
+    lock_wait: float = DEFAULT_LOCK_WAIT
     spark: Any = None
 
     @property
@@ -157,6 +168,43 @@ def storage_options(value: object) -> dict[str, str]:
     return out
 
 
+def _import_path(value: Any) -> str:
+    path = str(value).strip().lower()
+    if path not in IMPORT_PATHS:
+        raise ConfigurationError(
+            f"import_path must be one of {', '.join(IMPORT_PATHS)}, got {value!r}"
+            " (ARCUATE_IMPORT_PATH)"
+        )
+    return path
+
+
+def _lock_wait(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not seconds >= 0:  # also rejects NaN
+        raise ConfigurationError(
+            f"lock_wait must be a number of seconds (>= 0), got {value!r} (ARCUATE_LOCK_WAIT)"
+        )
+    return seconds
+
+
+def _chunk_bytes(value: Any) -> int:
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"chunk_bytes must be a whole number of bytes, got {value!r}"
+        ) from None
+    if size < 1024:
+        raise ConfigurationError("chunk_bytes must be at least 1024")
+    if size > MAX_CHUNK_BYTES:  # what a recipient reads in a chunk row
+        raise ConfigurationError(f"chunk_bytes must be at most {MAX_CHUNK_BYTES}")
+    return size
+
+
+
 def _closest(value: str, valid: tuple[str, ...]) -> str:
     near = difflib.get_close_matches(value, valid, n=1)
     return f" Did you mean {near[0]}?" if near else ""
@@ -173,6 +221,20 @@ def _retry_seconds(value: Any) -> float:
             f" (ARCUATE_RETRY_SECONDS, --retry-seconds)"
         )
     return seconds
+
+
+#: How each setting given as text (or a value) is checked and converted. Backend names are
+#: checked against the registry, the only list of them.
+_CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
+    "chunk_bytes": _chunk_bytes,
+    "progress": _progress,
+    "retry_seconds": _retry_seconds,
+    "import_path": _import_path,
+    "lock_wait": _lock_wait,
+    "storage_options": storage_options,
+    "table_backend": lambda name: check_name("table", str(name)),
+    "share_catalog": lambda name: check_name("catalog", str(name)),
+}
 
 
 def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings:
@@ -199,30 +261,9 @@ def resolve_settings(base: Settings | None = None, **overrides: Any) -> Settings
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("spark") is not None and "table_backend" not in overrides:
         values["table_backend"] = "spark"
-    if "chunk_bytes" in values:
-        try:
-            values["chunk_bytes"] = int(values["chunk_bytes"])
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"chunk_bytes must be a whole number of bytes, got {values['chunk_bytes']!r}"
-            ) from None
-        if values["chunk_bytes"] < 1024:
-            raise ConfigurationError("chunk_bytes must be at least 1024")
-        if values["chunk_bytes"] > MAX_CHUNK_BYTES:  # what a recipient reads in a chunk row
-            raise ConfigurationError(f"chunk_bytes must be at most {MAX_CHUNK_BYTES}")
-    if "progress" in values:
-        values["progress"] = _progress(values["progress"])
-    if "retry_seconds" in values:
-        values["retry_seconds"] = _retry_seconds(values["retry_seconds"])
-    if "storage_options" in values:
-        values["storage_options"] = storage_options(values["storage_options"])
-    for key, valid in (("table_backend", TABLE_BACKENDS), ("share_catalog", SHARE_CATALOGS)):
-        if key in values and values[key] not in valid:
-            raise ConfigurationError(
-                f"Unknown {key.replace('_', ' ')} {values[key]!r}."
-                f"{_closest(str(values[key]), valid)}"
-                f" Known: {', '.join(valid)}"
-            )
+    for key, check in _CHECKS.items():
+        if key in values:
+            values[key] = check(values[key])
     for key in ("warehouse", "catalog"):
         if isinstance(values.get(key), os.PathLike):
             values[key] = os.fspath(values[key])

@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -239,3 +240,74 @@ def mlflow_server_pg(
         yield PgServerStore(server.url, root, backend, artifacts)
     finally:
         server.stop()
+
+
+# -- Spark: a real Sail Spark Connect server (tests/spark, the Spark half of tests/conformance) ---
+def _stop(proc: Any) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def sail_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A Sail Spark Connect server on 127.0.0.1 (its port), for the whole session.
+
+    Sail runs in its own process (``tests/spark/sail_server.py``), so Python UDFs run apart
+    from pytest, as on a cluster; it is stopped with its process group at the end.
+    """
+    import subprocess
+    import sys
+
+    pytest.importorskip("pysail")
+    root = tmp_path_factory.mktemp("sail")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RUST_LOG": "warn"}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SPARK_REMOTE"):
+        env.pop(var, None)
+    log = open(root / "sail.log", "wb")  # noqa: SIM115 - closed below
+    server = Path(__file__).parent / "spark" / "sail_server.py"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(server)],
+        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError(f"Sail did not start: {(root / 'sail.log').read_text()}")
+        yield int(line)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def spark(sail_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A pyspark Spark Connect session to the Sail server (managed tables in a temp dir)."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(f"sc://127.0.0.1:{sail_port}").getOrCreate()
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session.conf.set("spark.sql.warehouse.dir", str(warehouse))
+    try:
+        yield session
+    finally:
+        session.stop()

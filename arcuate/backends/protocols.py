@@ -1,60 +1,38 @@
-"""The small Protocols operators use to reach storage; nothing else touches a backend.
+"""The contracts of the backends: one small Protocol per role, used as annotations.
 
-Signatures use primitives and arcuate-owned types only: record dicts shaped like the
-structs of :mod:`arcuate.format.schema`, :class:`FileRef`, Arrow record batches. No MLflow,
-Delta or Spark object crosses this line.
+The engine reaches storage only through these (its Context is typed with them); each backend
+package's factory returns one, so mypy checks every backend against its role. Signatures use
+primitives and arcuate-owned types only: record dicts shaped like the structs of
+:mod:`arcuate.format.schema`, :class:`FileRef`, Arrow record batches. No MLflow, Delta or
+Spark object crosses this line.
+
+Roles (see :mod:`arcuate.backends.registry`): ``model_source`` (:class:`ModelSource`),
+``table`` (:class:`TableStore`), ``catalog`` (:class:`ShareCatalog`; one that also keeps
+recipients and grants is a :class:`RecipientCatalog`), ``reader`` (:class:`ShareReader`).
+The sinks an import writes through are declared at the end of this file.
+
+Importing this module is cheap (Arrow is needed by annotations only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import IO, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import pyarrow as pa
+# The format's in-memory types live in the format layer; re-exported here for code that
+# imported them from this module (kept for one release).
+from arcuate.format.files import ChunkedFile as ChunkedFile
+from arcuate.format.files import FileRef as FileRef
+from arcuate.format.files import Record as Record
 
-from arcuate.format.schema import Content
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-#: A record dict shaped like one of the format's structs (EXPERIMENT, RUN_INFO, ...).
-Record = dict[str, Any]
+    from arcuate.format.schema import Content
 
 WriteMode = Literal["overwrite", "error"]
 AddResult = Literal["added", "exists"]
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """A file to export, opened lazily so that bytes stream instead of sitting in memory.
-
-    ``owner`` is ``artifacts``, ``logged_models/<source model id>`` or ``model``; ``path`` is
-    relative to the owner's root, with ``/`` separators.
-    """
-
-    owner: str
-    path: str
-    size: int
-    open: Callable[[], IO[bytes]]
-    #: The file's path on this machine when it is a local file (another process may read it).
-    local_path: str | None = None
-
-
-@dataclass(frozen=True)
-class ChunkedFile:
-    """A large file of a record whose chunk rows are still to be cut.
-
-    An export hands the table store this instead of the rows, so that a store may cut and
-    write them wherever memory is cheapest (the deltalake store uses a helper process for
-    local files); :func:`arcuate.format.records.expand` turns it into the rows' batches.
-    ``size`` and ``sha256`` are what the owner row says: the chunks are checked against them.
-    """
-
-    key: str
-    ref: FileRef
-    size: int
-    sha256: str
-    chunk_bytes: int
-    exported_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -132,12 +110,73 @@ class TableStore(Protocol):
 
 @runtime_checkable
 class ShareCatalog(Protocol):
-    """Adds tables to shares."""
+    """Adds tables to shares (every share catalog can)."""
 
     def add_table(
         self, share: str, schema: str, table: str, location: str, *, if_not_exists: bool = True
     ) -> AddResult:
         """Add a table to a share (creating the share). Same definition again: ``exists``."""
+        ...
+
+
+@runtime_checkable
+class RecipientCatalog(ShareCatalog, Protocol):
+    """A share catalog that also keeps recipients, their tokens and grants (the catalog
+    statements: ``CREATE RECIPIENT``, ``GRANT``, ``SHOW SHARES``...).
+
+    Records are plain dicts: a share as the reference server's YAML has it (``name``,
+    ``schemas`` of ``tables``), a recipient as :func:`~arcuate.backends.sharing.catalog.
+    public_recipient` shows it (never a token or its hash).
+    """
+
+    def shares(self) -> list[dict[str, Any]]:
+        """Every share, with its schemas and tables."""
+        ...
+
+    def remove_table(self, share: str, schema: str, table: str) -> None:
+        """Remove a table from a share. Raises NotFoundError if it is not there."""
+        ...
+
+    def drop_share(self, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a share; False when it did not exist and ``if_exists``."""
+        ...
+
+    def recipients(self) -> list[dict[str, Any]]:
+        """Every recipient (public fields only)."""
+        ...
+
+    def recipient(self, name: str) -> dict[str, Any] | None:
+        """One recipient (public fields only), or None."""
+        ...
+
+    def create_recipient(
+        self,
+        name: str,
+        *,
+        if_not_exists: bool = False,
+        comment: str | None = None,
+        expires_in_seconds: int | None = None,
+        endpoint: str | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """A new recipient and its bearer token (None: it existed and ``if_not_exists``)."""
+        ...
+
+    def rotate_token(
+        self, name: str, *, expires_in_seconds: int | None = None, endpoint: str | None = None
+    ) -> str:
+        """A new bearer token for the recipient; the old one stops working."""
+        ...
+
+    def drop_recipient(self, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a recipient (its token stops working); False when it did not exist."""
+        ...
+
+    def grant(self, share: str, recipient: str) -> bool:
+        """Let the recipient read the share; False when it already could."""
+        ...
+
+    def revoke(self, share: str, recipient: str) -> bool:
+        """Stop the recipient reading the share; False when it could not."""
         ...
 
 

@@ -6,7 +6,6 @@ backends. A failing step is reported with its number, its operator and the state
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
-from arcuate.backends.retry import RetryPolicy
-from arcuate.engine.context import Context
+from arcuate.engine.context import Context, explain_details
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ArcuateError, StepError, UnreachableError
 from arcuate.plan import ops
-from arcuate.plan.explain import explain
+from arcuate.plan.explain import Details, describe, explain
 from arcuate.plan.planner import Plan
 
 
@@ -90,22 +88,12 @@ def _add_to_share(step: ops.AddToShare, ctx: Context, st: _State) -> None:
     )
 
 
-def _notice(message: str) -> None:
-    sys.stderr.write(f"arcuate: {message}\n")
-    sys.stderr.flush()
-
-
-def retry_policy(ctx: Context) -> RetryPolicy:
-    """Retry a server that does not answer for ``retry_seconds``; say so where progress shows."""
-    return RetryPolicy(ctx.settings.retry_seconds, notify=_notice if ctx.progress else None)
-
-
 @contextmanager
 def servers_bounded(ctx: Context) -> Iterator[None]:
     """While a statement runs: MLflow's retries bounded and shown, and an MLflow server that
     cannot be reached named in the error (with what failed and what to check)."""
     s = ctx.settings
-    with bounded_retries(s.retry_seconds), retry_notices(retry_policy(ctx).notify):
+    with bounded_retries(s.retry_seconds), retry_notices(ctx.retry.notify):
         try:
             yield
         except Exception as exc:
@@ -120,15 +108,7 @@ def servers_bounded(ctx: Context) -> Iterator[None]:
 
 
 def _read_share(step: ops.ReadShare, ctx: Context, st: _State) -> None:
-    if step.flavor == "spark":
-        from arcuate.backends.spark.reader import SparkShareReader
-
-        reader = SparkShareReader(ctx.settings.spark, retry=retry_policy(ctx))
-        st.value = reader.batches(step.coordinate)
-        return
-    from arcuate.backends.sharing.reader import DeltaSharingReader
-
-    st.value = DeltaSharingReader(retry=retry_policy(ctx)).batches(step.coordinate)
+    st.value = ctx.reader(step.flavor).batches(step.coordinate)
 
 
 def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> None:
@@ -172,7 +152,7 @@ def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None
 def _list_provider_shares(step: ops.ListProviderShares, ctx: Context, st: _State) -> None:
     from arcuate.backends.sharing.reader import DeltaSharingReader
 
-    listing = DeltaSharingReader().list_shared(step.profile)
+    listing = DeltaSharingReader(retry=ctx.retry).list_shared(step.profile)
     summary = {
         "profile": step.profile,
         "endpoint": listing.endpoint,
@@ -207,16 +187,16 @@ _ACTIONS = {
 }
 
 
-def explain_result(plan: Plan) -> StatementResult:
-    """The result of an EXPLAIN: the plan as text and as rows."""
+def explain_result(plan: Plan, details: Details | None = None) -> StatementResult:
+    """The result of an EXPLAIN: the plan as text and as rows (``details``: what the
+    backends add under a step, see :func:`arcuate.engine.context.explain_details`)."""
     rows = [
-        {"step": i, "operator": type(s).__name__, "description": s.describe()}
+        {"step": i, "operator": type(s).__name__, "description": describe(s, details)}
         for i, s in enumerate(plan.steps, 1)
     ]
     summary: dict[str, Any] = {"notes": list(plan.notes)} if plan.notes else {}
-    return StatementResult(
-        f"EXPLAIN {plan.text}", "explain", summary=summary, rows=rows, text=explain(plan)
-    )
+    text = explain(plan, details)
+    return StatementResult(f"EXPLAIN {plan.text}", "explain", summary=summary, rows=rows, text=text)
 
 
 def _run_step(i: int, step: ops.Operator, ctx: Context, st: _State) -> None:
@@ -236,7 +216,7 @@ def _run_step(i: int, step: ops.Operator, ctx: Context, st: _State) -> None:
 def run_plan(plan: Plan, ctx: Context) -> StatementResult:
     """Run one plan's steps in order; EXPLAIN plans are only described."""
     if plan.explain_only:
-        return explain_result(plan)
+        return explain_result(plan, explain_details(ctx.settings))
     st = _State(plan)
     started = time.monotonic()
     with servers_bounded(ctx):

@@ -14,24 +14,27 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from arcuate.backends.protocols import RecipientCatalog
 from arcuate.engine.context import Context
 from arcuate.engine.result import StatementResult
-from arcuate.errors import BackendError, ConfigurationError
+from arcuate.errors import BackendError, ConfigurationError, NotFoundError
 from arcuate.plan.ops import CatalogCommand
 
 
 def run_catalog_command(op: CatalogCommand, ctx: Context, statement: str) -> StatementResult:
-    """Run one catalog statement against the configured share catalog."""
+    """Run one catalog statement against the configured share catalog.
+
+    The planner has already refused statements the catalog cannot run (its capabilities);
+    this check covers a catalog given to the Context directly.
+    """
     catalog = ctx.share_catalog
-    handler = _HANDLERS[op.action]
-    needed = _NEEDS.get(op.action)
-    if needed and not hasattr(catalog, needed):
+    if not isinstance(catalog, RecipientCatalog):
         raise BackendError(
-            f"the {op.catalog} share catalog cannot {op.action.replace('_', ' ')}: recipients, "
-            "grants and share changes are kept by the local share catalog",
+            f"the {op.catalog} share catalog cannot {op.action.replace('_', ' ')}: it keeps no "
+            "recipients, grants or share changes",
             hint="use the local catalog (share_catalog='local') with arcuate serve",
         )
-    return handler(op, ctx, catalog, statement)
+    return _HANDLERS[op.action](op, ctx, catalog, statement)
 
 
 def _name(op: CatalogCommand) -> str:
@@ -100,7 +103,7 @@ def _note(name: str) -> str:
 
 
 def _create_recipient(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     prepared = _prepare(op, ctx)
     record, token = catalog.create_recipient(
@@ -126,7 +129,7 @@ def _create_recipient(
 
 
 def _rotate_token(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     name = _name(op)
     prepared = _prepare(op, ctx)
@@ -134,6 +137,8 @@ def _rotate_token(
         name, expires_in_seconds=op.expires_in_seconds, endpoint=ctx.settings.endpoint
     )
     record = catalog.recipient(name)
+    if record is None:  # dropped by someone else since: nobody can use that token
+        raise NotFoundError(f"recipient {name!r} was dropped while its token was rotated")
     summary = {
         "recipient": record["name"],
         "token_expires_at": record["token_expires_at"],
@@ -144,26 +149,30 @@ def _rotate_token(
 
 
 def _drop_recipient(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     dropped = catalog.drop_recipient(_name(op), if_exists=op.if_exists)
     return StatementResult(statement, "drop recipient", {"recipient": op.name, "dropped": dropped})
 
 
-def _grant(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+def _grant(
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
+) -> StatementResult:
     changed = catalog.grant(_share(op), _name(op))
     summary = {"share": op.share, "recipient": op.name, "granted": changed}
     return StatementResult(statement, "grant", summary)
 
 
-def _revoke(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+def _revoke(
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
+) -> StatementResult:
     changed = catalog.revoke(_share(op), _name(op))
     summary = {"share": op.share, "recipient": op.name, "revoked": changed}
     return StatementResult(statement, "revoke", summary)
 
 
 def _remove_table(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     if len(op.table) < 2:
         raise ConfigurationError("remove table needs schema.table")
@@ -173,7 +182,9 @@ def _remove_table(
     return StatementResult(statement, "remove table", summary)
 
 
-def _drop_share(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+def _drop_share(
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
+) -> StatementResult:
     share = _share(op)
     dropped = catalog.drop_share(share, if_exists=op.if_exists)
     return StatementResult(statement, "drop share", {"share": share, "dropped": dropped})
@@ -189,7 +200,7 @@ def _share_row(share: dict[str, Any], recipients: list[str]) -> dict[str, Any]:
     }
 
 
-def _granted(catalog: Any) -> dict[str, list[str]]:
+def _granted(catalog: RecipientCatalog) -> dict[str, list[str]]:
     """share name (lower case) -> recipients that may read it."""
     out: dict[str, list[str]] = {}
     for r in catalog.recipients():
@@ -198,22 +209,22 @@ def _granted(catalog: Any) -> dict[str, list[str]]:
     return out
 
 
-def _show_shares(op: CatalogCommand, ctx: Context, catalog: Any, statement: str) -> StatementResult:
+def _show_shares(
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
+) -> StatementResult:
     granted = _granted(catalog)
     rows = [_share_row(s, granted.get(str(s["name"]).lower(), [])) for s in catalog.shares()]
     return StatementResult(statement, "show shares", {"shares": len(rows)}, rows=rows)
 
 
 def _show_recipients(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     rows = catalog.recipients()
     return StatementResult(statement, "show recipients", {"recipients": len(rows)}, rows=rows)
 
 
-def _find_share(catalog: Any, name: str) -> dict[str, Any]:
-    from arcuate.errors import NotFoundError
-
+def _find_share(catalog: RecipientCatalog, name: str) -> dict[str, Any]:
     share = next((s for s in catalog.shares() if str(s["name"]).lower() == name.lower()), None)
     if share is None:
         raise NotFoundError(f"share {name!r} does not exist", hint="SHOW SHARES lists the shares")
@@ -221,7 +232,7 @@ def _find_share(catalog: Any, name: str) -> dict[str, Any]:
 
 
 def _show_all_in_share(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     share = _find_share(catalog, _share(op))
     rows = [
@@ -241,7 +252,7 @@ def _show_all_in_share(
 
 
 def _describe_share(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     share = _find_share(catalog, _share(op))
     row = _share_row(share, _granted(catalog).get(str(share["name"]).lower(), []))
@@ -249,10 +260,8 @@ def _describe_share(
 
 
 def _describe_recipient(
-    op: CatalogCommand, ctx: Context, catalog: Any, statement: str
+    op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
-    from arcuate.errors import NotFoundError
-
     record = catalog.recipient(_name(op))
     if record is None:
         raise NotFoundError(
@@ -274,20 +283,4 @@ _HANDLERS = {
     "show_all_in_share": _show_all_in_share,
     "describe_share": _describe_share,
     "describe_recipient": _describe_recipient,
-}
-
-#: The catalog method each action needs (a catalog without it cannot run the statement).
-_NEEDS = {
-    "create_recipient": "create_recipient",
-    "rotate_token": "rotate_token",
-    "drop_recipient": "drop_recipient",
-    "grant": "grant",
-    "revoke": "revoke",
-    "remove_table": "remove_table",
-    "drop_share": "drop_share",
-    "show_shares": "shares",
-    "show_recipients": "recipients",
-    "show_all_in_share": "shares",
-    "describe_share": "shares",
-    "describe_recipient": "recipient",
 }

@@ -20,6 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
 from traitlets import Bool, Int, Unicode
 
 import arcuate
+from arcuate.backends.registry import available_backends
 from arcuate.config import Settings, env_var
 from arcuate.engine.result import Results
 from arcuate.errors import ConfigurationError, PlanError
@@ -32,10 +33,14 @@ _HELP: dict[str, tuple[str, str]] = {
     "warehouse": ("PATH", "where Delta tables are written"),
     "catalog": ("FILE", "share catalog file (default: <warehouse>/shares.yaml)"),
     "endpoint": ("URL", "sharing server URL written into recipients' profiles"),
-    "table_backend": ("NAME", "deltalake or spark"),
-    "share_catalog": ("NAME", "local or unity"),
+    "table_backend": ("NAME", "the table backend"),
+    "share_catalog": ("NAME", "the share catalog"),
     "chunk_bytes": ("BYTES", "files larger than this travel in chunks"),
+    "import_path": ("PATH", "how an import writes new runs: auto, api or bulk"),
+    "lock_wait": ("SECONDS", "how long an import waits for another import of its target"),
 }
+#: Settings naming a backend: their help lists the names the registry knows.
+_ROLES = {"table_backend": "table", "share_catalog": "catalog"}
 #: Settings that are not a plain value on the line: ``spark`` is named by variable,
 #: ``progress`` is a pair of flags, ``storage_options`` is a mapping.
 _SPECIAL = ("spark", "progress", "storage_options")
@@ -82,6 +87,8 @@ def _parser(prog: str, purpose: str, usage: str) -> _Parser:
     )
     for name in value_settings():
         metavar, text = _HELP.get(name, ("VALUE", f"the {name} setting"))
+        if name in _ROLES:
+            text += f": {', '.join(available_backends(_ROLES[name]))}"
         env = env_var(name)
         parser.add_argument(
             "--" + name.replace("_", "-"),
@@ -144,8 +151,8 @@ class ArcuateMagics(Magics):
     endpoint = Unicode(None, allow_none=True, help="sharing server URL for profiles").tag(
         config=True
     )
-    table_backend = Unicode(None, allow_none=True, help="deltalake or spark").tag(config=True)
-    share_catalog = Unicode(None, allow_none=True, help="local or unity").tag(config=True)
+    table_backend = Unicode(None, allow_none=True, help="the table backend").tag(config=True)
+    share_catalog = Unicode(None, allow_none=True, help="the share catalog").tag(config=True)
     chunk_bytes = Int(None, allow_none=True, help="files above this size travel in chunks").tag(
         config=True
     )

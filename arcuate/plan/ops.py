@@ -68,14 +68,8 @@ class AddToShare:
 
     def describe(self) -> str:
         where = f"{self.schema}.{self.table}"
-        text = f"add table {where} to share {self.share!r} in the {self.catalog} catalog"
-        if self.catalog == "unity" and self.table_parts:
-            # The SQL text is built by a pure function; nothing runs.
-            from arcuate.backends.spark.unity import unity_sql
-
-            sql = unity_sql(self.share, self.table_parts, shared_as=(self.schema, self.table))
-            text += "".join(f"\n       SQL: {statement}" for statement in sql)
-        return text
+        # A catalog that runs SQL adds its statements at the edge (explain's ``details``).
+        return f"add table {where} to share {self.share!r} in the {self.catalog} catalog"
 
 
 @dataclass(frozen=True, slots=True)

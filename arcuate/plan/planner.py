@@ -2,6 +2,8 @@
 
 Valid syntax that cannot mean anything with the configured backends is rejected here, at the
 statement's span, before anything runs: a whole script is planned before its first step.
+What the backends can do arrives as plain data (:mod:`arcuate.plan.capabilities`), built at
+the edge from their plug-in records: this module imports no backend.
 """
 
 from __future__ import annotations
@@ -9,13 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from arcuate.backends.capabilities import Capabilities
 from arcuate.errors import PlanError, Span
 from arcuate.plan import ops
+from arcuate.plan.capabilities import Capabilities
 from arcuate.syntax import ast
 from arcuate.syntax.unparse import unparse, where
 
 _SHARE_NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
+#: How a catalog statement is named in errors (the others: the action's words).
+_STATEMENTS = {
+    "rotate_token": "ALTER RECIPIENT ... ROTATE TOKEN",
+    "remove_table": "ALTER SHARE ... REMOVE TABLE",
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,31 @@ class _Planner:
             )
         return value
 
+    def table_name(self, table: ast.TableName) -> None:
+        """Each part of the name must be one the table store can hold."""
+        rule = self.caps.table.table_names
+        for part in table.parts:
+            if rule is not None and not rule.accepts(part):
+                raise self.error(
+                    table.span,
+                    f"table name part {part!r} cannot name a table of the "
+                    f"{self.caps.table_backend} table store: use {rule.allowed}",
+                    "ARC203",
+                )
+
+    def catalog_can(self, command: ops.CatalogCommand, span: Span) -> ops.CatalogCommand:
+        """The share catalog must run this statement (some only add tables to shares)."""
+        actions = self.caps.catalog.catalog_actions
+        if actions is not None and command.action not in actions:
+            words = _STATEMENTS.get(command.action, command.action.replace("_", " ").upper())
+            raise self.error(
+                span,
+                f"the {self.caps.share_catalog} share catalog cannot run {words}",
+                "ARC204",
+                hint=self.caps.catalog.instead,
+            )
+        return command
+
     def flavor(self, flavor: ast.Flavor, span: Span) -> ast.Flavor:
         if flavor == "spark" and not self.caps.has_spark:
             self.needs_spark(
@@ -74,15 +106,17 @@ class _Planner:
     def steps(self, stmt: ast.Statement) -> tuple[ops.Operator, ...]:
         caps = self.caps
         if isinstance(stmt, ast.CreateShare):
-            if caps.share_catalog == "unity" and not caps.has_spark:
+            if caps.catalog.needs_spark and not caps.has_spark:
                 self.needs_spark(
                     stmt.span,
-                    "the unity share catalog runs CREATE SHARE through Spark SQL; no SparkSession",
+                    f"the {caps.share_catalog} share catalog runs CREATE SHARE through Spark SQL;"
+                    " no SparkSession",
                     "use share_catalog='local'",
                 )
             self.share_name("share", stmt.share, stmt.span)
             self.share_name("schema", stmt.table.schema, stmt.table.span)
             self.share_name("table", stmt.table.table, stmt.table.span)
+            self.table_name(stmt.table)
             src = stmt.source
             read: ops.Operator
             if isinstance(src, ast.ExperimentSource):
@@ -117,7 +151,7 @@ class _Planner:
             return (ops.ReadShare(coord, "pandas"), ops.DescribeShared(coord))
         if isinstance(stmt, ast.ShowProviderShares):
             return (ops.ListProviderShares(stmt.profile),)
-        return (self.catalog_command(stmt),)
+        return (self.catalog_can(self.catalog_command(stmt), stmt.span),)
 
     def catalog_command(self, stmt: ast.Statement) -> ops.CatalogCommand:
         cat = self.caps.share_catalog

@@ -21,6 +21,7 @@ from export_helpers import CHUNK, EXPERIMENT, Tricky, reassemble, rows_deltalake
 from arcuate.backends.deltalake import chunk_worker
 from arcuate.backends.mlflow.source import MlflowSource
 from arcuate.backends.protocols import FileRef, Record
+from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment
 from arcuate.errors import BackendError
 from arcuate.plan.ops import ExportExperiment
@@ -129,9 +130,9 @@ def test_a_failure_leaves_the_previous_version_and_no_files(
     extra = workdir / "extra.bin"
     extra.write_bytes(os.urandom(5 * CHUNK))
     changed = os.urandom(5 * CHUNK) if case == "changed" else None
-    ctx = tricky.context(warehouse)
-    ctx.__dict__["model_source"] = _Source(
-        tricky.store.tracking_uri, extra, changed, fail=case == "producer fails"
+    ctx = Context(
+        tricky.context(warehouse).settings,
+        model_source=_Source(tricky.store.tracking_uri, extra, changed, fail=case == "producer fails"),
     )
     stream = export_experiment(ExportExperiment(EXPERIMENT), ctx)
     with pytest.raises(BackendError) as info:

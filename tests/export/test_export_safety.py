@@ -94,8 +94,8 @@ def test_failure_midway_leaves_the_previous_table_version(
     assert first.version == 0
     before = rows_deltalake(first.location)
 
-    failing = tricky.context(warehouse, chunk_bytes=1024)
-    failing.__dict__["model_source"] = _FailingSource(tricky.store.tracking_uri)
+    settings = tricky.context(warehouse, chunk_bytes=1024).settings
+    failing = Context(settings, model_source=_FailingSource(tricky.store.tracking_uri))
     stream = export_experiment(ExportExperiment(EXPERIMENT), failing)
     delivered = []
     write = ParquetFiles.write

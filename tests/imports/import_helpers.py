@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from arcuate.config import Settings
+from arcuate.config import resolve_settings
 from arcuate.engine.context import Context
 from arcuate.format.schema import SCHEMA
 
@@ -52,7 +52,7 @@ class Share:
 
 def provider_context(store: Any, warehouse: Path, **kw: Any) -> Context:
     return Context(
-        Settings(
+        resolve_settings(
             tracking_uri=store.tracking_uri,
             registry_uri=store.registry_uri,
             warehouse=str(warehouse),
@@ -64,9 +64,10 @@ def provider_context(store: Any, warehouse: Path, **kw: Any) -> Context:
 
 
 def recipient_context(store: Any, **kw: Any) -> Context:
-    """An engine context writing into ``store`` (progress off unless asked)."""
+    """An engine context writing into ``store`` (progress off unless asked), with the
+    settings of the environment (``ARCUATE_IMPORT_PATH``, ``ARCUATE_LOCK_WAIT``)."""
     return Context(
-        Settings(
+        resolve_settings(
             tracking_uri=store.tracking_uri,
             registry_uri=store.registry_uri,
             progress=kw.pop("progress", False),

@@ -500,14 +500,15 @@ def test_limits_at_their_bound_import(recipient_store: Any, workdir: Path) -> No
 _CHILD = """
 import json, sys
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.config import Settings
+from arcuate.config import resolve_settings
 from arcuate.engine.context import Context
 from arcuate.engine.imports import import_experiment
 from arcuate.errors import ShareDataError
 
 warehouse, table, uri = sys.argv[1:]
 batches = DeltaLakeTableStore(warehouse).read(("hostile", table)).to_batches()
-ctx = Context(Settings(tracking_uri=uri, registry_uri=uri, progress=False))
+# the settings as the edge resolves them (ARCUATE_IMPORT_PATH from the test)
+ctx = Context(resolve_settings(tracking_uri=uri, registry_uri=uri, progress=False))
 try:
     import_experiment(batches, "e", ctx)
     out = {"error": None}

@@ -28,7 +28,7 @@ from tests.conftest import make_store
 DRIVER = """
 import os, signal, sys
 from deltalake import DeltaTable
-from arcuate.config import Settings
+from arcuate.config import resolve_settings
 from arcuate.engine.context import Context
 from arcuate.engine.imports import import_experiment
 
@@ -44,7 +44,8 @@ else:  # the API path: the first run is written, not yet marked complete
     from arcuate.backends.mlflow.sink import MlflowSink
     MlflowSink.finish_run = die
 batches = DeltaTable(location).to_pyarrow_table().to_batches(max_chunksize=7)
-ctx = Context(Settings(tracking_uri=uri, registry_uri=uri, progress=False))
+# the settings as the edge resolves them (ARCUATE_IMPORT_PATH from the test)
+ctx = Context(resolve_settings(tracking_uri=uri, registry_uri=uri, progress=False))
 import_experiment(batches, "e", ctx)
 """
 

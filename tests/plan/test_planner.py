@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import arcuate
-from arcuate.backends.capabilities import Capabilities
+from arcuate.engine.context import capabilities
 from arcuate.errors import PlanError
 from arcuate.plan import ops
+from arcuate.plan.capabilities import Capabilities
 from arcuate.plan.explain import explain
 from arcuate.plan.planner import plan
 from arcuate.syntax.parser import parse, parse_script
@@ -108,14 +109,18 @@ def test_parser_and_planner_import_no_engine() -> None:
 
 
 def test_explain_shows_the_unity_catalog_sql_quoted() -> None:
-    stmt = parse("CREATE SHARE ml WITH TABLE `main``; DROP`.team.`runs``x` FROM EXPERIMENT e")
-    text = explain(plan(stmt, Capabilities("spark", "unity", has_spark=True)))
-    assert text.splitlines()[-2:] == [
+    text = "CREATE SHARE ml WITH TABLE `main``; DROP`.team.`runs``x` FROM EXPERIMENT e"
+    # catalog tables: any name part, quoted (the SQL lines come from the catalog's plugin)
+    shown = arcuate.explain(text, share_catalog="unity", spark=object(), warehouse="catalog:")
+    assert shown.splitlines()[-2:] == [
         "       SQL: CREATE SHARE IF NOT EXISTS `ml`",
         "       SQL: ALTER SHARE `ml` ADD TABLE `main``; DROP`.`team`.`runs``x` AS `team`.`runs``x`",
     ]
+    # the planner alone shows no backend's SQL
+    assert "SQL:" not in explain(plan(parse(text), Capabilities("spark", "unity", has_spark=True)))
+    unity = capabilities(arcuate.resolve_settings(share_catalog="unity"))
     with pytest.raises(PlanError, match="through Spark SQL"):
-        plan(stmt, Capabilities("deltalake", "unity", has_spark=False))
+        plan(parse(text), unity)
 
 
 def test_explain_notes_a_missing_spark_session_instead_of_failing() -> None:
@@ -127,7 +132,8 @@ def test_explain_notes_a_missing_spark_session_instead_of_failing() -> None:
     )
     assert explain(p).splitlines()[-1] == "  " + p.notes[0]
     unity = plan(
-        parse("EXPLAIN CREATE SHARE s WITH TABLE t FROM MODEL m"), Capabilities("deltalake", "unity")
+        parse("EXPLAIN CREATE SHARE s WITH TABLE t FROM MODEL m"),
+        capabilities(arcuate.resolve_settings(share_catalog="unity")),
     )
     assert unity.notes[0].endswith("or use share_catalog='local'")
     assert plan(parse("EXPLAIN SHOW SHARES"), Capabilities()).notes == ()

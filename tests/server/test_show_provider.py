@@ -247,3 +247,20 @@ def test_endless_pages_stop_with_an_error(tmp_path: Path, monkeypatch: pytest.Mo
     finally:
         server.close()
     assert server.requests == 6
+
+
+def test_listing_a_server_that_is_down_keeps_to_retry_seconds(tmp_path: Path) -> None:
+    """The listing retries for the statement's ``retry_seconds``, not a budget of its own."""
+    down = tmp_path / "down.share"
+    down.write_text(
+        json.dumps(
+            {
+                "shareCredentialsVersion": 1,
+                "endpoint": "http://127.0.0.1:9/delta-sharing",
+                "bearerToken": "x",
+            }
+        )
+    )
+    with pytest.raises(UnreachableError) as info:
+        arcuate.execute(f"SHOW SHARES IN PROVIDER '{down}'", retry_seconds=0)
+    assert "gave up after 1 attempt in 0." in str(info.value)

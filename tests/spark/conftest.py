@@ -1,5 +1,6 @@
 """Fixtures of the Spark tests: a real Sail Spark Connect server, a pyspark Connect session to
-it, and a real ``mlflow server`` on loopback that Spark tasks talk to.
+it (``sail_port`` and ``spark``, in ``tests/conftest.py``: the conformance suite shares them),
+and a real ``mlflow server`` on loopback that Spark tasks talk to.
 
 Sail runs in its own process (``sail_server.py``: ``SparkConnectServer`` bound to 127.0.0.1,
 port 0, started in the background), so Python UDFs run apart from pytest, as on a cluster:
@@ -11,10 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,63 +34,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.spark)
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-@pytest.fixture(scope="session")
-def sail_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A Sail Spark Connect server on 127.0.0.1 (its port), for the whole session."""
-    root = tmp_path_factory.mktemp("sail")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RUST_LOG": "warn"}
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SPARK_REMOTE"):
-        env.pop(var, None)
-    log = open(root / "sail.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-u", str(HERE / "sail_server.py")],
-        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip():
-            raise RuntimeError(f"Sail did not start: {(root / 'sail.log').read_text()}")
-        yield int(line)
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-        log.close()
-
-
-@pytest.fixture(scope="session")
-def spark(sail_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A pyspark Spark Connect session to the Sail server (managed tables in a temp dir)."""
-    from pyspark.sql import SparkSession
-
-    session = SparkSession.builder.remote(f"sc://127.0.0.1:{sail_port}").getOrCreate()
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    session.conf.set("spark.sql.warehouse.dir", str(warehouse))
-    try:
-        yield session
-    finally:
-        session.stop()
 
 
 def _free_port() -> int:

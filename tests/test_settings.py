@@ -1,0 +1,53 @@
+"""Settings are resolved once, at the edge: what the backends read comes from them, never from
+the environment behind their back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcuate.config import Settings, resolve_settings
+from arcuate.engine.context import Context
+from arcuate.errors import ConfigurationError
+
+
+def test_import_path_and_lock_wait_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", "API")
+    monkeypatch.setenv("ARCUATE_LOCK_WAIT", "2.5")
+    resolved = resolve_settings()
+    assert (resolved.import_path, resolved.lock_wait) == ("api", 2.5)
+    assert resolve_settings(import_path="bulk", lock_wait=0).import_path == "bulk"
+    assert (Settings().import_path, Settings().lock_wait) == ("auto", 600.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("import_path", "fast", "import_path must be one of auto, api, bulk, got 'fast' "
+         "(ARCUATE_IMPORT_PATH)"),
+        ("lock_wait", "-1", "lock_wait must be a number of seconds (>= 0), got '-1' "
+         "(ARCUATE_LOCK_WAIT)"),
+        ("lock_wait", "soon", "lock_wait must be a number of seconds (>= 0), got 'soon' "
+         "(ARCUATE_LOCK_WAIT)"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_named_with_their_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_settings(**{name: value})
+    assert info.value.message == message
+
+
+def test_the_sink_reads_its_settings_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the environment says otherwise: only resolve_settings reads it, the sink must not
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")
+    monkeypatch.setenv("ARCUATE_LOCK_WAIT", "7")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sink: Any = Context(
+        Settings(tracking_uri=uri, import_path="api", lock_wait=3.0)
+    ).model_sink
+    assert (sink.import_path, sink.lock_wait) == ("api", 3.0)
+    assert not (tmp_path / "mlflow.db").exists()  # building the sink opens no store
