@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
 from arcuate.backends.retry import RetryPolicy
 from arcuate.engine.context import Context
 from arcuate.engine.result import StatementResult
@@ -104,6 +103,8 @@ def retry_policy(ctx: Context) -> RetryPolicy:
 def servers_bounded(ctx: Context) -> Iterator[None]:
     """While a statement runs: MLflow's retries bounded and shown, and an MLflow server that
     cannot be reached named in the error (with what failed and what to check)."""
+    from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
+
     s = ctx.settings
     with bounded_retries(s.retry_seconds), retry_notices(retry_policy(ctx).notify):
         try:
