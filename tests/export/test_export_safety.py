@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
-from arcuate.backends.deltalake.store import ParquetFiles
+from arcuate.backends.deltalake.parquet import ParquetFiles
 from arcuate.backends.mlflow.source import MlflowSource
 from arcuate.backends.protocols import FileRef, Record
 from arcuate.config import Settings

@@ -200,7 +200,7 @@ def write_and_commit(location: str, prefix: str, lines: IO[str]) -> dict[str, An
     store's files; the result line's content."""
     from deltalake import DeltaTable
 
-    from arcuate.backends.deltalake.store import ParquetFiles, commit
+    from arcuate.backends.deltalake.parquet import ParquetFiles, commit
     from arcuate.format.records import chunk_rows, to_batches
 
     files = ParquetFiles(location, None, prefix=prefix)
