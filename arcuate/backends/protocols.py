@@ -7,54 +7,19 @@ Delta or Spark object crosses this line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import IO, Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from arcuate.format.files import ChunkedFile as ChunkedFile
+from arcuate.format.files import FileRef as FileRef
+from arcuate.format.files import Record as Record
 from arcuate.format.schema import Content
-
-#: A record dict shaped like one of the format's structs (EXPERIMENT, RUN_INFO, ...).
-Record = dict[str, Any]
 
 WriteMode = Literal["overwrite", "error"]
 AddResult = Literal["added", "exists"]
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """A file to export, opened lazily so that bytes stream instead of sitting in memory.
-
-    ``owner`` is ``artifacts``, ``logged_models/<source model id>`` or ``model``; ``path`` is
-    relative to the owner's root, with ``/`` separators.
-    """
-
-    owner: str
-    path: str
-    size: int
-    open: Callable[[], IO[bytes]]
-    #: The file's path on this machine when it is a local file (another process may read it).
-    local_path: str | None = None
-
-
-@dataclass(frozen=True)
-class ChunkedFile:
-    """A large file of a record whose chunk rows are still to be cut.
-
-    An export hands the table store this instead of the rows, so that a store may cut and
-    write them wherever memory is cheapest (the deltalake store uses a helper process for
-    local files); :func:`arcuate.format.records.expand` turns it into the rows' batches.
-    ``size`` and ``sha256`` are what the owner row says: the chunks are checked against them.
-    """
-
-    key: str
-    ref: FileRef
-    size: int
-    sha256: str
-    chunk_bytes: int
-    exported_at: datetime | None = None
 
 
 @dataclass(frozen=True)

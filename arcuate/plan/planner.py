@@ -6,16 +6,14 @@ statement's span, before anything runs: a whole script is planned before its fir
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from arcuate.backends.capabilities import Capabilities
 from arcuate.errors import PlanError, Span
+from arcuate.format.names import SHARE_NAME as _SHARE_NAME
 from arcuate.plan import ops
 from arcuate.syntax import ast
 from arcuate.syntax.unparse import unparse, where
-
-_SHARE_NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
 
 
 @dataclass(frozen=True)

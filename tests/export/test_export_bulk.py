@@ -12,7 +12,7 @@ import pyarrow as pa
 from export_helpers import CHUNK, EXPERIMENT, Tricky
 
 from arcuate.backends.mlflow.source import MlflowSource
-from arcuate.backends.protocols import FileRef
+from arcuate.format.files import FileRef
 from arcuate.format.records import ColumnarList, run_rows, to_batches
 from arcuate.format.schema import METRIC, SCHEMA
 

@@ -13,11 +13,11 @@ from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 from arcuate.backends.deltalake.parquet import ParquetFiles
 from arcuate.backends.mlflow.source import MlflowSource
-from arcuate.backends.protocols import FileRef, Record
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment, export_model
 from arcuate.errors import BackendError, NotFoundError
+from arcuate.format.files import FileRef, Record
 from arcuate.plan.ops import ExportExperiment, ExportModel
 
 SECRET = "s3cr3t-Tok3n"

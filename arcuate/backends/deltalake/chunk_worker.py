@@ -36,8 +36,8 @@ from deltalake.transaction import AddAction
 
 from arcuate import workers
 from arcuate.backends.deltalake.writers import join_writer
-from arcuate.backends.protocols import ChunkedFile, FileRef
 from arcuate.errors import ArcuateError, BackendError
+from arcuate.format.files import ChunkedFile, FileRef
 from arcuate.format.schema import Content
 
 #: A chunked local file at least this long is cut by the helper (smaller ones in-process).

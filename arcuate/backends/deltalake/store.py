@@ -31,8 +31,9 @@ from deltalake.exceptions import TableNotFoundError
 from arcuate.backends.deltalake.chunk_worker import ChunkWorker, wanted
 from arcuate.backends.deltalake.parquet import ParquetFiles, commit, open_table
 from arcuate.backends.deltalake.writers import WRITERS_DIR, WriterLock, reclaim
-from arcuate.backends.protocols import ChunkedFile, TableVersion, WriteMode
+from arcuate.backends.protocols import TableVersion, WriteMode
 from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
+from arcuate.format.files import ChunkedFile
 from arcuate.format.records import expand
 from arcuate.format.schema import Content
 

@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import tempfile
 import uuid
@@ -30,14 +29,12 @@ import yaml
 
 from arcuate.backends.protocols import AddResult
 from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
-
-#: Delta Sharing names: no dot (coordinates split on it), space, slash or control characters.
-_NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
+from arcuate.format.names import is_share_name
 
 
 def check_share_name(kind: str, name: str) -> str:
     """Validate a share, schema or table name against the protocol's rules."""
-    if not _NAME.match(name):
+    if not is_share_name(name):
         raise ConfigurationError(
             f"invalid {kind} name {name!r}: Delta Sharing names are 1-255 characters with no "
             "dot, space, '/' or control character"
