@@ -52,12 +52,12 @@ def test_both_tables_read_the_same_through_spark(spark: Any, spark_share: SparkS
     a = reader.dataframe(spark_share.coordinate("by_spark")).toArrow()
     assert reader.loaded_by == "python-client"  # Sail has no Delta Sharing connector
     b = reader.dataframe(spark_share.coordinate("by_deltalake")).toArrow()
-    from arcuate.backends.spark.reader import conform_present
+    from arcuate.format.schema import conform
 
     def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**r, "exported_at": None} for r in rows]
 
-    assert strip(canonical(conform_present(a))) == strip(canonical(conform_present(b)))
+    assert strip(canonical(conform(a))) == strip(canonical(conform(b)))
 
 
 def test_as_spark_import_spread_over_tasks(

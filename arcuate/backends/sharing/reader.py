@@ -50,7 +50,7 @@ from arcuate.errors import (
     ShareDataError,
     UnreachableError,
 )
-from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, parse_description
+from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, conform, parse_description
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -682,41 +682,6 @@ def _rows_per_batch(group: Any, max_rows: int, max_bytes: int) -> int:
         return max_rows
     per_row = group.total_byte_size / group.num_rows
     return max(1, min(max_rows, int(max_bytes // per_row)))
-
-
-def conform(
-    batch: pa.RecordBatch, partition_values: dict[str, str] | None = None
-) -> pa.RecordBatch:
-    """A batch with the format's columns (names matched without case), cast to
-    :data:`SCHEMA`'s types where they fit.
-
-    A column that does not cast is passed on as it is, for validation to name the offending
-    row and field; columns the batch lacks stay missing (validation reports them), unless the
-    table is partitioned by them (their value then comes from the file's partition values).
-    """
-    by_lower = {n.lower(): i for i, n in enumerate(batch.schema.names)}
-    parts = {k.lower(): v for k, v in (partition_values or {}).items()}
-    fields: list[pa.Field] = []
-    arrays: list[pa.Array] = []
-    for f in SCHEMA:
-        index = by_lower.get(f.name.lower())
-        if index is not None:
-            column = batch.column(index)
-        elif f.name.lower() in parts:
-            column = _partition_column(parts[f.name.lower()], batch.num_rows)
-        else:
-            continue
-        if not column.type.equals(f.type):
-            with contextlib.suppress(pa.ArrowException, ValueError, TypeError):
-                column = column.cast(f.type)
-        fields.append(f if column.type.equals(f.type) else pa.field(f.name, column.type))
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _partition_column(value: str | None, rows: int) -> pa.Array:
-    """A partition value (a string in the protocol) repeated over a batch."""
-    return pa.array([value] * rows, type=pa.string())
 
 
 def _missing_list(value: Any) -> bool:
