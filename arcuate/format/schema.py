@@ -25,7 +25,6 @@ FORMAT_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = frozenset({1})
 
 Content = Literal["experiment", "model"]
-Kind = Literal["run", "model_version", "chunk"]
 
 RUN: Final = "run"
 MODEL_VERSION: Final = "model_version"
@@ -35,9 +34,6 @@ CHUNK: Final = "chunk"
 OWNER_ARTIFACTS: Final = "artifacts"
 OWNER_LOGGED_MODEL_PREFIX: Final = "logged_models/"
 OWNER_MODEL: Final = "model"
-
-#: Files up to this size sit inline; larger ones are split into chunk rows of this size.
-DEFAULT_CHUNK_BYTES: Final = 8 * 1024 * 1024
 
 TS = pa.timestamp("us", tz="UTC")
 

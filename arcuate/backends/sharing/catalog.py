@@ -330,14 +330,6 @@ class LocalShareCatalog:
             )
         return s, r
 
-    def authenticate(self, token: str) -> str | None:
-        """The name of the recipient holding ``token`` if it is current and unexpired."""
-        return authenticate_doc(self.load(), token)
-
-    def shares_for(self, recipient: str) -> list[str]:
-        """Names of the shares ``recipient`` may read (existing shares only)."""
-        return shares_for_doc(self.load(), recipient)
-
     # -- reference server export ---------------------------------------------------------------
     def export_reference_yaml(
         self,
@@ -632,23 +624,6 @@ def public_recipient(doc: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
         "profile_endpoint": token.get("endpoint"),
         "shares": shares_for_doc(doc, str(r["name"])),
     }
-
-
-def authenticate_doc(
-    doc: dict[str, Any], token: str, now: datetime.datetime | None = None
-) -> str | None:
-    """The recipient whose current token is ``token`` and has not expired, else None.
-
-    Every recipient's hash is compared in constant time, so timing says nothing about which
-    (if any) matched.
-    """
-    found = recipient_for_token(doc, token)
-    if found is None:
-        return None
-    expires = parse_time((found.get("token") or {}).get("expires_at"))
-    if expires is not None and expires <= (now or _now()):
-        return None
-    return str(found["name"])
 
 
 def recipient_for_token(doc: dict[str, Any], token: str) -> dict[str, Any] | None:

@@ -475,24 +475,6 @@ class DeltaSharingReader:
                     f"file {ref.id} of shared table {coordinate!r} cannot be read: {exc}"
                 ) from exc
 
-    def preview(self, coordinate: str, limit: int = 20) -> pd.DataFrame:
-        """The first rows, with file bytes and chunk data left out: a quick look, no import."""
-        frame = self.frame(coordinate, limit=limit)
-        keep = [c for c in ("format_version", "kind", "key", "exported_at") if c in frame.columns]
-        out = frame[keep].copy()
-        if "run" in frame.columns:
-            out["name"] = [
-                (r or {}).get("run_name") if isinstance(r, dict) else None for r in frame["run"]
-            ]
-        if "model_version" in frame.columns:
-            out["version"] = [
-                (m or {}).get("version") if isinstance(m, dict) else None
-                for m in frame["model_version"]
-            ]
-        if "files" in frame.columns:
-            out["files"] = [0 if _missing_list(f) else len(f) for f in frame["files"]]
-        return out
-
 
 class SharedBatches(Iterator[pa.RecordBatch]):
     """The record batches of a listed table: iterating downloads and reads the files here.
@@ -682,10 +664,6 @@ def _rows_per_batch(group: Any, max_rows: int, max_bytes: int) -> int:
         return max_rows
     per_row = group.total_byte_size / group.num_rows
     return max(1, min(max_rows, int(max_bytes // per_row)))
-
-
-def _missing_list(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _client_error(coordinate: str, exc: Exception) -> Exception:
