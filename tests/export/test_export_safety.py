@@ -9,7 +9,6 @@ from typing import IO, Any
 
 import pyarrow as pa
 import pytest
-from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 from arcuate.backends.deltalake.parquet import ParquetFiles
 from arcuate.backends.mlflow.source import MlflowSource
@@ -19,6 +18,7 @@ from arcuate.engine.export import export_experiment, export_model
 from arcuate.errors import BackendError, NotFoundError
 from arcuate.format.files import FileRef, Record
 from arcuate.plan.ops import ExportExperiment, ExportModel
+from tests.export.export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 SECRET = "s3cr3t-Tok3n"
 
