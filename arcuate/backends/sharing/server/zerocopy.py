@@ -128,7 +128,7 @@ def http_protocol() -> type[asyncio.Protocol] | str:
         return ZeroCopyH11Protocol
     log.warning(
         "uvicorn %s: zero-copy file serving is off (%s); file bodies are streamed instead,"
-        " which is slower for big files. Install a uvicorn version arcuate pins to restore it",
+        " which is slower for big files (a uvicorn in the range arcuate requires restores it)",
         uvicorn.__version__,
         why,
     )
