@@ -2,7 +2,8 @@
 to start, and which heavy libraries each one loads.
 
 Each case runs in a fresh interpreter (``--repeat`` times; the best and median wall times are
-printed), then once more to list the :data:`HEAVY` modules it left in ``sys.modules``. The CLI
+printed, and the best CPU time, user plus system, which other jobs on the machine disturb
+less), then once more to list the :data:`HEAVY` modules it left in ``sys.modules``. The CLI
 cases call the command's entry point in that interpreter, exactly as the ``arcuate`` script
 does. ``arcuate --help`` and ``arcuate explain`` must load none of them: MLflow and the server
 stack cost about a second between them, and neither command uses them.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,10 +65,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def heavy_modules(case: str) -> list[str]:
-    """The :data:`HEAVY` modules loaded by running ``case`` in a fresh interpreter."""
+def heavy_modules(code: str) -> list[str]:
+    """The :data:`HEAVY` modules loaded by running ``code`` in a fresh interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-c", _wrapped(CASES[case])],
+        [sys.executable, "-c", _wrapped(code)],
         capture_output=True,
         text=True,
         env=_env(),
@@ -77,48 +79,49 @@ def heavy_modules(case: str) -> list[str]:
     return loaded
 
 
-def wall_seconds(case: str, repeat: int) -> list[float]:
-    """Wall times of ``repeat`` fresh interpreters running ``case``, interpreter start included."""
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timings(code: str, repeat: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``repeat`` fresh interpreters running ``code``, interpreter
+    start included."""
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         subprocess.run(
-            [sys.executable, "-c", CASES[case]],
+            [sys.executable, "-c", code],
             capture_output=True,
             env=_env(),
             check=False,
             timeout=120,
         )
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, _cpu() - cpu))
     return times
 
 
-def baseline(repeat: int) -> float:
-    """The best wall time of a bare interpreter (``python -c pass``): the floor of every case."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True, timeout=60)
-        times.append(time.perf_counter() - start)
-    return min(times)
+def _line(name: str, times: list[tuple[float, float]]) -> str:
+    wall = [w for w, _ in times]
+    return (
+        f"  {name:<16} {min(wall):6.3f} s  (median {statistics.median(wall):.3f} s, "
+        f"CPU {min(c for _, c in times):.3f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks startup", description=__doc__)
     ap.add_argument("--repeat", type=int, default=5, help="fresh interpreters per case (5)")
     args = ap.parse_args(argv)
-    print(f"start-up, best and median of {args.repeat} fresh interpreters")
-    print(f"  {'python -c pass':<18} {baseline(args.repeat):6.3f} s")
+    print(f"start-up: best wall time of {args.repeat} fresh interpreters (median, best CPU)")
+    print(_line("python -c pass", timings("pass", args.repeat)))
     failed = False
-    for case in CASES:
-        times = wall_seconds(case, args.repeat)
-        loaded = heavy_modules(case)
+    for case, code in CASES.items():
+        times = timings(code, args.repeat)
+        loaded = heavy_modules(code)
         failed = failed or (case != "import arcuate" and bool(loaded))
-        print(
-            f"  {case:<18} {min(times):6.3f} s  (median {statistics.median(times):.3f} s)"
-            f"  heavy modules: {', '.join(loaded) or 'none'}"
-        )
+        print(_line(case, times) + f"  heavy modules: {', '.join(loaded) or 'none'}")
     return 1 if failed else 0
 
 
-__all__ = ["CASES", "HEAVY", "heavy_modules", "main", "wall_seconds"]
+__all__ = ["CASES", "HEAVY", "heavy_modules", "main", "timings"]

@@ -15,4 +15,4 @@ from benchmarks.startup import CASES, HEAVY, heavy_modules
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_command_loads_no_heavy_library(case: str) -> None:
     assert "mlflow" in HEAVY and "starlette" in HEAVY
-    assert heavy_modules(case) == []
+    assert heavy_modules(CASES[case]) == []
