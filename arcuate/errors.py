@@ -97,17 +97,6 @@ class Span:
         col = offset - (text.rfind("\n", 0, offset) + 1) + 1
         return cls(line, col, line, col + 1, offset, offset + 1)
 
-    def shifted(self, lines: int, offset: int) -> Span:
-        """This span moved down ``lines`` lines and ``offset`` characters (script splitting)."""
-        return Span(
-            self.line + lines,
-            self.col,
-            self.end_line + lines,
-            self.end_col,
-            self.start + offset,
-            self.end + offset,
-        )
-
 
 class ArcuateError(Exception):
     """Root of every error arcuate raises on purpose.
@@ -180,17 +169,6 @@ class StatementError(ArcuateError):
                 "hint": self.hint,
             }
         ]
-
-    def relocated(self, source: str, text: str, lines: int, offset: int) -> StatementError:
-        """The same error placed in a larger text (a script), keeping its class and code."""
-        return type(self)(
-            self.message,
-            text=text,
-            span=self.span.shifted(lines, offset),
-            source=source,
-            code=self.code,
-            hint=self.hint,
-        )
 
     def __str__(self) -> str:
         lines = self.text.splitlines() or [""]

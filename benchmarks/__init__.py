@@ -8,5 +8,6 @@ read and write floor, arcuate's export, serving through arcuate's sharing server
 Modules: :mod:`benchmarks.shapes` (what each workload holds), :mod:`benchmarks.workload`
 (building the source store), :mod:`benchmarks.phases` (the measured steps, run as child
 processes), :mod:`benchmarks.runner` (orchestration, peak RSS, the table of figures).
-``benchmarks/serve_load.py`` is a separate load test of the sharing server.
+``benchmarks/serve_load.py`` is a separate load test of the sharing server;
+``python -m benchmarks startup`` (:mod:`benchmarks.startup`) times the command's start-up.
 """

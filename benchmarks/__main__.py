@@ -1,10 +1,15 @@
-"""``python -m benchmarks <shape> [<shape> ...] [--smoke]``: see :mod:`benchmarks.runner`."""
+"""``python -m benchmarks <shape> [<shape> ...] [--smoke]``: see :mod:`benchmarks.runner`;
+``python -m benchmarks startup``: see :mod:`benchmarks.startup`."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks.runner import main
-
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["startup"]:
+        from benchmarks.startup import main as startup
+
+        sys.exit(startup(sys.argv[2:]))
+    from benchmarks.runner import main
+
     sys.exit(main())

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
 from arcuate.engine.context import Context, explain_details
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ArcuateError, StepError, UnreachableError
@@ -92,6 +91,8 @@ def _add_to_share(step: ops.AddToShare, ctx: Context, st: _State) -> None:
 def servers_bounded(ctx: Context) -> Iterator[None]:
     """While a statement runs: MLflow's retries bounded and shown, and an MLflow server that
     cannot be reached named in the error (with what failed and what to check)."""
+    from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
+
     s = ctx.settings
     with bounded_retries(s.retry_seconds), retry_notices(ctx.retry.notify):
         try:

@@ -25,9 +25,9 @@ from typing import IO, Any, Final, overload
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import ChunkedFile, FileRef, Record
 from arcuate.errors import ArcuateError, BackendError
 from arcuate.format import limits
+from arcuate.format.files import ChunkedFile, FileRef, Record
 from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, RUN, SCHEMA
 
 Row = dict[str, Any]

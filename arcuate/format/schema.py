@@ -14,8 +14,10 @@ Every timestamp is timezone-aware UTC (``timestamp_ntz`` breaks Delta Sharing re
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Final, Literal, TypeVar
 
 import pyarrow as pa
 
@@ -23,7 +25,6 @@ FORMAT_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = frozenset({1})
 
 Content = Literal["experiment", "model"]
-Kind = Literal["run", "model_version", "chunk"]
 
 RUN: Final = "run"
 MODEL_VERSION: Final = "model_version"
@@ -33,9 +34,6 @@ CHUNK: Final = "chunk"
 OWNER_ARTIFACTS: Final = "artifacts"
 OWNER_LOGGED_MODEL_PREFIX: Final = "logged_models/"
 OWNER_MODEL: Final = "model"
-
-#: Files up to this size sit inline; larger ones are split into chunk rows of this size.
-DEFAULT_CHUNK_BYTES: Final = 8 * 1024 * 1024
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -165,6 +163,38 @@ SCHEMA: Final = pa.schema(
 )
 
 REQUIRED_COLUMNS: Final = tuple(SCHEMA.names)
+
+_Data = TypeVar("_Data", pa.RecordBatch, pa.Table)
+
+
+def conform(data: _Data, partition_values: Mapping[str, str | None] | None = None) -> _Data:
+    """``data``'s columns of the format, in :data:`SCHEMA`'s order, each cast to its type.
+
+    What a sharing server, Spark or a Parquet file gives back holds the right values but not
+    always the exact types (list item names, timestamp zones, integer widths) or name case, so
+    names match without case. A column that does not cast is passed on as it is, for
+    validation to name the offending row and field; a column ``data`` lacks stays missing
+    (validation reports it) unless the table is partitioned by it: its value then comes from
+    ``partition_values`` (a string in the Delta Sharing protocol). Other columns are dropped.
+    """
+    by_lower = {n.lower(): i for i, n in enumerate(data.schema.names)}
+    parts = {k.lower(): v for k, v in (partition_values or {}).items()}
+    fields: list[pa.Field] = []
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    for f in SCHEMA:
+        index = by_lower.get(f.name.lower())
+        if index is not None:
+            column = data.column(index)
+        elif f.name.lower() in parts:
+            column = pa.array([parts[f.name.lower()]] * data.num_rows, type=pa.string())
+        else:
+            continue
+        if not column.type.equals(f.type):
+            with contextlib.suppress(pa.ArrowException, ValueError, TypeError):
+                column = column.cast(f.type)
+        fields.append(f if column.type.equals(f.type) else pa.field(f.name, column.type))
+        columns.append(column)
+    return type(data).from_arrays(columns, schema=pa.schema(fields))
 
 
 def table_description(content: Content) -> str:

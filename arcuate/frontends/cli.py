@@ -12,12 +12,12 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from arcuate.errors import ArcuateError, InputError, StatementError, render
+from arcuate.errors import ArcuateError, InputError, StatementError
+from arcuate.frontends.console import fail
 from arcuate.frontends.serve_cli import catalog_group, serve_command
 
 if TYPE_CHECKING:
@@ -56,13 +56,6 @@ def _pick(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: kwargs.pop(k) for k in _SETTINGS if kwargs.get(k) is not None}
 
 
-def _fail(exc: ArcuateError) -> NoReturn:
-    err = Console(stderr=True, highlight=False)
-    err.print("[bold red]error:[/] ", markup=True, end="")
-    err.print(render(exc), markup=False, soft_wrap=True)
-    sys.exit(1)
-
-
 def _as_arcuate_error(exc: Exception) -> ArcuateError:
     """Any failure as an error to render: a system error names its file; anything else that
     is not an ArcuateError is a bug."""
@@ -90,7 +83,7 @@ class _Main(click.Group):
         except Exception as exc:
             if ctx.meta.get("arcuate.debug"):
                 traceback.print_exc()
-            _fail(_as_arcuate_error(exc))
+            fail(_as_arcuate_error(exc))
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

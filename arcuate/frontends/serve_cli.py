@@ -1,7 +1,8 @@
 """``arcuate serve`` (the embedded Delta Sharing server) and ``arcuate catalog export-yaml``.
 
 Exposed as click objects the main ``arcuate`` group adds: :data:`serve_command` and
-:data:`catalog_group`.
+:data:`catalog_group`. The server stack (starlette, uvicorn, pyarrow) is imported inside the
+commands, so that the ``arcuate`` command starts without it.
 """
 
 from __future__ import annotations
@@ -11,21 +12,19 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from arcuate.backends.sharing.server.endpoints import Listening
-from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
-from arcuate.errors import ArcuateError, render
+from arcuate.errors import ArcuateError
+from arcuate.frontends.console import fail
+
+if TYPE_CHECKING:
+    from arcuate.backends.sharing.server.endpoints import Listening
 
 
 class _Stopped(Exception):
     """Raised from a signal handler once uvicorn has shut down gracefully."""
-
-
-def _fail(exc: ArcuateError) -> None:
-    click.echo(f"error: {render(exc)}", err=True)
-    sys.exit(1)
 
 
 def _catalog_path(warehouse: str | None, catalog: str | None) -> str:
@@ -89,8 +88,10 @@ def serve_command(
     import uvicorn
 
     from arcuate.backends.sharing.server.app import ServerOptions, configure_logging, create_app
+    from arcuate.backends.sharing.server.endpoints import Listening
     from arcuate.backends.sharing.server.runner import bind_socket
     from arcuate.backends.sharing.server.signing import key_path_for, load_or_create_key
+    from arcuate.backends.sharing.server.zerocopy import http_protocol
 
     configure_logging(log_level)
     try:
@@ -102,8 +103,7 @@ def serve_command(
             raise click.UsageError("--port 0 cannot be used with --workers > 1")
         sock = bind_socket(host, port)  # fails early (port in use) and resolves port 0
     except ArcuateError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     listening = Listening(host, sock.getsockname()[1], prefix, public_url)
     options = ServerOptions(
         prefix=prefix,
@@ -136,7 +136,7 @@ def serve_command(
             log_config=None,
             access_log=False,
             lifespan="off",
-            http=ZeroCopyH11Protocol,
+            http=http_protocol(),
         )
         click.echo("arcuate: stopped")
         return
@@ -148,7 +148,7 @@ def serve_command(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=10,
-        http=ZeroCopyH11Protocol,  # file bodies go out with sendfile
+        http=http_protocol(),  # file bodies go out with sendfile
     )
     server = uvicorn.Server(config)
 
@@ -314,8 +314,7 @@ def export_yaml(
             include_local=include_local,
         )
     except ArcuateError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     for name in export.skipped:
         click.echo(
             f"warning: left out {name}: not in object storage (use --include-local to keep it)",

@@ -8,16 +8,15 @@ the edge from their plug-in records: this module imports no backend.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from arcuate.errors import PlanError, Span
+from arcuate.format.names import SHARE_NAME as _SHARE_NAME
 from arcuate.plan import ops
 from arcuate.plan.capabilities import Capabilities
 from arcuate.syntax import ast
 from arcuate.syntax.unparse import unparse, where
 
-_SHARE_NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
 #: How a catalog statement is named in errors (the others: the action's words).
 _STATEMENTS = {
     "rotate_token": "ALTER RECIPIENT ... ROTATE TOKEN",

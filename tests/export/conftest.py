@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import Registered, Tricky, build_registered, build_tricky
+
+from tests.export.export_helpers import Registered, Tricky, build_registered, build_tricky
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from export_helpers import CHUNK, EXPERIMENT, Tricky
 
 from arcuate.backends.mlflow.source import MlflowSource
-from arcuate.backends.protocols import FileRef
+from arcuate.format.files import FileRef
 from arcuate.format.records import ColumnarList, run_rows, to_batches
 from arcuate.format.schema import METRIC, SCHEMA
+from tests.export.export_helpers import CHUNK, EXPERIMENT, Tricky
 
 WHEN = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -16,15 +16,15 @@ from typing import IO, Any
 
 import psutil
 import pytest
-from export_helpers import CHUNK, EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 from arcuate.backends.deltalake import chunk_worker
 from arcuate.backends.mlflow.source import MlflowSource
-from arcuate.backends.protocols import FileRef, Record
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment
 from arcuate.errors import BackendError
+from arcuate.format.files import FileRef, Record
 from arcuate.plan.ops import ExportExperiment
+from tests.export.export_helpers import CHUNK, EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import (
+
+from arcuate.engine.export import export_experiment
+from arcuate.format.schema import parse_description
+from arcuate.plan.ops import ExportExperiment
+from tests.export.export_helpers import (
     CHUNK,
     EXPERIMENT,
     LONG_PARAM,
@@ -19,10 +23,6 @@ from export_helpers import (
     rows_duckdb,
     rows_polars,
 )
-
-from arcuate.engine.export import export_experiment
-from arcuate.format.schema import parse_description
-from arcuate.plan.ops import ExportExperiment
 
 TABLE = ("ml", "tricky")
 

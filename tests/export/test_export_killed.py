@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from export_helpers import EXPERIMENT, Tricky
 
 from arcuate import workers
 from arcuate.backends.deltalake.writers import WriterLock, logged_files
 from arcuate.engine.export import export_experiment
 from arcuate.plan.ops import ExportExperiment
+from tests.export.export_helpers import EXPERIMENT, Tricky
 
 DRIVER = """
 import os, signal, sys

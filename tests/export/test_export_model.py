@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import (
+
+from arcuate.engine.export import export_model
+from arcuate.format.schema import parse_description
+from arcuate.plan.ops import ExportModel
+from tests.export.export_helpers import (
     EXPERIMENT,
     MODEL,
     Registered,
@@ -16,10 +20,6 @@ from export_helpers import (
     rows_deltalake,
     rows_polars,
 )
-
-from arcuate.engine.export import export_model
-from arcuate.format.schema import parse_description
-from arcuate.plan.ops import ExportModel
 
 
 def ms(value: datetime) -> int:

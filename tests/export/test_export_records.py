@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 from arcuate.backends.mlflow.connect import redact_json_uris, redact_uri, redact_value
-from arcuate.backends.protocols import FileRef
 from arcuate.engine.export import export_experiment
 from arcuate.errors import BackendError
+from arcuate.format.files import FileRef
 from arcuate.format.records import PackStats, run_rows, to_batches, version_rows
 from arcuate.format.schema import SCHEMA
 from arcuate.plan.ops import ExportExperiment
+from tests.export.export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 EXP = {"experiment_id": "1", "name": "e", "lifecycle_stage": "active", "tags": []}
 RUN = {"run_id": "r1", "params": [], "tags": [], "metrics": []}

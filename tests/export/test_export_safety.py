@@ -9,16 +9,16 @@ from typing import IO, Any
 
 import pyarrow as pa
 import pytest
-from export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
-from arcuate.backends.deltalake.store import ParquetFiles
+from arcuate.backends.deltalake.parquet import ParquetFiles
 from arcuate.backends.mlflow.source import MlflowSource
-from arcuate.backends.protocols import FileRef, Record
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment, export_model
 from arcuate.errors import BackendError, NotFoundError
+from arcuate.format.files import FileRef, Record
 from arcuate.plan.ops import ExportExperiment, ExportModel
+from tests.export.export_helpers import EXPERIMENT, Tricky, reassemble, rows_deltalake
 
 SECRET = "s3cr3t-Tok3n"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,27 @@ def test_a_missing_script_is_a_rendered_error(workdir: Path) -> None:
     assert first == "error: cannot read script scripts: it is a directory [ARC701]"
     first = _one_error(_run("explain", "-f", "missing.arcsql", cwd=workdir), "ARC701")
     assert first == "error: cannot read script missing.arcsql: no such file [ARC701]"
+
+
+def test_serve_renders_its_errors_as_every_other_command_does(workdir: Path) -> None:
+    """On a terminal (FORCE_COLOR stands for one) ``error:`` is bold red for run and serve."""
+    env = {**os.environ, "FORCE_COLOR": "1"}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        served = subprocess.run(
+            [ARCUATE, "serve", "--port", port, "--warehouse", "wh"],
+            cwd=workdir, capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    ran = subprocess.run(
+        [ARCUATE, "run", "missing.arcsql"],
+        cwd=workdir, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    red = "\x1b[1;31merror:\x1b[0m "
+    assert ran.returncode == 1 and ran.stderr.startswith(red + "cannot read script"), ran.stderr
+    assert served.returncode == 1, served.stderr
+    assert served.stderr == f"{red}cannot listen on 127.0.0.1:{port}: Address already in use [ARC300]\n"
 
 
 def test_a_script_that_is_not_utf8_is_a_rendered_error(workdir: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from import_helpers import (
+from arcuate.engine.imports import import_experiment, import_model
+from tests.imports.import_helpers import (
     Share,
     assert_same,
     recipient_context,
@@ -13,8 +14,6 @@ from import_helpers import (
     snapshot_model,
     table_batches,
 )
-
-from arcuate.engine.imports import import_experiment, import_model
 
 
 def both_at_once(work: list[Any]) -> list[Any]:

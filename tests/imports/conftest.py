@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "export"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
-from import_helpers import Share, Small, build_small, export_to, provider_context
-
-from arcuate.demo import spark_guard
+from arcuate.backends.mlflow.sink import spark_guard
+from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
+from tests.imports.import_helpers import Share, Small, build_small, export_to, provider_context
 
 _hosts = "127.0.0.1,localhost"
 os.environ["NO_PROXY"] = ",".join(x for x in (os.environ.get("NO_PROXY"), _hosts) if x)

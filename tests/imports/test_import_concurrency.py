@@ -17,16 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from concurrency_helpers import both_at_once, concurrent_imports_equal_one
-from export_helpers import Tricky
-from import_helpers import (
-    Share,
-    batches_of,
-    recipient_context,
-    run_row,
-    store_state,
-    version_row,
-)
 
 from arcuate.backends.mlflow.lease import Lease
 from arcuate.backends.mlflow.sink import _ExperimentTags
@@ -34,6 +24,16 @@ from arcuate.engine.imports import import_experiment, import_model
 from arcuate.errors import ConflictError
 from arcuate.owners import Owner
 from tests.conftest import make_store
+from tests.export.export_helpers import Tricky
+from tests.imports.concurrency_helpers import both_at_once, concurrent_imports_equal_one
+from tests.imports.import_helpers import (
+    Share,
+    batches_of,
+    recipient_context,
+    run_row,
+    store_state,
+    version_row,
+)
 
 
 def test_two_imports_at_once_into_sqlite(

@@ -8,8 +8,14 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from export_helpers import Tricky
-from import_helpers import (
+
+from arcuate.backends.deltalake.store import DeltaLakeTableStore
+from arcuate.backends.sharing.catalog import LocalShareCatalog
+from arcuate.backends.sharing.reader import DeltaSharingReader, frame_to_batches
+from arcuate.engine.imports import describe_shared, import_experiment
+from arcuate.errors import NotFoundError, ShareDataError
+from tests.export.export_helpers import Tricky
+from tests.imports.import_helpers import (
     Share,
     batches_of,
     file_entry,
@@ -18,12 +24,6 @@ from import_helpers import (
     store_state,
     version_row,
 )
-
-from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.backends.sharing.catalog import LocalShareCatalog
-from arcuate.backends.sharing.reader import DeltaSharingReader, frame_to_batches
-from arcuate.engine.imports import describe_shared, import_experiment
-from arcuate.errors import NotFoundError, ShareDataError
 
 
 def test_frame_to_batches_keeps_nan_bytes_and_nesting() -> None:

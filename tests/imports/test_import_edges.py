@@ -6,10 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from import_helpers import batches_of, chunk_rows, recipient_context, run_row, version_row
 
 from arcuate.engine.imports import import_experiment, import_model
 from arcuate.errors import ConflictError
+from tests.imports.import_helpers import (
+    batches_of,
+    chunk_rows,
+    recipient_context,
+    run_row,
+    version_row,
+)
 
 
 def _runs(store: Any, name: str = "e") -> list[Any]:

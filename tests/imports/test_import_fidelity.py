@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_helpers import Small, recipient_context, snapshot_experiment, table_batches
 
 from arcuate.engine.imports import import_experiment, import_model
+from tests.imports.import_helpers import (
+    Small,
+    recipient_context,
+    snapshot_experiment,
+    table_batches,
+)
 
 
 def _side_model(small: Small) -> str:

@@ -14,7 +14,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from import_helpers import (
+
+from arcuate.backends.deltalake.store import DeltaLakeTableStore
+from arcuate.engine.imports import import_experiment, import_model
+from arcuate.errors import ShareDataError
+from tests.imports.import_helpers import (
     T0,
     batches_of,
     chunk_rows,
@@ -24,10 +28,6 @@ from import_helpers import (
     store_state,
     version_row,
 )
-
-from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.engine.imports import import_experiment, import_model
-from arcuate.errors import ShareDataError
 
 Rows = list[dict[str, Any]]
 

@@ -29,7 +29,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from import_helpers import (
+
+from arcuate.backends.deltalake.store import DeltaLakeTableStore
+from arcuate.backends.mlflow.sink import MlflowSink
+from arcuate.engine.imports import import_experiment, import_model
+from arcuate.errors import ShareDataError
+from arcuate.format import limits
+from arcuate.format import validate as v
+from arcuate.format.schema import SCHEMA
+from tests.imports.import_helpers import (
     batches_of,
     chunk_rows,
     differences,
@@ -39,14 +47,6 @@ from import_helpers import (
     version_row,
     whole_store,
 )
-
-from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.backends.mlflow.sink import MlflowSink
-from arcuate.engine.imports import import_experiment, import_model
-from arcuate.errors import ShareDataError
-from arcuate.format import limits
-from arcuate.format import validate as v
-from arcuate.format.schema import SCHEMA
 
 Rows = list[dict[str, Any]]
 Built = Rows | pa.Table

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from import_helpers import (
+from mlflow.entities import Metric
+
+from arcuate.engine.imports import import_experiment, import_model
+from tests.imports.import_helpers import (
     BASE_TS,
     Small,
     assert_same,
@@ -15,9 +18,6 @@ from import_helpers import (
     store_state,
     table_batches,
 )
-from mlflow.entities import Metric
-
-from arcuate.engine.imports import import_experiment, import_model
 
 
 def _counts(result: Any) -> dict[str, int]:

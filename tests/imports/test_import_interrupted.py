@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_helpers import (
+
+from arcuate.backends.mlflow.sink import MlflowSink
+from arcuate.engine.imports import import_experiment, import_model
+from tests.imports.import_helpers import (
     Small,
     assert_same,
     recipient_context,
@@ -16,9 +19,6 @@ from import_helpers import (
     snapshot_model,
     table_batches,
 )
-
-from arcuate.backends.mlflow.sink import MlflowSink
-from arcuate.engine.imports import import_experiment, import_model
 
 
 class InjectedFault(Exception):

@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import Tricky
-from import_helpers import Share, assert_same, recipient_context, snapshot_experiment, table_batches
 
 from arcuate import workers
 from arcuate.engine.imports import import_experiment
 from tests.conftest import make_store
+from tests.export.export_helpers import Tricky
+from tests.imports.import_helpers import (
+    Share,
+    assert_same,
+    recipient_context,
+    snapshot_experiment,
+    table_batches,
+)
 
 #: What the killed import runs: the real import, with one MLflow step replaced by SIGKILL.
 DRIVER = """

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import EXPERIMENT, MODEL, Tricky
-from import_helpers import (
+
+from arcuate.backends.sharing.reader import DeltaSharingReader
+from arcuate.engine.imports import import_experiment, import_model
+from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky
+from tests.imports.import_helpers import (
     Share,
     assert_same,
     recipient_context,
@@ -20,9 +23,6 @@ from import_helpers import (
     snapshot_model,
     store_state,
 )
-
-from arcuate.backends.sharing.reader import DeltaSharingReader
-from arcuate.engine.imports import import_experiment, import_model
 
 pytestmark = pytest.mark.server
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from concurrency_helpers import both_at_once, concurrent_imports_equal_one
-from export_helpers import Tricky
-from import_helpers import Share, batches_of, file_entry, recipient_context, run_row
 
 from arcuate.backends.sharing.reader import DeltaSharingReader
 from arcuate.engine.imports import import_experiment
 from tests.conftest import make_store
+from tests.export.export_helpers import Tricky
+from tests.imports.concurrency_helpers import both_at_once, concurrent_imports_equal_one
+from tests.imports.import_helpers import Share, batches_of, file_entry, recipient_context, run_row
 
 pytestmark = pytest.mark.server
 

@@ -19,7 +19,15 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from import_helpers import (
+
+from arcuate.backends.mlflow import bulk
+from arcuate.backends.mlflow.sink import MlflowSink
+from arcuate.backends.sharing.catalog import LocalShareCatalog
+from arcuate.backends.sharing.reader import DeltaSharingReader
+from arcuate.engine.imports import Spool, import_experiment
+from arcuate.errors import ConfigurationError, ShareDataError
+from arcuate.format.schema import SCHEMA
+from tests.imports.import_helpers import (
     Share,
     assert_same,
     batches_of,
@@ -30,14 +38,6 @@ from import_helpers import (
     snapshot_experiment,
     table_batches,
 )
-
-from arcuate.backends.mlflow import bulk
-from arcuate.backends.mlflow.sink import MlflowSink
-from arcuate.backends.sharing.catalog import LocalShareCatalog
-from arcuate.backends.sharing.reader import DeltaSharingReader
-from arcuate.engine.imports import Spool, import_experiment
-from arcuate.errors import ConfigurationError, ShareDataError
-from arcuate.format.schema import SCHEMA
 
 T = 1_700_000_000_000
 NAN, INF = float("nan"), float("inf")

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_helpers import (
+
+import arcuate
+from arcuate.backends.deltalake.store import DeltaLakeTableStore
+from arcuate.backends.sharing.reader import DeltaSharingReader
+from arcuate.engine.imports import import_experiment, import_model
+from arcuate.errors import ConflictError
+from tests.imports.import_helpers import (
     Small,
     batches_of,
     file_entry,
@@ -30,12 +36,6 @@ from import_helpers import (
     table_batches,
     version_row,
 )
-
-import arcuate
-from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.backends.sharing.reader import DeltaSharingReader
-from arcuate.engine.imports import import_experiment, import_model
-from arcuate.errors import ConflictError
 
 A = "a" * 32
 B = "b" * 32

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_helpers import file_entry, run_row
-from test_import_provenance import (
+
+from tests.imports.import_helpers import file_entry, run_row
+from tests.imports.test_import_provenance import (
     A,
     Provider,
     _execute,

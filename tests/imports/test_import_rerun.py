@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from export_helpers import Tricky
-from import_helpers import Share, recipient_context, store_state, table_batches
-
 from arcuate.engine.imports import import_experiment, import_model
+from tests.export.export_helpers import Tricky
+from tests.imports.import_helpers import Share, recipient_context, store_state, table_batches
 
 
 def test_same_import_again_changes_nothing(

@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from export_helpers import EXPERIMENT, MODEL, Tricky
-from import_helpers import (
+
+from arcuate.backends.sharing.reader import DeltaSharingReader
+from arcuate.engine.imports import import_experiment, import_model
+from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky
+from tests.imports.import_helpers import (
     Share,
     assert_same,
     read_tree,
@@ -17,9 +20,6 @@ from import_helpers import (
     snapshot_experiment,
     snapshot_model,
 )
-
-from arcuate.backends.sharing.reader import DeltaSharingReader
-from arcuate.engine.imports import import_experiment, import_model
 
 
 def test_experiment_round_trip(provider: Tricky, share: Share, recipient_store: Any) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import delta_sharing
-from export_helpers import EXPERIMENT, MODEL, Tricky
-from import_helpers import Share, assert_same, snapshot_experiment, snapshot_model
 
 import arcuate
 from delta_sharing_mlflow import import_experiments, import_models
+from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky
+from tests.imports.import_helpers import Share, assert_same, snapshot_experiment, snapshot_model
 
 
 def _source(provider: Tricky) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def test_seed_python_api_imports_a_load_as_pandas_frame(
 
 
 def test_describe_previews_without_writing(share: Share, recipient_store: Any) -> None:
-    from import_helpers import store_state
+    from tests.imports.import_helpers import store_state
 
     before = store_state(recipient_store)
     (result,) = arcuate.execute(

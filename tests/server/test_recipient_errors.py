@@ -54,7 +54,7 @@ def test_pandas_reads_of_refused_file_urls_hide_the_signature(
     assert "profile file" not in str(info.value)  # the profile was found; a data file was not
     assert "experiment" in str(info.value)
     with pytest.raises(ArcuateError) as info:
-        reader.preview(f"{profile}#models.mlflow.experiment")
+        reader.frame(f"{profile}#models.mlflow.experiment", limit=20)
     assert_no_secret(sharing, str(info.value))
 
 

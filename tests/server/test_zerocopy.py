@@ -2,7 +2,8 @@
 
 Every file URL of the session server goes through this path; these tests check the bytes and
 the HTTP framing on one keep-alive connection, a body much larger than the socket buffers, and
-a client that hangs up half-way.
+a client that hangs up half-way. The extension is built on uvicorn's private h11 protocol: when
+a uvicorn release changes it, the server streams file bodies instead and says so once.
 """
 
 from __future__ import annotations
@@ -10,35 +11,40 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 import uvicorn
+import uvicorn.protocols.http.auto
+import uvicorn.protocols.http.h11_impl as h11_impl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from arcuate.backends.sharing.server import serve_in_thread
 from arcuate.backends.sharing.server.app import _FileResponse
 from arcuate.backends.sharing.server.runner import bind_socket
-from arcuate.backends.sharing.server.zerocopy import SUPPORTED, ZeroCopyH11Protocol
+from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol, http_protocol
 from tests.server.conftest import Sharing
 
 
 def test_the_installed_uvicorn_supports_the_extension() -> None:
-    assert SUPPORTED
+    assert http_protocol() is ZeroCopyH11Protocol
 
 
-def _file_url(sharing: Sharing) -> str:
+def _file_url(sharing: Sharing, endpoint: str | None = None) -> str:
     resp = httpx.post(
-        sharing.endpoint + "/shares/models/schemas/mlflow/tables/experiment/query",
+        (endpoint or sharing.endpoint) + "/shares/models/schemas/mlflow/tables/experiment/query",
         headers={"Authorization": f"Bearer {sharing.tokens['alice']}"},
         json={},
         timeout=10,
@@ -51,12 +57,15 @@ def _file_url(sharing: Sharing) -> str:
 def test_one_keep_alive_connection_serves_whole_range_head_and_multi_range(
     sharing: Sharing,
 ) -> None:
-    url = _file_url(sharing)
+    _serves_whole_range_head_and_multi_range(sharing, _file_url(sharing))
+
+
+def _serves_whole_range_head_and_multi_range(sharing: Sharing, url: str) -> None:
     parts = urlsplit(url)
     rel = unquote(parts.path.split("/files/", 1)[1].split("/", 1)[1])
     on_disk = (Path(sharing.location("experiment")) / rel).read_bytes()
     target = f"{parts.path}?{parts.query}"
-    conn = http.client.HTTPConnection(sharing.handle.host, sharing.handle.port, timeout=10)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
 
         def get(method: str = "GET", **headers: str) -> http.client.HTTPResponse:
@@ -80,6 +89,66 @@ def test_one_keep_alive_connection_serves_whole_range_head_and_multi_range(
         assert tail.status == 206 and tail.read() == on_disk[-5:]
     finally:
         conn.close()
+
+
+def _rewritten(cls: type, method: str) -> Callable[[pytest.MonkeyPatch], None]:
+    """A release where ``cls.method`` still works but no longer shows the names zero-copy
+    relies on (the attributes it sets were renamed or moved elsewhere)."""
+
+    def change(monkeypatch: pytest.MonkeyPatch) -> None:
+        original = getattr(cls, method)
+
+        def wrapper(self: object, *args: object, **kwargs: object) -> object:
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, wrapper)
+
+    return change
+
+
+#: uvicorn (or h11) releases that change what zero-copy serving is built on; uvicorn itself
+#: keeps serving in each (its own protocol is imported before the change).
+CHANGES = {
+    "the private module is gone": lambda mp: mp.setitem(
+        sys.modules, "uvicorn.protocols.http.h11_impl", None
+    ),
+    "the private class is gone": lambda mp: mp.delattr(h11_impl, "H11Protocol"),
+    "the cycle's attributes changed": _rewritten(h11_impl.RequestResponseCycle, "__init__"),
+    "handle_events changed": _rewritten(h11_impl.H11Protocol, "handle_events"),
+}
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_changed_uvicorn_streams_file_bodies_with_a_warning(sharing: Sharing, change: str) -> None:
+    assert uvicorn.protocols.http.auto.AutoHTTPProtocol is h11_impl.H11Protocol
+    collect = _Collect()
+    logging.getLogger("arcuate.server").addHandler(collect)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            CHANGES[change](mp)
+            http_protocol.cache_clear()
+            with serve_in_thread(str(sharing.catalog_path)) as handle:
+                url = _file_url(sharing, handle.endpoint)
+                _serves_whole_range_head_and_multi_range(sharing, url)
+                assert handle.sharing.stats.server_errors == 0
+            http_protocol()  # asked again: the warning is not repeated
+    finally:
+        http_protocol.cache_clear()
+        logging.getLogger("arcuate.server").removeHandler(collect)
+    assert len(collect.messages) == 1, collect.messages
+    warning = collect.messages[0]
+    assert warning.startswith(f"uvicorn {uvicorn.__version__}: zero-copy file serving is off")
+    assert "file bodies are streamed" in warning
+    assert http_protocol() is ZeroCopyH11Protocol
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spark_helpers import ServerStore, SparkShare
+
+from tests.spark.spark_helpers import ServerStore, SparkShare
 
 if importlib.util.find_spec("pysail") is None or importlib.util.find_spec("pyspark") is None:
     # pip install -e '.[test]' brings both; without them these tests cannot run at all

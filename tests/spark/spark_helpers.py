@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import FileRef
+from arcuate.format.files import FileRef
 from arcuate.format.records import run_rows, to_batches
 from arcuate.format.schema import SCHEMA
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from spark_helpers import ServerStore, canonical
-
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
 from arcuate.backends.spark.distributed import export_experiment_spark
 from arcuate.backends.spark.store import SparkTableStore
@@ -14,6 +12,7 @@ from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment
 from arcuate.plan.ops import ExportExperiment
+from tests.spark.spark_helpers import ServerStore, canonical
 
 
 def _ctx(store: ServerStore, warehouse: Path, spark: Any = None) -> Context:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from deltalake import DeltaTable
-from spark_helpers import ServerStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
-
-from import_helpers import assert_same, snapshot_experiment, snapshot_model
 
 import arcuate
 from arcuate.errors import PlanError
 from arcuate.format.schema import parse_description
+from tests.imports.import_helpers import assert_same, snapshot_experiment, snapshot_model
+from tests.spark.spark_helpers import ServerStore
 
 
 def test_statements_run_on_spark(

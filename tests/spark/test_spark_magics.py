@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spark_helpers import SparkShare
+from tests.spark.spark_helpers import SparkShare
 
 
 def test_magics_use_the_notebooks_spark_session(

@@ -3,22 +3,17 @@ and AS SPARK imports spread over Spark tasks into a real mlflow server."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from spark_helpers import ServerStore, SparkShare
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
-
-from import_helpers import assert_same, recipient_context, snapshot_experiment
 
 from arcuate.backends.sharing.reader import DeltaSharingReader
 from arcuate.backends.spark.imports import import_experiment_spark
 from arcuate.backends.spark.reader import SparkShareReader
 from arcuate.engine.imports import import_experiment
 from arcuate.errors import ShareDataError
+from tests.imports.import_helpers import assert_same, recipient_context, snapshot_experiment
+from tests.spark.spark_helpers import ServerStore, SparkShare
 
 SAME = (
     "runs", "added", "updated", "unchanged", "removed", "kept", "files", "bytes", "metric_points"
@@ -46,18 +41,18 @@ def test_spark_table_imports_through_the_pandas_path(
 
 
 def test_both_tables_read_the_same_through_spark(spark: Any, spark_share: SparkShare) -> None:
-    from spark_helpers import canonical
+    from tests.spark.spark_helpers import canonical
 
     reader = SparkShareReader(spark)
     a = reader.dataframe(spark_share.coordinate("by_spark")).toArrow()
     assert reader.loaded_by == "python-client"  # Sail has no Delta Sharing connector
     b = reader.dataframe(spark_share.coordinate("by_deltalake")).toArrow()
-    from arcuate.backends.spark.reader import conform_present
+    from arcuate.format.schema import conform
 
     def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**r, "exported_at": None} for r in rows]
 
-    assert strip(canonical(conform_present(a))) == strip(canonical(conform_present(b)))
+    assert strip(canonical(conform(a))) == strip(canonical(conform(b)))
 
 
 def test_as_spark_import_spread_over_tasks(
@@ -124,7 +119,7 @@ def _frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
 def test_a_bad_row_stops_the_import_before_anything_is_written(
     spark: Any, recipient_store: Any, damage: str
 ) -> None:
-    from import_helpers import chunk_rows, file_entry, run_row
+    from tests.imports.import_helpers import chunk_rows, file_entry, run_row
 
     rows = [run_row(f"{i:032x}", name=f"r{i}") for i in range(12)]
     entry, chunks = chunk_rows(f"{3:032x}", "big.bin", bytes(range(200)) * 30, 1024)
@@ -151,9 +146,8 @@ def test_a_bad_row_stops_the_import_before_anything_is_written(
 
 
 def test_model_versions_as_spark(spark: Any, recipient_store: Any) -> None:
-    from import_helpers import version_row
-
     from arcuate.backends.spark.imports import import_model_spark
+    from tests.imports.import_helpers import version_row
 
     rows = [version_row(1, aliases=["champion"]), version_row(3, stage="Production")]
     ctx = recipient_context(recipient_store)

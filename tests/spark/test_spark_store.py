@@ -8,12 +8,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from spark_helpers import canonical, synthetic_batches
 
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
 from arcuate.backends.spark.store import SparkTableStore
 from arcuate.errors import ConflictError, NotFoundError
 from arcuate.format.schema import SCHEMA, parse_description
+from tests.spark.spark_helpers import canonical, synthetic_batches
 
 
 def test_spark_table_equals_deltalake_table(spark: Any, tmp_path: Path) -> None:

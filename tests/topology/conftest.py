@@ -10,21 +10,14 @@ provider's own statements through ``arcuate.execute()`` and served by arcuate's 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "export"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imports"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from export_helpers import Tricky
-from topology_helpers import Shared, build_provider, share_with_statements
-
 from arcuate.demo import spark_guard
+from tests.export.export_helpers import Tricky
+from tests.topology.topology_helpers import Shared, build_provider, share_with_statements
 
 _hosts = "127.0.0.1,localhost"
 os.environ["NO_PROXY"] = ",".join(x for x in (os.environ.get("NO_PROXY"), _hosts) if x)

@@ -15,15 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import EXPERIMENT, MODEL, Tricky, reassemble, rows_deltalake
-from import_helpers import assert_same, snapshot_experiment, snapshot_model, store_state
-from test_export_experiment import check_rows
-from test_export_model import check as check_model_rows
-from test_import_round_trip import _check_model
-from topology_helpers import Shared, share_with_statements
 
 import arcuate
 from arcuate.errors import ConfigurationError
+from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky, reassemble, rows_deltalake
+from tests.export.test_export_experiment import check_rows
+from tests.export.test_export_model import check as check_model_rows
+from tests.imports.import_helpers import (
+    assert_same,
+    snapshot_experiment,
+    snapshot_model,
+    store_state,
+)
+from tests.imports.test_import_round_trip import _check_model
+from tests.topology.topology_helpers import Shared, share_with_statements
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 

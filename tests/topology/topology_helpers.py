@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
 
 import arcuate
-from arcuate.demo import spark_guard
+from arcuate.backends.mlflow.sink import spark_guard
+from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
 
 
 def build_provider(

@@ -41,8 +41,8 @@ from deltalake.transaction import AddAction
 
 from arcuate import workers
 from arcuate.backends.deltalake.writers import join_writer
-from arcuate.backends.protocols import ChunkedFile, FileRef
 from arcuate.errors import ArcuateError, BackendError
+from arcuate.format.files import ChunkedFile, FileRef
 from arcuate.format.schema import Content
 
 #: A chunked local file at least this long is cut by the helper (smaller ones in-process).
@@ -233,7 +233,7 @@ def write_and_commit(location: str, prefix: str, lines: IO[str]) -> dict[str, An
     store's files; the result line's content."""
     from deltalake import DeltaTable
 
-    from arcuate.backends.deltalake.store import ParquetFiles, commit
+    from arcuate.backends.deltalake.parquet import ParquetFiles, commit
     from arcuate.format.records import chunk_rows, to_batches
 
     options = json.loads(os.environ.get(_OPTIONS_ENV) or "{}") or None

@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import tempfile
 import uuid
@@ -30,14 +29,12 @@ import yaml
 
 from arcuate.backends.protocols import AddResult
 from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
-
-#: Delta Sharing names: no dot (coordinates split on it), space, slash or control characters.
-_NAME = re.compile(r"^[^.\s/\x00-\x1f\x7f]{1,255}$")
+from arcuate.format.names import is_share_name
 
 
 def check_share_name(kind: str, name: str) -> str:
     """Validate a share, schema or table name against the protocol's rules."""
-    if not _NAME.match(name):
+    if not is_share_name(name):
         raise ConfigurationError(
             f"invalid {kind} name {name!r}: Delta Sharing names are 1-255 characters with no "
             "dot, space, '/' or control character"
@@ -333,14 +330,6 @@ class LocalShareCatalog:
             )
         return s, r
 
-    def authenticate(self, token: str) -> str | None:
-        """The name of the recipient holding ``token`` if it is current and unexpired."""
-        return authenticate_doc(self.load(), token)
-
-    def shares_for(self, recipient: str) -> list[str]:
-        """Names of the shares ``recipient`` may read (existing shares only)."""
-        return shares_for_doc(self.load(), recipient)
-
     # -- reference server export ---------------------------------------------------------------
     def export_reference_yaml(
         self,
@@ -635,23 +624,6 @@ def public_recipient(doc: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
         "profile_endpoint": token.get("endpoint"),
         "shares": shares_for_doc(doc, str(r["name"])),
     }
-
-
-def authenticate_doc(
-    doc: dict[str, Any], token: str, now: datetime.datetime | None = None
-) -> str | None:
-    """The recipient whose current token is ``token`` and has not expired, else None.
-
-    Every recipient's hash is compared in constant time, so timing says nothing about which
-    (if any) matched.
-    """
-    found = recipient_for_token(doc, token)
-    if found is None:
-        return None
-    expires = parse_time((found.get("token") or {}).get("expires_at"))
-    if expires is not None and expires <= (now or _now()):
-        return None
-    return str(found["name"])
 
 
 def recipient_for_token(doc: dict[str, Any], token: str) -> dict[str, Any] | None:

@@ -50,7 +50,7 @@ from arcuate.errors import (
     ShareDataError,
     UnreachableError,
 )
-from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, parse_description
+from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, conform, parse_description
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -475,24 +475,6 @@ class DeltaSharingReader:
                     f"file {ref.id} of shared table {coordinate!r} cannot be read: {exc}"
                 ) from exc
 
-    def preview(self, coordinate: str, limit: int = 20) -> pd.DataFrame:
-        """The first rows, with file bytes and chunk data left out: a quick look, no import."""
-        frame = self.frame(coordinate, limit=limit)
-        keep = [c for c in ("format_version", "kind", "key", "exported_at") if c in frame.columns]
-        out = frame[keep].copy()
-        if "run" in frame.columns:
-            out["name"] = [
-                (r or {}).get("run_name") if isinstance(r, dict) else None for r in frame["run"]
-            ]
-        if "model_version" in frame.columns:
-            out["version"] = [
-                (m or {}).get("version") if isinstance(m, dict) else None
-                for m in frame["model_version"]
-            ]
-        if "files" in frame.columns:
-            out["files"] = [0 if _missing_list(f) else len(f) for f in frame["files"]]
-        return out
-
 
 class SharedBatches(Iterator[pa.RecordBatch]):
     """The record batches of a listed table: iterating downloads and reads the files here.
@@ -682,45 +664,6 @@ def _rows_per_batch(group: Any, max_rows: int, max_bytes: int) -> int:
         return max_rows
     per_row = group.total_byte_size / group.num_rows
     return max(1, min(max_rows, int(max_bytes // per_row)))
-
-
-def conform(
-    batch: pa.RecordBatch, partition_values: dict[str, str] | None = None
-) -> pa.RecordBatch:
-    """A batch with the format's columns (names matched without case), cast to
-    :data:`SCHEMA`'s types where they fit.
-
-    A column that does not cast is passed on as it is, for validation to name the offending
-    row and field; columns the batch lacks stay missing (validation reports them), unless the
-    table is partitioned by them (their value then comes from the file's partition values).
-    """
-    by_lower = {n.lower(): i for i, n in enumerate(batch.schema.names)}
-    parts = {k.lower(): v for k, v in (partition_values or {}).items()}
-    fields: list[pa.Field] = []
-    arrays: list[pa.Array] = []
-    for f in SCHEMA:
-        index = by_lower.get(f.name.lower())
-        if index is not None:
-            column = batch.column(index)
-        elif f.name.lower() in parts:
-            column = _partition_column(parts[f.name.lower()], batch.num_rows)
-        else:
-            continue
-        if not column.type.equals(f.type):
-            with contextlib.suppress(pa.ArrowException, ValueError, TypeError):
-                column = column.cast(f.type)
-        fields.append(f if column.type.equals(f.type) else pa.field(f.name, column.type))
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _partition_column(value: str | None, rows: int) -> pa.Array:
-    """A partition value (a string in the protocol) repeated over a batch."""
-    return pa.array([value] * rows, type=pa.string())
-
-
-def _missing_list(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _client_error(coordinate: str, exc: Exception) -> Exception:

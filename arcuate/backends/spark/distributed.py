@@ -102,7 +102,7 @@ class SparkExport:
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows on the driver (for table stores that are not Spark)."""
         if self._batches is None:
-            from arcuate.backends.spark.reader import conform_present
+            from arcuate.format.schema import conform as conform_present
 
             table = conform_present(self.dataframe.toArrow())
             self._tally_arrow(table)

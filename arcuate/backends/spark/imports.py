@@ -100,7 +100,7 @@ def _partition_id() -> int:
 
 def _format_batches(batches: Iterable[pa.RecordBatch], seen: set[str]) -> Iterator[pa.RecordBatch]:
     """A partition's batches in the format's columns and types; remembers the keys it saw."""
-    from arcuate.backends.spark.reader import conform_present
+    from arcuate.format.schema import conform as conform_present
 
     for batch in batches:
         table = conform_present(pa.Table.from_batches([batch]))
@@ -479,8 +479,8 @@ def import_model_spark(
     A model's versions are few and ordered (numbers, gaps, aliases), so they are imported on
     the driver; their files were packed into the table already.
     """
-    from arcuate.backends.spark.reader import conform_present
     from arcuate.engine.imports import import_model
+    from arcuate.format.schema import conform as conform_present
 
     table = conform_present(frame.toArrow())
     return import_model(

@@ -22,7 +22,7 @@ import pyarrow as pa
 from arcuate.backends.retry import RetryPolicy
 from arcuate.backends.sharing.reader import DeltaSharingReader
 from arcuate.errors import ConfigurationError
-from arcuate.format.schema import SCHEMA
+from arcuate.format.schema import SCHEMA, conform
 
 #: Arrow bytes per ``createDataFrame`` call when the driver hands rows to Spark.
 DEFAULT_SLICE_BYTES: Final = 32 * 1024 * 1024
@@ -34,20 +34,6 @@ _NO_SOURCE: Final = ("data_source_not_found", "failed to find", "no data source"
 def _connector_missing(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "deltasharing" in text and any(p in text for p in _NO_SOURCE)
-
-
-def conform_present(table: pa.Table) -> pa.Table:
-    """The format's columns a table has, cast to :data:`SCHEMA`'s types (list item names, UTC).
-
-    Missing columns stay missing, for the importer to report with its own message.
-    """
-    fields = [f for f in SCHEMA if f.name in table.column_names]
-    data = table.select([f.name for f in fields])
-    target = pa.schema(fields)
-    try:
-        return data.cast(target)
-    except (pa.ArrowException, ValueError, TypeError):
-        return data  # let validation name the offending column and row
 
 
 class SharedFrame:
@@ -67,7 +53,7 @@ class SharedFrame:
 
     def __next__(self) -> pa.RecordBatch:
         if self._batches is None:
-            table = conform_present(self.dataframe.toArrow())
+            table = conform(self.dataframe.toArrow())
             self._batches = iter(table.to_batches(max_chunksize=256))
         return next(self._batches)
 

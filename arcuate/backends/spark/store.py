@@ -42,7 +42,7 @@ import pyarrow as pa
 from arcuate.backends.protocols import ChunkedFile, TableVersion, WriteMode
 from arcuate.errors import BackendError, ConfigurationError, ConflictError, NotFoundError
 from arcuate.format.records import expand
-from arcuate.format.schema import SCHEMA, Content, parse_description, table_description
+from arcuate.format.schema import SCHEMA, Content, conform, parse_description, table_description
 
 #: Driver-side slice handed to Spark at once (Spark Connect ships it inside one plan).
 DEFAULT_SLICE_BYTES: Final = 32 * 1024 * 1024
@@ -517,15 +517,16 @@ class SparkTableStore:
                 + (f" (version {version})" if version is not None else "")
                 + f": {_message(exc).splitlines()[0] if _message(exc) else type(exc).__name__}"
             ) from exc
-        return conform(data)
+        return _exact(data)
 
 
-def conform(data: pa.Table) -> pa.Table:
+def _exact(data: pa.Table) -> pa.Table:
     """A table read back through Spark, in :data:`SCHEMA` exactly (field names, UTC zone)."""
-    missing = [n for n in SCHEMA.names if n not in data.column_names]
+    out = conform(data)
+    missing = [n for n in SCHEMA.names if n not in out.column_names]
     if missing:
         raise BackendError(f"the table lacks arcuate columns: {', '.join(missing)}")
-    return data.select(SCHEMA.names).cast(SCHEMA)
+    return out.cast(SCHEMA)
 
 
 def _slices(batches: Iterable[pa.RecordBatch], limit: int) -> Iterator[list[pa.RecordBatch]]:

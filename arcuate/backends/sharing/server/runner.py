@@ -24,7 +24,7 @@ from arcuate.backends.sharing.server.app import (
     SharingServer,
     create_app,
 )
-from arcuate.backends.sharing.server.zerocopy import ZeroCopyH11Protocol
+from arcuate.backends.sharing.server.zerocopy import http_protocol
 from arcuate.errors import ConfigurationError
 
 
@@ -180,7 +180,7 @@ def serve_in_thread(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
-        http=ZeroCopyH11Protocol,
+        http=http_protocol(),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

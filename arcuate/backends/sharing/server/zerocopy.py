@@ -10,25 +10,38 @@ still frames the body (its ``Data`` events accept any object with a length, the 
 documentation describes for sendfile), so Content-Length, keep-alive and HEAD behave exactly
 as before.
 
-Only uvicorn's h11 protocol is extended, and only when its internals look as expected
-(:data:`SUPPORTED`); otherwise requests carry no extension and the app streams as before.
+Only uvicorn's h11 protocol is extended, and it is private to uvicorn: :func:`http_protocol`
+checks that the class and the attributes used here are still there, and otherwise gives
+uvicorn's own protocol (file bodies streamed by the app, as without the extension) and logs
+one warning, so a uvicorn release that changes them slows big files down but never breaks the
+server. ``pyproject.toml`` pins the uvicorn versions this was tested with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+import uvicorn
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
+    from uvicorn.protocols.http.h11_impl import RequestResponseCycle
+else:
+    try:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
+    except ImportError:  # http_protocol() will not use the subclass below
+        _Base = asyncio.Protocol
 
 log = logging.getLogger("arcuate.server")
 
 EXTENSION: Final = "http.response.zerocopysend"
-#: The cycle attributes this module relies on (checked once, so a uvicorn upgrade that
-#: changes them turns the extension off instead of breaking responses).
+#: The cycle attributes this module relies on (checked by :func:`http_protocol`, so a uvicorn
+#: upgrade that changes them turns the extension off instead of breaking responses).
 _NEEDED: Final = (
     "scope",
     "send",
@@ -42,10 +55,8 @@ _NEEDED: Final = (
     "keep_alive",
     "on_response",
 )
-SUPPORTED: Final = all(
-    name in RequestResponseCycle.__init__.__code__.co_names or name in RequestResponseCycle.__dict__
-    for name in _NEEDED
-) and hasattr(h11.Connection, "send_with_data_passthrough")
+#: uvicorn's ``http`` setting when the extension cannot be offered: its own choice of protocol.
+STREAMING: Final = "auto"
 
 
 class _Placeholder:
@@ -60,14 +71,14 @@ class _Placeholder:
         return self.count
 
 
-class ZeroCopyH11Protocol(H11Protocol):
+class ZeroCopyH11Protocol(_Base):
     """uvicorn's h11 protocol, offering ``http.response.zerocopysend`` to every HTTP request."""
 
     def handle_events(self) -> None:
         before = getattr(self, "cycle", None)
         super().handle_events()
         cycle = getattr(self, "cycle", None)
-        if SUPPORTED and cycle is not None and cycle is not before and not cycle.response_started:
+        if cycle is not None and cycle is not before and not cycle.response_started:
             # The cycle's task is created but has not run yet: it looks up scope and send
             # only when it starts, so both can still be extended here.
             extensions = cycle.scope.setdefault("extensions", {})
@@ -81,6 +92,47 @@ class ZeroCopyH11Protocol(H11Protocol):
                     await original(message)
 
             cycle.send = send  # type: ignore[method-assign]
+
+
+def _names(function: Any) -> set[str]:
+    """The attribute and global names a function's code uses (empty if it is not Python)."""
+    code = getattr(function, "__code__", None)
+    return set(code.co_names) if code is not None else set()
+
+
+def _unsupported() -> str | None:
+    """Why this uvicorn cannot take the extension, or None when its internals are as expected."""
+    try:
+        from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+    except ImportError as exc:
+        return f"uvicorn.protocols.http.h11_impl has no H11Protocol ({exc})"
+    if not issubclass(ZeroCopyH11Protocol, H11Protocol):
+        return "uvicorn.protocols.http.h11_impl.H11Protocol was replaced"
+    if "cycle" not in _names(getattr(H11Protocol, "handle_events", None)):
+        return "H11Protocol.handle_events no longer sets self.cycle"
+    known = _names(RequestResponseCycle.__init__) | set(vars(RequestResponseCycle))
+    missing = [name for name in _NEEDED if name not in known]
+    if missing:
+        return f"RequestResponseCycle has no {', '.join(missing)}"
+    if not hasattr(h11.Connection, "send_with_data_passthrough"):
+        return "h11.Connection has no send_with_data_passthrough"
+    return None
+
+
+@functools.cache
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's ``http`` setting: :class:`ZeroCopyH11Protocol`, or :data:`STREAMING` (with
+    one warning) when this uvicorn's internals are not the ones it was written against."""
+    why = _unsupported()
+    if why is None:
+        return ZeroCopyH11Protocol
+    log.warning(
+        "uvicorn %s: zero-copy file serving is off (%s); file bodies are streamed instead,"
+        " which is slower for big files (a uvicorn in the range arcuate requires restores it)",
+        uvicorn.__version__,
+        why,
+    )
+    return STREAMING
 
 
 async def _send_file(cycle: RequestResponseCycle, message: Any) -> None:
