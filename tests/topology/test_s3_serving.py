@@ -500,10 +500,9 @@ def test_large_files_exported_to_s3_are_cut_by_the_chunk_helper(
 ) -> None:
     """A large local artifact exported into a warehouse in S3 goes through the helper process
     (so the MLflow process never holds a chunk), which writes and commits through the store."""
-    from tests.export.export_helpers import reassemble
-
     import arcuate
     from arcuate.backends.deltalake import chunk_worker
+    from tests.export.export_helpers import reassemble
 
     monkeypatch.setattr(chunk_worker, "WORKER_BYTES", 1)
     blob = os.urandom(3 * 1024 * 1024 + 17)
