@@ -8,10 +8,10 @@ from typing import Any
 from spark_helpers import ServerStore, canonical
 
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.backends.spark.distributed import export_experiment_spark
 from arcuate.backends.spark.store import SparkTableStore
 from arcuate.config import Settings
 from arcuate.engine.context import Context
+from arcuate.engine.distributed import export_experiment_spark
 from arcuate.engine.export import export_experiment
 from arcuate.plan.ops import ExportExperiment
 
