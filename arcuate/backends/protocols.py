@@ -303,33 +303,6 @@ class RunSink(Protocol):
         """How many runs an import may write at the same time."""
         ...
 
-    def bulk_runs(self, experiment_id: str) -> bool:
-        """Whether new runs of the experiment can be written whole with :meth:`write_new_runs`."""
-        ...
-
-    def new_run_id(self) -> str:
-        """An id for a run :meth:`write_new_runs` will create."""
-        ...
-
-    def new_model_id(self) -> str:
-        """An id for a logged model :meth:`write_new_runs` will create."""
-        ...
-
-    def write_new_runs(
-        self,
-        experiment_id: str,
-        runs: list[Record],
-        *,
-        run_ids: dict[str, str],
-        model_ids: dict[str, str],
-        exact: bool,
-        provenance: Provenance,
-    ) -> Record:
-        """Create complete new runs at once, all or none. Each has ``run_id``,
-        ``source_run_id``, ``run``, ``files``, ``content_hash`` and ``deleted``. Counters as
-        :meth:`fill_run`'s, added up."""
-        ...
-
     def list_logged_models(self, experiment_id: str) -> list[Record]:
         """The experiment's logged models: ``model_id``, ``source_model_id`` (the shared one it
         was imported from, or None), ``run_id``, ``name`` and ``artifact_location``."""
@@ -380,6 +353,39 @@ class RunSink(Protocol):
         """Write again the files of an imported run (and of its logged models: owner ->
         artifact location in ``models``) that are missing or altered. Counters: ``files``,
         ``bytes``."""
+        ...
+
+
+@runtime_checkable
+class BulkRunSink(Protocol):
+    """New runs written whole, many at a time (optional: a sink without it gets every run
+    through :class:`RunSink`, as does one whose :meth:`bulk_runs` says no)."""
+
+    def bulk_runs(self, experiment_id: str) -> bool:
+        """Whether new runs of the experiment can be written whole with :meth:`write_new_runs`."""
+        ...
+
+    def new_run_id(self) -> str:
+        """An id for a run :meth:`write_new_runs` will create."""
+        ...
+
+    def new_model_id(self) -> str:
+        """An id for a logged model :meth:`write_new_runs` will create."""
+        ...
+
+    def write_new_runs(
+        self,
+        experiment_id: str,
+        runs: list[Record],
+        *,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        exact: bool,
+        provenance: Provenance,
+    ) -> Record:
+        """Create complete new runs at once, all or none. Each has ``run_id``,
+        ``source_run_id``, ``run``, ``files``, ``content_hash`` and ``deleted``. Counters as
+        :meth:`RunSink.fill_run`'s, added up."""
         ...
 
 
@@ -458,4 +464,5 @@ class VersionSink(Protocol):
 
 
 class ModelSink(RunSink, VersionSink, Protocol):
-    """One MLflow tracking store and model registry, as an import writes to them."""
+    """One MLflow tracking store and model registry, as an import writes to them (and,
+    where it can, :class:`BulkRunSink` too)."""

@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from arcuate.backends.mlflow.bulk import BulkRunWriter
-    from arcuate.backends.protocols import ModelSink
+    from arcuate.backends.protocols import BulkRunSink, ModelSink
 
 _PAGE: Final = 1000
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
@@ -1289,6 +1289,6 @@ class MlflowSink:
 
 if TYPE_CHECKING:
 
-    def _conforms(sink: MlflowSink) -> ModelSink:
-        """mypy checks here that the MLflow sink implements both sink Protocols."""
-        return sink
+    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink]:
+        """mypy checks here that the MLflow sink implements the sink Protocols."""
+        return sink, sink

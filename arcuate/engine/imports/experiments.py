@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import ModelSink, Provenance, Record
+from arcuate.backends.protocols import BulkRunSink, ModelSink, Provenance, Record
 from arcuate.engine import provenance as prov
 from arcuate.engine.imports.importer import (
     Importer,
@@ -125,8 +125,8 @@ class _Step:
 class _Plan:
     """What the phases before writing decided."""
 
-    #: new runs are written whole by the bulk path where the sink allows it
-    bulk: bool
+    #: the sink that writes new runs whole, when it does (None: every run through the API)
+    bulk: BulkRunSink | None
     #: source run id -> run id here (runs this table no longer lists still resolve parents)
     run_ids: dict[str, str]
     steps: list[_Step] = field(default_factory=list)
@@ -179,7 +179,9 @@ class _ExperimentImport(Importer):
             # import's run that happens to carry the same source run id
             if s["source_run_id"] and self._owns(s["provenance"]):
                 by_source[s["source_run_id"]].append(s)
-        plan = _Plan(bulk=self.sink.bulk_runs(eid), run_ids={})
+        sink = self.sink
+        bulk = sink if isinstance(sink, BulkRunSink) and sink.bulk_runs(eid) else None
+        plan = _Plan(bulk=bulk, run_ids={})
         for src, found in by_source.items():
             live = [s for s in found if s["lifecycle_stage"] == "active"] or found
             plan.run_ids[src] = live[0]["run_id"]
@@ -191,8 +193,8 @@ class _ExperimentImport(Importer):
             chosen, action = self._choose(index, entry, candidates, plan)
             if chosen is not None:
                 run_id = chosen["run_id"]
-            elif plan.bulk:
-                run_id = self.sink.new_run_id()
+            elif plan.bulk is not None:
+                run_id = plan.bulk.new_run_id()
                 plan.in_bulk.add(index)
             else:
                 run_id = self._create(eid, index)
@@ -259,10 +261,10 @@ class _ExperimentImport(Importer):
                 self._locations[found["model_id"]] = found["artifact_location"]
         for step in plan.steps:
             entry = self.spool.entries[step.index]
-            if step.index in plan.in_bulk:
+            if plan.bulk is not None and step.index in plan.in_bulk:
                 for src in entry.models:
                     plan.shared_models.add((src, step.run_id))
-                    plan.model_ids[src] = self.sink.new_model_id()
+                    plan.model_ids[src] = plan.bulk.new_model_id()
                 continue
             if not entry.models:
                 continue
@@ -289,8 +291,8 @@ class _ExperimentImport(Importer):
         others on as many writers as the sink takes; the report's rows in the share's order."""
         writing = self.progress.task(f"importing runs into {self.name}", len(plan.steps))
         done: dict[int, dict[str, Any]] = {}
-        if plan.in_bulk:
-            self._write_bulk(eid, plan, done, writing)
+        if plan.bulk is not None and plan.in_bulk:
+            self._write_bulk(plan.bulk, eid, plan, done, writing)
         rest = [s for s in plan.steps if s.index not in plan.in_bulk]
         state_of = {s["run_id"]: s for s in states}
 
@@ -321,7 +323,12 @@ class _ExperimentImport(Importer):
         self.report.unlinked += stats["unlinked"]
 
     def _write_bulk(
-        self, eid: str, plan: _Plan, done: dict[int, dict[str, Any]], writing: Any
+        self,
+        bulk: BulkRunSink,
+        eid: str,
+        plan: _Plan,
+        done: dict[int, dict[str, Any]],
+        writing: Any,
     ) -> None:
         """New runs in transactions of at most BULK_RUNS runs or BULK_POINTS metric points;
         a run's record is read from the spool only while its batch is written."""
@@ -332,7 +339,7 @@ class _ExperimentImport(Importer):
             nonlocal batch, points
             if not batch:
                 return
-            stats = self.sink.write_new_runs(
+            stats = bulk.write_new_runs(
                 eid,
                 batch,
                 run_ids=plan.run_ids,

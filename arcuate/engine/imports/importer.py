@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from arcuate.backends.protocols import ModelSink, Record
 from arcuate.engine import provenance as prov
 from arcuate.engine.imports.spool import Spool
 from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
-
-#: What an import did to a run or version (the report counts each).
-Action = Literal["added", "updated", "unchanged", "stale"]
 
 
 @dataclass

@@ -377,7 +377,3 @@ class Spool:
         """The record document of entry ``index``."""
         text = (self.root / "records" / f"{index}.json").read_text(encoding="utf-8")
         return json.loads(text)  # type: ignore[no-any-return]
-
-    def files(self, index: int) -> list[dict[str, Any]]:
-        """The files of entry ``index`` with their local paths."""
-        return self.entries[index].files
