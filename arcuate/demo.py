@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from arcuate.backends.mlflow.sink import spark_guard
+from arcuate.backends.mlflow.connect import spark_guard
 from arcuate.errors import ArcuateError
 
 if TYPE_CHECKING:
@@ -82,8 +82,7 @@ def _train(uri: str, root: Path) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, log_loss
     from sklearn.model_selection import train_test_split
 
-    from arcuate.backends.mlflow.connect import make_client
-    from arcuate.backends.mlflow.sink import global_uris
+    from arcuate.backends.mlflow.connect import global_uris, make_client
 
     client = make_client(uri, uri)
     x, y = make_classification(n_samples=400, n_features=6, n_informative=4, random_state=7)
@@ -190,8 +189,7 @@ def _model_view(uri: str, sample: Any) -> dict[str, Any]:
     """Each version (description, stage, aliases) and what it predicts on ``sample``."""
     import mlflow
 
-    from arcuate.backends.mlflow.connect import make_client
-    from arcuate.backends.mlflow.sink import global_uris
+    from arcuate.backends.mlflow.connect import global_uris, make_client
 
     client = make_client(uri, uri)
     rm = client.get_registered_model(MODEL)

@@ -55,26 +55,9 @@ _BOTTOM = {
 _EDGE = {"arcuate.api", "arcuate.demo"}
 _TOP = {"arcuate", "arcuate.__main__"}
 
-#: Known violations in code still being restructured (issue 12's engine part), each named;
-#: removed when that work lands.
-#: Every entry must still be a violation (a stale entry fails the test too).
-ALLOWED: dict[str, set[tuple[str, str]]] = {
-    "upward": {
-        # arch-engine: Spark orchestration moves from backends/spark into the engine
-        ("arcuate.backends.spark.imports", "arcuate.engine.context"),
-        ("arcuate.backends.spark.imports", "arcuate.engine.imports"),
-        ("arcuate.backends.spark.imports", "arcuate.engine.result"),
-        ("arcuate.backends.spark.imports", "arcuate.engine.provenance"),
-        ("arcuate.backends.spark.distributed", "arcuate.engine.context"),
-        ("arcuate.backends.spark.distributed", "arcuate.plan.ops"),
-    },
-    "cycle": {
-        # arch-engine: bulk.py uses the sink's private helpers
-        ("arcuate.backends.mlflow.bulk", "arcuate.backends.mlflow.sink"),
-        # arch-engine: the ingest worker and the importer
-        ("arcuate.engine.imports", "arcuate.engine.ingest_worker"),
-    },
-}
+#: Known violations, each named with the reason it is tolerated (none today). Every entry must
+#: still be a violation: a stale entry fails the test too.
+ALLOWED: dict[str, set[tuple[str, str]]] = {"upward": set(), "cycle": set()}
 
 
 @dataclass(frozen=True)

@@ -187,3 +187,321 @@ class ShareReader(Protocol):
     def batches(self, coordinate: str) -> Iterator[pa.RecordBatch]:
         """Record batches of the table at ``profile#share.schema.table``."""
         ...
+
+
+# == The import side: sinks ======================================================================
+# What an import writes to (MLflow: ``arcuate.backends.mlflow.sink.MlflowSink``). Records are
+# the normalised dicts of :mod:`arcuate.format.validate` going in, and the small state dicts
+# each method names coming out; files going in are dicts with ``owner``, ``path``, ``size``,
+# ``sha256`` and ``local`` (a local path to the bytes). How the sink keeps provenance and
+# completeness (MLflow: ``arcuate.*`` tags) is its own business: the engine sees fields.
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an imported object comes from, and which import wrote it.
+
+    The engine decides it when it writes; the sink keeps it with the object and hands it back
+    as the ``provenance`` field of the states it lists, so that a later import can tell its
+    own objects from anyone else's (``docs/recipient.md``, "Provenance").
+    """
+
+    #: the share coordinate as the statement gave it ("": none, or not recorded)
+    source: str = ""
+    #: provider, share and table, ``<endpoint>#<share>.<schema>.<table>`` (None: not recorded)
+    origin: str | None = None
+    #: which import wrote it: ``experiment`` or ``model:<name>`` (None: not recorded)
+    owner: str | None = None
+
+
+class HeldLease(Protocol):
+    """An import lease while it is held."""
+
+    #: seconds spent waiting for another import of the same target
+    waited: float
+
+
+class LeaseScope(Protocol):
+    """``with sink.lock(...) as lease:``: the lease is held inside the block."""
+
+    def __enter__(self) -> HeldLease: ...
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any, /) -> bool | None: ...
+
+
+@runtime_checkable
+class RunSink(Protocol):
+    """Experiments, runs, their logged models and files, as an experiment import writes them.
+
+    States of runs (from :meth:`list_runs`, :meth:`find_runs`, :meth:`run_state`) have
+    ``run_id``, ``experiment_id``, ``run_name``, ``source_run_id`` (the shared run it was
+    imported from, or None), ``content_hash`` (None until the run is complete),
+    ``lifecycle_stage``, ``artifact_uri`` and ``provenance``; other keys are the sink's own.
+    """
+
+    def lock(
+        self, kind: Literal["experiment", "model"], name: str, *, restore: bool = False
+    ) -> LeaseScope:
+        """Hold the import lease on an experiment or registered model (created if missing):
+        two imports of one target never write at the same time. ``restore``: a deleted
+        experiment is restored rather than refused."""
+        ...
+
+    def prepare_experiment(
+        self,
+        name: str,
+        tags: dict[str, str],
+        *,
+        exact: bool = False,
+        update_tags: bool = True,
+        restore: bool = False,
+        owner: str | None = None,
+    ) -> str:
+        """The id of experiment ``name``, created if missing, with the shared ``tags`` (all of
+        them and no other with ``exact``). A deleted one is restored with ``restore``, else it
+        is a ConflictError; with ``owner``, one another import did not create is one too."""
+        ...
+
+    def experiment_state(self, name: str) -> Record | None:
+        """``experiment_id``, ``lifecycle_stage`` and ``provenance`` of an experiment, or None."""
+        ...
+
+    def remove_orphan_files(self, experiment_id: str) -> int:
+        """Remove the files a killed import left in the experiment (hold its lease); how many
+        places were cleaned."""
+        ...
+
+    def list_runs(self, experiment_id: str) -> list[Record]:
+        """The states of every run of the experiment, deleted ones too."""
+        ...
+
+    def find_runs(self, source_run_id: str) -> list[Record]:
+        """The states of the active runs of any experiment imported from ``source_run_id``."""
+        ...
+
+    def run_state(self, run_id: str) -> Record | None:
+        """A run's state (with ``experiment_name``), or None when it does not exist."""
+        ...
+
+    def create_run(
+        self,
+        experiment_id: str,
+        run: Record,
+        *,
+        source_run_id: str,
+        provenance: Provenance,
+    ) -> str:
+        """A new, incomplete run for shared ``run`` (its start time, name and user); its id."""
+        ...
+
+    def rebuild_reason(
+        self, run_id: str, run: Record, *, exact: bool, artifact_paths: list[str]
+    ) -> str | None:
+        """Why run ``run_id`` cannot become shared ``run`` in place (a param changed; with
+        ``exact``, something it holds is no longer shared), or None when it can."""
+        ...
+
+    def fill_run(
+        self,
+        run_id: str,
+        run: Record,
+        files: list[Record],
+        *,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        fresh: bool,
+        exact: bool,
+    ) -> Record:
+        """Write what run ``run_id`` lacks of shared ``run`` and its ``files`` (ids remapped
+        through ``run_ids``/``model_ids``; ``fresh``: just created). Idempotent. Counters:
+        ``metric_points``, ``files``, ``bytes`` and ``unlinked``."""
+        ...
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        content_hash: str,
+        deleted: bool = False,
+        provenance: Provenance,
+    ) -> None:
+        """Mark a run complete (``content_hash``, written last) and deleted if it is so."""
+        ...
+
+    def reconcile_run(
+        self, state: Record, run: Record, *, run_ids: dict[str, str], exact: bool
+    ) -> bool:
+        """Bring the tags of an unchanged run up to date; whether anything changed."""
+        ...
+
+    def delete_runs(self, experiment_id: str, run_ids: list[str]) -> None:
+        """Delete runs and the logged models they produced."""
+        ...
+
+    def write_concurrency(self) -> int:
+        """How many runs an import may write at the same time."""
+        ...
+
+    def list_logged_models(self, experiment_id: str) -> list[Record]:
+        """The experiment's logged models: ``model_id``, ``source_model_id`` (the shared one it
+        was imported from, or None), ``run_id``, ``name`` and ``artifact_location``."""
+        ...
+
+    def create_logged_model(self, experiment_id: str, run_id: str | None, model: Record) -> str:
+        """A new, pending logged model for shared ``model``; its id."""
+        ...
+
+    def ensure_logged_model(
+        self,
+        experiment_id: str,
+        run_id: str | None,
+        model: Record,
+        files: list[Record],
+        *,
+        exact: bool = False,
+    ) -> tuple[str, Record]:
+        """The logged model of run ``run_id`` imported from shared ``model`` (created if
+        missing), holding exactly ``files``: its id and counters (``files``, ``bytes``)."""
+        ...
+
+    def delete_logged_models(self, model_ids: list[str]) -> None:
+        """Delete logged models."""
+        ...
+
+    def upload_run_files(
+        self,
+        run_id: str,
+        files: list[Record],
+        prefix: str,
+        *,
+        prune: bool = False,
+        deep: bool | None = True,
+    ) -> Record:
+        """Put ``files`` under ``prefix`` of a run's artifacts (those missing or different:
+        by size, and by bytes when ``deep``, or where local when None); with ``prune``, remove
+        the others there. Counters: ``files``, ``bytes``."""
+        ...
+
+    def same_files(self, uri: str, files: list[Record], prefix: str = "") -> bool:
+        """Whether ``uri`` holds exactly ``files`` under ``prefix`` (paths, sizes, bytes)."""
+        ...
+
+    def repair_run_files(
+        self, artifact_uri: str, files: list[Record], models: dict[str, str]
+    ) -> Record:
+        """Write again the files of an imported run (and of its logged models: owner ->
+        artifact location in ``models``) that are missing or altered. Counters: ``files``,
+        ``bytes``."""
+        ...
+
+
+@runtime_checkable
+class BulkRunSink(Protocol):
+    """New runs written whole, many at a time (optional: a sink without it gets every run
+    through :class:`RunSink`, as does one whose :meth:`bulk_runs` says no)."""
+
+    def bulk_runs(self, experiment_id: str) -> bool:
+        """Whether new runs of the experiment can be written whole with :meth:`write_new_runs`."""
+        ...
+
+    def new_run_id(self) -> str:
+        """An id for a run :meth:`write_new_runs` will create."""
+        ...
+
+    def new_model_id(self) -> str:
+        """An id for a logged model :meth:`write_new_runs` will create."""
+        ...
+
+    def write_new_runs(
+        self,
+        experiment_id: str,
+        runs: list[Record],
+        *,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        exact: bool,
+        provenance: Provenance,
+    ) -> Record:
+        """Create complete new runs at once, all or none. Each has ``run_id``,
+        ``source_run_id``, ``run``, ``files``, ``content_hash`` and ``deleted``. Counters as
+        :meth:`RunSink.fill_run`'s, added up."""
+        ...
+
+
+@runtime_checkable
+class VersionSink(Protocol):
+    """Registered models, their versions and aliases, as a model import writes them.
+
+    Version states (in :meth:`prepare_registered_model`) have ``version``, ``run_id``,
+    ``source`` (where MLflow reads the files), ``source_model`` and ``source_version`` (the
+    shared version it was imported from; None when unknown), ``imported`` (an import wrote
+    it), ``content_hash`` (None until complete), ``source_uri`` (the shared version's source),
+    ``placeholder`` (a gap-filler to delete) and ``provenance``; other keys are the sink's own.
+    """
+
+    def prepare_registered_model(
+        self, name: str, *, description: str | None, tags: dict[str, str], exact: bool
+    ) -> Record:
+        """The registered model (created if missing) with the shared description and tags:
+        ``created``, ``versions`` (their states, ascending) and ``aliases`` (alias -> version)."""
+        ...
+
+    def create_version(
+        self,
+        name: str,
+        version: Record,
+        files: list[Record],
+        *,
+        source: str,
+        run_id: str | None,
+        model_id: str | None,
+        provenance: Provenance,
+    ) -> int:
+        """Register shared ``version`` (its description, tags and stage) from ``source``,
+        keeping its number when the registry allows it; the number it got. Incomplete until
+        :meth:`finish_version`."""
+        ...
+
+    def update_version(
+        self,
+        name: str,
+        number: int,
+        version: Record,
+        files: list[Record],
+        *,
+        current: Record,
+        provenance: Provenance,
+        exact: bool,
+    ) -> bool:
+        """Bring version ``number`` (state ``current``) up to shared ``version``: description,
+        tags (no others with ``exact``) and stage. Whether it changed."""
+        ...
+
+    def finish_version(self, name: str, number: int, *, content_hash: str) -> None:
+        """Mark a version complete (``content_hash``, written last)."""
+        ...
+
+    def link_logged_model(self, model_id: str, model: Record, name: str, number: int) -> None:
+        """List version ``number`` on logged model ``model_id``, as shared logged model
+        ``model`` listed its provider's versions (nothing when it did not)."""
+        ...
+
+    def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None:
+        """Point ``aliases`` at versions and drop those in ``remove``."""
+        ...
+
+    def delete_versions(self, name: str, numbers: list[int]) -> None:
+        """Delete versions."""
+        ...
+
+    def versions_using(
+        self, run_ids: Iterable[str], model_ids: Iterable[str] = ()
+    ) -> dict[str, list[str]]:
+        """Versions of any registered model using the runs or logged models: id ->
+        ``["<name>/<version>"]``. (They keep a run or model from being deleted.)"""
+        ...
+
+
+class ModelSink(RunSink, VersionSink, Protocol):
+    """One MLflow tracking store and model registry, as an import writes to them (and,
+    where it can, :class:`BulkRunSink` too)."""

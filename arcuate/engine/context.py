@@ -27,8 +27,7 @@ from arcuate.plan import ops
 from arcuate.plan.capabilities import SPARK_HINT, Capabilities
 
 if TYPE_CHECKING:
-    from arcuate.backends.protocols import ModelSource
-    from arcuate.engine.imports import ModelSink
+    from arcuate.backends.protocols import ModelSink, ModelSource
     from arcuate.plan.explain import Details
 
 #: The model backend: MLflow is the only one (its stores are chosen by URI).

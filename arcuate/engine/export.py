@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from arcuate.backends.protocols import ChunkedFile, Record
+from arcuate.engine.progress import Progress
 from arcuate.format.records import PackStats, Row, run_rows, to_stream, version_rows
 
 if TYPE_CHECKING:
@@ -48,40 +48,10 @@ class ExportStream:
         return {"versions": self.versions, **out}
 
 
-class _Progress:
-    """A rich progress line on stderr, or nothing at all when progress is off."""
-
-    def __init__(self, enabled: bool, label: str, total: int | None) -> None:
-        self.enabled = enabled
-        self.label = label
-        self.total = total
-        self._bar: Any = None
-        self._task: Any = None
-
-    @contextmanager
-    def running(self) -> Iterator[_Progress]:
-        if not self.enabled:
-            yield self
-            return
-        from arcuate.engine.progress import new_bar
-
-        self._bar = new_bar(detail=True)
-        self._task = self._bar.add_task(self.label, total=self.total, detail="")
-        self._bar.start()
-        try:
-            yield self
-            if self.total is None:  # a finished count becomes a full bar
-                done = self._bar.tasks[0].completed
-                self._bar.update(self._task, total=done, completed=done)
-        finally:
-            self._bar.stop()
-
-    def update(self, stream: ExportStream) -> None:
-        if self._bar is None:
-            return
-        done = stream.runs if stream.content == "experiment" else stream.versions
-        detail = f"{stream.files} files, {_human(stream.bytes)}"
-        self._bar.update(self._task, completed=done, detail=detail)
+def _show(progress: Progress, task: Any, stream: ExportStream) -> None:
+    """The records, files and bytes exported so far, on the bar."""
+    done = stream.runs if stream.content == "experiment" else stream.versions
+    progress.advance(task, completed=done, detail=f"{stream.files} files, {_human(stream.bytes)}")
 
 
 def _human(n: int) -> str:
@@ -111,12 +81,12 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
     pending: Iterator[Record] = itertools.chain([first], runs) if first is not None else iter(())
     stream = ExportStream("experiment")
     chunk_bytes = ctx.settings.chunk_bytes
-    progress = _Progress(ctx.progress, f"experiment {op.experiment}", None)
+    progress = Progress(ctx.progress, detail=True)
 
     def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
         stats = PackStats()
-        with progress.running():
+        with progress.running(f"experiment {op.experiment}") as task:
             for run in pending:
                 files = source.iter_run_files(run)
                 for row in run_rows(
@@ -129,11 +99,12 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
                     defer=True,
                 ):
                     stream.files, stream.bytes = stats.files, stats.bytes
-                    progress.update(stream)
+                    _show(progress, task, stream)
                     yield row
                     del row  # a chunk's bytes must not outlive its batch
                 stream.runs += 1
-                progress.update(stream)
+                _show(progress, task, stream)
+            progress.complete(task)
 
     stream.batches = to_stream(rows())
     return stream
@@ -149,13 +120,13 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
     versions = source.get_model_versions(op.model, versions=op.versions, aliases=op.aliases)
     stream = ExportStream("model")
     chunk_bytes = ctx.settings.chunk_bytes
-    progress = _Progress(ctx.progress, f"model {op.model}", len(versions))
+    progress = Progress(ctx.progress, detail=True)
 
     def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
         stats = PackStats()
         runs: dict[str, Any] = {}
-        with progress.running():
+        with progress.running(f"model {op.model}", len(versions)) as task:
             for version in versions:
                 run_id = version.get("run_id")
                 if run_id and run_id not in runs:
@@ -172,11 +143,11 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
                     defer=True,
                 ):
                     stream.files, stream.bytes = stats.files, stats.bytes
-                    progress.update(stream)
+                    _show(progress, task, stream)
                     yield row
                     del row
                 stream.versions += 1
-                progress.update(stream)
+                _show(progress, task, stream)
 
     stream.batches = to_stream(rows())
     return stream

@@ -10,6 +10,8 @@ errors still print (on a terminal, above the bar).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -40,3 +42,58 @@ def new_bar(*, detail: bool = False) -> Any:
     if in_notebook():
         return bars.NotebookProgress(*bars.columns(detail))
     return bars.TerminalProgress(*bars.columns(detail))
+
+
+class Progress:
+    """The progress bars of one statement (export or import), or nothing when progress is off.
+
+    Tasks are added while it runs (:meth:`task`); :meth:`running` may add the first one
+    before the bar is drawn, so that the first frame already shows it.
+    """
+
+    def __init__(self, enabled: bool, *, detail: bool = False) -> None:
+        self.enabled = enabled
+        #: a detail column after the count (``detail=`` of :meth:`task` and :meth:`advance`)
+        self.detail = detail
+        self._bar: Any = None
+
+    @contextmanager
+    def running(self, first: str | None = None, total: int | None = None) -> Iterator[Any]:
+        """Show the bar inside the block; yields the first task (``first``: its label), or
+        None when there is none or progress is off."""
+        if not self.enabled:
+            yield None
+            return
+        self._bar = new_bar(detail=self.detail)
+        task = None if first is None else self.task(first, total)
+        self._bar.start()
+        try:
+            yield task
+        finally:
+            self._bar.stop()
+            self._bar = None
+
+    def task(self, label: str, total: int | None) -> Any:
+        """A new task line (``total`` None: a count without a bar); None when nothing shows."""
+        if self._bar is None:
+            return None
+        fields = {"detail": ""} if self.detail else {}
+        return self._bar.add_task(label, total=total, **fields)
+
+    def advance(self, task: Any, completed: int | None = None, **fields: Any) -> None:
+        """One more done (or ``completed`` in all), with new ``fields`` (``detail``)."""
+        if self._bar is None or task is None:
+            return
+        if completed is None and not fields:
+            self._bar.advance(task)
+        elif completed is None:
+            self._bar.update(task, advance=1, **fields)
+        else:
+            self._bar.update(task, completed=completed, **fields)
+
+    def complete(self, task: Any) -> None:
+        """A finished count becomes a full bar."""
+        if self._bar is None or task is None:
+            return
+        done = next(t.completed for t in self._bar.tasks if t.id == task)
+        self._bar.update(task, total=done, completed=done)

@@ -1,13 +1,15 @@
 """Where an import comes from, and who owns what it writes.
 
-Two tags decide which runs and versions an import may match and change
-(``docs/recipient.md``, "Provenance, re-runs and OVERWRITE"):
+Two parts of an object's :class:`~arcuate.backends.protocols.Provenance` decide which runs
+and versions an import may match and change (``docs/recipient.md``, "Provenance, re-runs and
+OVERWRITE"); the sink keeps them with each object (MLflow: the ``arcuate.origin`` and
+``arcuate.owner`` tags):
 
-* ``arcuate.origin``: the provider, share and table an object was imported from, written as
+* ``origin``: the provider, share and table an object was imported from, written as
   ``<endpoint>#<share>.<schema>.<table>`` with the endpoint read from the profile (so a profile
   file that moves or is renamed still names the same provider). When the profile cannot be
   read (a frame imported with a label as its source), it is the coordinate as given.
-* ``arcuate.owner``: which import wrote a run, ``experiment`` or ``model:<target model>``.
+* ``owner``: which import wrote a run, ``experiment`` or ``model:<target model>``.
   Only its owner changes a run; a model import may *link* a version to a run an experiment
   import owns (same provider and share, same bytes), never write into it.
 
@@ -17,22 +19,20 @@ This module reads the profile file the user named (its ``endpoint`` only) and no
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ORIGIN = "arcuate.origin"
-OWNER = "arcuate.owner"
-SOURCE = "arcuate.source"
+from arcuate.backends.protocols import Provenance
+
 #: A profile is a few hundred bytes; a larger file is not read as one.
 _MAX_PROFILE_BYTES = 1 << 20
-#: ``arcuate.owner`` of the runs an experiment import writes.
+#: The owner of the runs an experiment import writes.
 EXPERIMENT_OWNER = "experiment"
 
 
 def model_owner(model: str) -> str:
-    """``arcuate.owner`` of the runs (and the experiment) a model import writes."""
+    """The owner of the runs (and the experiment) a model import writes."""
     return f"model:{model}"
 
 
@@ -45,7 +45,7 @@ def model_experiment(model: str) -> str:
 
 
 def family_of(origin: str) -> str:
-    """``<endpoint>#<share>`` of an ``arcuate.origin`` value, or ``""`` for a label."""
+    """``<endpoint>#<share>`` of an origin, or ``""`` for a label."""
     endpoint, sep, table = origin.rpartition("#")
     if not sep or not endpoint.startswith(("http://", "https://")):
         return ""
@@ -57,9 +57,9 @@ def family_of(origin: str) -> str:
 class Origin:
     """The provenance of one import statement."""
 
-    #: the coordinate as the statement gave it (the ``arcuate.source`` tag)
+    #: the coordinate as the statement gave it
     source: str
-    #: the ``arcuate.origin`` tag (empty when there is no source at all)
+    #: provider, share and table (empty when there is no source at all)
     tag: str
 
     @property
@@ -67,27 +67,23 @@ class Origin:
         """``<endpoint>#<share>``: the provider and share, empty when the provider is unknown."""
         return family_of(self.tag)
 
-    def matches(self, tags: Mapping[str, str]) -> bool:
-        """Whether an object's tags say it came from this very table.
+    def matches(self, found: Provenance) -> bool:
+        """Whether an object's provenance says it came from this very table.
 
-        Objects imported before ``arcuate.origin`` existed carry only ``arcuate.source``: they
-        match when that is the same coordinate.
+        Objects imported before the origin was recorded carry only their source coordinate:
+        they match when that is the same coordinate.
         """
-        have = tags.get(ORIGIN)
-        if have is not None:
-            return have == self.tag
-        return (tags.get(SOURCE) or "") == self.source
+        if found.origin is not None:
+            return found.origin == self.tag
+        return found.source == self.source
 
-    def same_share(self, tags: Mapping[str, str]) -> bool:
+    def same_share(self, found: Provenance) -> bool:
         """Whether an object came from the same provider and share (any table of it)."""
-        return bool(self.family) and family_of(tags.get(ORIGIN) or "") == self.family
+        return bool(self.family) and family_of(found.origin or "") == self.family
 
-    def tags(self, owner: str) -> dict[str, str]:
-        """The provenance tags of an object this import writes."""
-        out = {OWNER: owner}
-        if self.tag:
-            out[ORIGIN] = self.tag
-        return out
+    def stamp(self, owner: str) -> Provenance:
+        """The provenance of an object this import writes for ``owner``."""
+        return Provenance(self.source, self.tag or None, owner)
 
 
 def _endpoint(url: str) -> str:

@@ -44,7 +44,7 @@ _REMOTE = frozenset({"http", "https", "databricks"})
 
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
     if _distributed(ctx):
-        from arcuate.backends.spark.distributed import export_experiment_spark
+        from arcuate.engine.distributed import export_experiment_spark
 
         st.value = export_experiment_spark(step, ctx)
         return
@@ -115,7 +115,7 @@ def _read_share(step: ops.ReadShare, ctx: Context, st: _State) -> None:
 def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> None:
     frame = getattr(st.value, "dataframe", None)
     if frame is not None:  # AS SPARK: the runs are imported by Spark tasks
-        from arcuate.backends.spark.imports import import_experiment_spark
+        from arcuate.engine.distributed import import_experiment_spark
 
         st.result = import_experiment_spark(
             frame, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate
@@ -131,7 +131,7 @@ def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> 
 def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
     frame = getattr(st.value, "dataframe", None)
     if frame is not None:  # AS SPARK: the versions are collected and imported on the driver
-        from arcuate.backends.spark.imports import import_model_spark
+        from arcuate.engine.distributed import import_model_spark
 
         st.result = import_model_spark(
             frame, step.model, ctx, overwrite=step.overwrite, source=step.coordinate

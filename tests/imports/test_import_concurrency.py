@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from arcuate.backends.mlflow.lease import Lease
-from arcuate.backends.mlflow.sink import _ExperimentTags
+from arcuate.backends.mlflow.lease import ExperimentTags, Lease
 from arcuate.engine.imports import import_experiment, import_model
 from arcuate.errors import ConflictError
 from arcuate.owners import Owner
@@ -103,7 +102,7 @@ def test_the_lease_excludes_under_contention(recipient_store: Any) -> None:
     guard = threading.Lock()
 
     def contend(i: int) -> None:
-        lease = Lease(_ExperimentTags(client, eid, "e"))
+        lease = Lease(ExperimentTags(client, eid, "e"))
         lease.acquire()
         try:
             with guard:
@@ -127,7 +126,7 @@ def test_a_lease_that_is_not_renewed_or_taken_away_is_lost(recipient_store: Any)
     not renew in time, refuses to go on."""
     client = recipient_store.client()
     eid = client.create_experiment("e")
-    taken = Lease(_ExperimentTags(client, eid, "e"), renew=0.1)
+    taken = Lease(ExperimentTags(client, eid, "e"), renew=0.1)
     taken.acquire()
     client.delete_experiment_tag(eid, taken.key)
     deadline = time.monotonic() + 30
@@ -141,7 +140,7 @@ def test_a_lease_that_is_not_renewed_or_taken_away_is_lost(recipient_store: Any)
     else:
         pytest.fail("the removed tag was not noticed")
     taken.release()
-    stalled = Lease(_ExperimentTags(client, eid, "e"), ttl=0.5, renew=60)
+    stalled = Lease(ExperimentTags(client, eid, "e"), ttl=0.5, renew=60)
     stalled.acquire()
     time.sleep(0.6)
     with pytest.raises(ConflictError, match="lost its lease on experiment 'e'"):

@@ -111,19 +111,19 @@ def test_interrupted_import_stops_its_writers_before_the_spool_goes(
 ) -> None:
     """Ctrl+C while runs are being written: the spool (the files being uploaded) is removed
     only after every writer thread has stopped; nothing writes after the statement ended."""
-    from arcuate.engine import imports
+    from arcuate.engine.progress import Progress
 
     calls = {"n": 0}
-    real = imports._Progress.advance
+    real = Progress.advance
 
-    def advance(self: Any, task: Any, completed: int | None = None) -> None:
+    def advance(self: Any, task: Any, completed: int | None = None, **fields: Any) -> None:
         if completed is None:  # a run written: the second one is interrupted
             calls["n"] += 1
             if calls["n"] == 2:
                 raise KeyboardInterrupt
-        real(self, task, completed)
+        real(self, task, completed, **fields)
 
-    monkeypatch.setattr(imports._Progress, "advance", advance)
+    monkeypatch.setattr(Progress, "advance", advance)
     monkeypatch.setattr(tempfile, "tempdir", str(workdir))
     ctx = recipient_context(mlflow_server)
     with pytest.raises(KeyboardInterrupt):

@@ -282,9 +282,9 @@ def _spooled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    import arcuate.engine.imports as imports
+    import arcuate.engine.imports.spool as spool
 
-    monkeypatch.setattr(imports, "batch_metrics", lambda batch: None)
+    monkeypatch.setattr(spool, "batch_metrics", lambda batch: None)
 
 
 def test_column_checks_normalise_like_row_checks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -405,9 +405,9 @@ def test_large_tables_are_read_by_a_helper_process(
     workdir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Above the size threshold pass 1 runs in ``arcuate.engine.ingest_worker``: the import is
+    """Above the size threshold pass 1 runs in ``arcuate.engine.imports.worker``: the import is
     the same, and a bad row is reported with the same row and field."""
-    import arcuate.engine.ingest_worker as worker
+    import arcuate.engine.imports.worker as worker
 
     started: list[int] = []
     real = worker.run_worker

@@ -116,7 +116,7 @@ def _version_files(store: Any, name: str, version: int) -> dict[str, bytes]:
     """A version's files as MLflow serves them, downloaded into a temporary directory."""
     from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-    from arcuate.backends.mlflow.sink import global_uris
+    from arcuate.backends.mlflow.connect import global_uris
 
     with tempfile.TemporaryDirectory() as tmp, global_uris(store.tracking_uri, store.registry_uri):
         repo = ModelsArtifactRepository(f"models:/{name}/{version}")
@@ -335,7 +335,7 @@ def _loads(store: Any, uri: str) -> None:
     ``registered_model_meta`` into the logged model's own directory."""
     import mlflow
 
-    from arcuate.backends.mlflow.sink import global_uris
+    from arcuate.backends.mlflow.connect import global_uris
 
     with global_uris(store.tracking_uri, store.registry_uri):
         mlflow.artifacts.download_artifacts(uri)

@@ -94,10 +94,10 @@ def spark_share(
     from arcuate.backends.deltalake.store import DeltaLakeTableStore
     from arcuate.backends.sharing.catalog import LocalShareCatalog
     from arcuate.backends.sharing.server import serve_in_thread, write_profile
-    from arcuate.backends.spark.distributed import export_experiment_spark
     from arcuate.backends.spark.store import SparkTableStore
     from arcuate.config import Settings
     from arcuate.engine.context import Context
+    from arcuate.engine.distributed import export_experiment_spark
     from arcuate.engine.export import export_experiment
     from arcuate.plan.ops import ExportExperiment
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
-from arcuate.backends.spark.distributed import export_experiment_spark
 from arcuate.backends.spark.store import SparkTableStore
 from arcuate.config import Settings
 from arcuate.engine.context import Context
+from arcuate.engine.distributed import export_experiment_spark
 from arcuate.engine.export import export_experiment
 from arcuate.plan.ops import ExportExperiment
 from tests.spark.spark_helpers import ServerStore, canonical

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from arcuate.backends.sharing.reader import DeltaSharingReader
-from arcuate.backends.spark.imports import import_experiment_spark
 from arcuate.backends.spark.reader import SparkShareReader
+from arcuate.engine.distributed import import_experiment_spark
 from arcuate.engine.imports import import_experiment
 from arcuate.errors import ShareDataError
 from tests.imports.import_helpers import assert_same, recipient_context, snapshot_experiment
@@ -146,7 +146,7 @@ def test_a_bad_row_stops_the_import_before_anything_is_written(
 
 
 def test_model_versions_as_spark(spark: Any, recipient_store: Any) -> None:
-    from arcuate.backends.spark.imports import import_model_spark
+    from arcuate.engine.distributed import import_model_spark
     from tests.imports.import_helpers import version_row
 
     rows = [version_row(1, aliases=["champion"]), version_row(3, stage="Production")]

@@ -33,8 +33,8 @@ def model_sink(settings: Settings, retry: RetryPolicy) -> MlflowSink:
         settings.effective_tracking_uri,
         settings.effective_registry_uri,
         import_path=settings.import_path,
+        lock_wait=settings.lock_wait,
     )
-    sink.lock_wait = settings.lock_wait  # the setting, not ARCUATE_LOCK_WAIT read again
     return sink
 
 

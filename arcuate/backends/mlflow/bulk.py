@@ -1,11 +1,11 @@
 """The bulk path of an import: complete new runs written straight into MLflow's SQL tables.
 
 MLflow's public API costs about 185 ms per run of 1000 metric points in ``log_batch`` alone
-against a sqlite store, nearly all of it building one ORM object per point
-(``/work/shared/research/mlflow-facts.md`` section 7). For runs an import *creates*, this
-module writes the same rows MLflow's own ``SqlAlchemyStore`` would write, with SQLAlchemy Core
-inserts on MLflow's own table models (the way MLflow's ``mlflow/store/fs2db`` migrator
-writes), a batch of runs per transaction: a batch is in the store completely or not at all.
+against a sqlite store, nearly all of it building one ORM object per point. For runs an
+import *creates*, this module writes the same rows MLflow's own ``SqlAlchemyStore`` would
+write, with SQLAlchemy Core inserts on MLflow's own table models (the way MLflow's
+``mlflow/store/fs2db`` migrator writes), a batch of runs per transaction: a batch is in the
+store completely or not at all.
 
 It is used only where it is known to be exact:
 
@@ -27,12 +27,14 @@ MLflow does (the greatest ``(step, timestamp, value)``, the first one logged on 
 inputs (datasets shared per experiment and reused by name and digest), model inputs and
 outputs, and logged models with their params, tags, status and metrics. Files are uploaded
 through MLflow's artifact repositories before the transaction; if it fails they are removed.
+The tags come from :mod:`arcuate.backends.mlflow.tags` and the files go through
+:mod:`arcuate.backends.mlflow.artifacts`, as on the public-API path; this module never
+imports the sink.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import shutil
@@ -41,18 +43,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from arcuate.backends.protocols import Record
+from arcuate.backends.mlflow import artifacts
+from arcuate.backends.mlflow.points import sanitize
+from arcuate.backends.mlflow.tags import (
+    CONTENT_HASH,
+    FILES_HASH,
+    RUN_NAME_TAG,
+    SOURCE_MODEL_ID,
+    USER_TAG,
+    created_run_tags,
+    files_digest,
+    logged_model_tags,
+    run_tags,
+    stale_tags,
+)
+from arcuate.backends.protocols import Provenance, Record
+from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
 if TYPE_CHECKING:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    from arcuate.backends.mlflow.sink import MlflowSink
 
 #: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover.
 COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
 #: SQL dialects the bulk path writes to (the others fall back to the public API).
 DIALECTS: Final = frozenset({"sqlite"})
-_MAX_FLOAT: Final = 1.7976931348623157e308
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
 _ROUND: Final = 10_000
 _UPLOAD_THREADS: Final = 4
@@ -137,15 +151,6 @@ def _known(store: SqlAlchemyStore, column: Any, ids: set[str]) -> set[str]:
     return found
 
 
-def sanitize(value: float) -> tuple[bool, float]:
-    """(is_nan, stored value): MLflow's ``SqlAlchemyStore.sanitize_metric_value``."""
-    if math.isnan(value):
-        return True, 0.0
-    if math.isinf(value):
-        return False, _MAX_FLOAT if value > 0 else -_MAX_FLOAT
-    return False, value
-
-
 @dataclass
 class NewRun:
     """A run to create: its id (chosen here), the shared record, its files and hash."""
@@ -184,12 +189,34 @@ class _Upload:
     files: list[Record]
 
 
-class BulkRunWriter:
-    """Writes batches of complete new runs of one experiment into a SQL tracking store."""
+@dataclass
+class _Batch:
+    """One transaction being gathered: its rows, the files to upload first, the datasets its
+    runs use, the counters; and what every run of it is written with."""
 
-    def __init__(self, sink: MlflowSink, store: SqlAlchemyStore) -> None:
-        self.sink = sink
+    experiment_id: int
+    location: str
+    now: int
+    run_ids: dict[str, str]
+    model_ids: dict[str, str]
+    exact: bool
+    provenance: Provenance
+    rows: _Rows = field(default_factory=_Rows)
+    uploads: list[_Upload] = field(default_factory=list)
+    datasets: dict[tuple[str, str], Record] = field(default_factory=dict)
+    stats: Record = field(
+        default_factory=lambda: {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
+    )
+
+
+class BulkRunWriter:
+    """Writes batches of complete new runs of one experiment into a SQL tracking store;
+    files go to artifact repositories built with the tracking and registry URIs."""
+
+    def __init__(self, store: SqlAlchemyStore, tracking_uri: str, registry_uri: str) -> None:
         self.store = store
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri
         self._locations: dict[str, str] = {}
 
     def _location(self, experiment_id: str) -> str:
@@ -198,6 +225,9 @@ class BulkRunWriter:
             self._locations[experiment_id] = str(exp.artifact_location)
         return self._locations[experiment_id]
 
+    def _repo(self, uri: str) -> Any:
+        return artifacts.repository(uri, self.tracking_uri, self.registry_uri)
+
     def write(
         self,
         experiment_id: str,
@@ -205,9 +235,8 @@ class BulkRunWriter:
         *,
         run_ids: dict[str, str],
         model_ids: dict[str, str],
-        source: str,
         exact: bool,
-        provenance: dict[str, str] | None = None,
+        provenance: Provenance,
     ) -> Record:
         """Write ``runs`` (files first, then every row in one transaction); counters as
         :meth:`MlflowSink.fill_run` returns them.
@@ -217,148 +246,132 @@ class BulkRunWriter:
         """
         from mlflow.utils.time import get_current_time_millis
 
-        location = self._location(experiment_id)
         now: int = get_current_time_millis()  # type: ignore[no-untyped-call]
-        rows = _Rows()
-        uploads: list[_Upload] = []
-        stats: Record = {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
-        datasets: dict[tuple[str, str], Record] = {}
+        location = self._location(experiment_id)
+        batch = _Batch(
+            int(experiment_id), location, now, run_ids, model_ids, exact, provenance
+        )
         for new in runs:
-            self._run_rows(
-                experiment_id, location, now, new, rows, uploads, datasets, stats,
-                run_ids=run_ids, model_ids=model_ids, source=source, exact=exact,
-                provenance=provenance or {},
-            )  # fmt: skip
+            self._run_rows(new, batch)
         try:
-            for n, size in self._upload(uploads):
-                stats["files"] += n
-                stats["bytes"] += size
-            self._commit(int(experiment_id), rows, datasets)
+            for n, size in self._upload(batch.uploads):
+                batch.stats["files"] += n
+                batch.stats["bytes"] += size
+            self._commit(batch.experiment_id, batch.rows, batch.datasets)
         except BaseException:
-            self._remove(uploads)
+            self._remove(batch.uploads)
             raise
-        return stats
+        return batch.stats
 
     # -- rows of one run ------------------------------------------------------------------
-    def _run_rows(
-        self,
-        experiment_id: str,
-        location: str,
-        now: int,
-        new: NewRun,
-        rows: _Rows,
-        uploads: list[_Upload],
-        datasets: dict[tuple[str, str], Record],
-        stats: Record,
-        *,
-        run_ids: dict[str, str],
-        model_ids: dict[str, str],
-        source: str,
-        exact: bool,
-        provenance: dict[str, str],
-    ) -> None:
-        from mlflow.entities.logged_model_status import LoggedModelStatus
-        from mlflow.utils.name_utils import _generate_random_name
+    def _run_rows(self, new: NewRun, batch: _Batch) -> None:
+        """Every row of one new run, as the public API's calls would leave them."""
         from mlflow.utils.uri import append_to_uri_path
 
-        from arcuate.backends.mlflow import sink as s
-        from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
+        run_uri: str = append_to_uri_path(batch.location, new.run_id, "artifacts")  # type: ignore[no-untyped-call]
+        self._run_row(new, run_uri, batch)
+        for lm in new.run["logged_models"]:
+            self._model_rows(new, lm, batch)
+        self._metric_rows(new, batch)
+        self._input_rows(new, batch)
 
-        run, rid, eid = new.run, new.run_id, int(experiment_id)
+    def _run_row(self, new: NewRun, artifact_uri: str, batch: _Batch) -> None:
+        """The run (what create_run writes), its params and tags, and its artifact files."""
+        from mlflow.utils.name_utils import _generate_random_name
 
+        run, rid, now = new.run, new.run_id, batch.now
         # create_run: name, user (from the mlflow.user tag), start time, provenance tags
-        created = {s.SOURCE_RUN_ID: new.source_run_id, **provenance}
-        if source:
-            created[s.SOURCE] = source
-        if run.get("user_id"):
-            created[s.USER_TAG] = run["user_id"]
-        name = run.get("run_name") or run["tags"].get(s.RUN_NAME_TAG) or _generate_random_name()  # type: ignore[no-untyped-call]
-        created.setdefault(s.RUN_NAME_TAG, name)
-        user_id = created.get(s.USER_TAG, "unknown")
+        created = created_run_tags(new.source_run_id, run, batch.provenance)
+        name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG) or _generate_random_name()  # type: ignore[no-untyped-call]
+        created.setdefault(RUN_NAME_TAG, name)
+        user_id = created.get(USER_TAG, "unknown")
         # fill_run: the shared tags (ids remapped), stale ones dropped; then the files' and
         # the content's hashes
-        wanted = self.sink.run_tags(run, run_ids)
+        wanted = run_tags(run, batch.run_ids)
         tags = {**created, **wanted}
-        for key in s._stale_tags(created, wanted, exact=exact):
+        for key in stale_tags(created, wanted, exact=batch.exact):
             tags.pop(key, None)
-        name = tags.get(s.RUN_NAME_TAG, name)
-        artifacts = [f for f in new.files if f["owner"] == OWNER_ARTIFACTS]
-        tags[s.FILES_HASH] = s.files_digest(artifacts)
-        tags[s.CONTENT_HASH] = new.content_hash
-        status, end = run["status"], run.get("end_time")
+        files = [f for f in new.files if f["owner"] == OWNER_ARTIFACTS]
+        tags[FILES_HASH] = files_digest(files)
+        tags[CONTENT_HASH] = new.content_hash
+        end = run.get("end_time")
         if end is not None:  # set_terminated: an end time of 0 means "now" to MLflow
             end = end or now
-        artifact_uri: str = append_to_uri_path(location, rid, "artifacts")  # type: ignore[no-untyped-call]
-        rows.runs.append(
+        batch.rows.runs.append(
             {
                 "run_uuid": rid,
-                "name": name,
+                "name": tags.get(RUN_NAME_TAG, name),
                 "source_type": "UNKNOWN",
                 "source_name": "",
                 "entry_point_name": "",
                 "user_id": user_id,
-                "status": status,
+                "status": run["status"],
                 "start_time": run.get("start_time") or now,
                 "end_time": end,
                 "deleted_time": now if new.deleted else None,
                 "source_version": "",
                 "lifecycle_stage": "deleted" if new.deleted else "active",
                 "artifact_uri": artifact_uri,
-                "experiment_id": eid,
+                "experiment_id": batch.experiment_id,
             }
         )
-        rows.tags += [{"key": k, "value": v, "run_uuid": rid} for k, v in tags.items()]
-        rows.params += [{"key": k, "value": v, "run_uuid": rid} for k, v in run["params"].items()]
-        if artifacts:
-            uploads.append(_Upload(artifact_uri, artifacts))
+        batch.rows.tags += [{"key": k, "value": v, "run_uuid": rid} for k, v in tags.items()]
+        batch.rows.params += [
+            {"key": k, "value": v, "run_uuid": rid} for k, v in run["params"].items()
+        ]
+        if files:
+            batch.uploads.append(_Upload(artifact_uri, files))
 
-        # logged models of the run: created, tagged, files, finalized
-        for lm in run["logged_models"]:
-            mid = model_ids[lm["model_id"]]
-            model_uri: str = append_to_uri_path(location, "models", mid, "artifacts")  # type: ignore[no-untyped-call]
-            owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
-            mine = [f for f in new.files if f["owner"] == owner]
-            status_name = lm.get("status")
-            final = status_name if status_name in ("READY", "FAILED") else "PENDING"
-            rows.models.append(
-                {
-                    "model_id": mid,
-                    "experiment_id": eid,
-                    "name": lm["name"],
-                    "artifact_location": model_uri,
-                    "creation_timestamp_ms": now,
-                    "last_updated_timestamp_ms": now,
-                    "status": LoggedModelStatus(final).to_int(),
-                    "lifecycle_stage": "active",
-                    "model_type": lm.get("model_type"),
-                    "source_run_id": rid,
-                    "status_message": None,
-                }
-            )
-            model_tags = {s.SOURCE_MODEL_ID: lm["model_id"]}
-            shared = {k: v for k, v in lm["tags"].items() if not s._is_managed(k)}
-            if s.MODEL_VERSIONS_TAG in shared:
-                shared[s.SOURCE_MODEL_VERSIONS] = shared.pop(s.MODEL_VERSIONS_TAG)
-            model_tags.update(shared)
-            model_tags[s.FILES_HASH] = s.files_digest(mine)
-            rows.model_tags += [
-                {"model_id": mid, "experiment_id": eid, "tag_key": k, "tag_value": v}
-                for k, v in model_tags.items()
-            ]
-            rows.model_params += [
-                {"model_id": mid, "experiment_id": eid, "param_key": k, "param_value": v}
-                for k, v in lm["params"].items()
-            ]
-            if mine:
-                uploads.append(_Upload(model_uri, mine))
-            if lm.get("step") is not None:
-                rows.inputs.append(_input("RUN_OUTPUT", rid, "MODEL_OUTPUT", mid, int(lm["step"])))
+    def _model_rows(self, new: NewRun, lm: Record, batch: _Batch) -> None:
+        """One logged model of the run: created, tagged, its files, finalized, an output."""
+        from mlflow.entities.logged_model_status import LoggedModelStatus
+        from mlflow.utils.uri import append_to_uri_path
 
-        # metrics: the history (exact duplicates once), latest values, the models' metrics
+        eid, rows = batch.experiment_id, batch.rows
+        mid = batch.model_ids[lm["model_id"]]
+        model_uri: str = append_to_uri_path(batch.location, "models", mid, "artifacts")  # type: ignore[no-untyped-call]
+        owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
+        files = [f for f in new.files if f["owner"] == owner]
+        status = lm.get("status")
+        final = status if status in ("READY", "FAILED") else "PENDING"
+        rows.models.append(
+            {
+                "model_id": mid,
+                "experiment_id": eid,
+                "name": lm["name"],
+                "artifact_location": model_uri,
+                "creation_timestamp_ms": batch.now,
+                "last_updated_timestamp_ms": batch.now,
+                "status": LoggedModelStatus(final).to_int(),
+                "lifecycle_stage": "active",
+                "model_type": lm.get("model_type"),
+                "source_run_id": new.run_id,
+                "status_message": None,
+            }
+        )
+        tags = {SOURCE_MODEL_ID: lm["model_id"], **logged_model_tags(lm["tags"])}
+        tags[FILES_HASH] = files_digest(files)
+        rows.model_tags += [
+            {"model_id": mid, "experiment_id": eid, "tag_key": k, "tag_value": v}
+            for k, v in tags.items()
+        ]
+        rows.model_params += [
+            {"model_id": mid, "experiment_id": eid, "param_key": k, "param_value": v}
+            for k, v in lm["params"].items()
+        ]
+        if files:
+            batch.uploads.append(_Upload(model_uri, files))
+        if lm.get("step") is not None:
+            step = int(lm["step"])
+            rows.inputs.append(_input("RUN_OUTPUT", new.run_id, "MODEL_OUTPUT", mid, step))
+
+    def _metric_rows(self, new: NewRun, batch: _Batch) -> None:
+        """The metric history (exact duplicates once), latest values, the models' metrics."""
+        rid, rows, stats, model_ids = new.run_id, batch.rows, batch.stats, batch.model_ids
         seen: set[tuple[Any, ...]] = set()
         latest: dict[str, dict[str, Any]] = {}
         model_seen: set[tuple[Any, ...]] = set()
-        for m in run["metrics"]:
+        for m in new.run["metrics"]:
             is_nan, value = sanitize(m["value"])
             key, ts, step = m["key"], m["timestamp"], m["step"]
             link = model_ids.get(m["model_id"]) if m["model_id"] else None
@@ -385,44 +398,33 @@ class BulkRunWriter:
                     }
             if link is not None and (link, key, ts, step) not in model_seen:
                 model_seen.add((link, key, ts, step))
-                rows.model_metrics.append(
-                    {
-                        "model_id": link,
-                        "metric_name": key,
-                        "metric_timestamp_ms": ts,
-                        "metric_step": step,
-                        "metric_value": value,
-                        "experiment_id": eid,
-                        "run_id": rid,
-                        "dataset_uuid": None,
-                        "dataset_name": m["dataset_name"],
-                        "dataset_digest": m["dataset_digest"],
-                    }
-                )
+                rows.model_metrics.append(_model_metric(m, link, value, batch.experiment_id, rid))
         rows.latest += latest.values()
 
-        # dataset inputs: one per (name, digest), the first wins (as log_inputs keeps it)
+    def _input_rows(self, new: NewRun, batch: _Batch) -> None:
+        """Dataset inputs (one per name and digest, the first wins, as log_inputs keeps it;
+        the datasets are shared per experiment) and model inputs."""
+        rid = new.run_id
         linked: set[tuple[str, str]] = set()
-        for d in run["inputs"]:
+        for d in new.run["inputs"]:
             pair = (d["name"], d["digest"])
             if pair in linked:
                 continue
             linked.add(pair)
-            dataset = datasets.setdefault(pair, {"input": d, "uuid": None, "runs": []})
+            dataset = batch.datasets.setdefault(pair, {"input": d, "uuid": None, "runs": []})
             input_uuid = uuid.uuid4().hex
             dataset["runs"].append((rid, input_uuid))
-            rows.input_tags += [
+            batch.rows.input_tags += [
                 {"input_uuid": input_uuid, "name": k, "value": v} for k, v in d["tags"].items()
             ]
-        # model inputs
         used: set[str] = set()
-        for src in run["model_inputs"]:
-            target = model_ids.get(src)
+        for src in new.run["model_inputs"]:
+            target = batch.model_ids.get(src)
             if target is None:
-                stats["unlinked"] += 1
+                batch.stats["unlinked"] += 1
             elif target not in used:
                 used.add(target)
-                rows.inputs.append(_input("RUN_INPUT", rid, "MODEL_INPUT", target, 0))
+                batch.rows.inputs.append(_input("RUN_INPUT", rid, "MODEL_INPUT", target, 0))
 
     # -- files ----------------------------------------------------------------------------
     def _upload(self, uploads: list[_Upload]) -> list[tuple[int, int]]:
@@ -431,7 +433,7 @@ class BulkRunWriter:
             return []
 
         def one(up: _Upload) -> tuple[int, int]:
-            return self.sink._sync_files(self.sink._repo(up.uri), up.files, fresh=True)
+            return artifacts.sync_files(self._repo(up.uri), up.files, fresh=True)
 
         if len(uploads) == 1:
             return [one(uploads[0])]
@@ -440,22 +442,15 @@ class BulkRunWriter:
 
     def _remove(self, uploads: list[_Upload]) -> None:
         """Best effort: take back the files of a batch whose rows were not committed."""
-        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
         for up in uploads:
             with contextlib.suppress(Exception):
-                repo = self.sink._repo(up.uri)
-                if isinstance(repo, LocalArtifactRepository):
-                    # <experiment>/<run id>/artifacts or <experiment>/models/<model id>/artifacts
-                    shutil.rmtree(os.path.dirname(repo.artifact_dir), ignore_errors=True)
-                else:
-                    repo.delete_artifacts()  # type: ignore[no-untyped-call]
+                artifacts.remove_uploaded(self._repo(up.uri))
 
     # -- the transaction ------------------------------------------------------------------
     def _commit(
         self, experiment_id: int, rows: _Rows, datasets: dict[tuple[str, str], Record]
     ) -> None:
-        import sqlalchemy as sa
+        """Every row of the batch, in one transaction."""
         from mlflow.store.tracking.dbmodels.models import (
             SqlDataset,
             SqlInput,
@@ -472,41 +467,7 @@ class BulkRunWriter:
         )
 
         with self.store.ManagedSessionMaker(read_only=False) as session:
-            # datasets are shared per experiment: reuse those already there, by name and digest
-            if datasets:
-                table = SqlDataset.__table__
-                names = sorted({name for name, _ in datasets})
-                for start in range(0, len(names), 500):
-                    found = session.execute(
-                        sa.select(table.c.name, table.c.digest, table.c.dataset_uuid).where(
-                            table.c.experiment_id == experiment_id,
-                            table.c.name.in_(names[start : start + 500]),
-                        )
-                    )
-                    for name, digest, dataset_uuid in found:
-                        if (name, digest) in datasets:
-                            datasets[(name, digest)]["uuid"] = dataset_uuid
-            new_datasets = []
-            for (name, digest), dataset in datasets.items():
-                if dataset["uuid"] is None:
-                    dataset["uuid"] = uuid.uuid4().hex
-                    d = dataset["input"]
-                    new_datasets.append(
-                        {
-                            "dataset_uuid": dataset["uuid"],
-                            "experiment_id": experiment_id,
-                            "name": name,
-                            "digest": digest,
-                            "dataset_source_type": d["source_type"],
-                            "dataset_source": d["source"],
-                            "dataset_schema": d["schema"],
-                            "dataset_profile": d["profile"],
-                        }
-                    )
-                for run_id, input_uuid in dataset["runs"]:
-                    rows.inputs.append(
-                        _input("DATASET", dataset["uuid"], "RUN", run_id, 0, input_uuid)
-                    )
+            new_datasets = _dataset_rows(session, experiment_id, rows, datasets)
             metric_columns = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
             for model, values in (
                 (SqlRun, rows.runs),
@@ -530,6 +491,49 @@ class BulkRunWriter:
                 else:
                     columns, tuples = metric_columns, values  # type: ignore[assignment]
                 _insert(session, model.__table__, columns, tuples)
+
+
+def _dataset_rows(
+    session: Any, experiment_id: int, rows: _Rows, datasets: dict[tuple[str, str], Record]
+) -> list[dict[str, Any]]:
+    """The datasets the batch's runs use: those the experiment has already (by name and
+    digest) are reused, the others are new rows (returned); every run's input row added."""
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+
+    if datasets:
+        table = SqlDataset.__table__
+        names = sorted({name for name, _ in datasets})
+        for start in range(0, len(names), 500):
+            found = session.execute(
+                sa.select(table.c.name, table.c.digest, table.c.dataset_uuid).where(
+                    table.c.experiment_id == experiment_id,
+                    table.c.name.in_(names[start : start + 500]),
+                )
+            )
+            for name, digest, dataset_uuid in found:
+                if (name, digest) in datasets:
+                    datasets[(name, digest)]["uuid"] = dataset_uuid
+    new_datasets = []
+    for (name, digest), dataset in datasets.items():
+        if dataset["uuid"] is None:
+            dataset["uuid"] = uuid.uuid4().hex
+            d = dataset["input"]
+            new_datasets.append(
+                {
+                    "dataset_uuid": dataset["uuid"],
+                    "experiment_id": experiment_id,
+                    "name": name,
+                    "digest": digest,
+                    "dataset_source_type": d["source_type"],
+                    "dataset_source": d["source"],
+                    "dataset_schema": d["schema"],
+                    "dataset_profile": d["profile"],
+                }
+            )
+        for run_id, input_uuid in dataset["runs"]:
+            rows.inputs.append(_input("DATASET", dataset["uuid"], "RUN", run_id, 0, input_uuid))
+    return new_datasets
 
 
 def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
@@ -560,6 +564,24 @@ def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any])
     connection = session.connection()
     for start in range(0, len(rows), _ROUND):
         connection.exec_driver_sql(sql, rows[start : start + _ROUND])
+
+
+def _model_metric(
+    m: Record, model_id: str, value: float, experiment_id: int, run_id: str
+) -> dict[str, Any]:
+    """A logged model's metric row for shared point ``m`` (``value`` as stored)."""
+    return {
+        "model_id": model_id,
+        "metric_name": m["key"],
+        "metric_timestamp_ms": m["timestamp"],
+        "metric_step": m["step"],
+        "metric_value": value,
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "dataset_uuid": None,
+        "dataset_name": m["dataset_name"],
+        "dataset_digest": m["dataset_digest"],
+    }
 
 
 def _input(

@@ -12,10 +12,12 @@ sources and run links, dataset sources, tag and param values that are URIs, and 
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from arcuate.backends.retry import SETTING_HINT, describe_failure, find_in_chain, origin
-from arcuate.errors import UnreachableError
+from arcuate.errors import BackendError, UnreachableError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -196,6 +198,155 @@ def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def pages(search: Callable[[str | None], Any]) -> Iterator[list[Any]]:
+    """Every page of a paginated MLflow search: ``search(page_token)`` until no token."""
+    token: str | None = None
+    while True:
+        page = search(token)
+        yield list(page)
+        token = page.token
+        if not token:
+            return
+
+
+def every(search: Callable[[str | None], Any], limit: int | None = None) -> list[Any]:
+    """All items of a paginated MLflow search (``limit``: stop after the page that reaches it)."""
+    out: list[Any] = []
+    for page in pages(search):
+        out.extend(page)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def error_code(exc: BaseException) -> str:
+    """The ``error_code`` of an MlflowException (``RESOURCE_DOES_NOT_EXIST``...), or ""."""
+    return str(getattr(exc, "error_code", ""))
+
+
+class _NoSparkConnect(importlib.abc.MetaPathFinder):
+    """Refuses to import Spark Connect (not yet loaded): MLflow then sees no Spark session."""
+
+    _BLOCKED = ("pyspark.sql.connect", "pyspark.testing")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if any(name == b or name.startswith(b + ".") for b in self._BLOCKED):
+            raise ImportError(f"{name} is not used by arcuate's MLflow calls")
+        return None
+
+
+@contextmanager
+def spark_guard() -> Iterator[None]:
+    """Keep MLflow from importing Spark Connect for the duration of a call.
+
+    MLflow looks for an active Spark session (context tags of fluent calls, request headers
+    of every REST call); with ``pyspark-client`` installed
+    and no ``SPARK_HOME``, the first import of ``pyspark.sql.connect`` in a process whose
+    ``__main__`` has no file (``python -c``, notebooks, pytest-xdist workers) calls
+    ``sys.exit``. A live Connect session has those modules loaded already, and a finder is
+    only asked about modules not yet loaded, so such a session is never hidden.
+    """
+    guard = _NoSparkConnect()
+    sys.meta_path.insert(0, guard)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(guard)
+
+
+@contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """MLflow and OS failures as :class:`BackendError` saying what was being done.
+
+    Also keeps MLflow away from Spark Connect (:func:`spark_guard`) during the call.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with spark_guard():
+            yield
+    except MlflowException as exc:
+        raise BackendError(f"{what}: {exc.message}") from exc
+    except OSError as exc:
+        raise BackendError(f"{what}: {exc}") from exc
+
+
+# -- the URIs MLflow resolves by itself ------------------------------------------------------
+_URI_VARS: Final = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _set_uri_env(tracking_uri: str, registry_uri: str) -> dict[str, str | None]:
+    """Point ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` at a store; what they were."""
+    saved = {var: os.environ.get(var) for var in _URI_VARS}
+    os.environ.update(zip(_URI_VARS, (tracking_uri, registry_uri), strict=True))
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+
+
+class _EnvUsers:
+    """The calls inside :func:`mlflow_env` now; the first one in set the variables."""
+
+    lock = threading.Lock()
+    count = 0
+    saved: dict[str, str | None] = {}  # noqa: RUF012 - class-level state shared by all calls
+
+
+@contextmanager
+def mlflow_env(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` set while a Spark task works, then
+    restored: MLflow resolves a missing registry URI through Spark, which can exit a process
+    that has pyspark installed.
+
+    Tasks may share a process (and threads); the first one in sets the variables, the last
+    one out restores them.
+    """
+    with _EnvUsers.lock:
+        if _EnvUsers.count == 0:
+            _EnvUsers.saved = _set_uri_env(tracking_uri, registry_uri)
+        else:
+            _set_uri_env(tracking_uri, registry_uri)
+        _EnvUsers.count += 1
+    try:
+        yield
+    finally:
+        with _EnvUsers.lock:
+            _EnvUsers.count -= 1
+            if _EnvUsers.count == 0:
+                _restore_env(_EnvUsers.saved)
+
+
+_URI_LOCK = threading.Lock()
+
+
+@contextmanager
+def global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """Point MLflow's global URIs (and their env vars) at a store, then restore them exactly.
+
+    ``SqlAlchemyStore.create_model_version`` resolves ``models:/m-...`` through a bare
+    ``MlflowClient()``; without this it would look in whatever store is configured globally.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _URI_LOCK:
+        saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+        setattr(tracking_utils, "_tracking_uri", tracking_uri)  # noqa: B010 - typed as None
+        setattr(registry_utils, "_registry_uri", registry_uri)  # noqa: B010
+        saved_env = _set_uri_env(tracking_uri, registry_uri)
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+            _restore_env(saved_env)
 
 
 def _is_secret_key(key: str) -> bool:

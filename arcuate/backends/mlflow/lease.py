@@ -24,26 +24,31 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard
 
+from arcuate.backends.mlflow.connect import spark_guard
+from arcuate.backends.mlflow.tags import LOCK_PREFIX
 from arcuate.errors import ConflictError
 from arcuate.owners import Owner
 
-#: Tag keys of leases start with this (arcuate manages them: never shared, never removed by
-#: OVERWRITE).
-LOCK_PREFIX: Final = "arcuate.lock."
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 #: Seconds a lease tag stays valid without being renewed.
 TTL: Final = 120.0
 #: Seconds between renewals.
 RENEW: Final = 20.0
 #: Seconds an import waits for another one before it gives up, unless configured.
 WAIT: Final = 600.0
+#: Seconds an import waits for another import of the same target (read when a sink is built).
+LOCK_WAIT_ENV: Final = "ARCUATE_LOCK_WAIT"
 _POLL_FIRST: Final = 0.1
 _POLL_MAX: Final = 1.0
 
@@ -256,3 +261,51 @@ class Lease:
                 self._put()
             except Exception:  # the store is away: try again next time
                 continue
+
+
+def tell(text: str) -> None:
+    """A note for the user that is not a result (waiting for a lease): on stderr, like
+    progress."""
+    print(f"arcuate: {text}", file=sys.stderr, flush=True)
+
+
+class ExperimentTags:
+    """The tags of one experiment, as the :class:`TagStore` of its lease."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, name: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.what = f"experiment {name!r}"
+
+    def read(self) -> dict[str, str]:
+        with spark_guard():
+            return dict(self.client.get_experiment(self.experiment_id).tags or {})
+
+    def write(self, key: str, value: str) -> None:
+        with spark_guard():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
+
+    def delete(self, key: str) -> None:
+        with spark_guard():
+            self.client.delete_experiment_tag(self.experiment_id, key)
+
+
+class ModelTags:
+    """The tags of one registered model, as the :class:`TagStore` of its lease."""
+
+    def __init__(self, client: MlflowClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.what = f"registered model {name!r}"
+
+    def read(self) -> dict[str, str]:
+        with spark_guard():
+            return dict(self.client.get_registered_model(self.name).tags or {})
+
+    def write(self, key: str, value: str) -> None:
+        with spark_guard():
+            self.client.set_registered_model_tag(self.name, key, value)
+
+    def delete(self, key: str) -> None:
+        with spark_guard():
+            self.client.delete_registered_model_tag(self.name, key)

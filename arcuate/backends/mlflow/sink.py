@@ -5,7 +5,7 @@ MLflow wants it written (``docs/recipient.md`` lists what survives). Everything 
 boundary as plain record dicts (the normalised shapes of :mod:`arcuate.format.validate`) and
 local file paths; no MLflow object leaves this module.
 
-Choices worth knowing (see ``/work/shared/research/mlflow-facts.md``):
+Choices worth knowing:
 
 * Every client gets explicit tracking and registry URIs. New experiments get an explicit
   artifact location next to a sqlite database, so two stores opened from one directory never
@@ -14,8 +14,9 @@ Choices worth knowing (see ``/work/shared/research/mlflow-facts.md``):
   creation), then filled: params, tags with id-bearing ones remapped, every metric point
   (re-linked to the imported logged models), dataset inputs, logged models (files byte for
   byte, finalized, linked as outputs), artifacts, and finally status and end time.
-* Provenance lives in ``arcuate.*`` tags. ``arcuate.content_hash`` is written last, so a run
-  without it is known to be incomplete (an interrupted import) and is finished next time.
+* Provenance lives in ``arcuate.*`` tags (:mod:`arcuate.backends.mlflow.tags`).
+  ``arcuate.content_hash`` is written last, so a run without it is known to be incomplete (an
+  interrupted import) and is finished next time.
 * Registering a ``models:/m-...`` source makes MLflow resolve the logged model through a bare
   ``MlflowClient()``, i.e. the global URIs: they point at this sink for that call only.
 """
@@ -23,24 +24,49 @@ Choices worth knowing (see ``/work/shared/research/mlflow-facts.md``):
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.abc
 import json
-import os
-import shutil
-import sys
-import tempfile
-import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import unquote, urlparse
 
-from arcuate.backends.mlflow.connect import make_client, redact_uri
-from arcuate.backends.mlflow.lease import LOCK_PREFIX, WAIT, Lease
-from arcuate.backends.protocols import Record
+from arcuate.backends.mlflow import artifacts
+from arcuate.backends.mlflow.connect import (
+    error_code,
+    every,
+    global_uris,
+    make_client,
+    mlflow_errors,
+    redact_uri,
+)
+from arcuate.backends.mlflow.lease import WAIT, ExperimentTags, Lease, ModelTags, tell
+from arcuate.backends.mlflow.points import PointKey, point_key
+from arcuate.backends.mlflow.tags import (
+    CONTENT_HASH,
+    FILES_HASH,
+    MAX_VERSION,
+    MODEL_VERSIONS_TAG,
+    OWNER,
+    PLACEHOLDER,
+    RUN_NAME_TAG,
+    SOURCE_MODEL_ID,
+    SOURCE_RUN_ID,
+    created_run_tags,
+    files_digest,
+    is_managed,
+    lists_versions,
+    logged_model_tags,
+    provenance_of,
+    provenance_tags,
+    run_state,
+    run_tags,
+    stale_tags,
+    version_state,
+    version_tags,
+)
+from arcuate.backends.protocols import Provenance, Record
 from arcuate.errors import BackendError, ConfigurationError, ConflictError
 from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
@@ -49,91 +75,19 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from arcuate.backends.mlflow.bulk import BulkRunWriter
+    from arcuate.backends.protocols import BulkRunSink, ModelSink
 
-# -- provenance tags --------------------------------------------------------------------------
-SOURCE_RUN_ID: Final = "arcuate.source_run_id"
-SOURCE: Final = "arcuate.source"
-CONTENT_HASH: Final = "arcuate.content_hash"
-FILES_HASH: Final = "arcuate.files_hash"
-SOURCE_PARENT_RUN_ID: Final = "arcuate.source_parent_run_id"
-SOURCE_MODEL_ID: Final = "arcuate.source_model_id"
-SOURCE_MODEL_VERSIONS: Final = "arcuate.source_model_versions"
-SOURCE_MODEL: Final = "arcuate.source_model"
-SOURCE_VERSION: Final = "arcuate.source_version"
-SOURCE_URI: Final = "arcuate.source_uri"
-PLACEHOLDER: Final = "arcuate.placeholder"
-MAX_VERSION: Final = "arcuate.max_version"
-#: provider, share and table (``<endpoint>#<share>.<schema>.<table>``): see engine/provenance.py
-ORIGIN: Final = "arcuate.origin"
-#: which import wrote a run (``experiment`` or ``model:<name>``); only the owner changes it
-OWNER: Final = "arcuate.owner"
-#: Tags arcuate manages; the same keys arriving from a share (a re-shared import) are replaced.
-MANAGED: Final = frozenset(
-    {
-        SOURCE_RUN_ID,
-        SOURCE,
-        CONTENT_HASH,
-        FILES_HASH,
-        SOURCE_PARENT_RUN_ID,
-        SOURCE_MODEL_ID,
-        SOURCE_MODEL_VERSIONS,
-        SOURCE_MODEL,
-        SOURCE_VERSION,
-        SOURCE_URI,
-        PLACEHOLDER,
-        MAX_VERSION,
-        ORIGIN,
-        OWNER,
-    }
-)
-#: A file MLflow itself writes into a model directory whenever ``models:/<name>/<version>`` is
-#: downloaded from a local store: never an extra file of a model, never removed.
-MLFLOW_MODEL_META: Final = "registered_model_meta"
-
-PARENT_TAG: Final = "mlflow.parentRunId"
-USER_TAG: Final = "mlflow.user"
-RUN_NAME_TAG: Final = "mlflow.runName"
-LOG_MODEL_HISTORY_TAG: Final = "mlflow.log-model.history"
-MODEL_VERSIONS_TAG: Final = "mlflow.modelVersions"
 _PAGE: Final = 1000
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
 #: API), ``api`` (always the public API) or ``bulk`` (the bulk path, an error where it is not
 #: eligible). Read from this environment variable when a sink is built.
 IMPORT_PATH_ENV: Final = "ARCUATE_IMPORT_PATH"
 IMPORT_PATHS: Final = ("auto", "api", "bulk")
-#: Seconds an import waits for another import of the same target (read when a sink is built).
-LOCK_WAIT_ENV: Final = "ARCUATE_LOCK_WAIT"
 #: Runs written at the same time against a remote tracking server (each is a few requests in
 #: a row; overlapping them hides the network's latency). Local stores write one at a time.
 REMOTE_WRITERS: Final = 4
 _CREATED_CACHE: Final = 1000
-_MAX_FLOAT: Final = 1.7976931348623157e308
-_URI_LOCK = threading.Lock()
-
-PointKey = tuple[str, int, int, float | str]
-
-
-def _is_managed(key: str) -> bool:
-    return key in MANAGED or key.startswith(LOCK_PREFIX)
-
-
-def files_digest(files: list[Record]) -> str:
-    """One digest over (path, size, sha256) of a file set: the ``arcuate.files_hash`` tag."""
-    h = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f["path"]):
-        h.update(f"{f['path']}\x00{f['size']}\x00{f['sha256']}\n".encode())
-    return h.hexdigest()
-
-
-def _point(key: str, step: int, timestamp: int, value: float) -> PointKey:
-    """A metric point as stored: NaN spelled out, +-inf as the finite numbers SQL stores keep."""
-    if value != value:
-        return (key, int(step), int(timestamp), "nan")
-    if value == float("inf"):
-        value = _MAX_FLOAT
-    elif value == float("-inf"):
-        value = -_MAX_FLOAT
-    return (key, int(step), int(timestamp), float(value))
+_NO_COUNTS: Final = {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
 
 
 def _dataset_ident(d: Record) -> tuple[Any, ...]:
@@ -144,128 +98,9 @@ def _mlflow_dataset_ident(d: Any) -> tuple[Any, ...]:
     return (d.dataset.name, d.dataset.digest, tuple(sorted((t.key, t.value) for t in d.tags)))
 
 
-def _stale_tags(current: dict[str, str], wanted: dict[str, str], *, exact: bool) -> list[str]:
-    """Tags of a run here to delete: ids that no longer apply, and with ``exact`` all extras."""
-    out = []
-    for key in current:
-        if key in wanted or key == RUN_NAME_TAG:
-            continue
-        if _is_managed(key):
-            if key == SOURCE_PARENT_RUN_ID:
-                out.append(key)
-            continue
-        if exact or key in (PARENT_TAG, USER_TAG):
-            out.append(key)
-    return out
-
-
 def _version_order(text: str) -> tuple[str, int]:
     name, _, number = text.rpartition("/")
     return (name, int(number) if number.isdigit() else 0)
-
-
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "error_code", ""))
-
-
-class _NoSparkConnect(importlib.abc.MetaPathFinder):
-    """Refuses to import Spark Connect (not yet loaded): MLflow then sees no Spark session."""
-
-    _BLOCKED = ("pyspark.sql.connect", "pyspark.testing")
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if any(name == b or name.startswith(b + ".") for b in self._BLOCKED):
-            raise ImportError(f"{name} is not used by arcuate's MLflow calls")
-        return None
-
-
-@contextlib.contextmanager
-def spark_guard() -> Iterator[None]:
-    """Keep MLflow from importing Spark Connect for the duration of a call.
-
-    MLflow looks for an active Spark session (context tags of fluent calls, request headers
-    of every REST call); with ``pyspark-client`` installed
-    and no ``SPARK_HOME``, the first import of ``pyspark.sql.connect`` in a process whose
-    ``__main__`` has no file (``python -c``, notebooks, pytest-xdist workers) calls
-    ``sys.exit``. A live Connect session has those modules loaded already, and a finder is
-    only asked about modules not yet loaded, so such a session is never hidden.
-    """
-    guard = _NoSparkConnect()
-    sys.meta_path.insert(0, guard)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(guard)
-
-
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """MLflow and OS failures as :class:`BackendError` saying what was being done.
-
-    Also keeps MLflow away from Spark Connect (:func:`spark_guard`) during the call.
-    """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        with spark_guard():
-            yield
-    except MlflowException as exc:
-        raise BackendError(f"{what}: {exc.message}") from exc
-    except OSError as exc:
-        raise BackendError(f"{what}: {exc}") from exc
-
-
-@contextlib.contextmanager
-def global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
-    """Point MLflow's global URIs (and their env vars) at this sink, then restore them exactly.
-
-    ``SqlAlchemyStore.create_model_version`` resolves ``models:/m-...`` through a bare
-    ``MlflowClient()``; without this it would look in whatever store is configured globally.
-    """
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    with _URI_LOCK:
-        saved = (
-            tracking_utils._tracking_uri,
-            registry_utils._registry_uri,
-            os.environ.get("MLFLOW_TRACKING_URI"),
-            os.environ.get("MLFLOW_REGISTRY_URI"),
-        )
-        setattr(tracking_utils, "_tracking_uri", tracking_uri)  # noqa: B010 - typed as None
-        setattr(registry_utils, "_registry_uri", registry_uri)  # noqa: B010
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-        os.environ["MLFLOW_REGISTRY_URI"] = registry_uri
-        try:
-            yield
-        finally:
-            tracking_utils._tracking_uri, registry_utils._registry_uri = saved[0], saved[1]
-            for var, value in (
-                ("MLFLOW_TRACKING_URI", saved[2]),
-                ("MLFLOW_REGISTRY_URI", saved[3]),
-            ):
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
-
-
-def _remap_history(value: str, run_ids: dict[str, str]) -> str:
-    """``mlflow.log-model.history`` with its ``run_id`` fields pointing at the imported runs."""
-    try:
-        doc = json.loads(value)
-    except ValueError:
-        return value
-    if not isinstance(doc, list):
-        return value
-    changed = False
-    for entry in doc:
-        if isinstance(entry, dict) and isinstance(entry.get("run_id"), str):
-            new = run_ids.get(entry["run_id"])
-            if new is not None and new != entry["run_id"]:
-                entry["run_id"] = new
-                changed = True
-    return json.dumps(doc) if changed else value
 
 
 def _version_links(value: str | None) -> list[Any]:
@@ -290,96 +125,14 @@ def _names(entry: Any, name: str, numbers: set[int]) -> bool:
     return isinstance(entry, dict) and entry.get("name") == name and entry.get("version") in numbers
 
 
-def _stage_files(files: list[Record], prefix: str = "") -> str:
-    """A temporary directory holding ``files`` at their relative paths (hard links if possible)."""
-    stage = tempfile.mkdtemp(prefix="arcuate-stage-")
-    root = Path(stage)
-    for f in files:
-        rel = f"{prefix}/{f['path']}" if prefix else f["path"]
-        dest = root.joinpath(*rel.split("/"))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f["local"], dest)
-        except OSError:
-            shutil.copyfile(f["local"], dest)
-    return stage
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _lock_wait() -> float:
-    """Seconds to wait for another import of the same target (:data:`LOCK_WAIT_ENV`)."""
-    text = os.environ.get(LOCK_WAIT_ENV)
-    if not text:
-        return WAIT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise ConfigurationError(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds (>= 0)")
-    return value
-
-
-def _tell(text: str) -> None:
-    """A note for the user that is not a result: on stderr, like progress."""
-    print(f"arcuate: {text}", file=sys.stderr, flush=True)
-
-
-class _ExperimentTags:
-    """The tags of one experiment, for a :class:`Lease`."""
-
-    def __init__(self, client: MlflowClient, experiment_id: str, name: str) -> None:
-        self.client = client
-        self.experiment_id = experiment_id
-        self.what = f"experiment {name!r}"
-
-    def read(self) -> dict[str, str]:
-        with spark_guard():
-            return dict(self.client.get_experiment(self.experiment_id).tags or {})
-
-    def write(self, key: str, value: str) -> None:
-        with spark_guard():
-            self.client.set_experiment_tag(self.experiment_id, key, value)
-
-    def delete(self, key: str) -> None:
-        with spark_guard():
-            self.client.delete_experiment_tag(self.experiment_id, key)
-
-
-class _ModelTags:
-    """The tags of one registered model, for a :class:`Lease`."""
-
-    def __init__(self, client: MlflowClient, name: str) -> None:
-        self.client = client
-        self.name = name
-        self.what = f"registered model {name!r}"
-
-    def read(self) -> dict[str, str]:
-        with spark_guard():
-            return dict(self.client.get_registered_model(self.name).tags or {})
-
-    def write(self, key: str, value: str) -> None:
-        with spark_guard():
-            self.client.set_registered_model_tag(self.name, key, value)
-
-    def delete(self, key: str) -> None:
-        with spark_guard():
-            self.client.delete_registered_model_tag(self.name, key)
-
-
 class MlflowSink:
     """Writes imported runs, logged models, files and registry versions into one MLflow.
 
     ``artifact_root``: where new experiments keep their artifacts (``<root>/<uuid>``); by
     default next to a sqlite database, else MLflow's own default (a server's artifact root).
-    ``import_path``: how new runs are written (see :data:`IMPORT_PATH_ENV`).
+    ``import_path``: how new runs are written (the ``import_path`` setting,
+    ``ARCUATE_IMPORT_PATH``); ``lock_wait``: seconds to wait for another import of the same
+    target (the ``lock_wait`` setting).
     """
 
     def __init__(
@@ -388,7 +141,8 @@ class MlflowSink:
         registry_uri: str | None = None,
         *,
         artifact_root: str | None = None,
-        import_path: str | None = None,
+        import_path: str = "auto",
+        lock_wait: float = WAIT,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
@@ -396,15 +150,16 @@ class MlflowSink:
         self._client: MlflowClient | None = None
         self._next_version: dict[str, int] = {}
         self._created: dict[str, Any] = {}
-        path = (import_path or os.environ.get(IMPORT_PATH_ENV) or "auto").strip().lower()
+        path = import_path.strip().lower()
         if path not in IMPORT_PATHS:
             raise ConfigurationError(
-                f"{IMPORT_PATH_ENV}={path!r} is not one of {', '.join(IMPORT_PATHS)}"
+                f"import_path {import_path!r} is not one of {', '.join(IMPORT_PATHS)}"
+                " (ARCUATE_IMPORT_PATH)"
             )
         self.import_path = path
         self._bulk: BulkRunWriter | None = None
         self._bulk_reason: str | None = None
-        self.lock_wait = _lock_wait()
+        self.lock_wait = lock_wait
         self._leases: list[Lease] = []
 
     def __repr__(self) -> str:
@@ -418,11 +173,7 @@ class MlflowSink:
         return self._client
 
     def _repo(self, uri: str) -> ArtifactRepository:
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-        return get_artifact_repository(
-            uri, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
-        )
+        return artifacts.repository(uri, self.tracking_uri, self.registry_uri)
 
     # -- experiments ------------------------------------------------------------------------
     def _new_artifact_location(self) -> str | None:
@@ -452,7 +203,7 @@ class MlflowSink:
                 name, artifact_location=self._new_artifact_location(), tags=tags or None
             )
         except MlflowException as exc:
-            if _code(exc) != "RESOURCE_ALREADY_EXISTS":
+            if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                 raise
             exp = client.get_experiment_by_name(name)
             if exp is None:
@@ -487,8 +238,8 @@ class MlflowSink:
         tag, and an existing one without it is a conflict.
         """
         client = self.client
-        tags = {k: v for k, v in tags.items() if not _is_managed(k)}
-        with _errors(f"could not prepare experiment {name!r}"):
+        tags = {k: v for k, v in tags.items() if not is_managed(k)}
+        with mlflow_errors(f"could not prepare experiment {name!r}"):
             eid, exp = self._experiment(name, {**tags, OWNER: owner} if owner else tags)
             if exp is None:
                 return eid
@@ -507,13 +258,15 @@ class MlflowSink:
                         client.set_experiment_tag(eid, key, value)
                 if exact:
                     for key in current:
-                        if key not in tags and not _is_managed(key):
+                        if key not in tags and not is_managed(key):
                             client.delete_experiment_tag(eid, key)
             return eid
 
     # -- the import lease ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, kind: str, name: str, *, restore: bool = False) -> Iterator[Lease]:
+    def lock(
+        self, kind: Literal["experiment", "model"], name: str, *, restore: bool = False
+    ) -> Iterator[Lease]:
         """Hold the import lease on experiment or registered model ``name`` (``kind``),
         created if missing (:mod:`arcuate.backends.mlflow.lease`); waits for another import
         of it for up to :attr:`lock_wait` seconds, saying so on stderr.
@@ -526,16 +279,16 @@ class MlflowSink:
         # the lease talks through a client of its own: its calls (renewals, from a thread)
         # are not the import's
         client = make_client(self.tracking_uri, self.registry_uri)
-        tags: _ExperimentTags | _ModelTags
+        tags: ExperimentTags | ModelTags
         created = False
-        with _errors(what):
+        with mlflow_errors(what):
             if kind == "experiment":
-                tags = _ExperimentTags(client, self._lock_experiment(name, restore), name)
+                tags = ExperimentTags(client, self._lock_experiment(name, restore), name)
             else:
                 created = self._lock_model(name)
-                tags = _ModelTags(client, name)
-        lease = Lease(tags, wait=self.lock_wait, on_wait=_tell)
-        with _errors(what):
+                tags = ModelTags(client, name)
+        lease = Lease(tags, wait=self.lock_wait, on_wait=tell)
+        with mlflow_errors(what):
             lease.acquire()
         self._leases.append(lease)
         try:
@@ -586,86 +339,61 @@ class MlflowSink:
             self.client.get_registered_model(name)
             return False
         except MlflowException as exc:
-            if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
+            if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
             try:
                 self.client.create_registered_model(name)
                 return True
             except MlflowException as again:
-                if _code(again) != "RESOURCE_ALREADY_EXISTS":
+                if error_code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return False
 
     def list_runs(self, experiment_id: str) -> list[Record]:
-        """Every run of the experiment (deleted ones too) with its provenance, tags and params."""
+        """The states of every run of the experiment (deleted ones too): see
+        :class:`~arcuate.backends.protocols.RunSink`."""
         from mlflow.entities import ViewType
 
-        out: list[Record] = []
-        token: str | None = None
-        with _errors(f"could not list the runs of experiment {experiment_id}"):
-            while True:
-                page = self.client.search_runs(
-                    [experiment_id],
-                    run_view_type=ViewType.ALL,
-                    max_results=_PAGE,
-                    page_token=token,
-                )
-                for run in page:
-                    tags = dict(run.data.tags)
-                    out.append(
-                        {
-                            "run_id": run.info.run_id,
-                            "source_run_id": tags.get(SOURCE_RUN_ID),
-                            "content_hash": tags.get(CONTENT_HASH),
-                            "lifecycle_stage": run.info.lifecycle_stage,
-                            "artifact_uri": run.info.artifact_uri,
-                            "tags": tags,
-                            "params": dict(run.data.params),
-                            "metric_keys": sorted(run.data.metrics),
-                        }
-                    )
-                token = page.token
-                if not token:
-                    return out
+        def search(token: str | None) -> Any:
+            return self.client.search_runs(
+                [experiment_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
+            )
+
+        with mlflow_errors(f"could not list the runs of experiment {experiment_id}"):
+            return [self._run_state(run) for run in every(search)]
 
     def list_logged_models(self, experiment_id: str) -> list[Record]:
         """Logged models of the experiment with their provenance (``source_model_id``)."""
-        out: list[Record] = []
-        token: str | None = None
-        with _errors(f"could not list the logged models of experiment {experiment_id}"):
-            while True:
-                page = self.client.search_logged_models(
-                    experiment_ids=[experiment_id], max_results=100, page_token=token
-                )
-                for lm in page:
-                    out.append(
-                        {
-                            "model_id": lm.model_id,
-                            "source_model_id": (lm.tags or {}).get(SOURCE_MODEL_ID),
-                            "run_id": lm.source_run_id or None,  # a REST store says ""
-                            "name": lm.name,
-                            "artifact_location": lm.artifact_location,
-                        }
-                    )
-                token = page.token
-                if not token:
-                    return out
+
+        def search(token: str | None) -> Any:
+            return self.client.search_logged_models(
+                experiment_ids=[experiment_id], max_results=100, page_token=token
+            )
+
+        with mlflow_errors(f"could not list the logged models of experiment {experiment_id}"):
+            return [
+                {
+                    "model_id": lm.model_id,
+                    "source_model_id": (lm.tags or {}).get(SOURCE_MODEL_ID),
+                    "run_id": lm.source_run_id or None,  # a REST store says ""
+                    "name": lm.name,
+                    "artifact_location": lm.artifact_location,
+                }
+                for lm in every(search)
+            ]
 
     def find_runs(self, source_run_id: str) -> list[Record]:
-        """Every active run of any experiment carrying ``source_run_id`` as provenance, with
-        its tags (the importer decides which of them it may use)."""
+        """The states of every active run of any experiment carrying ``source_run_id`` as
+        provenance (the importer decides which of them it may use)."""
         from mlflow.entities import ViewType
 
         found: list[Record] = []
-        token: str | None = None
-        with _errors(f"could not look for the imported runs of source run {source_run_id}"):
-            ids: list[str] = []
-            while True:
-                page = self.client.search_experiments(max_results=_PAGE, page_token=token)
-                ids.extend(e.experiment_id for e in page)
-                token = page.token
-                if not token:
-                    break
+        what = f"could not look for the imported runs of source run {source_run_id}"
+        with mlflow_errors(what):
+            experiments = every(
+                lambda token: self.client.search_experiments(max_results=_PAGE, page_token=token)
+            )
+            ids = [e.experiment_id for e in experiments]
             # ids are validated ([A-Za-z0-9_-]), so the filter cannot be broken out of
             filt = f"tags.`{SOURCE_RUN_ID}` = '{source_run_id}'"
             for start in range(0, len(ids), 100):
@@ -675,53 +403,46 @@ class MlflowSink:
                     run_view_type=ViewType.ACTIVE_ONLY,
                     max_results=_PAGE,
                 )
-                found += [self._run_record(r) for r in runs]
+                found += [self._run_state(r) for r in runs]
         return found
 
     @staticmethod
-    def _run_record(run: Any) -> Record:
-        tags = dict(run.data.tags)
-        return {
-            "run_id": run.info.run_id,
-            "experiment_id": run.info.experiment_id,
-            "artifact_uri": run.info.artifact_uri,
-            "lifecycle_stage": run.info.lifecycle_stage,
-            "content_hash": tags.get(CONTENT_HASH),
-            "tags": tags,
-        }
+    def _run_state(run: Any) -> Record:
+        return run_state(
+            run.info.run_id,
+            dict(run.data.tags),
+            experiment_id=str(run.info.experiment_id),
+            artifact_uri=run.info.artifact_uri,
+            lifecycle_stage=run.info.lifecycle_stage,
+        )
 
     def run_state(self, run_id: str) -> Record | None:
-        """A run's id, experiment (id and name), artifact URI, lifecycle stage and tags; None
-        when it does not exist."""
+        """A run's state, with ``experiment_name``; None when it does not exist."""
         from mlflow.exceptions import MlflowException
 
-        with _errors(f"could not read run {run_id}"):
+        with mlflow_errors(f"could not read run {run_id}"):
             try:
                 run = self.client.get_run(run_id)
             except MlflowException as exc:
-                if _code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                     return None
                 raise
-            out = self._run_record(run)
+            out = self._run_state(run)
             out["experiment_name"] = self.client.get_experiment(run.info.experiment_id).name
         return out
 
     def experiment_state(self, name: str) -> Record | None:
-        """Experiment ``name``'s id, ``lifecycle_stage`` and ``tags``; None when there is none."""
-        with _errors(f"could not read experiment {name!r}"):
+        """Experiment ``name``'s id, ``lifecycle_stage`` and ``provenance``; None when there
+        is none."""
+        with mlflow_errors(f"could not read experiment {name!r}"):
             exp = self.client.get_experiment_by_name(name)
         if exp is None:
             return None
         return {
             "experiment_id": str(exp.experiment_id),
             "lifecycle_stage": exp.lifecycle_stage,
-            "tags": dict(exp.tags or {}),
+            "provenance": provenance_of(dict(exp.tags or {})),
         }
-
-    def run_artifact_uri(self, run_id: str) -> str:
-        """The artifact URI of a run of this store."""
-        with _errors(f"could not read run {run_id}"):
-            return str(self.client.get_run(run_id).info.artifact_uri)
 
     # -- the bulk path -------------------------------------------------------------------------
     def bulk_runs(self, experiment_id: str) -> bool:
@@ -737,10 +458,10 @@ class MlflowSink:
         if self._bulk is None and self._bulk_reason is None:
             from arcuate.backends.mlflow.bulk import BulkRunWriter, eligible_store
 
-            with _errors("could not inspect the tracking store"):
+            with mlflow_errors("could not inspect the tracking store"):
                 store, self._bulk_reason = eligible_store(self.client)
             if store is not None:
-                self._bulk = BulkRunWriter(self, store)
+                self._bulk = BulkRunWriter(store, self.tracking_uri, self.registry_uri)
         if self._bulk is None and self.import_path == "bulk":
             raise ConfigurationError(
                 f"the bulk import path cannot write to {redact_uri(self.tracking_uri)}: "
@@ -755,7 +476,7 @@ class MlflowSink:
         experiment's import lease. Only stores the bulk path writes to can have any."""
         from arcuate.backends.mlflow.bulk import eligible_store, remove_orphans
 
-        with _errors(f"could not clean the artifact location of experiment {experiment_id}"):
+        with mlflow_errors(f"could not clean the artifact location of experiment {experiment_id}"):
             store, _why = eligible_store(self.client)
             return 0 if store is None else remove_orphans(store, experiment_id)
 
@@ -779,9 +500,8 @@ class MlflowSink:
         *,
         run_ids: dict[str, str],
         model_ids: dict[str, str],
-        source: str,
         exact: bool,
-        provenance: dict[str, str] | None = None,
+        provenance: Provenance,
     ) -> Record:
         """Create complete runs in one transaction (files first): all of them or none.
 
@@ -793,7 +513,7 @@ class MlflowSink:
         from arcuate.backends.mlflow.bulk import NewRun
 
         if not runs:
-            return {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
+            return dict(_NO_COUNTS)
         if not self.bulk_runs(experiment_id) or self._bulk is None:
             raise BackendError("the bulk import path is not available for this store")
         self._check_leases()
@@ -810,15 +530,14 @@ class MlflowSink:
         ]
         first, last = items[0].source_run_id, items[-1].source_run_id
         what = f"could not write {len(items)} new runs (source runs {first} .. {last})"
-        with _errors(what):
+        with mlflow_errors(what):
             stats = self._bulk.write(
                 experiment_id,
                 items,
                 run_ids=run_ids,
                 model_ids=model_ids,
-                source=source,
                 exact=exact,
-                provenance=provenance or {},
+                provenance=provenance,
             )
         return stats
 
@@ -829,19 +548,13 @@ class MlflowSink:
         run: Record,
         *,
         source_run_id: str,
-        source: str,
-        provenance: dict[str, str] | None = None,
+        provenance: Provenance,
     ) -> str:
-        """A new run with the shared start time, name and user, tagged with its provenance
-        (``provenance``: the ``arcuate.origin`` and ``arcuate.owner`` tags)."""
-        tags = {SOURCE_RUN_ID: source_run_id, **(provenance or {})}
-        if source:
-            tags[SOURCE] = source
-        if run.get("user_id"):
-            tags[USER_TAG] = run["user_id"]
+        """A new run with the shared start time, name and user, tagged with its provenance."""
+        tags = created_run_tags(source_run_id, run, provenance)
         name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG)
         self._check_leases()
-        with _errors(f"could not create the run for source run {source_run_id}"):
+        with mlflow_errors(f"could not create the run for source run {source_run_id}"):
             created = self.client.create_run(
                 experiment_id, start_time=run.get("start_time"), tags=tags, run_name=name
             )
@@ -850,22 +563,6 @@ class MlflowSink:
             self._created.pop(next(iter(self._created)))
         self._created[created.info.run_id] = created
         return str(created.info.run_id)
-
-    def run_tags(self, run: Record, run_ids: dict[str, str]) -> dict[str, str]:
-        """The tags a run should carry here: the shared ones with run ids remapped."""
-        tags = {k: v for k, v in run["tags"].items() if not _is_managed(k)}
-        parent = run.get("parent_run_id") or tags.get(PARENT_TAG)
-        if parent:
-            new = run_ids.get(parent)
-            if new is not None:
-                tags[PARENT_TAG] = new
-            else:
-                # the parent was not shared (yet): no dangling id; remember the source's
-                tags.pop(PARENT_TAG, None)
-                tags[SOURCE_PARENT_RUN_ID] = parent
-        if LOG_MODEL_HISTORY_TAG in tags:
-            tags[LOG_MODEL_HISTORY_TAG] = _remap_history(tags[LOG_MODEL_HISTORY_TAG], run_ids)
-        return tags
 
     def rebuild_reason(
         self, run_id: str, run: Record, *, exact: bool, artifact_paths: list[str]
@@ -876,7 +573,7 @@ class MlflowSink:
         dataset inputs and artifact files cannot be removed either. Such runs are rebuilt, and
         the old one is deleted once the new one is complete.
         """
-        with _errors(f"could not read run {run_id}"):
+        with mlflow_errors(f"could not read run {run_id}"):
             current = self.client.get_run(run_id)
             params = dict(current.data.params)
             for key, value in run["params"].items():
@@ -892,17 +589,17 @@ class MlflowSink:
             if extra:
                 return f"metric {extra[0]!r} is no longer shared"
             wanted = {
-                _point(m["key"], m["step"], m["timestamp"], m["value"]) for m in run["metrics"]
+                point_key(m["key"], m["step"], m["timestamp"], m["value"]) for m in run["metrics"]
             }
             for key in sorted(keys & set(current.data.metrics)):
                 for m in self.client.get_metric_history(run_id, key):
-                    if _point(m.key, m.step, m.timestamp, m.value) not in wanted:
+                    if point_key(m.key, m.step, m.timestamp, m.value) not in wanted:
                         return f"metric {key!r} has points that are no longer shared"
             shared = {_dataset_ident(d) for d in run["inputs"]}
             for d in current.inputs.dataset_inputs if current.inputs else ():
                 if _mlflow_dataset_ident(d) not in shared:
                     return f"dataset input {d.dataset.name!r} is no longer shared"
-            existing = self._list_files(self._repo(current.info.artifact_uri))
+            existing = artifacts.list_files(self._repo(current.info.artifact_uri))
             extra = sorted(set(existing) - set(artifact_paths))
             if extra:
                 return f"artifact {extra[0]!r} is no longer shared"
@@ -910,7 +607,7 @@ class MlflowSink:
 
     def create_logged_model(self, experiment_id: str, run_id: str | None, model: Record) -> str:
         """A new (PENDING) logged model for a shared one, linked to its provenance."""
-        with _errors(f"could not create logged model {model['name']!r}"):
+        with mlflow_errors(f"could not create logged model {model['name']!r}"):
             lm = self.client.create_logged_model(
                 experiment_id,
                 name=model["name"],
@@ -934,152 +631,188 @@ class MlflowSink:
     ) -> Record:
         """Write everything of a shared run that the run here lacks; idempotent.
 
-        Returns counters: ``metric_points``, ``files``, ``bytes`` written and ``unlinked``
-        (metric points or model inputs whose logged model was not shared).
+        In this order: its logged models (metrics that belong to them need them to exist),
+        params, tags and metrics, inputs and outputs, artifacts, and last its name, status
+        and end time. Returns counters: ``metric_points``, ``files``, ``bytes`` written and
+        ``unlinked`` (metric points or model inputs whose logged model was not shared).
         """
-        from mlflow.entities import (
-            Dataset,
-            DatasetInput,
-            InputTag,
-            LoggedModelInput,
-            LoggedModelOutput,
-            Metric,
-            Param,
-            RunTag,
-        )
-
-        client = self.client
-        stats: Record = {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
-        what = f"could not write run {run_id} (source run {run['run_id']})"
-        with _errors(what):
+        stats: Record = dict(_NO_COUNTS)
+        with mlflow_errors(f"could not write run {run_id} (source run {run['run_id']})"):
             current = self._created.pop(run_id, None) if fresh else None
             if current is None:
-                current = client.get_run(run_id)
+                current = self.client.get_run(run_id)
             if current.info.lifecycle_stage == "deleted":
-                client.restore_run(run_id)
-
-            # logged models first: metrics that belong to them need them to exist
-            outputs = {
-                o.model_id for o in (current.outputs.model_outputs if current.outputs else ())
-            }
-            new_outputs = []
-            for lm in run["logged_models"]:
-                new_id = model_ids[lm["model_id"]]
-                owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
-                mine = [f for f in files if f["owner"] == owner]
-                got = self.fill_logged_model(new_id, lm, mine, fresh=fresh, exact=exact)
-                stats["files"] += got["files"]
-                stats["bytes"] += got["bytes"]
-                if lm.get("step") is not None and new_id not in outputs:
-                    new_outputs.append(LoggedModelOutput(new_id, int(lm["step"])))
-
-            # params, tags, metrics
-            params = dict(current.data.params)
-            tags = dict(current.data.tags)
-            wanted_tags = self.run_tags(run, run_ids)
-            new_params = [Param(k, v) for k, v in run["params"].items() if k not in params]
-            new_tags = [RunTag(k, v) for k, v in wanted_tags.items() if tags.get(k) != v]
-            existing: set[PointKey] = set()
-            linked: set[tuple[str, PointKey]] = set()
-            if not fresh:
-                for key in sorted({m["key"] for m in run["metrics"]} & set(current.data.metrics)):
-                    for m in client.get_metric_history(run_id, key):
-                        existing.add(_point(m.key, m.step, m.timestamp, m.value))
-                targets = {model_ids.get(m["model_id"]) for m in run["metrics"] if m["model_id"]}
-                for target in sorted(t for t in targets if t is not None):
-                    for lm_metric in client.get_logged_model(target).metrics or ():
-                        if lm_metric.run_id == run_id:
-                            point = _point(
-                                lm_metric.key, lm_metric.step, lm_metric.timestamp, lm_metric.value
-                            )
-                            linked.add((target, point))
-            metrics = []
-            for m in run["metrics"]:
-                point = _point(m["key"], m["step"], m["timestamp"], m["value"])
-                mid = model_ids.get(m["model_id"]) if m["model_id"] else None
-                if m["model_id"] and mid is None:
-                    stats["unlinked"] += 1
-                if point in existing and (mid is None or (mid, point) in linked):
-                    continue
-                metrics.append(
-                    Metric(
-                        m["key"],
-                        m["value"],
-                        m["timestamp"],
-                        m["step"],
-                        model_id=mid,
-                        dataset_name=m["dataset_name"] if mid else None,
-                        dataset_digest=m["dataset_digest"] if mid else None,
-                    )
-                )
-            if metrics or new_params or new_tags:
-                client.log_batch(run_id, metrics=metrics, params=new_params, tags=new_tags)
-            stats["metric_points"] = len(metrics)
-            for key in _stale_tags(tags, wanted_tags, exact=exact):
-                client.delete_tag(run_id, key)
-
-            # inputs and outputs
-            have = {
-                _mlflow_dataset_ident(d)
-                for d in (current.inputs.dataset_inputs if current.inputs else ())
-            }
-            datasets = []
-            for d in run["inputs"]:
-                ident = _dataset_ident(d)
-                if ident in have:
-                    continue
-                have.add(ident)
-                datasets.append(
-                    DatasetInput(
-                        Dataset(
-                            d["name"],
-                            d["digest"],
-                            d["source_type"],
-                            d["source"],
-                            d["schema"],
-                            d["profile"],
-                        ),
-                        [InputTag(k, v) for k, v in d["tags"].items()],
-                    )
-                )
-            model_inputs = {
-                m.model_id for m in (current.inputs.model_inputs if current.inputs else ()) or ()
-            }
-            new_model_inputs = []
-            for src in run["model_inputs"]:
-                input_id = model_ids.get(src)
-                if input_id is None:
-                    stats["unlinked"] += 1
-                elif input_id not in model_inputs:
-                    model_inputs.add(input_id)
-                    new_model_inputs.append(LoggedModelInput(input_id))
-            for start in range(0, len(datasets), 1000):
-                client.log_inputs(run_id, datasets=datasets[start : start + 1000])
-            if new_model_inputs:
-                client.log_inputs(run_id, models=new_model_inputs)
-            if new_outputs:
-                client.log_outputs(run_id, new_outputs)
-
-            # artifacts
-            mine = [f for f in files if f["owner"] == OWNER_ARTIFACTS]
-            digest = files_digest(mine)
-            if fresh or tags.get(FILES_HASH) != digest:
-                repo = self._repo(current.info.artifact_uri)
-                n, size = self._sync_files(repo, mine, fresh=fresh)
-                stats["files"] += n
-                stats["bytes"] += size
-                client.set_tag(run_id, FILES_HASH, digest)
-
-            # name, status, end time
-            name = run.get("run_name")
-            if name and current.info.run_name != name:
-                client.update_run(run_id, name=name)
-            status, end = run["status"], run.get("end_time")
-            if end is not None and (current.info.status != status or current.info.end_time != end):
-                self._terminate(run_id, status, end)
-            elif end is None and current.info.status != status:
-                client.update_run(run_id, status=status)
+                self.client.restore_run(run_id)
+            outputs = self._fill_run_models(current, run, files, model_ids, fresh, exact, stats)
+            self._log_run_data(current, run, run_ids, model_ids, fresh, exact, stats)
+            self._log_run_inputs(current, run, model_ids, outputs, stats)
+            self._sync_run_artifacts(current, files, fresh, stats)
+            self._finish_run_info(current, run)
         return stats
+
+    def _fill_run_models(
+        self,
+        current: Any,
+        run: Record,
+        files: list[Record],
+        model_ids: dict[str, str],
+        fresh: bool,
+        exact: bool,
+        stats: Record,
+    ) -> list[Any]:
+        """The run's logged models filled (files included); the outputs the run lacks."""
+        from mlflow.entities import LoggedModelOutput
+
+        outputs = {o.model_id for o in (current.outputs.model_outputs if current.outputs else ())}
+        new_outputs = []
+        for lm in run["logged_models"]:
+            new_id = model_ids[lm["model_id"]]
+            owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
+            mine = [f for f in files if f["owner"] == owner]
+            got = self.fill_logged_model(new_id, lm, mine, fresh=fresh, exact=exact)
+            stats["files"] += got["files"]
+            stats["bytes"] += got["bytes"]
+            if lm.get("step") is not None and new_id not in outputs:
+                new_outputs.append(LoggedModelOutput(new_id, int(lm["step"])))
+        return new_outputs
+
+    def _log_run_data(
+        self,
+        current: Any,
+        run: Record,
+        run_ids: dict[str, str],
+        model_ids: dict[str, str],
+        fresh: bool,
+        exact: bool,
+        stats: Record,
+    ) -> None:
+        """Params, tags (ids remapped, stale ones deleted) and the metric points the run lacks."""
+        from mlflow.entities import Param, RunTag
+
+        run_id = current.info.run_id
+        params = dict(current.data.params)
+        tags = dict(current.data.tags)
+        wanted_tags = run_tags(run, run_ids)
+        new_params = [Param(k, v) for k, v in run["params"].items() if k not in params]
+        new_tags = [RunTag(k, v) for k, v in wanted_tags.items() if tags.get(k) != v]
+        metrics = self._new_metrics(current, run, model_ids, fresh, stats)
+        if metrics or new_params or new_tags:
+            self.client.log_batch(run_id, metrics=metrics, params=new_params, tags=new_tags)
+        stats["metric_points"] = len(metrics)
+        for key in stale_tags(tags, wanted_tags, exact=exact):
+            self.client.delete_tag(run_id, key)
+
+    def _points_here(
+        self, current: Any, run: Record, model_ids: dict[str, str]
+    ) -> tuple[set[PointKey], set[tuple[str, PointKey]]]:
+        """The run's metric points here, and those linked to each of its logged models."""
+        client, run_id = self.client, current.info.run_id
+        existing: set[PointKey] = set()
+        linked: set[tuple[str, PointKey]] = set()
+        for key in sorted({m["key"] for m in run["metrics"]} & set(current.data.metrics)):
+            for m in client.get_metric_history(run_id, key):
+                existing.add(point_key(m.key, m.step, m.timestamp, m.value))
+        targets = {model_ids.get(m["model_id"]) for m in run["metrics"] if m["model_id"]}
+        for target in sorted(t for t in targets if t is not None):
+            for m in client.get_logged_model(target).metrics or ():
+                if m.run_id == run_id:
+                    linked.add((target, point_key(m.key, m.step, m.timestamp, m.value)))
+        return existing, linked
+
+    def _new_metrics(
+        self, current: Any, run: Record, model_ids: dict[str, str], fresh: bool, stats: Record
+    ) -> list[Any]:
+        """The shared metric points the run here lacks, linked to its logged models."""
+        from mlflow.entities import Metric
+
+        existing: set[PointKey] = set()
+        linked: set[tuple[str, PointKey]] = set()
+        if not fresh:
+            existing, linked = self._points_here(current, run, model_ids)
+        metrics = []
+        for m in run["metrics"]:
+            point = point_key(m["key"], m["step"], m["timestamp"], m["value"])
+            mid = model_ids.get(m["model_id"]) if m["model_id"] else None
+            if m["model_id"] and mid is None:
+                stats["unlinked"] += 1
+            if point in existing and (mid is None or (mid, point) in linked):
+                continue
+            metrics.append(
+                Metric(
+                    m["key"],
+                    m["value"],
+                    m["timestamp"],
+                    m["step"],
+                    model_id=mid,
+                    dataset_name=m["dataset_name"] if mid else None,
+                    dataset_digest=m["dataset_digest"] if mid else None,
+                )
+            )
+        return metrics
+
+    def _log_run_inputs(
+        self,
+        current: Any,
+        run: Record,
+        model_ids: dict[str, str],
+        outputs: list[Any],
+        stats: Record,
+    ) -> None:
+        """The dataset inputs, model inputs and model outputs the run lacks."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput
+
+        run_id, inputs = current.info.run_id, current.inputs
+        have = {_mlflow_dataset_ident(d) for d in (inputs.dataset_inputs if inputs else ())}
+        datasets = []
+        for d in run["inputs"]:
+            ident = _dataset_ident(d)
+            if ident in have:
+                continue
+            have.add(ident)
+            shared = Dataset(
+                d["name"], d["digest"], d["source_type"], d["source"], d["schema"], d["profile"]
+            )
+            datasets.append(DatasetInput(shared, [InputTag(k, v) for k, v in d["tags"].items()]))
+        model_inputs = {m.model_id for m in (inputs.model_inputs if inputs else ()) or ()}
+        new_model_inputs = []
+        for src in run["model_inputs"]:
+            input_id = model_ids.get(src)
+            if input_id is None:
+                stats["unlinked"] += 1
+            elif input_id not in model_inputs:
+                model_inputs.add(input_id)
+                new_model_inputs.append(LoggedModelInput(input_id))
+        for start in range(0, len(datasets), 1000):
+            self.client.log_inputs(run_id, datasets=datasets[start : start + 1000])
+        if new_model_inputs:
+            self.client.log_inputs(run_id, models=new_model_inputs)
+        if outputs:
+            self.client.log_outputs(run_id, outputs)
+
+    def _sync_run_artifacts(
+        self, current: Any, files: list[Record], fresh: bool, stats: Record
+    ) -> None:
+        """The run's artifact files, written where they differ (their digest says so)."""
+        mine = [f for f in files if f["owner"] == OWNER_ARTIFACTS]
+        digest = files_digest(mine)
+        if fresh or current.data.tags.get(FILES_HASH) != digest:
+            repo = self._repo(current.info.artifact_uri)
+            n, size = artifacts.sync_files(repo, mine, fresh=fresh)
+            stats["files"] += n
+            stats["bytes"] += size
+            self.client.set_tag(current.info.run_id, FILES_HASH, digest)
+
+    def _finish_run_info(self, current: Any, run: Record) -> None:
+        """The run's name, status and end time, as shared."""
+        run_id, info = current.info.run_id, current.info
+        name = run.get("run_name")
+        if name and info.run_name != name:
+            self.client.update_run(run_id, name=name)
+        status, end = run["status"], run.get("end_time")
+        if end is not None and (info.status != status or info.end_time != end):
+            self._terminate(run_id, status, end)
+        elif end is None and info.status != status:
+            self.client.update_run(run_id, status=status)
 
     def _terminate(self, run_id: str, status: str, end_time: int) -> None:
         """Status and end time of a finished run, written the way ``set_terminated`` does.
@@ -1103,17 +836,17 @@ class MlflowSink:
         *,
         content_hash: str,
         deleted: bool = False,
-        provenance: dict[str, str] | None = None,
+        provenance: Provenance,
     ) -> None:
         """Mark a run complete (its content hash, last) and delete it if the share says so.
 
-        ``provenance`` tags go in the same batch (a run imported before they existed gets
+        The ``provenance`` tags go in the same batch (a run imported before they existed gets
         them here).
         """
         from mlflow.entities import RunTag
 
-        tags = [RunTag(k, v) for k, v in (provenance or {}).items()]
-        with _errors(f"could not finish run {run_id}"):
+        tags = [RunTag(k, v) for k, v in provenance_tags(provenance).items()]
+        with mlflow_errors(f"could not finish run {run_id}"):
             # one batch, one transaction: the content hash is still what completes the run
             self.client.log_batch(run_id, tags=[*tags, RunTag(CONTENT_HASH, content_hash)])
             if deleted:
@@ -1129,14 +862,14 @@ class MlflowSink:
         if state["lifecycle_stage"] == "deleted":
             return False
         current = state["tags"]
-        wanted = self.run_tags(run, run_ids)
+        wanted = run_tags(run, run_ids)
         changed = False
-        with _errors(f"could not update the tags of run {state['run_id']}"):
+        with mlflow_errors(f"could not update the tags of run {state['run_id']}"):
             for key, value in wanted.items():
                 if current.get(key) != value:
                     self.client.set_tag(state["run_id"], key, value)
                     changed = True
-            for key in _stale_tags(current, wanted, exact=exact):
+            for key in stale_tags(current, wanted, exact=exact):
                 self.client.delete_tag(state["run_id"], key)
                 changed = True
         return changed
@@ -1147,7 +880,7 @@ class MlflowSink:
             return
         self._check_leases()
         doomed = set(run_ids)
-        with _errors(f"could not delete replaced runs of experiment {experiment_id}"):
+        with mlflow_errors(f"could not delete replaced runs of experiment {experiment_id}"):
             for lm in self.list_logged_models(experiment_id):
                 if lm["run_id"] in doomed:
                     self.client.delete_logged_model(lm["model_id"])
@@ -1160,7 +893,7 @@ class MlflowSink:
         """Delete logged models (duplicates left by an interrupted import)."""
         if model_ids:
             self._check_leases()
-        with _errors("could not delete logged models"):
+        with mlflow_errors("could not delete logged models"):
             for mid in model_ids:
                 self.client.delete_logged_model(mid)
 
@@ -1182,21 +915,10 @@ class MlflowSink:
         """
         client = self.client
         stats: Record = {"files": 0, "bytes": 0}
-        with _errors(f"could not write logged model {model_id} (source {model['model_id']})"):
+        with mlflow_errors(f"could not write logged model {model_id} (source {model['model_id']})"):
             lm = client.get_logged_model(model_id)
             tags = dict(lm.tags or {})
-            wanted = {k: v for k, v in model["tags"].items() if not _is_managed(k)}
-            if MODEL_VERSIONS_TAG in wanted:
-                # names and versions of the provider's registry mean nothing here; a model
-                # import sets the tag again for the versions it registers
-                wanted[SOURCE_MODEL_VERSIONS] = wanted.pop(MODEL_VERSIONS_TAG)
-            new_tags = {k: v for k, v in wanted.items() if tags.get(k) != v}
-            if new_tags:
-                client.set_logged_model_tags(model_id, new_tags)
-            if exact:
-                for key in tags:
-                    if key not in wanted and not _is_managed(key) and key != MODEL_VERSIONS_TAG:
-                        client.delete_logged_model_tag(model_id, key)
+            self._sync_model_tags(model_id, tags, logged_model_tags(model["tags"]), exact)
             params = dict(lm.params or {})
             missing = {k: v for k, v in model["params"].items() if k not in params}
             if missing:
@@ -1206,7 +928,7 @@ class MlflowSink:
                 repo = self._repo(lm.artifact_location)
                 # the same digest: only a check, whose bytes are read where they are local
                 deep = True if tags.get(FILES_HASH) != digest else None
-                n, size = self._sync_files(repo, files, fresh=fresh, prune=prune, deep=deep)
+                n, size = artifacts.sync_files(repo, files, fresh=fresh, prune=prune, deep=deep)
                 stats["files"], stats["bytes"] = n, size
                 if tags.get(FILES_HASH) != digest:
                     client.set_logged_model_tags(model_id, {FILES_HASH: digest})
@@ -1214,6 +936,19 @@ class MlflowSink:
             if status in ("READY", "FAILED") and str(lm.status) != status:
                 client.finalize_logged_model(model_id, status)
         return stats
+
+    def _sync_model_tags(
+        self, model_id: str, current: dict[str, str], wanted: dict[str, str], exact: bool
+    ) -> None:
+        """A logged model's shared tags set (with ``exact``, others removed; arcuate's own and
+        the versions a model import listed are kept)."""
+        new_tags = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if new_tags:
+            self.client.set_logged_model_tags(model_id, new_tags)
+        if exact:
+            for key in current:
+                if key not in wanted and not is_managed(key) and key != MODEL_VERSIONS_TAG:
+                    self.client.delete_logged_model_tag(model_id, key)
 
     def upload_run_files(
         self,
@@ -1225,11 +960,11 @@ class MlflowSink:
         deep: bool | None = True,
     ) -> Record:
         """Files placed under ``prefix`` of a run's artifacts (those not already there, or
-        there with other bytes: see ``deep`` in :meth:`_differing`); with ``prune``, other
-        files under ``prefix`` are deleted."""
-        with _errors(f"could not upload files to run {run_id}"):
+        there with other bytes: see ``deep`` in :func:`artifacts.differing`); with ``prune``,
+        other files under ``prefix`` are deleted."""
+        with mlflow_errors(f"could not upload files to run {run_id}"):
             repo = self._repo(self.client.get_run(run_id).info.artifact_uri)
-            n, size = self._sync_files(
+            n, size = artifacts.sync_files(
                 repo, files, fresh=False, prefix=prefix, prune=prune, deep=deep
             )
         return {"files": n, "bytes": size}
@@ -1238,14 +973,15 @@ class MlflowSink:
         """Whether ``uri`` holds exactly ``files`` under ``prefix``: every path, size and
         SHA-256 (read back, also from a remote store), and no other file (MLflow's own
         ``registered_model_meta`` aside)."""
-        with _errors(f"could not read the files at {redact_uri(uri)}"):
+        joined = artifacts.joined
+        with mlflow_errors(f"could not read the files at {redact_uri(uri)}"):
             repo = self._repo(uri)
-            existing = self._list_files(repo, prefix or None)
-            wanted = {self._joined(prefix, f["path"]) for f in files}
-            extra = set(existing) - wanted - {self._joined(prefix, MLFLOW_MODEL_META)}
+            existing = artifacts.list_files(repo, prefix or None)
+            wanted = {joined(prefix, f["path"]) for f in files}
+            extra = set(existing) - wanted - {joined(prefix, artifacts.MLFLOW_MODEL_META)}
             if extra or not files:
                 return False
-            return not self._differing(repo, files, existing, prefix, deep=True)
+            return not artifacts.differing(repo, files, existing, prefix, deep=True)
 
     def repair_run_files(
         self, artifact_uri: str, files: list[Record], models: dict[str, str]
@@ -1258,224 +994,15 @@ class MlflowSink:
         by_owner: dict[str, list[Record]] = {}
         for f in files:
             by_owner.setdefault(f["owner"], []).append(f)
-        with _errors(f"could not check the files at {redact_uri(artifact_uri)}"):
+        with mlflow_errors(f"could not check the files at {redact_uri(artifact_uri)}"):
             for owner, mine in sorted(by_owner.items()):
                 uri = artifact_uri if owner == OWNER_ARTIFACTS else models.get(owner)
                 if uri is None:
                     continue
-                n, size = self._sync_files(self._repo(uri), mine, fresh=False, deep=None)
+                n, size = artifacts.sync_files(self._repo(uri), mine, fresh=False, deep=None)
                 stats["files"] += n
                 stats["bytes"] += size
         return stats
-
-    def _list_files(
-        self, repo: ArtifactRepository, path: str | None = None
-    ) -> dict[str, int | None]:
-        """Every file under ``path`` of a repository, recursively: relative path -> size."""
-        out: dict[str, int | None] = {}
-        pending: list[str | None] = [path]
-        while pending:
-            for info in repo.list_artifacts(pending.pop()):
-                if info.is_dir:
-                    pending.append(info.path)
-                else:
-                    out[info.path.replace(os.sep, "/")] = info.file_size
-        return out
-
-    def _same_file(self, repo: ArtifactRepository, path: str, sha256: str) -> bool:
-        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-        if isinstance(repo, LocalArtifactRepository):
-            return _sha256_file(os.path.join(repo.artifact_dir, *path.split("/"))) == sha256
-        tmp = tempfile.mkdtemp(prefix="arcuate-compare-")
-        try:
-            local = repo.download_artifacts(path, dst_path=tmp)  # type: ignore[no-untyped-call]
-            return _sha256_file(local) == sha256
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    @staticmethod
-    def _joined(prefix: str, path: str) -> str:
-        return f"{prefix}/{path}" if prefix else path
-
-    def _differing(
-        self,
-        repo: ArtifactRepository,
-        files: list[Record],
-        existing: dict[str, int | None],
-        prefix: str,
-        *,
-        deep: bool | None,
-    ) -> list[Record]:
-        """The ``files`` a repository lacks or holds with another size, or (``deep``) other
-        bytes; ``deep=None`` (checking files written before): the bytes only where they are
-        local, and MLflow's own ``registered_model_meta`` only for being there (MLflow
-        rewrites it whenever the model is loaded from a local store here)."""
-        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-        check = deep is None
-        if deep is None:
-            deep = isinstance(repo, LocalArtifactRepository)
-        out = []
-        for f in files:
-            path = self._joined(prefix, f["path"])
-            size = existing.get(path, -1)
-            if check and f["path"] == MLFLOW_MODEL_META and size != -1:
-                continue
-            differs = size == -1 or (size is not None and size != f["size"])
-            if differs or (deep and not self._same_file(repo, path, f["sha256"])):
-                out.append(f)
-        return out
-
-    def _sync_files(
-        self,
-        repo: ArtifactRepository,
-        files: list[Record],
-        *,
-        fresh: bool,
-        prefix: str = "",
-        prune: bool = False,
-        deep: bool | None = True,
-    ) -> tuple[int, int]:
-        """Upload the files the repository lacks or holds with other bytes (``deep``: see
-        :meth:`_differing`); with ``prune``, delete the other files under ``prefix``."""
-        if not files and not prune:
-            return 0, 0
-        todo = files
-        if not fresh:
-            existing = self._list_files(repo, prefix or None)
-            todo = self._differing(repo, files, existing, prefix, deep=deep)
-            if prune:
-                wanted = {self._joined(prefix, f["path"]) for f in files}
-                keep = wanted | {self._joined(prefix, MLFLOW_MODEL_META)}
-                for path in sorted(set(existing) - keep):
-                    repo.delete_artifacts(path)  # type: ignore[no-untyped-call]
-        if not todo:
-            return 0, 0
-        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-        if isinstance(repo, LocalArtifactRepository):
-            # what its log_artifacts does (copy2 into the artifact directory), without a
-            # staging directory of links per call: paths are validated relative paths
-            made: set[str] = set()
-            for f in todo:
-                rel = f"{prefix}/{f['path']}" if prefix else f["path"]
-                dest = os.path.join(repo.artifact_dir, *rel.split("/"))
-                parent = os.path.dirname(dest)
-                if parent not in made:
-                    os.makedirs(parent, exist_ok=True)
-                    made.add(parent)
-                shutil.copy2(f["local"], dest)
-            return len(todo), sum(int(f["size"]) for f in todo)
-        stage = _stage_files(todo, prefix)
-        try:
-            repo.log_artifacts(stage)  # type: ignore[no-untyped-call]
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        return len(todo), sum(int(f["size"]) for f in todo)
-
-    def artifact_paths(self, run_id: str) -> list[str]:
-        """Relative paths of every artifact file of a run."""
-        with _errors(f"could not list the artifacts of run {run_id}"):
-            return sorted(
-                self._list_files(self._repo(self.client.get_run(run_id).info.artifact_uri))
-            )
-
-    # -- registry -----------------------------------------------------------------------------
-    def prepare_registered_model(
-        self, name: str, *, description: str | None, tags: dict[str, str], exact: bool
-    ) -> Record:
-        """The registered model (created if missing) with its description and tags set.
-
-        Returns ``created``, ``versions`` (visible ones: version, tags, run_id, source, stage,
-        description) and ``aliases`` (alias -> version).
-        """
-        from mlflow.exceptions import MlflowException
-
-        client = self.client
-        wanted = {k: v for k, v in tags.items() if not _is_managed(k)}
-        with _errors(f"could not prepare registered model {name!r}"):
-            try:
-                rm = client.get_registered_model(name)
-            except MlflowException as exc:
-                if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                rm = client.create_registered_model(
-                    name, tags=wanted or None, description=description
-                )
-                self._next_version[name] = 1
-                return {"created": True, "versions": [], "aliases": {}}
-            if (rm.description or None) != (description or None):
-                client.update_registered_model(name, description=description or "")
-            current = dict(rm.tags or {})
-            for key, value in wanted.items():
-                if current.get(key) != value:
-                    client.set_registered_model_tag(name, key, value)
-            if exact:
-                for key in current:
-                    if key not in wanted and not _is_managed(key):
-                        client.delete_registered_model_tag(name, key)
-            versions = self._versions(name)
-            top = max([v["version"] for v in versions] + [int(current.get(MAX_VERSION, 0) or 0)])
-            self._next_version[name] = top + 1
-            return {
-                "created": False,
-                "versions": versions,
-                "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
-            }
-
-    def versions_using(
-        self, run_ids: Sequence[str], model_ids: Sequence[str] = ()
-    ) -> dict[str, list[str]]:
-        """Model versions (of any registered model) that use the given runs (their run id) or
-        logged models (a ``models:/<id>`` source): run or model id -> ``["<name>/<version>"]``."""
-        out: dict[str, list[str]] = {}
-        with _errors("could not look for the model versions that use runs about to be deleted"):
-            for start in range(0, len(run_ids), 100):
-                ids = ", ".join(f"'{r}'" for r in run_ids[start : start + 100])
-                for mv in self._search_versions(f"run_id IN ({ids})"):
-                    out.setdefault(mv.run_id, []).append(f"{mv.name}/{mv.version}")
-            for mid in model_ids:
-                for mv in self._search_versions(f"source_path = 'models:/{mid}'"):
-                    out.setdefault(mid, []).append(f"{mv.name}/{mv.version}")
-        return {k: sorted(set(v), key=_version_order) for k, v in out.items()}
-
-    def _search_versions(self, filter_string: str) -> list[Any]:
-        out: list[Any] = []
-        token: str | None = None
-        while True:
-            page = self.client.search_model_versions(
-                filter_string, max_results=_PAGE, page_token=token
-            )
-            out += list(page)
-            token = page.token
-            if not token:
-                return out
-
-    def _versions(self, name: str) -> list[Record]:
-        quote = '"' if "'" in name else "'"
-        out: list[Record] = []
-        token: str | None = None
-        while True:
-            page = self.client.search_model_versions(
-                f"name = {quote}{name}{quote}", max_results=_PAGE, page_token=token
-            )
-            for mv in page:
-                if mv.name != name:
-                    continue
-                out.append(
-                    {
-                        "version": int(mv.version),
-                        "tags": dict(mv.tags or {}),
-                        "run_id": mv.run_id or None,
-                        "source": mv.source,
-                        "stage": mv.current_stage or "None",
-                        "description": mv.description,
-                    }
-                )
-            token = page.token
-            if not token:
-                return sorted(out, key=lambda v: v["version"])
 
     def ensure_logged_model(
         self,
@@ -1503,18 +1030,135 @@ class MlflowSink:
         if run_id is not None and model.get("step") is not None:
             from mlflow.entities import LoggedModelOutput
 
-            with _errors(f"could not link logged model {mid} to run {run_id}"):
+            with mlflow_errors(f"could not link logged model {mid} to run {run_id}"):
                 run = self.client.get_run(run_id)
                 have = {o.model_id for o in (run.outputs.model_outputs if run.outputs else ())}
                 if mid not in have:
                     self.client.log_outputs(run_id, [LoggedModelOutput(mid, int(model["step"]))])
         return mid, stats
 
+    # -- registry -----------------------------------------------------------------------------
+    def prepare_registered_model(
+        self, name: str, *, description: str | None, tags: dict[str, str], exact: bool
+    ) -> Record:
+        """The registered model (created if missing) with its description and tags set.
+
+        Returns ``created``, ``versions`` (the states of the visible ones, ascending: see
+        :class:`~arcuate.backends.protocols.VersionSink`) and ``aliases`` (alias -> version).
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        wanted = {k: v for k, v in tags.items() if not is_managed(k)}
+        with mlflow_errors(f"could not prepare registered model {name!r}"):
+            try:
+                rm = client.get_registered_model(name)
+            except MlflowException as exc:
+                if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                rm = client.create_registered_model(
+                    name, tags=wanted or None, description=description
+                )
+                self._next_version[name] = 1
+                return {"created": True, "versions": [], "aliases": {}}
+            if (rm.description or None) != (description or None):
+                client.update_registered_model(name, description=description or "")
+            current = dict(rm.tags or {})
+            self._sync_registered_model_tags(name, current, wanted, exact)
+            versions = self._versions(name)
+            top = max([v["version"] for v in versions] + [int(current.get(MAX_VERSION, 0) or 0)])
+            self._next_version[name] = top + 1
+            return {
+                "created": False,
+                "versions": versions,
+                "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
+            }
+
+    def _sync_registered_model_tags(
+        self, name: str, current: dict[str, str], wanted: dict[str, str], exact: bool
+    ) -> None:
+        for key, value in wanted.items():
+            if current.get(key) != value:
+                self.client.set_registered_model_tag(name, key, value)
+        if exact:
+            for key in current:
+                if key not in wanted and not is_managed(key):
+                    self.client.delete_registered_model_tag(name, key)
+
+    def versions_using(
+        self, run_ids: Iterable[str], model_ids: Iterable[str] = ()
+    ) -> dict[str, list[str]]:
+        """Model versions (of any registered model) that use the given runs (their run id) or
+        logged models (a ``models:/<id>`` source): run or model id -> ``["<name>/<version>"]``."""
+        out: dict[str, list[str]] = {}
+        runs = list(run_ids)
+        what = "could not look for the model versions that use runs about to be deleted"
+        with mlflow_errors(what):
+            for start in range(0, len(runs), 100):
+                ids = ", ".join(f"'{r}'" for r in runs[start : start + 100])
+                for mv in self._search_versions(f"run_id IN ({ids})"):
+                    out.setdefault(mv.run_id, []).append(f"{mv.name}/{mv.version}")
+            for mid in model_ids:
+                for mv in self._search_versions(f"source_path = 'models:/{mid}'"):
+                    out.setdefault(mid, []).append(f"{mv.name}/{mv.version}")
+        return {k: sorted(set(v), key=_version_order) for k, v in out.items()}
+
+    def _search_versions(self, filter_string: str) -> list[Any]:
+        return every(
+            lambda token: self.client.search_model_versions(
+                filter_string, max_results=_PAGE, page_token=token
+            )
+        )
+
+    def _versions(self, name: str) -> list[Record]:
+        """The states of the visible versions of registered model ``name``, ascending."""
+        quote = '"' if "'" in name else "'"
+        found = [
+            version_state(
+                int(mv.version),
+                dict(mv.tags or {}),
+                run_id=mv.run_id or None,
+                source=mv.source,
+                stage=mv.current_stage or "None",
+                description=mv.description,
+            )
+            for mv in self._search_versions(f"name = {quote}{name}{quote}")
+            if mv.name == name
+        ]
+        return sorted(found, key=lambda v: v["version"])
+
     def create_version(
         self,
         name: str,
+        version: Record,
+        files: list[Record],
         *,
-        want: int | None,
+        source: str,
+        run_id: str | None,
+        model_id: str | None,
+        provenance: Provenance,
+    ) -> int:
+        """Register shared ``version`` (description, tags with its provenance, stage) from
+        ``source``, numbered as shared when MLflow's counter allows it.
+
+        MLflow numbers versions max(all, deleted included) + 1, so gaps are recreated with
+        placeholder versions that are deleted at once. Returns the number MLflow gave.
+        """
+        tags = version_tags(version, files, provenance)
+        description = version["description"]
+        number = self._register(
+            name, int(version["version"]), source, run_id, model_id, tags, description,
+            version.get("run_link"),
+        )  # fmt: skip
+        if version["stage"] != "None":
+            current = {"description": description, "tags": tags, "stage": "None"}
+            self._update_version(name, number, current, description, tags, version["stage"])
+        return number
+
+    def _register(
+        self,
+        name: str,
+        want: int,
         source: str,
         run_id: str | None,
         model_id: str | None,
@@ -1522,11 +1166,7 @@ class MlflowSink:
         description: str | None,
         run_link: str | None,
     ) -> int:
-        """Register a version, numbered ``want`` when MLflow's counter allows it.
-
-        MLflow numbers versions max(all, deleted included) + 1, so gaps are recreated with
-        placeholder versions that are deleted at once. Returns the number MLflow gave.
-        """
+        """A new version numbered ``want`` if MLflow's counter allows it (placeholders first)."""
         client = self.client
         self._check_leases()
         nxt = self._next_version.get(name, 1)
@@ -1535,10 +1175,10 @@ class MlflowSink:
             common["model_id"] = model_id
         placeholders: list[int] = []
         with (
-            _errors(f"could not register a version of {name!r} from {source}"),
+            mlflow_errors(f"could not register a version of {name!r} from {source}"),
             global_uris(self.tracking_uri, self.registry_uri),
         ):
-            while want is not None and nxt < want:
+            while nxt < want:
                 mv = client.create_model_version(name, source, tags={PLACEHOLDER: "true"}, **common)
                 number = int(mv.version)
                 client.delete_model_version(name, str(number))
@@ -1558,54 +1198,76 @@ class MlflowSink:
         return number
 
     def _note_version(self, name: str, number: int) -> None:
-        with _errors(f"could not tag registered model {name!r}"):
+        with mlflow_errors(f"could not tag registered model {name!r}"):
             self.client.set_registered_model_tag(name, MAX_VERSION, str(number))
 
     def update_version(
         self,
         name: str,
-        version: int,
+        number: int,
+        version: Record,
+        files: list[Record],
         *,
+        current: Record,
+        provenance: Provenance,
+        exact: bool,
+    ) -> bool:
+        """Description, tags and stage of existing version ``number`` made shared ``version``'s
+        (``current``: its state). Returns whether it changed."""
+        tags = version_tags(version, files, provenance)
+        return self._update_version(
+            name, number, current, version["description"], tags, version["stage"], exact=exact
+        )
+
+    def _update_version(
+        self,
+        name: str,
+        number: int,
         current: Record,
         description: str | None,
         tags: dict[str, str],
         stage: str,
-        exact: bool,
+        *,
+        exact: bool = False,
     ) -> bool:
-        """Description, tags and stage of an existing version. Returns whether it changed."""
-        client = self.client
+        client, version = self.client, str(number)
         changed = False
-        with _errors(f"could not update {name!r} version {version}"), warnings.catch_warnings():
+        with (
+            mlflow_errors(f"could not update {name!r} version {number}"),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore", FutureWarning)
             if (current.get("description") or None) != (description or None):
-                client.update_model_version(name, str(version), description=description or "")
+                client.update_model_version(name, version, description=description or "")
                 changed = True
             have = current.get("tags") or {}
             for key, value in tags.items():
                 if have.get(key) != value:
-                    client.set_model_version_tag(name, str(version), key, value)
+                    client.set_model_version_tag(name, version, key, value)
                     changed = True
             if exact:
                 for key in have:
-                    if key not in tags and not _is_managed(key):
-                        client.delete_model_version_tag(name, str(version), key)
+                    if key not in tags and not is_managed(key):
+                        client.delete_model_version_tag(name, version, key)
                         changed = True
             if (current.get("stage") or "None") != stage:
                 client.transition_model_version_stage(
-                    name, str(version), stage, archive_existing_versions=False
+                    name, version, stage, archive_existing_versions=False
                 )
                 changed = True
         return changed
 
-    def finish_version(self, name: str, version: int, *, content_hash: str) -> None:
+    def finish_version(self, name: str, number: int, *, content_hash: str) -> None:
         """Mark a version complete (its content hash, written last)."""
-        with _errors(f"could not tag {name!r} version {version}"):
-            self.client.set_model_version_tag(name, str(version), CONTENT_HASH, content_hash)
+        with mlflow_errors(f"could not tag {name!r} version {number}"):
+            self.client.set_model_version_tag(name, str(number), CONTENT_HASH, content_hash)
 
-    def link_logged_model(self, model_id: str, name: str, version: int) -> None:
+    def link_logged_model(self, model_id: str, model: Record, name: str, number: int) -> None:
         """Add ``{name, version}`` to a logged model's ``mlflow.modelVersions`` tag, once (a
-        tracking server may have added it already), the version an integer as MLflow writes it."""
-        self._edit_version_links(model_id, add={"name": name, "version": int(version)})
+        tracking server may have added it already), the version an integer as MLflow writes
+        it; only when shared logged model ``model`` listed its provider's versions."""
+        if lists_versions(model):
+            self._edit_version_links(model_id, add={"name": name, "version": int(number)})
 
     def _edit_version_links(
         self,
@@ -1616,7 +1278,7 @@ class MlflowSink:
     ) -> None:
         """Rewrite a logged model's ``mlflow.modelVersions``: versions as integers, each entry
         once, ``add`` appended, the versions ``drop`` names removed; written if it changed."""
-        with _errors(f"could not tag logged model {model_id}"):
+        with mlflow_errors(f"could not tag logged model {model_id}"):
             raw = (self.client.get_logged_model(model_id).tags or {}).get(MODEL_VERSIONS_TAG)
             links = _version_links(raw)
             if drop is not None:
@@ -1629,16 +1291,23 @@ class MlflowSink:
 
     def set_aliases(self, name: str, aliases: dict[str, int], *, remove: list[str]) -> None:
         """Point aliases at versions and drop those in ``remove``."""
-        with _errors(f"could not set the aliases of {name!r}"):
+        with mlflow_errors(f"could not set the aliases of {name!r}"):
             for alias in remove:
                 self.client.delete_registered_model_alias(name, alias)
             for alias, version in aliases.items():
                 self.client.set_registered_model_alias(name, alias, str(version))
 
-    def delete_versions(self, name: str, versions: list[int]) -> None:
+    def delete_versions(self, name: str, numbers: list[int]) -> None:
         """Delete versions (replaced ones, placeholders, or with OVERWRITE, unshared ones)."""
-        if versions:
+        if numbers:
             self._check_leases()
-        with _errors(f"could not delete versions of {name!r}"):
-            for v in versions:
-                self.client.delete_model_version(name, str(v))
+        with mlflow_errors(f"could not delete versions of {name!r}"):
+            for number in numbers:
+                self.client.delete_model_version(name, str(number))
+
+
+if TYPE_CHECKING:
+
+    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink]:
+        """mypy checks here that the MLflow sink implements the sink Protocols."""
+        return sink, sink

@@ -38,11 +38,16 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from arcuate.backends.mlflow.connect import (
+    error_code,
+    every,
     make_client,
+    pages,
     redact_json_uris,
     redact_uri,
     redact_value,
 )
+from arcuate.backends.mlflow.points import PointKey, point_key
+from arcuate.backends.mlflow.tags import PARENT_TAG, RUN_NAME_TAG
 from arcuate.backends.protocols import FileRef, Record
 from arcuate.errors import BackendError, NotFoundError
 from arcuate.format.records import ColumnarList
@@ -58,12 +63,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: Runs whose metric history is read in one query (bounded memory, bounded IN list).
 _HISTORY_GROUP: Final = 100
 _PAGE: Final = 1000
-_PARENT_TAG: Final = "mlflow.parentRunId"
-_RUN_NAME_TAG: Final = "mlflow.runName"
+#: Names read for a "did you mean" hint at the most.
+_HINT_NAMES: Final = 5000
 #: MLflow's prefix of artifact files still being uploaded (local_artifact_repo)
 _UPLOADING: Final = ".artifact.uploading."
-#: (key, step, timestamp, value) of a metric point; NaN is spelled "nan" so it compares equal.
-_PointKey = tuple[str, int, int, float | str]
 #: model_id, dataset_name, dataset_digest
 _ModelLink = tuple[str, str | None, str | None]
 
@@ -144,18 +147,23 @@ def _kv(items: dict[str, str] | None) -> list[dict[str, str | None]]:
     return [{"key": k, "value": redact_value(v)} for k, v in sorted((items or {}).items())]
 
 
-def _point_key(key: str, step: int, timestamp: int, value: float) -> _PointKey:
-    v: float | str = "nan" if isinstance(value, float) and math.isnan(value) else float(value)
-    return (key, int(step), int(timestamp), v)
-
-
-def _error_code(exc: BaseException) -> str:
-    return str(getattr(exc, "error_code", ""))
-
-
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     near = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean {near[0]!r}?" if near else None
+
+
+def _names(search: Callable[[str | None], Any]) -> list[str]:
+    """The names a paginated search lists (up to about :data:`_HINT_NAMES`), for a "did you
+    mean" hint; what could be read when it fails (a hint never hides the real error)."""
+    names: list[str] = []
+    try:
+        for page in pages(search):
+            names.extend(item.name for item in page)
+            if len(names) >= _HINT_NAMES:
+                break
+    except Exception:
+        return names
+    return names
 
 
 def _opener(path: str) -> Callable[[], IO[bytes]]:
@@ -214,6 +222,34 @@ def _list_local(artifact_dir: str) -> list[tuple[str, str]]:
     return sorted(files)
 
 
+def _dataset_record(d: Any) -> Record:
+    """A dataset input as the format holds it (URIs redacted)."""
+    return {
+        "name": d.dataset.name,
+        "digest": d.dataset.digest,
+        "source_type": d.dataset.source_type,
+        "source": redact_json_uris(d.dataset.source),
+        "schema": d.dataset.schema,
+        "profile": d.dataset.profile,
+        "tags": [{"key": t.key, "value": redact_value(t.value)} for t in d.tags],
+    }
+
+
+def _logged_model_record(m: Any, step: int | None) -> Record:
+    """A logged model as the format holds it (``step``: of the run's output, if any)."""
+    return {
+        "model_id": m.model_id,
+        "name": m.name,
+        "model_type": m.model_type,
+        "status": str(m.status) if m.status is not None else None,
+        "status_message": m.status_message,
+        "creation_time": to_utc(m.creation_timestamp),
+        "step": step,
+        "tags": _kv(m.tags),
+        "params": _kv(m.params),
+    }
+
+
 class _TempDownload(io.FileIO):
     """A downloaded artifact whose temporary directory goes away when it is closed."""
 
@@ -233,7 +269,7 @@ class _ModelIndex:
 
     def __init__(self, models: list[Any]) -> None:
         self.by_source_run: dict[str, list[Any]] = defaultdict(list)
-        self.links: dict[str, dict[_PointKey, list[_ModelLink]]] = defaultdict(
+        self.links: dict[str, dict[PointKey, list[_ModelLink]]] = defaultdict(
             lambda: defaultdict(list)
         )
         for model in models:
@@ -241,7 +277,7 @@ class _ModelIndex:
                 self.by_source_run[model.source_run_id].append(model)
             for m in model.metrics or ():
                 if m.run_id:
-                    point = _point_key(m.key, m.step, m.timestamp, m.value)
+                    point = point_key(m.key, m.step, m.timestamp, m.value)
                     self.links[m.run_id][point].append(
                         (model.model_id, m.dataset_name, m.dataset_digest)
                     )
@@ -303,19 +339,10 @@ class MlflowSource:
             "tags": _kv(exp.tags),
         }
 
-    def _experiment_names(self, limit: int = 5000) -> list[str]:
-        names: list[str] = []
-        token: str | None = None
-        try:
-            while len(names) < limit:
-                page = self.client.search_experiments(max_results=_PAGE, page_token=token)
-                names.extend(e.name for e in page)
-                token = page.token
-                if not token:
-                    break
-        except Exception:  # a hint is optional; never hide the real error behind it
-            return names
-        return names
+    def _experiment_names(self) -> list[str]:
+        return _names(
+            lambda token: self.client.search_experiments(max_results=_PAGE, page_token=token)
+        )
 
     def iter_runs(self, experiment_id: str, *, filter: str | None = None) -> Iterator[Record]:
         """Active runs matching ``filter``, oldest first, each with its full metric history."""
@@ -337,26 +364,23 @@ class MlflowSource:
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
 
-        token: str | None = None
-        while True:
-            try:
-                page = self.client.search_runs(
-                    [experiment_id],
-                    filter_string=filter or "",
-                    run_view_type=ViewType.ACTIVE_ONLY,
-                    max_results=_PAGE,
-                    order_by=["attributes.start_time ASC"],
-                    page_token=token,
-                )
-            except MlflowException as exc:
-                where = f" with filter {filter!r}" if filter else ""
-                raise BackendError(
-                    f"could not search the runs of experiment {experiment_id}{where}: {exc.message}"
-                ) from exc
-            yield list(page)
-            token = page.token
-            if not token:
-                return
+        def search(token: str | None) -> Any:
+            return self.client.search_runs(
+                [experiment_id],
+                filter_string=filter or "",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=_PAGE,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+
+        try:
+            yield from pages(search)
+        except MlflowException as exc:
+            where = f" with filter {filter!r}" if filter else ""
+            raise BackendError(
+                f"could not search the runs of experiment {experiment_id}{where}: {exc.message}"
+            ) from exc
 
     def get_run(self, run_id: str) -> tuple[Record, Record] | None:
         """(experiment, run) records of a run, or None when it no longer exists."""
@@ -365,7 +389,7 @@ class MlflowSource:
         try:
             run = self.client.get_run(run_id)
         except MlflowException as exc:
-            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise BackendError(f"could not read run {run_id}: {exc.message}") from exc
         exp = self.client.get_experiment(run.info.experiment_id)
@@ -383,18 +407,13 @@ class MlflowSource:
         """Every (non-deleted) logged model of the experiment, or of one source run."""
         from mlflow.exceptions import MlflowException
 
-        found: list[Any] = []
-        token: str | None = None
         filt = f"source_run_id = '{source_run_id}'" if source_run_id else None
         try:
-            while True:
-                page = self.client.search_logged_models(
+            return every(
+                lambda token: self.client.search_logged_models(
                     experiment_ids=[experiment_id], filter_string=filt, page_token=token
                 )
-                found.extend(page)
-                token = page.token
-                if not token:
-                    return found
+            )
         except MlflowException as exc:
             raise BackendError(
                 f"could not list the logged models of experiment {experiment_id}: {exc.message}"
@@ -529,7 +548,7 @@ class MlflowSource:
                 metrics = ColumnarList(points if points is not None else _empty_metrics())
             yield self._record(
                 rid=rid,
-                run_name=info.name or run_tags.get(_RUN_NAME_TAG) or info.name,
+                run_name=info.name or run_tags.get(RUN_NAME_TAG) or info.name,
                 status=info.status,
                 start_time=info.start_time,
                 end_time=info.end_time,
@@ -623,17 +642,17 @@ class MlflowSource:
 
     @staticmethod
     def _metric_dicts(
-        history: list[tuple[str, float, int, int]], links: dict[_PointKey, list[_ModelLink]]
+        history: list[tuple[str, float, int, int]], links: dict[PointKey, list[_ModelLink]]
     ) -> list[dict[str, Any]]:
         """Metric structs of (key, value, step, timestamp) points, one per linked model."""
         metrics: list[dict[str, Any]] = []
         for key, value, step, ts in history:
             base = {"key": key, "value": value, "step": step, "timestamp": to_utc(ts)}
             found: list[tuple[str | None, str | None, str | None]] = [(None, None, None)]
-            linked = links.get(_point_key(key, step, ts, value)) if links else None
+            linked = links.get(point_key(key, step, ts, value)) if links else None
             if linked is None and links and math.isnan(value):
                 # logged-model metrics store NaN as 0.0 (they have no is_nan column)
-                linked = links.get(_point_key(key, step, ts, 0.0))
+                linked = links.get(point_key(key, step, ts, 0.0))
             found = list(linked or ()) or found
             for model_id, dname, ddigest in found:
                 metrics.append(
@@ -671,35 +690,14 @@ class MlflowSource:
             "end_time": to_utc(end_time),
             "user_id": user_id,
             "lifecycle_stage": lifecycle_stage,
-            "parent_run_id": tags.get(_PARENT_TAG),
+            "parent_run_id": tags.get(PARENT_TAG),
             "params": _kv(params),
             "tags": _kv(tags),
             "metrics": metrics,
-            "inputs": [
-                {
-                    "name": d.dataset.name,
-                    "digest": d.dataset.digest,
-                    "source_type": d.dataset.source_type,
-                    "source": redact_json_uris(d.dataset.source),
-                    "schema": d.dataset.schema,
-                    "profile": d.dataset.profile,
-                    "tags": [{"key": t.key, "value": redact_value(t.value)} for t in d.tags],
-                }
-                for d in dataset_inputs
-            ],
+            "inputs": [_dataset_record(d) for d in dataset_inputs],
             "model_inputs": [m.model_id for m in model_inputs],
             "logged_models": [
-                {
-                    "model_id": m.model_id,
-                    "name": m.name,
-                    "model_type": m.model_type,
-                    "status": str(m.status) if m.status is not None else None,
-                    "status_message": m.status_message,
-                    "creation_time": to_utc(m.creation_timestamp),
-                    "step": out_steps.get(m.model_id),
-                    "tags": _kv(m.tags),
-                    "params": _kv(m.params),
-                }
+                _logged_model_record(m, out_steps.get(m.model_id))
                 for m in sorted(mine, key=lambda m: (m.creation_timestamp or 0, m.model_id))
             ],
         }
@@ -782,12 +780,8 @@ class MlflowSource:
             return
         for info in sorted(infos, key=lambda i: i.path):
             path = info.path.replace(os.sep, "/")
-            if local_dir is not None:
-                full = os.path.join(local_dir, *path.split("/"))
-                yield FileRef(owner, path, os.path.getsize(full), _opener(full), full)
-            else:
-                size = info.file_size if info.file_size is not None else -1
-                yield FileRef(owner, path, size, self._downloader(repo, path))
+            size = info.file_size if info.file_size is not None else -1
+            yield FileRef(owner, path, size, self._downloader(repo, path))
 
     @staticmethod
     def _downloader(repo: ArtifactRepository, path: str) -> Callable[[], IO[bytes]]:
@@ -817,7 +811,7 @@ class MlflowSource:
         try:
             rm = client.get_registered_model(name)
         except MlflowException as exc:
-            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 raise NotFoundError(
                     f"registered model {name!r} does not exist in the MLflow registry "
                     f"{redact_uri(self.registry_uri)}",
@@ -858,39 +852,26 @@ class MlflowSource:
             records.append(self._version_record(rm, mv, sorted(by_version.get(v, []))))
         return records
 
-    def _model_names(self, limit: int = 5000) -> list[str]:
-        names: list[str] = []
-        token: str | None = None
-        try:
-            while len(names) < limit:
-                page = self.client.search_registered_models(max_results=_PAGE, page_token=token)
-                names.extend(m.name for m in page)
-                token = page.token
-                if not token:
-                    break
-        except Exception:  # a hint is optional
-            return names
-        return names
+    def _model_names(self) -> list[str]:
+        return _names(
+            lambda token: self.client.search_registered_models(max_results=_PAGE, page_token=token)
+        )
 
     def _version_numbers(self, name: str) -> set[int]:
         from mlflow.exceptions import MlflowException
 
         quote = '"' if "'" in name else "'"
-        numbers: set[int] = set()
-        token: str | None = None
         try:
-            while True:
-                page = self.client.search_model_versions(
+            found = every(
+                lambda token: self.client.search_model_versions(
                     f"name = {quote}{name}{quote}", max_results=_PAGE, page_token=token
                 )
-                numbers.update(int(mv.version) for mv in page if mv.name == name)
-                token = page.token
-                if not token:
-                    return numbers
+            )
         except MlflowException as exc:
             raise BackendError(
                 f"could not list the versions of registered model {name!r}: {exc.message}"
             ) from exc
+        return {int(mv.version) for mv in found if mv.name == name}
 
     @staticmethod
     def _version_record(rm: Any, mv: Any, aliases: list[str]) -> Record:

@@ -8,7 +8,7 @@ the driver and handed to Spark (``spark.createDataFrame`` of Arrow slices).
 
 Either way the table is first checked to be an arcuate table of a supported format version,
 through the table metadata the sharing server returns. :meth:`SparkShareReader.batches` yields
-Arrow record batches for the single-process importer; :func:`arcuate.backends.spark.imports.
+Arrow record batches for the single-process importer; :func:`arcuate.engine.distributed.
 import_experiment_spark` imports from :meth:`SparkShareReader.dataframe` across partitions.
 """
 
@@ -40,7 +40,7 @@ class SharedFrame:
     """A shared table loaded as a DataFrame that also iterates as Arrow record batches.
 
     The runner can hand it to the single-process importer (it is an iterator of batches) or
-    give :attr:`dataframe` to :func:`arcuate.backends.spark.imports.import_experiment_spark`.
+    give :attr:`dataframe` to :func:`arcuate.engine.distributed.import_experiment_spark`.
     """
 
     def __init__(self, dataframe: Any, coordinate: str) -> None:

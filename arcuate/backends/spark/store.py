@@ -22,7 +22,7 @@ Memory: batches arriving from the driver are handed to Spark in bounded slices
 first (first slice overwrite, then appends), and the target gets one overwrite commit that
 reads the staging table inside the engine; the staging table is removed afterwards. The
 driver never holds more than one slice, at the price of writing a large export twice. An
-export computed by Spark tasks (:mod:`arcuate.backends.spark.distributed`) arrives as a
+export computed by Spark tasks (:mod:`arcuate.engine.distributed`) arrives as a
 DataFrame and is written directly.
 """
 

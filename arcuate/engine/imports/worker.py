@@ -3,13 +3,14 @@
 The importing process holds MLflow, SQLAlchemy and pandas: about 250 MiB before it reads a
 single row. Reading a shared table needs none of them, and reading large chunk rows costs tens
 of MiB of Arrow buffers on its own. For a table whose files add up to at least
-:data:`WORKER_BYTES`, :meth:`arcuate.engine.imports.Spool.ingest` therefore runs this module
-as ``python -m arcuate.engine.ingest_worker``: it downloads and reads the files listed by the
+:data:`WORKER_BYTES`, :func:`arcuate.engine.imports.ingest.ingest` therefore runs this module
+as ``python -m arcuate.engine.imports.worker``: it downloads and reads the files listed by the
 sharing server (the signed URLs of the listing; no credentials), validates every row and
 spools it into the importer's spool directory, exactly as the importer would itself. The two
 processes exchange JSON only: the request on stdin; progress lines and the spool's index (or
 the first error, with its row and field) on stdout. Nothing is pickled. The import's summary
-then reports the helper's peak resident bytes as ``helper_peak_rss``.
+then reports the helper's peak resident bytes as ``helper_peak_rss``. This module imports the
+spool (:mod:`arcuate.engine.imports.spool`) and the reader of the listed files only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from arcuate import workers
+from arcuate.engine.imports.spool import Spool
 from arcuate.errors import ArcuateError
 
 #: Tables whose Parquet files add up to at least this many bytes are read by a helper process.
@@ -43,7 +45,7 @@ def run_worker(
     """
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            workers.command("arcuate.engine.ingest_worker"),
+            workers.command(__name__),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -76,7 +78,6 @@ def run_worker(
 def ingest(request: dict[str, Any]) -> dict[str, Any]:
     """Validate and spool the listed files into ``request['root']``; the spool's index."""
     from arcuate.backends.sharing.reader import SharedBatches
-    from arcuate.engine.imports import Spool
 
     spool = Spool(Path(request["root"]), request["content"], create=False)
     batches = SharedBatches.from_json(request["table"])
@@ -86,7 +87,7 @@ def ingest(request: dict[str, Any]) -> dict[str, Any]:
         sys.stdout.flush()
 
     try:
-        spool.ingest(batches, tick, worker=False)
+        spool.ingest(batches, tick)
     finally:
         batches.close()
     state = spool.state()

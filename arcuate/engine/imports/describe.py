@@ -1,0 +1,190 @@
+"""DESCRIBE of a shared table: what it holds, read once, nothing written anywhere.
+
+Every row is validated as an import would; problems are reported, not raised. For each model
+the flavors and Python requirements are read from ``MLmodel`` / ``requirements.txt`` as text
+(YAML with the safe loader): nothing is loaded or executed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from arcuate.backends.protocols import Record
+from arcuate.engine.result import StatementResult
+from arcuate.errors import ShareDataError
+from arcuate.format import validate as v
+from arcuate.format.columns import check_list_bounds
+from arcuate.format.schema import MODEL_VERSION, RUN, Content
+
+#: An MLmodel or requirements file larger than this is not read.
+_MAX_MLMODEL_BYTES = 1 << 20
+
+
+def _mlmodel_info(text: str) -> tuple[list[str], dict[str, str]]:
+    """Flavors and their versions from an MLmodel file, read as data (YAML, safe loader)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):  # the loader recurses: deep nesting ends it
+        return [], {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
+        return [], {}
+    flavors = [str(k) for k in doc["flavors"]]
+    versions: dict[str, str] = {}
+    for name, conf in doc["flavors"].items():
+        if isinstance(conf, dict):
+            for key, val in conf.items():
+                if str(key).endswith("_version") and isinstance(val, (str, int, float)):
+                    versions[f"{name}.{key}"] = str(val)
+    return flavors, versions
+
+
+def _requirements(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            out.append(line)
+    return out
+
+
+def _model_files(item: v.SharedRecord) -> tuple[list[str], list[str]]:
+    """The flavors and requirements a record's files name."""
+    flavors: list[str] = []
+    reqs: list[str] = []
+    for f in item.files:
+        if f.data is None or f.size > _MAX_MLMODEL_BYTES:
+            continue
+        base = f.path.rsplit("/", 1)[-1]
+        if base == "MLmodel":
+            fl, _versions = _mlmodel_info(f.data.decode("utf-8", "replace"))
+            flavors += [x for x in fl if x not in flavors]
+        elif base == "requirements.txt":
+            text = f.data.decode("utf-8", "replace")
+            reqs += [r for r in _requirements(text) if r not in reqs]
+    return flavors, reqs
+
+
+def _detail(item: v.SharedRecord, points: int, flavors: list[str], reqs: list[str]) -> Record:
+    """The row DESCRIBE shows for one run or version."""
+    detail: dict[str, Any] = {"kind": item.kind, "key": item.key}
+    if item.kind == RUN and item.run is not None:
+        detail.update(
+            name=item.run["run_name"],
+            status=item.run["status"],
+            params=len(item.run["params"]),
+            metric_points=points,
+            logged_models=len(item.run["logged_models"]),
+        )
+    elif item.model_version is not None:
+        mv = item.model_version
+        detail.update(
+            name=mv["name"],
+            version=mv["version"],
+            stage=mv["stage"],
+            aliases=",".join(mv["aliases"]),
+            source=mv["source"],
+        )
+    detail.update(
+        files=len(item.files),
+        bytes=sum(f.size for f in item.files),
+        flavors=",".join(flavors),
+        requirements="; ".join(reqs),
+    )
+    return detail
+
+
+@dataclass
+class _Description:
+    """What DESCRIBE has read so far."""
+
+    problem: str | None = None
+    content: Content | None = None
+    rows: list[Record] = field(default_factory=list)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("rows", "records", "chunks", "metric_points", "files", "bytes"), 0
+        )
+    )
+    flavors: set[str] = field(default_factory=set)
+    requirements: set[str] = field(default_factory=set)
+
+    def read(self, batch: pa.RecordBatch) -> None:
+        """One batch: each row validated, counted and described."""
+        first = self.counts["rows"]
+        try:
+            v.check_columns(batch.schema.names, first)
+            check_list_bounds(batch, first)
+            pylist = batch.to_pylist()
+        except (ShareDataError, pa.ArrowException, ValueError, OverflowError) as exc:
+            self.problem = self.problem or str(exc)
+            pylist = []
+        for j, raw in enumerate(pylist):
+            self._row(raw, first + j)
+        self.counts["rows"] += batch.num_rows
+
+    def _row(self, raw: Record, i: int) -> None:
+        kind = raw.get("kind")
+        if self.content is None and kind in (RUN, MODEL_VERSION):
+            self.content = "experiment" if kind == RUN else "model"
+        try:
+            item = v.parse_row(raw, i, self.content or "experiment")
+        except ShareDataError as exc:
+            self.problem = self.problem or str(exc)
+            return
+        if isinstance(item, v.SharedChunk):
+            self.counts["chunks"] += 1
+            return
+        points = len((item.run or {}).get("metrics") or ())
+        self.counts["records"] += 1
+        self.counts["files"] += len(item.files)
+        self.counts["bytes"] += sum(f.size for f in item.files)
+        self.counts["metric_points"] += points
+        flavors, reqs = _model_files(item)
+        self.flavors.update(flavors)
+        self.requirements.update(reqs)
+        self.rows.append(_detail(item, points, flavors, reqs))
+
+    def summary(self, source: str, started: float) -> dict[str, Any]:
+        counts = self.counts
+        out: dict[str, Any] = {
+            "source": source,
+            "kind": self.content or "empty",
+            ("runs" if self.content != "model" else "versions"): counts["records"],
+            "metric_points": counts["metric_points"],
+            "files": counts["files"],
+            "bytes": counts["bytes"],
+            "chunk_rows": counts["chunks"],
+            "flavors": ", ".join(sorted(self.flavors)),
+            "requirements": "; ".join(sorted(self.requirements)),
+            "valid": self.problem is None,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
+
+
+def describe_shared(batches: Iterable[pa.RecordBatch], source: str) -> StatementResult:
+    """What a shared table holds, without writing anything to MLflow.
+
+    Reads every row once: kind, runs or versions, metric points, files and bytes, and for each
+    model its flavors and Python requirements, read from ``MLmodel`` / ``requirements.txt`` as
+    text (nothing is loaded or executed). Validation problems are reported, not raised.
+    """
+    started = time.monotonic()
+    found = _Description()
+    for batch in batches:
+        found.read(batch)
+    return StatementResult(
+        statement=f"DESCRIBE '{source}'",
+        action="describe_shared",
+        summary=found.summary(source, started),
+        rows=found.rows,
+    )

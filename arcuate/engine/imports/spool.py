@@ -1,0 +1,379 @@
+"""Pass 1 of an import: every shared row validated and spooled to local disk.
+
+Record metadata goes to JSON files, inline files and chunk rows to files on disk; chunked
+files are reassembled and checked once all rows are read. Memory holds one batch and a small
+index (:class:`Entry` per record), never the table. A bad row raises before anything is
+written anywhere else. Pass 2 (:mod:`~arcuate.engine.imports.experiments`,
+:mod:`~arcuate.engine.imports.models`) reads the records back one at a time.
+
+Where pass 1 runs (here, or in a helper process for a large shared table) is decided by
+:mod:`~arcuate.engine.imports.ingest`; this module runs it here, and the helper process runs
+this same code (:mod:`~arcuate.engine.imports.worker`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from arcuate.engine.spools import new_spool_dir
+from arcuate.errors import ShareDataError
+from arcuate.format import validate as v
+from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
+from arcuate.format.schema import RUN, Content
+
+#: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
+_SLICE_BYTES = 4 * 1024 * 1024
+
+
+def _slice_rows(batch: pa.RecordBatch | pa.Table) -> int:
+    """Rows per slice so that a slice holds about :data:`_SLICE_BYTES` of Arrow data."""
+    if batch.num_rows == 0:
+        return 1
+    rows = int(batch.num_rows)
+    per_row = max(1, int(batch.nbytes) // rows)
+    return max(1, min(rows, _SLICE_BYTES // per_row))
+
+
+# -- spool ---------------------------------------------------------------------------------------
+@dataclass
+class Entry:
+    """What stays in memory of a spooled record: where it is and what it weighs."""
+
+    row: int
+    kind: str
+    key: str
+    content_hash: str
+    files: list[dict[str, Any]]
+    metric_points: int
+    lifecycle_stage: str = "active"
+    parent: str | None = None
+    version: int | None = None
+    #: source ids of the logged models the run owns, and of those it points at (metric
+    #: links, model inputs): what decides whether it can be written in bulk
+    models: list[str] = field(default_factory=list)
+    model_refs: list[str] = field(default_factory=list)
+
+
+def _entry(record: v.SharedRecord, files: list[dict[str, Any]]) -> Entry:
+    """What stays in memory of a spooled record."""
+    run = record.run or {}
+    return Entry(
+        row=record.row,
+        kind=record.kind,
+        key=record.key,
+        content_hash=_hash_record(record),
+        files=files,
+        metric_points=len(run.get("metrics") or ()),
+        lifecycle_stage=run.get("lifecycle_stage") or "active",
+        parent=run.get("parent_run_id"),
+        version=(record.model_version or {}).get("version"),
+        models=[lm["model_id"] for lm in run.get("logged_models") or ()],
+        model_refs=sorted(
+            {m["model_id"] for m in run.get("metrics") or () if m["model_id"]}
+            | set(run.get("model_inputs") or ())
+        ),
+    )
+
+
+def _hash_record(record: v.SharedRecord) -> str:
+    """Content hash of what a record would write (times that cannot be set are left out)."""
+    body: dict[str, Any] = {"kind": record.kind, "key": record.key}
+    if record.run is not None:
+        body["run"] = record.run
+    if record.model_version is not None:
+        mv = dict(record.model_version)
+        for skip in (
+            "name",
+            "model_description",
+            "model_tags",
+            "aliases",
+            "creation_time",
+            "last_updated_time",
+        ):
+            mv.pop(skip, None)
+        body["model_version"] = mv
+    body["files"] = sorted(
+        ((f.owner, f.path, f.size, f.sha256) for f in record.files), key=lambda t: (t[0], t[1])
+    )
+    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Spool:
+    """Validated records and file bytes on local disk, read back one record at a time."""
+
+    def __init__(self, root: Path, content: Content, *, create: bool = True) -> None:
+        self.root = root
+        self.content = content
+        self.entries: list[Entry] = []
+        self.experiment: dict[str, Any] | None = None
+        self.rows = 0
+        self.bytes = 0
+        #: peak resident bytes of the helper process that read the table, if one did
+        self.helper_peak_rss = 0
+        self._by_key: dict[str, int] = {}
+        self._chunks: dict[tuple[str, str, str], list[v.ChunkMeta]] = defaultdict(list)
+        self._chunk_dirs: dict[tuple[str, str, str], Path] = {}
+        self._model_ids: dict[str, int] = {}
+        self._aliases: dict[str, int] = {}
+        if create:
+            (root / "records").mkdir(parents=True)
+            (root / "blobs").mkdir()
+            (root / "chunks").mkdir()
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, content: Content) -> Iterator[Spool]:
+        """A spool in a fresh temporary directory, removed afterwards (and, should this process
+        be killed, by the next import: :mod:`arcuate.engine.spools`)."""
+        root = new_spool_dir()
+        try:
+            yield cls(root, content)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    # -- pass 1 --------------------------------------------------------------------------------
+    def ingest(
+        self, batches: Iterable[pa.RecordBatch], tick: Callable[[int], None] | None = None
+    ) -> None:
+        """Validate every row of every batch and spool it; then check and join chunked files.
+
+        ``tick`` is told the rows read so far after each batch.
+
+        Raises:
+            ShareDataError: the first bad row, named by its 0-based position in the stream.
+        """
+        self.check_marker(batches)
+        for batch in batches:
+            if not isinstance(batch, (pa.RecordBatch, pa.Table)):
+                raise ShareDataError(
+                    f"expected Arrow record batches, got {type(batch).__name__}", row=self.rows
+                )
+            v.check_columns(batch.schema.names, self.rows)
+            for start in range(0, batch.num_rows, step := _slice_rows(batch)):
+                part = batch.slice(start, step)
+                first = self.rows + start
+                for offset, row in enumerate(self._rows(part, first)):
+                    self._add(v.parse_row(row, first + offset, self.content))
+            self.rows += batch.num_rows
+            if tick is not None:
+                tick(self.rows)
+        self._finish()
+
+    def check_marker(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """A shared table is read only as what its marker says it holds (its rows are then
+        checked to be of that kind): a model table cannot become an experiment."""
+        marked = getattr(batches, "content", None)
+        if marked is None or marked == self.content:
+            return
+        article = "an experiment" if marked == "experiment" else "a model"
+        verb = "CREATE EXPERIMENT" if marked == "experiment" else "CREATE MODEL"
+        wanted = "an experiment" if self.content == "experiment" else "a model"
+        raise ShareDataError(
+            f"the shared table is marked as {article} table in its description, not "
+            f"{wanted} table; import it with {verb}",
+            field="kind",
+        )
+
+    def state(self) -> dict[str, Any]:
+        """The index of an ingested spool, as JSON (what a helper process hands back)."""
+        return {
+            "entries": [dataclasses.asdict(e) for e in self.entries],
+            "experiment": self.experiment,
+            "rows": self.rows,
+            "bytes": self.bytes,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """The index a helper process handed back (:meth:`state`), after it filled this spool."""
+        self.entries = [Entry(**e) for e in state["entries"]]
+        self.experiment = state["experiment"]
+        self.rows = int(state["rows"])
+        self.bytes = int(state["bytes"])
+        self._by_key = {e.key: i for i, e in enumerate(self.entries)}
+        self.helper_peak_rss = int(state.get("peak_rss") or 0)
+
+    def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
+        """The rows of a (small) batch as Python values; metric histories checked column-wise
+        when they pass (:mod:`arcuate.format.columns`), else left for row-by-row checks.
+        Every list's length is checked first, on Arrow's lengths."""
+        check_list_bounds(batch, first)
+        if not isinstance(batch, pa.RecordBatch):
+            return self._pylist(batch, first)
+        checked = views = None
+        with contextlib.suppress(pa.ArrowException, ValueError, OverflowError):
+            checked = batch_metrics(batch)
+            if checked is not None:
+                batch = without_metrics(batch)
+        with contextlib.suppress(pa.ArrowException, ValueError, OverflowError):
+            split = chunk_data(batch)
+            if split is not None:
+                batch, views = split
+        rows = self._pylist(batch, first)
+        for j, row in enumerate(rows):
+            if checked is not None and checked[j] is not None and isinstance(row.get("run"), dict):
+                row["run"]["metrics"] = checked[j]
+            if views is not None and isinstance(row.get("chunk"), dict):
+                row["chunk"]["data"] = views[j]
+        return rows
+
+    def _pylist(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
+        try:
+            return batch.to_pylist()  # type: ignore[no-any-return]
+        except (pa.ArrowException, ValueError, OverflowError) as exc:
+            # find the row that Arrow cannot turn into Python values (e.g. a year 10000 date)
+            for j in range(batch.num_rows):
+                try:
+                    batch.slice(j, 1).to_pylist()
+                except (pa.ArrowException, ValueError, OverflowError) as inner:
+                    raise ShareDataError(
+                        f"the row cannot be read: {inner}", row=first + j
+                    ) from inner
+            raise ShareDataError(f"the batch cannot be read: {exc}", row=first) from exc
+
+    def _add(self, item: v.SharedRecord | v.SharedChunk) -> None:
+        if isinstance(item, v.SharedChunk):
+            self._add_chunk(item)
+            return
+        record = item
+        self._check_unique(record)
+        if self.experiment is None and record.experiment is not None:
+            self.experiment = record.experiment
+        index = len(self.entries)
+        files = self._spool_files(index, record)
+        doc = {
+            "row": record.row,
+            "kind": record.kind,
+            "key": record.key,
+            "experiment": record.experiment,
+            "run": record.run,
+            "model_version": record.model_version,
+        }
+        (self.root / "records" / f"{index}.json").write_text(
+            json.dumps(doc, allow_nan=True), encoding="utf-8"
+        )
+        self.entries.append(_entry(record, files))
+        self._by_key[record.key] = index
+
+    def _check_unique(self, record: v.SharedRecord) -> None:
+        """A key, a logged model's id and an alias may each appear once in a table."""
+        if record.key in self._by_key:
+            first = self.entries[self._by_key[record.key]].row
+            raise ShareDataError(
+                f"key {record.key!r} appears twice (first in row {first})",
+                row=record.row,
+                field="key",
+            )
+        if record.run is not None and record.kind == RUN:
+            for j, lm in enumerate(record.run["logged_models"]):
+                other = self._model_ids.get(lm["model_id"])
+                if other is not None:
+                    raise ShareDataError(
+                        f"logged model {lm['model_id']!r} also belongs to row {other}",
+                        row=record.row,
+                        field=f"run.logged_models[{j}].model_id",
+                    )
+                self._model_ids[lm["model_id"]] = record.row
+        if record.model_version is not None:
+            for alias in record.model_version["aliases"]:
+                other = self._aliases.get(alias)
+                if other is not None:
+                    raise ShareDataError(
+                        f"alias {alias!r} is also on the version in row {other}",
+                        row=record.row,
+                        field="model_version.aliases",
+                    )
+                self._aliases[alias] = record.row
+
+    def _spool_files(self, index: int, record: v.SharedRecord) -> list[dict[str, Any]]:
+        """The record's inline files written to disk; each file's metadata and local path
+        (chunked ones are joined there by :meth:`_finish`)."""
+        files: list[dict[str, Any]] = []
+        for n, f in enumerate(record.files):
+            meta = f.meta()
+            # one flat directory: a directory per record costs a mkdir and an rmdir each
+            meta["local"] = str(self.root / "blobs" / f"{index}-{n}")
+            if f.data is not None:
+                with open(meta["local"], "xb") as fh:
+                    fh.write(f.data)
+            files.append(meta)
+            self.bytes += f.size
+        return files
+
+    def _add_chunk(self, chunk: v.SharedChunk) -> None:
+        ident = (chunk.key, chunk.owner, chunk.path)
+        folder = self._chunk_dirs.get(ident)
+        if folder is None:
+            folder = self.root / "chunks" / str(len(self._chunk_dirs))
+            folder.mkdir()
+            self._chunk_dirs[ident] = folder
+        target = folder / str(chunk.index)
+        if target.exists():
+            raise ShareDataError(
+                f"chunk {chunk.index} of {chunk.owner}/{chunk.path} appears twice",
+                row=chunk.row,
+                field="chunk.index",
+            )
+        target.write_bytes(chunk.data)
+        self._chunks[ident].append(
+            v.ChunkMeta(chunk.row, chunk.index, chunk.offset, len(chunk.data))
+        )
+
+    def _finish(self) -> None:
+        """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks.
+        The version numbers of a model table must leave few gaps (each is a placeholder)."""
+        if self.content == "model":
+            v.check_version_numbers((e.row, int(e.version or 0)) for e in self.entries)
+        used: set[tuple[str, str, str]] = set()
+        for entry in self.entries:
+            record = self._shared_record(entry)
+            for meta, f in zip(entry.files, record.files, strict=True):
+                if f.chunks == 0:
+                    continue
+                ident = (entry.key, f.owner, f.path)
+                ordered = v.check_chunks(record, f, self._chunks.get(ident, []))
+                used.add(ident)
+                folder = self._chunk_dirs[ident]
+                digest = hashlib.sha256()
+                with open(meta["local"], "xb") as out:
+                    for c in ordered:
+                        part = folder / str(c.index)
+                        data = part.read_bytes()
+                        digest.update(data)
+                        out.write(data)
+                        part.unlink()
+                v.check_digest(record, f, digest.hexdigest())
+        for ident, chunks in self._chunks.items():
+            if ident not in used:
+                first = min(chunks, key=lambda c: c.row)
+                key, owner, path = ident
+                if key not in self._by_key:
+                    msg = f"chunk of {owner}/{path} belongs to key {key!r}, which has no record"
+                else:
+                    msg = f"chunk of {owner}/{path} matches no chunked file of record {key!r}"
+                raise ShareDataError(msg, row=first.row, field="chunk")
+
+    @staticmethod
+    def _shared_record(entry: Entry) -> v.SharedRecord:
+        files = [
+            v.SharedFile(f["owner"], f["path"], f["size"], f["sha256"], None, f["chunks"])
+            for f in entry.files
+        ]
+        return v.SharedRecord(entry.row, entry.kind, entry.key, None, None, None, files)
+
+    # -- pass 2 --------------------------------------------------------------------------------
+    def load(self, index: int) -> dict[str, Any]:
+        """The record document of entry ``index``."""
+        text = (self.root / "records" / f"{index}.json").read_text(encoding="utf-8")
+        return json.loads(text)  # type: ignore[no-any-return]
