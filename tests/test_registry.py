@@ -104,7 +104,7 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def experiment(mlflow_store: MlflowStore) -> MlflowStore:
     """Experiment ``e`` with one run, in a fresh sqlite store."""
-    from arcuate.backends.mlflow.sink import spark_guard
+    from arcuate.backends.mlflow.connect import spark_guard
 
     with spark_guard():
         client = mlflow_store.client()

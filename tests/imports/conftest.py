@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from arcuate.backends.mlflow.sink import spark_guard
+from arcuate.backends.mlflow.connect import spark_guard
 from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
 from tests.imports.import_helpers import Share, Small, build_small, export_to, provider_context
 

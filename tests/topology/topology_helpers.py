@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import arcuate
-from arcuate.backends.mlflow.sink import spark_guard
+from arcuate.backends.mlflow.connect import spark_guard
 from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky, build_registered, build_tricky
 
 
