@@ -272,7 +272,14 @@ def sail_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
     pytest.importorskip("pysail")
     root = tmp_path_factory.mktemp("sail")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RUST_LOG": "warn"}
+    # one session serves the whole run: Sail's idle-session timeout (minutes) must not end it
+    # while other tests run between the Spark ones
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RUST_LOG": "warn",
+        "SAIL_SPARK__SESSION_TIMEOUT_SECS": "86400",
+    }
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SPARK_REMOTE"):
         env.pop(var, None)
     log = open(root / "sail.log", "wb")  # noqa: SIM115 - closed below

@@ -209,8 +209,7 @@ def test_the_lease_is_held_by_one_import_at_a_time(
     target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = target.name("leased")
-    monkeypatch.setenv("ARCUATE_LOCK_WAIT", "0")
-    other = MlflowSink(target.uri, target.uri)
+    other = MlflowSink(target.uri, target.uri, lock_wait=0)
     with target.sink.lock("experiment", name) as lease:
         assert lease.waited < 1
         refused = pytest.raises(ConflictError, match="another import into experiment")
