@@ -85,7 +85,9 @@ def test_grant_show_describe_revoke_drop(ctx: Context) -> None:
         ("default.t", "TABLE", True)
     ]
     assert run(ctx, "describe_share", share="S").summary["recipients"] == ["alice"]  # type: ignore[attr-defined]
-    assert run(ctx, "describe_recipient", name="alice").rows[0]["shares"] == ["s"]  # type: ignore[attr-defined]
+    described = run(ctx, "describe_recipient", name="alice")
+    assert described.summary["shares"] == ["s"]  # type: ignore[attr-defined]
+    assert [(c["kind"], c["state"]) for c in described.rows] == [("bearer_token", "active")]  # type: ignore[attr-defined]
     assert run(ctx, "revoke", name="alice", share="s").summary["revoked"] is True  # type: ignore[attr-defined]
     res = run(ctx, "rotate_token", name="alice")
     assert json.loads(Path(res.summary["profile_path"]).read_text())["bearerToken"]  # type: ignore[attr-defined]

@@ -15,9 +15,18 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 #: Where ``arcuate serve`` answers the OAuth client-credentials grant, under its endpoint.
 TOKEN_PATH: Final = "/oauth/token"
+#: Where ``arcuate serve`` answers one-time activation links, under its endpoint.
+ACTIVATION_PATH: Final = "/activation"
+
+
+def activation_url(endpoint: str, code: str) -> str:
+    """The one-time link a recipient downloads its profile from. The code goes in the
+    query string, which no request log of the server records."""
+    return f"{endpoint.rstrip('/')}{ACTIVATION_PATH}?code={quote(code, safe='')}"
 
 
 def profile_text(

@@ -23,7 +23,6 @@ from arcuate.backends.sharing.credentials import ActivationRefused
 from arcuate.backends.sharing.profiles import oauth_profile_text, profile_text
 from arcuate.backends.sharing.server.wire import SharingError
 
-ACTIVATION_PATH: Final = "/activation"
 #: Our codes are 43 characters; a longer one is not worth hashing.
 MAX_CODE_CHARS: Final = 128
 #: A page and a profile that hold or lead to a secret: not cached, not framed, no referrer.

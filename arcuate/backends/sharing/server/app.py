@@ -29,8 +29,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from arcuate.backends.sharing.profiles import TOKEN_PATH
-from arcuate.backends.sharing.server.activation import ACTIVATION_PATH, activation_endpoint
+from arcuate.backends.sharing.profiles import ACTIVATION_PATH, TOKEN_PATH
+from arcuate.backends.sharing.server.activation import activation_endpoint
 from arcuate.backends.sharing.server.delta import (
     DataFile,
     DeltaTables,
