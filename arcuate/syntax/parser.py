@@ -545,6 +545,16 @@ _RULES: list[tuple[str, str]] = [
     (r"^SHOW ALL IN SHARE$", "expected a share name"),
     (r"^DESCRIBE (SHARE|RECIPIENT)$", "expected a name to describe"),
     (r"^EXPLAIN$", "expected a statement to explain after EXPLAIN"),
+    (
+        r"^CREATE RECIPIENT ",
+        "expected the end of the statement, or CREATE RECIPIENT's options in this order: "
+        "USING OAUTH, COMMENT, EXPIRES IN, PROFILE, SHOW TOKEN, ACTIVATION LINK",
+    ),
+    (
+        r"^ALTER RECIPIENT .* ROTATE TOKEN",
+        "expected the end of the statement, or ROTATE TOKEN's options in this order: "
+        "KEEP OLD FOR, EXPIRES IN, PROFILE, SHOW TOKEN, ACTIVATION LINK",
+    ),
 ]
 _STATEMENT_RULES = {
     "create_share",

@@ -693,8 +693,11 @@ def _issue(
 ) -> str:
     """Give ``r`` a new credential, or a pending activation link; return its secret."""
     if activation_seconds is not None:
-        return creds.new_activation(r, moment, activation_seconds, expires_in_seconds)
-    secret, r["token"] = creds.new_credential(expires_in_seconds, endpoint)
+        secret = creds.new_activation(r, moment, activation_seconds, expires_in_seconds)
+    else:
+        secret, r["token"] = creds.new_credential(expires_in_seconds, endpoint)
+    if "history" in r:  # keep the file readable: the current credential before the past ones
+        r["history"] = r.pop("history")
     return secret
 
 

@@ -361,6 +361,7 @@ def activate(
     r["token"] = entry
     del r["activation"]
     history(r).append(_link_history(link, moment, used=True))
+    r["history"] = r.pop("history")  # the current credential first in the file
     return r, secret
 
 
