@@ -1,10 +1,12 @@
 """Catalog statements: recipients, tokens, grants and share housekeeping.
 
 ``CREATE RECIPIENT`` and ``ALTER RECIPIENT ... ROTATE TOKEN`` are the only places a bearer
-token exists in clear: it goes into the recipient's profile file (mode 0600: the ``PROFILE``
-path, else ``profiles/<recipient>.share`` next to the catalog) and is stored only as a salted
-hash. Results, reprs and logs show the file's path, never the token; ``SHOW TOKEN`` prints the
-profile once, and only to a terminal (a notebook, a pipe or a log would keep it).
+token (or an OAuth recipient's client secret) exists in clear: it goes into the recipient's
+profile file (mode 0600: the ``PROFILE`` path, else ``profiles/<recipient>.share`` next to the
+catalog) and is stored only as a salted hash. Results, reprs and logs show the file's path,
+never the token; ``SHOW TOKEN`` prints the profile once, and only to a terminal (a notebook, a
+pipe or a log would keep it). With ``ACTIVATION LINK`` no token exists yet: the result holds a
+one-time link, and the server makes the token when the recipient uses it.
 """
 
 from __future__ import annotations

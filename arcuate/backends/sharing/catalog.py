@@ -6,7 +6,8 @@ or a concurrent ``CREATE SHARE`` never sees half a file.
 
 Recipients and grants live in two extra top-level keys, ``recipients`` and ``grants``, which
 the reference server ignores. A recipient's bearer token is stored only as a salted SHA-256
-hash; the token itself is shown once, when it is created or rotated.
+hash; the token itself is shown once, when it is created or rotated. OAuth client secrets,
+grace windows, activation links and the history of each are kept by :mod:`.credentials`.
 """
 
 from __future__ import annotations
