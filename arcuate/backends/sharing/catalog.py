@@ -83,6 +83,7 @@ class LocalShareCatalog:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 doc = self.load()
+                _prune(doc, _now())  # hashes whose grace window has closed go at any change
                 yield doc
                 self._save(doc)
             finally:
@@ -285,7 +286,6 @@ class LocalShareCatalog:
             if r is None:
                 raise NotFoundError(f"recipient {name!r} does not exist in {self.path}")
             moment = _now()
-            _prune(doc, moment)
             creds.cancel_activation(r, moment)
             creds.retire_current(r, moment, keep_old_seconds)
             return _issue(r, moment, expires_in_seconds, endpoint, activation_seconds)
@@ -300,7 +300,6 @@ class LocalShareCatalog:
         """
         with self.editing() as doc:
             moment = _now()
-            _prune(doc, moment)
             r, secret = creds.activate(doc, code, moment, endpoint)
             oauth = r.get("oauth") if creds.authentication_type(r) == creds.OAUTH else None
             return Activated(

@@ -880,7 +880,6 @@ class SharingServer:
             headers={"Cache-Control": "private, no-store"},
         )
 
-
     # -- credentials (issue 15) ---------------------------------------------------------------
     async def oauth_token(self, request: Request) -> Response:
         """The OAuth client-credentials grant of OAuth recipients (:mod:`.oauth`)."""

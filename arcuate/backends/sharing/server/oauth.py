@@ -173,12 +173,11 @@ def is_access_token(token: str) -> bool:
 
 
 def access_token_holder(signer: Signer, view: CatalogView, token: str) -> Recipient:
-    """The recipient an access token was issued to, as its client secret authenticates it
-    (the caller checks that secret's own times).
+    """The recipient an access token was issued to, as its client secret authenticates it.
 
     Raises:
-        SharingError: 401 for a token that is forged, changed, expired, or whose recipient or
-            secret is gone.
+        SharingError: 401 for a token that is forged, changed or expired, or whose recipient
+            is gone or whose secret no longer works (rotated, past its window, or expired).
     """
     payload = signer.open(ACCESS_PURPOSE, token)
     name, cid, expires_ms = (payload or {}).get("r"), (payload or {}).get("c"), None
@@ -196,4 +195,9 @@ def access_token_holder(signer: Signer, view: CatalogView, token: str) -> Recipi
     holder = view.credential(name, cid, creds.CLIENT_SECRET)
     if holder is None:
         raise SharingError(401, "UNAUTHENTICATED", "the access token is not valid")
+    problem = holder.refusal()
+    if problem is not None:
+        raise SharingError(
+            401, "UNAUTHENTICATED", f"the client secret this access token came from {problem}"
+        )
     return holder
