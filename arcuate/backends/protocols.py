@@ -157,14 +157,25 @@ class RecipientCatalog(ShareCatalog, Protocol):
         comment: str | None = None,
         expires_in_seconds: int | None = None,
         endpoint: str | None = None,
+        oauth: bool = False,
+        access_token_seconds: int | None = None,
+        activation_seconds: int | None = None,
     ) -> tuple[dict[str, Any], str | None]:
-        """A new recipient and its bearer token (None: it existed and ``if_not_exists``)."""
+        """A new recipient and its secret (None: it existed and ``if_not_exists``): its bearer
+        token, an OAuth recipient's client secret, or an activation link's code."""
         ...
 
     def rotate_token(
-        self, name: str, *, expires_in_seconds: int | None = None, endpoint: str | None = None
+        self,
+        name: str,
+        *,
+        expires_in_seconds: int | None = None,
+        endpoint: str | None = None,
+        keep_old_seconds: int | None = None,
+        activation_seconds: int | None = None,
     ) -> str:
-        """A new bearer token for the recipient; the old one stops working."""
+        """A new secret for the recipient; the old one stops working (after
+        ``keep_old_seconds``)."""
         ...
 
     def drop_recipient(self, name: str, *, if_exists: bool = False) -> bool:

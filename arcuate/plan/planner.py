@@ -165,6 +165,12 @@ class _Planner:
                 profile_path=stmt.profile,
                 show_token=stmt.show_token,
                 catalog=cat,
+                oauth=stmt.oauth is not None,
+                access_token_seconds=_seconds(stmt.oauth.access_token_lifetime)
+                if stmt.oauth
+                else None,
+                activation_link=stmt.activation_link is not None,
+                link_seconds=_link_seconds(stmt.activation_link),
             )
         if isinstance(stmt, ast.RotateToken):
             return ops.CatalogCommand(
@@ -174,6 +180,9 @@ class _Planner:
                 profile_path=stmt.profile,
                 show_token=stmt.show_token,
                 catalog=cat,
+                keep_old_seconds=_seconds(stmt.keep_old),
+                activation_link=stmt.activation_link is not None,
+                link_seconds=_link_seconds(stmt.activation_link),
             )
         if isinstance(stmt, ast.DropRecipient):
             return ops.CatalogCommand(
@@ -205,6 +214,14 @@ class _Planner:
         if isinstance(stmt, ast.DescribeRecipient):
             return ops.CatalogCommand("describe_recipient", name=stmt.name, catalog=cat)
         raise TypeError(f"no plan for {type(stmt).__name__}")  # pragma: no cover
+
+
+def _seconds(length: ast.Expiry | None) -> int | None:
+    return length.seconds if length else None
+
+
+def _link_seconds(link: ast.ActivationLink | None) -> int | None:
+    return _seconds(link.valid_for) if link else None
 
 
 def plan(

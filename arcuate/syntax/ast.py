@@ -158,10 +158,30 @@ class Expiry:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuth:
+    """``USING OAUTH [ACCESS TOKEN LIFETIME <n> <unit>]``: an OAuth client-credentials
+    recipient, whose client asks the server's token endpoint for short-lived access tokens."""
+
+    access_token_lifetime: Expiry | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationLink:
+    """``ACTIVATION LINK [VALID FOR <n> <unit>]``: a one-time URL the recipient downloads its
+    profile from, instead of a profile file (the credential is made when it is used)."""
+
+    valid_for: Expiry | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class CreateRecipient:
     """Create a recipient and its bearer token, written to the recipient's profile file.
 
     ``show_token``: also print the profile once, on a terminal only (``SHOW TOKEN``).
+    ``oauth``: a client id and secret instead of a bearer token (``USING OAUTH``).
+    ``activation_link``: no profile file; a one-time link to download it (``ACTIVATION LINK``).
     """
 
     name: str
@@ -171,17 +191,22 @@ class CreateRecipient:
     profile: str | None = None
     span: Span = _span()
     show_token: bool = False
+    oauth: OAuth | None = None
+    activation_link: ActivationLink | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RotateToken:
-    """``ALTER RECIPIENT r ROTATE TOKEN``: replace a recipient's token."""
+    """``ALTER RECIPIENT r ROTATE TOKEN``: replace a recipient's token (or OAuth client
+    secret); ``keep_old``: the old one works this much longer (``KEEP OLD FOR``)."""
 
     name: str
     expires: Expiry | None = None
     profile: str | None = None
     span: Span = _span()
     show_token: bool = False
+    keep_old: Expiry | None = None
+    activation_link: ActivationLink | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,14 +310,7 @@ class _ToAst(Transformer[Token, Any]):
         return ("comment", unquote(children[1]))
 
     def expiry(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Expiry]:
-        amount = int(children[2])
-        unit = str(children[3]).upper()
-        unit = unit if unit.endswith("S") else unit + "S"
-        if amount < 1:
-            raise _SemanticError(
-                "a token lifetime must be at least 1", _span_of(children[2]), "ARC136"
-            )
-        return ("expires", ast.Expiry(amount, unit, _span_of(meta)))  # type: ignore[arg-type]
+        return ("expires", _duration("a token lifetime", children[2], children[3], meta))
 
     def profile(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
         return ("profile", unquote(children[1]))
@@ -340,17 +333,33 @@ class _ToAst(Transformer[Token, Any]):
         return any(isinstance(c, Tree) and c.data == rule for c in children)
 
     def create_recipient(self, meta: Meta, children: list[Any]) -> ast.CreateRecipient:
+        options = _delivered(self._options(children))
         return ast.CreateRecipient(
             self._names(children)[0],
             if_not_exists=self._flag(children, "if_not_exists"),
             span=_span_of(meta),
-            **self._options(children),
+            **options,
         )
 
     def alter_recipient(self, meta: Meta, children: list[Any]) -> ast.RotateToken:
-        return ast.RotateToken(
-            self._names(children)[0], span=_span_of(meta), **self._options(children)
-        )
+        options = _delivered(self._options(children))
+        return ast.RotateToken(self._names(children)[0], span=_span_of(meta), **options)
+
+    # credentials: OAuth recipients, grace windows, activation links
+    def using_oauth(self, meta: Meta, children: list[Token]) -> tuple[str, ast.OAuth]:
+        lifetime = None
+        if len(children) > 2:  # ACCESS TOKEN LIFETIME <n> <unit>
+            lifetime = _duration("an access token lifetime", children[5], children[6], meta)
+        return ("oauth", ast.OAuth(lifetime, _span_of(meta)))
+
+    def keep_old(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Expiry]:
+        return ("keep_old", _duration("a grace window", children[3], children[4], meta))
+
+    def activation_link(self, meta: Meta, children: list[Token]) -> tuple[str, ast.ActivationLink]:
+        valid = None
+        if len(children) > 2:  # VALID FOR <n> <unit>
+            valid = _duration("an activation link's validity", children[4], children[5], meta)
+        return ("activation_link", ast.ActivationLink(valid, _span_of(meta)))
 
     def drop_recipient(self, meta: Meta, children: list[Any]) -> ast.DropRecipient:
         return ast.DropRecipient(
@@ -391,6 +400,31 @@ class _ToAst(Transformer[Token, Any]):
 
     def start(self, meta: Meta, children: list[Any]) -> list[Any]:
         return [c for c in children if not isinstance(c, Token)]
+
+
+def _duration(what: str, amount_token: Token, unit_token: Token, meta: Meta) -> ast.Expiry:
+    """``<n> <unit>`` as an Expiry; 0 is refused (ARC136), naming what it is the length of."""
+    amount = int(amount_token)
+    unit = str(unit_token).upper()
+    unit = unit if unit.endswith("S") else unit + "S"
+    if amount < 1:
+        raise _SemanticError(f"{what} must be at least 1", _span_of(amount_token), "ARC136")
+    return ast.Expiry(amount, unit, _span_of(meta))  # type: ignore[arg-type]
+
+
+def _delivered(options: dict[str, Any]) -> dict[str, Any]:
+    """A recipient statement's options, checked: an activation link replaces the profile
+    file, so it does not go with PROFILE or SHOW TOKEN (ARC137)."""
+    link = options.get("activation_link")
+    if link is not None and ("profile" in options or options.get("show_token")):
+        raise _SemanticError(
+            "ACTIVATION LINK writes no profile file: the recipient downloads the profile from "
+            "the link, so PROFILE and SHOW TOKEN do not go with it",
+            link.span,
+            "ARC137",
+            hint="leave out PROFILE and SHOW TOKEN, or leave out ACTIVATION LINK",
+        )
+    return options
 
 
 def _fmt(value: float | str) -> str:
@@ -479,6 +513,14 @@ _RULES: list[tuple[str, str]] = [
     (r" EXPIRES$", "expected IN <n> <unit> after EXPIRES"),
     (r" EXPIRES IN$", "expected a number of SECONDS, MINUTES, HOURS or DAYS after EXPIRES IN"),
     (r" EXPIRES IN INT$", "expected a unit (SECONDS, MINUTES, HOURS or DAYS)"),
+    (r" USING$", "expected OAUTH after USING"),
+    (r" OAUTH ACCESS$", "expected TOKEN LIFETIME <n> <unit> after ACCESS"),
+    (r" OAUTH ACCESS TOKEN$", "expected LIFETIME <n> <unit> after ACCESS TOKEN"),
+    (r" (LIFETIME|OLD FOR|VALID FOR)$", "expected a number of SECONDS, MINUTES, HOURS or DAYS"),
+    (r" (LIFETIME|OLD FOR|VALID FOR) INT$", "expected a unit (SECONDS, MINUTES, HOURS or DAYS)"),
+    (r" KEEP( OLD)?$", "expected KEEP OLD FOR <n> <unit>"),
+    (r" ACTIVATION$", "expected LINK after ACTIVATION"),
+    (r" VALID$", "expected FOR <n> <unit> after VALID"),
     (r"^ALTER$", "expected RECIPIENT or SHARE after ALTER"),
     (r"^ALTER RECIPIENT$", "expected a recipient name"),
     (rf"^ALTER RECIPIENT {_N}( ROTATE)?$", "expected ROTATE TOKEN after the recipient name"),
@@ -503,6 +545,16 @@ _RULES: list[tuple[str, str]] = [
     (r"^SHOW ALL IN SHARE$", "expected a share name"),
     (r"^DESCRIBE (SHARE|RECIPIENT)$", "expected a name to describe"),
     (r"^EXPLAIN$", "expected a statement to explain after EXPLAIN"),
+    (
+        r"^CREATE RECIPIENT ",
+        "expected the end of the statement, or CREATE RECIPIENT's options in this order: "
+        "USING OAUTH, COMMENT, EXPIRES IN, PROFILE, SHOW TOKEN, ACTIVATION LINK",
+    ),
+    (
+        r"^ALTER RECIPIENT .* ROTATE TOKEN",
+        "expected the end of the statement, or ROTATE TOKEN's options in this order: "
+        "KEEP OLD FOR, EXPIRES IN, PROFILE, SHOW TOKEN, ACTIVATION LINK",
+    ),
 ]
 _STATEMENT_RULES = {
     "create_share",

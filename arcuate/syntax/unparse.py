@@ -15,7 +15,8 @@ KEYWORDS = frozenset(
     """CREATE SHARE SHARES WITH TABLE FROM EXPERIMENT MODEL VERSION ALIAS WHERE AND NOT IN
     LIKE ILIKE IF EXISTS OR REPLACE OVERWRITE AS PANDAS SPARK DESCRIBE EXPLAIN RECIPIENT
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
-    EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()  # noqa: SIM905
+    EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
+    USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -136,21 +137,31 @@ def _(node: ast.Explain) -> str:
 def _(node: ast.CreateRecipient) -> str:
     out = "CREATE RECIPIENT" + (" IF NOT EXISTS" if node.if_not_exists else "")
     out += f" {name(node.name)}"
+    if node.oauth is not None:
+        out += " USING OAUTH" + _length(" ACCESS TOKEN LIFETIME", node.oauth.access_token_lifetime)
     if node.comment is not None:
         out += f" COMMENT {string(node.comment)}"
     out += _expiry(node.expires)
-    return out + _delivery(node.profile, node.show_token)
+    return out + _delivery(node.profile, node.show_token, node.activation_link)
 
 
 @unparse.register
 def _(node: ast.RotateToken) -> str:
-    out = f"ALTER RECIPIENT {name(node.name)} ROTATE TOKEN" + _expiry(node.expires)
-    return out + _delivery(node.profile, node.show_token)
+    out = f"ALTER RECIPIENT {name(node.name)} ROTATE TOKEN"
+    out += _length(" KEEP OLD FOR", node.keep_old) + _expiry(node.expires)
+    return out + _delivery(node.profile, node.show_token, node.activation_link)
 
 
-def _delivery(profile: str | None, show_token: bool) -> str:
+def _delivery(profile: str | None, show_token: bool, link: ast.ActivationLink | None) -> str:
     out = f" PROFILE {string(profile)}" if profile is not None else ""
-    return out + (" SHOW TOKEN" if show_token else "")
+    out += " SHOW TOKEN" if show_token else ""
+    if link is not None:
+        out += " ACTIVATION LINK" + _length(" VALID FOR", link.valid_for)
+    return out
+
+
+def _length(words: str, node: ast.Expiry | None) -> str:
+    return f"{words} {node.amount} {node.unit}" if node else ""
 
 
 @unparse.register

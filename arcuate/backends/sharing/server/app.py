@@ -29,6 +29,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arcuate.backends.sharing.profiles import ACTIVATION_PATH, TOKEN_PATH
+from arcuate.backends.sharing.server.activation import activation_endpoint
 from arcuate.backends.sharing.server.delta import (
     DataFile,
     DeltaTables,
@@ -40,6 +42,11 @@ from arcuate.backends.sharing.server.delta import (
     safe_relative,
 )
 from arcuate.backends.sharing.server.logline import log_field
+from arcuate.backends.sharing.server.oauth import (
+    access_token_holder,
+    is_access_token,
+    token_endpoint,
+)
 from arcuate.backends.sharing.server.objectstore import ObjectRoot, ObjectStores, is_object_store
 from arcuate.backends.sharing.server.signing import (
     FileClaim,
@@ -172,6 +179,9 @@ class SharingServer:
                 self._wrap(self.get_file),
                 methods=["GET", "HEAD"],
             ),
+            # -- credentials: the OAuth token endpoint and activation links (issue 15) --
+            Route(p + TOKEN_PATH, self._wrap(self.oauth_token), methods=["POST"]),
+            Route(p + ACTIVATION_PATH, self._wrap(self.activation), methods=["GET", "POST"]),
         ]
 
     def _wrap(self, handler: Handler) -> Handler:
@@ -209,17 +219,15 @@ class SharingServer:
             raise SharingError(
                 401, "UNAUTHENTICATED", "the Authorization header must be 'Bearer <token>'"
             )
-        recipient, _ = view.recipient_by_token(token) if len(token) <= 512 else (None, False)
+        if is_access_token(token):  # issued by the OAuth token endpoint
+            recipient: Recipient | None = access_token_holder(self.signer, view, token)
+        else:
+            recipient, _ = view.recipient_by_token(token) if len(token) <= 512 else (None, False)
         if recipient is None:
             raise SharingError(401, "UNAUTHENTICATED", "the bearer token is not valid")
-        if recipient.expired():
-            assert recipient.expires_at is not None
-            raise SharingError(
-                401,
-                "UNAUTHENTICATED",
-                f"the bearer token expired at {recipient.expires_at.isoformat()}; "
-                "ask the provider for a new profile",
-            )
+        problem = recipient.refusal()
+        if problem is not None:
+            raise SharingError(401, "UNAUTHENTICATED", f"the bearer token {problem}")
         request.scope.setdefault("state", {})["recipient"] = recipient.name
         return recipient
 
@@ -833,17 +841,21 @@ class SharingServer:
         if not safe_relative(path):
             raise denied
         view = self.watcher.view()
-        recipient = view.recipient(who)
         claim = FileClaim(table_id, path, who, se)
-        token_id = recipient.token_id if recipient is not None else "-"
-        if not self.signer.check_file(claim, token_id, sig) or recipient is None:
+        # signed for the recipient's current credential, or one in a grace window
+        recipient = next(
+            (c for c in view.credentials(who) if self.signer.check_file(claim, c.token_id, sig)),
+            None,
+        )
+        if recipient is None:
             raise denied
         if claim.expires < time.time():
             raise SharingError(
                 403, "PERMISSION_DENIED", "the file URL has expired; query the table again"
             )
-        if recipient.expired():
-            raise SharingError(403, "PERMISSION_DENIED", "the recipient's token has expired")
+        problem = recipient.refusal()
+        if problem is not None:
+            raise SharingError(403, "PERMISSION_DENIED", f"the recipient's token {problem}")
         entry = view.readable_table(recipient.name, table_id)
         if entry is None or is_object_store(entry.location):  # those get pre-signed URLs
             raise denied
@@ -867,6 +879,15 @@ class SharingServer:
             media_type="application/octet-stream",
             headers={"Cache-Control": "private, no-store"},
         )
+
+    # -- credentials (issue 15) ---------------------------------------------------------------
+    async def oauth_token(self, request: Request) -> Response:
+        """The OAuth client-credentials grant of OAuth recipients (:mod:`.oauth`)."""
+        return await token_endpoint(request, self.watcher.view(), self.signer)
+
+    async def activation(self, request: Request) -> Response:
+        """A one-time activation link's page, or its profile (:mod:`.activation`)."""
+        return await activation_endpoint(request, self.watcher.catalog, self._base_url(request))
 
 
 class _FileResponse(FileResponse):

@@ -4,20 +4,17 @@ foreground (``arcuate serve``), and writing recipients' profile files.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import json
-import os
-import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import uvicorn
 
+# the profile writers live in ..profiles (no server stack); they are named here as before
+from arcuate.backends.sharing.profiles import profile_text as profile_text
+from arcuate.backends.sharing.profiles import write_private as write_private
+from arcuate.backends.sharing.profiles import write_profile as write_profile
 from arcuate.backends.sharing.server.app import (
     DEFAULT_PREFIX,
     ServerOptions,
@@ -26,56 +23,6 @@ from arcuate.backends.sharing.server.app import (
 )
 from arcuate.backends.sharing.server.zerocopy import http_protocol
 from arcuate.errors import ConfigurationError
-
-
-def profile_text(
-    endpoint: str, token: str, expiration: datetime.datetime | str | None = None
-) -> str:
-    """A v1 Delta Sharing profile as JSON text.
-
-    Version 1 is the only bearer-token profile the 1.4 client accepts; ``expiration`` is
-    informational for the client (the server enforces it).
-    """
-    profile: dict[str, Any] = {
-        "shareCredentialsVersion": 1,
-        "endpoint": endpoint.rstrip("/"),
-        "bearerToken": token,
-    }
-    if expiration is not None:
-        if isinstance(expiration, datetime.datetime):
-            moment = expiration.astimezone(datetime.UTC)
-            expiration = (
-                moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-            )
-        profile["expirationTime"] = expiration
-    return json.dumps(profile, indent=2) + "\n"
-
-
-def write_profile(
-    path: str | os.PathLike[str],
-    endpoint: str,
-    token: str,
-    expiration: datetime.datetime | str | None = None,
-) -> Path:
-    """Write a v1 profile (:func:`profile_text`) readable by its owner only; return its path."""
-    return write_private(path, profile_text(endpoint, token, expiration))
-
-
-def write_private(path: str | os.PathLike[str], text: str) -> Path:
-    """Atomically write ``text`` to ``path`` with mode 0600 (it holds a secret)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
