@@ -29,6 +29,10 @@ CASES = {
     "create_recipient": "CREATE RECIPIENT acme EXPIRES IN 90 DAYS SHOW TOKEN",
     "grant": "GRANT SELECT ON SHARE ml TO RECIPIENT acme",
     "show_provider": "SHOW SHARES IN PROVIDER 'acme.share'",
+    "set_ip_access_list": "ALTER RECIPIENT acme SET IP ACCESS LIST ('10.0.0.0/8', '::ffff:192.0.2.0/120', '2001:db8::/32')",
+    "set_rate_limit": "ALTER RECIPIENT acme SET RATE LIMIT 100 REQUESTS PER MINUTE",
+    "show_access_log": "SHOW ACCESS LOG FOR RECIPIENT acme ON SHARE ml SINCE '2026-01-31' LIMIT 20",
+    "show_recipient_usage": "SHOW RECIPIENT USAGE SINCE '2026-01-31T12:00:00+02:00'",
 }
 
 

@@ -51,6 +51,8 @@ def test_a_token_is_shown_once_and_stored_only_as_a_salted_hash(catalog: LocalSh
         "token_active": True,
         "profile_endpoint": None,
         "shares": [],
+        "ip_access_list": None,
+        "rate_limit": None,
     }
     assert _holder(catalog, token) == "alice"
     assert _holder(catalog, token + "x") is None
