@@ -192,6 +192,40 @@ class RecipientCatalog(ShareCatalog, Protocol):
 
 
 @runtime_checkable
+class AccessCatalog(RecipientCatalog, Protocol):
+    """A recipient catalog whose server enforces per-recipient access policies (IP access
+    lists, rate limits) and keeps an access log (``ALTER RECIPIENT ... SET IP ACCESS LIST``,
+    ``SHOW ACCESS LOG``). Rows are plain dicts, one per request or per recipient.
+    """
+
+    def set_ip_access_list(self, name: str, entries: list[str] | None) -> list[str] | None:
+        """Restrict the recipient to these addresses and ranges (None: lift it); the list as
+        stored."""
+        ...
+
+    def set_rate_limit(self, name: str, requests: int | None, per_seconds: int = 60) -> None:
+        """Allow the recipient ``requests`` per ``per_seconds`` (None: no limit)."""
+        ...
+
+    def access_log(
+        self,
+        *,
+        recipient: str | None = None,
+        share: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` requests served, newest first, filtered as asked."""
+        ...
+
+    def usage(
+        self, *, recipient: str | None = None, share: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests, refusals, bytes sent and first and last access, per recipient."""
+        ...
+
+
+@runtime_checkable
 class ShareReader(Protocol):
     """Reads a shared table as a stream of record batches."""
 

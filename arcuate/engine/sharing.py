@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from arcuate.backends.protocols import RecipientCatalog
+from arcuate.engine.access import HANDLERS as ACCESS_HANDLERS
 from arcuate.engine.context import Context
 from arcuate.engine.result import StatementResult
 from arcuate.errors import BackendError, ConfigurationError, NotFoundError
@@ -336,4 +337,5 @@ _HANDLERS = {
     "show_all_in_share": _show_all_in_share,
     "describe_share": _describe_share,
     "describe_recipient": _describe_recipient,
+    **ACCESS_HANDLERS,  # IP access lists, rate limits, the access log (issue 15)
 }

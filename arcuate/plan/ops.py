@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from arcuate.format.access import rate_text
+
 Flavor = Literal["pandas", "spark"]
 
 
@@ -153,6 +155,13 @@ CatalogAction = Literal[
     "show_all_in_share",
     "describe_share",
     "describe_recipient",
+    # access (issue 15)
+    "set_ip_access_list",
+    "unset_ip_access_list",
+    "set_rate_limit",
+    "unset_rate_limit",
+    "show_access_log",
+    "show_recipient_usage",
 ]
 
 
@@ -178,8 +187,21 @@ class CatalogCommand:
     keep_old_seconds: int | None = None
     activation_link: bool = False
     link_seconds: int | None = None
+    # -- access (issue 15) --
+    #: SET IP ACCESS LIST: the checked entries, in canonical form (``10.0.0.0/8``).
+    ip_access_list: tuple[str, ...] = ()
+    #: SET RATE LIMIT: requests per this many seconds.
+    rate_requests: int | None = None
+    rate_per_seconds: int | None = None
+    #: SHOW ACCESS LOG / SHOW RECIPIENT USAGE: from when (ISO-8601, UTC) and how many rows.
+    since: str | None = None
+    limit: int | None = None
 
     def describe(self) -> str:
+        if self.action in ("show_access_log", "show_recipient_usage"):
+            return f"{self._describe_access()} of the {self.catalog} share catalog"
+        if self.action in _ACCESS_ACTIONS:
+            return f"{self._describe_access()} in the {self.catalog} share catalog"
         n, sh, t = repr(self.name), repr(self.share), ".".join(self.table)
         text = {
             "create_recipient": f"create recipient {n} and its {self._credential()}",
@@ -202,6 +224,28 @@ class CatalogCommand:
             return "bearer token"
         lasting = _length(self.access_token_seconds or 3600)
         return f"OAuth client secret (access tokens last {lasting})"
+
+    def _describe_access(self) -> str:
+        n = repr(self.name)
+        if self.action == "set_ip_access_list":
+            return f"let recipient {n} connect only from {', '.join(self.ip_access_list)}"
+        if self.action == "unset_ip_access_list":
+            return f"let recipient {n} connect from any address"
+        if self.action == "set_rate_limit":
+            limit = rate_text(self.rate_requests or 0, self.rate_per_seconds or 60)
+            return f"limit recipient {n} to {limit}"
+        if self.action == "unset_rate_limit":
+            return f"remove the rate limit of recipient {n}"
+        which = "".join(
+            [
+                f" of recipient {n}" if self.name else "",
+                f" on share {self.share!r}" if self.share else "",
+                f" since {self.since}" if self.since else "",
+            ]
+        )
+        if self.action == "show_access_log":
+            return f"read the newest {self.limit} requests{which} from the access log"
+        return f"sum requests and bytes per recipient{which} from the access log"
 
     def _delivery(self) -> str:
         """Where a new token goes: the profile file, and the terminal with SHOW TOKEN; how
@@ -231,6 +275,18 @@ def _length(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+_ACCESS_ACTIONS = frozenset(
+    {
+        "set_ip_access_list",
+        "unset_ip_access_list",
+        "set_rate_limit",
+        "unset_rate_limit",
+        "show_access_log",
+        "show_recipient_usage",
+    }
+)
 
 
 Operator = (

@@ -16,6 +16,7 @@ Flavor = Literal["pandas", "spark"]
 Entity = Literal["metrics", "params", "tags", "attributes", "datasets"]
 Comparator = Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"]
 TimeUnit = Literal["SECONDS", "MINUTES", "HOURS", "DAYS"]
+RateUnit = Literal["SECOND", "MINUTE", "HOUR", "DAY"]
 
 NO_SPAN = Span(1, 1, 1, 1, 0, 0)
 _UNIT_SECONDS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
@@ -278,6 +279,64 @@ class DescribeRecipient:
     span: Span = _span()
 
 
+# -- access: IP access lists, rate limits, the access log (issue 15) ---------------------------
+@dataclass(frozen=True, slots=True)
+class SetIpAccessList:
+    """``ALTER RECIPIENT r SET IP ACCESS LIST ('10.0.0.0/8', ...)``: where ``r`` may connect
+    from. The entries are checked by the planner (each keeps its span for the error)."""
+
+    name: str
+    entries: tuple[Value, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsetIpAccessList:
+    """``ALTER RECIPIENT r UNSET IP ACCESS LIST``: from anywhere again."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SetRateLimit:
+    """``ALTER RECIPIENT r SET RATE LIMIT n REQUESTS PER <unit>``."""
+
+    name: str
+    requests: int
+    per: RateUnit
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsetRateLimit:
+    """``ALTER RECIPIENT r UNSET RATE LIMIT``."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowAccessLog:
+    """``SHOW ACCESS LOG [FOR RECIPIENT r] [ON SHARE s] [SINCE '...'] [LIMIT n]``."""
+
+    recipient: str | None = None
+    share: str | None = None
+    since: Value | None = None
+    limit: int | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRecipientUsage:
+    """``SHOW RECIPIENT USAGE [FOR RECIPIENT r] [ON SHARE s] [SINCE '...']``."""
+
+    recipient: str | None = None
+    share: str | None = None
+    since: Value | None = None
+    span: Span = _span()
+
+
 @dataclass(frozen=True, slots=True)
 class Explain:
     """``EXPLAIN <statement>``: show the plan, touch nothing."""
@@ -304,6 +363,12 @@ Statement = (
     | ShowAllInShare
     | DescribeShare
     | DescribeRecipient
+    | SetIpAccessList
+    | UnsetIpAccessList
+    | SetRateLimit
+    | UnsetRateLimit
+    | ShowAccessLog
+    | ShowRecipientUsage
     | Explain
 )
 

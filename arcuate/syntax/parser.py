@@ -398,6 +398,49 @@ class _ToAst(Transformer[Token, Any]):
     def describe_recipient(self, meta: Meta, children: list[Any]) -> ast.DescribeRecipient:
         return ast.DescribeRecipient(self._names(children)[0], _span_of(meta))
 
+    # access: IP access lists, rate limits, the access log (issue 15)
+    def set_ip_access_list(self, meta: Meta, children: list[Any]) -> ast.SetIpAccessList:
+        entries = tuple(
+            ast.Value(unquote(c), _span_of(c))
+            for c in children[3:]
+            if isinstance(c, Token) and c.type == "STRING"
+        )
+        return ast.SetIpAccessList(unquote(children[2]), entries, _span_of(meta))
+
+    def unset_ip_access_list(self, meta: Meta, children: list[Any]) -> ast.UnsetIpAccessList:
+        return ast.UnsetIpAccessList(unquote(children[2]), _span_of(meta))
+
+    def set_rate_limit(self, meta: Meta, children: list[Any]) -> ast.SetRateLimit:
+        requests = next(c for c in children[3:] if isinstance(c, Token) and c.type == "INT")
+        unit = str(children[-1]).upper().removesuffix("S")
+        return ast.SetRateLimit(
+            unquote(children[2]),
+            int(requests),
+            unit,  # type: ignore[arg-type]
+            _span_of(meta),
+        )
+
+    def unset_rate_limit(self, meta: Meta, children: list[Any]) -> ast.UnsetRateLimit:
+        return ast.UnsetRateLimit(unquote(children[2]), _span_of(meta))
+
+    def for_recipient(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("recipient", unquote(children[2]))
+
+    def on_share(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("share", unquote(children[2]))
+
+    def since(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Value]:
+        return ("since", ast.Value(unquote(children[1]), _span_of(children[1])))
+
+    def limit(self, meta: Meta, children: list[Token]) -> tuple[str, int]:
+        return ("limit", int(children[1]))
+
+    def show_access_log(self, meta: Meta, children: list[Any]) -> ast.ShowAccessLog:
+        return ast.ShowAccessLog(span=_span_of(meta), **self._options(children))
+
+    def show_recipient_usage(self, meta: Meta, children: list[Any]) -> ast.ShowRecipientUsage:
+        return ast.ShowRecipientUsage(span=_span_of(meta), **self._options(children))
+
     def start(self, meta: Meta, children: list[Any]) -> list[Any]:
         return [c for c in children if not isinstance(c, Token)]
 
@@ -439,6 +482,57 @@ _N = "(NAME|STRING)"
 _AFTER_AS = (
     "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>' after AS"
 )
+#: Messages for the access statements (issue 15): ALTER RECIPIENT ... SET/UNSET ...
+_ACCESS_RULES: list[tuple[str, str]] = [
+    (
+        rf"^ALTER RECIPIENT {_N}$",
+        "expected ROTATE TOKEN, SET or UNSET after the recipient name",
+    ),
+    (
+        rf"^ALTER RECIPIENT {_N} SET$",
+        "expected IP ACCESS LIST ('<address or CIDR range>', ...) or RATE LIMIT <n> REQUESTS "
+        "PER <unit> after SET",
+    ),
+    (rf"^ALTER RECIPIENT {_N} UNSET$", "expected IP ACCESS LIST or RATE LIMIT after UNSET"),
+    (r" (SET|UNSET) IP( ACCESS)?$", "expected IP ACCESS LIST"),
+    (
+        r" SET IP ACCESS LIST( LPAR| LPAR .*COMMA)?$",
+        "expected a parenthesised list of quoted addresses or CIDR ranges, such as "
+        "('10.0.0.0/8', '2001:db8::/32')",
+    ),
+    (r" SET IP ACCESS LIST LPAR .*STRING$", "expected ',' or ')' in the IP access list"),
+    (r" (SET|UNSET) RATE$", "expected LIMIT after RATE"),
+    (r" SET RATE LIMIT$", "expected a number of requests after RATE LIMIT, such as 100"),
+    (
+        r" SET RATE LIMIT INT( REQUESTS( PER)?)?$",
+        "expected REQUESTS PER SECOND, MINUTE, HOUR or DAY after the number",
+    ),
+]
+#: Messages for SHOW ACCESS LOG and SHOW RECIPIENT USAGE (issue 15).
+_FILTERS = rf"( for_recipient| FOR RECIPIENT {_N}| on_share| ON SHARE {_N}| since| SINCE STRING)*"
+_LOG_RULES: list[tuple[str, str]] = [
+    (r"^SHOW ACCESS$", "expected LOG after SHOW ACCESS"),
+    (r"^SHOW RECIPIENT$", "expected USAGE after SHOW RECIPIENT (or SHOW RECIPIENTS)"),
+    (r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* FOR$", "expected RECIPIENT <recipient> after FOR"),
+    (r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* (FOR RECIPIENT|ON SHARE)$", "expected a name"),
+    (r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* ON$", "expected SHARE <share> after ON"),
+    (
+        r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* SINCE$",
+        "expected a quoted ISO-8601 time after SINCE, such as '2026-01-31T00:00:00Z'",
+    ),
+    (r"^SHOW ACCESS LOG.* LIMIT$", "expected a number of rows after LIMIT"),
+    (r"^SHOW ACCESS LOG.* (LIMIT INT|limit)$", "expected the end of the statement after LIMIT <n>"),
+    (
+        rf"^SHOW ACCESS LOG{_FILTERS}$",
+        "expected FOR RECIPIENT <recipient>, ON SHARE <share>, SINCE '<time>' or LIMIT <n> "
+        "(in this order), or the end of the statement",
+    ),
+    (
+        rf"^SHOW RECIPIENT USAGE{_FILTERS}$",
+        "expected FOR RECIPIENT <recipient>, ON SHARE <share> or SINCE '<time>' "
+        "(in this order), or the end of the statement",
+    ),
+]
 #: What was expected, in the dialect's words, keyed by the end of the current statement so far
 #: (the parser's value stack as terminal and rule names, EXPLAIN prefixes dropped). LALR merges
 #: the states after a name, so the stack says more than the parser state does.
@@ -523,7 +617,8 @@ _RULES: list[tuple[str, str]] = [
     (r" VALID$", "expected FOR <n> <unit> after VALID"),
     (r"^ALTER$", "expected RECIPIENT or SHARE after ALTER"),
     (r"^ALTER RECIPIENT$", "expected a recipient name"),
-    (rf"^ALTER RECIPIENT {_N}( ROTATE)?$", "expected ROTATE TOKEN after the recipient name"),
+    (rf"^ALTER RECIPIENT {_N} ROTATE$", "expected ROTATE TOKEN after the recipient name"),
+    *_ACCESS_RULES,
     (r"^ALTER SHARE$", "expected a share name"),
     (rf"^ALTER SHARE {_N}( REMOVE)?$", "expected REMOVE TABLE <table> after the share name"),
     (r"^ALTER SHARE .*REMOVE TABLE$", "expected a table name after REMOVE TABLE"),
@@ -541,7 +636,12 @@ _RULES: list[tuple[str, str]] = [
         " SHOW SHARES IN PROVIDER 'acme.share'",
     ),
     (r"^SHOW SHARES IN$", "expected PROVIDER '<profile file>' after SHOW SHARES IN"),
-    (r"^SHOW( ALL( IN)?)?$", "expected SHARES, RECIPIENTS or ALL IN SHARE <share> after SHOW"),
+    *_LOG_RULES,
+    (
+        r"^SHOW( ALL( IN)?)?$",
+        "expected SHARES, RECIPIENTS, ALL IN SHARE <share>, ACCESS LOG or RECIPIENT USAGE "
+        "after SHOW",
+    ),
     (r"^SHOW ALL IN SHARE$", "expected a share name"),
     (r"^DESCRIBE (SHARE|RECIPIENT)$", "expected a name to describe"),
     (r"^EXPLAIN$", "expected a statement to explain after EXPLAIN"),
@@ -575,6 +675,12 @@ _STATEMENT_RULES = {
     "show_all_in_share",
     "describe_share",
     "describe_recipient",
+    "set_ip_access_list",
+    "unset_ip_access_list",
+    "set_rate_limit",
+    "unset_rate_limit",
+    "show_access_log",
+    "show_recipient_usage",
 }
 
 

@@ -33,6 +33,10 @@ CASES = {
     "create_recipient_link": "CREATE RECIPIENT acme EXPIRES IN 90 DAYS ACTIVATION LINK",
     "rotate_token_grace": "ALTER RECIPIENT acme ROTATE TOKEN KEEP OLD FOR 10 MINUTES",
     "rotate_token_link": "ALTER RECIPIENT acme ROTATE TOKEN ACTIVATION LINK VALID FOR 2 DAYS",
+    "set_ip_access_list": "ALTER RECIPIENT acme SET IP ACCESS LIST ('10.0.0.0/8', '::ffff:192.0.2.0/120', '2001:db8::/32')",
+    "set_rate_limit": "ALTER RECIPIENT acme SET RATE LIMIT 100 REQUESTS PER MINUTE",
+    "show_access_log": "SHOW ACCESS LOG FOR RECIPIENT acme ON SHARE ml SINCE '2026-01-31' LIMIT 20",
+    "show_recipient_usage": "SHOW RECIPIENT USAGE SINCE '2026-01-31T12:00:00+02:00'",
 }
 
 

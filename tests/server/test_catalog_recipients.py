@@ -55,6 +55,8 @@ def test_a_token_is_shown_once_and_stored_only_as_a_salted_hash(catalog: LocalSh
         "client_id": None,
         "rotated_token_expires_at": None,
         "activation_link_expires_at": None,
+        "ip_access_list": None,
+        "rate_limit": None,
     }
     assert _holder(catalog, token) == "alice"
     assert _holder(catalog, token + "x") is None

@@ -125,6 +125,33 @@ statements = st.one_of(
     st.builds(ast.Revoke, names, names),
     st.builds(ast.RemoveTable, names, tables),
     st.builds(ast.DropShare, names, st.booleans()),
+    # access: IP access lists, rate limits, the access log (issue 15)
+    st.builds(
+        ast.SetIpAccessList,
+        names,
+        st.lists(strings.map(ast.Value), min_size=1, max_size=3).map(tuple),
+    ),
+    st.builds(ast.UnsetIpAccessList, names),
+    st.builds(
+        ast.SetRateLimit,
+        names,
+        st.integers(0, 10**9),
+        st.sampled_from(["SECOND", "MINUTE", "HOUR", "DAY"]),
+    ),
+    st.builds(ast.UnsetRateLimit, names),
+    st.builds(
+        ast.ShowAccessLog,
+        st.none() | names,
+        st.none() | names,
+        st.none() | strings.map(ast.Value),
+        st.none() | st.integers(0, 10**9),
+    ),
+    st.builds(
+        ast.ShowRecipientUsage,
+        st.none() | names,
+        st.none() | names,
+        st.none() | strings.map(ast.Value),
+    ),
 )
 
 

@@ -32,6 +32,7 @@ from arcuate.backends.sharing.credentials import iso as _iso
 from arcuate.backends.sharing.credentials import now as _now
 from arcuate.backends.sharing.credentials import parse_time
 from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
+from arcuate.format import access as rules
 from arcuate.format.names import is_share_name
 
 
@@ -339,6 +340,84 @@ class LocalShareCatalog:
                     del grants[share]
             return True
 
+    # -- access policies: IP access lists and rate limits (issue 15) ---------------------------
+    def set_ip_access_list(self, name: str, entries: list[str] | None) -> list[str] | None:
+        """Let ``name`` reach the server only from these addresses and CIDR ranges (None: from
+        anywhere again); return the list as stored (canonical, without duplicates).
+
+        Raises:
+            ConfigurationError: an entry that is not an address or range, or too many.
+            NotFoundError: no such recipient.
+        """
+        stored = None
+        if entries is not None:
+            try:
+                stored = rules.access_list(entries)
+            except ValueError as exc:
+                raise ConfigurationError(f"IP access list of recipient {name!r}: {exc}") from None
+        with self.editing() as doc:
+            r = self._recipient_entry(doc, name)
+            if stored is None:
+                r.pop("ip_access_list", None)
+            else:
+                r["ip_access_list"] = stored
+        return stored
+
+    def set_rate_limit(self, name: str, requests: int | None, per_seconds: int = 60) -> None:
+        """Allow ``name`` at most ``requests`` protocol requests per ``per_seconds`` (a token
+        bucket in the server); ``requests`` None removes the limit.
+
+        Raises:
+            ConfigurationError: the limit is out of range or not per a unit.
+            NotFoundError: no such recipient.
+        """
+        if requests is not None:
+            try:
+                rules.rate_limit(requests, per_seconds)
+            except ValueError as exc:
+                raise ConfigurationError(f"rate limit of recipient {name!r}: {exc}") from None
+        with self.editing() as doc:
+            r = self._recipient_entry(doc, name)
+            if requests is None:
+                r.pop("rate_limit", None)
+            else:
+                r["rate_limit"] = {"requests": requests, "per_seconds": per_seconds}
+
+    def access_log(
+        self,
+        *,
+        recipient: str | None = None,
+        share: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` requests ``arcuate serve`` answered for this catalog, newest
+        first (its access log, :mod:`.audit`); ``since``: ISO-8601 with an offset."""
+        from arcuate.backends.sharing.audit import log_location, read_log
+
+        location = log_location(self.path)
+        return read_log(location, recipient=recipient, share=share, since=since, limit=limit)
+
+    def usage(
+        self, *, recipient: str | None = None, share: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests, refusals, bytes sent, first and last access per recipient (every
+        recipient of the catalog, and any other the access log names)."""
+        from arcuate.backends.sharing.audit import log_location, usage
+
+        names = [str(r["name"]) for r in _recipients(self.load())]
+        location = log_location(self.path)
+        return usage(location, names, recipient=recipient, share=share, since=since)
+
+    def _recipient_entry(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
+        r = self.find(_recipients(doc), name)
+        if r is None:
+            raise NotFoundError(
+                f"recipient {name!r} does not exist in {self.path}",
+                hint="SHOW RECIPIENTS lists the recipients",
+            )
+        return r
+
     def grant(self, share: str, recipient: str) -> bool:
         """Let ``recipient`` read ``share``; False if it already could.
 
@@ -565,6 +644,7 @@ class _Shape:
         self.text(f"{field}.comment", r.get("comment"), optional=True)
         self.moment(f"{field}.created_at", r.get("created_at"))
         self.credentials(field, r)
+        self.access(field, r)
         token = r.get("token")
         if token is None:
             return
@@ -639,6 +719,30 @@ class _Shape:
                     client_id,
                 )
             seen[client_id] = i
+
+    # -- access policies (issue 15) ------------------------------------------------------------
+    def access(self, field: str, r: dict[str, Any]) -> None:
+        """``ip_access_list`` (addresses and CIDR ranges) and ``rate_limit``, when present."""
+        entries = r.get("ip_access_list")
+        if entries is not None:
+            entries = self.items(f"{field}.ip_access_list", entries)
+            if not 1 <= len(entries) <= rules.MAX_ACCESS_LIST:
+                wanted = f"a list of 1 to {rules.MAX_ACCESS_LIST} entries"
+                self.fail(f"{field}.ip_access_list", wanted, entries)
+            for i, entry in enumerate(entries):
+                self.text(f"{field}.ip_access_list[{i}]", entry)
+                try:
+                    rules.network(entry)
+                except ValueError:
+                    wanted = "an IP address or CIDR range such as 10.0.0.0/8 (prefix bits only)"
+                    self.fail(f"{field}.ip_access_list[{i}]", wanted, entry)
+        limit = r.get("rate_limit")
+        if limit is not None:
+            limit = self.mapping(f"{field}.rate_limit", limit)
+            try:
+                rules.rate_limit(limit.get("requests"), limit.get("per_seconds"))  # type: ignore[arg-type]
+            except ValueError as exc:
+                self.fail(f"{field}.rate_limit", f"requests and per_seconds: {exc}", limit)
 
     def grants(self, value: Any) -> None:
         for share, names in self.mapping("grants", value).items():
@@ -728,10 +832,20 @@ def public_recipient(
         "profile_endpoint": token.get("endpoint"),
         "shares": shares_for_doc(doc, str(r["name"])),
         **creds.public_fields(r, moment),
+        **_access_fields(r),
     }
     if history:
         record["credentials"] = creds.credential_rows(r, moment)
     return record
+
+
+def _access_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """A recipient's access policy as shown (issue 15): its IP access list and rate limit."""
+    limit = r.get("rate_limit")
+    return {
+        "ip_access_list": list(r["ip_access_list"]) if r.get("ip_access_list") else None,
+        "rate_limit": rules.rate_text(limit["requests"], limit["per_seconds"]) if limit else None,
+    }
 
 
 def recipient_for_token(doc: dict[str, Any], token: str) -> dict[str, Any] | None:
