@@ -5,16 +5,23 @@ artifact inline, written by DeltaLakeTableStore), shares it with one recipient, 
 ``arcuate serve`` as a separate process, and runs ``--clients`` concurrent client processes
 for ``--seconds``. Each client loops over what a reader does: GET metadata, POST query, then
 GET every data file through its signed URL (whole files, as the Rust kernel reads them). The
-first iteration of one client also reads the table with the real ``delta_sharing`` client and
-checks it against deltalake.
+first iteration of one client also reads the table with the real ``delta_sharing`` client (as
+another recipient) and checks it against deltalake.
 
-Prints requests/s, p50/p99 latency per request kind, MB/s of file serving, errors (must be
-0) and the server's peak RSS (all its processes).
+The load runs ``--rounds`` times with the access log off, then on, alternately (off, on, off,
+on, ...: each time a fresh server on the same table), so that the access log's cost on the
+median metadata latency is measured in the same run, under the same conditions. After each
+round with the access log on, the log must hold exactly one record per request the clients
+got an answer to (matched by ``X-Request-Id``), and none twice.
 
-    /work/venv/bin/python benchmarks/serve_load.py --clients 8 --seconds 20
+Prints, per mode and per round: requests/s, p50/p99 latency per request kind, MB/s of file
+serving, errors (must be 0), the server's peak RSS (all its processes); then the access log's
+overhead on the metadata p50 and the record check.
 
-Options: ``--workers N`` (server worker processes), ``--runs``, ``--file-kb``, ``--keep DIR``
-(build the table in DIR and leave it there).
+    /work/venv/bin/python benchmarks/serve_load.py --clients 16 --seconds 20
+
+Options: ``--workers N`` (server worker processes), ``--runs``, ``--file-kb``, ``--rounds``,
+``--keep DIR`` (build the table in DIR and leave it there).
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ from typing import Any
 SERVE = "from arcuate.frontends.serve_cli import serve_command; serve_command()"
 
 
-def build(root: Path, runs: int, file_kb: int) -> tuple[Path, str]:
-    """The shared table, the catalog and a recipient token."""
+def build(root: Path, runs: int, file_kb: int) -> tuple[Path, str, str]:
+    """The shared table, the catalog, the load's recipient token and the check's."""
     import datetime
 
     import pyarrow as pa
@@ -91,16 +98,20 @@ def build(root: Path, runs: int, file_kb: int) -> tuple[Path, str]:
     written = store.write(("mlflow", "load"), batches(), content="experiment")
     catalog = LocalShareCatalog(root / "warehouse" / "shares.yaml")
     catalog.add_table("bench", "mlflow", "load", written.location)
-    _, token = catalog.create_recipient("bench")
-    assert token is not None
-    catalog.grant("bench", "bench")
-    return catalog.path, token
+    tokens = []
+    for name in ("bench", "check"):  # the check reads as another recipient: the log's
+        _, token = catalog.create_recipient(name)  # bench records are the load's only
+        assert token is not None
+        catalog.grant("bench", name)
+        tokens.append(token)
+    return catalog.path, tokens[0], tokens[1]
 
 
 def client(
     endpoint: str, token: str, start_at: float, deadline: float, check: str | None, out: Any
 ) -> None:
-    """One reader: metadata, query, every file; repeated until the deadline."""
+    """One reader: metadata, query, every file; repeated until the deadline. Reports its
+    latencies and the ``X-Request-Id`` of every answer it got."""
     import httpx
 
     if check:
@@ -114,16 +125,18 @@ def client(
     table = f"{endpoint}/shares/bench/schemas/mlflow/tables/load"
     auth = {"Authorization": f"Bearer {token}"}
     lat: dict[str, list[float]] = {"metadata": [], "query": [], "file": []}
-    errors, nbytes = 0, 0
+    errors, nbytes, ids = 0, 0, []
     with httpx.Client(timeout=60) as http:
         while time.time() < deadline:
             t = time.perf_counter()
             r = http.get(table + "/metadata", headers=auth)
             lat["metadata"].append(time.perf_counter() - t)
+            ids.append(r.headers.get("x-request-id"))
             errors += r.status_code != 200
             t = time.perf_counter()
             r = http.post(table + "/query", headers=auth, json={})
             lat["query"].append(time.perf_counter() - t)
+            ids.append(r.headers.get("x-request-id"))
             if r.status_code != 200:
                 errors += 1
                 continue
@@ -135,9 +148,10 @@ def client(
                 with http.stream("GET", url) as f:
                     size = sum(len(chunk) for chunk in f.iter_bytes(1 << 20))
                 lat["file"].append(time.perf_counter() - t)
+                ids.append(f.headers.get("x-request-id"))
                 errors += f.status_code != 200
                 nbytes += size
-    out.put({"lat": lat, "errors": errors, "bytes": nbytes})
+    out.put({"lat": lat, "errors": errors, "bytes": nbytes, "ids": ids})
 
 
 def rss_watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
@@ -153,21 +167,9 @@ def rss_watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
         time.sleep(0.05)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=20)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--runs", type=int, default=400)
-    ap.add_argument("--file-kb", type=int, default=256)
-    ap.add_argument("--keep", type=Path)
-    args = ap.parse_args()
-
-    root = args.keep or Path(tempfile.mkdtemp(prefix="arcuate-load-"))
-    catalog_path, token = build(root, args.runs, args.file_kb)
-    location = root / "warehouse" / "mlflow" / "load"
-    table_bytes = sum(p.stat().st_size for p in location.glob("*.parquet"))
-    port_args = ["--port", "0"] if args.workers == 1 else ["--port", "18765"]
+def start_server(catalog_path: Path, workers: int, audit: bool) -> tuple[Any, str]:
+    """``arcuate serve`` in its own process: (process, endpoint)."""
+    port_args = ["--port", "0"] if workers == 1 else ["--port", "18765"]
     server = subprocess.Popen(
         [
             sys.executable,
@@ -178,7 +180,8 @@ def main() -> None:
             "--log-level",
             "warning",
             "--workers",
-            str(args.workers),
+            str(workers),
+            "--audit" if audit else "--no-audit",
             *port_args,
         ],
         stdout=subprocess.PIPE,
@@ -186,29 +189,32 @@ def main() -> None:
     )
     assert server.stdout is not None
     endpoint = server.stdout.readline().split(" at ")[1].strip()
-    time.sleep(1.5 if args.workers > 1 else 0.3)
+    time.sleep(1.5 if workers > 1 else 0.3)
+    return server, endpoint
+
+
+def run_round(
+    args: Any, catalog_path: Path, tokens: tuple[str, str], audit: bool, first: bool
+) -> dict[str, Any]:
+    """One load run against a fresh server: what the clients saw, and the server's peak RSS."""
+    from arcuate.backends.sharing.server import write_profile
+
+    root = catalog_path.parent.parent
+    location = root / "warehouse" / "mlflow" / "load"
+    server, endpoint = start_server(catalog_path, args.workers, audit)
     stop, peak = threading.Event(), [0]
     watcher = threading.Thread(target=rss_watch, args=(server.pid, stop, peak), daemon=True)
     watcher.start()
-
-    from arcuate.backends.sharing.server import write_profile
-
-    profile = write_profile(root / "bench.share", endpoint, token)
+    profile = write_profile(root / "check.share", endpoint, tokens[1])
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 6  # time to spawn and import, off the clock
     deadline = start_at + args.seconds
+    check = f"{profile}|{location}" if first else None
     procs = [
         ctx.Process(
             target=client,
-            args=(
-                endpoint,
-                token,
-                start_at,
-                deadline,
-                f"{profile}|{location}" if i == 0 else None,
-                out,
-            ),
+            args=(endpoint, tokens[0], start_at, deadline, check if i == 0 else None, out),
         )
         for i in range(args.clients)
     ]
@@ -218,40 +224,129 @@ def main() -> None:
     for p in procs:
         p.join()
     stop.set()
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
-
+    server.send_signal(signal.SIGTERM)  # the access log is flushed before it exits
+    server.wait(timeout=60)
     lat: dict[str, list[float]] = {"metadata": [], "query": [], "file": []}
     for r in results:
         for k, v in r["lat"].items():
             lat[k] += v
+    return {
+        "audit": audit,
+        "lat": lat,
+        "bytes": sum(r["bytes"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "ids": [i for r in results for i in r["ids"]],
+        "peak": peak[0],
+    }
+
+
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
+
+
+def report(name: str, rounds: list[dict[str, Any]], seconds: float) -> None:
+    lat: dict[str, list[float]] = {"metadata": [], "query": [], "file": []}
+    for r in rounds:
+        for k, v in r["lat"].items():
+            lat[k] += v
     every = sorted(x for v in lat.values() for x in v)
-    total_bytes = sum(r["bytes"] for r in results)
-    errors = sum(r["errors"] for r in results)
-    seconds = args.seconds
+    total = seconds * len(rounds)
+    nbytes = sum(r["bytes"] for r in rounds)
+    print(f"access log {name}: {len(rounds)} round(s) of ~{seconds:.0f} s")
+    print(f"  requests: {len(every)}  ({len(every) / total:.1f} req/s)")
+    for kind, xs in lat.items():
+        if xs:
+            print(
+                f"  {kind:8s} n={len(xs):6d}  p50={pct(xs, 0.5):7.2f} ms  "
+                f"p99={pct(xs, 0.99):7.1f} ms  mean={statistics.fmean(xs) * 1000:7.1f} ms"
+            )
+    print(f"  file serving: {nbytes / 1e6:.0f} MB, {nbytes / 1e6 / total:.1f} MB/s")
+    print(f"  errors: {sum(r['errors'] for r in rounds)}")
+    print(f"  server peak RSS: {max(r['peak'] for r in rounds) / 2**20:.0f} MiB")
 
-    def pct(xs: list[float], q: float) -> float:
-        return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
 
+def check_log(catalog_path: Path, answered: list[str], before: set[str]) -> tuple[int, int, int]:
+    """(answered, logged, missing) for one round: the log's new bench records against the
+    request ids the clients got. Duplicates fail at once."""
+    from deltalake import DeltaTable
+
+    from arcuate.backends.sharing.audit import log_location
+
+    rows = DeltaTable(str(log_location(catalog_path))).to_pyarrow_table(
+        columns=["request_id", "recipient"]
+    ).to_pylist()
+    ids = [r["request_id"] for r in rows if r["recipient"] == "bench"]
+    assert len(ids) == len(set(ids)), "a request is in the access log twice"
+    new = set(ids) - before
+    missing = set(answered) - new
+    return len(answered), len(new), len(missing)
+
+
+def logged_ids(catalog_path: Path) -> set[str]:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from arcuate.backends.sharing.audit import log_location
+
+    try:
+        table = DeltaTable(str(log_location(catalog_path))).to_pyarrow_table(columns=["request_id"])
+    except TableNotFoundError:
+        return set()
+    return set(table["request_id"].to_pylist())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=400)
+    ap.add_argument("--file-kb", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds per mode (off, on, off, ...)")
+    ap.add_argument("--keep", type=Path)
+    args = ap.parse_args()
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="arcuate-load-"))
+    catalog_path, token, check_token = build(root, args.runs, args.file_kb)
+    location = root / "warehouse" / "mlflow" / "load"
+    table_bytes = sum(p.stat().st_size for p in location.glob("*.parquet"))
     print(
         f"table: {args.runs} runs x {args.file_kb} KiB, {table_bytes / 1e6:.1f} MB on disk, "
         f"{len(list(location.glob('*.parquet')))} files"
     )
-    print(f"clients: {args.clients} processes, server workers: {args.workers}, ~{seconds:.0f} s")
-    print(f"requests: {len(every)}  ({len(every) / seconds:.1f} req/s)")
-    for kind, xs in lat.items():
-        if xs:
-            print(
-                f"  {kind:8s} n={len(xs):6d}  p50={pct(xs, 0.5):7.1f} ms  "
-                f"p99={pct(xs, 0.99):7.1f} ms  mean={statistics.fmean(xs) * 1000:7.1f} ms"
-            )
-    print(f"all      p50={pct(every, 0.5):.1f} ms  p99={pct(every, 0.99):.1f} ms")
-    print(f"file serving: {total_bytes / 1e6:.0f} MB, {total_bytes / 1e6 / seconds:.1f} MB/s")
-    print(f"errors: {errors}")
-    print(f"server peak RSS: {peak[0] / 2**20:.0f} MiB")
+    print(f"clients: {args.clients} processes, server workers: {args.workers}")
+    rounds: list[dict[str, Any]] = []
+    checks: list[tuple[int, int, int]] = []
+    for n in range(2 * args.rounds):
+        audit = n % 2 == 1
+        before = logged_ids(catalog_path) if audit else set()
+        result = run_round(args, catalog_path, (token, check_token), audit, first=n == 0)
+        rounds.append(result)
+        p50 = pct(result["lat"]["metadata"], 0.5)
+        line = f"round {n + 1}: access log {'on ' if audit else 'off'}  metadata p50 {p50:.2f} ms"
+        if audit:
+            checks.append(check_log(catalog_path, [i for i in result["ids"] if i], before))
+            answered, logged, missing = checks[-1]
+            line += f"  answered {answered}, logged {logged}, missing {missing}"
+        print(line, flush=True)
+    off = [r for r in rounds if not r["audit"]]
+    on = [r for r in rounds if r["audit"]]
+    report("off", off, args.seconds)
+    report("on", on, args.seconds)
+    p50_off = pct([x for r in off for x in r["lat"]["metadata"]], 0.5)
+    p50_on = pct([x for r in on for x in r["lat"]["metadata"]], 0.5)
+    overhead = (p50_on - p50_off) / p50_off * 100
+    print(
+        f"access log overhead on the metadata p50: {p50_off:.2f} -> {p50_on:.2f} ms "
+        f"({overhead:+.1f}%)"
+    )
+    answered = sum(c[0] for c in checks)
+    logged = sum(c[1] for c in checks)
+    missing = sum(c[2] for c in checks)
+    print(f"access log: {answered} answered requests, {logged} records, {missing} missing")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
-    if errors:
+    if sum(r["errors"] for r in rounds) or missing or logged != answered:
         sys.exit(1)
 
 

@@ -157,14 +157,25 @@ class RecipientCatalog(ShareCatalog, Protocol):
         comment: str | None = None,
         expires_in_seconds: int | None = None,
         endpoint: str | None = None,
+        oauth: bool = False,
+        access_token_seconds: int | None = None,
+        activation_seconds: int | None = None,
     ) -> tuple[dict[str, Any], str | None]:
-        """A new recipient and its bearer token (None: it existed and ``if_not_exists``)."""
+        """A new recipient and its secret (None: it existed and ``if_not_exists``): its bearer
+        token, an OAuth recipient's client secret, or an activation link's code."""
         ...
 
     def rotate_token(
-        self, name: str, *, expires_in_seconds: int | None = None, endpoint: str | None = None
+        self,
+        name: str,
+        *,
+        expires_in_seconds: int | None = None,
+        endpoint: str | None = None,
+        keep_old_seconds: int | None = None,
+        activation_seconds: int | None = None,
     ) -> str:
-        """A new bearer token for the recipient; the old one stops working."""
+        """A new secret for the recipient; the old one stops working (after
+        ``keep_old_seconds``)."""
         ...
 
     def drop_recipient(self, name: str, *, if_exists: bool = False) -> bool:
@@ -177,6 +188,40 @@ class RecipientCatalog(ShareCatalog, Protocol):
 
     def revoke(self, share: str, recipient: str) -> bool:
         """Stop the recipient reading the share; False when it could not."""
+        ...
+
+
+@runtime_checkable
+class AccessCatalog(RecipientCatalog, Protocol):
+    """A recipient catalog whose server enforces per-recipient access policies (IP access
+    lists, rate limits) and keeps an access log (``ALTER RECIPIENT ... SET IP ACCESS LIST``,
+    ``SHOW ACCESS LOG``). Rows are plain dicts, one per request or per recipient.
+    """
+
+    def set_ip_access_list(self, name: str, entries: list[str] | None) -> list[str] | None:
+        """Restrict the recipient to these addresses and ranges (None: lift it); the list as
+        stored."""
+        ...
+
+    def set_rate_limit(self, name: str, requests: int | None, per_seconds: int = 60) -> None:
+        """Allow the recipient ``requests`` per ``per_seconds`` (None: no limit)."""
+        ...
+
+    def access_log(
+        self,
+        *,
+        recipient: str | None = None,
+        share: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` requests served, newest first, filtered as asked."""
+        ...
+
+    def usage(
+        self, *, recipient: str | None = None, share: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests, refusals, bytes sent and first and last access, per recipient."""
         ...
 
 

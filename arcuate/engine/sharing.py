@@ -1,10 +1,12 @@
 """Catalog statements: recipients, tokens, grants and share housekeeping.
 
 ``CREATE RECIPIENT`` and ``ALTER RECIPIENT ... ROTATE TOKEN`` are the only places a bearer
-token exists in clear: it goes into the recipient's profile file (mode 0600: the ``PROFILE``
-path, else ``profiles/<recipient>.share`` next to the catalog) and is stored only as a salted
-hash. Results, reprs and logs show the file's path, never the token; ``SHOW TOKEN`` prints the
-profile once, and only to a terminal (a notebook, a pipe or a log would keep it).
+token (or an OAuth recipient's client secret) exists in clear: it goes into the recipient's
+profile file (mode 0600: the ``PROFILE`` path, else ``profiles/<recipient>.share`` next to the
+catalog) and is stored only as a salted hash. Results, reprs and logs show the file's path,
+never the token; ``SHOW TOKEN`` prints the profile once, and only to a terminal (a notebook, a
+pipe or a log would keep it). With ``ACTIVATION LINK`` no token exists yet: the result holds a
+one-time link, and the server makes the token when the recipient uses it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from arcuate.backends.protocols import RecipientCatalog
+from arcuate.engine.access import HANDLERS as ACCESS_HANDLERS
 from arcuate.engine.context import Context
 from arcuate.engine.result import StatementResult
 from arcuate.errors import BackendError, ConfigurationError, NotFoundError
@@ -83,39 +86,76 @@ def _prepare(op: CatalogCommand, ctx: Context) -> tuple[Path, IO[str] | None]:
 def _deliver(
     token: str, record: dict[str, Any], ctx: Context, prepared: tuple[Path, IO[str] | None]
 ) -> str:
-    """Write the profile (0600), print it with SHOW TOKEN; return the file's path."""
-    from arcuate.backends.sharing.server.runner import profile_text, write_profile
+    """Write the profile (0600), print it with SHOW TOKEN; return the file's path.
+
+    A bearer token goes into a v1 profile; an OAuth recipient's client id and secret into a
+    v2 ``oauth_client_credentials`` profile naming the server's token endpoint.
+    """
+    from arcuate.backends.sharing.profiles import oauth_profile_text, profile_text, write_private
 
     target, terminal = prepared
-    expires = record.get("token_expires_at")
-    path = write_profile(target, ctx.settings.endpoint, token, expires)
+    endpoint = ctx.settings.endpoint
+    if record.get("client_id"):
+        text = oauth_profile_text(endpoint, str(record["client_id"]), token)
+    else:
+        text = profile_text(endpoint, token, record.get("token_expires_at"))
+    path = write_private(target, text)
     if terminal is not None:
-        terminal.write(
-            f"Profile of recipient {record['name']} (shown once; also in {path}):\n"
-            + profile_text(ctx.settings.endpoint, token, expires)
-        )
+        name = record["name"]
+        terminal.write(f"Profile of recipient {name} (shown once; also in {path}):\n{text}")
         terminal.flush()
     return str(path)
 
 
-def _note(name: str) -> str:
-    return f"the profile file (mode 0600) holds the bearer token: send it to {name} privately"
+def _note(record: dict[str, Any]) -> str:
+    what = "OAuth client secret" if record.get("client_id") else "bearer token"
+    return f"the profile file (mode 0600) holds the {what}: send it to {record['name']} privately"
+
+
+# -- activation links (issue 15) -----------------------------------------------------------------
+def _link_seconds(op: CatalogCommand) -> int | None:
+    """How long a requested activation link stays valid; None: no link (write a file)."""
+    from arcuate.backends.sharing.credentials import DEFAULT_ACTIVATION_SECONDS
+
+    if not op.activation_link:
+        return None
+    return op.link_seconds or DEFAULT_ACTIVATION_SECONDS
+
+
+def _linked(code: str, record: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """The summary fields of a new activation link: the one-time URL and until when."""
+    from arcuate.backends.sharing.profiles import activation_url
+
+    name = record["name"]
+    return {
+        "activation_link": activation_url(ctx.settings.endpoint, code),
+        "activation_link_expires_at": record.get("activation_link_expires_at"),
+        "note": f"send this one-time link to {name} privately: it gives the profile once, and "
+        f"the credential is made then; if {name} finds it used, rotate with a new link",
+    }
 
 
 def _create_recipient(
     op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
-    prepared = _prepare(op, ctx)
+    prepared = None if op.activation_link else _prepare(op, ctx)
     record, token = catalog.create_recipient(
         _name(op),
         if_not_exists=op.if_exists,
         comment=op.comment,
         expires_in_seconds=op.expires_in_seconds,
         endpoint=ctx.settings.endpoint,
+        oauth=op.oauth,
+        access_token_seconds=op.access_token_seconds,
+        activation_seconds=_link_seconds(op),
     )
     summary: dict[str, Any] = {"recipient": record["name"], "created": token is not None}
     if token is None:
         summary["note"] = "recipient already exists; its token is unchanged and not shown again"
+        return StatementResult(statement, "create recipient", summary)
+    summary["authentication_type"] = record["authentication_type"]
+    if prepared is None:
+        summary.update(_linked(token, record, ctx))
         return StatementResult(statement, "create recipient", summary)
     try:
         path = _deliver(token, record, ctx, prepared)
@@ -123,7 +163,7 @@ def _create_recipient(
         catalog.drop_recipient(record["name"], if_exists=True)  # nobody could use that token
         raise
     summary.update(
-        token_expires_at=record["token_expires_at"], profile_path=path, note=_note(record["name"])
+        token_expires_at=record["token_expires_at"], profile_path=path, note=_note(record)
     )
     return StatementResult(statement, "create recipient", summary)
 
@@ -132,20 +172,32 @@ def _rotate_token(
     op: CatalogCommand, ctx: Context, catalog: RecipientCatalog, statement: str
 ) -> StatementResult:
     name = _name(op)
-    prepared = _prepare(op, ctx)
+    prepared = None if op.activation_link else _prepare(op, ctx)
     token = catalog.rotate_token(
-        name, expires_in_seconds=op.expires_in_seconds, endpoint=ctx.settings.endpoint
+        name,
+        expires_in_seconds=op.expires_in_seconds,
+        endpoint=ctx.settings.endpoint,
+        keep_old_seconds=op.keep_old_seconds,
+        activation_seconds=_link_seconds(op),
     )
     record = catalog.recipient(name)
     if record is None:  # dropped by someone else since: nobody can use that token
         raise NotFoundError(f"recipient {name!r} was dropped while its token was rotated")
-    summary = {
-        "recipient": record["name"],
-        "token_expires_at": record["token_expires_at"],
-        "profile_path": _deliver(token, record, ctx, prepared),
-        "note": _note(record["name"]),
-    }
+    summary = {"recipient": record["name"], "old_token_works_until": _old_until(record)}
+    if prepared is None:
+        summary.update(_linked(token, record, ctx))
+        return StatementResult(statement, "rotate token", summary)
+    summary.update(
+        token_expires_at=record["token_expires_at"],
+        profile_path=_deliver(token, record, ctx, prepared),
+        note=_note(record),
+    )
     return StatementResult(statement, "rotate token", summary)
+
+
+def _old_until(record: dict[str, Any]) -> str | None:
+    """Until when the replaced credential keeps working (None: it stopped at once)."""
+    return record.get("rotated_token_expires_at")
 
 
 def _drop_recipient(
@@ -267,7 +319,9 @@ def _describe_recipient(
         raise NotFoundError(
             f"recipient {op.name!r} does not exist", hint="SHOW RECIPIENTS lists the recipients"
         )
-    return StatementResult(statement, "describe recipient", dict(record), rows=[record])
+    # one row per credential, current and past (kind, id, state, times; never a hash)
+    rows = list(record.pop("credentials", []))
+    return StatementResult(statement, "describe recipient", dict(record), rows=rows)
 
 
 _HANDLERS = {
@@ -283,4 +337,5 @@ _HANDLERS = {
     "show_all_in_share": _show_all_in_share,
     "describe_share": _describe_share,
     "describe_recipient": _describe_recipient,
+    **ACCESS_HANDLERS,  # IP access lists, rate limits, the access log (issue 15)
 }

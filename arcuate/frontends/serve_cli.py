@@ -64,6 +64,21 @@ def _storage_options() -> dict[str, str]:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="serve HTTPS: certificate (PEM)")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="serve HTTPS: its key (PEM)")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="a proxy whose X-Forwarded-For names the client (repeatable)",
+)
+@click.option(
+    "--audit/--no-audit",
+    default=True,
+    show_default=True,
+    help="keep the access log (a Delta table next to the catalog)",
+)
 def serve_command(
     host: str,
     port: int,
@@ -75,6 +90,10 @@ def serve_command(
     public_url: str | None,
     key_file: str | None,
     log_level: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    trusted_proxies: tuple[str, ...],
+    audit: bool,
 ) -> None:
     """Serve the shares of the local catalog over the Delta Sharing protocol.
 
@@ -83,13 +102,16 @@ def serve_command(
     names another. The catalog is re-read when it changes: new tables, grants, revocations
     and rotated tokens apply without a restart. Tables in object storage (s3://, gs://,
     az://) are served with the store's own pre-signed URLs; the store is reached with the
-    cloud's environment variables and ARCUATE_STORAGE_OPTIONS. Stop with Ctrl+C or SIGTERM.
+    cloud's environment variables and ARCUATE_STORAGE_OPTIONS. Every request is recorded
+    in the access log (SHOW ACCESS LOG); recipients' IP access lists and rate limits apply.
+    Stop with Ctrl+C or SIGTERM.
     """
     import uvicorn
 
+    from arcuate.backends.sharing.audit import log_location
     from arcuate.backends.sharing.server.app import ServerOptions, configure_logging, create_app
     from arcuate.backends.sharing.server.endpoints import Listening
-    from arcuate.backends.sharing.server.runner import bind_socket
+    from arcuate.backends.sharing.server.runner import bind_socket, tls_options
     from arcuate.backends.sharing.server.signing import key_path_for, load_or_create_key
     from arcuate.backends.sharing.server.zerocopy import http_protocol
 
@@ -101,17 +123,25 @@ def serve_command(
         key = load_or_create_key(key_path)  # made once here, before any worker starts
         if workers > 1 and port == 0:
             raise click.UsageError("--port 0 cannot be used with --workers > 1")
+        tls = tls_options(tls_cert, tls_key)
+        proxies = _trusted_proxies(trusted_proxies)
         sock = bind_socket(host, port)  # fails early (port in use) and resolves port 0
     except ArcuateError as exc:
         fail(exc)
-    listening = Listening(host, sock.getsockname()[1], prefix, public_url)
+    listening = Listening(host, sock.getsockname()[1], prefix, public_url, tls=bool(tls))
     options = ServerOptions(
         prefix=prefix,
         url_ttl_seconds=url_ttl,
         public_url=public_url,
         storage_options=storage_options,
+        trusted_proxies=proxies,
+        audit=audit,
     )
     _banner(listening, path)
+    click.echo(f"arcuate: access log {log_location(path)}" if audit else "arcuate: no access log")
+    warning = listening.clear_text_warning()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     _check_profiles(listening, path)
     _check_object_stores(path)
     click.echo("arcuate: press Ctrl+C to stop")
@@ -126,6 +156,8 @@ def serve_command(
             ARCUATE_SERVE_URL_TTL=str(url_ttl or ""),
             ARCUATE_SERVE_PUBLIC_URL=public_url or "",
             ARCUATE_SERVE_LOG_LEVEL=log_level,
+            ARCUATE_SERVE_TRUSTED_PROXIES=",".join(proxies),
+            ARCUATE_SERVE_AUDIT="on" if audit else "off",
         )
         uvicorn.run(
             "arcuate.backends.sharing.server.app:create_app_from_env",
@@ -135,8 +167,10 @@ def serve_command(
             workers=workers,
             log_config=None,
             access_log=False,
-            lifespan="off",
+            lifespan="on",  # each worker's access log writer starts, and is flushed at the end
+            proxy_headers=False,  # X-Forwarded-For only from --trusted-proxy
             http=http_protocol(),
+            **tls,
         )
         click.echo("arcuate: stopped")
         return
@@ -146,9 +180,11 @@ def serve_command(
         app,
         log_config=None,
         access_log=False,
-        lifespan="off",
+        lifespan="on",  # starts the access log's writer; flushes it after the last request
+        proxy_headers=False,  # X-Forwarded-For only from --trusted-proxy
         timeout_graceful_shutdown=10,
-        http=http_protocol(),  # file bodies go out with sendfile
+        http=http_protocol(),  # file bodies go out with sendfile (through TLS when serving it)
+        **tls,
     )
     server = uvicorn.Server(config)
 
@@ -165,7 +201,23 @@ def serve_command(
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
+        if app.state.sharing.audit is not None:
+            app.state.sharing.audit.close()  # done by the app's shutdown, unless it failed
     click.echo("arcuate: stopped")
+
+
+def _trusted_proxies(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--trusted-proxy`` values as canonical ranges; a bad one names itself."""
+    from arcuate.errors import ConfigurationError
+    from arcuate.format.access import network
+
+    out = []
+    for value in values:
+        try:
+            out.append(str(network(value)))
+        except ValueError as exc:
+            raise ConfigurationError(f"--trusted-proxy: {exc}") from None
+    return tuple(out)
 
 
 def _banner(listening: Listening, catalog: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from arcuate.format.access import rate_text
+
 Flavor = Literal["pandas", "spark"]
 
 
@@ -153,6 +155,13 @@ CatalogAction = Literal[
     "show_all_in_share",
     "describe_share",
     "describe_recipient",
+    # access (issue 15)
+    "set_ip_access_list",
+    "unset_ip_access_list",
+    "set_rate_limit",
+    "unset_rate_limit",
+    "show_access_log",
+    "show_recipient_usage",
 ]
 
 
@@ -170,12 +179,33 @@ class CatalogCommand:
     profile_path: str | None = None
     show_token: bool = False
     catalog: str = "local"
+    #: credentials (issue 15): an OAuth recipient and its access tokens' lifetime (None: the
+    #: default); how long a replaced credential keeps working; an activation link instead of
+    #: a profile file, valid this long (None: the default)
+    oauth: bool = False
+    access_token_seconds: int | None = None
+    keep_old_seconds: int | None = None
+    activation_link: bool = False
+    link_seconds: int | None = None
+    # -- access (issue 15) --
+    #: SET IP ACCESS LIST: the checked entries, in canonical form (``10.0.0.0/8``).
+    ip_access_list: tuple[str, ...] = ()
+    #: SET RATE LIMIT: requests per this many seconds.
+    rate_requests: int | None = None
+    rate_per_seconds: int | None = None
+    #: SHOW ACCESS LOG / SHOW RECIPIENT USAGE: from when (ISO-8601, UTC) and how many rows.
+    since: str | None = None
+    limit: int | None = None
 
     def describe(self) -> str:
+        if self.action in ("show_access_log", "show_recipient_usage"):
+            return f"{self._describe_access()} of the {self.catalog} share catalog"
+        if self.action in _ACCESS_ACTIONS:
+            return f"{self._describe_access()} in the {self.catalog} share catalog"
         n, sh, t = repr(self.name), repr(self.share), ".".join(self.table)
         text = {
-            "create_recipient": f"create recipient {n} and its bearer token",
-            "rotate_token": f"replace the bearer token of recipient {n}",
+            "create_recipient": f"create recipient {n} and its {self._credential()}",
+            "rotate_token": f"replace the bearer token (or OAuth client secret) of recipient {n}",
             "drop_recipient": f"drop recipient {n} (its token stops working)",
             "grant": f"grant SELECT on share {sh} to recipient {n}",
             "revoke": f"revoke SELECT on share {sh} from recipient {n}",
@@ -189,13 +219,74 @@ class CatalogCommand:
         }[self.action]
         return f"{text} in the {self.catalog} share catalog{self._delivery()}"
 
+    def _credential(self) -> str:
+        if not self.oauth:
+            return "bearer token"
+        lasting = _length(self.access_token_seconds or 3600)
+        return f"OAuth client secret (access tokens last {lasting})"
+
+    def _describe_access(self) -> str:
+        n = repr(self.name)
+        if self.action == "set_ip_access_list":
+            return f"let recipient {n} connect only from {', '.join(self.ip_access_list)}"
+        if self.action == "unset_ip_access_list":
+            return f"let recipient {n} connect from any address"
+        if self.action == "set_rate_limit":
+            limit = rate_text(self.rate_requests or 0, self.rate_per_seconds or 60)
+            return f"limit recipient {n} to {limit}"
+        if self.action == "unset_rate_limit":
+            return f"remove the rate limit of recipient {n}"
+        which = "".join(
+            [
+                f" of recipient {n}" if self.name else "",
+                f" on share {self.share!r}" if self.share else "",
+                f" since {self.since}" if self.since else "",
+            ]
+        )
+        if self.action == "show_access_log":
+            return f"read the newest {self.limit} requests{which} from the access log"
+        return f"sum requests and bytes per recipient{which} from the access log"
+
     def _delivery(self) -> str:
-        """Where a new token goes: the profile file, and the terminal with SHOW TOKEN."""
+        """Where a new token goes: the profile file, and the terminal with SHOW TOKEN; how
+        long a replaced one keeps working."""
         if self.action not in ("create_recipient", "rotate_token"):
             return ""
+        kept = ""
+        if self.action == "rotate_token" and self.keep_old_seconds:
+            kept = f"; the old one keeps working {_length(self.keep_old_seconds)}"
+        elif self.action == "rotate_token":
+            kept = "; the old one stops at once"
+        if self.activation_link:
+            valid = _length(self.link_seconds or 7 * 86400)
+            return (
+                f"{kept}; no profile file: return a one-time activation link (valid {valid}); "
+                "the credential is made when it is used"
+            )
         where = repr(self.profile_path) if self.profile_path else f"profiles/{self.name}.share"
         shown = "; print the profile on this terminal" if self.show_token else ""
-        return f"; write the profile {where} (mode 0600){shown}"
+        return f"{kept}; write the profile {where} (mode 0600){shown}"
+
+
+def _length(seconds: int) -> str:
+    """A length of time in the largest unit that divides it: ``600`` is ``10 minutes``."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+_ACCESS_ACTIONS = frozenset(
+    {
+        "set_ip_access_list",
+        "unset_ip_access_list",
+        "set_rate_limit",
+        "unset_rate_limit",
+        "show_access_log",
+        "show_recipient_usage",
+    }
+)
 
 
 Operator = (

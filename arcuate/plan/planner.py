@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from arcuate.errors import PlanError, Span
+from arcuate.format import access as rules
 from arcuate.format.names import SHARE_NAME as _SHARE_NAME
 from arcuate.plan import ops
 from arcuate.plan.capabilities import Capabilities
@@ -21,6 +22,10 @@ from arcuate.syntax.unparse import unparse, where
 _STATEMENTS = {
     "rotate_token": "ALTER RECIPIENT ... ROTATE TOKEN",
     "remove_table": "ALTER SHARE ... REMOVE TABLE",
+    "set_ip_access_list": "ALTER RECIPIENT ... SET IP ACCESS LIST",
+    "unset_ip_access_list": "ALTER RECIPIENT ... UNSET IP ACCESS LIST",
+    "set_rate_limit": "ALTER RECIPIENT ... SET RATE LIMIT",
+    "unset_rate_limit": "ALTER RECIPIENT ... UNSET RATE LIMIT",
 }
 
 
@@ -165,6 +170,12 @@ class _Planner:
                 profile_path=stmt.profile,
                 show_token=stmt.show_token,
                 catalog=cat,
+                oauth=stmt.oauth is not None,
+                access_token_seconds=_seconds(stmt.oauth.access_token_lifetime)
+                if stmt.oauth
+                else None,
+                activation_link=stmt.activation_link is not None,
+                link_seconds=_link_seconds(stmt.activation_link),
             )
         if isinstance(stmt, ast.RotateToken):
             return ops.CatalogCommand(
@@ -174,6 +185,9 @@ class _Planner:
                 profile_path=stmt.profile,
                 show_token=stmt.show_token,
                 catalog=cat,
+                keep_old_seconds=_seconds(stmt.keep_old),
+                activation_link=stmt.activation_link is not None,
+                link_seconds=_link_seconds(stmt.activation_link),
             )
         if isinstance(stmt, ast.DropRecipient):
             return ops.CatalogCommand(
@@ -204,7 +218,85 @@ class _Planner:
             return ops.CatalogCommand("describe_share", share=stmt.share, catalog=cat)
         if isinstance(stmt, ast.DescribeRecipient):
             return ops.CatalogCommand("describe_recipient", name=stmt.name, catalog=cat)
+        access = self.access_command(stmt)
+        if access is not None:
+            return access
         raise TypeError(f"no plan for {type(stmt).__name__}")  # pragma: no cover
+
+
+    # -- access: IP access lists, rate limits, the access log (issue 15) ---------------------
+    def access_command(self, stmt: ast.Statement) -> ops.CatalogCommand | None:
+        cat = self.caps.share_catalog
+        if isinstance(stmt, ast.SetIpAccessList):
+            entries = self.access_list(stmt)
+            return ops.CatalogCommand(
+                "set_ip_access_list", name=stmt.name, ip_access_list=entries, catalog=cat
+            )
+        if isinstance(stmt, ast.UnsetIpAccessList):
+            return ops.CatalogCommand("unset_ip_access_list", name=stmt.name, catalog=cat)
+        if isinstance(stmt, ast.SetRateLimit):
+            per = rules.RATE_UNITS[stmt.per]
+            try:
+                rules.rate_limit(stmt.requests, per)
+            except ValueError as exc:
+                raise self.error(stmt.span, str(exc), "ARC206") from None
+            return ops.CatalogCommand(
+                "set_rate_limit",
+                name=stmt.name,
+                rate_requests=stmt.requests,
+                rate_per_seconds=per,
+                catalog=cat,
+            )
+        if isinstance(stmt, ast.UnsetRateLimit):
+            return ops.CatalogCommand("unset_rate_limit", name=stmt.name, catalog=cat)
+        if isinstance(stmt, ast.ShowAccessLog | ast.ShowRecipientUsage):
+            return self.log_command(stmt)
+        return None
+
+    def access_list(self, stmt: ast.SetIpAccessList) -> tuple[str, ...]:
+        """The entries, checked one by one (the error points at the bad one)."""
+        for entry in stmt.entries:
+            try:
+                rules.network(str(entry.value))
+            except ValueError as exc:
+                raise self.error(entry.span, str(exc), "ARC205") from None
+        try:
+            return tuple(rules.access_list([str(e.value) for e in stmt.entries]))
+        except ValueError as exc:
+            raise self.error(stmt.span, str(exc), "ARC205") from None
+
+    def log_command(self, stmt: ast.ShowAccessLog | ast.ShowRecipientUsage) -> ops.CatalogCommand:
+        since = None
+        if stmt.since is not None:
+            try:
+                since = rules.moment(str(stmt.since.value)).isoformat()
+            except ValueError as exc:
+                raise self.error(stmt.since.span, str(exc), "ARC207") from None
+        if isinstance(stmt, ast.ShowRecipientUsage):
+            action: ops.CatalogAction = "show_recipient_usage"
+            limit = None
+        else:
+            action = "show_access_log"
+            try:
+                limit = rules.log_rows(stmt.limit)
+            except ValueError as exc:
+                raise self.error(stmt.span, str(exc), "ARC206") from None
+        return ops.CatalogCommand(
+            action,
+            name=stmt.recipient,
+            share=stmt.share,
+            since=since,
+            limit=limit,
+            catalog=self.caps.share_catalog,
+        )
+
+
+def _seconds(length: ast.Expiry | None) -> int | None:
+    return length.seconds if length else None
+
+
+def _link_seconds(link: ast.ActivationLink | None) -> int | None:
+    return _seconds(link.valid_for) if link else None
 
 
 def plan(

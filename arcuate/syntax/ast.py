@@ -16,6 +16,7 @@ Flavor = Literal["pandas", "spark"]
 Entity = Literal["metrics", "params", "tags", "attributes", "datasets"]
 Comparator = Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"]
 TimeUnit = Literal["SECONDS", "MINUTES", "HOURS", "DAYS"]
+RateUnit = Literal["SECOND", "MINUTE", "HOUR", "DAY"]
 
 NO_SPAN = Span(1, 1, 1, 1, 0, 0)
 _UNIT_SECONDS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
@@ -158,10 +159,30 @@ class Expiry:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuth:
+    """``USING OAUTH [ACCESS TOKEN LIFETIME <n> <unit>]``: an OAuth client-credentials
+    recipient, whose client asks the server's token endpoint for short-lived access tokens."""
+
+    access_token_lifetime: Expiry | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationLink:
+    """``ACTIVATION LINK [VALID FOR <n> <unit>]``: a one-time URL the recipient downloads its
+    profile from, instead of a profile file (the credential is made when it is used)."""
+
+    valid_for: Expiry | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class CreateRecipient:
     """Create a recipient and its bearer token, written to the recipient's profile file.
 
     ``show_token``: also print the profile once, on a terminal only (``SHOW TOKEN``).
+    ``oauth``: a client id and secret instead of a bearer token (``USING OAUTH``).
+    ``activation_link``: no profile file; a one-time link to download it (``ACTIVATION LINK``).
     """
 
     name: str
@@ -171,17 +192,22 @@ class CreateRecipient:
     profile: str | None = None
     span: Span = _span()
     show_token: bool = False
+    oauth: OAuth | None = None
+    activation_link: ActivationLink | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RotateToken:
-    """``ALTER RECIPIENT r ROTATE TOKEN``: replace a recipient's token."""
+    """``ALTER RECIPIENT r ROTATE TOKEN``: replace a recipient's token (or OAuth client
+    secret); ``keep_old``: the old one works this much longer (``KEEP OLD FOR``)."""
 
     name: str
     expires: Expiry | None = None
     profile: str | None = None
     span: Span = _span()
     show_token: bool = False
+    keep_old: Expiry | None = None
+    activation_link: ActivationLink | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +279,64 @@ class DescribeRecipient:
     span: Span = _span()
 
 
+# -- access: IP access lists, rate limits, the access log (issue 15) ---------------------------
+@dataclass(frozen=True, slots=True)
+class SetIpAccessList:
+    """``ALTER RECIPIENT r SET IP ACCESS LIST ('10.0.0.0/8', ...)``: where ``r`` may connect
+    from. The entries are checked by the planner (each keeps its span for the error)."""
+
+    name: str
+    entries: tuple[Value, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsetIpAccessList:
+    """``ALTER RECIPIENT r UNSET IP ACCESS LIST``: from anywhere again."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SetRateLimit:
+    """``ALTER RECIPIENT r SET RATE LIMIT n REQUESTS PER <unit>``."""
+
+    name: str
+    requests: int
+    per: RateUnit
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsetRateLimit:
+    """``ALTER RECIPIENT r UNSET RATE LIMIT``."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowAccessLog:
+    """``SHOW ACCESS LOG [FOR RECIPIENT r] [ON SHARE s] [SINCE '...'] [LIMIT n]``."""
+
+    recipient: str | None = None
+    share: str | None = None
+    since: Value | None = None
+    limit: int | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRecipientUsage:
+    """``SHOW RECIPIENT USAGE [FOR RECIPIENT r] [ON SHARE s] [SINCE '...']``."""
+
+    recipient: str | None = None
+    share: str | None = None
+    since: Value | None = None
+    span: Span = _span()
+
+
 @dataclass(frozen=True, slots=True)
 class Explain:
     """``EXPLAIN <statement>``: show the plan, touch nothing."""
@@ -279,6 +363,12 @@ Statement = (
     | ShowAllInShare
     | DescribeShare
     | DescribeRecipient
+    | SetIpAccessList
+    | UnsetIpAccessList
+    | SetRateLimit
+    | UnsetRateLimit
+    | ShowAccessLog
+    | ShowRecipientUsage
     | Explain
 )
 

@@ -310,14 +310,7 @@ class _ToAst(Transformer[Token, Any]):
         return ("comment", unquote(children[1]))
 
     def expiry(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Expiry]:
-        amount = int(children[2])
-        unit = str(children[3]).upper()
-        unit = unit if unit.endswith("S") else unit + "S"
-        if amount < 1:
-            raise _SemanticError(
-                "a token lifetime must be at least 1", _span_of(children[2]), "ARC136"
-            )
-        return ("expires", ast.Expiry(amount, unit, _span_of(meta)))  # type: ignore[arg-type]
+        return ("expires", _duration("a token lifetime", children[2], children[3], meta))
 
     def profile(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
         return ("profile", unquote(children[1]))
@@ -340,17 +333,33 @@ class _ToAst(Transformer[Token, Any]):
         return any(isinstance(c, Tree) and c.data == rule for c in children)
 
     def create_recipient(self, meta: Meta, children: list[Any]) -> ast.CreateRecipient:
+        options = _delivered(self._options(children))
         return ast.CreateRecipient(
             self._names(children)[0],
             if_not_exists=self._flag(children, "if_not_exists"),
             span=_span_of(meta),
-            **self._options(children),
+            **options,
         )
 
     def alter_recipient(self, meta: Meta, children: list[Any]) -> ast.RotateToken:
-        return ast.RotateToken(
-            self._names(children)[0], span=_span_of(meta), **self._options(children)
-        )
+        options = _delivered(self._options(children))
+        return ast.RotateToken(self._names(children)[0], span=_span_of(meta), **options)
+
+    # credentials: OAuth recipients, grace windows, activation links
+    def using_oauth(self, meta: Meta, children: list[Token]) -> tuple[str, ast.OAuth]:
+        lifetime = None
+        if len(children) > 2:  # ACCESS TOKEN LIFETIME <n> <unit>
+            lifetime = _duration("an access token lifetime", children[5], children[6], meta)
+        return ("oauth", ast.OAuth(lifetime, _span_of(meta)))
+
+    def keep_old(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Expiry]:
+        return ("keep_old", _duration("a grace window", children[3], children[4], meta))
+
+    def activation_link(self, meta: Meta, children: list[Token]) -> tuple[str, ast.ActivationLink]:
+        valid = None
+        if len(children) > 2:  # VALID FOR <n> <unit>
+            valid = _duration("an activation link's validity", children[4], children[5], meta)
+        return ("activation_link", ast.ActivationLink(valid, _span_of(meta)))
 
     def drop_recipient(self, meta: Meta, children: list[Any]) -> ast.DropRecipient:
         return ast.DropRecipient(
@@ -389,8 +398,76 @@ class _ToAst(Transformer[Token, Any]):
     def describe_recipient(self, meta: Meta, children: list[Any]) -> ast.DescribeRecipient:
         return ast.DescribeRecipient(self._names(children)[0], _span_of(meta))
 
+    # access: IP access lists, rate limits, the access log (issue 15)
+    def set_ip_access_list(self, meta: Meta, children: list[Any]) -> ast.SetIpAccessList:
+        entries = tuple(
+            ast.Value(unquote(c), _span_of(c))
+            for c in children[3:]
+            if isinstance(c, Token) and c.type == "STRING"
+        )
+        return ast.SetIpAccessList(unquote(children[2]), entries, _span_of(meta))
+
+    def unset_ip_access_list(self, meta: Meta, children: list[Any]) -> ast.UnsetIpAccessList:
+        return ast.UnsetIpAccessList(unquote(children[2]), _span_of(meta))
+
+    def set_rate_limit(self, meta: Meta, children: list[Any]) -> ast.SetRateLimit:
+        requests = next(c for c in children[3:] if isinstance(c, Token) and c.type == "INT")
+        unit = str(children[-1]).upper().removesuffix("S")
+        return ast.SetRateLimit(
+            unquote(children[2]),
+            int(requests),
+            unit,  # type: ignore[arg-type]
+            _span_of(meta),
+        )
+
+    def unset_rate_limit(self, meta: Meta, children: list[Any]) -> ast.UnsetRateLimit:
+        return ast.UnsetRateLimit(unquote(children[2]), _span_of(meta))
+
+    def for_recipient(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("recipient", unquote(children[2]))
+
+    def on_share(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("share", unquote(children[2]))
+
+    def since(self, meta: Meta, children: list[Token]) -> tuple[str, ast.Value]:
+        return ("since", ast.Value(unquote(children[1]), _span_of(children[1])))
+
+    def limit(self, meta: Meta, children: list[Token]) -> tuple[str, int]:
+        return ("limit", int(children[1]))
+
+    def show_access_log(self, meta: Meta, children: list[Any]) -> ast.ShowAccessLog:
+        return ast.ShowAccessLog(span=_span_of(meta), **self._options(children))
+
+    def show_recipient_usage(self, meta: Meta, children: list[Any]) -> ast.ShowRecipientUsage:
+        return ast.ShowRecipientUsage(span=_span_of(meta), **self._options(children))
+
     def start(self, meta: Meta, children: list[Any]) -> list[Any]:
         return [c for c in children if not isinstance(c, Token)]
+
+
+def _duration(what: str, amount_token: Token, unit_token: Token, meta: Meta) -> ast.Expiry:
+    """``<n> <unit>`` as an Expiry; 0 is refused (ARC136), naming what it is the length of."""
+    amount = int(amount_token)
+    unit = str(unit_token).upper()
+    unit = unit if unit.endswith("S") else unit + "S"
+    if amount < 1:
+        raise _SemanticError(f"{what} must be at least 1", _span_of(amount_token), "ARC136")
+    return ast.Expiry(amount, unit, _span_of(meta))  # type: ignore[arg-type]
+
+
+def _delivered(options: dict[str, Any]) -> dict[str, Any]:
+    """A recipient statement's options, checked: an activation link replaces the profile
+    file, so it does not go with PROFILE or SHOW TOKEN (ARC137)."""
+    link = options.get("activation_link")
+    if link is not None and ("profile" in options or options.get("show_token")):
+        raise _SemanticError(
+            "ACTIVATION LINK writes no profile file: the recipient downloads the profile from "
+            "the link, so PROFILE and SHOW TOKEN do not go with it",
+            link.span,
+            "ARC137",
+            hint="leave out PROFILE and SHOW TOKEN, or leave out ACTIVATION LINK",
+        )
+    return options
 
 
 def _fmt(value: float | str) -> str:
@@ -405,6 +482,57 @@ _N = "(NAME|STRING)"
 _AFTER_AS = (
     "expected PANDAS, SPARK or a share coordinate '<profile>#<share>.<schema>.<table>' after AS"
 )
+#: Messages for the access statements (issue 15): ALTER RECIPIENT ... SET/UNSET ...
+_ACCESS_RULES: list[tuple[str, str]] = [
+    (
+        rf"^ALTER RECIPIENT {_N}$",
+        "expected ROTATE TOKEN, SET or UNSET after the recipient name",
+    ),
+    (
+        rf"^ALTER RECIPIENT {_N} SET$",
+        "expected IP ACCESS LIST ('<address or CIDR range>', ...) or RATE LIMIT <n> REQUESTS "
+        "PER <unit> after SET",
+    ),
+    (rf"^ALTER RECIPIENT {_N} UNSET$", "expected IP ACCESS LIST or RATE LIMIT after UNSET"),
+    (r" (SET|UNSET) IP( ACCESS)?$", "expected IP ACCESS LIST"),
+    (
+        r" SET IP ACCESS LIST( LPAR| LPAR .*COMMA)?$",
+        "expected a parenthesised list of quoted addresses or CIDR ranges, such as "
+        "('10.0.0.0/8', '2001:db8::/32')",
+    ),
+    (r" SET IP ACCESS LIST LPAR .*STRING$", "expected ',' or ')' in the IP access list"),
+    (r" (SET|UNSET) RATE$", "expected LIMIT after RATE"),
+    (r" SET RATE LIMIT$", "expected a number of requests after RATE LIMIT, such as 100"),
+    (
+        r" SET RATE LIMIT INT( REQUESTS( PER)?)?$",
+        "expected REQUESTS PER SECOND, MINUTE, HOUR or DAY after the number",
+    ),
+]
+#: Messages for SHOW ACCESS LOG and SHOW RECIPIENT USAGE (issue 15).
+_FILTERS = rf"( for_recipient| FOR RECIPIENT {_N}| on_share| ON SHARE {_N}| since| SINCE STRING)*"
+_LOG_RULES: list[tuple[str, str]] = [
+    (r"^SHOW ACCESS$", "expected LOG after SHOW ACCESS"),
+    (r"^SHOW RECIPIENT$", "expected USAGE after SHOW RECIPIENT (or SHOW RECIPIENTS)"),
+    (r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* FOR$", "expected RECIPIENT <recipient> after FOR"),
+    (r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* (FOR RECIPIENT|ON SHARE)$", "expected a name"),
+    (r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* ON$", "expected SHARE <share> after ON"),
+    (
+        r"^SHOW (ACCESS LOG|RECIPIENT USAGE).* SINCE$",
+        "expected a quoted ISO-8601 time after SINCE, such as '2026-01-31T00:00:00Z'",
+    ),
+    (r"^SHOW ACCESS LOG.* LIMIT$", "expected a number of rows after LIMIT"),
+    (r"^SHOW ACCESS LOG.* (LIMIT INT|limit)$", "expected the end of the statement after LIMIT <n>"),
+    (
+        rf"^SHOW ACCESS LOG{_FILTERS}$",
+        "expected FOR RECIPIENT <recipient>, ON SHARE <share>, SINCE '<time>' or LIMIT <n> "
+        "(in this order), or the end of the statement",
+    ),
+    (
+        rf"^SHOW RECIPIENT USAGE{_FILTERS}$",
+        "expected FOR RECIPIENT <recipient>, ON SHARE <share> or SINCE '<time>' "
+        "(in this order), or the end of the statement",
+    ),
+]
 #: What was expected, in the dialect's words, keyed by the end of the current statement so far
 #: (the parser's value stack as terminal and rule names, EXPLAIN prefixes dropped). LALR merges
 #: the states after a name, so the stack says more than the parser state does.
@@ -479,9 +607,18 @@ _RULES: list[tuple[str, str]] = [
     (r" EXPIRES$", "expected IN <n> <unit> after EXPIRES"),
     (r" EXPIRES IN$", "expected a number of SECONDS, MINUTES, HOURS or DAYS after EXPIRES IN"),
     (r" EXPIRES IN INT$", "expected a unit (SECONDS, MINUTES, HOURS or DAYS)"),
+    (r" USING$", "expected OAUTH after USING"),
+    (r" OAUTH ACCESS$", "expected TOKEN LIFETIME <n> <unit> after ACCESS"),
+    (r" OAUTH ACCESS TOKEN$", "expected LIFETIME <n> <unit> after ACCESS TOKEN"),
+    (r" (LIFETIME|OLD FOR|VALID FOR)$", "expected a number of SECONDS, MINUTES, HOURS or DAYS"),
+    (r" (LIFETIME|OLD FOR|VALID FOR) INT$", "expected a unit (SECONDS, MINUTES, HOURS or DAYS)"),
+    (r" KEEP( OLD)?$", "expected KEEP OLD FOR <n> <unit>"),
+    (r" ACTIVATION$", "expected LINK after ACTIVATION"),
+    (r" VALID$", "expected FOR <n> <unit> after VALID"),
     (r"^ALTER$", "expected RECIPIENT or SHARE after ALTER"),
     (r"^ALTER RECIPIENT$", "expected a recipient name"),
-    (rf"^ALTER RECIPIENT {_N}( ROTATE)?$", "expected ROTATE TOKEN after the recipient name"),
+    (rf"^ALTER RECIPIENT {_N} ROTATE$", "expected ROTATE TOKEN after the recipient name"),
+    *_ACCESS_RULES,
     (r"^ALTER SHARE$", "expected a share name"),
     (rf"^ALTER SHARE {_N}( REMOVE)?$", "expected REMOVE TABLE <table> after the share name"),
     (r"^ALTER SHARE .*REMOVE TABLE$", "expected a table name after REMOVE TABLE"),
@@ -499,10 +636,25 @@ _RULES: list[tuple[str, str]] = [
         " SHOW SHARES IN PROVIDER 'acme.share'",
     ),
     (r"^SHOW SHARES IN$", "expected PROVIDER '<profile file>' after SHOW SHARES IN"),
-    (r"^SHOW( ALL( IN)?)?$", "expected SHARES, RECIPIENTS or ALL IN SHARE <share> after SHOW"),
+    *_LOG_RULES,
+    (
+        r"^SHOW( ALL( IN)?)?$",
+        "expected SHARES, RECIPIENTS, ALL IN SHARE <share>, ACCESS LOG or RECIPIENT USAGE "
+        "after SHOW",
+    ),
     (r"^SHOW ALL IN SHARE$", "expected a share name"),
     (r"^DESCRIBE (SHARE|RECIPIENT)$", "expected a name to describe"),
     (r"^EXPLAIN$", "expected a statement to explain after EXPLAIN"),
+    (
+        r"^CREATE RECIPIENT ",
+        "expected the end of the statement, or CREATE RECIPIENT's options in this order: "
+        "USING OAUTH, COMMENT, EXPIRES IN, PROFILE, SHOW TOKEN, ACTIVATION LINK",
+    ),
+    (
+        r"^ALTER RECIPIENT .* ROTATE TOKEN",
+        "expected the end of the statement, or ROTATE TOKEN's options in this order: "
+        "KEEP OLD FOR, EXPIRES IN, PROFILE, SHOW TOKEN, ACTIVATION LINK",
+    ),
 ]
 _STATEMENT_RULES = {
     "create_share",
@@ -523,6 +675,12 @@ _STATEMENT_RULES = {
     "show_all_in_share",
     "describe_share",
     "describe_recipient",
+    "set_ip_access_list",
+    "unset_ip_access_list",
+    "set_rate_limit",
+    "unset_rate_limit",
+    "show_access_log",
+    "show_recipient_usage",
 }
 
 

@@ -15,7 +15,9 @@ KEYWORDS = frozenset(
     """CREATE SHARE SHARES WITH TABLE FROM EXPERIMENT MODEL VERSION ALIAS WHERE AND NOT IN
     LIKE ILIKE IF EXISTS OR REPLACE OVERWRITE AS PANDAS SPARK DESCRIBE EXPLAIN RECIPIENT
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
-    EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS""".split()  # noqa: SIM905
+    EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
+    USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
+    REQUEST REQUESTS PER LOG USAGE SINCE""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -136,21 +138,31 @@ def _(node: ast.Explain) -> str:
 def _(node: ast.CreateRecipient) -> str:
     out = "CREATE RECIPIENT" + (" IF NOT EXISTS" if node.if_not_exists else "")
     out += f" {name(node.name)}"
+    if node.oauth is not None:
+        out += " USING OAUTH" + _length(" ACCESS TOKEN LIFETIME", node.oauth.access_token_lifetime)
     if node.comment is not None:
         out += f" COMMENT {string(node.comment)}"
     out += _expiry(node.expires)
-    return out + _delivery(node.profile, node.show_token)
+    return out + _delivery(node.profile, node.show_token, node.activation_link)
 
 
 @unparse.register
 def _(node: ast.RotateToken) -> str:
-    out = f"ALTER RECIPIENT {name(node.name)} ROTATE TOKEN" + _expiry(node.expires)
-    return out + _delivery(node.profile, node.show_token)
+    out = f"ALTER RECIPIENT {name(node.name)} ROTATE TOKEN"
+    out += _length(" KEEP OLD FOR", node.keep_old) + _expiry(node.expires)
+    return out + _delivery(node.profile, node.show_token, node.activation_link)
 
 
-def _delivery(profile: str | None, show_token: bool) -> str:
+def _delivery(profile: str | None, show_token: bool, link: ast.ActivationLink | None) -> str:
     out = f" PROFILE {string(profile)}" if profile is not None else ""
-    return out + (" SHOW TOKEN" if show_token else "")
+    out += " SHOW TOKEN" if show_token else ""
+    if link is not None:
+        out += " ACTIVATION LINK" + _length(" VALID FOR", link.valid_for)
+    return out
+
+
+def _length(words: str, node: ast.Expiry | None) -> str:
+    return f"{words} {node.amount} {node.unit}" if node else ""
 
 
 @unparse.register
@@ -201,3 +213,44 @@ def _(node: ast.DescribeShare) -> str:
 @unparse.register
 def _(node: ast.DescribeRecipient) -> str:
     return f"DESCRIBE RECIPIENT {name(node.name)}"
+
+
+# -- access: IP access lists, rate limits, the access log (issue 15) ------------------------------
+@unparse.register
+def _(node: ast.SetIpAccessList) -> str:
+    entries = ", ".join(string(str(e.value)) for e in node.entries)
+    return f"ALTER RECIPIENT {name(node.name)} SET IP ACCESS LIST ({entries})"
+
+
+@unparse.register
+def _(node: ast.UnsetIpAccessList) -> str:
+    return f"ALTER RECIPIENT {name(node.name)} UNSET IP ACCESS LIST"
+
+
+@unparse.register
+def _(node: ast.SetRateLimit) -> str:
+    return (
+        f"ALTER RECIPIENT {name(node.name)} SET RATE LIMIT {node.requests} REQUESTS PER {node.per}"
+    )
+
+
+@unparse.register
+def _(node: ast.UnsetRateLimit) -> str:
+    return f"ALTER RECIPIENT {name(node.name)} UNSET RATE LIMIT"
+
+
+def _filters(recipient: str | None, share: str | None, since: ast.Value | None) -> str:
+    out = f" FOR RECIPIENT {name(recipient)}" if recipient is not None else ""
+    out += f" ON SHARE {name(share)}" if share is not None else ""
+    return out + (f" SINCE {string(str(since.value))}" if since is not None else "")
+
+
+@unparse.register
+def _(node: ast.ShowAccessLog) -> str:
+    limit = f" LIMIT {node.limit}" if node.limit is not None else ""
+    return "SHOW ACCESS LOG" + _filters(node.recipient, node.share, node.since) + limit
+
+
+@unparse.register
+def _(node: ast.ShowRecipientUsage) -> str:
+    return "SHOW RECIPIENT USAGE" + _filters(node.recipient, node.share, node.since)

@@ -48,7 +48,7 @@ def test_every_block_runs_or_says_why_not() -> None:
 
 
 def test_data_blocks_parse_and_the_profile_example_has_the_written_fields() -> None:
-    from arcuate.backends.sharing.server.runner import profile_text
+    from arcuate.backends.sharing.profiles import oauth_profile_text, profile_text
 
     blocks = [b for b in all_blocks() if b.lang in DATA and b.not_run is None]
     assert blocks
@@ -57,6 +57,9 @@ def test_data_blocks_parse_and_the_profile_example_has_the_written_fields() -> N
         assert isinstance(doc, dict), b.where
         if b.lang == "json" and "bearerToken" in doc:
             written = json.loads(profile_text("http://h/delta-sharing", "t", "2026-01-01T00:00Z"))
+            assert doc.keys() == written.keys(), b.where
+        if b.lang == "json" and "clientSecret" in doc:
+            written = json.loads(oauth_profile_text("http://h/delta-sharing", "id", "secret"))
             assert doc.keys() == written.keys(), b.where
 
 

@@ -120,6 +120,23 @@ def test_show_token_prints_the_profile_once_on_a_terminal(workdir: Path) -> None
     assert '"bearerToken"' in shown  # the whole profile, ready to copy
 
 
+def test_an_oauth_secret_is_printed_once_on_a_terminal_and_kept_in_the_profile(
+    workdir: Path,
+) -> None:
+    (workdir / "r.arcsql").write_text("CREATE RECIPIENT acme USING OAUTH SHOW TOKEN;\n")
+    code, shown = _in_a_terminal(
+        ["run", "r.arcsql", "--warehouse", "wh", "--endpoint", ENDPOINT], workdir
+    )
+    assert code == 0, shown
+    path = workdir / "wh" / "profiles" / "acme.share"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    profile = json.loads(path.read_text())
+    assert profile["type"] == "oauth_client_credentials"
+    assert profile["tokenEndpoint"] == ENDPOINT + "/oauth/token"
+    assert shown.count(profile["clientSecret"]) == 1 and '"tokenEndpoint"' in shown
+    assert profile["clientSecret"] not in (workdir / "wh" / "shares.yaml").read_text()
+
+
 def test_magics_show_no_token_and_refuse_show_token_in_a_notebook(
     ipython: InteractiveShell, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,8 +27,8 @@ def _cases() -> list[tuple[str, int, int, dict[str, str], str, str]]:
     ]
 
 
-def test_there_are_fixtures_for_both_codes() -> None:
-    assert {c[0] for c in _cases()} == {"ARC203", "ARC204"}
+def test_there_are_fixtures_for_every_code() -> None:
+    assert {c[0] for c in _cases()} == {"ARC203", "ARC204", "ARC205", "ARC206", "ARC207"}
 
 
 @pytest.mark.parametrize(("code", "line", "col", "settings", "message", "source"), _cases())

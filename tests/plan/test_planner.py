@@ -29,6 +29,14 @@ CASES = {
     "create_recipient": "CREATE RECIPIENT acme EXPIRES IN 90 DAYS SHOW TOKEN",
     "grant": "GRANT SELECT ON SHARE ml TO RECIPIENT acme",
     "show_provider": "SHOW SHARES IN PROVIDER 'acme.share'",
+    "create_recipient_oauth": "CREATE RECIPIENT acme USING OAUTH ACCESS TOKEN LIFETIME 30 MINUTES",
+    "create_recipient_link": "CREATE RECIPIENT acme EXPIRES IN 90 DAYS ACTIVATION LINK",
+    "rotate_token_grace": "ALTER RECIPIENT acme ROTATE TOKEN KEEP OLD FOR 10 MINUTES",
+    "rotate_token_link": "ALTER RECIPIENT acme ROTATE TOKEN ACTIVATION LINK VALID FOR 2 DAYS",
+    "set_ip_access_list": "ALTER RECIPIENT acme SET IP ACCESS LIST ('10.0.0.0/8', '::ffff:192.0.2.0/120', '2001:db8::/32')",
+    "set_rate_limit": "ALTER RECIPIENT acme SET RATE LIMIT 100 REQUESTS PER MINUTE",
+    "show_access_log": "SHOW ACCESS LOG FOR RECIPIENT acme ON SHARE ml SINCE '2026-01-31' LIMIT 20",
+    "show_recipient_usage": "SHOW RECIPIENT USAGE SINCE '2026-01-31T12:00:00+02:00'",
 }
 
 
@@ -39,6 +47,26 @@ def test_explain_matches_snapshot(name: str, request: pytest.FixtureRequest) -> 
     if not snap.exists():  # first run writes the snapshot; review it in the diff
         snap.write_text(text + "\n", encoding="utf-8")
     assert text + "\n" == snap.read_text(encoding="utf-8")
+
+
+def test_recipient_commands_carry_the_credential_options() -> None:
+    from arcuate.backends.sharing import credentials
+
+    (create,) = plan(parse(CASES["create_recipient_oauth"])).steps
+    assert isinstance(create, ops.CatalogCommand)
+    assert (create.oauth, create.access_token_seconds, create.activation_link) == (True, 1800, False)
+    (rotate,) = plan(parse(CASES["rotate_token_link"])).steps
+    assert isinstance(rotate, ops.CatalogCommand)
+    assert (rotate.keep_old_seconds, rotate.activation_link, rotate.link_seconds) == (
+        None,
+        True,
+        172800,
+    )
+    # EXPLAIN names the defaults the catalog applies (the planner imports no backend)
+    assert credentials.DEFAULT_ACCESS_TOKEN_SECONDS == 3600
+    assert "access tokens last 1 hour" in explain(plan(parse("CREATE RECIPIENT a USING OAUTH")))
+    assert credentials.DEFAULT_ACTIVATION_SECONDS == 7 * 86400
+    assert "(valid 7 days)" in explain(plan(parse("CREATE RECIPIENT a ACTIVATION LINK")))
 
 
 def test_export_plan_is_read_write_share() -> None:

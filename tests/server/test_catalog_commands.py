@@ -57,6 +57,20 @@ def test_create_recipient_writes_the_profile_once(ctx: Context, tmp_path: Path) 
     assert "profile_path" not in again.summary  # type: ignore[attr-defined]
 
 
+def test_an_activation_link_writes_no_file(ctx: Context) -> None:
+    res = run(ctx, "create_recipient", name="bob", activation_link=True, link_seconds=60)
+    link = res.summary["activation_link"]  # type: ignore[attr-defined]
+    assert link.startswith("http://example.test:8080/delta-sharing/activation?code=")
+    assert "profile_path" not in res.summary  # type: ignore[attr-defined]
+    assert not (Path(ctx.settings.catalog_path).parent / "profiles").exists()
+    assert link.split("code=")[1] not in Path(ctx.settings.catalog_path).read_text()
+    again = run(ctx, "create_recipient", name="bob", if_exists=True, activation_link=True)
+    assert again.summary["created"] is False and "activation_link" not in again.summary  # type: ignore[attr-defined]
+    rotated = run(ctx, "rotate_token", name="bob", activation_link=True)
+    assert rotated.summary["activation_link"] != link  # type: ignore[attr-defined]
+    assert not (Path(ctx.settings.catalog_path).parent / "profiles").exists()
+
+
 def test_a_profile_path_that_cannot_be_written_changes_nothing(
     ctx: Context, tmp_path: Path
 ) -> None:
@@ -85,7 +99,9 @@ def test_grant_show_describe_revoke_drop(ctx: Context) -> None:
         ("default.t", "TABLE", True)
     ]
     assert run(ctx, "describe_share", share="S").summary["recipients"] == ["alice"]  # type: ignore[attr-defined]
-    assert run(ctx, "describe_recipient", name="alice").rows[0]["shares"] == ["s"]  # type: ignore[attr-defined]
+    described = run(ctx, "describe_recipient", name="alice")
+    assert described.summary["shares"] == ["s"]  # type: ignore[attr-defined]
+    assert [(c["kind"], c["state"]) for c in described.rows] == [("bearer_token", "active")]  # type: ignore[attr-defined]
     assert run(ctx, "revoke", name="alice", share="s").summary["revoked"] is True  # type: ignore[attr-defined]
     res = run(ctx, "rotate_token", name="alice")
     assert json.loads(Path(res.summary["profile_path"]).read_text())["bearerToken"]  # type: ignore[attr-defined]

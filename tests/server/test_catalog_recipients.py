@@ -51,6 +51,12 @@ def test_a_token_is_shown_once_and_stored_only_as_a_salted_hash(catalog: LocalSh
         "token_active": True,
         "profile_endpoint": None,
         "shares": [],
+        "authentication_type": "TOKEN",
+        "client_id": None,
+        "rotated_token_expires_at": None,
+        "activation_link_expires_at": None,
+        "ip_access_list": None,
+        "rate_limit": None,
     }
     assert _holder(catalog, token) == "alice"
     assert _holder(catalog, token + "x") is None

@@ -45,6 +45,9 @@ def conditions(draw: st.DrawFn) -> ast.Condition:
     return ast.Condition(entity, key, op, values)  # type: ignore[arg-type]
 
 
+lengths = st.builds(
+    ast.Expiry, st.integers(1, 1000), st.sampled_from(["SECONDS", "MINUTES", "HOURS", "DAYS"])
+)
 coordinates = st.builds(
     ast.Coordinate,
     profile=st.text(
@@ -93,6 +96,7 @@ statements = st.one_of(
         ),
         st.none() | strings,
         show_token=st.booleans(),
+        oauth=st.none() | st.builds(ast.OAuth, st.none() | lengths),
     ),
     st.builds(
         ast.RotateToken,
@@ -100,11 +104,54 @@ statements = st.one_of(
         st.none() | st.builds(ast.Expiry, st.integers(1, 1000), st.just("HOURS")),
         st.none() | strings,
         show_token=st.booleans(),
+        keep_old=st.none() | lengths,
+    ),
+    # an activation link replaces the profile file: no PROFILE, no SHOW TOKEN
+    st.builds(
+        ast.CreateRecipient,
+        names,
+        st.booleans(),
+        st.none() | strings,
+        oauth=st.none() | st.builds(ast.OAuth, st.none() | lengths),
+        activation_link=st.builds(ast.ActivationLink, st.none() | lengths),
+    ),
+    st.builds(
+        ast.RotateToken,
+        names,
+        keep_old=st.none() | lengths,
+        activation_link=st.builds(ast.ActivationLink, st.none() | lengths),
     ),
     st.builds(ast.Grant, names, names),
     st.builds(ast.Revoke, names, names),
     st.builds(ast.RemoveTable, names, tables),
     st.builds(ast.DropShare, names, st.booleans()),
+    # access: IP access lists, rate limits, the access log (issue 15)
+    st.builds(
+        ast.SetIpAccessList,
+        names,
+        st.lists(strings.map(ast.Value), min_size=1, max_size=3).map(tuple),
+    ),
+    st.builds(ast.UnsetIpAccessList, names),
+    st.builds(
+        ast.SetRateLimit,
+        names,
+        st.integers(0, 10**9),
+        st.sampled_from(["SECOND", "MINUTE", "HOUR", "DAY"]),
+    ),
+    st.builds(ast.UnsetRateLimit, names),
+    st.builds(
+        ast.ShowAccessLog,
+        st.none() | names,
+        st.none() | names,
+        st.none() | strings.map(ast.Value),
+        st.none() | st.integers(0, 10**9),
+    ),
+    st.builds(
+        ast.ShowRecipientUsage,
+        st.none() | names,
+        st.none() | names,
+        st.none() | strings.map(ast.Value),
+    ),
 )
 
 

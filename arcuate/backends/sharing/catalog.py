@@ -6,7 +6,8 @@ or a concurrent ``CREATE SHARE`` never sees half a file.
 
 Recipients and grants live in two extra top-level keys, ``recipients`` and ``grants``, which
 the reference server ignores. A recipient's bearer token is stored only as a salted SHA-256
-hash; the token itself is shown once, when it is created or rotated.
+hash; the token itself is shown once, when it is created or rotated. OAuth client secrets,
+grace windows, activation links and the history of each are kept by :mod:`.credentials`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
-import hashlib
-import hmac
 import os
 import secrets
 import tempfile
@@ -28,7 +27,12 @@ from typing import Any, Final, NoReturn
 import yaml
 
 from arcuate.backends.protocols import AddResult
+from arcuate.backends.sharing import credentials as creds
+from arcuate.backends.sharing.credentials import iso as _iso
+from arcuate.backends.sharing.credentials import now as _now
+from arcuate.backends.sharing.credentials import parse_time
 from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
+from arcuate.format import access as rules
 from arcuate.format.names import is_share_name
 
 
@@ -80,6 +84,7 @@ class LocalShareCatalog:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 doc = self.load()
+                _prune(doc, _now())  # hashes whose grace window has closed go at any change
                 yield doc
                 self._save(doc)
             finally:
@@ -203,10 +208,10 @@ class LocalShareCatalog:
         return [public_recipient(doc, r) for r in _recipients(doc)]
 
     def recipient(self, name: str) -> dict[str, Any] | None:
-        """One recipient's public record, or None."""
+        """One recipient's public record with its ``credentials`` history, or None."""
         doc = self.load()
         r = self.find(_recipients(doc), name)
-        return public_recipient(doc, r) if r else None
+        return public_recipient(doc, r, history=True) if r else None
 
     def create_recipient(
         self,
@@ -216,18 +221,28 @@ class LocalShareCatalog:
         comment: str | None = None,
         expires_in_seconds: int | None = None,
         endpoint: str | None = None,
+        oauth: bool = False,
+        access_token_seconds: int | None = None,
+        activation_seconds: int | None = None,
     ) -> tuple[dict[str, Any], str | None]:
-        """Create a recipient and its bearer token; return (public record, token).
+        """Create a recipient and its credential; return (public record, secret).
 
-        The token is returned here once and stored only as a salted SHA-256 hash. With
-        ``if_not_exists`` an existing recipient is left as it is and the token is None.
-        ``endpoint`` is the server URL the recipient's profile names: ``arcuate serve`` warns
-        when it is not where the server is reached.
+        The secret is the bearer token, or with ``oauth`` the client secret of an OAuth
+        client-credentials recipient (its public ``client_id`` is in the record; access tokens
+        last ``access_token_seconds``). With ``activation_seconds`` no credential is made yet:
+        the secret is the code of a one-time activation link valid that long, and the
+        credential is minted when the link is used (:meth:`activate`). Each is returned here
+        once and stored only as a salted SHA-256 hash. With ``if_not_exists`` an existing
+        recipient is left as it is and the secret is None. ``endpoint`` is the server URL the
+        recipient's profile names: ``arcuate serve`` warns when it is not where the server is
+        reached.
 
         Raises:
             ConflictError: the recipient exists and ``if_not_exists`` is false.
         """
         check_share_name("recipient", name)
+        if access_token_seconds is not None and not oauth:
+            raise ConfigurationError("an access token lifetime is for OAuth recipients only")
         with self.editing() as doc:
             recipients = _recipients(doc)
             existing = self.find(recipients, name)
@@ -238,18 +253,31 @@ class LocalShareCatalog:
                     f"recipient {existing['name']!r} already exists",
                     hint=f"ALTER RECIPIENT {existing['name']} ROTATE TOKEN issues a new token",
                 )
-            token, entry = _new_token(expires_in_seconds, endpoint)
-            record: dict[str, Any] = {"name": name, "comment": comment, "created_at": _iso(_now())}
-            record["token"] = entry
+            moment = _now()
+            record: dict[str, Any] = {"name": name, "comment": comment, "created_at": _iso(moment)}
+            if oauth:
+                record["authentication_type"] = creds.OAUTH
+                record["oauth"] = creds.new_oauth(access_token_seconds)
+            secret = _issue(record, moment, expires_in_seconds, endpoint, activation_seconds)
             recipients.append(record)
-            return public_recipient(doc, record), token
+            return public_recipient(doc, record), secret
 
     def rotate_token(
-        self, name: str, *, expires_in_seconds: int | None = None, endpoint: str | None = None
+        self,
+        name: str,
+        *,
+        expires_in_seconds: int | None = None,
+        endpoint: str | None = None,
+        keep_old_seconds: int | None = None,
+        activation_seconds: int | None = None,
     ) -> str:
-        """Replace a recipient's token; the old one (and file URLs issued for it) stop at once.
+        """Replace a recipient's credential (its bearer token or OAuth client secret).
 
-        ``endpoint``: the server URL the new profile names (as for :meth:`create_recipient`).
+        The old one, the file URLs and access tokens issued for it, stop at once, or with
+        ``keep_old_seconds`` when that window closes (never later than they would have
+        expired); it stays in the history. A pending activation link is withdrawn. Returns
+        the new secret, or with ``activation_seconds`` the code of a new activation link (as
+        for :meth:`create_recipient`).
 
         Raises:
             NotFoundError: no such recipient.
@@ -258,9 +286,38 @@ class LocalShareCatalog:
             r = self.find(_recipients(doc), name)
             if r is None:
                 raise NotFoundError(f"recipient {name!r} does not exist in {self.path}")
-            token, entry = _new_token(expires_in_seconds, endpoint)
-            r["token"] = entry
-            return token
+            moment = _now()
+            creds.cancel_activation(r, moment)
+            creds.retire_current(r, moment, keep_old_seconds)
+            return _issue(r, moment, expires_in_seconds, endpoint, activation_seconds)
+
+    def activate(self, code: str, *, endpoint: str) -> Activated:
+        """Use a one-time activation link: mint the recipient's credential, store its hash,
+        and return it (once). Under the catalog lock, so of concurrent clicks one wins.
+
+        Raises:
+            ActivationRefused: the code was never issued (404), or its link was used,
+                withdrawn or has expired (410).
+        """
+        with self.editing() as doc:
+            moment = _now()
+            r, secret = creds.activate(doc, code, moment, endpoint)
+            oauth = r.get("oauth") if creds.authentication_type(r) == creds.OAUTH else None
+            return Activated(
+                recipient=str(r["name"]),
+                secret=secret,
+                client_id=str(oauth["client_id"]) if isinstance(oauth, dict) else None,
+                expires_at=r["token"].get("expires_at"),
+            )
+
+    def activation(self, code: str) -> str:
+        """The recipient a pending activation link is for (nothing changes).
+
+        Raises:
+            ActivationRefused: as for :meth:`activate`.
+        """
+        r, _ = creds.pending_link(self.load(), code, _now())
+        return str(r["name"])
 
     def drop_recipient(self, name: str, *, if_exists: bool = False) -> bool:
         """Delete a recipient and its grants; True if it existed.
@@ -282,6 +339,84 @@ class LocalShareCatalog:
                 if not grants[share]:
                     del grants[share]
             return True
+
+    # -- access policies: IP access lists and rate limits (issue 15) ---------------------------
+    def set_ip_access_list(self, name: str, entries: list[str] | None) -> list[str] | None:
+        """Let ``name`` reach the server only from these addresses and CIDR ranges (None: from
+        anywhere again); return the list as stored (canonical, without duplicates).
+
+        Raises:
+            ConfigurationError: an entry that is not an address or range, or too many.
+            NotFoundError: no such recipient.
+        """
+        stored = None
+        if entries is not None:
+            try:
+                stored = rules.access_list(entries)
+            except ValueError as exc:
+                raise ConfigurationError(f"IP access list of recipient {name!r}: {exc}") from None
+        with self.editing() as doc:
+            r = self._recipient_entry(doc, name)
+            if stored is None:
+                r.pop("ip_access_list", None)
+            else:
+                r["ip_access_list"] = stored
+        return stored
+
+    def set_rate_limit(self, name: str, requests: int | None, per_seconds: int = 60) -> None:
+        """Allow ``name`` at most ``requests`` protocol requests per ``per_seconds`` (a token
+        bucket in the server); ``requests`` None removes the limit.
+
+        Raises:
+            ConfigurationError: the limit is out of range or not per a unit.
+            NotFoundError: no such recipient.
+        """
+        if requests is not None:
+            try:
+                rules.rate_limit(requests, per_seconds)
+            except ValueError as exc:
+                raise ConfigurationError(f"rate limit of recipient {name!r}: {exc}") from None
+        with self.editing() as doc:
+            r = self._recipient_entry(doc, name)
+            if requests is None:
+                r.pop("rate_limit", None)
+            else:
+                r["rate_limit"] = {"requests": requests, "per_seconds": per_seconds}
+
+    def access_log(
+        self,
+        *,
+        recipient: str | None = None,
+        share: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` requests ``arcuate serve`` answered for this catalog, newest
+        first (its access log, :mod:`.audit`); ``since``: ISO-8601 with an offset."""
+        from arcuate.backends.sharing.audit import log_location, read_log
+
+        location = log_location(self.path)
+        return read_log(location, recipient=recipient, share=share, since=since, limit=limit)
+
+    def usage(
+        self, *, recipient: str | None = None, share: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests, refusals, bytes sent, first and last access per recipient (every
+        recipient of the catalog, and any other the access log names)."""
+        from arcuate.backends.sharing.audit import log_location, usage
+
+        names = [str(r["name"]) for r in _recipients(self.load())]
+        location = log_location(self.path)
+        return usage(location, names, recipient=recipient, share=share, since=since)
+
+    def _recipient_entry(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
+        r = self.find(_recipients(doc), name)
+        if r is None:
+            raise NotFoundError(
+                f"recipient {name!r} does not exist in {self.path}",
+                hint="SHOW RECIPIENTS lists the recipients",
+            )
+        return r
 
     def grant(self, share: str, recipient: str) -> bool:
         """Let ``recipient`` read ``share``; False if it already could.
@@ -406,6 +541,16 @@ class ReferenceExport:
     skipped: list[str]
 
 
+@dataclasses.dataclass(frozen=True)
+class Activated:
+    """The credential an activation link gave: shown once, in the profile it goes into."""
+
+    recipient: str
+    secret: str = dataclasses.field(repr=False)
+    client_id: str | None  # an OAuth recipient's; None for a bearer token
+    expires_at: str | None
+
+
 #: Object-store schemes the reference server reads, and how it spells them.
 _REFERENCE_SCHEMES: Final = {
     "s3": "s3a",
@@ -498,6 +643,8 @@ class _Shape:
         self.text(f"{field}.name", r.get("name"))
         self.text(f"{field}.comment", r.get("comment"), optional=True)
         self.moment(f"{field}.created_at", r.get("created_at"))
+        self.credentials(field, r)
+        self.access(field, r)
         token = r.get("token")
         if token is None:
             return
@@ -508,6 +655,94 @@ class _Shape:
         self.moment(f"{field}.token.created_at", token.get("created_at"))
         self.moment(f"{field}.token.expires_at", token.get("expires_at"))
         self.text(f"{field}.token.endpoint", token.get("endpoint"), optional=True)
+
+    # -- credentials: OAuth recipients, grace windows, activation links (issue 15) --------------
+    def seconds(self, field: str, value: Any) -> None:
+        if value is not None and (type(value) is not int or value <= 0):
+            self.fail(field, "a whole number of seconds from 1", value)
+
+    def hashed(self, field: str, entry: dict[str, Any], *, optional: bool = False) -> None:
+        """``salt`` and ``sha256``: both hex, or (``optional``) both absent."""
+        if optional and entry.get("salt") is None and entry.get("sha256") is None:
+            return
+        self.hex_text(f"{field}.salt", entry.get("salt"))
+        self.hex_text(f"{field}.sha256", entry.get("sha256"))
+
+    def stamp(self, field: str, value: Any) -> None:
+        """A timestamp that must be there."""
+        if value is None:
+            self.fail(field, "an ISO-8601 timestamp such as 2026-01-31T12:00:00.000Z", value)
+        self.moment(field, value)
+
+    def credentials(self, field: str, r: dict[str, Any]) -> None:
+        kind = r.get("authentication_type")
+        if kind is not None and kind not in creds.AUTHENTICATION_TYPES:
+            self.fail(f"{field}.authentication_type", " or ".join(creds.AUTHENTICATION_TYPES), kind)
+        if kind == creds.OAUTH:
+            oauth = self.mapping(f"{field}.oauth", r.get("oauth"))
+            self.text(f"{field}.oauth.client_id", oauth.get("client_id"))
+            self.seconds(f"{field}.oauth.access_token_seconds", oauth.get("access_token_seconds"))
+        if r.get("activation") is not None:
+            link = self.mapping(f"{field}.activation", r["activation"])
+            self.text(f"{field}.activation.id", link.get("id"))
+            self.hashed(f"{field}.activation", link)
+            self.stamp(f"{field}.activation.created_at", link.get("created_at"))
+            self.stamp(f"{field}.activation.expires_at", link.get("expires_at"))
+            self.seconds(f"{field}.activation.token_seconds", link.get("token_seconds"))
+        for i, entry in enumerate(self.items(f"{field}.history", r.get("history"))):
+            self.past(f"{field}.history[{i}]", entry)
+
+    def past(self, field: str, entry: Any) -> None:
+        """One superseded credential: its hash is kept only while it may still be used."""
+        entry = self.mapping(field, entry)
+        self.text(f"{field}.id", entry.get("id"))
+        if entry.get("kind") not in creds.KINDS:
+            self.fail(f"{field}.kind", " or ".join(creds.KINDS), entry.get("kind"))
+        self.hashed(field, entry, optional=True)
+        self.moment(f"{field}.created_at", entry.get("created_at"))
+        self.moment(f"{field}.expires_at", entry.get("expires_at"))
+        self.stamp(f"{field}.revoked_at", entry.get("revoked_at"))
+        self.moment(f"{field}.used_at", entry.get("used_at"))
+
+    def client_ids(self, recipients: list[Any]) -> None:
+        """OAuth client ids name one recipient each: the token endpoint looks them up."""
+        seen: dict[str, int] = {}
+        for i, r in enumerate(recipients):
+            oauth = r.get("oauth") if r.get("authentication_type") == creds.OAUTH else None
+            client_id = oauth.get("client_id") if isinstance(oauth, dict) else None
+            if client_id is None:
+                continue
+            if client_id in seen:
+                self.fail(
+                    f"recipients[{i}].oauth.client_id",
+                    f"unique (recipients[{seen[client_id]}] has the same)",
+                    client_id,
+                )
+            seen[client_id] = i
+
+    # -- access policies (issue 15) ------------------------------------------------------------
+    def access(self, field: str, r: dict[str, Any]) -> None:
+        """``ip_access_list`` (addresses and CIDR ranges) and ``rate_limit``, when present."""
+        entries = r.get("ip_access_list")
+        if entries is not None:
+            entries = self.items(f"{field}.ip_access_list", entries)
+            if not 1 <= len(entries) <= rules.MAX_ACCESS_LIST:
+                wanted = f"a list of 1 to {rules.MAX_ACCESS_LIST} entries"
+                self.fail(f"{field}.ip_access_list", wanted, entries)
+            for i, entry in enumerate(entries):
+                self.text(f"{field}.ip_access_list[{i}]", entry)
+                try:
+                    rules.network(entry)
+                except ValueError:
+                    wanted = "an IP address or CIDR range such as 10.0.0.0/8 (prefix bits only)"
+                    self.fail(f"{field}.ip_access_list[{i}]", wanted, entry)
+        limit = r.get("rate_limit")
+        if limit is not None:
+            limit = self.mapping(f"{field}.rate_limit", limit)
+            try:
+                rules.rate_limit(limit.get("requests"), limit.get("per_seconds"))  # type: ignore[arg-type]
+            except ValueError as exc:
+                self.fail(f"{field}.rate_limit", f"requests and per_seconds: {exc}", limit)
 
     def grants(self, value: Any) -> None:
         for share, names in self.mapping("grants", value).items():
@@ -533,6 +768,7 @@ def check_catalog(doc: dict[str, Any], where: str) -> None:
         shape.share(f"shares[{i}]", s)
     for i, r in enumerate(shape.items("recipients", doc.get("recipients"))):
         shape.recipient(f"recipients[{i}]", r)
+    shape.client_ids(shape.items("recipients", doc.get("recipients")))
     if "grants" in doc:
         shape.grants(doc["grants"])
 
@@ -552,95 +788,71 @@ def _grants(doc: dict[str, Any]) -> dict[str, list[str]]:
     return value
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _iso(moment: datetime.datetime) -> str:
-    """UTC, millisecond precision, ``Z`` suffix: the profile file's expirationTime style."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
-def parse_time(value: Any) -> datetime.datetime | None:
-    """A catalog timestamp (ISO-8601 text or a YAML datetime) as an aware UTC datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime.datetime):
-        moment = value
-    elif isinstance(value, (str, datetime.date)):
-        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+def _issue(
+    r: dict[str, Any],
+    moment: datetime.datetime,
+    expires_in_seconds: int | None,
+    endpoint: str | None,
+    activation_seconds: int | None,
+) -> str:
+    """Give ``r`` a new credential, or a pending activation link; return its secret."""
+    if activation_seconds is not None:
+        secret = creds.new_activation(r, moment, activation_seconds, expires_in_seconds)
     else:
-        raise TypeError(f"a timestamp must be text, not {type(value).__name__}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment
+        secret, r["token"] = creds.new_credential(expires_in_seconds, endpoint)
+    if "history" in r:  # keep the file readable: the current credential before the past ones
+        r["history"] = r.pop("history")
+    return secret
 
 
-def token_hash(salt: str, token: str) -> str:
-    """The stored form of a token: hex SHA-256 over the salt and the token."""
-    return hashlib.sha256(bytes.fromhex(salt) + token.encode("utf-8")).hexdigest()
+def _prune(doc: dict[str, Any], moment: datetime.datetime) -> None:
+    """Forget the hashes of every credential whose grace window has closed."""
+    for r in _recipients(doc):
+        if isinstance(r, dict):
+            creds.prune(r, moment)
 
 
-def _new_token(
-    expires_in_seconds: int | None, endpoint: str | None = None
-) -> tuple[str, dict[str, Any]]:
-    if expires_in_seconds is not None and expires_in_seconds <= 0:
-        raise ConfigurationError(
-            f"a token lifetime must be a positive number of seconds, got {expires_in_seconds}"
-        )
-    token = secrets.token_urlsafe(32)
-    salt = secrets.token_hex(16)
-    created = _now()
-    expires = (
-        None
-        if expires_in_seconds is None
-        else _iso(created + datetime.timedelta(seconds=expires_in_seconds))
-    )
-    entry = {
-        "id": secrets.token_hex(8),
-        "salt": salt,
-        "sha256": token_hash(salt, token),
-        "created_at": _iso(created),
-        "expires_at": expires,
-    }
-    if endpoint is not None:
-        entry["endpoint"] = endpoint.rstrip("/")  # what the profile names, never the token
-    return token, entry
+def public_recipient(
+    doc: dict[str, Any], r: dict[str, Any], *, history: bool = False
+) -> dict[str, Any]:
+    """What may be shown about a recipient: never a salt or a hash.
 
-
-def public_recipient(doc: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
-    """What may be shown about a recipient: never the salt or the hash."""
+    With ``history``, ``credentials`` lists its credentials, current and past (DESCRIBE).
+    """
     token = r.get("token") or {}
     expires = parse_time(token.get("expires_at"))
-    return {
+    moment = _now()
+    record = {
         "name": r["name"],
         "comment": r.get("comment"),
         "created_at": r.get("created_at"),
         "token_created_at": token.get("created_at"),
         "token_expires_at": token.get("expires_at"),
-        "token_active": bool(token.get("sha256")) and (expires is None or expires > _now()),
+        "token_active": bool(token.get("sha256")) and (expires is None or expires > moment),
         "profile_endpoint": token.get("endpoint"),
         "shares": shares_for_doc(doc, str(r["name"])),
+        **creds.public_fields(r, moment),
+        **_access_fields(r),
+    }
+    if history:
+        record["credentials"] = creds.credential_rows(r, moment)
+    return record
+
+
+def _access_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """A recipient's access policy as shown (issue 15): its IP access list and rate limit."""
+    limit = r.get("rate_limit")
+    return {
+        "ip_access_list": list(r["ip_access_list"]) if r.get("ip_access_list") else None,
+        "rate_limit": rules.rate_text(limit["requests"], limit["per_seconds"]) if limit else None,
     }
 
 
 def recipient_for_token(doc: dict[str, Any], token: str) -> dict[str, Any] | None:
-    """The recipient entry whose token hash matches, expired or not (None if none does)."""
-    found = None
-    for r in doc.get("recipients") or []:
-        entry = r.get("token") or {}
-        salt, digest = entry.get("salt"), entry.get("sha256")
-        if not isinstance(salt, str) or not isinstance(digest, str):
-            continue
-        try:
-            candidate = token_hash(salt, token)
-        except ValueError:
-            continue
-        if hmac.compare_digest(candidate, digest) and found is None:
-            found = r
-    return found
+    """The recipient whose bearer token (current, or rotated and in its grace window) the
+    token is, expired or not (None if none is)."""
+    found = creds.credential_for_token(doc, token)
+    return found[0] if found else None
 
 
 def shares_for_doc(doc: dict[str, Any], recipient: str) -> list[str]:

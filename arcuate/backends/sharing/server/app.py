@@ -11,12 +11,14 @@ the 1.4 client retries 5xx for minutes, so only real bugs produce a 500.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +31,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arcuate.backends.sharing.audit import log_location, spool_location
+from arcuate.backends.sharing.profiles import ACTIVATION_PATH, TOKEN_PATH
+from arcuate.backends.sharing.server.access import AccessControl
+from arcuate.backends.sharing.server.activation import activation_endpoint
+from arcuate.backends.sharing.server.audit import ACTIONS, AuditLog, record_of
 from arcuate.backends.sharing.server.delta import (
     DataFile,
     DeltaTables,
@@ -40,6 +47,11 @@ from arcuate.backends.sharing.server.delta import (
     safe_relative,
 )
 from arcuate.backends.sharing.server.logline import log_field
+from arcuate.backends.sharing.server.oauth import (
+    access_token_holder,
+    is_access_token,
+    token_endpoint,
+)
 from arcuate.backends.sharing.server.objectstore import ObjectRoot, ObjectStores, is_object_store
 from arcuate.backends.sharing.server.signing import (
     FileClaim,
@@ -107,6 +119,11 @@ class ServerOptions:
     public_url: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+    # -- access (issue 15) --
+    #: Proxies (addresses, CIDR ranges) whose ``X-Forwarded-For`` names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Keep the access log (a Delta table next to the catalog; see :mod:`.audit`).
+    audit: bool = True
 
     def ttl(self, root: TableRoot) -> int:
         """Seconds the data-file URLs of a table at ``root`` stay valid."""
@@ -143,6 +160,12 @@ class SharingServer:
         self.stores = ObjectStores(options.storage_options)
         self.options = options
         self.stats = ServerStats()
+        self.access = AccessControl(options.trusted_proxies)
+        self.audit = (
+            AuditLog(log_location(catalog_path), spool_location(catalog_path))
+            if options.audit
+            else None
+        )
         prefix = "/" + options.prefix.strip("/") if options.prefix.strip("/") else ""
         self.prefix = prefix
 
@@ -172,14 +195,25 @@ class SharingServer:
                 self._wrap(self.get_file),
                 methods=["GET", "HEAD"],
             ),
+            # -- credentials: the OAuth token endpoint and activation links (issue 15) --
+            Route(p + TOKEN_PATH, self._wrap(self.oauth_token), methods=["POST"]),
+            Route(p + ACTIVATION_PATH, self._wrap(self.activation), methods=["GET", "POST"]),
         ]
 
     def _wrap(self, handler: Handler) -> Handler:
+        action = ACTIONS.get(handler.__name__, handler.__name__)
+
         async def endpoint(request: Request) -> Response:
             head = request.method == "HEAD"
+            state = request.scope.setdefault("state", {})
+            state["action"] = action  # for the access log, with the names in the path
+            for key in ("share", "schema", "table"):
+                if key in request.path_params:
+                    state[key] = request.path_params[key]
             try:
                 return await handler(request)
             except SharingError as exc:
+                state["error_code"] = exc.code
                 return error_response(exc, head=head)
             except Exception as exc:
                 self.stats.server_errors += 1
@@ -209,23 +243,24 @@ class SharingServer:
             raise SharingError(
                 401, "UNAUTHENTICATED", "the Authorization header must be 'Bearer <token>'"
             )
-        recipient, _ = view.recipient_by_token(token) if len(token) <= 512 else (None, False)
+        if is_access_token(token):  # issued by the OAuth token endpoint
+            recipient: Recipient | None = access_token_holder(self.signer, view, token)
+        else:
+            recipient, _ = view.recipient_by_token(token) if len(token) <= 512 else (None, False)
         if recipient is None:
             raise SharingError(401, "UNAUTHENTICATED", "the bearer token is not valid")
-        if recipient.expired():
-            assert recipient.expires_at is not None
-            raise SharingError(
-                401,
-                "UNAUTHENTICATED",
-                f"the bearer token expired at {recipient.expires_at.isoformat()}; "
-                "ask the provider for a new profile",
-            )
+        problem = recipient.refusal()
+        if problem is not None:
+            raise SharingError(401, "UNAUTHENTICATED", f"the bearer token {problem}")
         request.scope.setdefault("state", {})["recipient"] = recipient.name
         return recipient
 
     def _auth(self, request: Request) -> tuple[CatalogView, Recipient]:
         view = self.watcher.view()
-        return view, self._recipient(request, view)
+        recipient = self._recipient(request, view)
+        # issue 15: its IP access list (403) and rate limit (429), before any lookup
+        self.access.admit(request.scope, view.doc, recipient.name)
+        return view, recipient
 
     # -- discovery ---------------------------------------------------------------------------
     def _page(self, request: Request, items: list[dict[str, Any]], listing: str) -> Response:
@@ -833,20 +868,28 @@ class SharingServer:
         if not safe_relative(path):
             raise denied
         view = self.watcher.view()
-        recipient = view.recipient(who)
         claim = FileClaim(table_id, path, who, se)
-        token_id = recipient.token_id if recipient is not None else "-"
-        if not self.signer.check_file(claim, token_id, sig) or recipient is None:
+        # signed for the recipient's current credential, or one in a grace window
+        recipient = next(
+            (c for c in view.credentials(who) if self.signer.check_file(claim, c.token_id, sig)),
+            None,
+        )
+        if recipient is None:
             raise denied
         if claim.expires < time.time():
             raise SharingError(
                 403, "PERMISSION_DENIED", "the file URL has expired; query the table again"
             )
-        if recipient.expired():
-            raise SharingError(403, "PERMISSION_DENIED", "the recipient's token has expired")
+        problem = recipient.refusal()
+        if problem is not None:
+            raise SharingError(403, "PERMISSION_DENIED", f"the recipient's token {problem}")
+        state = request.scope.setdefault("state", {})
+        state["recipient"] = recipient.name  # the signature names it: refusals are logged so
+        self.access.admit_file(request.scope, view.doc, recipient.name)  # its IP access list
         entry = view.readable_table(recipient.name, table_id)
         if entry is None or is_object_store(entry.location):  # those get pre-signed URLs
             raise denied
+        state.update(share=entry.share, schema=entry.schema, table=entry.name)
         root = local_root(entry.location)
         target = root / path
         try:
@@ -867,6 +910,15 @@ class SharingServer:
             media_type="application/octet-stream",
             headers={"Cache-Control": "private, no-store"},
         )
+
+    # -- credentials (issue 15) ---------------------------------------------------------------
+    async def oauth_token(self, request: Request) -> Response:
+        """The OAuth client-credentials grant of OAuth recipients (:mod:`.oauth`)."""
+        return await token_endpoint(request, self.watcher.view(), self.signer)
+
+    async def activation(self, request: Request) -> Response:
+        """A one-time activation link's page, or its profile (:mod:`.activation`)."""
+        return await activation_endpoint(request, self.watcher.catalog, self._base_url(request))
 
 
 class _FileResponse(FileResponse):
@@ -940,10 +992,12 @@ def _limit(files: list[DataFile], limit: int) -> list[DataFile]:
 
 class RequestLog:
     """ASGI middleware: one log line per request (client, recipient, method, path, status,
-    time).
+    time), and one access-log record (:mod:`.audit`).
 
     No query string is logged, so signatures and page tokens never reach the log, and every
-    field is escaped (:func:`.logline.log_field`), so no request can add or split a line.
+    field is escaped (:func:`.logline.log_field`), so no request can add or split a line. The
+    client is resolved here, once, from the socket and the trusted proxies (:mod:`.access`),
+    and every response carries the ``X-Request-Id`` its record has.
     """
 
     def __init__(self, app: ASGIApp, server: SharingServer) -> None:
@@ -954,34 +1008,71 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 0
+        started, start = time.time(), time.perf_counter()
+        request_id = secrets.token_hex(16)
+        scope.setdefault("state", {})["client"] = self.server.access.client(scope)
+        status, sent, version = 0, 0, None
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent, version
             kind = message["type"]
             if kind == "http.response.start":
                 status = int(message["status"])
+                headers = list(message.get("headers") or [])
+                version = next((v for k, v in headers if k.lower() == _VERSION_HEADER), None)
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
             elif kind == "http.response.body":
-                self.server.stats.response_bytes += len(message.get("body", b""))
+                sent += len(message.get("body", b""))
             elif kind == ZEROCOPY_EXTENSION:
-                self.server.stats.response_bytes += int(message["count"])
+                sent += int(message["count"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self.server.stats.requests += 1
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "%s %s %s %s %d %.1fms",
-                    log_field((scope.get("client") or ("-",))[0]),
-                    log_field((scope.get("state") or {}).get("recipient")),
-                    log_field(scope.get("method")),
-                    log_field(scope.get("path")),
-                    status,
-                    (time.perf_counter() - start) * 1000,
+            duration = time.perf_counter() - start
+            self._done(scope, request_id, started, duration, status, sent, version)
+
+    def _done(
+        self,
+        scope: Scope,
+        request_id: str,
+        started: float,
+        duration: float,
+        status: int,
+        sent: int,
+        version: bytes | None,
+    ) -> None:
+        stats = self.server.stats
+        stats.requests += 1
+        stats.response_bytes += sent
+        state = scope.get("state") or {}
+        if self.server.audit is not None:
+            self.server.audit.record(
+                record_of(
+                    scope,
+                    request_id=request_id,
+                    started=started,
+                    status=status,
+                    bytes_sent=sent,
+                    duration=duration,
+                    table_version=version.decode("latin-1") if version else None,
                 )
+            )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %s %s %d %.1fms",
+                log_field(state.get("client")),
+                log_field(state.get("recipient")),
+                log_field(scope.get("method")),
+                log_field(scope.get("path")),
+                status,
+                duration * 1000,
+            )
+
+
+#: The response header that names the table version an answer is about (lower case, as ASGI).
+_VERSION_HEADER: Final = b"delta-table-version"
 
 
 def create_app(
@@ -1008,9 +1099,24 @@ def create_app(
             err = not_found("no such endpoint")
         else:
             err = SharingError(exc.status_code, "MALFORMED_REQUEST", str(exc.detail))
+        request.scope.setdefault("state", {})["error_code"] = err.code
         return error_response(err, head=request.method == "HEAD")
 
-    app = Starlette(routes=server.routes(), exception_handlers={HTTPException: http_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # the access log's writer starts with the server, and is flushed once the requests
+        # in flight are done (uvicorn runs this after its graceful shutdown)
+        if server.audit is not None:
+            server.audit.start()
+        try:
+            yield
+        finally:
+            if server.audit is not None:
+                await run_in_threadpool(server.audit.close)
+
+    app = Starlette(
+        routes=server.routes(), exception_handlers={HTTPException: http_error}, lifespan=lifespan
+    )
     app.add_middleware(RequestLog, server=server)
     app.state.sharing = server
     return app
@@ -1037,11 +1143,14 @@ def create_app_from_env() -> Starlette:
     from arcuate.config import env_var, storage_options
 
     ttl = env.get("ARCUATE_SERVE_URL_TTL")
+    proxies = env.get("ARCUATE_SERVE_TRUSTED_PROXIES", "")
     options = ServerOptions(
         prefix=env.get("ARCUATE_SERVE_PREFIX", DEFAULT_PREFIX),
         url_ttl_seconds=int(ttl) if ttl else None,
         public_url=env.get("ARCUATE_SERVE_PUBLIC_URL") or None,
         storage_options=storage_options(env.get(env_var("storage_options") or "", "{}")),
+        trusted_proxies=tuple(filter(None, proxies.split(","))),
+        audit=env.get("ARCUATE_SERVE_AUDIT", "on") != "off",
     )
     return create_app(
         env["ARCUATE_SERVE_CATALOG"],

@@ -18,13 +18,18 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True)
 class Listening:
-    """Where a server listens (``host``, bound ``port``), under which URL ``prefix``, and the
-    ``public_url`` a proxy gives it, if any."""
+    """Where a server listens (``host``, bound ``port``), under which URL ``prefix``, the
+    ``public_url`` a proxy gives it, if any, and whether it serves HTTPS itself (``tls``)."""
 
     host: str
     port: int
     prefix: str
     public_url: str | None = None
+    tls: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def wildcard(self) -> bool:
@@ -37,7 +42,7 @@ class Listening:
     def url(self, host: str) -> str:
         """This server's endpoint under ``host`` (an IPv6 literal is bracketed)."""
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self.port}{_path(self.prefix)}"
+        return f"{self.scheme}://{shown}:{self.port}{_path(self.prefix)}"
 
     def recipient_urls(self) -> list[str]:
         """The endpoints to put in profiles, best first."""
@@ -66,9 +71,11 @@ class Listening:
                 return None
             return "", self.public_url.rstrip("/")
         fix = self.url(host if self._host_ok(host) else self._shown_host())
-        if scheme != "http":
+        if scheme != self.scheme and not self.tls:
             why = f"{scheme}: this server speaks plain HTTP; behind a TLS proxy pass --public-url"
             return why, fix
+        if scheme != self.scheme:
+            return f"{scheme}: this server speaks HTTPS (--tls-cert)", fix
         if port != self.port:
             return f"port {self.port}, not {port}", fix
         if path != _path(self.prefix):
@@ -78,6 +85,21 @@ class Listening:
                 return f"it listens on {self.host} only, not on {host}", fix
             return f"host {self.host}, not {host}", fix
         return None
+
+    def clear_text_warning(self) -> str | None:
+        """Why serving like this sends bearer tokens in clear over a network, or None: plain
+        HTTP on an interface other hosts reach, with no ``--public-url https://`` saying that
+        a TLS proxy is in front."""
+        if self.tls or self.loopback:
+            return None
+        if self.public_url and urlsplit(self.public_url).scheme.lower() == "https":
+            return None
+        where = f"[{self.host}]" if ":" in self.host else self.host or "0.0.0.0"
+        return (
+            f"serving plain HTTP on {where}, which other machines reach: bearer tokens and "
+            "file URLs would cross the network in clear. Serve HTTPS with --tls-cert and "
+            "--tls-key, or put a TLS proxy in front and pass --public-url https://..."
+        )
 
     def _host_ok(self, host: str) -> bool:
         if self.wildcard:

@@ -4,20 +4,18 @@ foreground (``arcuate serve``), and writing recipients' profile files.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import json
-import os
-import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 
+# the profile writers live in ..profiles (no server stack); they are named here as before
+from arcuate.backends.sharing.profiles import profile_text as profile_text
+from arcuate.backends.sharing.profiles import write_private as write_private
+from arcuate.backends.sharing.profiles import write_profile as write_profile
 from arcuate.backends.sharing.server.app import (
     DEFAULT_PREFIX,
     ServerOptions,
@@ -26,56 +24,6 @@ from arcuate.backends.sharing.server.app import (
 )
 from arcuate.backends.sharing.server.zerocopy import http_protocol
 from arcuate.errors import ConfigurationError
-
-
-def profile_text(
-    endpoint: str, token: str, expiration: datetime.datetime | str | None = None
-) -> str:
-    """A v1 Delta Sharing profile as JSON text.
-
-    Version 1 is the only bearer-token profile the 1.4 client accepts; ``expiration`` is
-    informational for the client (the server enforces it).
-    """
-    profile: dict[str, Any] = {
-        "shareCredentialsVersion": 1,
-        "endpoint": endpoint.rstrip("/"),
-        "bearerToken": token,
-    }
-    if expiration is not None:
-        if isinstance(expiration, datetime.datetime):
-            moment = expiration.astimezone(datetime.UTC)
-            expiration = (
-                moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-            )
-        profile["expirationTime"] = expiration
-    return json.dumps(profile, indent=2) + "\n"
-
-
-def write_profile(
-    path: str | os.PathLike[str],
-    endpoint: str,
-    token: str,
-    expiration: datetime.datetime | str | None = None,
-) -> Path:
-    """Write a v1 profile (:func:`profile_text`) readable by its owner only; return its path."""
-    return write_private(path, profile_text(endpoint, token, expiration))
-
-
-def write_private(path: str | os.PathLike[str], text: str) -> Path:
-    """Atomically write ``text`` to ``path`` with mode 0600 (it holds a secret)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -113,6 +61,7 @@ class ServerHandle:
         sock: socket.socket,
         prefix: str,
         sharing: SharingServer,
+        scheme: str = "http",
     ) -> None:
         self._server = server
         self._thread = thread
@@ -121,16 +70,19 @@ class ServerHandle:
         host, port = sock.getsockname()[:2]
         self.host = str(host)
         self.port = int(port)
-        self.endpoint = f"http://{_url_host(self.host)}:{self.port}{prefix}"
+        self.endpoint = f"{scheme}://{_url_host(self.host)}:{self.port}{prefix}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask uvicorn to finish in-flight requests and exit; wait for the thread."""
+        """Ask uvicorn to finish in-flight requests and exit; wait for the thread. The access
+        log is flushed on the way out (by the app's shutdown, else here)."""
         self._server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(timeout)
         self._sock.close()
+        if self.sharing.audit is not None:
+            self.sharing.audit.close()
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -157,19 +109,27 @@ def serve_in_thread(
     log_level: str = "warning",
     startup_timeout: float = 20.0,
     storage_options: dict[str, str] | None = None,
+    trusted_proxies: tuple[str, ...] = (),
+    audit: bool = True,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> ServerHandle:
     """Start the sharing server for ``catalog_path`` on a background thread.
 
     Returns once it accepts connections. ``handle.endpoint`` is what goes in profiles.
     ``url_ttl_seconds``: see :class:`ServerOptions` (default: 1 hour for local tables, 15
     minutes for tables in object storage). ``storage_options``: how to reach tables in
-    object storage, on top of the cloud's environment variables.
+    object storage, on top of the cloud's environment variables. ``trusted_proxies``: whose
+    ``X-Forwarded-For`` names the client; ``audit``: keep the access log; ``tls_cert`` and
+    ``tls_key`` (PEM files): serve HTTPS, and ``handle.endpoint`` is an https URL.
     """
     options = ServerOptions(
         prefix=prefix,
         url_ttl_seconds=url_ttl_seconds,
         public_url=public_url,
         storage_options=dict(storage_options or {}),
+        trusted_proxies=tuple(trusted_proxies),
+        audit=audit,
     )
     app = create_app(catalog_path, signing_key=signing_key, key_path=key_path, options=options)
     sock = bind_socket(host, port)
@@ -178,9 +138,11 @@ def serve_in_thread(
         log_config=None,
         log_level=log_level,
         access_log=False,
-        lifespan="off",
+        lifespan="on",  # starts the access log's writer, and flushes it at shutdown
+        proxy_headers=False,  # X-Forwarded-For is read from trusted proxies only (.access)
         timeout_graceful_shutdown=5,
         http=http_protocol(),
+        **tls_options(tls_cert, tls_key),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -195,4 +157,28 @@ def serve_in_thread(
             raise RuntimeError("the sharing server did not start")
         time.sleep(0.01)
     sharing: SharingServer = app.state.sharing
-    return ServerHandle(server, thread, sock, sharing.prefix, sharing)
+    scheme = "https" if tls_cert else "http"
+    return ServerHandle(server, thread, sock, sharing.prefix, sharing, scheme)
+
+
+def tls_options(cert: str | None, key: str | None) -> dict[str, Any]:
+    """uvicorn's TLS settings for a PEM certificate (chain) and its private key.
+
+    Raises:
+        ConfigurationError: only one of the two, or a file that cannot be read as such.
+    """
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        raise ConfigurationError("serving HTTPS needs both a certificate and its key")
+    import ssl
+
+    try:  # uvicorn would fail at start-up with a traceback; say which file is wrong here
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot use the TLS certificate {cert} with the key {key}: "
+            f"{getattr(exc, 'strerror', None) or exc}",
+            hint="both are PEM files; the key must be the certificate's and not encrypted",
+        ) from None
+    return {"ssl_certfile": cert, "ssl_keyfile": key}

@@ -15,12 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arcuate.backends.sharing.catalog import (
-    LocalShareCatalog,
-    parse_time,
-    recipient_for_token,
-    shares_for_doc,
-)
+from arcuate.backends.sharing import credentials as creds
+from arcuate.backends.sharing.catalog import LocalShareCatalog, shares_for_doc
+from arcuate.backends.sharing.credentials import parse_time
 from arcuate.backends.sharing.server.logline import log_field
 
 log = logging.getLogger("arcuate.server")
@@ -39,13 +36,29 @@ class TableEntry:
 
 @dataclass(frozen=True)
 class Recipient:
+    """A recipient as one of its credentials authenticates it: ``token_id`` is that
+    credential's id (file URLs are signed for it), ``revoked_at`` the end of its grace window
+    once it was rotated."""
+
     name: str
     token_id: str
     expires_at: datetime.datetime | None
+    revoked_at: datetime.datetime | None = None
 
     def expired(self, now: datetime.datetime | None = None) -> bool:
+        return self.refusal(now) is not None
+
+    def refusal(self, now: datetime.datetime | None = None) -> str | None:
+        """Why this credential no longer works (to follow "the bearer token "), or None."""
         moment = now or datetime.datetime.now(datetime.UTC)
-        return self.expires_at is not None and self.expires_at <= moment
+        if self.revoked_at is not None and self.revoked_at <= moment:
+            return (
+                f"was rotated and stopped working at {self.revoked_at.isoformat()}; "
+                "use the new profile"
+            )
+        if self.expires_at is not None and self.expires_at <= moment:
+            return f"expired at {self.expires_at.isoformat()}; ask the provider for a new profile"
+        return None
 
 
 @dataclass
@@ -80,25 +93,48 @@ class CatalogView:
         )
 
     def recipient_by_token(self, token: str) -> tuple[Recipient | None, bool]:
-        """(recipient, matched): the token's holder, expired or not; matched False if none."""
-        r = recipient_for_token(self.doc, token)
-        if r is None:
+        """(recipient, matched): the bearer token's holder, expired or not (a rotated token
+        in its grace window too); matched False if none."""
+        found = creds.credential_for_token(self.doc, token)
+        if found is None:
             return None, False
-        return self._recipient(r), True
+        return self._recipient(*found), True
 
-    def recipient(self, name: str) -> Recipient | None:
+    def _entry_of(self, name: str) -> dict[str, Any] | None:
         for r in self.doc.get("recipients") or []:
             if str(r.get("name", "")).lower() == name.lower():
-                return self._recipient(r)
+                return dict(r)
         return None
 
+    def recipient(self, name: str) -> Recipient | None:
+        """A recipient as its current credential authenticates it."""
+        r = self._entry_of(name)
+        return self._recipient(r, r.get("token") or {}) if r is not None else None
+
+    def credentials(self, name: str) -> list[Recipient]:
+        """The recipient as each credential that may sign file URLs authenticates it: the
+        current one and those in a grace window (the caller checks their times)."""
+        r = self._entry_of(name)
+        if r is None:
+            return []
+        return [self._recipient(r, entry) for entry in creds.working(r)]
+
+    def credential(self, name: str, credential_id: str, kind: str) -> Recipient | None:
+        """The recipient as the credential ``credential_id`` of ``kind`` authenticates it
+        (current or past), or None: an OAuth access token names the secret it came from."""
+        r = self._entry_of(name)
+        if r is None or creds.credential_kind(r) != kind:
+            return None
+        entry = creds.credential_by_id(r, credential_id)
+        return self._recipient(r, entry) if entry is not None else None
+
     @staticmethod
-    def _recipient(r: dict[str, Any]) -> Recipient:
-        token = r.get("token") or {}
+    def _recipient(r: dict[str, Any], entry: dict[str, Any]) -> Recipient:
         return Recipient(
             name=str(r["name"]),
-            token_id=str(token.get("id", "")),
-            expires_at=parse_time(token.get("expires_at")),
+            token_id=str(entry.get("id", "")),
+            expires_at=parse_time(entry.get("expires_at")),
+            revoked_at=parse_time(entry.get("revoked_at")),
         )
 
     def granted_shares(self, recipient: str) -> list[dict[str, Any]]:

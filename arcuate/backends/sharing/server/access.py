@@ -1,0 +1,191 @@
+"""Who is asking, from where, and how often: the client address behind trusted proxies, each
+recipient's IP access list, and its request-rate limit.
+
+The client address is the socket's peer. ``X-Forwarded-For`` is read only when that peer is a
+proxy the provider named (``arcuate serve --trusted-proxy CIDR``), and then from the right:
+each trusted proxy appends the address it got the request from, so the right-most address that
+is not a trusted proxy is the client; everything left of it was written by the client and is
+ignored. uvicorn's own reading of the header (which trusts any loopback peer) is turned off.
+
+A recipient with an IP access list is refused with ``403 PERMISSION_DENIED`` from any other
+address, on every protocol route and on the file URLs issued to it, before anything about its
+shares is looked up (so a refusal says nothing about what exists). A recipient with a rate
+limit draws one token per protocol request from a bucket holding at most the limit, refilled
+continuously over the limit's period; an empty bucket answers ``429`` with ``Retry-After``.
+Downloads of file URLs draw nothing: how many files a query hands out is the table's layout,
+not the recipient's choice. Buckets live in the server process: with ``--workers N`` each
+worker keeps its own, so a recipient may get up to N times its limit.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from arcuate.backends.sharing.server.wire import SharingError, echo
+from arcuate.format import access as rules
+
+#: What the log and the access check call a client whose address cannot be known (a Unix
+#: socket, or a trusted proxy that forwarded something that is not an address).
+UNKNOWN: Final = "unknown"
+
+
+class ClientAddress:
+    """The client address of a request, given the proxies trusted to forward it."""
+
+    def __init__(self, trusted: Sequence[str] = ()) -> None:
+        self.trusted = tuple(rules.network(t) for t in trusted)
+
+    def __call__(self, scope: MutableMapping[str, Any]) -> str:
+        peer = (scope.get("client") or (None,))[0]
+        if peer is None:
+            return UNKNOWN
+        found = rules.address(str(peer))
+        if found is None:
+            return UNKNOWN
+        if not self.trusted or not rules.allowed(found, self.trusted):
+            return str(found)
+        hops = _forwarded(scope)
+        for hop in reversed(hops):
+            address = rules.address(_without_port(hop))
+            if address is None:
+                return UNKNOWN
+            if not rules.allowed(address, self.trusted):
+                return str(address)
+        # every hop is a trusted proxy: the request started at the left-most
+        first = rules.address(_without_port(hops[0])) if hops else found
+        return str(first) if first is not None else UNKNOWN
+
+
+def _forwarded(scope: MutableMapping[str, Any]) -> list[str]:
+    """The ``X-Forwarded-For`` hops, left to right, over every such header in order."""
+    hops: list[str] = []
+    for key, value in scope.get("headers") or []:
+        if key == b"x-forwarded-for":
+            hops += [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+    return hops
+
+
+def _without_port(hop: str) -> str:
+    """``1.2.3.4:80`` and ``[2001:db8::1]:80`` without the port, as some proxies write them."""
+    if hop.startswith("[") and "]" in hop:
+        return hop[1 : hop.index("]")]
+    if hop.count(":") == 1:
+        return hop.split(":", 1)[0]
+    return hop
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One recipient's access policy, as the catalog holds it (checked by its shape check)."""
+
+    networks: tuple[rules.Network, ...] | None = None
+    requests: int = 0
+    per_seconds: int = 0
+
+
+class _Bucket:
+    """A token bucket: ``capacity`` tokens, refilled at ``rate`` per second."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, capacity: int, per_seconds: int, now: float) -> None:
+        self.capacity = float(capacity)
+        self.rate = capacity / per_seconds
+        self.tokens = float(capacity)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        """0 when a token was taken, else the seconds until one is there."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class AccessControl:
+    """The IP access lists and rate limits of the catalog's recipients, checked per request."""
+
+    def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
+        self.client = ClientAddress(trusted_proxies)
+        self._lock = threading.Lock()
+        self._doc: object = None
+        self._policies: dict[str, Policy] = {}
+        self._buckets: dict[tuple[str, int, int], _Bucket] = {}
+
+    def admit(self, scope: MutableMapping[str, Any], doc: dict[str, Any], recipient: str) -> None:
+        """Let a protocol request of ``recipient`` through, or refuse it (403, then 429)."""
+        policy = self._policy(doc, recipient)
+        self._check_address(scope, policy)
+        if policy.requests:
+            wait = self._take(recipient.lower(), policy)
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                limit = rules.rate_text(policy.requests, policy.per_seconds)
+                raise SharingError(
+                    429,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    f"this recipient may make {limit}; retry in {retry} s",
+                    headers={"Retry-After": str(retry)},
+                )
+
+    def admit_file(
+        self, scope: MutableMapping[str, Any], doc: dict[str, Any], recipient: str
+    ) -> None:
+        """Let a download of a file URL issued to ``recipient`` through, or refuse it (403)."""
+        self._check_address(scope, self._policy(doc, recipient))
+
+    def _check_address(self, scope: MutableMapping[str, Any], policy: Policy) -> None:
+        if policy.networks is None:
+            return
+        client = client_of(scope, self.client)
+        if not rules.allowed(rules.address(client), policy.networks):
+            raise SharingError(
+                403,
+                "PERMISSION_DENIED",
+                f"requests from {echo(client)} are not allowed for this recipient "
+                "(its IP access list); ask the provider",
+            )
+
+    def _policy(self, doc: dict[str, Any], recipient: str) -> Policy:
+        with self._lock:
+            if doc is not self._doc:  # a new version of the catalog was loaded
+                self._policies = {
+                    str(r["name"]).lower(): _policy_of(r)
+                    for r in doc.get("recipients") or []
+                    if isinstance(r, dict) and "name" in r
+                }
+                self._doc = doc
+            return self._policies.get(recipient.lower(), Policy())
+
+    def _take(self, key: str, policy: Policy) -> float:
+        now = time.monotonic()
+        with self._lock:
+            bucket_key = (key, policy.requests, policy.per_seconds)
+            bucket = self._buckets.get(bucket_key)
+            if bucket is None:  # a new limit starts full; an old one's bucket is dropped
+                self._buckets = {k: b for k, b in self._buckets.items() if k[0] != key}
+                bucket = self._buckets[bucket_key] = _Bucket(
+                    policy.requests, policy.per_seconds, now
+                )
+            return bucket.take(now)
+
+
+def client_of(scope: MutableMapping[str, Any], resolve: ClientAddress) -> str:
+    """The request's client address, as the request log resolved it (else resolved now)."""
+    state = scope.get("state") or {}
+    found = state.get("client")
+    return str(found) if found is not None else resolve(scope)
+
+
+def _policy_of(r: dict[str, Any]) -> Policy:
+    entries = r.get("ip_access_list")
+    networks = tuple(rules.network(e) for e in entries) if entries else None
+    limit = r.get("rate_limit") or {}
+    return Policy(networks, int(limit.get("requests", 0)), int(limit.get("per_seconds", 0)))
