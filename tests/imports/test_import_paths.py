@@ -270,7 +270,7 @@ def test_uncovered_schema_falls_back_to_the_api(
     assert len(snapshot_experiment(recipient_store, "e", imported=True)["runs"]) == 5
     with pytest.raises(ConfigurationError, match=r"schema revision \S+ is not one"):
         MlflowSink(recipient_store.tracking_uri, import_path="bulk").bulk_runs("0")
-    with pytest.raises(ConfigurationError, match="ARCUATE_IMPORT_PATH='fast'"):
+    with pytest.raises(ConfigurationError, match=r"import_path 'fast' is not one of auto, api, bulk \(ARCUATE_IMPORT_PATH\)"):
         MlflowSink(recipient_store.tracking_uri, import_path="fast")
 
 
