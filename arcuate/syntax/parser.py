@@ -7,6 +7,7 @@ and a message in the dialect's own words.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from functools import cache
@@ -15,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
+from lark import __version__ as lark_version
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     VisitError,
 )
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 from lark.tree import Meta
 
 from arcuate.errors import ArcuateError, ArcuateSyntaxError, Span, StatementError
-from arcuate.syntax import ast
+from arcuate.syntax import ast, tables
 
 # -- grammar loading ---------------------------------------------------------------------------
 
@@ -41,9 +45,34 @@ def grammar_text() -> str:
     return checkout.read_text(encoding="utf-8")
 
 
+_OPTIONS: dict[str, Any] = {
+    "parser": "lalr",
+    "propagate_positions": True,
+    "maybe_placeholders": False,
+}
+
+
 @cache
 def _lark() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    """The parser: its LALR tables from the user's cache when the grammar is unchanged
+    (:mod:`.tables`), else built from the grammar and saved for the next process."""
+    text = grammar_text()
+    digest = tables.key(text, lark_version, _OPTIONS)
+    saved = tables.load(digest)
+    if saved is not None:
+        try:
+            # the loader lark's own standalone parsers use; plain data in, no code
+            loaded: Lark = Lark._load_from_dict(  # type: ignore[no-untyped-call]
+                saved["data"], saved["memo"]
+            )
+            return loaded
+        except Exception:  # a lark that lays its tables out otherwise: build them again
+            pass
+    parser = Lark(text, **_OPTIONS)
+    with contextlib.suppress(Exception):
+        data, memo = parser.memo_serialize([TerminalDef, Rule])
+        tables.save(digest, data, memo)
+    return parser
 
 
 # -- helpers -----------------------------------------------------------------------------------
