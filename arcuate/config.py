@@ -43,6 +43,7 @@ _ENV: Final = {
     "storage_options": "ARCUATE_STORAGE_OPTIONS",
     "import_path": "ARCUATE_IMPORT_PATH",
     "lock_wait": "ARCUATE_LOCK_WAIT",
+    "refuse_pickle": "ARCUATE_REFUSE_PICKLE",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -75,6 +76,8 @@ class Settings:
     (:mod:`arcuate.backends.registry`: built-in, registered or installed plugins).
     ``import_path``: how an import writes new runs (:data:`IMPORT_PATHS`).
     ``lock_wait``: seconds an import waits for another import of the same target.
+    ``refuse_pickle``: every import refuses a table holding a pickle-family file, as
+    ``REFUSE PICKLE`` does for one statement (the serialization policy, docs/trust.md).
     """
 
     tracking_uri: str | None = None
@@ -90,6 +93,7 @@ class Settings:
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     import_path: ImportPath = "auto"
     lock_wait: float = DEFAULT_LOCK_WAIT
+    refuse_pickle: bool = False
     spark: Any = None
 
     @property
@@ -190,6 +194,18 @@ def _lock_wait(value: Any) -> float:
     return seconds
 
 
+def _refuse_pickle(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    flag = _PROGRESS.get(str(value).strip().lower())
+    if flag is None:
+        raise ConfigurationError(
+            f"refuse_pickle must be on or off (true/false, yes/no, 1/0), got {value!r}"
+            " (ARCUATE_REFUSE_PICKLE)"
+        )
+    return flag
+
+
 def _chunk_bytes(value: Any) -> int:
     try:
         size = int(value)
@@ -231,6 +247,7 @@ _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
     "retry_seconds": _retry_seconds,
     "import_path": _import_path,
     "lock_wait": _lock_wait,
+    "refuse_pickle": _refuse_pickle,
     "storage_options": storage_options,
     "table_backend": lambda name: check_name("table", str(name)),
     "share_catalog": lambda name: check_name("catalog", str(name)),

@@ -565,7 +565,13 @@ def _finish(
 
 
 def import_model_spark(
-    frame: Any, model: str, ctx: Context, *, overwrite: bool = False, source: str = ""
+    frame: Any,
+    model: str,
+    ctx: Context,
+    *,
+    overwrite: bool = False,
+    source: str = "",
+    refuse_pickle: bool = False,
 ) -> StatementResult:
     """Import shared model versions from a DataFrame: collected, then the pandas importer.
 
@@ -574,5 +580,6 @@ def import_model_spark(
     """
     table = conform_present(compute.collect(frame))
     return import_model(
-        iter(table.to_batches(max_chunksize=256)), model, ctx, overwrite=overwrite, source=source
-    )
+        iter(table.to_batches(max_chunksize=256)), model, ctx, overwrite=overwrite,
+        source=source, refuse_pickle=refuse_pickle,
+    )  # fmt: skip

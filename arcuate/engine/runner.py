@@ -14,7 +14,7 @@ from typing import Any
 
 from arcuate.engine.context import Context, explain_details
 from arcuate.engine.result import StatementResult
-from arcuate.errors import ArcuateError, StepError, UnreachableError
+from arcuate.errors import ArcuateError, ConfigurationError, StepError, UnreachableError
 from arcuate.plan import ops
 from arcuate.plan.explain import Details, describe, explain
 from arcuate.plan.planner import Plan
@@ -117,6 +117,13 @@ def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> 
     if frame is not None:  # AS SPARK: the runs are imported by Spark tasks
         from arcuate.engine.distributed import import_experiment_spark
 
+        if step.refuse_pickle or ctx.settings.refuse_pickle:
+            raise ConfigurationError(
+                "REFUSE PICKLE (refuse_pickle) is not supported for AS SPARK experiment "
+                "imports yet: Spark tasks write their runs independently, so a refusal could "
+                "come after some were written; import AS PANDAS. Nothing was written"
+            )
+
         st.result = import_experiment_spark(
             frame, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate
         )
@@ -124,8 +131,9 @@ def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> 
     from arcuate.engine.imports import import_experiment
 
     st.result = import_experiment(
-        st.value, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate
-    )
+        st.value, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate,
+        refuse_pickle=step.refuse_pickle,
+    )  # fmt: skip
 
 
 def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
@@ -134,14 +142,16 @@ def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
         from arcuate.engine.distributed import import_model_spark
 
         st.result = import_model_spark(
-            frame, step.model, ctx, overwrite=step.overwrite, source=step.coordinate
-        )
+            frame, step.model, ctx, overwrite=step.overwrite, source=step.coordinate,
+            refuse_pickle=step.refuse_pickle,
+        )  # fmt: skip
         return
     from arcuate.engine.imports import import_model
 
     st.result = import_model(
-        st.value, step.model, ctx, overwrite=step.overwrite, source=step.coordinate
-    )
+        st.value, step.model, ctx, overwrite=step.overwrite, source=step.coordinate,
+        refuse_pickle=step.refuse_pickle,
+    )  # fmt: skip
 
 
 def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None:

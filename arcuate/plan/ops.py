@@ -92,6 +92,8 @@ class ImportExperiment:
     experiment: str
     coordinate: str
     overwrite: bool = False
+    #: REFUSE PICKLE (or the ``refuse_pickle`` setting, applied when the step runs)
+    refuse_pickle: bool = False
 
     def describe(self) -> str:
         mode = (
@@ -99,7 +101,8 @@ class ImportExperiment:
             if self.overwrite
             else "add or update runs"
         )
-        return f"validate rows, then import into experiment {self.experiment!r} ({mode})"
+        policy = ", refusing pickle-family files" if self.refuse_pickle else ""
+        return f"validate rows{policy}, then import into experiment {self.experiment!r} ({mode})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,8 @@ class ImportModel:
     model: str
     coordinate: str
     overwrite: bool = False
+    #: REFUSE PICKLE (or the ``refuse_pickle`` setting, applied when the step runs)
+    refuse_pickle: bool = False
 
     def describe(self) -> str:
         mode = (
@@ -116,7 +121,8 @@ class ImportModel:
             if self.overwrite
             else "add or update versions"
         )
-        return f"validate rows, then import into registered model {self.model!r} ({mode})"
+        policy = ", refusing pickle-family files" if self.refuse_pickle else ""
+        return f"validate rows{policy}, then import into registered model {self.model!r} ({mode})"
 
 
 @dataclass(frozen=True, slots=True)

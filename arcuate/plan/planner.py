@@ -146,9 +146,9 @@ class _Planner:
             coord = stmt.coordinate.text
             imp: ops.Operator
             if isinstance(stmt, ast.CreateExperiment):
-                imp = ops.ImportExperiment(stmt.name, coord, stmt.overwrite)
+                imp = ops.ImportExperiment(stmt.name, coord, stmt.overwrite, stmt.refuse_pickle)
             else:
-                imp = ops.ImportModel(stmt.name, coord, stmt.overwrite)
+                imp = ops.ImportModel(stmt.name, coord, stmt.overwrite, stmt.refuse_pickle)
             return (ops.ReadShare(coord, flavor), imp)
         if isinstance(stmt, ast.DescribeShared):
             coord = stmt.coordinate.text

@@ -115,6 +115,8 @@ class CreateExperiment:
     coordinate: Coordinate
     flavor: Flavor = "pandas"
     overwrite: bool = False
+    #: REFUSE PICKLE: no file whose loading unpickles (the serialization policy)
+    refuse_pickle: bool = False
     span: Span = _span()
 
 
@@ -126,6 +128,8 @@ class CreateModel:
     coordinate: Coordinate
     flavor: Flavor = "pandas"
     overwrite: bool = False
+    #: REFUSE PICKLE: no file whose loading unpickles (the serialization policy)
+    refuse_pickle: bool = False
     span: Span = _span()
 
 

@@ -308,11 +308,13 @@ class _ToAst(Transformer[Token, Any]):
         )
         tokens = [c for c in children if isinstance(c, Token) and c.type in ("NAME", "STRING")]
         coordinate = next(c for c in children if isinstance(c, ast.Coordinate))
+        refuse = any(isinstance(c, Tree) and c.data == "refuse_pickle" for c in children)
         return {
             "name": unquote(tokens[0]),
             "coordinate": coordinate,
             "flavor": flavor or "pandas",
             "overwrite": overwrite,
+            "refuse_pickle": refuse,
             "span": _span_of(meta),
         }
 
@@ -629,6 +631,7 @@ _RULES: list[tuple[str, str]] = [
         r"( AS (flavor|PANDAS|SPARK)|^DESCRIBE)$",
         "expected a share coordinate '<profile>#<share>.<schema>.<table>'",
     ),
+    (r" REFUSE$", "expected PICKLE after REFUSE"),
     (r"^CREATE RECIPIENT( if_not_exists)?$", "expected a recipient name after CREATE RECIPIENT"),
     (r" COMMENT$", "expected a quoted comment after COMMENT"),
     (r" PROFILE$", "expected a quoted file path after PROFILE"),

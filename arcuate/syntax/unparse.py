@@ -17,7 +17,7 @@ KEYWORDS = frozenset(
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
-    REQUEST REQUESTS PER LOG USAGE SINCE""".split()  # noqa: SIM905
+    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -106,7 +106,8 @@ def _(node: ast.CreateShare) -> str:
 def _create_import(kind: str, node: ast.CreateExperiment | ast.CreateModel) -> str:
     ow = " OVERWRITE" if node.overwrite else ""
     coordinate = string(node.coordinate.text)
-    return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}"
+    policy = " REFUSE PICKLE" if node.refuse_pickle else ""
+    return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}{policy}"
 
 
 @unparse.register

@@ -34,7 +34,7 @@ import pytest
 
 from tests.docs.blocks import ROOT, Block
 
-RECIPIENT_DOCS = frozenset({"docs/recipient.md"})
+RECIPIENT_DOCS = frozenset({"docs/recipient.md", "docs/trust.md"})
 PRESHARE = """
 CREATE SHARE ml WITH TABLE churn_runs FROM EXPERIMENT churn;
 CREATE SHARE ml WITH TABLE churn_model FROM MODEL churn;

@@ -2,7 +2,8 @@
 
 Every row is validated as an import would; problems are reported, not raised. For each model
 the flavors and Python requirements are read from ``MLmodel`` / ``requirements.txt`` as text
-(YAML with the safe loader): nothing is loaded or executed.
+(YAML with the safe loader), and every file's serialization format is detected from its bytes
+(:mod:`arcuate.format.serialization`: parsed, never unpickled): nothing is loaded or executed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
 from arcuate.format.schema import MODEL_VERSION, RUN, Content
+from arcuate.format.serialization import PICKLE_FORMATS, classify
 
 #: An MLmodel or requirements file larger than this is not read.
 _MAX_MLMODEL_BYTES = 1 << 20
@@ -71,6 +73,20 @@ def _model_files(item: v.SharedRecord) -> tuple[list[str], list[str]]:
     return flavors, reqs
 
 
+def _formats(item: v.SharedRecord) -> dict[str, str]:
+    """The serialization format of each inline file (chunked ones come with their chunks)."""
+    return {
+        f"{f.owner}/{f.path}": classify(f.path, f.data).format
+        for f in item.files
+        if f.data is not None
+    }
+
+
+def _format_text(formats: dict[str, str]) -> str:
+    """What a row shows: the files that are not plain data, with their formats."""
+    return "; ".join(f"{path}: {fmt}" for path, fmt in sorted(formats.items()) if fmt != "data")
+
+
 def _detail(item: v.SharedRecord, points: int, flavors: list[str], reqs: list[str]) -> Record:
     """The row DESCRIBE shows for one run or version."""
     detail: dict[str, Any] = {"kind": item.kind, "key": item.key}
@@ -96,6 +112,7 @@ def _detail(item: v.SharedRecord, points: int, flavors: list[str], reqs: list[st
         bytes=sum(f.size for f in item.files),
         flavors=",".join(flavors),
         requirements="; ".join(reqs),
+        serialization="",
     )
     return detail
 
@@ -114,6 +131,9 @@ class _Description:
     )
     flavors: set[str] = field(default_factory=set)
     requirements: set[str] = field(default_factory=set)
+    #: each record's files and their formats (its row shows them), by record key
+    formats: dict[str, dict[str, str]] = field(default_factory=dict)
+    by_key: dict[str, Record] = field(default_factory=dict)
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -140,6 +160,9 @@ class _Description:
             return
         if isinstance(item, v.SharedChunk):
             self.counts["chunks"] += 1
+            if item.index == 0:  # the file's first bytes: a prefix of a longer file
+                found = classify(item.path, item.data, size=len(item.data) + 1)
+                self.formats.setdefault(item.key, {})[f"{item.owner}/{item.path}"] = found.format
             return
         points = len((item.run or {}).get("metrics") or ())
         self.counts["records"] += 1
@@ -149,7 +172,25 @@ class _Description:
         flavors, reqs = _model_files(item)
         self.flavors.update(flavors)
         self.requirements.update(reqs)
-        self.rows.append(_detail(item, points, flavors, reqs))
+        self.formats.setdefault(item.key, {}).update(_formats(item))
+        row = _detail(item, points, flavors, reqs)
+        self.by_key[item.key] = row
+        self.rows.append(row)
+
+    def serialization(self) -> dict[str, Any]:
+        """Each row's non-data files with their formats; the table's count per format."""
+        totals: dict[str, int] = {}
+        pickles = 0
+        for key, formats in self.formats.items():
+            if key in self.by_key:
+                self.by_key[key]["serialization"] = _format_text(formats)
+            for fmt in formats.values():
+                totals[fmt] = totals.get(fmt, 0) + 1
+                pickles += fmt in PICKLE_FORMATS
+        return {
+            "serialization": ", ".join(f"{k}: {n}" for k, n in sorted(totals.items())),
+            "pickle_files": pickles,
+        }
 
     def summary(self, source: str, started: float) -> dict[str, Any]:
         counts = self.counts
@@ -163,6 +204,7 @@ class _Description:
             "chunk_rows": counts["chunks"],
             "flavors": ", ".join(sorted(self.flavors)),
             "requirements": "; ".join(sorted(self.requirements)),
+            **self.serialization(),
             "valid": self.problem is None,
             "seconds": round(time.monotonic() - started, 3),
         }

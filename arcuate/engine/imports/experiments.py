@@ -29,6 +29,7 @@ from arcuate.engine.imports.importer import (
     statement,
 )
 from arcuate.engine.imports.ingest import ingest
+from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
 from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
@@ -51,6 +52,7 @@ def import_experiment(
     overwrite: bool = False,
     source: str = "",
     origin: str | None = None,
+    refuse_pickle: bool = False,
 ) -> StatementResult:
     """Import shared runs into ``experiment``: validated first, re-runnable, exact on OVERWRITE.
 
@@ -76,6 +78,7 @@ def import_experiment(
     return import_runs(
         ctx.model_sink, batches, experiment, progress=ctx.progress, overwrite=overwrite,
         source=source, origin=origin,
+        refuse_pickle=refuse_pickle or ctx.settings.refuse_pickle,
     )  # fmt: skip
 
 
@@ -88,14 +91,18 @@ def import_runs(
     overwrite: bool = False,
     source: str = "",
     origin: str | None = None,
+    refuse_pickle: bool = False,
 ) -> StatementResult:
-    """:func:`import_experiment` into ``sink`` (``progress``: show bars)."""
+    """:func:`import_experiment` into ``sink`` (``progress``: show bars; ``refuse_pickle``:
+    the serialization policy, checked once every row is spooled)."""
     started = time.monotonic()
     name = v.check_experiment_name(experiment)
     bars = Progress(progress)
     with Spool.open("experiment") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
         ingest(spool, batches, lambda n: bars.advance(reading, n))
+        if refuse_pickle:
+            refuse_pickles(spool)
         found = prov.origin_of(source) if origin is None else prov.Origin(source, origin)
         # one import per target at a time: a second one waits, then finds the runs in place
         with sink.lock("experiment", name, restore=overwrite) as lease:

@@ -31,6 +31,7 @@ from arcuate.engine.imports.importer import (
     statement,
 )
 from arcuate.engine.imports.ingest import ingest
+from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
 from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
@@ -51,6 +52,7 @@ def import_model(
     *,
     overwrite: bool = False,
     source: str = "",
+    refuse_pickle: bool = False,
 ) -> StatementResult:
     """Import shared model versions into registered model ``model``.
 
@@ -70,6 +72,8 @@ def import_model(
     with Spool.open("model") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
         ingest(spool, batches, lambda n: bars.advance(reading, n))
+        if refuse_pickle or ctx.settings.refuse_pickle:
+            refuse_pickles(spool)
         imp = _ModelImport(sink, spool, name, overwrite, source, bars)
         imp.check_experiment()  # before the lease, which creates the registered model
         with sink.lock("model", name) as lease:
