@@ -144,3 +144,17 @@ def test_explain_shows_the_policy_and_the_setting_is_checked() -> None:
     assert "refusing pickle-family files" in plan
     with pytest.raises(ConfigurationError, match="refuse_pickle must be on or off"):
         arcuate.execute("SHOW SHARES", refuse_pickle="maybe")
+
+
+def test_describe_shows_the_licence_and_model_card() -> None:
+    tagged = _version(1, ("README.md", b"\n# Churn model \x1b[31m\nPredicts churn.\n"))
+    tagged["model_version"]["model_tags"] = [{"key": "License", "value": "Apache-2.0"}]
+    with_file = _version(2, ("LICENSE", b"MIT License\n\nCopyright (c) 2026 Acme\n"))
+    bare = _version(3)
+    result = describe_shared(batches_of([tagged, with_file, bare]), "local")
+    rows = {r["version"]: (r["license"], r["model_card"]) for r in result.rows}
+    assert rows == {
+        1: ("Apache-2.0", "model/README.md: Churn model [31m"),  # no escape reaches a terminal
+        2: ("model/LICENSE: MIT License", ""),
+        3: ("", ""),
+    }

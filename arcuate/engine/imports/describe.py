@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -73,6 +73,46 @@ def _model_files(item: v.SharedRecord) -> tuple[list[str], list[str]]:
     return flavors, reqs
 
 
+#: Tag keys and file names (lower case) that carry a licence or a model card.
+_LICENCE_TAGS: Final = ("license", "licence")
+_LICENCE_FILES: Final = frozenset({"license", "license.txt", "license.md", "licence", "copying"})
+_CARD_FILES: Final = frozenset({"readme.md", "readme.txt", "model_card.md", "modelcard.md"})
+#: How much of a licence or model card a row shows.
+_SHOWN_CHARS: Final = 120
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line, without Markdown heading marks or control characters
+    (shared text reaches a terminal)."""
+    for line in text.splitlines():
+        line = "".join(ch for ch in line if ch.isprintable()).strip().lstrip("#").strip()
+        if line:
+            return line[:_SHOWN_CHARS]
+    return ""
+
+
+def _licence_and_card(item: v.SharedRecord) -> tuple[str, str]:
+    """A record's licence (a ``license`` tag of the version, its model or its run, else a
+    LICENSE file) and model card (a README or model card file), each as one short line."""
+    mv = item.model_version or {}
+    licence = ""
+    for tags in (mv.get("tags"), mv.get("model_tags"), (item.run or {}).get("tags")):
+        for key, value in (tags or {}).items():
+            if not licence and str(key).lower() in _LICENCE_TAGS:
+                licence = _first_line(str(value))
+    card = ""
+    for f in item.files:
+        base = f.path.rsplit("/", 1)[-1].lower()
+        if f.data is None or f.size > _MAX_MLMODEL_BYTES:
+            continue
+        text = f.data.decode("utf-8", "replace")
+        if not licence and base in _LICENCE_FILES:
+            licence = f"{f.owner}/{f.path}: {_first_line(text)}"
+        if not card and base in _CARD_FILES:
+            card = f"{f.owner}/{f.path}: {_first_line(text)}"
+    return licence, card
+
+
 def _formats(item: v.SharedRecord) -> dict[str, str]:
     """The serialization format of each inline file (chunked ones come with their chunks)."""
     return {
@@ -114,6 +154,7 @@ def _detail(item: v.SharedRecord, points: int, flavors: list[str], reqs: list[st
         requirements="; ".join(reqs),
         serialization="",
     )
+    detail["license"], detail["model_card"] = _licence_and_card(item)
     return detail
 
 
