@@ -148,8 +148,9 @@ def test_no_secret_reaches_the_spool_the_table_or_any_file_but_the_profile(
         # a client that puts its token where it does not belong
         http.get(server.endpoint + f"/shares?token={tokens['alice']}", headers=auth)
         http.get(server.endpoint + "/shares", headers={"Authorization": f"Basic {tokens['alice']}"})
-        requests = server.sharing.stats.requests
         time.sleep(1.5)  # a batch or two reach the spool (and fail to commit)
+    # counted once the server has stopped: a request's record is counted after its answer
+    requests = server.sharing.stats.requests
     spool = spool_location(catalog.path)
     segments = sorted(spool.glob("*.jsonl"))
     spooled = [json.loads(line) for s in segments for line in s.read_text().splitlines()]
