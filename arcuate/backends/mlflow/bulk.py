@@ -10,7 +10,8 @@ store completely or not at all.
 It is used only where it is known to be exact:
 
 * the tracking store is MLflow's own ``SqlAlchemyStore`` (not a subclass: no workspaces) on a
-  dialect in :data:`DIALECTS`;
+  dialect in :data:`DIALECTS` (sqlite and PostgreSQL: the statements are SQLAlchemy Core's,
+  sqlite's rows go straight to its driver; MySQL is not covered by tests, so not written);
 * the database's alembic revision is in :data:`COVERED_REVISIONS`, the schemas the round-trip
   tests of this path run against (MLflow itself refuses a database that is not at the head
   revision of the installed MLflow);
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 #: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover.
 COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
 #: SQL dialects the bulk path writes to (the others fall back to the public API).
-DIALECTS: Final = frozenset({"sqlite"})
+DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
 _ROUND: Final = 10_000
 _UPLOAD_THREADS: Final = 4
