@@ -538,26 +538,34 @@ def _dataset_rows(
 
 
 def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
-    """``INSERT INTO <table> (<columns>)`` of many rows through the driver's ``executemany``.
-
-    SQLite's driver takes the rows as they are (tuples of str, int, float, bool, None): that
-    skips SQLAlchemy's per-row parameter processing, most of the cost of a Core insert. The
-    table and its column names are MLflow's own models'; other paramstyles go through
-    SQLAlchemy Core.
-    """
-    import sqlalchemy as sa
-
+    """``INSERT INTO <table> (<columns>)`` of many rows, the way the dialect takes them fastest
+    (:data:`_WRITERS`; SQLAlchemy Core's executemany for any other). The table and its column
+    names are MLflow's own models'."""
     for name in columns:
         if name not in table.c:
             raise ValueError(f"table {table.name} has no column {name}")
     dialect = session.get_bind().dialect
-    if dialect.paramstyle != "qmark":
-        statement = sa.insert(table)
-        for start in range(0, len(rows), _ROUND):
-            part = rows[start : start + _ROUND]
-            session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
-        return
-    quote = dialect.identifier_preparer.quote
+    writer = _WRITERS.get((dialect.name, dialect.driver), _core_insert)
+    writer(session, table, columns, rows)
+
+
+def _core_insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+    """SQLAlchemy Core's insert, :data:`_ROUND` rows at a time."""
+    import sqlalchemy as sa
+
+    statement = sa.insert(table)
+    for start in range(0, len(rows), _ROUND):
+        part = rows[start : start + _ROUND]
+        session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
+
+
+def _qmark_executemany(
+    session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]
+) -> None:
+    """sqlite: the driver's ``executemany`` takes the rows as they are (tuples of str, int,
+    float, bool, None), which skips SQLAlchemy's per-row parameter processing, most of the
+    cost of a Core insert."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
@@ -565,6 +573,24 @@ def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any])
     connection = session.connection()
     for start in range(0, len(rows), _ROUND):
         connection.exec_driver_sql(sql, rows[start : start + _ROUND])
+
+
+def _copy(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+    """PostgreSQL through psycopg 3: ``COPY <table> (<columns>) FROM STDIN`` on the session's
+    own connection (so in its transaction), the rows adapted by psycopg as for an insert."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+#: How each (dialect, driver) takes many rows; the others get SQLAlchemy Core's insert.
+_WRITERS: Final[dict[tuple[str, str], Any]] = {
+    ("sqlite", "pysqlite"): _qmark_executemany,
+    ("postgresql", "psycopg"): _copy,
+}
 
 
 def _model_metric(
