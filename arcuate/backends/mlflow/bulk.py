@@ -3,15 +3,15 @@
 MLflow's public API costs about 185 ms per run of 1000 metric points in ``log_batch`` alone
 against a sqlite store, nearly all of it building one ORM object per point. For runs an
 import *creates*, this module writes the same rows MLflow's own ``SqlAlchemyStore`` would
-write, with SQLAlchemy Core inserts on MLflow's own table models (the way MLflow's
-``mlflow/store/fs2db`` migrator writes), a batch of runs per transaction: a batch is in the
-store completely or not at all.
+write, into MLflow's own table models (the way MLflow's ``mlflow/store/fs2db`` migrator
+writes; each dialect's fastest way to take many rows), a batch of runs per transaction: a
+batch is in the store completely or not at all.
 
 It is used only where it is known to be exact:
 
 * the tracking store is MLflow's own ``SqlAlchemyStore`` (not a subclass: no workspaces) on a
-  dialect in :data:`DIALECTS` (sqlite and PostgreSQL: the statements are SQLAlchemy Core's,
-  sqlite's rows go straight to its driver; MySQL is not covered by tests, so not written);
+  dialect in :data:`DIALECTS` (sqlite: the driver's executemany; PostgreSQL: psycopg 3's
+  ``COPY``, see :data:`_WRITERS`; MySQL is not covered by tests, so it takes the public API);
 * the database's alembic revision is in :data:`COVERED_REVISIONS`, the schemas the round-trip
   tests of this path run against (MLflow itself refuses a database that is not at the head
   revision of the installed MLflow);
