@@ -481,3 +481,16 @@ def test_large_tables_are_read_by_a_helper_process(
     assert "has a '..' segment" in str(err.value)
     assert str(err.value).startswith(f"row {err.value.row}, field 'files[1].path': path")
     assert recipient_store.client().get_experiment_by_name("bad") is None
+
+
+@pytest.mark.postgres
+def test_cleaning_up_never_removes_another_stores_files(postgres: Any, workdir: Path) -> None:
+    """Two PostgreSQL stores used from one directory share MLflow's default ``./mlruns/<id>``:
+    removing what killed bulk batches of one left never touches the other's run files."""
+    a, b = (postgres.new_store(workdir / name) for name in ("a", "b"))
+    _import(a, "bulk", edge_rows())
+    before = snapshot_experiment(a, "e", imported=True)
+    _import(b, "bulk", edge_rows())
+    locations = {s.client().get_experiment_by_name("e").artifact_location for s in (a, b)}
+    assert len(locations) == 1  # the very situation
+    assert_same(snapshot_experiment(a, "e", imported=True), before)
