@@ -226,7 +226,7 @@ def _execute(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         "registry_uri": args["uri"],
         "progress": False,
     }
-    for key in ("warehouse", "catalog"):
+    for key in ("warehouse", "catalog", "import_path"):
         if args.get(key):
             settings[key] = args[key]
     start = start_clock()

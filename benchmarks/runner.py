@@ -342,6 +342,8 @@ class Bench:
         self.profile = self.provider / "bench.share"
         self.server: Server | None = None
         self._token: str | None = None
+        #: ``--dest postgresql``: the cluster and its migrated MLflow template database
+        self.postgres: tuple[Any, str] | None = None
 
     def close(self) -> None:
         if self.server is not None:
@@ -436,6 +438,22 @@ class Bench:
         import_args = {"uri": uri, "statement": f"CREATE {target} AS {coordinate}"}
         self._step(report, "import", self.launcher.run("import", import_args, dest, server))
         report.checks.append(_check_store(dest / "mlflow.db", shape, "import"))
+        if self.postgres is not None:
+            self._into_postgres(report, import_args["statement"], base, server)
+
+    def _into_postgres(
+        self, report: ShapeReport, statement: str, base: Path, server: Server
+    ) -> None:
+        """``--dest postgresql``: the same import into fresh ``postgresql://`` databases, once
+        by the bulk path and once by MLflow's public API, in this run."""
+        assert self.postgres is not None
+        pg, template = self.postgres
+        for path in ("bulk", "api"):
+            uri = pg.create_database(template=template)
+            args = {"uri": uri, "statement": statement, "import_path": path}
+            name = f"import-pg-{path}"
+            self._step(report, name, self.launcher.run("import", args, base / name, server))
+            report.checks.append(_check_pg(uri, report.shape, name))
 
 
 def _check_store(db: Path, shape: Shape, what: str) -> str:
@@ -453,6 +471,21 @@ def _check_store(db: Path, shape: Shape, what: str) -> str:
     status = "ok" if ok else "MISMATCH"
     detail = f"{runs} runs, {points} metric points, {versions} model versions"
     return f"{what}: {detail} ({status}; expected {want_runs} runs, {want_points} points)"
+
+
+def _check_pg(uri: str, shape: Shape, what: str) -> str:
+    """:func:`_check_store` for a ``postgresql://`` destination."""
+    import psycopg
+
+    with psycopg.connect(uri) as conn:
+        runs, points, versions = (
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("runs", "metrics", "model_versions")
+        )
+    ok = points == shape.points and (runs == shape.run_count or shape.is_model)
+    ok = ok and versions == shape.versions
+    detail = f"{runs} runs, {points} metric points, {versions} model versions"
+    return f"{what}: {detail} ({'ok' if ok else 'MISMATCH'}; expected {shape.points} points)"
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -605,6 +638,13 @@ def table_rows(report: ShapeReport) -> list[list[str]]:
             _ratio(ex.seconds + im.seconds, rt_floor),
             "export + import, vs floor round trip",
         )
+    pg_api = p.get("import-pg-api")
+    for path, label in (("bulk", "bulk path"), ("api", "public API")):
+        m = p.get(f"import-pg-{path}")
+        if m:
+            ratio = _ratio(m.seconds, pg_api.seconds if pg_api else None)
+            label = f"arcuate import into PostgreSQL, {label}"
+            row(label, m.seconds, m.rss, ratio, "vs public API")
     if disk and disk.result.get("cold_seconds"):
         rows.append(
             [
@@ -726,6 +766,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "from a preloaded fork server (default with --smoke; fast, RSS includes every module)",
     )
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    ap.add_argument(
+        "--dest",
+        choices=["postgresql"],
+        help="also import into a throwaway PostgreSQL cluster (benchmarks/topology.py), by the "
+        "bulk path and by MLflow's public API",
+    )
     group = ap.add_argument_group("shape overrides (scaling runs; one shape only)")
     group.add_argument("--label", help="name of the overridden shape in the output")
     for name in ("runs", "params", "tags", "metrics", "steps", "versions"):
@@ -770,10 +816,17 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(root, template, clients, set(args.skip), launcher)
     reports: list[ShapeReport] = []
     try:
+        if args.dest == "postgresql":
+            from benchmarks import topology
+
+            pg = topology.start_postgres()
+            bench.postgres = (pg, topology.migrate_template(pg))
         for shape in shapes:
             reports.append(bench.run(shape))
     finally:
         bench.close()
+        if bench.postgres is not None:
+            bench.postgres[0].stop()
         if temporary and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     info = machine()

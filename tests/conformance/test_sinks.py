@@ -4,6 +4,7 @@ same tests over every way arcuate writes an import:
 * ``bulk``: a sqlite MLflow store, new runs written whole by the bulk SQL path;
 * ``api``: the same store through MLflow's public API only;
 * ``server``: a real ``mlflow server`` (REST), the public API.
+* ``bulk-postgresql``: a ``postgresql://`` store (a throwaway cluster), the bulk SQL path.
 
 What a kind does not do is declared in :data:`GAPS` (as ibis declares ``notimpl``): the test
 runs and is expected to fail with the given error, so support that appears shows up as an
@@ -68,7 +69,14 @@ def _no_spark_connect() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(params=["bulk", "api", pytest.param("server", marks=pytest.mark.server)])
+@pytest.fixture(
+    params=[
+        "bulk",
+        "api",
+        pytest.param("server", marks=pytest.mark.server),
+        pytest.param("bulk-postgresql", marks=pytest.mark.postgres),
+    ]
+)
 def target(request: pytest.FixtureRequest, mlflow_template: Path, workdir: Path) -> Target:
     kind = request.param
     gap = GAPS.get(request.node.originalname, {}).get(kind)
@@ -78,8 +86,11 @@ def target(request: pytest.FixtureRequest, mlflow_template: Path, workdir: Path)
         server = request.getfixturevalue("mlflow_server")
         uri, prefix = server.tracking_uri, f"c{uuid.uuid4().hex[:8]}-"
         return Target(kind, MlflowSink(uri, uri), uri, prefix)
-    store = make_store(mlflow_template, workdir / "store")
-    path = "auto" if kind == "bulk" else "api"
+    if kind == "bulk-postgresql":
+        store = request.getfixturevalue("postgres").new_store(workdir / "store")
+    else:
+        store = make_store(mlflow_template, workdir / "store")
+    path = "auto" if kind.startswith("bulk") else "api"
     sink = MlflowSink(store.tracking_uri, store.registry_uri, import_path=path)
     return Target(kind, sink, store.tracking_uri, "")
 

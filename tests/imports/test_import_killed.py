@@ -29,6 +29,7 @@ from tests.imports.import_helpers import (
     snapshot_experiment,
     table_batches,
 )
+from tests.imports.test_import_paths import table_counts
 
 #: What the killed import runs: the real import, with one MLflow step replaced by SIGKILL.
 DRIVER = """
@@ -46,6 +47,14 @@ def die(*args, **kwargs):
 if point == "commit":  # a bulk batch: files uploaded, rows not committed
     from arcuate.backends.mlflow.bulk import BulkRunWriter
     BulkRunWriter._commit = die
+elif point == "insert":  # a bulk batch mid-transaction: runs, tags, params, metrics sent
+    from arcuate.backends.mlflow import bulk
+    insert = bulk._insert
+    def _insert(session, table, columns, rows):
+        if table.name == "latest_metrics":
+            die()
+        insert(session, table, columns, rows)
+    bulk._insert = _insert
 else:  # the API path: the first run is written, not yet marked complete
     from arcuate.backends.mlflow.sink import MlflowSink
     MlflowSink.finish_run = die
@@ -119,3 +128,34 @@ def test_killed_import_leaves_nothing_after_a_rerun(
     )
     client = recipient_store.client()
     assert not [k for k in client.get_experiment_by_name("e").tags if k.startswith("arcuate.lock")]
+
+
+@pytest.mark.postgres
+def test_killed_import_into_postgres_leaves_nothing_after_a_rerun(
+    share: Share, postgres: Any, workdir: Path, import_path: str
+) -> None:
+    """Into ``postgresql://``: the bulk path killed in the middle of a batch's transaction
+    (its rows partly sent), the API path after its first run; the same import again here
+    equals one clean import, and the store holds no run twice."""
+    point = "insert" if import_path == "auto" else "finish"
+    store, clean = (postgres.new_store(workdir / name) for name in ("killed", "clean"))
+    for s in (store, clean):  # each its own artifact root
+        s.client().create_experiment("e", artifact_location=str(s.root / "artifacts"))
+    killed = subprocess.run(
+        [sys.executable, "-c", DRIVER, store.tracking_uri, share.experiment_table, point],
+        env=workers.environment(), cwd=workdir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    if point == "insert":  # the transaction died with its connection: no run is there
+        assert known_ids(store, "e") == set()
+        assert run_dirs(store, "e"), "the batch's files were uploaded before it was killed"
+
+    result = import_experiment(table_batches(share.experiment_table), "e", recipient_context(store))
+    assert result.summary["runs"] == 3 and "waited" not in result.summary
+    assert run_dirs(store, "e") <= known_ids(store, "e")
+    import_experiment(table_batches(share.experiment_table), "e", recipient_context(clean))
+    assert_same(
+        snapshot_experiment(store, "e", imported=True),
+        snapshot_experiment(clean, "e", imported=True),
+    )
+    assert table_counts(store) == table_counts(clean)  # nothing twice, in any table

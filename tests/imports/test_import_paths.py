@@ -172,6 +172,41 @@ def _store(mlflow_template: Path, root: Path) -> Any:
     return _Store(mlflow_template, root)
 
 
+#: The SQL stores the bulk path writes to: sqlite, and PostgreSQL (a throwaway cluster).
+DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def new_store(request: pytest.FixtureRequest, mlflow_template: Path) -> Any:
+    """A factory of fresh, empty stores of the test's dialect (``dialect`` parameter)."""
+
+    def make(root: Path) -> Any:
+        if request.param == "sqlite":
+            return _Store(mlflow_template, root)
+        store = request.getfixturevalue("postgres").new_store(root)
+        # its own artifact root (the default, ./mlruns, would be shared by the test's stores)
+        store.client().create_experiment("e", artifact_location=str(root / "artifacts"))
+        return store
+
+    return make
+
+
+def table_counts(store: Any) -> dict[str, int]:
+    """How many rows each of MLflow's tracking tables holds (the derived ones included)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store.tracking_uri)
+    try:
+        with engine.connect() as conn:
+            names = sa.inspect(conn).get_table_names()
+            return {
+                name: conn.execute(sa.text(f'SELECT COUNT(*) FROM "{name}"')).scalar_one()
+                for name in sorted(names)
+            }
+    finally:
+        engine.dispose()
+
+
 def _deleted(store: Any) -> list[tuple[Any, ...]]:
     from mlflow.entities import ViewType
 
@@ -191,12 +226,14 @@ def _deleted(store: Any) -> list[tuple[Any, ...]]:
     )
 
 
-def test_bulk_and_api_read_back_the_same(mlflow_template: Path, workdir: Path) -> None:
-    via_api = _store(mlflow_template, workdir / "api")
-    via_bulk = _store(mlflow_template, workdir / "bulk")
+@pytest.mark.parametrize("new_store", DIALECTS, indirect=True)
+def test_bulk_and_api_read_back_the_same(new_store: Any, workdir: Path) -> None:
+    via_api = new_store(workdir / "api")
+    via_bulk = new_store(workdir / "bulk")
     assert _import(via_api, "api", edge_rows()).bulk_runs_written == 0
     # r1 points at r2's model: it goes through the API, after the bulk runs
     assert _import(via_bulk, "bulk", edge_rows()).bulk_runs_written == 5
+    assert table_counts(via_bulk) == table_counts(via_api)  # latest_metrics, inputs too
     expected = snapshot_experiment(via_api, "e", imported=True)
     got = snapshot_experiment(via_bulk, "e", imported=True)
     assert_same(got, expected)
@@ -224,13 +261,14 @@ def test_bulk_and_api_read_back_the_same(mlflow_template: Path, workdir: Path) -
         assert result.summary["unchanged"] == 6, result.summary
 
 
+@pytest.mark.parametrize("new_store", DIALECTS, indirect=True)
 def test_a_failing_bulk_batch_leaves_nothing(
-    mlflow_template: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+    new_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The last insert of the transaction fails: no run, model, dataset or file of the batch
     stays; the same import then succeeds and matches a clean one."""
-    store = _store(mlflow_template, workdir / "failing")
-    clean = _store(mlflow_template, workdir / "clean")
+    store = new_store(workdir / "failing")
+    clean = new_store(workdir / "clean")
     _import(clean, "api", edge_rows())
     real = bulk.BulkRunWriter._commit
 
@@ -443,3 +481,16 @@ def test_large_tables_are_read_by_a_helper_process(
     assert "has a '..' segment" in str(err.value)
     assert str(err.value).startswith(f"row {err.value.row}, field 'files[1].path': path")
     assert recipient_store.client().get_experiment_by_name("bad") is None
+
+
+@pytest.mark.postgres
+def test_cleaning_up_never_removes_another_stores_files(postgres: Any, workdir: Path) -> None:
+    """Two PostgreSQL stores used from one directory share MLflow's default ``./mlruns/<id>``:
+    removing what killed bulk batches of one left never touches the other's run files."""
+    a, b = (postgres.new_store(workdir / name) for name in ("a", "b"))
+    _import(a, "bulk", edge_rows())
+    before = snapshot_experiment(a, "e", imported=True)
+    _import(b, "bulk", edge_rows())
+    locations = {s.client().get_experiment_by_name("e").artifact_location for s in (a, b)}
+    assert len(locations) == 1  # the very situation
+    assert_same(snapshot_experiment(a, "e", imported=True), before)

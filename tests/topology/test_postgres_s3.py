@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 import arcuate
-from arcuate.errors import ConfigurationError
 from tests.export.export_helpers import EXPERIMENT, MODEL, Tricky, reassemble, rows_deltalake
 from tests.export.test_export_experiment import check_rows
 from tests.export.test_export_model import check as check_model_rows
@@ -143,20 +142,24 @@ def test_export_from_behind_postgres_backed_server(
     assert files[(server_provider.parent_id, "artifacts", "big/blob.bin")]
 
 
-# -- what the next parts of issue 13 build: marked with today's exact failure -------------------
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConfigurationError,
-    reason="issue 13 part 3: the bulk import path writes sqlite only: 'the bulk import path "
-    "cannot write to postgresql://...: the bulk path does not write to postgresql databases'",
-)
 def test_bulk_path_into_postgres_equals_the_provider(
-    pg_provider: Tricky, pg_share: Shared, pg_store: Any, monkeypatch: pytest.MonkeyPatch
+    pg_provider: Tricky, pg_share: Shared, pg_store: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")
+    """The bulk path (set-based SQL) into ``postgresql://``, files into S3: the same as the
+    provider in everything MLflow's API shows; again, nothing changes."""
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")  # a ConfigurationError if not eligible
+    prefix = f"recipient/{uuid.uuid4().hex}"
+    pg_store.client().create_experiment("imported", artifact_location=f"s3://{s3.bucket}/{prefix}")
     exp, model = _import(pg_store, pg_share, "imported", "churn")
     assert (exp["added"], model["added"]) == (3, 4)
     _check_round_trip(pg_provider, pg_store, "imported", "churn")
+    _check_model(pg_provider, pg_store, "churn", "imported")
+    keys = _s3_keys(s3, prefix)
+    assert any(k.endswith("/artifacts/big/blob.bin") for k in keys), keys
+    state = store_state(pg_store)
+    again = _import(pg_store, pg_share, "imported", "churn")
+    assert [s["unchanged"] for s in again] == [3, 4]
+    assert store_state(pg_store) == state
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,15 @@
 MLflow's public API costs about 185 ms per run of 1000 metric points in ``log_batch`` alone
 against a sqlite store, nearly all of it building one ORM object per point. For runs an
 import *creates*, this module writes the same rows MLflow's own ``SqlAlchemyStore`` would
-write, with SQLAlchemy Core inserts on MLflow's own table models (the way MLflow's
-``mlflow/store/fs2db`` migrator writes), a batch of runs per transaction: a batch is in the
-store completely or not at all.
+write, into MLflow's own table models (the way MLflow's ``mlflow/store/fs2db`` migrator
+writes; each dialect's fastest way to take many rows), a batch of runs per transaction: a
+batch is in the store completely or not at all.
 
 It is used only where it is known to be exact:
 
 * the tracking store is MLflow's own ``SqlAlchemyStore`` (not a subclass: no workspaces) on a
-  dialect in :data:`DIALECTS`;
+  dialect in :data:`DIALECTS` (sqlite: the driver's executemany; PostgreSQL: psycopg 3's
+  ``COPY``, see :data:`_WRITERS`; MySQL is not covered by tests, so it takes the public API);
 * the database's alembic revision is in :data:`COVERED_REVISIONS`, the schemas the round-trip
   tests of this path run against (MLflow itself refuses a database that is not at the head
   revision of the installed MLflow);
@@ -35,6 +36,7 @@ imports the sink.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
 #: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover.
 COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
 #: SQL dialects the bulk path writes to (the others fall back to the public API).
-DIALECTS: Final = frozenset({"sqlite"})
+DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
 _ROUND: Final = 10_000
 _UPLOAD_THREADS: Final = 4
@@ -94,60 +96,104 @@ def eligible_store(client: Any) -> tuple[SqlAlchemyStore | None, str]:
 #: Names MLflow gives run and logged-model artifact directories (uuid4 hex ids).
 _RUN_DIR: Final = re.compile(r"[0-9a-f]{32}")
 _MODEL_DIR: Final = re.compile(r"m-[0-9a-f]{32}")
+#: The folder of a local artifact location where a batch marks the ids whose directories it
+#: is about to upload, until its rows are committed: a file per id, holding :func:`_owner`.
+PENDING: Final = ".arcuate-pending"
+
+
+def _local_root(location: str) -> str | None:
+    """The directory of a local artifact location (None for any other kind)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    repo = get_artifact_repository(location)
+    return str(repo.artifact_dir) if isinstance(repo, LocalArtifactRepository) else None
+
+
+def _owner(store: SqlAlchemyStore) -> str:
+    """Which database a pending mark belongs to (a digest of its URL, password left out)."""
+    url = store.engine.url.render_as_string(hide_password=True)
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _dir_of(root: str, ident: str) -> str:
+    """The artifact directory of a run or (``m-`` id) logged model under ``root``."""
+    if ident.startswith("m-"):
+        return os.path.join(root, "models", ident)
+    return os.path.join(root, ident)
+
+
+def _unmark(marks: list[str]) -> None:
+    """Remove pending marks, and their folder once it is empty."""
+    for mark in marks:
+        with contextlib.suppress(OSError):
+            os.remove(mark)
+    if marks:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(marks[0]))
 
 
 def remove_orphans(store: SqlAlchemyStore, experiment_id: str) -> int:
-    """Remove the artifact directories of runs and logged models that no row names: what a
-    batch left when its process was killed between its uploads and its commit. How many.
+    """Remove the artifact directories a batch of this store marked pending and never
+    committed (its process was killed between its uploads and its commit). How many.
 
-    Only directories named like MLflow's ids, in the experiment's local artifact location
-    (``<location>/<run id>``, ``<location>/models/<model id>``), whose ids no run or logged
-    model of the whole store has. MLflow's own API writes a run's or model's row before its
-    files, so such a directory can only come from the bulk path, and the caller holds the
-    import lease of the experiment: no batch of it is between uploads and commit now.
+    Only directories whose ids a pending mark of *this* database names and no run or
+    logged model of the store has: a directory of another store sharing the location (two
+    databases used from one directory share MLflow's default ``./mlruns/<id>``) is never
+    touched. The caller holds the import lease of the experiment: no batch of it is between
+    uploads and commit now.
     """
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlRun
-
     experiment = store.get_experiment(experiment_id)  # type: ignore[no-untyped-call]
-    repo = get_artifact_repository(experiment.artifact_location)
-    if not isinstance(repo, LocalArtifactRepository):
+    root = _local_root(experiment.artifact_location)
+    if root is None:
         return 0
-    root = repo.artifact_dir
-    runs = _children(root, _RUN_DIR)
-    models = _children(os.path.join(root, "models"), _MODEL_DIR)
-    doomed = [os.path.join(root, r) for r in runs - _known(store, SqlRun.run_uuid, runs)]
-    doomed += [
-        os.path.join(root, "models", m)
-        for m in models - _known(store, SqlLoggedModel.model_id, models)
-    ]
-    for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
-    return len(doomed)
+    marks = os.path.join(root, PENDING)
+    owner = _owner(store)
+    mine = {i for i in _marks(marks) if _read(os.path.join(marks, i)) == owner}
+    known = _known(store, mine)
+    for ident in mine - known:
+        shutil.rmtree(_dir_of(root, ident), ignore_errors=True)
+    _unmark([os.path.join(marks, ident) for ident in sorted(mine)])
+    return len(mine - known)
 
 
-def _children(folder: str, pattern: re.Pattern[str]) -> set[str]:
-    """Names of the subdirectories of ``folder`` that match ``pattern`` (not links)."""
+def _marks(folder: str) -> set[str]:
+    """The ids marked pending in ``folder`` (files named like MLflow's ids)."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return set()
     return {
-        e.name for e in entries if pattern.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+        e.name
+        for e in entries
+        if (_RUN_DIR.fullmatch(e.name) or _MODEL_DIR.fullmatch(e.name))
+        and e.is_file(follow_symlinks=False)
     }
 
 
-def _known(store: SqlAlchemyStore, column: Any, ids: set[str]) -> set[str]:
-    """Which of ``ids`` the store has a row for (in ``column``)."""
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read(200)
+    except (OSError, ValueError):
+        return ""
+
+
+def _known(store: SqlAlchemyStore, ids: set[str]) -> set[str]:
+    """Which of ``ids`` (run ids and ``m-`` logged-model ids) the store has a row for."""
     import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlRun
 
     found: set[str] = set()
-    wanted = sorted(ids)
+    columns: list[tuple[Any, list[str]]] = [
+        (SqlRun.run_uuid, sorted(i for i in ids if not i.startswith("m-"))),
+        (SqlLoggedModel.model_id, sorted(i for i in ids if i.startswith("m-"))),
+    ]
     with store.engine.connect() as conn:
-        for start in range(0, len(wanted), 500):
-            query = sa.select(column).where(column.in_(wanted[start : start + 500]))
-            found.update(str(x) for x in conn.execute(query).scalars())
+        for column, wanted in columns:
+            for start in range(0, len(wanted), 500):
+                query: Any = sa.select(column).where(column.in_(wanted[start : start + 500]))
+                found.update(str(x) for x in conn.execute(query).scalars())
     return found
 
 
@@ -253,6 +299,8 @@ class BulkRunWriter:
         )
         for new in runs:
             self._run_rows(new, batch)
+        ids = [r["run_uuid"] for r in batch.rows.runs] + [m["model_id"] for m in batch.rows.models]
+        marks = self._mark(location, ids)
         try:
             for n, size in self._upload(batch.uploads):
                 batch.stats["files"] += n
@@ -261,7 +309,25 @@ class BulkRunWriter:
         except BaseException:
             self._remove(batch.uploads)
             raise
+        finally:
+            _unmark(marks)  # committed, or its files taken back
         return batch.stats
+
+    def _mark(self, location: str, ids: list[str]) -> list[str]:
+        """Mark ``ids`` pending in a local artifact location before their files are uploaded
+        (see :func:`remove_orphans`); the marks' paths."""
+        root = _local_root(location)
+        if root is None:
+            return []
+        folder = os.path.join(root, PENDING)
+        os.makedirs(folder, exist_ok=True)
+        owner, marks = _owner(self.store), []
+        for ident in ids:
+            path = os.path.join(folder, ident)
+            with open(path, "w", encoding="ascii") as f:
+                f.write(owner)
+            marks.append(path)
+        return marks
 
     # -- rows of one run ------------------------------------------------------------------
     def _run_rows(self, new: NewRun, batch: _Batch) -> None:
@@ -537,26 +603,34 @@ def _dataset_rows(
 
 
 def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
-    """``INSERT INTO <table> (<columns>)`` of many rows through the driver's ``executemany``.
-
-    SQLite's driver takes the rows as they are (tuples of str, int, float, bool, None): that
-    skips SQLAlchemy's per-row parameter processing, most of the cost of a Core insert. The
-    table and its column names are MLflow's own models'; other paramstyles go through
-    SQLAlchemy Core.
-    """
-    import sqlalchemy as sa
-
+    """``INSERT INTO <table> (<columns>)`` of many rows, the way the dialect takes them fastest
+    (:data:`_WRITERS`; SQLAlchemy Core's executemany for any other). The table and its column
+    names are MLflow's own models'."""
     for name in columns:
         if name not in table.c:
             raise ValueError(f"table {table.name} has no column {name}")
     dialect = session.get_bind().dialect
-    if dialect.paramstyle != "qmark":
-        statement = sa.insert(table)
-        for start in range(0, len(rows), _ROUND):
-            part = rows[start : start + _ROUND]
-            session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
-        return
-    quote = dialect.identifier_preparer.quote
+    writer = _WRITERS.get((dialect.name, dialect.driver), _core_insert)
+    writer(session, table, columns, rows)
+
+
+def _core_insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+    """SQLAlchemy Core's insert, :data:`_ROUND` rows at a time."""
+    import sqlalchemy as sa
+
+    statement = sa.insert(table)
+    for start in range(0, len(rows), _ROUND):
+        part = rows[start : start + _ROUND]
+        session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
+
+
+def _qmark_executemany(
+    session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]
+) -> None:
+    """sqlite: the driver's ``executemany`` takes the rows as they are (tuples of str, int,
+    float, bool, None), which skips SQLAlchemy's per-row parameter processing, most of the
+    cost of a Core insert."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
@@ -564,6 +638,24 @@ def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any])
     connection = session.connection()
     for start in range(0, len(rows), _ROUND):
         connection.exec_driver_sql(sql, rows[start : start + _ROUND])
+
+
+def _copy(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+    """PostgreSQL through psycopg 3: ``COPY <table> (<columns>) FROM STDIN`` on the session's
+    own connection (so in its transaction), the rows adapted by psycopg as for an insert."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+#: How each (dialect, driver) takes many rows; the others get SQLAlchemy Core's insert.
+_WRITERS: Final[dict[tuple[str, str], Any]] = {
+    ("sqlite", "pysqlite"): _qmark_executemany,
+    ("postgresql", "psycopg"): _copy,
+}
 
 
 def _model_metric(
