@@ -28,6 +28,10 @@ IMPORT_PATHS: Final = ("auto", "api", "bulk")
 ImportPath = Literal["auto", "api", "bulk"]
 #: Seconds an import waits for another import of the same target before it fails.
 DEFAULT_LOCK_WAIT: Final = 600.0
+#: Requests an export or import keeps in flight at once to an MLflow server (MLflow's HTTP
+#: connection pool holds 10 per host by default: ``MLFLOW_HTTP_POOL_MAXSIZE``).
+DEFAULT_REST_CONCURRENCY: Final = 8
+MAX_REST_CONCURRENCY: Final = 64
 
 _ENV: Final = {
     "tracking_uri": "MLFLOW_TRACKING_URI",
@@ -43,6 +47,7 @@ _ENV: Final = {
     "storage_options": "ARCUATE_STORAGE_OPTIONS",
     "import_path": "ARCUATE_IMPORT_PATH",
     "lock_wait": "ARCUATE_LOCK_WAIT",
+    "rest_concurrency": "ARCUATE_REST_CONCURRENCY",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -75,6 +80,8 @@ class Settings:
     (:mod:`arcuate.backends.registry`: built-in, registered or installed plugins).
     ``import_path``: how an import writes new runs (:data:`IMPORT_PATHS`).
     ``lock_wait``: seconds an import waits for another import of the same target.
+    ``rest_concurrency``: requests kept in flight at once to an MLflow server (metric
+    histories read by an export, runs written by an import through the public API).
     """
 
     tracking_uri: str | None = None
@@ -90,6 +97,7 @@ class Settings:
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     import_path: ImportPath = "auto"
     lock_wait: float = DEFAULT_LOCK_WAIT
+    rest_concurrency: int = DEFAULT_REST_CONCURRENCY
     spark: Any = None
 
     @property
@@ -190,6 +198,19 @@ def _lock_wait(value: Any) -> float:
     return seconds
 
 
+def _rest_concurrency(value: Any) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if not 1 <= count <= MAX_REST_CONCURRENCY:
+        raise ConfigurationError(
+            f"rest_concurrency must be a whole number from 1 to {MAX_REST_CONCURRENCY}, "
+            f"got {value!r} (ARCUATE_REST_CONCURRENCY)"
+        )
+    return count
+
+
 def _chunk_bytes(value: Any) -> int:
     try:
         size = int(value)
@@ -231,6 +252,7 @@ _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
     "retry_seconds": _retry_seconds,
     "import_path": _import_path,
     "lock_wait": _lock_wait,
+    "rest_concurrency": _rest_concurrency,
     "storage_options": storage_options,
     "table_backend": lambda name: check_name("table", str(name)),
     "share_catalog": lambda name: check_name("catalog", str(name)),

@@ -38,6 +38,7 @@ _HELP: dict[str, tuple[str, str]] = {
     "chunk_bytes": ("BYTES", "files larger than this travel in chunks"),
     "import_path": ("PATH", "how an import writes new runs: auto, api or bulk"),
     "lock_wait": ("SECONDS", "how long an import waits for another import of its target"),
+    "rest_concurrency": ("N", "requests kept in flight at once to an MLflow server"),
 }
 #: Settings naming a backend: their help lists the names the registry knows.
 _ROLES = {"table_backend": "table", "share_catalog": "catalog"}

@@ -21,7 +21,11 @@ def model_source(settings: Settings, retry: RetryPolicy) -> ModelSource:
     """Reads from the tracking and registry URIs of the settings (both explicit)."""
     from arcuate.backends.mlflow.source import MlflowSource
 
-    return MlflowSource(settings.effective_tracking_uri, settings.effective_registry_uri)
+    return MlflowSource(
+        settings.effective_tracking_uri,
+        settings.effective_registry_uri,
+        concurrency=settings.rest_concurrency,
+    )
 
 
 def model_sink(settings: Settings, retry: RetryPolicy) -> MlflowSink:

@@ -63,6 +63,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: Runs whose metric history is read in one query (bounded memory, bounded IN list).
 _HISTORY_GROUP: Final = 100
 _PAGE: Final = 1000
+#: Requests in flight at once through the client (MLflow's HTTP pool keeps 10 connections).
+DEFAULT_CONCURRENCY: Final = 8
 #: Names read for a "did you mean" hint at the most.
 _HINT_NAMES: Final = 5000
 #: MLflow's prefix of artifact files still being uploaded (local_artifact_repo)
@@ -287,12 +289,19 @@ class MlflowSource:
     """A :class:`~arcuate.backends.protocols.ModelSource` over any MLflow tracking/registry URI."""
 
     def __init__(
-        self, tracking_uri: str, registry_uri: str | None = None, *, bulk: bool = True
+        self,
+        tracking_uri: str,
+        registry_uri: str | None = None,
+        *,
+        bulk: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         #: read runs with bulk SQL queries where the store allows it (False: public API only)
         self.bulk = bulk
+        #: metric histories read at once through the client (the ``rest_concurrency`` setting)
+        self.concurrency = max(1, concurrency)
         self._client: MlflowClient | None = None
         # run id -> (artifact uri, {model id: artifact location}); filled by iter_runs/get_run
         # and consumed by iter_run_files, so files need no second round trip.
@@ -428,15 +437,29 @@ class MlflowSource:
             SqlAlchemyStore = None  # type: ignore[assignment,misc]
         if SqlAlchemyStore is not None and isinstance(store, SqlAlchemyStore):
             return self._histories_sql(store, [r.info.run_id for r in runs])
-        out: dict[str, list[tuple[str, float, int, int]]] = {}
-        for run in runs:
-            rid = run.info.run_id
-            points: list[tuple[str, float, int, int]] = []
-            for key in sorted(run.data.metrics):
-                for m in self.client.get_metric_history(rid, key):
-                    points.append((m.key, m.value, m.step, m.timestamp))
-            out[rid] = points
+        # one request (or page run) per metric key: over REST that is the whole cost of an
+        # export, so up to ``concurrency`` of them are in flight at once
+        jobs = [(run.info.run_id, key) for run in runs for key in sorted(run.data.metrics)]
+        out: dict[str, list[tuple[str, float, int, int]]] = {r.info.run_id: [] for r in runs}
+        for (rid, _), history in zip(jobs, self._each_history(jobs), strict=True):
+            out[rid].extend((m.key, m.value, m.step, m.timestamp) for m in history)
         return out
+
+    def _each_history(self, jobs: list[tuple[str, str]]) -> Iterator[list[Any]]:
+        """The metric history of each (run id, key), in order, read by up to
+        :attr:`concurrency` threads (the client's HTTP session is shared and thread-safe)."""
+        client = self.client
+
+        def read(job: tuple[str, str]) -> list[Any]:
+            return list(client.get_metric_history(*job))
+
+        if self.concurrency <= 1 or len(jobs) <= 1:
+            yield from map(read, jobs)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(self.concurrency, len(jobs)), "arcuate-history") as pool:
+            yield from pool.map(read, jobs)
 
     @staticmethod
     def _histories_sql(
