@@ -30,7 +30,8 @@ def model_source(settings: Settings, retry: RetryPolicy) -> ModelSource:
 
 def model_sink(settings: Settings, retry: RetryPolicy) -> MlflowSink:
     """Writes into the tracking and registry URIs of the settings, new runs by
-    ``settings.import_path``, waiting ``settings.lock_wait`` for another import."""
+    ``settings.import_path``, waiting ``settings.lock_wait`` for another import, up to
+    ``settings.rest_concurrency`` runs at once to a tracking server."""
     from arcuate.backends.mlflow.sink import MlflowSink
 
     sink = MlflowSink(
@@ -38,6 +39,7 @@ def model_sink(settings: Settings, retry: RetryPolicy) -> MlflowSink:
         settings.effective_registry_uri,
         import_path=settings.import_path,
         lock_wait=settings.lock_wait,
+        concurrency=settings.rest_concurrency,
     )
     return sink
 
