@@ -19,8 +19,10 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "up
 class CountingProxy:
     """Forwards every request to ``upstream``; counts them by (method, path)."""
 
-    def __init__(self, upstream: str, hold: float = 0.0) -> None:
+    def __init__(self, upstream: str, hold: float = 0.0, refuse: tuple[str, ...] = ()) -> None:
         self.upstream = urlsplit(upstream)
+        #: paths answered 404 without asking upstream (a server without that endpoint)
+        self.refuse = refuse
         #: seconds each request is held before it is forwarded (makes overlap observable)
         self.hold = hold
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -59,6 +61,11 @@ class CountingProxy:
         try:
             if self.hold:
                 threading.Event().wait(self.hold)
+            if path in self.refuse:
+                handler.send_response(404)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
             length = int(handler.headers.get("Content-Length") or 0)
             body = handler.rfile.read(length) if length else None
             headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}

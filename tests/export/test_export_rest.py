@@ -1,6 +1,6 @@
-"""An export from a real ``mlflow server`` over REST: metric histories are read concurrently
-(up to ``rest_concurrency`` requests in flight), one request per run and metric key, and the
-table is the same whatever the concurrency."""
+"""An export from a real ``mlflow server`` over REST: metric histories are read through the
+server's bulk endpoint (one request per key for up to 100 runs), or without it one request per
+run and key; up to ``rest_concurrency`` requests in flight; the same table either way."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from arcuate.backends.mlflow import source as source_module
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.server
 
 RUNS, KEYS, POINTS = 6, 4, 3
 HISTORY = "/api/2.0/mlflow/metrics/get-history"
+BULK = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 
 
 def _experiment(server: Any, name: str) -> None:
@@ -56,19 +58,49 @@ def _export(url: str, warehouse: Path, name: str, concurrency: int) -> dict[str,
     return records
 
 
-def test_histories_are_read_concurrently_one_request_per_key(
+def test_histories_are_read_in_bulk_one_request_per_key(
     mlflow_server: Any, workdir: Path
 ) -> None:
     _experiment(mlflow_server, "rest-export")
     proxy = CountingProxy(mlflow_server.tracking_uri, hold=0.05)
     with proxy.running():
         one = _export(proxy.url, workdir / "one", "rest-export", 1)
-        assert proxy.count(HISTORY) == RUNS * KEYS
-        assert proxy.peak[HISTORY] == 1
+        assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == 0
+        assert proxy.peak[BULK] == 1
         proxy.reset()
         many = _export(proxy.url, workdir / "many", "rest-export", 4)
-        assert proxy.count(HISTORY) == RUNS * KEYS
-        assert 2 <= proxy.peak[HISTORY] <= 4
+        assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == 0
+        assert 2 <= proxy.peak[BULK] <= 4
     assert many == one
     points = [m for row in one.values() if row["run"] for m in row["run"]["metrics"]]
     assert len(points) == RUNS * KEYS * POINTS
+
+
+def test_without_the_bulk_endpoint_histories_are_read_concurrently_per_key(
+    mlflow_server: Any, workdir: Path
+) -> None:
+    _experiment(mlflow_server, "rest-export-nobulk")
+    bulk = _export(mlflow_server.tracking_uri, workdir / "bulk", "rest-export-nobulk", 4)
+    proxy = CountingProxy(mlflow_server.tracking_uri, hold=0.05, refuse=(BULK,))
+    with proxy.running():
+        one = _export(proxy.url, workdir / "one", "rest-export-nobulk", 1)
+        assert proxy.count(HISTORY) == RUNS * KEYS and proxy.peak[HISTORY] == 1
+        proxy.reset()
+        many = _export(proxy.url, workdir / "many", "rest-export-nobulk", 4)
+        assert proxy.count(BULK) <= KEYS  # the first group only: then not tried again
+        assert proxy.count(HISTORY) == RUNS * KEYS and 2 <= proxy.peak[HISTORY] <= 4
+    assert many == one == bulk
+
+
+def test_a_bulk_answer_that_may_be_cut_off_is_read_run_by_run(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _experiment(mlflow_server, "rest-export-cut")
+    whole = _export(mlflow_server.tracking_uri, workdir / "whole", "rest-export-cut", 4)
+    # the server answers at most this many points: every key's answer may be cut off
+    monkeypatch.setattr(source_module, "_BULK_POINTS", RUNS * POINTS)
+    proxy = CountingProxy(mlflow_server.tracking_uri)
+    with proxy.running():
+        cut = _export(proxy.url, workdir / "cut", "rest-export-cut", 4)
+        assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == RUNS * KEYS
+    assert cut == whole
