@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+#: Where the server's artifact proxy serves files
+DOWNLOAD = "/api/2.0/mlflow-artifacts/artifacts/"
 #: Hop-by-hop headers a proxy does not forward.
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
@@ -45,15 +47,25 @@ class CountingProxy:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @staticmethod
+    def _kinds(method: str, path: str) -> list[str]:
+        """What a request's in-flight peak is kept under: its path, and ``download`` for
+        every file download from the server's artifact proxy."""
+        if method == "GET" and path.startswith(DOWNLOAD):
+            return [path, "download"]
+        return [path]
+
     def _enter(self, method: str, path: str) -> None:
         with self._lock:
             self.counts[(method, path)] += 1
-            self._inflight[path] += 1
-            self.peak[path] = max(self.peak[path], self._inflight[path])
+            for kind in self._kinds(method, path):
+                self._inflight[kind] += 1
+                self.peak[kind] = max(self.peak[kind], self._inflight[kind])
 
-    def _leave(self, path: str) -> None:
+    def _leave(self, method: str, path: str) -> None:
         with self._lock:
-            self._inflight[path] -= 1
+            for kind in self._kinds(method, path):
+                self._inflight[kind] -= 1
 
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         path = urlsplit(handler.path).path
@@ -84,7 +96,7 @@ class CountingProxy:
             finally:
                 conn.close()
         finally:
-            self._leave(path)
+            self._leave(handler.command, path)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self

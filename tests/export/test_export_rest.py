@@ -15,11 +15,11 @@ from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment
 from arcuate.plan.ops import ExportExperiment
 from tests.export.export_helpers import reassemble, rows_deltalake
-from tests.rest_proxy import CountingProxy
+from tests.rest_proxy import DOWNLOAD, CountingProxy
 
 pytestmark = pytest.mark.server
 
-RUNS, KEYS, POINTS = 6, 4, 3
+RUNS, KEYS, POINTS, FILES = 6, 4, 3, 3
 HISTORY = "/api/2.0/mlflow/metrics/get-history"
 BULK = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 
@@ -37,10 +37,14 @@ def _experiment(server: Any, name: str) -> None:
             for p in range(POINTS)
         ]
         client.log_batch(rid, metrics=points)
+        for f in range(FILES):
+            client.log_text(rid, f"run {r} file {f}\n", f"out/{f}.txt")
         client.set_terminated(rid)
 
 
-def _export(url: str, warehouse: Path, name: str, concurrency: int) -> dict[str, Any]:
+def _export(
+    url: str, warehouse: Path, name: str, concurrency: int
+) -> tuple[dict[str, Any], dict[tuple[str, str, str], bytes]]:
     ctx = Context(
         Settings(
             tracking_uri=url,
@@ -52,10 +56,10 @@ def _export(url: str, warehouse: Path, name: str, concurrency: int) -> dict[str,
     )
     stream = export_experiment(ExportExperiment(name), ctx)
     table = ctx.table_store.write(("s", "t"), stream.batches, content=stream.content)
-    records, _ = reassemble(rows_deltalake(table.location))
+    records, files = reassemble(rows_deltalake(table.location))
     for row in records.values():  # the export's own time stamps differ between two exports
         row.pop("exported_at", None)
-    return records
+    return records, files
 
 
 def test_histories_are_read_in_bulk_one_request_per_key(
@@ -71,9 +75,18 @@ def test_histories_are_read_in_bulk_one_request_per_key(
         many = _export(proxy.url, workdir / "many", "rest-export", 4)
         assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == 0
         assert 2 <= proxy.peak[BULK] <= 4
+        # a run's files are downloaded ahead of the one being read
+        downloads = [p for (m, p) in proxy.counts if m == "GET" and p.startswith(DOWNLOAD)]
+        assert len(downloads) == RUNS * FILES
+        assert all(proxy.counts[("GET", p)] == 1 for p in downloads)  # each file once
+        assert 2 <= proxy.peak["download"] <= 4
     assert many == one
-    points = [m for row in one.values() if row["run"] for m in row["run"]["metrics"]]
+    points = [m for row in one[0].values() if row["run"] for m in row["run"]["metrics"]]
     assert len(points) == RUNS * KEYS * POINTS
+    assert len(one[1]) == RUNS * FILES
+    assert sorted(one[1].values()) == sorted(
+        f"run {r} file {f}\n".encode() for r in range(RUNS) for f in range(FILES)
+    )
 
 
 def test_without_the_bulk_endpoint_histories_are_read_concurrently_per_key(

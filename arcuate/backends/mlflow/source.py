@@ -67,6 +67,9 @@ _PAGE: Final = 1000
 #: request) and the most points it answers (no pages: an answer this long may be cut off)
 _BULK_HISTORY: Final = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 _BULK_POINTS: Final = 25000
+#: Remote files at most this large are downloaded ahead of the one being read (bigger ones
+#: are read twice, once to hash and once to cut into chunks, so twice from the server)
+_AHEAD_BYTES: Final = 8 * 1024 * 1024
 #: Requests in flight at once through the client (MLflow's HTTP pool keeps 10 connections).
 DEFAULT_CONCURRENCY: Final = 8
 #: Names read for a "did you mean" hint at the most.
@@ -170,6 +173,16 @@ def _names(search: Callable[[str | None], Any]) -> list[str]:
     except Exception:
         return names
     return names
+
+
+def _discard(future: Any, taken: list[bool]) -> None:
+    """Remove a prefetched download nobody opened (once it is done)."""
+
+    def remove(done: Any) -> None:
+        if not taken and not done.cancelled() and done.exception() is None:
+            shutil.rmtree(done.result()[1], ignore_errors=True)
+
+    future.add_done_callback(remove)
 
 
 def _opener(path: str) -> Callable[[], IO[bytes]]:
@@ -872,10 +885,57 @@ class MlflowSource:
             for path, full in local:
                 yield FileRef(owner, path, os.path.getsize(full), _opener(full), full)
             return
+        refs = []
         for info in sorted(infos, key=lambda i: i.path):
             path = info.path.replace(os.sep, "/")
             size = info.file_size if info.file_size is not None else -1
-            yield FileRef(owner, path, size, self._downloader(repo, path))
+            refs.append(FileRef(owner, path, size, self._downloader(repo, path)))
+        yield from self._ahead(repo, refs)
+
+    def _ahead(self, repo: ArtifactRepository, refs: list[FileRef]) -> Iterator[FileRef]:
+        """``refs`` with the small ones downloaded up to :attr:`concurrency` files ahead of
+        the one being read (remote files are read one by one, each a round trip)."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        small = {id(r) for r in refs if 0 <= r.size <= _AHEAD_BYTES}
+        if self.concurrency <= 1 or len(small) <= 1:
+            yield from refs
+            return
+        with ThreadPoolExecutor(min(self.concurrency, len(small)), "arcuate-files") as pool:
+            window: deque[FileRef] = deque()
+            for ref in refs:
+                window.append(self._prefetch(pool, repo, ref) if id(ref) in small else ref)
+                if len(window) >= self.concurrency:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+
+    def _prefetch(self, pool: Any, repo: ArtifactRepository, ref: FileRef) -> FileRef:
+        """``ref`` with its download started; the first open reads that copy (later ones
+        download again), and a copy never opened is removed when the ref goes away."""
+        import weakref
+
+        def fetch() -> tuple[str, str]:
+            tmpdir = tempfile.mkdtemp(prefix="arcuate-download-")
+            try:
+                return repo.download_artifacts(ref.path, dst_path=tmpdir), tmpdir  # type: ignore[no-untyped-call]
+            except BaseException:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                raise
+
+        future = pool.submit(fetch)
+        taken: list[bool] = []
+
+        def open_fetched() -> IO[bytes]:
+            if taken:
+                return ref.open()
+            taken.append(True)
+            local, tmpdir = future.result()
+            return io.BufferedReader(_TempDownload(local, tmpdir))
+
+        weakref.finalize(open_fetched, _discard, future, taken)
+        return FileRef(ref.owner, ref.path, ref.size, open_fetched)
 
     @staticmethod
     def _downloader(repo: ArtifactRepository, path: str) -> Callable[[], IO[bytes]]:
