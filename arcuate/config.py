@@ -28,6 +28,10 @@ IMPORT_PATHS: Final = ("auto", "api", "bulk")
 ImportPath = Literal["auto", "api", "bulk"]
 #: Seconds an import waits for another import of the same target before it fails.
 DEFAULT_LOCK_WAIT: Final = 600.0
+#: Requests an export or import keeps in flight at once to an MLflow server (MLflow's HTTP
+#: connection pool holds 10 per host by default: ``MLFLOW_HTTP_POOL_MAXSIZE``).
+DEFAULT_REST_CONCURRENCY: Final = 8
+MAX_REST_CONCURRENCY: Final = 64
 
 _ENV: Final = {
     "tracking_uri": "MLFLOW_TRACKING_URI",
@@ -44,6 +48,7 @@ _ENV: Final = {
     "import_path": "ARCUATE_IMPORT_PATH",
     "lock_wait": "ARCUATE_LOCK_WAIT",
     "refuse_pickle": "ARCUATE_REFUSE_PICKLE",
+    "rest_concurrency": "ARCUATE_REST_CONCURRENCY",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -78,6 +83,8 @@ class Settings:
     ``lock_wait``: seconds an import waits for another import of the same target.
     ``refuse_pickle``: every import refuses a table holding a pickle-family file, as
     ``REFUSE PICKLE`` does for one statement (the serialization policy, docs/trust.md).
+    ``rest_concurrency``: requests kept in flight at once to an MLflow server (metric
+    histories read by an export, runs written by an import through the public API).
     """
 
     tracking_uri: str | None = None
@@ -94,6 +101,7 @@ class Settings:
     import_path: ImportPath = "auto"
     lock_wait: float = DEFAULT_LOCK_WAIT
     refuse_pickle: bool = False
+    rest_concurrency: int = DEFAULT_REST_CONCURRENCY
     spark: Any = None
 
     @property
@@ -206,6 +214,19 @@ def _refuse_pickle(value: Any) -> bool:
     return flag
 
 
+def _rest_concurrency(value: Any) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if not 1 <= count <= MAX_REST_CONCURRENCY:
+        raise ConfigurationError(
+            f"rest_concurrency must be a whole number from 1 to {MAX_REST_CONCURRENCY}, "
+            f"got {value!r} (ARCUATE_REST_CONCURRENCY)"
+        )
+    return count
+
+
 def _chunk_bytes(value: Any) -> int:
     try:
         size = int(value)
@@ -248,6 +269,7 @@ _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
     "import_path": _import_path,
     "lock_wait": _lock_wait,
     "refuse_pickle": _refuse_pickle,
+    "rest_concurrency": _rest_concurrency,
     "storage_options": storage_options,
     "table_backend": lambda name: check_name("table", str(name)),
     "share_catalog": lambda name: check_name("catalog", str(name)),

@@ -22,9 +22,21 @@ def test_import_path_and_lock_wait_are_settings(monkeypatch: pytest.MonkeyPatch)
     assert (Settings().import_path, Settings().lock_wait) == ("auto", 600.0)
 
 
+def test_rest_concurrency_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARCUATE_REST_CONCURRENCY", "3")
+    assert resolve_settings().rest_concurrency == 3
+    assert Settings().rest_concurrency == 8
+    source: Any = Context(Settings(tracking_uri="http://127.0.0.1:9", rest_concurrency=5))
+    assert source.model_source.concurrency == 5
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
+        ("rest_concurrency", "0", "rest_concurrency must be a whole number from 1 to 64, "
+         "got '0' (ARCUATE_REST_CONCURRENCY)"),
+        ("rest_concurrency", "many", "rest_concurrency must be a whole number from 1 to 64, "
+         "got 'many' (ARCUATE_REST_CONCURRENCY)"),
         ("import_path", "fast", "import_path must be one of auto, api, bulk, got 'fast' "
          "(ARCUATE_IMPORT_PATH)"),
         ("lock_wait", "-1", "lock_wait must be a number of seconds (>= 0), got '-1' "

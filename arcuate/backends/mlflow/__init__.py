@@ -21,12 +21,17 @@ def model_source(settings: Settings, retry: RetryPolicy) -> ModelSource:
     """Reads from the tracking and registry URIs of the settings (both explicit)."""
     from arcuate.backends.mlflow.source import MlflowSource
 
-    return MlflowSource(settings.effective_tracking_uri, settings.effective_registry_uri)
+    return MlflowSource(
+        settings.effective_tracking_uri,
+        settings.effective_registry_uri,
+        concurrency=settings.rest_concurrency,
+    )
 
 
 def model_sink(settings: Settings, retry: RetryPolicy) -> MlflowSink:
     """Writes into the tracking and registry URIs of the settings, new runs by
-    ``settings.import_path``, waiting ``settings.lock_wait`` for another import."""
+    ``settings.import_path``, waiting ``settings.lock_wait`` for another import, up to
+    ``settings.rest_concurrency`` runs at once to a tracking server."""
     from arcuate.backends.mlflow.sink import MlflowSink
 
     sink = MlflowSink(
@@ -34,6 +39,7 @@ def model_sink(settings: Settings, retry: RetryPolicy) -> MlflowSink:
         settings.effective_registry_uri,
         import_path=settings.import_path,
         lock_wait=settings.lock_wait,
+        concurrency=settings.rest_concurrency,
     )
     return sink
 

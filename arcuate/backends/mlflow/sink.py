@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -53,6 +55,7 @@ from arcuate.backends.mlflow.tags import (
     RUN_NAME_TAG,
     SOURCE_MODEL_ID,
     SOURCE_RUN_ID,
+    USER_TAG,
     created_run_tags,
     files_digest,
     is_managed,
@@ -84,10 +87,40 @@ _PAGE: Final = 1000
 IMPORT_PATH_ENV: Final = "ARCUATE_IMPORT_PATH"
 IMPORT_PATHS: Final = ("auto", "api", "bulk")
 #: Runs written at the same time against a remote tracking server (each is a few requests in
-#: a row; overlapping them hides the network's latency). Local stores write one at a time.
-REMOTE_WRITERS: Final = 4
+#: a row; overlapping them hides the network's latency), unless the sink is given another
+#: number (the ``rest_concurrency`` setting). Local stores write one at a time.
+REMOTE_WRITERS: Final = 8
+#: MLflow's limits of one ``log_batch`` call (mlflow.utils.validation)
+_BATCH_ENTITIES: Final = 1000
+_BATCH_PARAMS_TAGS: Final = 100
 _CREATED_CACHE: Final = 1000
 _NO_COUNTS: Final = {"metric_points": 0, "files": 0, "bytes": 0, "unlinked": 0}
+
+
+def log_batches(
+    metrics: list[Any], params: list[Any], tags: list[Any], last: list[Any]
+) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
+    """(metrics, params, tags) of full ``log_batch`` calls, each within MLflow's limits (so
+    the client sends each as one request), with the tags ``last`` in the last call.
+
+    ``last`` holds fewer than 100 tags."""
+    p = t = m = 0
+    calls: list[tuple[list[Any], list[Any], list[Any]]] = []
+    while p < len(params) or t < len(tags) or m < len(metrics):
+        cp, ct = params[p : p + _BATCH_PARAMS_TAGS], tags[t : t + _BATCH_PARAMS_TAGS]
+        p, t = p + len(cp), t + len(ct)
+        room = _BATCH_ENTITIES - len(cp) - len(ct)
+        cm = metrics[m : m + room]
+        m += len(cm)
+        calls.append((cm, cp, list(ct)))
+    if calls and (
+        len(calls[-1][2]) + len(last) <= _BATCH_PARAMS_TAGS
+        and sum(map(len, calls[-1])) + len(last) <= _BATCH_ENTITIES
+    ):
+        calls[-1][2].extend(last)
+    else:
+        calls.append(([], [], list(last)))
+    yield from calls
 
 
 def _dataset_ident(d: Record) -> tuple[Any, ...]:
@@ -132,7 +165,8 @@ class MlflowSink:
     default next to a sqlite database, else MLflow's own default (a server's artifact root).
     ``import_path``: how new runs are written (the ``import_path`` setting,
     ``ARCUATE_IMPORT_PATH``); ``lock_wait``: seconds to wait for another import of the same
-    target (the ``lock_wait`` setting).
+    target (the ``lock_wait`` setting); ``concurrency``: runs written at once to a tracking
+    server (the ``rest_concurrency`` setting).
     """
 
     def __init__(
@@ -143,6 +177,7 @@ class MlflowSink:
         artifact_root: str | None = None,
         import_path: str = "auto",
         lock_wait: float = WAIT,
+        concurrency: int = REMOTE_WRITERS,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
@@ -150,6 +185,11 @@ class MlflowSink:
         self._client: MlflowClient | None = None
         self._next_version: dict[str, int] = {}
         self._created: dict[str, Any] = {}
+        # a fresh run's params, tags and metrics, written by finish_run in the batches that
+        # complete it (run id -> (metrics, params, tags)); writer threads share both dicts
+        self._deferred: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+        self._mutex = threading.Lock()
+        self.concurrency = max(1, concurrency)
         path = import_path.strip().lower()
         if path not in IMPORT_PATHS:
             raise ConfigurationError(
@@ -483,7 +523,7 @@ class MlflowSink:
     def write_concurrency(self) -> int:
         """How many runs an import may write at the same time through this sink."""
         scheme = urlparse(self.tracking_uri).scheme.lower()
-        return REMOTE_WRITERS if scheme in ("http", "https", "databricks") else 1
+        return self.concurrency if scheme in ("http", "https", "databricks") else 1
 
     def new_run_id(self) -> str:
         """A run id for the bulk path (MLflow's form: 32 hex digits)."""
@@ -551,17 +591,27 @@ class MlflowSink:
         provenance: Provenance,
     ) -> str:
         """A new run with the shared start time, name and user, tagged with its provenance."""
+        from mlflow.entities import RunTag
+
         tags = created_run_tags(source_run_id, run, provenance)
+        # the user goes in the request's own field, not as an ``mlflow.user`` tag that a
+        # second request would have to delete when the share has none (what the client does)
+        user = tags.pop(USER_TAG, None) or "unknown"
         name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG)
         self._check_leases()
         with mlflow_errors(f"could not create the run for source run {source_run_id}"):
-            created = self.client.create_run(
-                experiment_id, start_time=run.get("start_time"), tags=tags, run_name=name
+            created = self.client._tracking_client.store.create_run(
+                experiment_id=experiment_id,
+                user_id=user,
+                start_time=run.get("start_time") or int(time.time() * 1000),
+                tags=[RunTag(k, v) for k, v in tags.items()],
+                run_name=name,
             )
         # fill_run starts from what create_run returned (no get_run for a fresh run)
-        if len(self._created) >= _CREATED_CACHE:
-            self._created.pop(next(iter(self._created)))
-        self._created[created.info.run_id] = created
+        with self._mutex:
+            if len(self._created) >= _CREATED_CACHE:
+                self._created.pop(next(iter(self._created)))
+            self._created[created.info.run_id] = created
         return str(created.info.run_id)
 
     def rebuild_reason(
@@ -638,7 +688,8 @@ class MlflowSink:
         """
         stats: Record = dict(_NO_COUNTS)
         with mlflow_errors(f"could not write run {run_id} (source run {run['run_id']})"):
-            current = self._created.pop(run_id, None) if fresh else None
+            with self._mutex:
+                current = self._created.pop(run_id, None) if fresh else None
             if current is None:
                 current = self.client.get_run(run_id)
             if current.info.lifecycle_stage == "deleted":
@@ -696,7 +747,10 @@ class MlflowSink:
         new_params = [Param(k, v) for k, v in run["params"].items() if k not in params]
         new_tags = [RunTag(k, v) for k, v in wanted_tags.items() if tags.get(k) != v]
         metrics = self._new_metrics(current, run, model_ids, fresh, stats)
-        if metrics or new_params or new_tags:
+        if fresh:  # written with the tags that complete the run (finish_run), in full batches
+            with self._mutex:
+                self._deferred[run_id] = (metrics, new_params, new_tags)
+        elif metrics or new_params or new_tags:
             self.client.log_batch(run_id, metrics=metrics, params=new_params, tags=new_tags)
         stats["metric_points"] = len(metrics)
         for key in stale_tags(tags, wanted_tags, exact=exact):
@@ -793,6 +847,8 @@ class MlflowSink:
         self, current: Any, files: list[Record], fresh: bool, stats: Record
     ) -> None:
         """The run's artifact files, written where they differ (their digest says so)."""
+        from mlflow.entities import RunTag
+
         mine = [f for f in files if f["owner"] == OWNER_ARTIFACTS]
         digest = files_digest(mine)
         if fresh or current.data.tags.get(FILES_HASH) != digest:
@@ -800,7 +856,12 @@ class MlflowSink:
             n, size = artifacts.sync_files(repo, mine, fresh=fresh)
             stats["files"] += n
             stats["bytes"] += size
-            self.client.set_tag(current.info.run_id, FILES_HASH, digest)
+            with self._mutex:
+                deferred = self._deferred.get(current.info.run_id)
+            if deferred is not None:  # a fresh run: in the batch that completes it
+                deferred[2].append(RunTag(FILES_HASH, digest))
+            else:
+                self.client.set_tag(current.info.run_id, FILES_HASH, digest)
 
     def _finish_run_info(self, current: Any, run: Record) -> None:
         """The run's name, status and end time, as shared."""
@@ -846,9 +907,13 @@ class MlflowSink:
         from mlflow.entities import RunTag
 
         tags = [RunTag(k, v) for k, v in provenance_tags(provenance).items()]
+        with self._mutex:
+            metrics, params, data_tags = self._deferred.pop(run_id, ([], [], []))
         with mlflow_errors(f"could not finish run {run_id}"):
-            # one batch, one transaction: the content hash is still what completes the run
-            self.client.log_batch(run_id, tags=[*tags, RunTag(CONTENT_HASH, content_hash)])
+            # the content hash, in the last batch (one transaction), is what completes the run
+            last = [*tags, RunTag(CONTENT_HASH, content_hash)]
+            for m, p, t in log_batches(metrics, params, data_tags, last):
+                self.client.log_batch(run_id, metrics=m, params=p, tags=t)
             if deleted:
                 self.client.delete_run(run_id)
 

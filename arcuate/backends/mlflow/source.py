@@ -63,6 +63,15 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: Runs whose metric history is read in one query (bounded memory, bounded IN list).
 _HISTORY_GROUP: Final = 100
 _PAGE: Final = 1000
+#: MLflow's bulk history endpoint (``get-history-bulk``, up to 100 runs and one key a
+#: request) and the most points it answers (no pages: an answer this long may be cut off)
+_BULK_HISTORY: Final = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+_BULK_POINTS: Final = 25000
+#: Remote files at most this large are downloaded ahead of the one being read (bigger ones
+#: are read twice, once to hash and once to cut into chunks, so twice from the server)
+_AHEAD_BYTES: Final = 8 * 1024 * 1024
+#: Requests in flight at once through the client (MLflow's HTTP pool keeps 10 connections).
+DEFAULT_CONCURRENCY: Final = 8
 #: Names read for a "did you mean" hint at the most.
 _HINT_NAMES: Final = 5000
 #: MLflow's prefix of artifact files still being uploaded (local_artifact_repo)
@@ -164,6 +173,16 @@ def _names(search: Callable[[str | None], Any]) -> list[str]:
     except Exception:
         return names
     return names
+
+
+def _discard(future: Any, taken: list[bool]) -> None:
+    """Remove a prefetched download nobody opened (once it is done)."""
+
+    def remove(done: Any) -> None:
+        if not taken and not done.cancelled() and done.exception() is None:
+            shutil.rmtree(done.result()[1], ignore_errors=True)
+
+    future.add_done_callback(remove)
 
 
 def _opener(path: str) -> Callable[[], IO[bytes]]:
@@ -287,12 +306,21 @@ class MlflowSource:
     """A :class:`~arcuate.backends.protocols.ModelSource` over any MLflow tracking/registry URI."""
 
     def __init__(
-        self, tracking_uri: str, registry_uri: str | None = None, *, bulk: bool = True
+        self,
+        tracking_uri: str,
+        registry_uri: str | None = None,
+        *,
+        bulk: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         #: read runs with bulk SQL queries where the store allows it (False: public API only)
         self.bulk = bulk
+        #: metric histories read at once through the client (the ``rest_concurrency`` setting)
+        self.concurrency = max(1, concurrency)
+        #: whether a tracking server's bulk history endpoint is tried (off once it fails)
+        self._bulk_history = True
         self._client: MlflowClient | None = None
         # run id -> (artifact uri, {model id: artifact location}); filled by iter_runs/get_run
         # and consumed by iter_run_files, so files need no second round trip.
@@ -428,15 +456,94 @@ class MlflowSource:
             SqlAlchemyStore = None  # type: ignore[assignment,misc]
         if SqlAlchemyStore is not None and isinstance(store, SqlAlchemyStore):
             return self._histories_sql(store, [r.info.run_id for r in runs])
-        out: dict[str, list[tuple[str, float, int, int]]] = {}
-        for run in runs:
-            rid = run.info.run_id
-            points: list[tuple[str, float, int, int]] = []
-            for key in sorted(run.data.metrics):
-                for m in self.client.get_metric_history(rid, key):
-                    points.append((m.key, m.value, m.step, m.timestamp))
-            out[rid] = points
+        bulk = self._histories_bulk(runs)
+        if bulk is not None:
+            return bulk
+        # one request (or page run) per metric key: over REST that is the whole cost of an
+        # export, so up to ``concurrency`` of them are in flight at once
+        jobs = [(run.info.run_id, key) for run in runs for key in sorted(run.data.metrics)]
+        out: dict[str, list[tuple[str, float, int, int]]] = {r.info.run_id: [] for r in runs}
+        for (rid, _), history in zip(jobs, self._each_history(jobs), strict=True):
+            out[rid].extend((m.key, m.value, m.step, m.timestamp) for m in history)
         return out
+
+    def _histories_bulk(
+        self, runs: list[Run]
+    ) -> dict[str, list[tuple[str, float, int, int]]] | None:
+        """The histories of up to 100 runs through a tracking server's bulk endpoint (the one
+        MLflow's UI uses): one request per metric key for all the runs that have it, instead
+        of one per run and key. None when the store is not a server offering it.
+
+        The endpoint answers at most :data:`_BULK_POINTS` points and has no pages: a key
+        whose answer may be cut off is read run by run instead.
+        """
+        store = self.client._tracking_client.store
+        if not self._bulk_history or not hasattr(store, "get_host_creds") or not runs:
+            return None
+        keys: dict[str, list[str]] = defaultdict(list)
+        for run in runs:
+            for key in run.data.metrics:
+                keys[key].append(run.info.run_id)
+        jobs = sorted(keys.items())
+        answers = self._map(lambda job: self._bulk_key(store, *job), jobs)
+        if any(a is None for a in answers):  # the server has no such endpoint
+            self._bulk_history = False
+            return None
+        out: dict[str, list[tuple[str, float, int, int]]] = {r.info.run_id: [] for r in runs}
+        for (key, run_ids), points in zip(jobs, answers, strict=True):
+            if points is not None and len(points) >= _BULK_POINTS:
+                retry = [(rid, key) for rid in run_ids]
+                for (rid, _), history in zip(retry, self._each_history(retry), strict=True):
+                    out[rid].extend((m.key, m.value, m.step, m.timestamp) for m in history)
+                continue
+            for p in points or ():
+                out[p["run_id"]].append(
+                    (key, float(p["value"]), int(p.get("step", 0)), int(p["timestamp"]))
+                )
+        for points in out.values():  # by key, timestamp, step, value: as the SQL path
+            points.sort(key=lambda p: (p[0], p[3], p[2], p[1]))
+        return out
+
+    @staticmethod
+    def _bulk_key(store: Any, key: str, run_ids: list[str]) -> list[dict[str, Any]] | None:
+        """The points of ``key`` in ``run_ids`` from the bulk endpoint; None if it has none."""
+        from mlflow.utils.rest_utils import http_request
+
+        resp = http_request(  # type: ignore[no-untyped-call]
+            store.get_host_creds(),
+            _BULK_HISTORY,
+            "GET",
+            params={"run_id": run_ids, "metric_key": key, "max_results": _BULK_POINTS},
+            raise_on_status=False,
+        )
+        if resp.status_code != 200:
+            return None
+        return list(resp.json().get("metrics") or [])
+
+    def _map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+        """``fn`` over ``jobs`` in order, up to :attr:`concurrency` at once."""
+        if self.concurrency <= 1 or len(jobs) <= 1:
+            return [fn(job) for job in jobs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(self.concurrency, len(jobs)), "arcuate-read") as pool:
+            return list(pool.map(fn, jobs))
+
+    def _each_history(self, jobs: list[tuple[str, str]]) -> Iterator[list[Any]]:
+        """The metric history of each (run id, key), in order, read by up to
+        :attr:`concurrency` threads (the client's HTTP session is shared and thread-safe)."""
+        client = self.client
+
+        def read(job: tuple[str, str]) -> list[Any]:
+            return list(client.get_metric_history(*job))
+
+        if self.concurrency <= 1 or len(jobs) <= 1:
+            yield from map(read, jobs)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(self.concurrency, len(jobs)), "arcuate-history") as pool:
+            yield from pool.map(read, jobs)
 
     @staticmethod
     def _histories_sql(
@@ -778,10 +885,57 @@ class MlflowSource:
             for path, full in local:
                 yield FileRef(owner, path, os.path.getsize(full), _opener(full), full)
             return
+        refs = []
         for info in sorted(infos, key=lambda i: i.path):
             path = info.path.replace(os.sep, "/")
             size = info.file_size if info.file_size is not None else -1
-            yield FileRef(owner, path, size, self._downloader(repo, path))
+            refs.append(FileRef(owner, path, size, self._downloader(repo, path)))
+        yield from self._ahead(repo, refs)
+
+    def _ahead(self, repo: ArtifactRepository, refs: list[FileRef]) -> Iterator[FileRef]:
+        """``refs`` with the small ones downloaded up to :attr:`concurrency` files ahead of
+        the one being read (remote files are read one by one, each a round trip)."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        small = {id(r) for r in refs if 0 <= r.size <= _AHEAD_BYTES}
+        if self.concurrency <= 1 or len(small) <= 1:
+            yield from refs
+            return
+        with ThreadPoolExecutor(min(self.concurrency, len(small)), "arcuate-files") as pool:
+            window: deque[FileRef] = deque()
+            for ref in refs:
+                window.append(self._prefetch(pool, repo, ref) if id(ref) in small else ref)
+                if len(window) >= self.concurrency:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+
+    def _prefetch(self, pool: Any, repo: ArtifactRepository, ref: FileRef) -> FileRef:
+        """``ref`` with its download started; the first open reads that copy (later ones
+        download again), and a copy never opened is removed when the ref goes away."""
+        import weakref
+
+        def fetch() -> tuple[str, str]:
+            tmpdir = tempfile.mkdtemp(prefix="arcuate-download-")
+            try:
+                return repo.download_artifacts(ref.path, dst_path=tmpdir), tmpdir  # type: ignore[no-untyped-call]
+            except BaseException:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                raise
+
+        future = pool.submit(fetch)
+        taken: list[bool] = []
+
+        def open_fetched() -> IO[bytes]:
+            if taken:
+                return ref.open()
+            taken.append(True)
+            local, tmpdir = future.result()
+            return io.BufferedReader(_TempDownload(local, tmpdir))
+
+        weakref.finalize(open_fetched, _discard, future, taken)
+        return FileRef(ref.owner, ref.path, ref.size, open_fetched)
 
     @staticmethod
     def _downloader(repo: ArtifactRepository, path: str) -> Callable[[], IO[bytes]]:

@@ -192,6 +192,7 @@ class _ExperimentImport(Importer):
         for src, found in by_source.items():
             live = [s for s in found if s["lifecycle_stage"] == "active"] or found
             plan.run_ids[src] = live[0]["run_id"]
+        to_create: list[int] = []
         for index, entry in enumerate(self.spool.entries):
             # live runs first: a run deleted here is only the fallback
             candidates = sorted(
@@ -204,10 +205,33 @@ class _ExperimentImport(Importer):
                 run_id = plan.bulk.new_run_id()
                 plan.in_bulk.add(index)
             else:
-                run_id = self._create(eid, index)
-            plan.run_ids[entry.key] = run_id
+                run_id = ""  # created below, with the others
+                to_create.append(len(plan.steps))
+            if run_id:
+                plan.run_ids[entry.key] = run_id
             plan.steps.append(_Step(index, run_id, action, fresh=chosen is None))
+        self._create_all(eid, plan, to_create)
         return plan
+
+    def _create_all(self, eid: str, plan: _Plan, positions: list[int]) -> None:
+        """The new runs of the steps at ``positions`` created, as many at once as the sink
+        writes (each is one request to a tracking server)."""
+        workers = max(1, min(self.sink.write_concurrency(), len(positions)))
+
+        def create(position: int) -> str:
+            return self._create(eid, plan.steps[position].index)
+
+        if workers == 1:
+            created = [create(p) for p in positions]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="arcuate-create") as pool:
+                created = list(pool.map(create, positions))
+        for position, run_id in zip(positions, created, strict=True):
+            step = plan.steps[position]
+            plan.run_ids[self.spool.entries[step.index].key] = run_id
+            plan.steps[position] = dataclasses.replace(step, run_id=run_id)
 
     def _choose(
         self, index: int, entry: Entry, candidates: list[Record], plan: _Plan

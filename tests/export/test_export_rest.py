@@ -1,0 +1,119 @@
+"""An export from a real ``mlflow server`` over REST: metric histories are read through the
+server's bulk endpoint (one request per key for up to 100 runs), or without it one request per
+run and key; up to ``rest_concurrency`` requests in flight; the same table either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcuate.backends.mlflow import source as source_module
+from arcuate.config import Settings
+from arcuate.engine.context import Context
+from arcuate.engine.export import export_experiment
+from arcuate.plan.ops import ExportExperiment
+from tests.export.export_helpers import reassemble, rows_deltalake
+from tests.rest_proxy import DOWNLOAD, CountingProxy
+
+pytestmark = pytest.mark.server
+
+RUNS, KEYS, POINTS, FILES = 6, 4, 3, 3
+HISTORY = "/api/2.0/mlflow/metrics/get-history"
+BULK = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+
+
+def _experiment(server: Any, name: str) -> None:
+    from mlflow.entities import Metric
+
+    client = server.client()
+    eid = client.create_experiment(name)
+    for r in range(RUNS):
+        rid = client.create_run(eid, start_time=1000 + r, run_name=f"run-{r}").info.run_id
+        points = [
+            Metric(f"m{k}", k + r + p / 10, 1_700_000_000_000 + p, p)
+            for k in range(KEYS)
+            for p in range(POINTS)
+        ]
+        client.log_batch(rid, metrics=points)
+        for f in range(FILES):
+            client.log_text(rid, f"run {r} file {f}\n", f"out/{f}.txt")
+        client.set_terminated(rid)
+
+
+def _export(
+    url: str, warehouse: Path, name: str, concurrency: int
+) -> tuple[dict[str, Any], dict[tuple[str, str, str], bytes]]:
+    ctx = Context(
+        Settings(
+            tracking_uri=url,
+            registry_uri=url,
+            warehouse=str(warehouse),
+            progress=False,
+            rest_concurrency=concurrency,
+        )
+    )
+    stream = export_experiment(ExportExperiment(name), ctx)
+    table = ctx.table_store.write(("s", "t"), stream.batches, content=stream.content)
+    records, files = reassemble(rows_deltalake(table.location))
+    for row in records.values():  # the export's own time stamps differ between two exports
+        row.pop("exported_at", None)
+    return records, files
+
+
+def test_histories_are_read_in_bulk_one_request_per_key(
+    mlflow_server: Any, workdir: Path
+) -> None:
+    _experiment(mlflow_server, "rest-export")
+    proxy = CountingProxy(mlflow_server.tracking_uri, hold=0.05)
+    with proxy.running():
+        one = _export(proxy.url, workdir / "one", "rest-export", 1)
+        assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == 0
+        assert proxy.peak[BULK] == 1
+        proxy.reset()
+        many = _export(proxy.url, workdir / "many", "rest-export", 4)
+        assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == 0
+        assert 2 <= proxy.peak[BULK] <= 4
+        # a run's files are downloaded ahead of the one being read
+        downloads = [p for (m, p) in proxy.counts if m == "GET" and p.startswith(DOWNLOAD)]
+        assert len(downloads) == RUNS * FILES
+        assert all(proxy.counts[("GET", p)] == 1 for p in downloads)  # each file once
+        assert 2 <= proxy.peak["download"] <= 4
+    assert many == one
+    points = [m for row in one[0].values() if row["run"] for m in row["run"]["metrics"]]
+    assert len(points) == RUNS * KEYS * POINTS
+    assert len(one[1]) == RUNS * FILES
+    assert sorted(one[1].values()) == sorted(
+        f"run {r} file {f}\n".encode() for r in range(RUNS) for f in range(FILES)
+    )
+
+
+def test_without_the_bulk_endpoint_histories_are_read_concurrently_per_key(
+    mlflow_server: Any, workdir: Path
+) -> None:
+    _experiment(mlflow_server, "rest-export-nobulk")
+    bulk = _export(mlflow_server.tracking_uri, workdir / "bulk", "rest-export-nobulk", 4)
+    proxy = CountingProxy(mlflow_server.tracking_uri, hold=0.05, refuse=(BULK,))
+    with proxy.running():
+        one = _export(proxy.url, workdir / "one", "rest-export-nobulk", 1)
+        assert proxy.count(HISTORY) == RUNS * KEYS and proxy.peak[HISTORY] == 1
+        proxy.reset()
+        many = _export(proxy.url, workdir / "many", "rest-export-nobulk", 4)
+        assert proxy.count(BULK) <= KEYS  # the first group only: then not tried again
+        assert proxy.count(HISTORY) == RUNS * KEYS and 2 <= proxy.peak[HISTORY] <= 4
+    assert many == one == bulk
+
+
+def test_a_bulk_answer_that_may_be_cut_off_is_read_run_by_run(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _experiment(mlflow_server, "rest-export-cut")
+    whole = _export(mlflow_server.tracking_uri, workdir / "whole", "rest-export-cut", 4)
+    # the server answers at most this many points: every key's answer may be cut off
+    monkeypatch.setattr(source_module, "_BULK_POINTS", RUNS * POINTS)
+    proxy = CountingProxy(mlflow_server.tracking_uri)
+    with proxy.running():
+        cut = _export(proxy.url, workdir / "cut", "rest-export-cut", 4)
+        assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == RUNS * KEYS
+    assert cut == whole
