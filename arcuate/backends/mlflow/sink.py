@@ -341,6 +341,10 @@ class MlflowSink:
         except MlflowException as exc:
             if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
+            # MLflow hides a prompt from the model API, but it is a registered model in the
+            # store: creating one under its name fails, and versions created there land
+            # invisibly inside the prompt. Refuse before the lease writes anything.
+            self.refuse_prompt(name)
             try:
                 self.client.create_registered_model(name)
                 return True
@@ -348,6 +352,19 @@ class MlflowSink:
                 if error_code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return False
+
+    def refuse_prompt(self, name: str) -> None:
+        """Refuse registered model ``name`` when it is a prompt here.
+
+        Raises:
+            ConflictError: ``name`` is a prompt on this registry.
+        """
+        if self.client.get_prompt(name) is not None:
+            raise ConflictError(
+                f"registered model {name!r} is a prompt in this registry; a model cannot be "
+                "imported into it",
+                hint="import the model under another name, or delete the prompt first",
+            )
 
     def list_runs(self, experiment_id: str) -> list[Record]:
         """The states of every run of the experiment (deleted ones too): see
