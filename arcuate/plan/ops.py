@@ -46,11 +46,28 @@ class ExportModel:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportPrompt:
+    """Read a prompt's versions (all, or selected) from the MLflow registry."""
+
+    prompt: str
+    versions: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        which = "all versions"
+        if self.versions:
+            which = "versions " + ", ".join(map(str, self.versions))
+        elif self.aliases:
+            which = "versions with alias " + ", ".join(self.aliases)
+        return f"read {which} of prompt {self.prompt!r} from MLflow (templates, tags, aliases)"
+
+
+@dataclass(frozen=True, slots=True)
 class WriteTable:
     """Write the rows to a Delta table in one atomic commit."""
 
     table: tuple[str, ...]
-    content: Literal["experiment", "model"]
+    content: Literal["experiment", "model", "prompt"]
     backend: str
 
     def describe(self) -> str:

@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from arcuate.backends.mlflow.bulk import BulkRunWriter
-    from arcuate.backends.protocols import BulkRunSink, ModelSink
+    from arcuate.backends.protocols import BulkRunSink, ModelSink, PromptSink
 
 _PAGE: Final = 1000
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
@@ -352,6 +352,38 @@ class MlflowSink:
                 if error_code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return False
+
+    # -- prompts (format 2: :mod:`arcuate.backends.mlflow.prompts`) ---------------------------
+    def prompt_state(self, name: str) -> Record | None:
+        """See :class:`~arcuate.backends.protocols.PromptSink`."""
+        from arcuate.backends.mlflow import prompts
+
+        return prompts.prompt_state(self.client, name)
+
+    def write_prompt(
+        self,
+        name: str,
+        prompt: Record,
+        versions: list[Record],
+        *,
+        state: Record | None,
+        exact: bool,
+        source: str,
+        remove: list[int],
+    ) -> None:
+        """See :class:`~arcuate.backends.protocols.PromptSink`."""
+        from arcuate.backends.mlflow import prompts
+
+        prompts.write_prompt(
+            self.client,
+            name,
+            prompt,
+            versions,
+            state=state,
+            exact=exact,
+            source=source,
+            remove=remove,
+        )
 
     def refuse_prompt(self, name: str) -> None:
         """Refuse registered model ``name`` when it is a prompt here.
@@ -1325,6 +1357,6 @@ class MlflowSink:
 
 if TYPE_CHECKING:
 
-    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink]:
+    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink, PromptSink]:
         """mypy checks here that the MLflow sink implements the sink Protocols."""
-        return sink, sink
+        return sink, sink, sink
