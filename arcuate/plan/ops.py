@@ -137,6 +137,23 @@ class ImportModel:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportPrompt:
+    """Validate the shared prompt versions, then create them in an MLflow prompt."""
+
+    prompt: str
+    coordinate: str
+    overwrite: bool = False
+
+    def describe(self) -> str:
+        mode = (
+            "make its tags, aliases and versions the shared ones"
+            if self.overwrite
+            else "add new versions, set tags and aliases"
+        )
+        return f"validate rows, then import into prompt {self.prompt!r} ({mode})"
+
+
+@dataclass(frozen=True, slots=True)
 class DescribeShared:
     """Summarise a shared table without writing anything."""
 
@@ -309,11 +326,13 @@ _ACCESS_ACTIONS = frozenset(
 Operator = (
     ExportExperiment
     | ExportModel
+    | ExportPrompt
     | WriteTable
     | AddToShare
     | ReadShare
     | ImportExperiment
     | ImportModel
+    | ImportPrompt
     | DescribeShared
     | ListProviderShares
     | CatalogCommand
