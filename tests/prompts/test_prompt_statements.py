@@ -61,7 +61,7 @@ def test_prompt_table_is_not_a_model_table(served: str, recipient_store: Any) ->
     from arcuate.errors import ShareDataError
 
     before = snapshot(recipient_store)
-    with pytest.raises(ShareDataError, match="marked as a prompt table .* CREATE PROMPT"):
+    with pytest.raises(ShareDataError, match=r"marked as a prompt table .* CREATE PROMPT"):
         arcuate.execute(
             f"CREATE MODEL qa AS '{served}'",
             tracking_uri=recipient_store.tracking_uri,
