@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from arcuate.backends.mlflow.connect import error_code, every, mlflow_errors
 from arcuate.backends.mlflow.tags import MAX_VERSION, SOURCE, is_managed
 from arcuate.backends.protocols import Record
-from arcuate.errors import ConflictError, NotFoundError
+from arcuate.errors import ConflictError, NotFoundError, ShareDataError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -178,6 +178,8 @@ def write_prompt(
 
     The caller has checked everything (numbers above ``state["top"]``, no version differing).
     """
+    for record in versions:
+        _check_model_config(record)
     with mlflow_errors(f"could not import prompt {name!r}"):
         top = _prepare(client, name, prompt, state, exact)
         for record in versions:
@@ -188,6 +190,25 @@ def write_prompt(
         _set_aliases(client, name, prompt["aliases"], (state or {}).get("aliases", {}), exact)
         for number in remove:
             client.delete_prompt_version(name, str(number))
+
+
+def _check_model_config(record: Record) -> None:
+    """A version's model config is one MLflow accepts, and stores as shared (checked with
+    MLflow's pydantic model, which holds data only), before anything is written."""
+    from mlflow.entities.model_registry.prompt_version import PromptModelConfig
+    from pydantic import ValidationError
+
+    config = record.get("model_config")
+    if config is None:
+        return
+    where = {"row": record.get("row"), "field": "prompt_version.model_config"}
+    try:
+        kept = PromptModelConfig.from_dict(config).to_dict()
+    except (ValidationError, TypeError, ValueError) as exc:
+        first = str(exc).splitlines()[:3]
+        raise ShareDataError(f"MLflow refuses it: {' '.join(first)}", **where) from None
+    if kept != config:
+        raise ShareDataError("MLflow would not store it as shared", **where)
 
 
 def _prepare(

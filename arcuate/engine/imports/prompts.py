@@ -134,6 +134,7 @@ def import_prompt(
 
 def _version(r: SharedPrompt) -> Record:
     return {
+        "row": r.row,
         "version": r.version,
         "template": r.template,
         "commit_message": r.commit_message,
