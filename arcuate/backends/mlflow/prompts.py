@@ -201,14 +201,14 @@ def _check_model_config(record: Record) -> None:
     config = record.get("model_config")
     if config is None:
         return
-    where = {"row": record.get("row"), "field": "prompt_version.model_config"}
+    row, field = record.get("row"), "prompt_version.model_config"
     try:
         kept = PromptModelConfig.from_dict(config).to_dict()
     except (ValidationError, TypeError, ValueError) as exc:
-        first = str(exc).splitlines()[:3]
-        raise ShareDataError(f"MLflow refuses it: {' '.join(first)}", **where) from None
+        said = " ".join(str(exc).splitlines()[:3])
+        raise ShareDataError(f"MLflow refuses it: {said}", row=row, field=field) from None
     if kept != config:
-        raise ShareDataError("MLflow would not store it as shared", **where)
+        raise ShareDataError("MLflow would not store it as shared", row=row, field=field)
 
 
 def _prepare(
