@@ -45,3 +45,24 @@ def test_prompt_round_trip(mlflow_store: Any, recipient_store: Any, workdir: Pat
     assert third.summary["added"] == 1 and third.summary["unchanged"] == 3
     assert prompt_snapshot(recipient_store, "qa") == prompt_snapshot(mlflow_store, "qa")
     assert client.get_prompt_version("qa", 5).aliases == ["candidate"]
+
+
+def test_prompt_round_trip_into_mlflow_server(
+    mlflow_store: Any, mlflow_server: Any, workdir: Path
+) -> None:
+    """The same over REST (a real ``mlflow server``, shared by the session: a fresh name)."""
+    import uuid
+
+    build_prompt(mlflow_store)
+    location = export_prompt_to(
+        provider_context(mlflow_store, workdir / "wh"), ("s", "d", "qa"), "qa"
+    )
+    name = f"qa-{uuid.uuid4().hex[:8]}"
+    ctx = recipient_context(mlflow_server)
+    result = import_prompt(table_batches(location), name, ctx, source="p#s.d.qa")
+    assert result.summary["added"] == 3
+    assert prompt_snapshot(mlflow_server, name) == prompt_snapshot(mlflow_store, "qa")
+    again = import_prompt(table_batches(location), name, ctx, source="p#s.d.qa")
+    assert again.summary["unchanged"] == 3 and again.summary["added"] == 0
+    # the deleted number 3 stays used over REST too: a new version gets 5
+    assert mlflow_server.client().create_prompt_version(name, "next").version == 5
