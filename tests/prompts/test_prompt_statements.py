@@ -68,3 +68,17 @@ def test_prompt_table_is_not_a_model_table(served: str, recipient_store: Any) ->
             progress=False,
         )
     assert snapshot(recipient_store) == before
+
+
+def test_describe_a_prompt_table(served: str, recipient_store: Any) -> None:
+    before = snapshot(recipient_store)
+    (result,) = arcuate.execute(
+        f"DESCRIBE '{served}'", tracking_uri=recipient_store.tracking_uri, progress=False
+    )
+    assert result.summary["kind"] == "prompt" and result.summary["versions"] == 3
+    assert result.summary["valid"] is True
+    rows = {r["version"]: r for r in result.rows}
+    assert sorted(rows) == [1, 2, 4]
+    assert rows[2]["template_type"] == "chat" and rows[2]["aliases"] == "production"
+    assert rows[2]["model_config"] is True and rows[4]["aliases"] == "candidate"
+    assert snapshot(recipient_store) == before
