@@ -134,7 +134,9 @@ class _Description:
     def _row(self, raw: Record, i: int) -> None:
         kind = raw.get("kind")
         if self.content is None and kind in (RUN, MODEL_VERSION, PROMPT_VERSION):
-            self.content = {RUN: "experiment", MODEL_VERSION: "model"}.get(kind, "prompt")
+            self.content = (
+                "experiment" if kind == RUN else "model" if kind == MODEL_VERSION else "prompt"
+            )
         if self.content == "prompt":
             self._prompt_row(raw, i)
             return
