@@ -101,6 +101,10 @@ MAX_PROMPT_TEMPLATE_LENGTH: Final = MAX_VERSION_TAG_VALUE_LENGTH
 MAX_PROMPT_VERSIONS: Final = 10_000
 #: Messages of one chat template.
 MAX_CHAT_MESSAGES: Final = 10_000
+#: A prompt table is validated in memory (it has no files to spool): its Arrow bytes, summed
+#: over its batches before any becomes Python values, stay below this (a real prompt's
+#: versions take kilobytes; 10,000 versions of 100,000-character templates take ~1 GB).
+MAX_PROMPT_TABLE_BYTES: Final = 256 * 1024 * 1024
 
 # -- depth ---------------------------------------------------------------------------------------
 #: Nesting of a JSON value arcuate parses from a share (the ``mlflow.log-model.history`` tag,

@@ -200,3 +200,17 @@ def test_overwrite_makes_tags_aliases_and_versions_the_shared_ones(recipient_sto
     assert "local" not in client.get_prompt("qa").tags
     assert sorted(v.version for v in client.search_prompt_versions("qa")) == [1, 2]
     assert client.get_prompt_version("qa", 1).aliases == ["production"]  # "mine" removed
+
+
+def test_a_prompt_table_too_large_is_refused(
+    recipient_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcuate.format import limits
+
+    monkeypatch.setattr(limits, "MAX_PROMPT_TABLE_BYTES", 1000)
+    before = snapshot(recipient_store)
+    big = [prompt_row(n, template="x" * 400) for n in range(1, 4)]
+    with pytest.raises(ShareDataError, match="more than 1000 bytes") as info:
+        import_prompt(batches(big), "qa", recipient_context(recipient_store))
+    assert info.value.field == "prompt_version"
+    assert snapshot(recipient_store) == before

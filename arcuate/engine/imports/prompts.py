@@ -54,7 +54,7 @@ def read_prompt_rows(batches: Iterable[pa.RecordBatch]) -> list[SharedPrompt]:
             field="kind",
         )
     out: list[SharedPrompt] = []
-    seen = 0
+    seen = size = 0
     for batch in batches:
         if not isinstance(batch, (pa.RecordBatch, pa.Table)):
             raise ShareDataError(f"expected Arrow record batches, got {type(batch).__name__}")
@@ -67,6 +67,14 @@ def read_prompt_rows(batches: Iterable[pa.RecordBatch]) -> list[SharedPrompt]:
             )
         if seen + batch.num_rows > limits.MAX_PROMPT_VERSIONS:
             raise v.too_many(seen + batch.num_rows, limits.MAX_PROMPT_VERSIONS, seen, "rows")
+        size += batch.nbytes
+        if size > limits.MAX_PROMPT_TABLE_BYTES:
+            raise ShareDataError(
+                f"the prompt table holds more than {limits.MAX_PROMPT_TABLE_BYTES} bytes (Arrow); "
+                "a prompt table is validated in memory",
+                row=seen,
+                field="prompt_version",
+            )
         check_list_bounds(batch, seen)
         for j, row in enumerate(batch.to_pylist()):
             out.append(parse_prompt_row(row, seen + j))
@@ -121,12 +129,13 @@ def import_prompt(
         "removed": len(doomed),
         "seconds": round(time.monotonic() - started, 3),
     }
+    same = {r.version for r in unchanged}
     return StatementResult(
         statement=statement("PROMPT", name, overwrite, source),
         action="import_prompt",
         summary=summary,
         rows=[
-            {"version": r.version, "action": "unchanged" if r in unchanged else "added"}
+            {"version": r.version, "action": "unchanged" if r.version in same else "added"}
             for r in rows
         ],
     )
