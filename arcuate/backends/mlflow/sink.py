@@ -391,6 +391,10 @@ class MlflowSink:
         Raises:
             ConflictError: ``name`` is a prompt on this registry.
         """
+        from mlflow.prompt.registry_utils import is_prompt_supported_registry
+
+        if not is_prompt_supported_registry(self.registry_uri):
+            return  # a legacy Databricks workspace registry holds no prompts
         if self.client.get_prompt(name) is not None:
             raise ConflictError(
                 f"registered model {name!r} is a prompt in this registry; a model cannot be "
