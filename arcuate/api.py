@@ -41,6 +41,8 @@ def _kind(stmt: ast.Statement) -> str | None:
     if isinstance(stmt, ast.Explain):
         return _kind(stmt.statement)
     if isinstance(stmt, ast.CreateShare):
+        if isinstance(stmt.source, ast.PromptSource):
+            return "export_prompt"
         return "export_" + (
             "experiment" if isinstance(stmt.source, ast.ExperimentSource) else "model"
         )

@@ -550,3 +550,42 @@ class VersionSink(Protocol):
 class ModelSink(RunSink, VersionSink, Protocol):
     """One MLflow tracking store and model registry, as an import writes to them (and,
     where it can, :class:`BulkRunSink` too)."""
+
+
+@runtime_checkable
+class PromptSource(Protocol):
+    """MLflow prompts, as an export reads them (format 2). A ``model_source`` that holds
+    prompts implements this too."""
+
+    def get_prompt_versions(
+        self, name: str, *, versions: tuple[int, ...] = (), aliases: tuple[str, ...] = ()
+    ) -> list[Record]:
+        """``prompt_version`` records of prompt ``name``, ascending: every live version, or
+        the named ones and those the aliases point at. Raises NotFoundError if missing."""
+        ...
+
+
+@runtime_checkable
+class PromptSink(Protocol):
+    """MLflow prompts, as an import writes them. A ``model_sink`` that holds prompts
+    implements this too."""
+
+    def prompt_state(self, name: str) -> Record | None:
+        """Prompt ``name`` here (description, tags, versions number -> content, aliases,
+        ``top``: the highest number used), or None; ConflictError if it is a model."""
+        ...
+
+    def write_prompt(
+        self,
+        name: str,
+        prompt: Record,
+        versions: list[Record],
+        *,
+        state: Record | None,
+        exact: bool,
+        source: str,
+        remove: list[int],
+    ) -> None:
+        """Create or update the prompt, create ``versions`` with their numbers, set its
+        aliases, delete the versions ``remove`` names."""
+        ...

@@ -564,6 +564,11 @@ def _finish(
     return report, shared_bytes
 
 
+def collect_batches(frame: Any) -> Iterator[pa.RecordBatch]:
+    """A (small) shared table's DataFrame, collected to the driver as the format's batches."""
+    return iter(conform_present(compute.collect(frame)).to_batches(max_chunksize=256))
+
+
 def import_model_spark(
     frame: Any,
     model: str,

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import ChunkedFile, Record
+from arcuate.backends.protocols import ChunkedFile, PromptSource, Record
 from arcuate.engine.progress import Progress
-from arcuate.format.records import PackStats, Row, run_rows, to_stream, version_rows
+from arcuate.errors import BackendUnavailableError
+from arcuate.format.records import PackStats, Row, prompt_row, run_rows, to_stream, version_rows
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
-    from arcuate.plan.ops import ExportExperiment, ExportModel
+    from arcuate.plan.ops import ExportExperiment, ExportModel, ExportPrompt
 
 
 @dataclass
@@ -32,7 +33,7 @@ class ExportStream:
     The counters grow while ``batches`` is consumed; read them after the table write.
     """
 
-    content: Literal["experiment", "model"]
+    content: Literal["experiment", "model", "prompt"]
     #: record batches, and the large files whose chunk rows the table store cuts itself
     batches: Iterator[pa.RecordBatch | ChunkedFile] = field(default_factory=lambda: iter(()))
     runs: int = 0
@@ -148,6 +149,30 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
                     del row
                 stream.versions += 1
                 _show(progress, task, stream)
+
+    stream.batches = to_stream(rows())
+    return stream
+
+
+def export_prompt(op: ExportPrompt, ctx: Context) -> ExportStream:
+    """The versions of prompt ``op.prompt`` (all, or those of ``op.versions``/``op.aliases``),
+    one row each. A prompt is small (no files): its versions are read before anything is
+    written, with ``get_prompt_version`` (never ``load_prompt``, which writes).
+
+    Raises:
+        NotFoundError: the prompt, a named version or an alias does not exist (before writing).
+    """
+    source = ctx.model_source
+    if not isinstance(source, PromptSource):
+        raise BackendUnavailableError("the configured MLflow backend cannot export prompts")
+    versions = source.get_prompt_versions(op.prompt, versions=op.versions, aliases=op.aliases)
+    stream = ExportStream("prompt")
+    exported_at = _now()
+
+    def rows() -> Iterator[Row | ChunkedFile]:
+        for version in versions:
+            stream.versions += 1
+            yield prompt_row(version, exported_at)
 
     stream.batches = to_stream(rows())
     return stream

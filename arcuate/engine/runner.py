@@ -59,6 +59,12 @@ def _export_model(step: ops.ExportModel, ctx: Context, st: _State) -> None:
     st.value = export_model(step, ctx)
 
 
+def _export_prompt(step: ops.ExportPrompt, ctx: Context, st: _State) -> None:
+    from arcuate.engine.export import export_prompt
+
+    st.value = export_prompt(step, ctx)
+
+
 def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     stream = st.value
     written = ctx.table_store.write(step.table, stream.batches, content=stream.content)
@@ -154,6 +160,20 @@ def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
     )  # fmt: skip
 
 
+def _import_prompt(step: ops.ImportPrompt, ctx: Context, st: _State) -> None:
+    from arcuate.engine.imports.prompts import import_prompt
+
+    batches = st.value
+    frame = getattr(batches, "dataframe", None)
+    if frame is not None:  # AS SPARK: a prompt's versions are few, collected on the driver
+        from arcuate.engine.distributed import collect_batches
+
+        batches = collect_batches(frame)
+    st.result = import_prompt(
+        batches, step.prompt, ctx, overwrite=step.overwrite, source=step.coordinate
+    )
+
+
 def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None:
     from arcuate.engine.imports import describe_shared
 
@@ -182,11 +202,13 @@ def _catalog_command(step: ops.CatalogCommand, ctx: Context, st: _State) -> None
 _HANDLERS: dict[type, Callable[[Any, Context, _State], None]] = {
     ops.ExportExperiment: _export_experiment,
     ops.ExportModel: _export_model,
+    ops.ExportPrompt: _export_prompt,
     ops.WriteTable: _write_table,
     ops.AddToShare: _add_to_share,
     ops.ReadShare: _read_share,
     ops.ImportExperiment: _import_experiment,
     ops.ImportModel: _import_model,
+    ops.ImportPrompt: _import_prompt,
     ops.DescribeShared: _describe_shared,
     ops.ListProviderShares: _list_provider_shares,
     ops.CatalogCommand: _catalog_command,
@@ -195,6 +217,7 @@ _HANDLERS: dict[type, Callable[[Any, Context, _State], None]] = {
 _ACTIONS = {
     ops.ExportExperiment: "export experiment",
     ops.ExportModel: "export model",
+    ops.ExportPrompt: "export prompt",
 }
 
 

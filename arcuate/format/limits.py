@@ -92,6 +92,20 @@ MAX_CHUNKS_PER_FILE: Final = 1 << 20
 #: One file's size: S3's largest object (5 TiB), the largest artifact most stores hold.
 MAX_FILE_BYTES: Final = 5 * 1024**4
 
+# -- prompts (format 2) ---------------------------------------------------------------------------
+#: A prompt's template (text, or chat messages as JSON) is stored in a version tag, so its
+#: bound is the version tag value's; its response format and model config too.
+MAX_PROMPT_TEMPLATE_LENGTH: Final = MAX_VERSION_TAG_VALUE_LENGTH
+#: Versions (rows) of one prompt table; gaps below them are bounded by
+#: MAX_VERSION_PLACEHOLDERS, as for a model table.
+MAX_PROMPT_VERSIONS: Final = 10_000
+#: Messages of one chat template.
+MAX_CHAT_MESSAGES: Final = 10_000
+#: A prompt table is validated in memory (it has no files to spool): its Arrow bytes, summed
+#: over its batches before any becomes Python values, stay below this (a real prompt's
+#: versions take kilobytes; 10,000 versions of 100,000-character templates take ~1 GB).
+MAX_PROMPT_TABLE_BYTES: Final = 256 * 1024 * 1024
+
 # -- depth ---------------------------------------------------------------------------------------
 #: Nesting of a JSON value arcuate parses from a share (the ``mlflow.log-model.history`` tag,
 #: whose ``run_id`` fields are mapped). Python's parser recurses and fails near 1,000 levels;
@@ -114,4 +128,7 @@ LIST_LIMITS: Final[dict[str, int]] = {
     "model_version.model_tags": MAX_TAGS,
     "model_version.tags": MAX_TAGS,
     "model_version.aliases": MAX_ALIASES,
+    "prompt_version.prompt_tags": MAX_TAGS,
+    "prompt_version.tags": MAX_TAGS,
+    "prompt_version.aliases": MAX_ALIASES,
 }

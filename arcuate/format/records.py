@@ -28,7 +28,7 @@ import pyarrow as pa
 from arcuate.errors import ArcuateError, BackendError
 from arcuate.format import limits
 from arcuate.format.files import ChunkedFile, FileRef, Record
-from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, RUN, SCHEMA
+from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, PROMPT_VERSION, RUN, SCHEMA
 
 Row = dict[str, Any]
 
@@ -300,6 +300,18 @@ def version_rows(
         "chunk": None,
     }
     yield from _followers(chunked, defer)
+
+
+def prompt_row(version: Record, exported_at: datetime | None = None) -> Row:
+    """The row of one prompt version (key = str(version)); a prompt has no files."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": PROMPT_VERSION,
+        "key": str(version["version"]),
+        "exported_at": exported_at,
+        "prompt_version": version,
+        "files": [],
+    }
 
 
 class ColumnarList(Sequence[dict[str, Any]]):

@@ -1,4 +1,4 @@
-"""The shared table format, version 1: the contract between exporters and importers.
+"""The shared table format, version 2: the contract between exporters and importers.
 
 One Delta table holds one export. Each row is a record whose ``kind`` says what it is:
 
@@ -7,6 +7,12 @@ One Delta table holds one export. Each row is a record whose ``kind`` says what 
 * ``model_version``: one registered-model version: the registered model's description, tags
   and aliases, the version's fields, its source run's metadata and its model files.
 * ``chunk``: a bounded piece of a file too large to sit inline in its owner's ``files`` list.
+* ``prompt_version`` (version 2): one version of an MLflow prompt, self-contained like a
+  ``model_version``: the prompt's description and tags, the version's template, commit
+  message, tags, response format, model config and aliases. A prompt table holds only these.
+
+Version 2 appends nullable columns at the end of :data:`SCHEMA`; a version 1 table lacks them
+and reads unchanged (:func:`conform`).
 
 Every timestamp is timezone-aware UTC (``timestamp_ntz`` breaks Delta Sharing readers).
 ``docs/format.md`` documents every column; change both together and bump the version.
@@ -21,14 +27,16 @@ from typing import Final, Literal, TypeVar
 
 import pyarrow as pa
 
-FORMAT_VERSION: Final = 1
-SUPPORTED_VERSIONS: Final = frozenset({1})
+FORMAT_VERSION: Final = 2
+SUPPORTED_VERSIONS: Final = frozenset({1, 2})
 
-Content = Literal["experiment", "model"]
+Content = Literal["experiment", "model", "prompt"]
+CONTENTS: Final = ("experiment", "model", "prompt")
 
 RUN: Final = "run"
 MODEL_VERSION: Final = "model_version"
 CHUNK: Final = "chunk"
+PROMPT_VERSION: Final = "prompt_version"
 
 #: File owners inside a record: the run's artifacts, a logged model's files, a version's files.
 OWNER_ARTIFACTS: Final = "artifacts"
@@ -127,6 +135,37 @@ MODEL_VERSION_INFO = pa.struct(
     ]
 )
 
+PROMPT_VERSION_INFO = pa.struct(
+    [
+        ("name", pa.string()),
+        ("prompt_description", pa.string()),
+        ("prompt_tags", pa.list_(KV)),
+        ("version", pa.int64()),
+        ("template_type", pa.string()),
+        ("template", pa.string()),
+        ("commit_message", pa.string()),
+        ("tags", pa.list_(KV)),
+        ("response_format", pa.string()),
+        ("model_config", pa.string()),
+        ("aliases", pa.list_(pa.string())),
+        ("creation_time", TS),
+        ("last_updated_time", TS),
+        ("user_id", pa.string()),
+    ]
+)
+
+#: A registered scorer version (format 2). Laid out for the merge with the scorer work; this
+#: arcuate writes it null and refuses a row that carries one.
+SCORER_INFO = pa.struct(
+    [
+        ("experiment_key", pa.string()),
+        ("name", pa.string()),
+        ("version", pa.int64()),
+        ("kind", pa.string()),
+        ("serialized", pa.string()),
+    ]
+)
+
 FILE = pa.struct(
     [
         ("owner", pa.string()),
@@ -159,10 +198,14 @@ SCHEMA: Final = pa.schema(
         pa.field("model_version", MODEL_VERSION_INFO),
         pa.field("files", pa.list_(FILE)),
         pa.field("chunk", CHUNK_INFO),
+        # format 2: nullable, appended at the end (a version 1 table lacks them)
+        pa.field("prompt_version", PROMPT_VERSION_INFO),
+        pa.field("scorer", SCORER_INFO),
     ]
 )
 
-REQUIRED_COLUMNS: Final = tuple(SCHEMA.names)
+#: The columns every table has (version 1's); the later ones may be missing.
+REQUIRED_COLUMNS: Final = tuple(SCHEMA.names[: SCHEMA.get_field_index("chunk") + 1])
 
 _Data = TypeVar("_Data", pa.RecordBatch, pa.Table)
 
@@ -217,6 +260,6 @@ def parse_description(description: str | None) -> tuple[int, Content] | None:
         content = marker["content"]
     except (ValueError, KeyError, TypeError):
         return None
-    if content not in ("experiment", "model"):
+    if content not in CONTENTS:
         return None
     return version, content

@@ -75,6 +75,7 @@ from arcuate.format.schema import (
     OWNER_ARTIFACTS,
     OWNER_LOGGED_MODEL_PREFIX,
     OWNER_MODEL,
+    PROMPT_VERSION,
     REQUIRED_COLUMNS,
     RUN,
     SUPPORTED_VERSIONS,
@@ -962,8 +963,16 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
         )
     kind = row.get("kind")
     wanted = RUN if expect == "experiment" else MODEL_VERSION
+    if kind == PROMPT_VERSION:
+        raise _fail(
+            "this row is a prompt_version row: the table holds a prompt (use CREATE PROMPT)",
+            i,
+            "kind",
+        )
     if kind not in (RUN, MODEL_VERSION, CHUNK):
         raise _fail(f"unknown row kind {_show(kind)} (known: run, model_version, chunk)", i, "kind")
+    if not _is_missing(row.get("scorer")):
+        raise _fail("scorers are not supported by this arcuate; upgrade arcuate", i, "scorer")
     if kind not in (wanted, CHUNK):
         holds = "a model" if kind == MODEL_VERSION else "an experiment"
         verb = "CREATE MODEL" if kind == MODEL_VERSION else "CREATE EXPERIMENT"

@@ -46,11 +46,28 @@ class ExportModel:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportPrompt:
+    """Read a prompt's versions (all, or selected) from the MLflow registry."""
+
+    prompt: str
+    versions: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        which = "all versions"
+        if self.versions:
+            which = "versions " + ", ".join(map(str, self.versions))
+        elif self.aliases:
+            which = "versions with alias " + ", ".join(self.aliases)
+        return f"read {which} of prompt {self.prompt!r} from MLflow (templates, tags, aliases)"
+
+
+@dataclass(frozen=True, slots=True)
 class WriteTable:
     """Write the rows to a Delta table in one atomic commit."""
 
     table: tuple[str, ...]
-    content: Literal["experiment", "model"]
+    content: Literal["experiment", "model", "prompt"]
     backend: str
 
     def describe(self) -> str:
@@ -123,6 +140,23 @@ class ImportModel:
         )
         policy = ", refusing pickle-family files" if self.refuse_pickle else ""
         return f"validate rows{policy}, then import into registered model {self.model!r} ({mode})"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPrompt:
+    """Validate the shared prompt versions, then create them in an MLflow prompt."""
+
+    prompt: str
+    coordinate: str
+    overwrite: bool = False
+
+    def describe(self) -> str:
+        mode = (
+            "make its tags, aliases and versions the shared ones"
+            if self.overwrite
+            else "add new versions, set tags and aliases"
+        )
+        return f"validate rows, then import into prompt {self.prompt!r} ({mode})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,11 +332,13 @@ _ACCESS_ACTIONS = frozenset(
 Operator = (
     ExportExperiment
     | ExportModel
+    | ExportPrompt
     | WriteTable
     | AddToShare
     | ReadShare
     | ImportExperiment
     | ImportModel
+    | ImportPrompt
     | DescribeShared
     | ListProviderShares
     | CatalogCommand

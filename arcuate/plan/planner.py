@@ -126,6 +126,9 @@ class _Planner:
             if isinstance(src, ast.ExperimentSource):
                 read = ops.ExportExperiment(src.name, where(src.where) if src.where else None)
                 content = "experiment"
+            elif isinstance(src, ast.PromptSource):
+                read = ops.ExportPrompt(src.name, src.versions, src.aliases)
+                content = "prompt"
             else:
                 read = ops.ExportModel(src.name, src.versions, src.aliases)
                 content = "model"
@@ -141,12 +144,14 @@ class _Planner:
                     stmt.table.parts,
                 ),
             )
-        if isinstance(stmt, ast.CreateExperiment | ast.CreateModel):
+        if isinstance(stmt, ast.CreateExperiment | ast.CreateModel | ast.CreatePrompt):
             flavor = self.flavor(stmt.flavor, stmt.span)
             coord = stmt.coordinate.text
             imp: ops.Operator
             if isinstance(stmt, ast.CreateExperiment):
                 imp = ops.ImportExperiment(stmt.name, coord, stmt.overwrite, stmt.refuse_pickle)
+            elif isinstance(stmt, ast.CreatePrompt):
+                imp = ops.ImportPrompt(stmt.name, coord, stmt.overwrite)
             else:
                 imp = ops.ImportModel(stmt.name, coord, stmt.overwrite, stmt.refuse_pickle)
             return (ops.ReadShare(coord, flavor), imp)

@@ -97,12 +97,22 @@ class ModelSource:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptSource:
+    """``FROM PROMPT name [VERSION n, ... | ALIAS a, ...]``."""
+
+    name: str
+    versions: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class CreateShare:
-    """Export an experiment or model to a Delta table and add it to a share."""
+    """Export an experiment, model or prompt to a Delta table and add it to a share."""
 
     share: str
     table: TableName
-    source: ExperimentSource | ModelSource
+    source: ExperimentSource | ModelSource | PromptSource
     if_not_exists: bool = False
     span: Span = _span()
 
@@ -130,6 +140,17 @@ class CreateModel:
     overwrite: bool = False
     #: REFUSE PICKLE: no file whose loading unpickles (the serialization policy)
     refuse_pickle: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePrompt:
+    """Import a shared prompt table into an MLflow prompt."""
+
+    name: str
+    coordinate: Coordinate
+    flavor: Flavor = "pandas"
+    overwrite: bool = False
     span: Span = _span()
 
 
@@ -353,6 +374,7 @@ Statement = (
     CreateShare
     | CreateExperiment
     | CreateModel
+    | CreatePrompt
     | DescribeShared
     | ShowProviderShares
     | CreateRecipient

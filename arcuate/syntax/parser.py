@@ -289,6 +289,10 @@ class _ToAst(Transformer[Token, Any]):
                 aliases = values
         return ast.ModelSource(name, versions, aliases, _span_of(meta))
 
+    def prompt_source(self, meta: Meta, children: list[Any]) -> ast.PromptSource:
+        model = self.model_source(meta, children)
+        return ast.PromptSource(model.name, model.versions, model.aliases, model.span)
+
     # statements
     def create_share(self, meta: Meta, children: list[Any]) -> ast.CreateShare:
         if_not_exists = any(isinstance(c, Tree) and c.data == "if_not_exists" for c in children)
@@ -323,6 +327,9 @@ class _ToAst(Transformer[Token, Any]):
 
     def create_model(self, meta: Meta, children: list[Any]) -> ast.CreateModel:
         return ast.CreateModel(**self._import(meta, children))
+
+    def create_prompt(self, meta: Meta, children: list[Any]) -> ast.CreatePrompt:
+        return ast.CreatePrompt(**self._import(meta, children))
 
     def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:
         return ast.DescribeShared(children[1], _span_of(meta))
@@ -586,6 +593,11 @@ _RULES: list[tuple[str, str]] = [
     (r" FROM$", "expected EXPERIMENT or MODEL after FROM"),
     (r"^CREATE SHARE .* EXPERIMENT$", "expected an experiment name after EXPERIMENT"),
     (r"^CREATE SHARE .* MODEL$", "expected a model name after MODEL"),
+    (r"^CREATE SHARE .* PROMPT$", "expected a prompt name after PROMPT"),
+    (
+        rf"^CREATE SHARE .* PROMPT {_N}$",
+        "expected VERSION <n>[, <n>...], ALIAS <alias>[, ...] or the end of the statement",
+    ),
     (
         rf"^CREATE SHARE .* EXPERIMENT {_N}$",
         "expected WHERE <condition> or the end of the statement",
@@ -622,6 +634,12 @@ _RULES: list[tuple[str, str]] = [
         "expected an experiment name after CREATE EXPERIMENT",
     ),
     (r"^CREATE( or_replace)? MODEL( overwrite)?$", "expected a model name after CREATE MODEL"),
+    (r"^CREATE( or_replace)? PROMPT( overwrite)?$", "expected a prompt name after CREATE PROMPT"),
+    (
+        rf"^CREATE( or_replace)? PROMPT( overwrite)? {_N}$",
+        "expected AS [PANDAS|SPARK] '<profile>#<share>.<schema>.<table>' after the name",
+    ),
+    (r"^CREATE( or_replace)? PROMPT.* AS$", _AFTER_AS),
     (
         rf"^CREATE( or_replace)? (EXPERIMENT|MODEL)( overwrite)? {_N}$",
         "expected AS [PANDAS|SPARK] '<profile>#<share>.<schema>.<table>' after the name",
@@ -692,6 +710,7 @@ _STATEMENT_RULES = {
     "create_share",
     "create_experiment",
     "create_model",
+    "create_prompt",
     "explain",
     "describe_shared",
     "show_provider_shares",

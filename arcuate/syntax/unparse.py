@@ -95,7 +95,8 @@ def _(node: ast.CreateShare) -> str:
         if src.where:
             tail += f" WHERE {where(src.where)}"
     else:
-        tail = f"MODEL {name(src.name)}"
+        kind = "PROMPT" if isinstance(src, ast.PromptSource) else "MODEL"
+        tail = f"{kind} {name(src.name)}"
         if src.versions:
             tail += " VERSION " + ", ".join(str(v) for v in src.versions)
         elif src.aliases:
@@ -103,7 +104,9 @@ def _(node: ast.CreateShare) -> str:
     return head + tail
 
 
-def _create_import(kind: str, node: ast.CreateExperiment | ast.CreateModel) -> str:
+def _create_import(
+    kind: str, node: ast.CreateExperiment | ast.CreateModel | ast.CreatePrompt
+) -> str:
     ow = " OVERWRITE" if node.overwrite else ""
     coordinate = string(node.coordinate.text)
     policy = " REFUSE PICKLE" if node.refuse_pickle else ""
@@ -118,6 +121,11 @@ def _(node: ast.CreateExperiment) -> str:
 @unparse.register
 def _(node: ast.CreateModel) -> str:
     return _create_import("MODEL", node)
+
+
+@unparse.register
+def _(node: ast.CreatePrompt) -> str:
+    return _create_import("PROMPT", node)
 
 
 @unparse.register

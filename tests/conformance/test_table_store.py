@@ -18,7 +18,7 @@ import pytest
 
 from arcuate.backends.protocols import ChunkedFile, FileRef, TableStore
 from arcuate.errors import BackendError, ConfigurationError, ConflictError, NotFoundError
-from arcuate.format.schema import SCHEMA, parse_description
+from arcuate.format.schema import FORMAT_VERSION, SCHEMA, parse_description
 from tests.conformance.conftest import Built
 from tests.server.conftest import experiment_rows
 
@@ -63,7 +63,7 @@ def test_the_table_is_marked_as_an_arcuate_table(table_store: Built) -> None:
 
     written = table_store.backend.write(("ml", "models"), _batches(0), content="model")
     description = DeltaTable(written.location).metadata().description
-    assert parse_description(description) == (1, "model")
+    assert parse_description(description) == (FORMAT_VERSION, "model")
 
 
 @pytest.mark.notyet(

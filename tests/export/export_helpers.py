@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.format.schema import CHUNK as CHUNK_KIND
+from arcuate.format.schema import FORMAT_VERSION
 
 EXPERIMENT = "/Users/ana@corp.com/chürn ✓"
 MODEL = "chürn-classifier"
@@ -285,7 +286,7 @@ def reassemble(
     records: dict[str, dict[str, Any]] = {}
     chunks: dict[tuple[str, str, str], list[tuple[int, int, bytes]]] = defaultdict(list)
     for row in rows:
-        assert row["format_version"] == 1
+        assert row["format_version"] == FORMAT_VERSION
         if row["kind"] == CHUNK_KIND:
             c = row["chunk"]
             chunks[(row["key"], c["owner"], c["path"])].append(

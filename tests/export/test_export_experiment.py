@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from arcuate.engine.export import export_experiment
-from arcuate.format.schema import parse_description
+from arcuate.format.schema import FORMAT_VERSION, parse_description
 from arcuate.plan.ops import ExportExperiment
 from tests.export.export_helpers import (
     CHUNK,
@@ -199,7 +199,7 @@ def test_tricky_experiment_is_in_the_table_byte_for_byte(
     from deltalake import DeltaTable
 
     meta = DeltaTable(location).metadata()
-    assert parse_description(meta.description) == (1, "experiment")
+    assert parse_description(meta.description) == (FORMAT_VERSION, "experiment")
 
 
 def test_a_third_reader_sees_the_same_bytes(tricky: Tricky, exported: tuple[str, Any]) -> None:

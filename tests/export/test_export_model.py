@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from arcuate.engine.export import export_model
-from arcuate.format.schema import parse_description
+from arcuate.format.schema import FORMAT_VERSION, parse_description
 from arcuate.plan.ops import ExportModel
 from tests.export.export_helpers import (
     EXPERIMENT,
@@ -93,7 +93,7 @@ def test_all_versions_keep_their_numbers_and_gaps(
     assert stream.files == sum(len(f) for f in registered.versions.values())
     from deltalake import DeltaTable
 
-    assert parse_description(DeltaTable(location).metadata().description) == (1, "model")
+    assert parse_description(DeltaTable(location).metadata().description) == (FORMAT_VERSION, "model")
 
 
 def test_version_subset(tricky: Tricky, registered: Registered, workdir: Path) -> None:

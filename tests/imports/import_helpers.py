@@ -625,8 +625,8 @@ def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
 
     Experiments and runs deleted ones included; each run with its params, tags, latest
     metrics, full metric histories, dataset and model inputs and outputs; logged models;
-    registered models with tags and aliases; every visible version. Files: path -> SHA-256
-    under each root (the store's directory holds the sqlite database and its artifacts), so
+    registered models with tags and aliases; every visible version; prompts with their
+    versions and aliases. Files: path -> SHA-256 under each root (the store's directory holds the sqlite database and its artifacts), so
     two snapshots are equal only when nothing was written at all.
     """
     from mlflow.entities import ViewType
@@ -660,5 +660,31 @@ def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
         "logged_models": {m.model_id: _proto(m) for m in models},
         "registered_models": {rm.name: _proto(rm) for rm in registered},
         "versions": {f"{mv.name}/{mv.version}": _proto(mv) for mv in versions},
+        "prompts": _prompts(client),
         "files": {str(root): _tree(root) for root in roots if root.exists()},
     }
+
+
+def _prompts(client: Any) -> dict[str, Any]:
+    """Every prompt (MLflow hides them from the model API) with every live version, read
+    with ``get_prompt_version`` (the only read that gives aliases)."""
+    out: dict[str, Any] = {}
+    for p in _paged(client.search_prompts):
+        numbers = [v.version for v in _paged(client.search_prompt_versions, name=p.name)]
+        versions = [client.get_prompt_version(p.name, n) for n in sorted(numbers)]
+        out[p.name] = {
+            "description": p.description,
+            "tags": dict(p.tags),
+            "versions": {
+                v.version: {
+                    "template": v.template,
+                    "commit_message": v.commit_message,
+                    "tags": dict(v.tags),
+                    "response_format": v.response_format,
+                    "model_config": v.model_config,
+                    "aliases": sorted(v.aliases),
+                }
+                for v in versions
+            },
+        }
+    return out

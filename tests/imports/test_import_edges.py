@@ -141,3 +141,21 @@ def test_run_deleted_here_stays_deleted_unless_overwrite(recipient_store: Any) -
     exact = import_experiment(batches_of([run_row()]), "e", ctx, overwrite=True)
     assert exact.summary["updated"] == 1
     assert [r.info.run_id for r in _runs(recipient_store)] == [run.info.run_id]
+
+
+def test_model_under_a_prompt_name_is_refused_before_any_write(recipient_store: Any) -> None:
+    """A prompt is a registered model to MLflow's store (hidden from the model API): a model
+    imported under its name must be refused, not written invisibly into the prompt."""
+    from pathlib import Path
+
+    from tests.imports.import_helpers import whole_store
+
+    client = recipient_store.client()
+    client.create_prompt("p", description="a prompt", tags={"team": "ml"})
+    client.create_prompt_version("p", "Hello {{name}}", description="first")
+    before = whole_store(recipient_store, recipient_store.root, Path.cwd() / "mlruns")
+    with pytest.raises(ConflictError, match="'p' is a prompt"):
+        import_model(batches_of([version_row(1)]), "p", recipient_context(recipient_store))
+    assert whole_store(recipient_store, recipient_store.root, Path.cwd() / "mlruns") == before
+    assert client.get_prompt_version("p", 1).template == "Hello {{name}}"
+    assert [v.version for v in client.search_prompt_versions("p")] == [1]

@@ -110,8 +110,8 @@ BAD = b"evil"
 CASES: list[tuple[str, Callable[[Rows], Rows], str, int, str]] = [
     (
         "format version",
-        mutate("format_version", 2),
-        "format version 2 is not supported",
+        mutate("format_version", 3),
+        "format version 3 is not supported",
         0,
         "format_version",
     ),

@@ -410,12 +410,12 @@ def test_reader_refuses_a_newer_format_over_the_protocol(share: Share, workdir: 
     path = workdir / "future"
     deltalake.write_deltalake(
         str(path),
-        pa.table({"format_version": pa.array([2], pa.int32())}),
-        description='{"arcuate": {"format_version": 2, "content": "experiment"}}',
+        pa.table({"format_version": pa.array([3], pa.int32())}),
+        description='{"arcuate": {"format_version": 3, "content": "experiment"}}',
     )
     name = f"future_{workdir.name[-8:]}"
     LocalShareCatalog(share.catalog).add_table("ml", "default", name, str(path))
-    with pytest.raises(ShareDataError, match="format version 2; this arcuate reads 1"):
+    with pytest.raises(ShareDataError, match="format version 3; this arcuate reads 1, 2"):
         DeltaSharingReader().batches(f"{share.profile}#ml.default.{name}")
 
 

@@ -37,6 +37,10 @@ CASES = {
     "set_rate_limit": "ALTER RECIPIENT acme SET RATE LIMIT 100 REQUESTS PER MINUTE",
     "show_access_log": "SHOW ACCESS LOG FOR RECIPIENT acme ON SHARE ml SINCE '2026-01-31' LIMIT 20",
     "show_recipient_usage": "SHOW RECIPIENT USAGE SINCE '2026-01-31T12:00:00+02:00'",
+    # issue 14: prompts
+    "export_prompt": "CREATE SHARE genai WITH TABLE qa_prompt FROM PROMPT qa VERSION 1, 4",
+    "export_prompt_alias": "CREATE SHARE genai WITH TABLE qa_prompt FROM PROMPT qa ALIAS production",
+    "import_prompt": "CREATE PROMPT OVERWRITE qa AS 'provider.share#genai.default.qa_prompt'",
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import arcuate
 from arcuate.errors import BackendError, NotFoundError, UnreachableError
+from arcuate.format.schema import FORMAT_VERSION
 from tests.server.conftest import Sharing, experiment_rows
 
 
@@ -57,11 +58,11 @@ def test_it_lists_every_share_schema_and_table_with_kind_and_rows(
     ]
     loc = sharing.location
     assert seen == [
-        ("models", "mlflow", "experiment", "experiment", 1, _rows_of(loc("experiment"))),
+        ("models", "mlflow", "experiment", "experiment", FORMAT_VERSION, _rows_of(loc("experiment"))),
         ("models", "mlflow", "simple", None, None, _rows_of(loc("simple"))),
         ("models", "mlflow", "parts", None, None, _rows_of(loc("parts"))),
         ("models", "mlflow", "nocdf", None, None, 2),
-        ("listed", "default", "churn_model", "model", 1, 1),
+        ("listed", "default", "churn_model", "model", FORMAT_VERSION, 1),
         ("listed_empty", None, None, None, None, None),
     ]
     experiment, simple = result.rows[0], result.rows[1]

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 
 import arcuate
 from arcuate.errors import PlanError
-from arcuate.format.schema import parse_description
+from arcuate.format.schema import FORMAT_VERSION, parse_description
 from tests.imports.import_helpers import assert_same, snapshot_experiment, snapshot_model
 from tests.spark.spark_helpers import ServerStore
 
@@ -50,7 +50,7 @@ def test_statements_run_on_spark(
     assert model.summary["versions"] == 2
     location = result.summary["location"]
     assert location == str(warehouse / "ml" / "runs")
-    assert parse_description(DeltaTable(location).metadata().description) == (1, "experiment")
+    assert parse_description(DeltaTable(location).metadata().description) == (FORMAT_VERSION, "experiment")
 
     catalog = LocalShareCatalog(warehouse / "shares.yaml")
     _record, token = catalog.create_recipient("bob")

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from arcuate.backends.deltalake.store import DeltaLakeTableStore
 from arcuate.backends.spark.store import SparkTableStore
 from arcuate.errors import ConflictError, NotFoundError
-from arcuate.format.schema import SCHEMA, parse_description
+from arcuate.format.schema import FORMAT_VERSION, SCHEMA, parse_description
 from tests.spark.spark_helpers import canonical, synthetic_batches
 
 
@@ -25,7 +25,7 @@ def test_spark_table_equals_deltalake_table(spark: Any, tmp_path: Path) -> None:
     assert b.rows == a.rows
     # deltalake reads the Spark-written table: same schema, rows, description marker
     theirs = DeltaTable(b.location)
-    assert parse_description(theirs.metadata().description) == (1, "experiment")
+    assert parse_description(theirs.metadata().description) == (FORMAT_VERSION, "experiment")
     read_by_deltalake = theirs.to_pyarrow_table().cast(SCHEMA)
     assert canonical(read_by_deltalake) == canonical(dl.read(("ml", "exp")))
     assert canonical(sp.read(("ml", "exp"))) == canonical(dl.read(("ml", "exp")))
@@ -73,7 +73,7 @@ def test_mode_error_and_missing_tables(spark: Any, tmp_path: Path) -> None:
         sp.write(("exp",), synthetic_batches(2), content="experiment", mode="error")
     empty = sp.write(("empty",), iter(()), content="model")
     assert empty.rows == 0 and len(sp.read(("empty",))) == 0
-    assert parse_description(DeltaTable(empty.location).metadata().description) == (1, "model")
+    assert parse_description(DeltaTable(empty.location).metadata().description) == (FORMAT_VERSION, "model")
 
 
 def test_catalog_tables_with_hostile_names(spark: Any, tmp_path: Path) -> None:

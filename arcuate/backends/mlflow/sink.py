@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from arcuate.backends.mlflow.bulk import BulkRunWriter
-    from arcuate.backends.protocols import BulkRunSink, ModelSink
+    from arcuate.backends.protocols import BulkRunSink, ModelSink, PromptSink
 
 _PAGE: Final = 1000
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
@@ -381,6 +381,10 @@ class MlflowSink:
         except MlflowException as exc:
             if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
+            # MLflow hides a prompt from the model API, but it is a registered model in the
+            # store: creating one under its name fails, and versions created there land
+            # invisibly inside the prompt. Refuse before the lease writes anything.
+            self.refuse_prompt(name)
             try:
                 self.client.create_registered_model(name)
                 return True
@@ -388,6 +392,55 @@ class MlflowSink:
                 if error_code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return False
+
+    # -- prompts (format 2: :mod:`arcuate.backends.mlflow.prompts`) ---------------------------
+    def prompt_state(self, name: str) -> Record | None:
+        """See :class:`~arcuate.backends.protocols.PromptSink`."""
+        from arcuate.backends.mlflow import prompts
+
+        return prompts.prompt_state(self.client, name)
+
+    def write_prompt(
+        self,
+        name: str,
+        prompt: Record,
+        versions: list[Record],
+        *,
+        state: Record | None,
+        exact: bool,
+        source: str,
+        remove: list[int],
+    ) -> None:
+        """See :class:`~arcuate.backends.protocols.PromptSink`."""
+        from arcuate.backends.mlflow import prompts
+
+        prompts.write_prompt(
+            self.client,
+            name,
+            prompt,
+            versions,
+            state=state,
+            exact=exact,
+            source=source,
+            remove=remove,
+        )
+
+    def refuse_prompt(self, name: str) -> None:
+        """Refuse registered model ``name`` when it is a prompt here.
+
+        Raises:
+            ConflictError: ``name`` is a prompt on this registry.
+        """
+        from mlflow.prompt.registry_utils import is_prompt_supported_registry
+
+        if not is_prompt_supported_registry(self.registry_uri):
+            return  # a legacy Databricks workspace registry holds no prompts
+        if self.client.get_prompt(name) is not None:
+            raise ConflictError(
+                f"registered model {name!r} is a prompt in this registry; a model cannot be "
+                "imported into it",
+                hint="import the model under another name, or delete the prompt first",
+            )
 
     def list_runs(self, experiment_id: str) -> list[Record]:
         """The states of every run of the experiment (deleted ones too): see
@@ -1373,6 +1426,6 @@ class MlflowSink:
 
 if TYPE_CHECKING:
 
-    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink]:
+    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink, PromptSink]:
         """mypy checks here that the MLflow sink implements the sink Protocols."""
-        return sink, sink
+        return sink, sink, sink

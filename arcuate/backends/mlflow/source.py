@@ -1006,6 +1006,14 @@ class MlflowSource:
             records.append(self._version_record(rm, mv, sorted(by_version.get(v, []))))
         return records
 
+    def get_prompt_versions(
+        self, name: str, *, versions: tuple[int, ...] = (), aliases: tuple[str, ...] = ()
+    ) -> list[Record]:
+        """See :class:`~arcuate.backends.protocols.PromptSource`."""
+        from arcuate.backends.mlflow.prompts import read_prompt_versions
+
+        return read_prompt_versions(self.client, name, versions=versions, aliases=aliases)
+
     def _model_names(self) -> list[str]:
         return _names(
             lambda token: self.client.search_registered_models(max_results=_PAGE, page_token=token)

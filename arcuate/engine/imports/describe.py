@@ -20,7 +20,8 @@ from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
-from arcuate.format.schema import MODEL_VERSION, RUN, Content
+from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
+from arcuate.format.schema import MODEL_VERSION, PROMPT_VERSION, RUN, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
 
 #: An MLmodel or requirements file larger than this is not read.
@@ -175,6 +176,7 @@ class _Description:
     #: each record's files and their formats (its row shows them), by record key
     formats: dict[str, dict[str, str]] = field(default_factory=dict)
     by_key: dict[str, Record] = field(default_factory=dict)
+    prompts: list[SharedPrompt] = field(default_factory=list)
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -192,8 +194,13 @@ class _Description:
 
     def _row(self, raw: Record, i: int) -> None:
         kind = raw.get("kind")
-        if self.content is None and kind in (RUN, MODEL_VERSION):
-            self.content = "experiment" if kind == RUN else "model"
+        if self.content is None and kind in (RUN, MODEL_VERSION, PROMPT_VERSION):
+            self.content = (
+                "experiment" if kind == RUN else "model" if kind == MODEL_VERSION else "prompt"
+            )
+        if self.content == "prompt":
+            self._prompt_row(raw, i)
+            return
         try:
             item = v.parse_row(raw, i, self.content or "experiment")
         except ShareDataError as exc:
@@ -233,12 +240,44 @@ class _Description:
             "pickle_files": pickles,
         }
 
+    def _prompt_row(self, raw: Record, i: int) -> None:
+        """A prompt version: its number, template kind and size, aliases and tags."""
+        try:
+            item = parse_prompt_row(raw, i)
+        except ShareDataError as exc:
+            self.problem = self.problem or str(exc)
+            return
+        self.counts["records"] += 1
+        self.prompts.append(item)
+        template = item.template if isinstance(item.template, str) else str(item.template)
+        self.rows.append(
+            {
+                "kind": PROMPT_VERSION,
+                "key": str(item.version),
+                "name": item.name,
+                "version": item.version,
+                "template_type": "text" if isinstance(item.template, str) else "chat",
+                "template_chars": len(template),
+                "aliases": ",".join(item.aliases),
+                "tags": len(item.tags),
+                "response_format": item.response_format is not None,
+                "model_config": item.model_config is not None,
+            }
+        )
+
     def summary(self, source: str, started: float) -> dict[str, Any]:
+        if self.prompts and self.problem is None:
+            try:
+                check_prompt_rows(sorted(self.prompts, key=lambda r: r.version))
+            except ShareDataError as exc:
+                self.problem = str(exc)
         counts = self.counts
         out: dict[str, Any] = {
             "source": source,
             "kind": self.content or "empty",
-            ("runs" if self.content != "model" else "versions"): counts["records"],
+            ("runs" if self.content not in ("model", "prompt") else "versions"): counts[
+                "records"
+            ],
             "metric_points": counts["metric_points"],
             "files": counts["files"],
             "bytes": counts["bytes"],

@@ -177,8 +177,8 @@ class Spool:
         marked = getattr(batches, "content", None)
         if marked is None or marked == self.content:
             return
-        article = "an experiment" if marked == "experiment" else "a model"
-        verb = "CREATE EXPERIMENT" if marked == "experiment" else "CREATE MODEL"
+        article = {"experiment": "an experiment", "prompt": "a prompt"}.get(marked, "a model")
+        verb = f"CREATE {marked.upper()}" if marked in ("experiment", "prompt") else "CREATE MODEL"
         wanted = "an experiment" if self.content == "experiment" else "a model"
         raise ShareDataError(
             f"the shared table is marked as {article} table in its description, not "
