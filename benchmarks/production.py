@@ -12,7 +12,10 @@ share and a small registered model:
     recipient server;
 (b) **databases reachable**: arcuate exports reading the provider's ``postgresql://`` directly
     and imports writing the recipient's ``postgresql://`` directly (with ``import_path`` at its
-    default, ``auto``; the line says which path that took);
+    default, ``auto``; the report says which path that took). A direct read cannot reach the
+    artifacts the server proxies (``mlflow-artifacts:/``), so (b) reads a copy of each
+    experiment whose artifact location is ``s3://`` (a *probe* step says whether the proxied
+    one still fails), and imports into an experiment made first with an ``s3://`` location;
 (c) **the peer** (``databricks-mlflow-export-import``, in its cached venv): its export and
     import of the same experiments and model over REST, and from/into the databases directly.
 
