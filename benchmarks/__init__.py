@@ -10,4 +10,7 @@ Modules: :mod:`benchmarks.shapes` (what each workload holds), :mod:`benchmarks.w
 processes), :mod:`benchmarks.runner` (orchestration, peak RSS, the table of figures).
 ``benchmarks/serve_load.py`` is a separate load test of the sharing server;
 ``python -m benchmarks startup`` (:mod:`benchmarks.startup`) times the command's start-up.
+``python -m benchmarks production`` (:mod:`benchmarks.production`, seeding and checks in
+:mod:`benchmarks.prod_workload`) measures arcuate and the peer between PostgreSQL-backed
+``mlflow server`` processes with artifacts in S3 (:mod:`benchmarks.topology`).
 """

@@ -1,5 +1,6 @@
 """``python -m benchmarks <shape> [<shape> ...] [--smoke]``: see :mod:`benchmarks.runner`;
-``python -m benchmarks startup``: see :mod:`benchmarks.startup`."""
+``python -m benchmarks startup``: see :mod:`benchmarks.startup`;
+``python -m benchmarks production``: see :mod:`benchmarks.production`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ if __name__ == "__main__":
         from benchmarks.startup import main as startup
 
         sys.exit(startup(sys.argv[2:]))
+    if sys.argv[1:2] == ["production"]:
+        from benchmarks.production import main as production
+
+        sys.exit(production(sys.argv[2:]))
     from benchmarks.runner import main
 
     sys.exit(main())

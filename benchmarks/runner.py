@@ -739,6 +739,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="arcuate export/serve/import against MLflow's public-API floor.",
+        epilog="Also: python -m benchmarks startup (the command's start-up), python -m "
+        "benchmarks production (PostgreSQL-backed mlflow servers with S3 artifacts, arcuate "
+        "and the peer; see its --help).",
     )
     ap.add_argument(
         "shapes",
