@@ -157,7 +157,8 @@ def client(
     out.put({"lat": lat, "errors": errors, "bytes": nbytes, "ids": ids})
 
 
-def rss_watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
+def rss_watch(pid: int, stop: threading.Event, peak: list[int], cpu: list[float]) -> None:
+    """The server's peak RSS and its CPU seconds (user + system), all its processes."""
     import psutil
 
     proc = psutil.Process(pid)
@@ -165,6 +166,7 @@ def rss_watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
         try:
             procs = [proc, *proc.children(recursive=True)]
             peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
+            cpu[0] = sum(sum(p.cpu_times()[:2]) for p in procs)
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -205,8 +207,8 @@ def run_round(
     root = catalog_path.parent.parent
     location = root / "warehouse" / "mlflow" / "load"
     server, endpoint = start_server(catalog_path, args.workers, audit)
-    stop, peak = threading.Event(), [0]
-    watcher = threading.Thread(target=rss_watch, args=(server.pid, stop, peak), daemon=True)
+    stop, peak, cpu = threading.Event(), [0], [0.0]
+    watcher = threading.Thread(target=rss_watch, args=(server.pid, stop, peak, cpu), daemon=True)
     watcher.start()
     profile = write_profile(root / "check.share", endpoint, tokens[1])
     ctx = mp.get_context("spawn")
@@ -223,9 +225,12 @@ def run_round(
     ]
     for p in procs:
         p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_at_start = cpu[0]  # the server's start-up and the clients' spawning, off the count
     results = [out.get(timeout=args.seconds + 120) for _ in procs]
     for p in procs:
         p.join()
+    time.sleep(0.1)  # one more sample of the server's CPU
     stop.set()
     server.send_signal(signal.SIGTERM)  # the access log is flushed before it exits
     server.wait(timeout=60)
@@ -240,6 +245,7 @@ def run_round(
         "errors": sum(r["errors"] for r in results),
         "ids": [i for r in results for i in r["ids"]],
         "peak": peak[0],
+        "cpu": cpu[0] - cpu_at_start,
     }
 
 
@@ -350,6 +356,9 @@ def main() -> None:
         rounds.append(result)
         p50 = pct(result["lat"]["metadata"], 0.5)
         line = f"round {n + 1}: access log {'on ' if audit else 'off'}  metadata p50 {p50:.2f} ms"
+        # the server's CPU per answered request under load: what the log costs the
+        # server, less moved by a neighbour's load than a latency is
+        line += f"  server CPU {result['cpu'] * 1000 / max(1, len(result['ids'])):.1f} ms/req"
         if audit:
             checks.append(check_log(catalog_path, [i for i in result["ids"] if i], before))
             answered, logged, missing = checks[-1]
