@@ -104,3 +104,17 @@ def test_parallelism_falls_back_to_8_on_a_value_that_is_not_a_number() -> None:
 
     odd = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default: "auto"))
     assert parallelism(odd) == 8
+
+
+def test_a_programming_error_while_looking_for_a_table_is_not_swallowed() -> None:
+    from types import SimpleNamespace
+
+    from arcuate.backends.spark.store import SparkTableStore
+
+    def broken(name: str) -> bool:
+        raise KeyError("bug")
+
+    spark = SimpleNamespace(catalog=SimpleNamespace(tableExists=broken))
+    store = SparkTableStore(spark)  # a catalog table: tableExists is asked first
+    with pytest.raises(KeyError, match="bug"):
+        store._exists(store._target(("ml", "runs")))
