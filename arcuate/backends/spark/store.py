@@ -505,10 +505,11 @@ class SparkTableStore:
 
     def _version(self, target: _Target) -> int:
         """The version just committed (-1 when the engine does not say)."""
+        no_history: tuple[type[BaseException], ...] = (*_spark_errors(), LookupError, ValueError)
         try:
             row = self.spark.sql(f"DESCRIBE HISTORY {target.sql} LIMIT 1").collect()
             return int(row[0]["version"])
-        except _spark_errors() + (LookupError, ValueError):  # no history, or not that shape
+        except no_history:
             pass
         path = self._table_path(target)
         if path is not None and _is_local(path):
