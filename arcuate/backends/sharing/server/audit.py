@@ -2,11 +2,13 @@
 the Delta table of :mod:`arcuate.backends.sharing.audit`.
 
 A request only appends its record to an in-memory queue. A writer thread wakes every
-:data:`INTERVAL` seconds (sooner when :data:`BATCH` records wait), writes what is queued as one
-spool segment (a JSON-lines file, fsync'd, renamed into place), appends the segment to the
-Delta table in one commit, and deletes it. The commit carries a Delta application transaction
-(``txn``: this writer's id, the segment's number), so a segment is committed exactly once even
-when the server stops between the commit and the delete: a writer that starts replays the
+:data:`INTERVAL` seconds (sooner when :data:`BATCH` records wait) and writes what is queued as one
+spool segment (a JSON-lines file, fsync'd, renamed into place). Every :data:`COMMIT_INTERVAL`
+seconds it appends the waiting segments to the Delta table in one commit and deletes them: a
+commit costs ~10 ms of CPU, most of it with the GIL held, which a commit per second charged to
+every request in flight. The commit carries a Delta application transaction (``txn``: this
+writer's id, the last segment's number), so a segment is committed exactly once even when the
+server stops between the commit and the delete: a writer that starts replays the
 segments of writers that are gone (their lock file is free) and skips those the table already
 holds. Shutdown (SIGTERM, Ctrl+C, ``ServerHandle.stop``) flushes the queue once the requests in
 flight are done, so every answered request is in the table; a SIGKILL loses at most the
@@ -33,8 +35,10 @@ from arcuate.backends.sharing.server.logline import log_field
 
 log = logging.getLogger("arcuate.server")
 
-#: Seconds between batches (what SHOW ACCESS LOG may lag behind the requests).
+#: Seconds between spool segments (what a SIGKILL may lose).
 INTERVAL: Final = 1.0
+#: Seconds between commits to the table (what SHOW ACCESS LOG may lag behind the requests).
+COMMIT_INTERVAL: Final = 10.0
 #: Queued records that wake the writer before the interval is up.
 BATCH: Final = 5000
 #: Records kept in memory while the spool cannot be written (a full disk); older ones beyond
@@ -42,8 +46,11 @@ BATCH: Final = 5000
 MAX_UNSPOOLED: Final = 200_000
 #: Commits of one writer between compactions of the table's small files.
 COMPACT_EVERY: Final = 500
-#: Segments waiting for the table whose records are also kept in memory.
-_KEPT_IN_MEMORY: Final = 8
+#: Records of segments waiting for the table that are also kept in memory (beyond them, the
+#: commit reads the segments back from disk).
+_KEPT_IN_MEMORY: Final = 50_000
+#: Segments appended in one commit at most (a backlog after a failure goes in several).
+_GROUP: Final = 32
 
 
 @dataclass
@@ -66,11 +73,13 @@ class AuditLog:
         spool: Path,
         *,
         interval: float = INTERVAL,
+        commit_interval: float = COMMIT_INTERVAL,
         storage_options: dict[str, str] | None = None,
     ) -> None:
         self.table = table
         self.spool = spool
         self.interval = interval
+        self.commit_interval = commit_interval
         self.stats = AuditStats()
         self.writer_id = f"w{os.getpid()}-{secrets.token_hex(4)}"
         self._options = storage_options
@@ -80,6 +89,9 @@ class AuditLog:
         self._pending: list[tuple[int, Path, list[dict[str, Any]] | None]] = []
         self._seq = 0
         self._commits = 0
+        self._kept = 0  # records of self._pending kept in memory
+        self._last_commit = time.monotonic()
+        self._commit_now = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,6 +157,7 @@ class AuditLog:
         while self.stats.committed + self.stats.dropped < target:
             if time.monotonic() > deadline or self._thread is None:
                 raise TimeoutError(f"the access log did not catch up in {timeout:.0f} s")
+            self._commit_now.set()
             self._wake.set()
             time.sleep(0.02)
 
@@ -159,11 +172,20 @@ class AuditLog:
             if not stopping:
                 self._wake.wait(self.interval)
                 self._wake.clear()
-            self._write()
+            self._write(commit=stopping or self._commit_due())
             if stopping and not self._queue:
                 return
 
-    def _write(self) -> None:
+    def _commit_due(self) -> bool:
+        """Whether the waiting segments go to the table now: the interval is up, a flush asks,
+        or a batch's worth of records waits."""
+        if self._commit_now.is_set():
+            self._commit_now.clear()
+            return True
+        waited = time.monotonic() - self._last_commit >= self.commit_interval
+        return waited or len(self._queue) + self._kept >= BATCH
+
+    def _write(self, commit: bool = True) -> None:
         batch = self._unspooled
         while self._queue:
             batch.append(self._queue.popleft())
@@ -175,9 +197,12 @@ class AuditLog:
                 self._keep_unspooled(batch, exc)
             else:
                 # while the table refuses commits, segments wait on disk, not in memory too
-                kept = batch if len(self._pending) < _KEPT_IN_MEMORY else None
+                kept = batch if self._kept + len(batch) <= _KEPT_IN_MEMORY else None
+                self._kept += len(batch) if kept is not None else 0
                 self._pending.append((seq, path, kept))
-        self._commit_pending()
+        if commit:
+            self._last_commit = time.monotonic()
+            self._commit_pending()
 
     def _keep_unspooled(self, batch: list[dict[str, Any]], exc: OSError) -> None:
         excess = len(batch) - MAX_UNSPOOLED
@@ -207,10 +232,14 @@ class AuditLog:
         return self._seq, final
 
     def _commit_pending(self) -> None:
+        """Append the waiting segments, up to :data:`_GROUP` per commit, each group tagged with
+        its last segment's number (a group is committed whole or not at all, so that number
+        says which segments are in)."""
         while self._pending:
-            seq, path, records = self._pending[0]
+            group = self._pending[:_GROUP]
+            records = [r for _, path, kept in group for r in kept or _read_segment(path)]
             try:
-                count = self._commit(self.writer_id, seq, records or _read_segment(path))
+                count = self._commit(self.writer_id, group[-1][0], records)
             except Exception as exc:
                 self.stats.commit_failures += 1
                 if not self._failing:  # one line per failure streak, not per second
@@ -220,8 +249,10 @@ class AuditLog:
                 self._delta = None  # reopen: the table may have been repaired or replaced
                 return
             self._failing = False
-            os.unlink(path)
-            self._pending.pop(0)
+            for _, path, kept in group:
+                os.unlink(path)
+                self._kept -= len(kept) if kept is not None else 0
+            del self._pending[: len(group)]
             self.stats.committed += count
 
     # -- Delta -----------------------------------------------------------------------------------
