@@ -112,6 +112,24 @@ MAX_PROMPT_TABLE_BYTES: Final = 256 * 1024 * 1024
 #: MLflow writes 3.
 MAX_JSON_DEPTH: Final = 64
 
+# -- evaluation datasets and scorers (format 2) ----------------------------------------------------
+#: Records of one evaluation dataset in a table (each is one row; MLflow upserts them one
+#: SELECT each), and datasets per table.
+MAX_EVAL_RECORDS: Final = 1_000_000
+MAX_EVAL_DATASETS: Final = 1000
+#: A record's inputs, outputs, expectations, tags and source together (JSON text).
+MAX_EVAL_RECORD_BYTES: Final = 1024 * 1024
+#: MLflow's ``evaluation_datasets.name`` and tag columns.
+MAX_EVAL_DATASET_NAME_LENGTH: Final = 255
+MAX_EVAL_TAG_KEY_LENGTH: Final = 255
+MAX_EVAL_TAG_VALUE_LENGTH: Final = 5000
+#: A serialized scorer (MLflow stores it as TEXT; a real one takes a few kilobytes), its JSON
+#: nesting, its name, and the versions of scorers a table holds.
+MAX_SCORER_BYTES: Final = 1024 * 1024
+MAX_SCORER_JSON_DEPTH: Final = 32
+MAX_SCORER_NAME_LENGTH: Final = 256
+MAX_SCORER_VERSIONS: Final = 10_000
+
 #: The bound of each list of the format, by its field path (``[]``: every item of a list).
 LIST_LIMITS: Final[dict[str, int]] = {
     "files": MAX_FILES_PER_RECORD,
@@ -131,4 +149,5 @@ LIST_LIMITS: Final[dict[str, int]] = {
     "prompt_version.prompt_tags": MAX_TAGS,
     "prompt_version.tags": MAX_TAGS,
     "prompt_version.aliases": MAX_ALIASES,
+    "eval_record.dataset_tags": MAX_TAGS,
 }
