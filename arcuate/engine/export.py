@@ -101,8 +101,13 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
     progress = Progress(ctx.progress, detail=True)
     genai = source if isinstance(source, GenAISource) else None
     eid = str(experiment["experiment_id"])
+    if (op.datasets or op.scorers) and genai is None:
+        raise BackendUnavailableError(
+            "the configured MLflow backend cannot export evaluation datasets or scorers"
+        )
     # read (and classify) the scorers before any write: a failure aborts nothing half-done
-    scorers, stream.skipped = genai.get_scorers(eid) if genai is not None else ([], [])
+    scorers, stream.skipped = genai.get_scorers(eid) if genai and op.scorers else ([], [])
+    records = genai.iter_eval_records(eid) if genai and op.datasets else iter(())
 
     def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
@@ -110,7 +115,7 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
         for scorer in scorers:
             stream.scorers += 1
             yield scorer_row(scorer, exported_at)
-        for record in genai.iter_eval_records(eid) if genai is not None else ():
+        for record in records:
             stream.eval_records += 1
             yield eval_record_row(record, exported_at)
         with progress.running(f"experiment {op.experiment}") as task:

@@ -48,6 +48,8 @@ CODE_KEYS: Final = (
     "ensemble_scorer_data",
 )
 SCORER_KINDS: Final = frozenset({"builtin", "instructions"})
+#: the error code of a scorer refused for what it would run or import (docs/errors.md)
+CODE_SCORER: Final = "ARC611"
 SOURCE_TYPES: Final = frozenset({"HUMAN", "DOCUMENT", "TRACE", "CODE", "UNSPECIFIED"})
 _ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _SCORER_NAME: Final = re.compile(r"^[^\x00-\x1f/]+$")
@@ -113,12 +115,13 @@ def classify_scorer(serialized: str, row: int | None, name: str = "scorer.serial
         raise v._fail("must be a JSON object (MLflow's serialized scorer)", row, name)
     found = _code_key(doc)
     if found is not None:
-        raise v._fail(
+        raise ShareDataError(
             f"carries code or a scorer MLflow would import or rebuild ({found}); only "
             "declarative scorers (built-in scorers, instruction judges) are shared, and arcuate "
             "never runs, imports or deserializes a scorer",
-            row,
-            name,
+            row=row,
+            field=name,
+            code=CODE_SCORER,
         )
     builtin = doc.get("builtin_scorer_class")
     judge = doc.get("instructions_judge_pydantic_data")
@@ -134,11 +137,12 @@ def classify_scorer(serialized: str, row: int | None, name: str = "scorer.serial
             raise v._fail("instructions_judge_pydantic_data needs text instructions", row, name)
         return "instructions"
     if not isinstance(builtin, str) or builtin not in BUILTIN_SCORERS:
-        raise v._fail(
+        raise ShareDataError(
             f"builtin_scorer_class {v._show(builtin)} is not a built-in scorer arcuate allows "
             f"(allowed: {', '.join(sorted(BUILTIN_SCORERS))})",
-            row,
-            name,
+            row=row,
+            field=name,
+            code=CODE_SCORER,
         )
     return "builtin"
 

@@ -71,7 +71,9 @@ def build_genai(store: Any, experiment_id: str, *, records: int = 10_000) -> str
     for start in range(0, len(rows), 1000):
         st.upsert_dataset_records(ds.dataset_id, rows[start : start + 1000])
     st.register_scorer(experiment_id, "polite", builtin_json())
-    st.register_scorer(experiment_id, "polite", builtin_json(guidelines=("Be polite.", "No jargon.")))
+    st.register_scorer(
+        experiment_id, "polite", builtin_json(guidelines=("Be polite.", "No jargon."))
+    )
     st.register_scorer(experiment_id, "tone", judge_json())
     return str(ds.dataset_id)
 
@@ -91,7 +93,9 @@ def genai_snapshot(store: Any, experiment_name: str) -> dict[str, Any]:
     for ds in client.search_datasets(experiment_ids=[eid]):
         records, token = [], None
         while True:
-            page, token = st._load_dataset_records(ds.dataset_id, max_results=1000, page_token=token)
+            page, token = st._load_dataset_records(
+                ds.dataset_id, max_results=1000, page_token=token
+            )
             records += [r.to_dict() for r in page]
             if not token:
                 break
@@ -110,3 +114,18 @@ def genai_snapshot(store: Any, experiment_name: str) -> dict[str, Any]:
             ),
         }
     return {"scorers": scorers, "datasets": datasets}
+
+
+def export_with_genai(ctx: Any, table: tuple[str, ...], experiment: str, **kw: Any) -> Any:
+    """``CREATE SHARE … FROM EXPERIMENT e INCLUDING DATASETS, SCORERS`` through arcuate's
+    exporter (``kw`` overrides ``datasets``/``scorers``); the stream, once written, and the
+    table's location."""
+    from arcuate.engine.export import export_experiment
+    from arcuate.plan.ops import ExportExperiment
+
+    op = ExportExperiment(
+        experiment, datasets=kw.get("datasets", True), scorers=kw.get("scorers", True)
+    )
+    stream = export_experiment(op, ctx)
+    written = ctx.table_store.write(table, stream.batches, content=stream.content)
+    return stream, str(written.location)

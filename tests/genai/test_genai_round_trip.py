@@ -9,12 +9,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from arcuate.engine.imports.experiments import import_experiment
 from tests.genai.genai_helpers import (
     build_genai,
     builtin_json,
+    export_with_genai,
     genai_snapshot,
     record,
     store_of,
@@ -51,7 +50,7 @@ def _content(store: Any) -> dict[str, Any]:
 def test_genai_round_trip(mlflow_store: Any, recipient_store: Any, workdir: Path) -> None:
     eid = _provider(mlflow_store)
     provider = provider_context(mlflow_store, workdir / "wh")
-    location = export_to(provider, ("s", "d", "agent"), experiment="agent")
+    _, location = export_with_genai(provider, ("s", "d", "agent"), "agent")
     ctx = recipient_context(recipient_store)
 
     result = import_experiment(table_batches(location), "agent", ctx, source="p#s.d.agent")
@@ -73,7 +72,7 @@ def test_genai_round_trip(mlflow_store: Any, recipient_store: Any, workdir: Path
     dsid = mlflow_store.client().search_datasets(experiment_ids=[eid])[0].dataset_id
     store_of(mlflow_store).upsert_dataset_records(dsid, [record(RECORDS)])
     store_of(mlflow_store).register_scorer(eid, "polite", builtin_json(guidelines=("Be brief.",)))
-    location = export_to(provider, ("s", "d", "agent"), experiment="agent")
+    _, location = export_with_genai(provider, ("s", "d", "agent"), "agent")
     third = import_experiment(table_batches(location), "agent", ctx, source="p#s.d.agent")
     assert third.summary["scorers_added"] == 1 and third.summary["eval_records_written"] == 1
     assert genai_snapshot(recipient_store, "agent") == genai_snapshot(mlflow_store, "agent")
@@ -84,8 +83,8 @@ def test_genai_round_trip_into_mlflow_server(
 ) -> None:
     """The same over REST (a real ``mlflow server`` shared by the session: a fresh name)."""
     _provider(mlflow_store)
-    location = export_to(
-        provider_context(mlflow_store, workdir / "wh"), ("s", "d", "agent"), experiment="agent"
+    _, location = export_with_genai(
+        provider_context(mlflow_store, workdir / "wh"), ("s", "d", "agent"), "agent"
     )
     name = f"agent-{uuid.uuid4().hex[:8]}"
     ctx = recipient_context(mlflow_server)
@@ -95,3 +94,22 @@ def test_genai_round_trip_into_mlflow_server(
     again = import_experiment(table_batches(location), name, ctx, source="p#s.d.agent")
     assert again.summary["scorers_added"] == 0 and again.summary["eval_records_written"] == 0
     assert genai_snapshot(mlflow_server, name) == genai_snapshot(mlflow_store, "agent")
+
+
+def test_without_including_the_experiment_travels_alone(
+    mlflow_store: Any, recipient_store: Any, workdir: Path
+) -> None:
+    """Scorers and datasets are opt-in: a share made before (or without INCLUDING) does not
+    start disclosing them; each item brings only its own kind."""
+    _provider(mlflow_store)
+    provider = provider_context(mlflow_store, workdir / "wh")
+    location = export_to(provider, ("s", "d", "plain"), experiment="agent")
+    kinds = {r["kind"] for b in table_batches(location) for r in b.to_pylist()}
+    assert kinds == {"run"}
+    stream, location = export_with_genai(provider, ("s", "d", "sc"), "agent", datasets=False)
+    assert (stream.scorers, stream.eval_records) == (3, 0)
+    kinds = {r["kind"] for b in table_batches(location) for r in b.to_pylist()}
+    assert kinds == {"run", "scorer"}
+    result = import_experiment(table_batches(location), "agent", recipient_context(recipient_store))
+    assert result.summary["scorers_added"] == 3 and result.summary["eval_records"] == 0
+    assert genai_snapshot(recipient_store, "agent")["datasets"] == {}
