@@ -43,7 +43,8 @@ _REMOTE = frozenset({"http", "https", "databricks"})
 
 
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
-    if _distributed(ctx):
+    # datasets and scorers are read through the driver's client: INCLUDING packs there
+    if _distributed(ctx) and not (step.datasets or step.scorers):
         from arcuate.engine.distributed import export_experiment_spark
 
         st.value = export_experiment_spark(step, ctx)

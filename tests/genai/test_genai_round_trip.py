@@ -113,3 +113,19 @@ def test_without_including_the_experiment_travels_alone(
     result = import_experiment(table_batches(location), "agent", recipient_context(recipient_store))
     assert result.summary["scorers_added"] == 3 and result.summary["eval_records"] == 0
     assert genai_snapshot(recipient_store, "agent")["datasets"] == {}
+
+
+def test_describe_counts_scorers_and_datasets(mlflow_store: Any, workdir: Path) -> None:
+    """DESCRIBE validates and counts the new rows without writing anything."""
+    from arcuate.engine.imports.describe import describe_shared
+
+    _provider(mlflow_store)
+    provider = provider_context(mlflow_store, workdir / "wh")
+    _, location = export_with_genai(provider, ("s", "d", "agent"), "agent")
+    result = describe_shared(table_batches(location), "p#s.d.agent")
+    assert result.summary["valid"], result.summary.get("problem")
+    assert result.summary["kind"] == "experiment" and result.summary["runs"] == 1
+    assert (result.summary["scorers"], result.summary["datasets"]) == (3, 1)
+    assert result.summary["eval_records"] == RECORDS
+    datasets = [r for r in result.rows if r["kind"] == "eval_dataset"]
+    assert [(d["name"], d["records"]) for d in datasets] == [("qa-gold", RECORDS)]
