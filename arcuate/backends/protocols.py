@@ -640,3 +640,11 @@ class GenAISink(Protocol):
     ) -> str:
         """Create (or update ``here``) dataset ``dataset`` and upsert ``records``; its id."""
         ...
+
+    def delete_dataset_records(self, dataset_id: str, record_ids: list[str]) -> None:
+        """Delete records of a dataset here by their ids (OVERWRITE)."""
+        ...
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset here (OVERWRITE: one this table imported and no longer holds)."""
+        ...

@@ -129,3 +129,45 @@ def test_describe_counts_scorers_and_datasets(mlflow_store: Any, workdir: Path) 
     assert result.summary["eval_records"] == RECORDS
     datasets = [r for r in result.rows if r["kind"] == "eval_dataset"]
     assert [(d["name"], d["records"]) for d in datasets] == [("qa-gold", RECORDS)]
+
+
+def test_overwrite_makes_the_datasets_exact(
+    mlflow_store: Any, recipient_store: Any, workdir: Path
+) -> None:
+    """Without OVERWRITE a record the provider deleted stays, and a changed one is merged
+    (MLflow's upsert keeps expectation keys the provider removed); OVERWRITE deletes both and
+    writes the changed record whole, and deletes a dataset the table no longer holds."""
+    client = mlflow_store.client()
+    eid = client.create_experiment("agent")
+    dsid = build_genai(mlflow_store, eid, records=5)
+    gone = client.create_dataset(name="old", experiment_id=[eid])
+    store_of(mlflow_store).upsert_dataset_records(gone.dataset_id, [record(99)])
+    provider = provider_context(mlflow_store, workdir / "wh")
+    _, location = export_with_genai(provider, ("s", "d", "agent"), "agent")
+    ctx = recipient_context(recipient_store)
+    import_experiment(table_batches(location), "agent", ctx, source="p#s.d.agent")
+
+    st = store_of(mlflow_store)
+    page, _ = st._load_dataset_records(dsid, max_results=1000)
+    by_question = {r.inputs["question"]: r.dataset_record_id for r in page}
+    st.delete_dataset_records(dsid, [by_question[record(0)["inputs"]["question"]]])
+    changed = record(1)
+    st.delete_dataset_records(dsid, [by_question[changed["inputs"]["question"]]])
+    changed["expectations"] = {"expected_response": "two"}  # the "score" key removed
+    st.upsert_dataset_records(dsid, [changed])
+    client.delete_dataset(gone.dataset_id)
+    _, location = export_with_genai(provider, ("s", "d", "agent"), "agent")
+
+    plain = import_experiment(table_batches(location), "agent", ctx, source="p#s.d.agent")
+    assert plain.summary["eval_records_written"] == 1
+    got = genai_snapshot(recipient_store, "agent")["datasets"]
+    assert len(got["qa-gold"]["records"]) == 5 and "old" in got
+    merged = [r for r in got["qa-gold"]["records"] if r["inputs"] == changed["inputs"]]
+    assert merged[0]["expectations"] == {"expected_response": "two", "score": 1}
+
+    exact = import_experiment(
+        table_batches(location), "agent", ctx, overwrite=True, source="p#s.d.agent"
+    )
+    assert exact.summary["eval_records_removed"] == 2 and exact.summary["datasets_removed"] == 1
+    assert exact.summary["eval_records_written"] == 1
+    assert genai_snapshot(recipient_store, "agent") == genai_snapshot(mlflow_store, "agent")

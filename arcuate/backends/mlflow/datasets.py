@@ -79,7 +79,7 @@ def iter_eval_records(client: MlflowClient, experiment_id: str) -> Iterator[Reco
 # -- the recipient side -----------------------------------------------------------------------
 def dataset_state(client: MlflowClient, experiment_id: str, origin: str) -> dict[str, Record]:
     """Datasets linked to the experiment that this table imported (provider id -> ``{id,
-    name, tags, records: inputs hash -> record}``)."""
+    name, tags, records: inputs hash -> record with its ``id`` here}``)."""
     out: dict[str, Record] = {}
     with mlflow_errors(f"could not read the evaluation datasets of experiment {experiment_id}"):
         for ds in _datasets(client, experiment_id):
@@ -88,7 +88,10 @@ def dataset_state(client: MlflowClient, experiment_id: str, origin: str) -> dict
             if not src or tags.get(ORIGIN, "") != origin:
                 continue
             records = {
-                inputs_hash(r["inputs"]): {k: r[k] for k in ("inputs", *_FIELDS) if k in r}
+                inputs_hash(r["inputs"]): {
+                    "id": r["dataset_record_id"],
+                    **{k: r[k] for k in ("inputs", *_FIELDS) if k in r},
+                }
                 for r in _records(client, ds.dataset_id)
             }
             user = {k: v for k, v in tags.items() if not is_managed(k)}
@@ -129,3 +132,17 @@ def write_dataset(
         while chunk := list(itertools.islice(pending, _PAGE)):
             store.upsert_dataset_records(dataset_id, chunk)
     return dataset_id
+
+
+def delete_dataset_records(client: MlflowClient, dataset_id: str, record_ids: list[str]) -> None:
+    """Delete records of a dataset by their ids here (1,000 a call)."""
+    store = _store(client)
+    with mlflow_errors(f"could not delete records of evaluation dataset {dataset_id}"):
+        for start in range(0, len(record_ids), _PAGE):
+            store.delete_dataset_records(dataset_id, record_ids[start : start + _PAGE])
+
+
+def delete_dataset(client: MlflowClient, dataset_id: str) -> None:
+    """Delete a dataset (with its records)."""
+    with mlflow_errors(f"could not delete evaluation dataset {dataset_id}"):
+        _store(client).delete_dataset(dataset_id)

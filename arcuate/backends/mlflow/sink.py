@@ -434,6 +434,18 @@ class MlflowSink:
             self.client, experiment_id, dataset, records, here=here, source=source, origin=origin
         )
 
+    def delete_dataset_records(self, dataset_id: str, record_ids: list[str]) -> None:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import datasets
+
+        datasets.delete_dataset_records(self.client, dataset_id, record_ids)
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import datasets
+
+        datasets.delete_dataset(self.client, dataset_id)
+
     # -- prompts (format 2: :mod:`arcuate.backends.mlflow.prompts`) ---------------------------
     def prompt_state(self, name: str) -> Record | None:
         """See :class:`~arcuate.backends.protocols.PromptSink`."""

@@ -160,7 +160,7 @@ class _ExperimentImport(Importer):
         tags = (self.spool.experiment or {}).get("tags") or {}
         eid = self.sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
         # scorers and datasets are matched before any run is written: a conflict stops here
-        genai = plan_genai(self.sink, eid, self.spool.genai, self.origin.tag)
+        genai = plan_genai(self.sink, eid, self.spool.genai, self.origin.tag, exact=self.exact)
         self.sink.remove_orphan_files(eid)  # of an import of it that was killed midway
         states = self.sink.list_runs(eid)
         plan = self._match(eid, states)
@@ -169,8 +169,9 @@ class _ExperimentImport(Importer):
         self._write(eid, plan, states)
         self._remove(eid, plan, states)
         self.report.genai = write_genai(
-            self.sink, eid, self.spool.genai, genai, source=self.source, origin=self.origin.tag
-        )
+            self.sink, eid, self.spool.genai, genai, source=self.source, origin=self.origin.tag,
+            exact=self.exact,
+        )  # fmt: skip
         return self.report
 
     @property

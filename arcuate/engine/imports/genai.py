@@ -126,8 +126,11 @@ def _same_json(a: str, b: str) -> bool:
         return False
 
 
-def plan_genai(sink: object, experiment_id: str, genai: GenAISpool, origin: str) -> GenAIPlan:
-    """Match the shared scorer versions and datasets to what the experiment holds.
+def plan_genai(
+    sink: object, experiment_id: str, genai: GenAISpool, origin: str, *, exact: bool = False
+) -> GenAIPlan:
+    """Match the shared scorer versions and datasets to what the experiment holds (with
+    ``exact``, OVERWRITE: also the datasets this table imported before, to remove).
 
     Raises:
         ConflictError: a scorer version here differs from the shared one, or its number was
@@ -136,6 +139,8 @@ def plan_genai(sink: object, experiment_id: str, genai: GenAISpool, origin: str)
     """
     plan = GenAIPlan()
     if genai.empty:
+        if exact and isinstance(sink, GenAISink):
+            plan.here = sink.dataset_state(experiment_id, origin)
         return plan
     if not isinstance(sink, GenAISink):
         raise BackendUnavailableError(
@@ -169,7 +174,7 @@ def plan_genai(sink: object, experiment_id: str, genai: GenAISpool, origin: str)
                 plan.placeholders.append((name, gap))
             plan.creates.append((name, s.version, s.serialized))
             top = s.version
-    if genai.records.datasets:
+    if genai.records.datasets or exact:
         plan.here = sink.dataset_state(experiment_id, origin)
     return plan
 
@@ -185,17 +190,19 @@ def _changed(records: Iterator[dict[str, Any]], here: Record | None) -> Iterator
 
 def write_genai(
     sink: object, experiment_id: str, genai: GenAISpool, plan: GenAIPlan, *, source: str,
-    origin: str,
+    origin: str, exact: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Write what :func:`plan_genai` decided; the counters for the statement's summary."""
-    if genai.empty:
+    if not isinstance(sink, GenAISink) or (genai.empty and not plan.here):
         return {}
-    assert isinstance(sink, GenAISink)
     if plan.creates:
         sink.write_scorers(experiment_id, plan.creates, plan.placeholders)
-    written = 0
+    written = removed = 0
     for index, (src, ds) in enumerate(genai.records.datasets.items()):
         here = plan.here.get(src)
+        if exact and here is not None:
+            here, gone = _remove_unshared(sink, here, genai.dataset_records(index))
+            removed += gone
         changes = _Counted(_changed(genai.dataset_records(index), here))
         wanted = {"name": ds.name, "tags": ds.tags, "source_id": src}
         tags_differ = here is not None and any(here["tags"].get(k) != v for k, v in ds.tags.items())
@@ -206,13 +213,39 @@ def write_genai(
                 experiment_id, wanted, items, here=here, source=source, origin=origin
             )
         written += changes.count
-    return {
+    doomed = [st for src, st in plan.here.items() if src not in genai.records.datasets]
+    for state in doomed if exact else ():
+        sink.delete_dataset(str(state["id"]))
+    out = {
         "scorers": len(genai.scorers.items),
         "scorers_added": len(plan.creates) - len(plan.placeholders),
         "datasets": len(genai.records.datasets),
         "eval_records": sum(d.count for d in genai.records.datasets.values()),
         "eval_records_written": written,
     }
+    if exact:
+        out.update(eval_records_removed=removed, datasets_removed=len(doomed))
+    return out
+
+
+def _remove_unshared(
+    sink: GenAISink, here: Record, shared: Iterator[dict[str, Any]]
+) -> tuple[Record, int]:
+    """OVERWRITE: the dataset's records here that the share lacks, or holds otherwise,
+    deleted (a changed record is then written whole: an upsert would merge its
+    expectations and tags); ``here`` without them, and how many went."""
+    existing: dict[str, Record] = dict(here.get("records") or {})
+    keep: set[str] = set()
+    for r in shared:
+        key = inputs_hash(r["inputs"])
+        old = existing.get(key)
+        if old is not None and all(old.get(f) == r.get(f) for f in _FIELDS):
+            keep.add(key)
+    doomed = [key for key in existing if key not in keep]
+    if doomed:
+        sink.delete_dataset_records(str(here["id"]), [str(existing[k]["id"]) for k in doomed])
+    left = {k: v for k, v in existing.items() if k in keep}
+    return {**here, "records": left}, len(doomed)
 
 
 class _Counted:
