@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from arcuate.engine.imports.experiments import import_experiment
 from tests.genai.genai_helpers import (
     build_genai,
@@ -47,6 +49,7 @@ def _content(store: Any) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_genai_round_trip(mlflow_store: Any, recipient_store: Any, workdir: Path) -> None:
     eid = _provider(mlflow_store)
     provider = provider_context(mlflow_store, workdir / "wh")
@@ -78,6 +81,8 @@ def test_genai_round_trip(mlflow_store: Any, recipient_store: Any, workdir: Path
     assert genai_snapshot(recipient_store, "agent") == genai_snapshot(mlflow_store, "agent")
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_genai_round_trip_into_mlflow_server(
     mlflow_store: Any, mlflow_server: Any, workdir: Path
 ) -> None:
