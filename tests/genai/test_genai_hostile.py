@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -247,22 +248,21 @@ def test_code_carrying_scorer_never_runs(
     assert not canary.exists()
 
 
-def test_the_canary_is_live(
-    mlflow_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_canary_is_live(mlflow_store: Any, workdir: Path) -> None:
     """The control: MLflow's own scorer read rebuilds the @scorer and the canary appears, so
-    its absence above means arcuate never rebuilt it."""
-    import mlflow
-    from mlflow.genai.scorers import list_scorers
+    its absence above means arcuate never rebuilt it. (In a process of its own: MLflow's
+    helper reads the global tracking URI, which this suite must not change.)"""
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS", "true")
     canary = workdir / "CANARY"
     eid = mlflow_store.client().create_experiment("agent")
     store_of(mlflow_store).register_scorer(eid, "length_ok", code_json(canary))
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_store.tracking_uri)
-    try:
-        list_scorers(experiment_id=eid)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_store.tracking_uri,
+        "MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS": "true",
+    }
+    code = "import sys; from mlflow.genai.scorers import list_scorers; list_scorers(experiment_id=sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, eid], env=env, check=True, capture_output=True)
     assert canary.read_text() == "ran"
