@@ -224,7 +224,9 @@ def _record(e: Mapping[str, Any], i: int) -> dict[str, Any]:
     if not inputs:
         raise v._fail("must be a non-empty JSON object", i, "eval_record.inputs")
     record: dict[str, Any] = {"inputs": inputs}
-    outputs_raw = v.text(e.get("outputs"), i, "eval_record.outputs", limit=size + 1)
+    outputs_raw = v.text(
+        e.get("outputs"), i, "eval_record.outputs", limit=limits.MAX_EVAL_RECORD_BYTES
+    )
     if outputs_raw is not None:
         record["outputs"] = _json(outputs_raw, i, "eval_record.outputs", limits.MAX_JSON_DEPTH)
     for field in ("expectations", "tags", "source"):
