@@ -166,6 +166,19 @@ SCORER_INFO = pa.struct(
     ]
 )
 
+#: One MLflow trace (format 2, in an experiment table): its ``TraceInfo.to_dict()`` (the
+#: assessments inside) and its spans' ``Span.to_dict()`` list, each as JSON text, parsed with
+#: ``json`` only. Spans are kept whole because their ids, parents and attributes only make
+#: sense together (a trace is checked as one tree before anything is written).
+TRACE_INFO = pa.struct(
+    [
+        ("experiment_key", pa.string()),
+        ("trace_id", pa.string()),
+        ("info", pa.string()),
+        ("spans", pa.string()),
+    ]
+)
+
 FILE = pa.struct(
     [
         ("owner", pa.string()),
@@ -201,6 +214,7 @@ SCHEMA: Final = pa.schema(
         # format 2: nullable, appended at the end (a version 1 table lacks them)
         pa.field("prompt_version", PROMPT_VERSION_INFO),
         pa.field("scorer", SCORER_INFO),
+        pa.field("trace", TRACE_INFO),
     ]
 )
 
