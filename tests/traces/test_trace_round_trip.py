@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from arcuate.backends.mlflow.traces import read_traces, trace_ids, write_trace
@@ -11,7 +12,7 @@ from tests.traces.trace_helpers import build_traces, snapshot
 
 def _import(src: Any, dst: Any, built: dict[str, Any]) -> tuple[str, dict[str, str], int]:
     client = dst.client()
-    eid = client.create_experiment("agent-copy")
+    eid = client.create_experiment(f"agent-copy-{uuid.uuid4().hex[:8]}")
     run = client.create_run(eid)
     model = client.create_logged_model(eid, name="agent-model")
     runs = {built["run_id"]: run.info.run_id}
@@ -63,3 +64,18 @@ def test_reimport_changes_nothing_and_new_assessment_arrives_alone(
     # links to a run or model not imported are dropped, not left pointing at provider ids
     meta = snapshot(recipient_store.tracking_uri, eid)[built["trace_ids"][0]]["info"]
     assert "mlflow.sourceRun" not in meta["trace_metadata"]
+
+
+def test_traces_round_trip_to_mlflow_server(mlflow_store: Any, mlflow_server: Any) -> None:
+    """Over REST the spans go as OTLP and the server derives the trace id from their OTel id:
+    the ids still come back as shared, and a second import adds nothing."""
+    built = build_traces(mlflow_store.tracking_uri, traces=2)
+    eid, mapping, added = _import(mlflow_store, mlflow_server, built)
+    assert added == 4
+    source = snapshot(mlflow_store.tracking_uri, built["experiment_id"])
+    assert snapshot(mlflow_server.tracking_uri, eid, mapping, mapping) == source
+    rows = read_traces(mlflow_store.tracking_uri, built["experiment_id"], "agent")
+    again = [write_trace(mlflow_server.tracking_uri, eid, parse_trace(r, i), mapping, mapping)
+             for i, r in enumerate(rows)]
+    assert again == [0, 0]
+    assert snapshot(mlflow_server.tracking_uri, eid, mapping, mapping) == source

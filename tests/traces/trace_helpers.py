@@ -83,9 +83,15 @@ def snapshot(uri: str, experiment_id: str, runs: dict[str, str] | None = None,
 
     back_runs = {v: k for k, v in (runs or {}).items()}
     back_models = {v: k for k, v in (models or {}).items()}
-    out = {}
-    for t in TracingClient(uri).search_traces(locations=[experiment_id], max_results=1000,
-                                              include_spans=True):
+    out, traces, token = {}, [], None
+    client = TracingClient(uri)
+    while True:
+        page = client.search_traces(locations=[experiment_id], max_results=100,
+                                    page_token=token, include_spans=True)
+        traces.extend(page)
+        if not (token := page.token):
+            break
+    for t in traces:
         d = copy.deepcopy(t.to_dict())
         info = d["info"]
         info.pop("trace_location")

@@ -26,6 +26,7 @@ SOURCE_RUN: Final = "mlflow.sourceRun"
 MODEL_ID: Final = "mlflow.modelId"
 #: The store writes its own artifact location: a provider's path means nothing here.
 ARTIFACT_LOCATION: Final = "mlflow.artifactLocation"
+#: A page of traces (an `mlflow server` refused 1,000).
 PAGE: Final = 100
 
 
@@ -105,7 +106,7 @@ def trace_ids(tracking_uri: str, experiment_id: str) -> set[str]:
     with mlflow_errors(f"listing the traces of experiment {experiment_id}"):
         while True:
             page = client.search_traces(
-                locations=[experiment_id], max_results=1000, page_token=token, include_spans=False
+                locations=[experiment_id], max_results=PAGE, page_token=token, include_spans=False
             )
             out.update(t.info.trace_id for t in page)
             token = page.token
