@@ -32,7 +32,16 @@ def _nest(mlflow: Any, depth: int) -> None:
         span.set_outputs([depth])
 
 
-def build_traces(uri: str, traces: int = 5) -> dict[str, Any]:
+def _wide(mlflow: Any, spans: int) -> str:
+    """A trace of ``spans`` spans: a root and its children."""
+    with mlflow.start_span("fan-out", span_type="AGENT") as root:
+        for i in range(spans - 1):
+            with mlflow.start_span(f"call-{i}", span_type="TOOL") as span:
+                span.set_attribute("i", i)
+    return str(root.trace_id)
+
+
+def build_traces(uri: str, traces: int = 5, wide: int = 0) -> dict[str, Any]:
     """An agent experiment: ``traces`` traces nested 6 deep under a run and a logged model, a
     1 MiB attribute, an ERROR span with an exception event, human and LLM feedback and
     expectations on traces and spans, one overridden feedback."""
@@ -59,12 +68,14 @@ def build_traces(uri: str, traces: int = 5) -> dict[str, Any]:
                         llm.record_exception(ValueError("rate limited"))
                 ids.append(root.trace_id)
             mlflow.clear_active_model()
+        if wide:
+            ids.append(_wide(mlflow, wide))
         mlflow.flush_trace_async_logging()
         human = AssessmentSource("HUMAN", "alice@example.com")
         judge = AssessmentSource("LLM_JUDGE", "gpt-4o-judge")
         fb = mlflow.log_feedback(trace_id=ids[0], name="correct", value=True, source=judge,
                                  rationale="matches", metadata={"judge.version": "3"})
-        mlflow.log_feedback(trace_id=ids[-1], name="llm_ok", value=0.5, source=human,
+        mlflow.log_feedback(trace_id=ids[traces - 1], name="llm_ok", value=0.5, source=human,
                             span_id=llm.span_id)
         mlflow.log_expectation(trace_id=ids[1 % traces], name="expected",
                                value={"answer": "10 Uhr"}, source=human)
