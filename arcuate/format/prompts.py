@@ -197,6 +197,8 @@ def parse_prompt_row(row: Mapping[str, Any], i: int) -> SharedPrompt:
         )
     if not v._is_missing(row.get("scorer")):
         raise v._fail("a prompt table carries no scorer", i, "scorer")
+    if not v._is_missing(row.get("trace")):
+        raise v._fail("a prompt table carries no trace", i, "trace")
     out = _prompt_version(row.get("prompt_version"), i)
     if row.get("key") != str(out.version):
         raise v._fail(

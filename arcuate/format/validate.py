@@ -973,6 +973,8 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
         raise _fail(f"unknown row kind {_show(kind)} (known: run, model_version, chunk)", i, "kind")
     if not _is_missing(row.get("scorer")):
         raise _fail("scorers are not supported by this arcuate; upgrade arcuate", i, "scorer")
+    if not _is_missing(row.get("trace")):
+        raise _fail(f"a {kind} row carries no trace (traces are rows of their own)", i, "trace")
     if kind not in (wanted, CHUNK):
         holds = "a model" if kind == MODEL_VERSION else "an experiment"
         verb = "CREATE MODEL" if kind == MODEL_VERSION else "CREATE EXPERIMENT"

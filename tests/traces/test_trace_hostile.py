@@ -144,3 +144,18 @@ def test_trace_id_must_match_the_spans(row: dict[str, Any]) -> None:
     with pytest.raises(ShareDataError) as caught:
         parse_trace(bad, 3)
     assert caught.value.field == "trace.spans[0].trace_id"
+
+
+def test_a_run_row_carrying_a_trace_is_refused(recipient_store: Any) -> None:
+    """Traces are rows of their own: a run row with a ``trace`` value is refused, store
+    untouched."""
+    from arcuate.engine.imports import import_experiment
+    from tests.imports.import_helpers import batches_of, recipient_context, run_row, store_state
+
+    rows = [run_row(), run_row()]
+    rows[1]["trace"] = {"trace_id": "tr-" + "ab" * 16, "info": "{}", "spans": "[]"}
+    before = store_state(recipient_store)
+    with pytest.raises(ShareDataError, match="carries no trace") as caught:
+        import_experiment(batches_of(rows), "e", recipient_context(recipient_store))
+    assert (caught.value.row, caught.value.field) == (1, "trace")
+    assert store_state(recipient_store) == before

@@ -38,7 +38,8 @@ def _client(tracking_uri: str) -> Any:
 
 def read_traces(tracking_uri: str, experiment_id: str, experiment_key: str) -> list[dict[str, Any]]:
     """Every trace of ``experiment_id`` as values of the ``trace`` column (JSON texts)."""
-    client, out, token = _client(tracking_uri), [], None
+    client, token = _client(tracking_uri), None
+    out: list[dict[str, Any]] = []
     with mlflow_errors(f"reading the traces of experiment {experiment_id}"):
         while True:
             page = client.search_traces(
@@ -102,7 +103,8 @@ def write_trace(
 
 def trace_ids(tracking_uri: str, experiment_id: str) -> set[str]:
     """The ids of the traces ``experiment_id`` holds (to import only the new ones)."""
-    client, out, token = _client(tracking_uri), set(), None
+    client, token = _client(tracking_uri), None
+    out: set[str] = set()
     with mlflow_errors(f"listing the traces of experiment {experiment_id}"):
         while True:
             page = client.search_traces(
