@@ -26,6 +26,10 @@ def _store(root: Path) -> str:
 
 
 def _build(uri: str, traces: int, spans: int) -> str:
+    import os
+
+    # synchronous: the async queue drops spans when full, leaving rootless traces behind
+    os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
     import mlflow
 
     mlflow.set_tracking_uri(uri)
