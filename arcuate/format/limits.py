@@ -151,3 +151,19 @@ LIST_LIMITS: Final[dict[str, int]] = {
     "prompt_version.aliases": MAX_ALIASES,
     "eval_record.dataset_tags": MAX_TAGS,
 }
+
+# -- traces (format 2, issue 14) ---------------------------------------------------------------
+#: Spans in one trace: 5,000 round-tripped on sqlite and over REST (research NOTES §2.2).
+MAX_TRACE_SPANS: Final = 5_000
+#: One span attribute's JSON text: 32 MiB round-tripped; 8 MiB leaves room for many per trace.
+MAX_SPAN_ATTRIBUTE_LENGTH: Final = 8 * 1024 * 1024
+MAX_SPAN_ATTRIBUTES: Final = 1_000
+MAX_SPAN_EVENTS: Final = 1_000
+#: A trace row's JSON texts (info, spans) together, read before parsing.
+MAX_TRACE_JSON_LENGTH: Final = 256 * 1024 * 1024
+MAX_TRACE_ASSESSMENTS: Final = 1_000
+#: MLflow's REST layer truncates trace metadata keys/values to 250 and tag values to 4,096
+#: characters (NOTES §2.2): refused above these rather than silently cut.
+MAX_TRACE_METADATA_LENGTH: Final = 250
+MAX_TRACE_TAG_VALUE_LENGTH: Final = 4_096
+MAX_TRACE_PREVIEW_LENGTH: Final = 1_000

@@ -203,7 +203,7 @@ def parse_prompt_row(row: Mapping[str, Any], i: int) -> SharedPrompt:
         raise v._fail(
             f"row kind {v._show(kind)} {what}: a prompt table holds prompt_version rows", i, "kind"
         )
-    for column in ("scorer", "eval_record"):
+    for column in ("scorer", "eval_record", "trace"):
         if not v._is_missing(row.get(column)):
             raise v._fail(f"a prompt table carries no {column}", i, column)
     out = _prompt_version(row.get("prompt_version"), i)

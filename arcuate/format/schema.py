@@ -187,6 +187,19 @@ EVAL_RECORD_INFO = pa.struct(
     ]
 )
 
+#: One MLflow trace (format 2, in an experiment table): its ``TraceInfo.to_dict()`` (the
+#: assessments inside) and its spans' ``Span.to_dict()`` list, each as JSON text, parsed with
+#: ``json`` only. Spans are kept whole because their ids, parents and attributes only make
+#: sense together (a trace is checked as one tree before anything is written).
+TRACE_INFO = pa.struct(
+    [
+        ("experiment_key", pa.string()),
+        ("trace_id", pa.string()),
+        ("info", pa.string()),
+        ("spans", pa.string()),
+    ]
+)
+
 FILE = pa.struct(
     [
         ("owner", pa.string()),
@@ -223,6 +236,7 @@ SCHEMA: Final = pa.schema(
         pa.field("prompt_version", PROMPT_VERSION_INFO),
         pa.field("scorer", SCORER_INFO),
         pa.field("eval_record", EVAL_RECORD_INFO),
+        pa.field("trace", TRACE_INFO),
     ]
 )
 

@@ -985,7 +985,7 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
             i,
             "kind",
         )
-    for column in ("scorer", "eval_record"):
+    for column in ("scorer", "eval_record", "trace"):
         if not _is_missing(row.get(column)):
             raise _fail(f"a {kind} row carries no {column}", i, column)
     if kind not in (wanted, CHUNK):
