@@ -1,6 +1,7 @@
 """``python -m benchmarks <shape> [<shape> ...] [--smoke]``: see :mod:`benchmarks.runner`;
 ``python -m benchmarks startup``: see :mod:`benchmarks.startup`;
-``python -m benchmarks production``: see :mod:`benchmarks.production`."""
+``python -m benchmarks production``: see :mod:`benchmarks.production`;
+``python -m benchmarks traces``: see :mod:`benchmarks.traces`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ if __name__ == "__main__":
         from benchmarks.production import main as production
 
         sys.exit(production(sys.argv[2:]))
+    if sys.argv[1:2] == ["traces"]:
+        from benchmarks.traces import main as traces
+
+        sys.exit(traces(sys.argv[2:]))
     from benchmarks.runner import main
 
     sys.exit(main())

@@ -589,3 +589,62 @@ class PromptSink(Protocol):
         """Create or update the prompt, create ``versions`` with their numbers, set its
         aliases, delete the versions ``remove`` names."""
         ...
+
+
+@runtime_checkable
+class GenAISource(Protocol):
+    """An experiment's registered scorers and evaluation datasets, as an export reads them
+    (format 2). A ``model_source`` that holds them implements this too."""
+
+    def get_scorers(self, experiment_id: str) -> tuple[list[Record], list[str]]:
+        """The declarative ``scorer`` records (ascending), and a line for each version left
+        out because it carries code (never loaded)."""
+        ...
+
+    def iter_eval_records(self, experiment_id: str) -> Iterator[Record]:
+        """The ``eval_record`` records of every dataset linked to the experiment."""
+        ...
+
+
+@runtime_checkable
+class GenAISink(Protocol):
+    """An experiment's registered scorers and evaluation datasets, as an import writes them."""
+
+    def scorer_versions(self, experiment_id: str) -> dict[str, dict[int, str]]:
+        """Every scorer version here: name -> version -> serialized JSON."""
+        ...
+
+    def write_scorers(
+        self,
+        experiment_id: str,
+        creates: list[tuple[str, int, str]],
+        placeholders: list[tuple[str, int]],
+    ) -> None:
+        """Register ``creates`` (name, number, JSON) in order, then delete ``placeholders``."""
+        ...
+
+    def dataset_state(self, experiment_id: str, origin: str) -> dict[str, Record]:
+        """Datasets here imported from table ``origin``: provider id -> ``{id, name, tags,
+        records: inputs hash -> record}``."""
+        ...
+
+    def write_dataset(
+        self,
+        experiment_id: str,
+        dataset: Record,
+        records: Iterable[Record],
+        *,
+        here: Record | None,
+        source: str,
+        origin: str,
+    ) -> str:
+        """Create (or update ``here``) dataset ``dataset`` and upsert ``records``; its id."""
+        ...
+
+    def delete_dataset_records(self, dataset_id: str, record_ids: list[str]) -> None:
+        """Delete records of a dataset here by their ids (OVERWRITE)."""
+        ...
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset here (OVERWRITE: one this table imported and no longer holds)."""
+        ...

@@ -275,6 +275,14 @@ def check_partition(
     try:
         with Spool.open(content) as spool:
             spool.ingest(_format_batches(batches, seen))
+            if not spool.genai.empty:
+                # a dataset spread over partitions would be created once per partition, and
+                # its inputs checked for repeats only within each: refused, not half-done
+                raise ShareDataError(
+                    "the table holds scorers or evaluation datasets: import it AS PANDAS "
+                    "(AS SPARK spreads runs over tasks; these are imported whole)",
+                    field="kind",
+                )
             experiment = json.dumps(spool.experiment, sort_keys=True, default=str)
             rows = []
             for index, entry in enumerate(spool.entries):

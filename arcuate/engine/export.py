@@ -16,10 +16,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import ChunkedFile, PromptSource, Record
+from arcuate.backends.protocols import ChunkedFile, GenAISource, PromptSource, Record
 from arcuate.engine.progress import Progress
 from arcuate.errors import BackendUnavailableError
-from arcuate.format.records import PackStats, Row, prompt_row, run_rows, to_stream, version_rows
+from arcuate.format.records import (
+    PackStats,
+    Row,
+    eval_record_row,
+    prompt_row,
+    run_rows,
+    scorer_row,
+    to_stream,
+    version_rows,
+)
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
@@ -40,12 +49,19 @@ class ExportStream:
     versions: int = 0
     files: int = 0
     bytes: int = 0
+    scorers: int = 0
+    eval_records: int = 0
+    #: a line for each scorer version left out because it carries code
+    skipped: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> dict[str, Any]:
         """The counters, for a statement result."""
-        out = {"files": self.files, "bytes": self.bytes}
+        out: dict[str, Any] = {"files": self.files, "bytes": self.bytes}
         if self.content == "experiment":
-            return {"runs": self.runs, **out}
+            genai: dict[str, Any] = {"scorers": self.scorers, "eval_records": self.eval_records}
+            if self.skipped:
+                genai["skipped_scorers"] = list(self.skipped)
+            return {"runs": self.runs, **out, **genai}
         return {"versions": self.versions, **out}
 
 
@@ -83,10 +99,25 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
     stream = ExportStream("experiment")
     chunk_bytes = ctx.settings.chunk_bytes
     progress = Progress(ctx.progress, detail=True)
+    genai = source if isinstance(source, GenAISource) else None
+    eid = str(experiment["experiment_id"])
+    if (op.datasets or op.scorers) and genai is None:
+        raise BackendUnavailableError(
+            "the configured MLflow backend cannot export evaluation datasets or scorers"
+        )
+    # read (and classify) the scorers before any write: a failure aborts nothing half-done
+    scorers, stream.skipped = genai.get_scorers(eid) if genai and op.scorers else ([], [])
+    records = genai.iter_eval_records(eid) if genai and op.datasets else iter(())
 
     def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
         stats = PackStats()
+        for scorer in scorers:
+            stream.scorers += 1
+            yield scorer_row(scorer, exported_at)
+        for record in records:
+            stream.eval_records += 1
+            yield eval_record_row(record, exported_at)
         with progress.running(f"experiment {op.experiment}") as task:
             for run in pending:
                 files = source.iter_run_files(run)

@@ -43,7 +43,8 @@ _REMOTE = frozenset({"http", "https", "databricks"})
 
 
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
-    if _distributed(ctx):
+    # datasets and scorers are read through the driver's client: INCLUDING packs there
+    if _distributed(ctx) and not (step.datasets or step.scorers):
         from arcuate.engine.distributed import export_experiment_spark
 
         st.value = export_experiment_spark(step, ctx)
@@ -70,6 +71,11 @@ def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     written = ctx.table_store.write(step.table, stream.batches, content=stream.content)
     if stream.content == "experiment":
         st.summary["runs"] = stream.runs
+        if stream.scorers or stream.eval_records or stream.skipped:
+            # an experiment's registered scorers and evaluation datasets travel with it
+            st.summary.update(scorers=stream.scorers, eval_records=stream.eval_records)
+        if stream.skipped:
+            st.summary["skipped_scorers"] = list(stream.skipped)
     else:
         st.summary["versions"] = stream.versions
     st.summary.update(

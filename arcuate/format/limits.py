@@ -112,6 +112,24 @@ MAX_PROMPT_TABLE_BYTES: Final = 256 * 1024 * 1024
 #: MLflow writes 3.
 MAX_JSON_DEPTH: Final = 64
 
+# -- evaluation datasets and scorers (format 2) ----------------------------------------------------
+#: Records of one evaluation dataset in a table (each is one row; MLflow upserts them one
+#: SELECT each), and datasets per table.
+MAX_EVAL_RECORDS: Final = 1_000_000
+MAX_EVAL_DATASETS: Final = 1000
+#: A record's inputs, outputs, expectations, tags and source together (JSON text).
+MAX_EVAL_RECORD_BYTES: Final = 1024 * 1024
+#: MLflow's ``evaluation_datasets.name`` and tag columns.
+MAX_EVAL_DATASET_NAME_LENGTH: Final = 255
+MAX_EVAL_TAG_KEY_LENGTH: Final = 255
+MAX_EVAL_TAG_VALUE_LENGTH: Final = 5000
+#: A serialized scorer (MLflow stores it as TEXT; a real one takes a few kilobytes), its JSON
+#: nesting, its name, and the versions of scorers a table holds.
+MAX_SCORER_BYTES: Final = 1024 * 1024
+MAX_SCORER_JSON_DEPTH: Final = 32
+MAX_SCORER_NAME_LENGTH: Final = 256
+MAX_SCORER_VERSIONS: Final = 10_000
+
 #: The bound of each list of the format, by its field path (``[]``: every item of a list).
 LIST_LIMITS: Final[dict[str, int]] = {
     "files": MAX_FILES_PER_RECORD,
@@ -131,4 +149,21 @@ LIST_LIMITS: Final[dict[str, int]] = {
     "prompt_version.prompt_tags": MAX_TAGS,
     "prompt_version.tags": MAX_TAGS,
     "prompt_version.aliases": MAX_ALIASES,
+    "eval_record.dataset_tags": MAX_TAGS,
 }
+
+# -- traces (format 2, issue 14) ---------------------------------------------------------------
+#: Spans in one trace: 5,000 round-tripped on sqlite and over REST (research NOTES §2.2).
+MAX_TRACE_SPANS: Final = 5_000
+#: One span attribute's JSON text: 32 MiB round-tripped; 8 MiB leaves room for many per trace.
+MAX_SPAN_ATTRIBUTE_LENGTH: Final = 8 * 1024 * 1024
+MAX_SPAN_ATTRIBUTES: Final = 1_000
+MAX_SPAN_EVENTS: Final = 1_000
+#: A trace row's JSON texts (info, spans) together, read before parsing.
+MAX_TRACE_JSON_LENGTH: Final = 256 * 1024 * 1024
+MAX_TRACE_ASSESSMENTS: Final = 1_000
+#: MLflow's REST layer truncates trace metadata keys/values to 250 and tag values to 4,096
+#: characters (NOTES §2.2): refused above these rather than silently cut.
+MAX_TRACE_METADATA_LENGTH: Final = 250
+MAX_TRACE_TAG_VALUE_LENGTH: Final = 4_096
+MAX_TRACE_PREVIEW_LENGTH: Final = 1_000

@@ -20,7 +20,15 @@ from typing import Any, Final
 
 from arcuate.format import limits
 from arcuate.format import validate as v
-from arcuate.format.schema import CHUNK, MODEL_VERSION, PROMPT_VERSION, RUN, SUPPORTED_VERSIONS
+from arcuate.format.schema import (
+    CHUNK,
+    EVAL_RECORD,
+    MODEL_VERSION,
+    PROMPT_VERSION,
+    RUN,
+    SCORER,
+    SUPPORTED_VERSIONS,
+)
 
 #: MLflow's prompt name rule (``mlflow.prompt.constants.PROMPT_NAME_RULE``).
 _NAME: Final = re.compile(r"^[a-zA-Z0-9_.-]+$")
@@ -190,13 +198,14 @@ def parse_prompt_row(row: Mapping[str, Any], i: int) -> SharedPrompt:
         )
     kind = row.get("kind")
     if kind != PROMPT_VERSION:
-        known = (RUN, MODEL_VERSION, CHUNK, PROMPT_VERSION)
+        known = (RUN, MODEL_VERSION, CHUNK, PROMPT_VERSION, SCORER, EVAL_RECORD)
         what = "is not a kind this arcuate knows" if kind not in known else "is not a prompt's"
         raise v._fail(
             f"row kind {v._show(kind)} {what}: a prompt table holds prompt_version rows", i, "kind"
         )
-    if not v._is_missing(row.get("scorer")):
-        raise v._fail("a prompt table carries no scorer", i, "scorer")
+    for column in ("scorer", "eval_record", "trace"):
+        if not v._is_missing(row.get(column)):
+            raise v._fail(f"a prompt table carries no {column}", i, column)
     out = _prompt_version(row.get("prompt_version"), i)
     if row.get("key") != str(out.version):
         raise v._fail(

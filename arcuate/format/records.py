@@ -28,7 +28,16 @@ import pyarrow as pa
 from arcuate.errors import ArcuateError, BackendError
 from arcuate.format import limits
 from arcuate.format.files import ChunkedFile, FileRef, Record
-from arcuate.format.schema import CHUNK, FORMAT_VERSION, MODEL_VERSION, PROMPT_VERSION, RUN, SCHEMA
+from arcuate.format.schema import (
+    CHUNK,
+    EVAL_RECORD,
+    FORMAT_VERSION,
+    MODEL_VERSION,
+    PROMPT_VERSION,
+    RUN,
+    SCHEMA,
+    SCORER,
+)
 
 Row = dict[str, Any]
 
@@ -310,6 +319,30 @@ def prompt_row(version: Record, exported_at: datetime | None = None) -> Row:
         "key": str(version["version"]),
         "exported_at": exported_at,
         "prompt_version": version,
+        "files": [],
+    }
+
+
+def scorer_row(scorer: Record, exported_at: datetime | None = None) -> Row:
+    """The row of one registered scorer version (key ``"<name>/<version>"``)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": SCORER,
+        "key": f"{scorer['name']}/{scorer['version']}",
+        "exported_at": exported_at,
+        "scorer": scorer,
+        "files": [],
+    }
+
+
+def eval_record_row(record: Record, exported_at: datetime | None = None) -> Row:
+    """The row of one evaluation-dataset record (key ``"<dataset id>/<record id>"``)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": EVAL_RECORD,
+        "key": f"{record['dataset_id']}/{record['record_id']}",
+        "exported_at": exported_at,
+        "eval_record": record,
         "files": [],
     }
 

@@ -10,6 +10,8 @@ One Delta table holds one export. Each row is a record whose ``kind`` says what 
 * ``prompt_version`` (version 2): one version of an MLflow prompt, self-contained like a
   ``model_version``: the prompt's description and tags, the version's template, commit
   message, tags, response format, model config and aliases. A prompt table holds only these.
+* ``scorer`` and ``eval_record`` (version 2, experiment tables): a registered scorer version
+  (declarative only) and one record of an evaluation dataset linked to the experiment.
 
 Version 2 appends nullable columns at the end of :data:`SCHEMA`; a version 1 table lacks them
 and reads unchanged (:func:`conform`).
@@ -37,6 +39,9 @@ RUN: Final = "run"
 MODEL_VERSION: Final = "model_version"
 CHUNK: Final = "chunk"
 PROMPT_VERSION: Final = "prompt_version"
+#: rows of an experiment table (format 2): a registered scorer version, an evaluation record
+SCORER: Final = "scorer"
+EVAL_RECORD: Final = "eval_record"
 
 #: File owners inside a record: the run's artifacts, a logged model's files, a version's files.
 OWNER_ARTIFACTS: Final = "artifacts"
@@ -154,8 +159,8 @@ PROMPT_VERSION_INFO = pa.struct(
     ]
 )
 
-#: A registered scorer version (format 2). Laid out for the merge with the scorer work; this
-#: arcuate writes it null and refuses a row that carries one.
+#: A registered scorer version (format 2): declarative only (a built-in scorer or an
+#: instruction judge), its MLflow serialization as JSON text (``arcuate.format.genai``).
 SCORER_INFO = pa.struct(
     [
         ("experiment_key", pa.string()),
@@ -163,6 +168,35 @@ SCORER_INFO = pa.struct(
         ("version", pa.int64()),
         ("kind", pa.string()),
         ("serialized", pa.string()),
+    ]
+)
+
+#: One record of an evaluation dataset (format 2), self-contained: the dataset's provider id,
+#: name and tags ride on every record; the record's dict fields are JSON text.
+EVAL_RECORD_INFO = pa.struct(
+    [
+        ("dataset_id", pa.string()),
+        ("dataset_name", pa.string()),
+        ("dataset_tags", pa.list_(KV)),
+        ("record_id", pa.string()),
+        ("inputs", pa.string()),
+        ("outputs", pa.string()),
+        ("expectations", pa.string()),
+        ("tags", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+#: One MLflow trace (format 2, in an experiment table): its ``TraceInfo.to_dict()`` (the
+#: assessments inside) and its spans' ``Span.to_dict()`` list, each as JSON text, parsed with
+#: ``json`` only. Spans are kept whole because their ids, parents and attributes only make
+#: sense together (a trace is checked as one tree before anything is written).
+TRACE_INFO = pa.struct(
+    [
+        ("experiment_key", pa.string()),
+        ("trace_id", pa.string()),
+        ("info", pa.string()),
+        ("spans", pa.string()),
     ]
 )
 
@@ -201,6 +235,8 @@ SCHEMA: Final = pa.schema(
         # format 2: nullable, appended at the end (a version 1 table lacks them)
         pa.field("prompt_version", PROMPT_VERSION_INFO),
         pa.field("scorer", SCORER_INFO),
+        pa.field("eval_record", EVAL_RECORD_INFO),
+        pa.field("trace", TRACE_INFO),
     ]
 )
 

@@ -71,6 +71,7 @@ from arcuate.format.limits import (
 )
 from arcuate.format.schema import (
     CHUNK,
+    EVAL_RECORD,
     MODEL_VERSION,
     OWNER_ARTIFACTS,
     OWNER_LOGGED_MODEL_PREFIX,
@@ -78,6 +79,7 @@ from arcuate.format.schema import (
     PROMPT_VERSION,
     REQUIRED_COLUMNS,
     RUN,
+    SCORER,
     SUPPORTED_VERSIONS,
     Content,
 )
@@ -969,10 +971,23 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
             i,
             "kind",
         )
+    if kind in (SCORER, EVAL_RECORD) and expect != "experiment":
+        raise _fail(
+            f"this row is a {kind} row: the table holds an experiment, not a model "
+            "(use CREATE EXPERIMENT)",
+            i,
+            "kind",
+        )
     if kind not in (RUN, MODEL_VERSION, CHUNK):
-        raise _fail(f"unknown row kind {_show(kind)} (known: run, model_version, chunk)", i, "kind")
-    if not _is_missing(row.get("scorer")):
-        raise _fail("scorers are not supported by this arcuate; upgrade arcuate", i, "scorer")
+        raise _fail(
+            f"unknown row kind {_show(kind)} (known: run, model_version, chunk, scorer, "
+            "eval_record)",
+            i,
+            "kind",
+        )
+    for column in ("scorer", "eval_record", "trace"):
+        if not _is_missing(row.get(column)):
+            raise _fail(f"a {kind} row carries no {column}", i, column)
     if kind not in (wanted, CHUNK):
         holds = "a model" if kind == MODEL_VERSION else "an experiment"
         verb = "CREATE MODEL" if kind == MODEL_VERSION else "CREATE EXPERIMENT"

@@ -20,12 +20,20 @@ class ExportExperiment:
 
     experiment: str
     filter: str | None = None
+    #: the experiment's evaluation datasets (every record) and declarative scorers travel too
+    datasets: bool = False
+    scorers: bool = False
 
     def describe(self) -> str:
         where = f" WHERE {self.filter}" if self.filter else ""
-        return (
-            f"read runs of experiment {self.experiment!r}{where} from MLflow (full history, files)"
-        )
+        text = f"read runs of experiment {self.experiment!r}{where} from MLflow"
+        text += " (full history, files)"
+        extra = []
+        if self.datasets:
+            extra.append("its evaluation datasets (every record)")
+        if self.scorers:
+            extra.append("its registered scorers (declarative ones; one with code is left out)")
+        return text + (", and " + " and ".join(extra) if extra else "")
 
 
 def _which_versions(versions: tuple[int, ...], aliases: tuple[str, ...]) -> str:

@@ -124,7 +124,12 @@ class _Planner:
             src = stmt.source
             read: ops.Operator
             if isinstance(src, ast.ExperimentSource):
-                read = ops.ExportExperiment(src.name, where(src.where) if src.where else None)
+                read = ops.ExportExperiment(
+                    src.name,
+                    where(src.where) if src.where else None,
+                    datasets="datasets" in src.including,
+                    scorers="scorers" in src.including,
+                )
                 content = "experiment"
             elif isinstance(src, ast.PromptSource):
                 read = ops.ExportPrompt(src.name, src.versions, src.aliases)

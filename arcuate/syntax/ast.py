@@ -79,11 +79,13 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class ExperimentSource:
-    """``FROM EXPERIMENT name [WHERE ...]``."""
+    """``FROM EXPERIMENT name [WHERE ...] [INCLUDING DATASETS, SCORERS]``."""
 
     name: str
     where: tuple[Condition, ...] = ()
     span: Span = _span()
+    #: what travels with the runs: ``"datasets"``, ``"scorers"`` (each once, in this order)
+    including: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

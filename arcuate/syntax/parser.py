@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -128,6 +129,21 @@ _ATTRIBUTES = {
     "last_update_time": "number",
 }
 _DATASET_KEYS = ("name", "digest", "context")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One item after INCLUDING, before the list is checked."""
+
+    kind: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class _Including:
+    """The checked INCLUDING list."""
+
+    items: tuple[str, ...]
 
 
 class _SemanticError(ArcuateError):
@@ -263,8 +279,33 @@ class _ToAst(Transformer[Token, Any]):
     # sources
     def experiment_source(self, meta: Meta, children: list[Any]) -> ast.ExperimentSource:
         name = unquote(children[1])
-        where = children[2] if len(children) > 2 else ()
-        return ast.ExperimentSource(name, where, _span_of(meta))
+        where: tuple[ast.Condition, ...] = ()
+        including: tuple[str, ...] = ()
+        for child in children[2:]:
+            if isinstance(child, _Including):
+                including = child.items
+            else:
+                where = child
+        return ast.ExperimentSource(name, where, _span_of(meta), including)
+
+    def including(self, meta: Meta, children: list[Any]) -> _Including:
+        items = [c for c in children if isinstance(c, _Item)]
+        seen: set[str] = set()
+        for item in items:
+            if item.kind in seen:
+                raise _SemanticError(
+                    f"{item.kind.upper()} is listed twice after INCLUDING", item.span, "ARC138"
+                )
+            seen.add(item.kind)
+        order = ("datasets", "scorers")
+        return _Including(tuple(sorted(seen, key=lambda k: order.index(k) if k in order else 99)))
+
+    # -- INCLUDING items: evaluation datasets and registered scorers
+    def include_datasets(self, meta: Meta, children: list[Any]) -> _Item:
+        return _Item("datasets", _span_of(meta))
+
+    def include_scorers(self, meta: Meta, children: list[Any]) -> _Item:
+        return _Item("scorers", _span_of(meta))
 
     def version_selector(self, meta: Meta, children: list[Token]) -> tuple[str, tuple[Any, ...]]:
         nums = [c for c in children if c.type == "INT"]
@@ -602,7 +643,14 @@ _RULES: list[tuple[str, str]] = [
     ),
     (
         rf"^CREATE SHARE .* EXPERIMENT {_N}$",
-        "expected WHERE <condition> or the end of the statement",
+        "expected WHERE <condition>, INCLUDING <what> or the end of the statement",
+    ),
+    # -- INCLUDING: evaluation datasets and registered scorers
+    (r" INCLUDING$", "expected DATASETS or SCORERS after INCLUDING"),
+    (r" INCLUDING .*COMMA$", "expected DATASETS or SCORERS after ','"),
+    (
+        r" INCLUDING .*(DATASETS|SCORERS)$",
+        "expected ',' and DATASETS or SCORERS, or the end of the statement",
     ),
     (
         rf"^CREATE SHARE .* MODEL {_N}$",
@@ -623,8 +671,8 @@ _RULES: list[tuple[str, str]] = [
     (r" FIELD (NOT )?IN LPAR .*(STRING|NUMBER)$", "expected ',' or ')' in the IN list"),
     (
         r" WHERE .*(STRING|NUMBER|RPAR|compare|like|ilike|within)$",
-        "expected AND between conditions (OR is not supported by MLflow's search syntax)"
-        " or the end of the statement",
+        "expected AND between conditions (OR is not supported by MLflow's search syntax),"
+        " INCLUDING <what> or the end of the statement",
     ),
     (r" VERSION$", "expected a version number (a whole number) after VERSION"),
     (r" VERSION .*COMMA$", "expected another version number after ','"),

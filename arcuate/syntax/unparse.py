@@ -17,7 +17,8 @@ KEYWORDS = frozenset(
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
-    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE""".split()  # noqa: SIM905
+    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE
+    INCLUDING DATASETS SCORERS""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -94,6 +95,8 @@ def _(node: ast.CreateShare) -> str:
         tail = f"EXPERIMENT {name(src.name)}"
         if src.where:
             tail += f" WHERE {where(src.where)}"
+        if src.including:
+            tail += " INCLUDING " + ", ".join(i.upper() for i in src.including)
     else:
         kind = "PROMPT" if isinstance(src, ast.PromptSource) else "MODEL"
         tail = f"{kind} {name(src.name)}"

@@ -626,7 +626,7 @@ def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
     Experiments and runs deleted ones included; each run with its params, tags, latest
     metrics, full metric histories, dataset and model inputs and outputs; logged models;
     registered models with tags and aliases; every visible version; prompts with their
-    versions and aliases. Files: path -> SHA-256 under each root (the store's directory holds the sqlite database and its artifacts), so
+    versions and aliases; registered scorers and evaluation datasets. Files: path -> SHA-256 under each root (the store's directory holds the sqlite database and its artifacts), so
     two snapshots are equal only when nothing was written at all.
     """
     from mlflow.entities import ViewType
@@ -661,8 +661,39 @@ def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
         "registered_models": {rm.name: _proto(rm) for rm in registered},
         "versions": {f"{mv.name}/{mv.version}": _proto(mv) for mv in versions},
         "prompts": _prompts(client),
+        "genai": _genai(client, ids),
         "files": {str(root): _tree(root) for root in roots if root.exists()},
     }
+
+
+def _genai(client: Any, experiment_ids: list[str]) -> dict[str, Any]:
+    """Every registered scorer version and evaluation dataset (with its records and times) of
+    the experiments, read at the store level (MLflow's helpers use the global tracking URI)."""
+    store = client._tracking_client.store
+    scorers = {
+        f"{eid}/{sv.scorer_name}/{sv.scorer_version}": sv._serialized_scorer
+        for eid in experiment_ids
+        for latest in store.list_scorers(eid)
+        for sv in store.list_scorer_versions(eid, latest.scorer_name)
+    }
+    datasets: dict[str, Any] = {}
+    if experiment_ids:
+        for ds in _paged(client.search_datasets, experiment_ids=experiment_ids):
+            records, token = [], None
+            while True:
+                page, token = store._load_dataset_records(
+                    ds.dataset_id, max_results=1000, page_token=token
+                )
+                records += [r.to_dict() for r in page]
+                if not token:
+                    break
+            datasets[ds.dataset_id] = {
+                "name": ds.name,
+                "tags": ds.tags,
+                "last_update_time": ds.last_update_time,
+                "records": sorted(records, key=lambda r: r["dataset_record_id"]),
+            }
+    return {"scorers": scorers, "datasets": datasets}
 
 
 def _prompts(client: Any) -> dict[str, Any]:

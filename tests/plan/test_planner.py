@@ -41,6 +41,8 @@ CASES = {
     "export_prompt": "CREATE SHARE genai WITH TABLE qa_prompt FROM PROMPT qa VERSION 1, 4",
     "export_prompt_alias": "CREATE SHARE genai WITH TABLE qa_prompt FROM PROMPT qa ALIAS production",
     "import_prompt": "CREATE PROMPT OVERWRITE qa AS 'provider.share#genai.default.qa_prompt'",
+    # issue 14: evaluation datasets and scorers
+    "export_experiment_datasets_scorers": "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent WHERE params.lr = '0.1' INCLUDING SCORERS, DATASETS",
 }
 
 

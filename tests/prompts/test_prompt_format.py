@@ -47,7 +47,7 @@ def test_tables_written_now_are_format_2(mlflow_store: Any, workdir: Path) -> No
     location = export_to(provider_context(mlflow_store, workdir / "wh"), ("s", "e"), experiment="e")
     (batch, *_) = list(table_batches(location))
     assert set(batch.column("format_version").to_pylist()) == {2}
-    assert batch.schema.names[-2:] == ["prompt_version", "scorer"]
+    assert batch.schema.names[-4:] == ["prompt_version", "scorer", "eval_record", "trace"]
 
 
 def test_prompt_row_in_a_model_table_says_create_prompt(recipient_store: Any) -> None:

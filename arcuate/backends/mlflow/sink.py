@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from arcuate.backends.mlflow.bulk import BulkRunWriter
-    from arcuate.backends.protocols import BulkRunSink, ModelSink, PromptSink
+    from arcuate.backends.protocols import BulkRunSink, GenAISink, ModelSink, PromptSink
 
 _PAGE: Final = 1000
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
@@ -392,6 +392,59 @@ class MlflowSink:
                 if error_code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return False
+
+    # -- scorers and evaluation datasets (format 2) ----------------------------------------------
+    def scorer_versions(self, experiment_id: str) -> dict[str, dict[int, str]]:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import scorers
+
+        return scorers.scorer_versions(self.client, experiment_id)
+
+    def write_scorers(
+        self,
+        experiment_id: str,
+        creates: list[tuple[str, int, str]],
+        placeholders: list[tuple[str, int]],
+    ) -> None:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import scorers
+
+        scorers.write_scorers(self.client, experiment_id, creates, placeholders)
+
+    def dataset_state(self, experiment_id: str, origin: str) -> dict[str, Record]:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import datasets
+
+        return datasets.dataset_state(self.client, experiment_id, origin)
+
+    def write_dataset(
+        self,
+        experiment_id: str,
+        dataset: Record,
+        records: Iterable[Record],
+        *,
+        here: Record | None,
+        source: str,
+        origin: str,
+    ) -> str:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import datasets
+
+        return datasets.write_dataset(
+            self.client, experiment_id, dataset, records, here=here, source=source, origin=origin
+        )
+
+    def delete_dataset_records(self, dataset_id: str, record_ids: list[str]) -> None:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import datasets
+
+        datasets.delete_dataset_records(self.client, dataset_id, record_ids)
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """See :class:`~arcuate.backends.protocols.GenAISink`."""
+        from arcuate.backends.mlflow import datasets
+
+        datasets.delete_dataset(self.client, dataset_id)
 
     # -- prompts (format 2: :mod:`arcuate.backends.mlflow.prompts`) ---------------------------
     def prompt_state(self, name: str) -> Record | None:
@@ -1426,6 +1479,6 @@ class MlflowSink:
 
 if TYPE_CHECKING:
 
-    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink, PromptSink]:
+    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink, PromptSink, GenAISink]:
         """mypy checks here that the MLflow sink implements the sink Protocols."""
-        return sink, sink, sink
+        return sink, sink, sink, sink

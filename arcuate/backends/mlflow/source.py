@@ -1009,6 +1009,19 @@ class MlflowSource:
             records.append(self._version_record(rm, mv, sorted(by_version.get(v, []))))
         return records
 
+    # -- scorers and evaluation datasets (format 2) ----------------------------------------------
+    def get_scorers(self, experiment_id: str) -> tuple[list[Record], list[str]]:
+        """See :class:`~arcuate.backends.protocols.GenAISource`."""
+        from arcuate.backends.mlflow.scorers import read_scorers
+
+        return read_scorers(self.client, experiment_id)
+
+    def iter_eval_records(self, experiment_id: str) -> Iterator[Record]:
+        """See :class:`~arcuate.backends.protocols.GenAISource`."""
+        from arcuate.backends.mlflow.datasets import iter_eval_records
+
+        return iter_eval_records(self.client, experiment_id)
+
     def get_prompt_versions(
         self, name: str, *, versions: tuple[int, ...] = (), aliases: tuple[str, ...] = ()
     ) -> list[Record]:

@@ -34,6 +34,8 @@ SOURCE_VERSION: Final = "arcuate.source_version"
 SOURCE_URI: Final = "arcuate.source_uri"
 PLACEHOLDER: Final = "arcuate.placeholder"
 MAX_VERSION: Final = "arcuate.max_version"
+#: an imported evaluation dataset's id at the provider (MLflow gives it a new id)
+SOURCE_DATASET_ID: Final = "arcuate.source_dataset_id"
 #: provider, share and table (``<endpoint>#<share>.<schema>.<table>``): engine/provenance.py
 ORIGIN: Final = "arcuate.origin"
 #: which import wrote a run (``experiment`` or ``model:<name>``); only the owner changes it
@@ -56,6 +58,7 @@ MANAGED: Final = frozenset(
         SOURCE_URI,
         PLACEHOLDER,
         MAX_VERSION,
+        SOURCE_DATASET_ID,
         ORIGIN,
         OWNER,
     }

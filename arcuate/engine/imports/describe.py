@@ -20,8 +20,9 @@ from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
+from arcuate.format.genai import EvalRecords, Scorers, parse_eval_record_row, parse_scorer_row
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
-from arcuate.format.schema import MODEL_VERSION, PROMPT_VERSION, RUN, Content
+from arcuate.format.schema import EVAL_RECORD, MODEL_VERSION, PROMPT_VERSION, RUN, SCORER, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
 
 #: An MLmodel or requirements file larger than this is not read.
@@ -177,6 +178,9 @@ class _Description:
     formats: dict[str, dict[str, str]] = field(default_factory=dict)
     by_key: dict[str, Record] = field(default_factory=dict)
     prompts: list[SharedPrompt] = field(default_factory=list)
+    #: an experiment table's scorer versions and evaluation records (format 2)
+    scorers: Scorers = field(default_factory=Scorers)
+    records: EvalRecords = field(default_factory=EvalRecords)
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -200,6 +204,10 @@ class _Description:
             )
         if self.content == "prompt":
             self._prompt_row(raw, i)
+            return
+        if kind in (SCORER, EVAL_RECORD) and self.content in (None, "experiment"):
+            self.content = "experiment"
+            self._genai_row(raw, i)
             return
         try:
             item = v.parse_row(raw, i, self.content or "experiment")
@@ -265,6 +273,39 @@ class _Description:
             }
         )
 
+    def _genai_row(self, raw: Record, i: int) -> None:
+        """A scorer version (a row of its own) or an eval record (counted per dataset)."""
+        try:
+            if raw.get("kind") == SCORER:
+                scorer = parse_scorer_row(raw, i)
+                self.scorers.add(scorer)
+                self.rows.append(
+                    {"kind": SCORER, "key": f"{scorer.name}/{scorer.version}",
+                     "name": scorer.name, "version": scorer.version, "scorer_kind": scorer.kind}
+                )  # fmt: skip
+            else:
+                self.records.add(parse_eval_record_row(raw, i))
+        except ShareDataError as exc:
+            self.problem = self.problem or str(exc)
+
+    def _genai_summary(self) -> dict[str, Any]:
+        """The scorer and dataset counts, and a row per dataset, when the table has any."""
+        if not self.scorers.items and not self.records.datasets:
+            return {}
+        try:
+            self.scorers.finish()
+        except ShareDataError as exc:
+            self.problem = self.problem or str(exc)
+        for src, ds in self.records.datasets.items():
+            self.rows.append(
+                {"kind": "eval_dataset", "key": src, "name": ds.name, "records": ds.count}
+            )
+        return {
+            "scorers": len(self.scorers.items),
+            "datasets": len(self.records.datasets),
+            "eval_records": sum(d.count for d in self.records.datasets.values()),
+        }
+
     def summary(self, source: str, started: float) -> dict[str, Any]:
         if self.prompts and self.problem is None:
             try:
@@ -285,6 +326,7 @@ class _Description:
             "flavors": ", ".join(sorted(self.flavors)),
             "requirements": "; ".join(sorted(self.requirements)),
             **self.serialization(),
+            **self._genai_summary(),
             "valid": self.problem is None,
             "seconds": round(time.monotonic() - started, 3),
         }

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from arcuate.backends.protocols import BulkRunSink, ModelSink, Provenance, Record
 from arcuate.engine import provenance as prov
+from arcuate.engine.imports.genai import plan_genai, write_genai
 from arcuate.engine.imports.importer import (
     Importer,
     ImportReport,
@@ -158,6 +159,8 @@ class _ExperimentImport(Importer):
         self._locations = {}
         tags = (self.spool.experiment or {}).get("tags") or {}
         eid = self.sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
+        # scorers and datasets are matched before any run is written: a conflict stops here
+        genai = plan_genai(self.sink, eid, self.spool.genai, self.origin.tag, exact=self.exact)
         self.sink.remove_orphan_files(eid)  # of an import of it that was killed midway
         states = self.sink.list_runs(eid)
         plan = self._match(eid, states)
@@ -165,6 +168,10 @@ class _ExperimentImport(Importer):
         self._logged_models(eid, plan)
         self._write(eid, plan, states)
         self._remove(eid, plan, states)
+        self.report.genai = write_genai(
+            self.sink, eid, self.spool.genai, genai, source=self.source, origin=self.origin.tag,
+            exact=self.exact,
+        )  # fmt: skip
         return self.report
 
     @property

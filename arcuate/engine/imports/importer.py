@@ -36,6 +36,8 @@ class ImportReport:
     metric_points: int = 0
     unlinked: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: scorers and evaluation datasets (format 2): their counters, when the table held any
+    genai: dict[str, Any] = field(default_factory=dict)
 
     def count(self, action: str) -> None:
         """One more run or version that was ``action``."""
@@ -114,6 +116,7 @@ def experiment_result(
     }
     if report.unlinked:
         summary["unlinked"] = report.unlinked
+    summary.update(report.genai)
     summary.update(notes)
     return StatementResult(
         statement=statement, action="import_experiment", summary=summary, rows=report.rows

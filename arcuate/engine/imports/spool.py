@@ -26,11 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from arcuate.engine.imports.genai import GenAISpool
 from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
-from arcuate.format.schema import RUN, Content
+from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, Content
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
 _SLICE_BYTES = 4 * 1024 * 1024
@@ -131,6 +132,8 @@ class Spool:
             (root / "records").mkdir(parents=True)
             (root / "blobs").mkdir()
             (root / "chunks").mkdir()
+        #: the table's scorer versions and evaluation records (format 2, experiment tables)
+        self.genai = GenAISpool(root)
 
     @classmethod
     @contextlib.contextmanager
@@ -165,7 +168,10 @@ class Spool:
                 part = batch.slice(start, step)
                 first = self.rows + start
                 for offset, row in enumerate(self._rows(part, first)):
-                    self._add(v.parse_row(row, first + offset, self.content))
+                    if self.content == "experiment" and row.get("kind") in (SCORER, EVAL_RECORD):
+                        self.genai.add(row, first + offset)
+                    else:
+                        self._add(v.parse_row(row, first + offset, self.content))
             self.rows += batch.num_rows
             if tick is not None:
                 tick(self.rows)
@@ -193,6 +199,7 @@ class Spool:
             "experiment": self.experiment,
             "rows": self.rows,
             "bytes": self.bytes,
+            "genai": self.genai.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -202,6 +209,7 @@ class Spool:
         self.rows = int(state["rows"])
         self.bytes = int(state["bytes"])
         self._by_key = {e.key: i for i, e in enumerate(self.entries)}
+        self.genai.restore(state.get("genai") or {})
         self.helper_peak_rss = int(state.get("peak_rss") or 0)
 
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
@@ -333,6 +341,7 @@ class Spool:
     def _finish(self) -> None:
         """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks.
         The version numbers of a model table must leave few gaps (each is a placeholder)."""
+        self.genai.finish()
         if self.content == "model":
             v.check_version_numbers((e.row, int(e.version or 0)) for e in self.entries)
         used: set[tuple[str, str, str]] = set()

@@ -1,0 +1,116 @@
+"""MLflow traces: reading an experiment's traces for export, re-creating them with ids kept.
+
+Reading is ``TracingClient.search_traces(include_spans=True)``; ``Trace.to_dict()`` is a
+complete, JSON-safe row (research notes, issue 14, §2.1). Writing follows the one order that
+keeps every value and id (§2.2): ``log_spans`` first, then ``start_trace(TraceInfo)`` (its
+values win over what ``log_spans`` derived), then ``create_assessment`` one by one, overridden
+ones before the ones that override them, skipping ids the trace already holds (a re-import
+changes nothing). Links to runs (metadata ``mlflow.sourceRun``) and logged models
+(``mlflow.modelId``) are mapped to the recipient's ids; a link to something not imported is
+dropped rather than left pointing at a provider id.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from arcuate.backends.mlflow.connect import mlflow_errors
+
+if TYPE_CHECKING:
+    from arcuate.format.traces import SharedTrace
+
+SOURCE_RUN: Final = "mlflow.sourceRun"
+MODEL_ID: Final = "mlflow.modelId"
+#: The store writes its own artifact location: a provider's path means nothing here.
+ARTIFACT_LOCATION: Final = "mlflow.artifactLocation"
+#: A page of traces (an `mlflow server` refused 1,000).
+PAGE: Final = 100
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracing.client import TracingClient
+
+    return TracingClient(tracking_uri)
+
+
+def read_traces(tracking_uri: str, experiment_id: str, experiment_key: str) -> list[dict[str, Any]]:
+    """Every trace of ``experiment_id`` as values of the ``trace`` column (JSON texts)."""
+    client, token = _client(tracking_uri), None
+    out: list[dict[str, Any]] = []
+    with mlflow_errors(f"reading the traces of experiment {experiment_id}"):
+        while True:
+            page = client.search_traces(
+                locations=[experiment_id], max_results=PAGE, page_token=token, include_spans=True
+            )
+            out.extend(_row(t.to_dict(), experiment_key) for t in page)
+            token = page.token
+            if not token:
+                return out
+
+
+def _row(trace: Mapping[str, Any], experiment_key: str) -> dict[str, Any]:
+    info = dict(trace["info"])
+    info.pop("trace_location", None)  # the recipient's experiment, set on import
+    return {
+        "experiment_key": experiment_key,
+        "trace_id": info["trace_id"],
+        "info": json.dumps(info, ensure_ascii=False),
+        "spans": json.dumps(trace["data"]["spans"], ensure_ascii=False),
+    }
+
+
+def _mapped(info: dict[str, Any], runs: Mapping[str, str], models: Mapping[str, str]) -> None:
+    meta = info.setdefault("trace_metadata", {})
+    for key, ids in ((SOURCE_RUN, runs), (MODEL_ID, models)):
+        if meta.get(key) is not None:
+            if meta[key] in ids:
+                meta[key] = ids[meta[key]]
+            else:
+                del meta[key]
+    (info.get("tags") or {}).pop(ARTIFACT_LOCATION, None)
+
+
+def write_trace(
+    tracking_uri: str,
+    experiment_id: str,
+    trace: SharedTrace,
+    runs: Mapping[str, str],
+    models: Mapping[str, str],
+) -> int:
+    """Re-create ``trace`` in ``experiment_id`` with its ids; the number of assessments added."""
+    from mlflow.entities import Assessment, Span, TraceInfo, TraceLocation
+
+    info_dict = copy.deepcopy(trace.info)
+    _mapped(info_dict, runs, models)
+    info_dict["trace_location"] = TraceLocation.from_experiment_id(experiment_id).to_dict()
+    assessments = [Assessment.from_dictionary(a) for a in info_dict.pop("assessments", None) or []]
+    info = TraceInfo.from_dict({**info_dict, "assessments": []})
+    client = _client(tracking_uri)
+    with mlflow_errors(f"importing trace {trace.trace_id} (row {trace.row})"):
+        client.log_spans(experiment_id, [Span.from_dict(s) for s in trace.spans])
+        client.start_trace(info)
+        held = {a.assessment_id for a in client.get_trace_info(trace.trace_id).assessments}
+        added = 0
+        for a in sorted(assessments, key=lambda a: a.overrides is not None):
+            if a.assessment_id not in held:
+                client.store.create_assessment(a)
+                added += 1
+    return added
+
+
+def trace_ids(tracking_uri: str, experiment_id: str) -> set[str]:
+    """The ids of the traces ``experiment_id`` holds (to import only the new ones)."""
+    client, token = _client(tracking_uri), None
+    out: set[str] = set()
+    with mlflow_errors(f"listing the traces of experiment {experiment_id}"):
+        while True:
+            page = client.search_traces(
+                locations=[experiment_id], max_results=PAGE, page_token=token, include_spans=False
+            )
+            out.update(t.info.trace_id for t in page)
+            token = page.token
+            if not token:
+                return out
