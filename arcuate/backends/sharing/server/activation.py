@@ -11,6 +11,7 @@ was used. The code travels in the query string, which the request log never reco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from typing import Final
 
@@ -48,10 +49,12 @@ private: it holds the credential that reads the data shared with you. Open it wi
 
 
 async def activation_endpoint(
-    request: Request, catalog: LocalShareCatalog, endpoint: str
+    request: Request, catalog: LocalShareCatalog, endpoint: str, admit: Callable[[str], None]
 ) -> Response:
     """The page (GET) or the profile, once (POST), of an activation link; ``endpoint`` is
-    the server's endpoint as the recipient reaches it, which the profile names.
+    the server's endpoint as the recipient reaches it, which the profile names. ``admit``
+    applies the recipient's IP access list first (raising a 403 :class:`SharingError`): the
+    profile carries the credential, and a refused click leaves the link unused.
 
     Raises:
         SharingError: 404 for a code that was never issued; 410 for a link that was used,
@@ -63,8 +66,10 @@ async def activation_endpoint(
             raise ActivationRefused(
                 404, "RESOURCE_DOES_NOT_EXIST", "this activation link is not valid"
             )
+        name = await run_in_threadpool(catalog.activation, code)
+        request.scope.setdefault("state", {})["recipient"] = name
+        admit(name)
         if request.method != "POST":
-            name = await run_in_threadpool(catalog.activation, code)
             return _page(name)
         activated = await run_in_threadpool(lambda: catalog.activate(code, endpoint=endpoint))
     except ActivationRefused as refused:

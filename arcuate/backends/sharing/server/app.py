@@ -914,11 +914,23 @@ class SharingServer:
     # -- credentials (issue 15) ---------------------------------------------------------------
     async def oauth_token(self, request: Request) -> Response:
         """The OAuth client-credentials grant of OAuth recipients (:mod:`.oauth`)."""
-        return await token_endpoint(request, self.watcher.view(), self.signer)
+        view = self.watcher.view()
+        return await token_endpoint(
+            request,
+            view,
+            self.signer,
+            lambda name: self.access.admit(request.scope, view.doc, name),
+        )
 
     async def activation(self, request: Request) -> Response:
         """A one-time activation link's page, or its profile (:mod:`.activation`)."""
-        return await activation_endpoint(request, self.watcher.catalog, self._base_url(request))
+        view = self.watcher.view()
+        return await activation_endpoint(
+            request,
+            self.watcher.catalog,
+            self._base_url(request),
+            lambda name: self.access.admit_file(request.scope, view.doc, name),
+        )
 
 
 class _FileResponse(FileResponse):

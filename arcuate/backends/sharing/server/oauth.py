@@ -22,7 +22,7 @@ import binascii
 import datetime
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -37,6 +37,9 @@ from arcuate.backends.sharing.server.wire import SharingError, dumps, echo
 
 #: The seal's purpose label: an access token opens as nothing else (page tokens, ...).
 ACCESS_PURPOSE: Final = "oauth-access"
+#: What the token endpoint answers for a client its IP access list or rate limit refuses (the
+#: protocol's 403 and 429, in RFC 6749's words).
+_ADMISSION_ERRORS: Final = {403: "access_denied", 429: "temporarily_unavailable"}
 #: A token request is three short fields; anything bigger is not a real client.
 MAX_FORM_BYTES: Final = 4096
 _FORM_TYPE: Final = "application/x-www-form-urlencoded"
@@ -145,8 +148,12 @@ def _issue(
     return holder, signer.seal(ACCESS_PURPOSE, payload), int(expires_ms / 1000 - now)
 
 
-async def token_endpoint(request: Request, view: CatalogView, signer: Signer) -> Response:
-    """Answer one client-credentials token request."""
+async def token_endpoint(
+    request: Request, view: CatalogView, signer: Signer, admit: Callable[[str], None]
+) -> Response:
+    """Answer one client-credentials token request; ``admit`` applies the recipient's IP access
+    list and rate limit (raising :class:`SharingError`) before a token is handed out: a token
+    minted outside the list could be used nowhere, and the attempt is worth refusing."""
     try:
         form = await _form(request)
         client_id, secret = _client(request, form)
@@ -161,8 +168,17 @@ async def token_endpoint(request: Request, view: CatalogView, signer: Signer) ->
             )
         holder, token, seconds = _issue(signer, view, client_id, secret)
     except OAuthError as err:
+        request.scope.setdefault("state", {})["error_code"] = err.error
         return _refusal(err)
-    request.scope.setdefault("state", {})["recipient"] = holder.name
+    state = request.scope.setdefault("state", {})
+    state["recipient"] = holder.name
+    try:
+        admit(holder.name)
+    except SharingError as refused:
+        state["error_code"] = refused.code
+        error = _ADMISSION_ERRORS.get(refused.status, "access_denied")
+        refusal = {"error": error, "error_description": refused.message}
+        return _answer(refused.status, refusal, refused.headers or {})
     body = {"access_token": token, "token_type": "Bearer", "expires_in": seconds}
     return _answer(200, body, {})
 
