@@ -1,0 +1,127 @@
+"""Signed manifests (issue 16 item 1): verify a model-signing bundle with `cryptography` alone.
+
+A bundle is what OpenSSF `model-signing` writes (Sigstore bundle v0.3, a DSSE envelope over an
+in-toto v1 statement whose predicate lists `resources`: name -> SHA-256). Verification lives
+here, not in the `arcuate[sign]` extra, because importing model_signing costs ~1 s (sigstore is
+imported eagerly), far beyond the 5 % import budget, and so that a recipient can make
+verification mandatory without installing anything (research/trust/NOTES.md §5).
+
+Only the key path is built so far; certificate chains and the share wiring are to come.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from arcuate.errors import ShareDataError
+
+CODE = "ARC620"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle is ~225 B a resource: far above any real table
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "secp256r1": hashes.SHA256,
+    "secp384r1": hashes.SHA384,
+    "secp521r1": hashes.SHA512,
+}
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: the bytes the signature covers."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def key_fingerprint(public_pem: bytes) -> str:
+    """The signer shown to users: model-signing's `hint`, the SHA-256 of the public key PEM."""
+    return hashlib.sha256(public_pem).hexdigest()
+
+
+def _refuse(message: str) -> ShareDataError:
+    return ShareDataError(message, field="signature", code=CODE)
+
+
+def _load_bundle(bundle: bytes) -> dict[str, Any]:
+    if len(bundle) > MAX_BUNDLE_BYTES:
+        raise _refuse(f"the signature bundle is {len(bundle)} bytes, over {MAX_BUNDLE_BYTES}")
+    try:
+        loaded = json.loads(bundle)
+        envelope = loaded["dsseEnvelope"]
+        signatures = envelope["signatures"]
+        if not isinstance(loaded, dict) or not isinstance(signatures, list):
+            raise TypeError("not an object")
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refuse(f"the signature bundle is not a model-signing bundle ({error})") from None
+    if envelope.get("payloadType") != PAYLOAD_TYPE or len(signatures) != 1:
+        raise _refuse("the signature bundle must hold one in-toto DSSE signature")
+    return loaded
+
+
+def _public_key(public_pem: bytes) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(public_pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _HASHES:
+        raise ValueError("the verification key must be an ECDSA P-256, P-384 or P-521 key")
+    return key
+
+
+def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
+    """Check a key-signed bundle against the pinned key; return its resources (name -> sha256).
+
+    Raises:
+        ShareDataError: (ARC620) malformed bundle, another key, or a signature that fails.
+        ValueError: the pinned key itself is not a usable ECDSA key (a user error).
+    """
+    key = _public_key(public_pem)
+    loaded = _load_bundle(bundle)
+    hint = loaded.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+    if hint != key_fingerprint(public_pem):
+        raise _refuse(f"signed by another key (fingerprint {str(hint)[:64]!r})")
+    envelope = loaded["dsseEnvelope"]
+    try:
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        signature = base64.b64decode(envelope["signatures"][0]["sig"], validate=True)
+    except (KeyError, TypeError, binascii.Error):
+        raise _refuse("the signature bundle's envelope is not base64") from None
+    try:
+        key.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(_HASHES[key.curve.name]()))
+    except InvalidSignature:
+        raise _refuse("the signature does not verify with the pinned key") from None
+    return _resources(payload)
+
+
+def _resources(payload: bytes) -> dict[str, str]:
+    try:
+        statement = json.loads(payload)
+        if statement["_type"] != STATEMENT_TYPE or statement["predicateType"] != PREDICATE_TYPE:
+            raise ValueError("not a model-signing statement")
+        items = statement["predicate"]["resources"]
+        resources = {str(r["name"]): str(r["digest"]) for r in items}
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refuse(f"the signed statement is malformed ({error})") from None
+    if len(resources) != len(items):
+        raise _refuse("the signed statement names a resource twice")
+    return resources
+
+
+def check_resources(signed: Mapping[str, str], actual: Mapping[str, str]) -> None:
+    """Refuse unless what was read is exactly what was signed: none missing, added or changed."""
+    missing = sorted(signed.keys() - actual.keys())
+    added = sorted(actual.keys() - signed.keys())
+    changed = sorted(n for n in signed.keys() & actual.keys() if signed[n] != actual[n])
+    if missing:
+        raise _refuse(f"{len(missing)} signed record(s) missing (truncated?), first {missing[0]!r}")
+    if added:
+        raise _refuse(f"{len(added)} record(s) not covered by the signature, first {added[0]!r}")
+    if changed:
+        first = changed[0]
+        raise _refuse(f"{len(changed)} record(s) differ from the signed digest, first {first!r}")
