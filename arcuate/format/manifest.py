@@ -6,7 +6,8 @@ here, not in the `arcuate[sign]` extra, because importing model_signing costs ~1
 imported eagerly), far beyond the 5 % import budget, and so that a recipient can make
 verification mandatory without installing anything (research/trust/NOTES.md §5).
 
-Only the key path is built so far; certificate chains and the share wiring are to come.
+Built so far: the key path, record digests and the table claim; certificates and the
+share wiring (signature row, SIGNED BY / VERIFIED BY, DESCRIBE) are still to come.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -125,3 +127,61 @@ def check_resources(signed: Mapping[str, str], actual: Mapping[str, str]) -> Non
     if changed:
         first = changed[0]
         raise _refuse(f"{len(changed)} record(s) differ from the signed digest, first {first!r}")
+
+
+TABLE_RESOURCE = "arcuate/table"
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the values an Arrow row holds (timestamps, bytes); nothing else is expected."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return hashlib.sha256(value).hexdigest()
+    raise TypeError(f"cannot encode {type(value).__name__} in a record digest")
+
+
+def record_digest(row: Mapping[str, Any]) -> str:
+    """SHA-256 of a record row's canonical JSON, inline file bytes left out.
+
+    File bytes are covered by each file's `sha256`, which the import already checks, so the
+    digest need not hash them again: that keeps signing and verifying one small hash a record.
+    """
+    files = [
+        {k: v for k, v in f.items() if k != "data"} for f in (row.get("files") or [])
+    ]
+    body = {k: v for k, v in row.items() if k != "files"} | {"files": files}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_resource(row: Mapping[str, Any]) -> str:
+    """The resource name a record is signed under: `record/<kind>/<key>`."""
+    return f"record/{row['kind']}/{row['key']}"
+
+
+def table_claim(table: str, sequence: int, export_id: str) -> bytes:
+    """The canonical bytes that bind a signature to one table and one export of it."""
+    claim = {"table": table, "sequence": sequence, "export_id": export_id}
+    return json.dumps(claim, sort_keys=True, separators=(",", ":")).encode()
+
+
+def check_claim(
+    signed: Mapping[str, str], claim: bytes, table: str, last_sequence: int | None
+) -> int:
+    """Refuse a claim that is not the signed one, names another table, or replays an older
+    export than the recipient already imported; return its sequence."""
+    if signed.get(TABLE_RESOURCE) != hashlib.sha256(claim).hexdigest():
+        raise _refuse("the table claim is not the one that was signed")
+    try:
+        loaded = json.loads(claim)
+        named, sequence = str(loaded["table"]), loaded["sequence"]
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+            raise TypeError("sequence is not a count")
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refuse(f"the table claim is malformed ({error})") from None
+    if named != table:
+        raise _refuse(f"the signature is for table {named!r}, not {table!r}")
+    if last_sequence is not None and sequence < last_sequence:
+        raise _refuse(f"replayed export: sequence {sequence}, already imported {last_sequence}")
+    return sequence

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -105,3 +107,52 @@ def test_malformed_bundle_is_refused(bad: bytes) -> None:
 def test_records_must_match_the_signed_set(actual: dict[str, str], reason: str) -> None:
     with pytest.raises(ShareDataError, match=reason):
         manifest.check_resources(RESOURCES, actual)
+
+
+FILE = {"path": "m/a.bin", "size": 3, "sha256": "ab" * 32, "data": b"abc", "chunks": 0}
+ROW: dict[str, Any] = {
+    "format_version": 2,
+    "kind": "run",
+    "key": "r1",
+    "exported_at": datetime(2026, 12, 1, tzinfo=UTC),
+    "files": [FILE],
+}
+
+
+def test_record_digest_covers_values_not_inline_bytes() -> None:
+    digest = manifest.record_digest(ROW)
+    assert manifest.record_digest(dict(ROW)) == digest
+    assert manifest.record_digest({**ROW, "key": "r2"}) != digest
+    moved = {**ROW, "files": [{**FILE, "data": None, "chunks": 1}]}
+    assert manifest.record_digest(moved) != digest  # the layout is signed too
+    assert manifest.record_resource(ROW) == "record/run/r1"
+
+
+def _signed_claim(table: str, sequence: int) -> tuple[dict[str, str], bytes]:
+    claim = manifest.table_claim(table, sequence, "e1")
+    return {manifest.TABLE_RESOURCE: hashlib.sha256(claim).hexdigest()}, claim
+
+
+def test_claim_for_this_table_and_a_newer_export_passes() -> None:
+    signed, claim = _signed_claim("share.schema.t", 5)
+    assert manifest.check_claim(signed, claim, "share.schema.t", 4) == 5
+    assert manifest.check_claim(signed, claim, "share.schema.t", None) == 5
+
+
+@pytest.mark.parametrize(
+    ("table", "last", "reason"),
+    [("share.schema.other", None, "for table"), ("share.schema.t", 6, "replayed")],
+)
+def test_claim_for_another_table_or_an_older_export_is_refused(
+    table: str, last: int | None, reason: str
+) -> None:
+    signed, claim = _signed_claim("share.schema.t", 5)
+    with pytest.raises(ShareDataError, match=reason):
+        manifest.check_claim(signed, claim, table, last)
+
+
+def test_claim_not_the_signed_one_is_refused() -> None:
+    signed, _ = _signed_claim("share.schema.t", 5)
+    forged = manifest.table_claim("share.schema.t", 9, "e1")
+    with pytest.raises(ShareDataError, match="not the one that was signed"):
+        manifest.check_claim(signed, forged, "share.schema.t", None)
