@@ -6,8 +6,9 @@ here, not in the `arcuate[sign]` extra, because importing model_signing costs ~1
 imported eagerly), far beyond the 5 % import budget, and so that a recipient can make
 verification mandatory without installing anything (research/trust/NOTES.md §5).
 
-Built so far: the key path, record digests and the table claim; certificates and the
-share wiring (signature row, SIGNED BY / VERIFIED BY, DESCRIBE) are still to come.
+The signature travels inside the table as one extra row of kind ``signature`` (key
+``table``) whose two files are the bundle and the table claim it binds (docs/trust.md);
+:mod:`arcuate.engine.signing` writes and checks it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from arcuate.errors import ShareDataError
+from arcuate.format import validate as v
 
 CODE = "ARC620"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -130,6 +132,13 @@ def check_resources(signed: Mapping[str, str], actual: Mapping[str, str]) -> Non
 
 
 TABLE_RESOURCE = "arcuate/table"
+#: The row that carries the signature: kind, key, file owner, and its two files' paths.
+SIGNATURE_KIND = "signature"
+SIGNATURE_KEY = "table"
+SIGNATURE_OWNER = "signature"
+BUNDLE_PATH = "bundle.sig"
+CLAIM_PATH = "claim.json"
+MAX_CLAIM_BYTES = 64 * 1024
 
 
 def _plain(value: Any) -> Any:
@@ -160,17 +169,40 @@ def record_resource(row: Mapping[str, Any]) -> str:
     return f"record/{row['kind']}/{row['key']}"
 
 
-def table_claim(table: str, sequence: int, export_id: str) -> bytes:
+def shared_digest(record: v.SharedRecord, exported_at: str) -> str:
+    """SHA-256 of a validated record's canonical JSON: what provider and recipient both hash.
+
+    Both sides hash the values :func:`arcuate.format.validate.parse_row` returns for the row
+    as Arrow holds it, so the provider's digest is the recipient's exactly; files count by
+    (owner, path, size, sha256, chunks): their bytes are checked against ``sha256`` anyway.
+    """
+    body = {
+        "kind": record.kind,
+        "key": record.key,
+        "exported_at": exported_at,
+        "experiment": record.experiment,
+        "run": record.run,
+        "model_version": record.model_version,
+        "files": [[f.owner, f.path, f.size, f.sha256, f.chunks] for f in record.files],
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def table_claim(table: str, sequence: int, export_id: str, exported_at: str = "") -> bytes:
     """The canonical bytes that bind a signature to one table and one export of it."""
-    claim = {"table": table, "sequence": sequence, "export_id": export_id}
+    claim: dict[str, Any] = {"table": table, "sequence": sequence, "export_id": export_id}
+    if exported_at:
+        claim["exported_at"] = exported_at
     return json.dumps(claim, sort_keys=True, separators=(",", ":")).encode()
 
 
 def check_claim(
-    signed: Mapping[str, str], claim: bytes, table: str, last_sequence: int | None
+    signed: Mapping[str, str], claim: bytes, table: str | None, last_sequence: int | None
 ) -> int:
-    """Refuse a claim that is not the signed one, names another table, or replays an older
-    export than the recipient already imported; return its sequence."""
+    """Refuse a claim that is not the signed one, names another table (``table`` None: the
+    reader does not know the table's shared name), or replays an older export than the
+    recipient already imported; return its sequence."""
     if signed.get(TABLE_RESOURCE) != hashlib.sha256(claim).hexdigest():
         raise _refuse("the table claim is not the one that was signed")
     try:
@@ -180,7 +212,7 @@ def check_claim(
             raise TypeError("sequence is not a count")
     except (ValueError, KeyError, TypeError) as error:
         raise _refuse(f"the table claim is malformed ({error})") from None
-    if named != table:
+    if table is not None and named.lower() != table.lower():
         raise _refuse(f"the signature is for table {named!r}, not {table!r}")
     if last_sequence is not None and sequence < last_sequence:
         raise _refuse(f"replayed export: sequence {sequence}, already imported {last_sequence}")

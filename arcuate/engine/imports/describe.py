@@ -11,15 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import pyarrow as pa
 
 from arcuate.backends.protocols import Record
+from arcuate.engine import signing
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
+from arcuate.format.manifest import SIGNATURE_KIND, record_resource, shared_digest
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
 from arcuate.format.schema import MODEL_VERSION, PROMPT_VERSION, RUN, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
@@ -177,6 +180,10 @@ class _Description:
     formats: dict[str, dict[str, str]] = field(default_factory=dict)
     by_key: dict[str, Record] = field(default_factory=dict)
     prompts: list[SharedPrompt] = field(default_factory=list)
+    #: a signed table's signature, each record's digest and the exported_at values seen
+    signature: signing.Carried | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    exported_at: set[str] = field(default_factory=set)
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -194,6 +201,12 @@ class _Description:
 
     def _row(self, raw: Record, i: int) -> None:
         kind = raw.get("kind")
+        if kind == SIGNATURE_KIND:
+            try:
+                self.signature = signing.carried(raw, i, self.signature)
+            except ShareDataError as exc:
+                self.problem = self.problem or str(exc)
+            return
         if self.content is None and kind in (RUN, MODEL_VERSION, PROMPT_VERSION):
             self.content = (
                 "experiment" if kind == RUN else "model" if kind == MODEL_VERSION else "prompt"
@@ -212,6 +225,10 @@ class _Description:
                 found = classify(item.path, item.data, size=len(item.data) + 1)
                 self.formats.setdefault(item.key, {})[f"{item.owner}/{item.path}"] = found.format
             return
+        at = raw.get("exported_at")
+        at = at.isoformat() if isinstance(at, datetime) else str(at)
+        self.digests[record_resource(raw)] = shared_digest(item, at)
+        self.exported_at.add(at)
         points = len((item.run or {}).get("metrics") or ())
         self.counts["records"] += 1
         self.counts["files"] += len(item.files)
@@ -265,6 +282,21 @@ class _Description:
             }
         )
 
+    def signed(self, source: str, key: bytes | None) -> dict[str, Any]:
+        """Who signed the table (the key fingerprint its bundle names) and whether the
+        signature verifies with the pinned key."""
+        sig = self.signature
+        if sig is None:
+            return {"signed_by": "unsigned", "signature": "none"}
+        out = {"signed_by": f"key {sig.signer()}"}
+        if key is None:
+            return out | {"signature": "not checked (name the key with VERIFIED BY)"}
+        try:
+            signing.verify(sig, self.digests, self.exported_at, key, source)
+        except ShareDataError as exc:
+            return out | {"signature": f"does not verify: {exc}"}
+        return out | {"signature": "verifies"}
+
     def summary(self, source: str, started: float) -> dict[str, Any]:
         if self.prompts and self.problem is None:
             try:
@@ -293,20 +325,27 @@ class _Description:
         return out
 
 
-def describe_shared(batches: Iterable[pa.RecordBatch], source: str) -> StatementResult:
+def describe_shared(
+    batches: Iterable[pa.RecordBatch], source: str, verify_key: str | None = None
+) -> StatementResult:
     """What a shared table holds, without writing anything to MLflow.
 
     Reads every row once: kind, runs or versions, metric points, files and bytes, and for each
     model its flavors and Python requirements, read from ``MLmodel`` / ``requirements.txt`` as
-    text (nothing is loaded or executed). Validation problems are reported, not raised.
+    text (nothing is loaded or executed), and the signer, checked with ``verify_key`` when
+    given. Validation problems are reported, not raised.
     """
     started = time.monotonic()
+    key = signing.read_key(verify_key) if verify_key else None
     found = _Description()
     for batch in batches:
         found.read(batch)
+    summary = found.summary(source, started)
+    seconds = summary.pop("seconds")
+    summary |= found.signed(source, key) | {"seconds": seconds}
     return StatementResult(
         statement=f"DESCRIBE '{source}'",
         action="describe_shared",
-        summary=found.summary(source, started),
+        summary=summary,
         rows=found.rows,
     )
