@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -408,5 +407,35 @@ def test_served_tampered_tables_are_refused(
     assert described.summary["signature"].startswith(expected)
 
 
-def test_no_environment_leak() -> None:
-    assert "ARCUATE_REQUIRE_SIGNATURE" not in os.environ
+def test_explain_and_settings_show_the_policy() -> None:
+    from arcuate.config import resolve_settings
+
+    plan = arcuate.execute(
+        "EXPLAIN CREATE SHARE ml WITH TABLE churn FROM MODEL churn SIGNED BY 'provider.pem';"
+        "EXPLAIN CREATE MODEL m AS 'p#a.b.c' VERIFIED BY 'k.pub'",
+        tracking_uri="sqlite:///unused.db",
+        progress=False,
+    )
+    assert "signed by key 'provider.pem' as ml.default.churn" in plan[0].rows[1]["description"]
+    assert "verifying the signature with 'k.pub' (before any write)" in plan[1].rows[1]["description"]
+    assert resolve_settings(require_signature="on").require_signature is True
+    with pytest.raises(ConfigurationError, match="require_signature must be on or off"):
+        resolve_settings(require_signature="maybe")
+    assert resolve_settings(signing_key="k.pem").signing_key == "k.pem"
+
+
+def test_served_table_verified_in_the_helper_process(
+    provider: Provider, served: dict[str, str], recipient_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large listed table is read by a helper process: the digests and the signature it
+    found come back with the spool's index, and a tampered table is still refused."""
+    import arcuate.engine.imports.worker as worker
+
+    monkeypatch.setattr(worker, "WORKER_BYTES", 1)
+    before = whole_store(recipient_store, recipient_store.root)
+    with pytest.raises(ShareDataError, match="differ from the signed digest"):
+        _execute(recipient_store, f"CREATE EXPERIMENT e AS '{served['edited']}' VERIFIED BY '{provider.pub}'")
+    assert whole_store(recipient_store, recipient_store.root) == before
+    result = _execute(recipient_store, f"CREATE EXPERIMENT e AS '{served['exp']}' VERIFIED BY '{provider.pub}'")
+    assert result.summary["added"] == 3 and "verified" in result.summary["signature"]
+    assert result.summary.get("helper_peak_rss")
