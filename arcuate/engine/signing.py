@@ -39,10 +39,16 @@ def check_signing_key(path: str) -> Path:
     """The provider's private key file, checked before any table is touched.
 
     Raises:
-        InputError: no such file, not a PEM private key, encrypted, or not an ECDSA key.
+        InputError: the sign extra is missing; no such file, not a PEM private key,
+            encrypted, or not an ECDSA key.
     """
+    import importlib.util
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    if importlib.util.find_spec("model_signing") is None:
+        raise InputError("signing needs the sign extra: pip install 'arcuate[sign]'")
 
     key_path = Path(path).expanduser()
     try:

@@ -439,3 +439,31 @@ def test_served_table_verified_in_the_helper_process(
     result = _execute(recipient_store, f"CREATE EXPERIMENT e AS '{served['exp']}' VERIFIED BY '{provider.pub}'")
     assert result.summary["added"] == 3 and "verified" in result.summary["signature"]
     assert result.summary.get("helper_peak_rss")
+
+
+def test_an_unusable_signing_key_is_refused_before_any_table_is_written(
+    provider: Provider, tmp_path: Path
+) -> None:
+    from arcuate.errors import InputError
+
+    store = provider.small.store
+    settings = {"tracking_uri": store.tracking_uri, "registry_uri": store.registry_uri,
+                "warehouse": str(tmp_path / "wh"), "progress": False}  # fmt: skip
+    with pytest.raises(InputError, match="cannot read the signing key"):
+        arcuate.execute(
+            f"CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small SIGNED BY '{tmp_path}/no.pem'",
+            **settings,
+        )
+    with pytest.raises(InputError, match="is not an unencrypted PEM private key"):
+        arcuate.execute(
+            f"CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small SIGNED BY '{provider.pub}'",
+            **settings,
+        )
+    # the same through the signing_key setting
+    with pytest.raises(InputError, match="cannot read the signing key"):
+        arcuate.execute(
+            "CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small",
+            signing_key=str(tmp_path / "no.pem"),
+            **settings,
+        )
+    assert not (tmp_path / "wh" / "t").exists()
