@@ -355,8 +355,12 @@ def signature_note(seen: Verified | None) -> dict[str, Any]:
     """What an import's summary says of the signature it verified (and remembers it)."""
     if seen is None:
         return {}
-    ReplayState().record(seen)
-    return {"signature": f"verified (key {seen.signer[:16]}, export {seen.exported_at})"}
+    out = {"signature": f"verified (key {seen.signer[:16]}, export {seen.exported_at})"}
+    try:
+        ReplayState().record(seen)
+    except (OSError, ConfigurationError) as error:  # the import is done: say so, do not fail
+        out["replay_state"] = f"not recorded ({error}): a replay of an older export goes unseen"
+    return out
 
 
 def public_fingerprint(private_key: str) -> str:
