@@ -10,8 +10,6 @@ checked against their signed SHA-256 by pass 1 already. See docs/trust.md.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -27,9 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arcuate.backends.protocols import ChunkedFile
+from arcuate.engine.imports.spool import Spool
 from arcuate.errors import ConfigurationError, InputError, ShareDataError
 from arcuate.format import manifest as mf
 from arcuate.format import validate as v
+from arcuate.format.manifest import Carried
 from arcuate.format.schema import CHUNK, FORMAT_VERSION, SCHEMA, Content
 
 # -- provider ---------------------------------------------------------------------------------
@@ -73,8 +73,6 @@ def batch_digests(
 ) -> Iterator[tuple[str, str, str]]:
     """(resource, digest, exported_at) of each record row of ``batch``, as the recipient will
     compute them: the same conversion to Python values and the same validation."""
-    from arcuate.engine.imports.spool import Spool
-
     if batch.num_rows == 0:
         return
     records = batch.filter(pc.not_equal(batch.column("kind"), CHUNK))  # chunks: by FILE.sha256
@@ -133,64 +131,6 @@ def signature_batch(bundle: bytes, claim: bytes, exported_at: datetime) -> pa.Re
 
 
 # -- recipient --------------------------------------------------------------------------------
-
-
-@dataclass
-class Carried:
-    """The signature a table carries: its bundle and claim, and the row it sat in."""
-
-    row: int
-    bundle: bytes
-    claim: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"row": self.row, "bundle": base64.b64encode(self.bundle).decode(),
-                "claim": base64.b64encode(self.claim).decode()}  # fmt: skip
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Carried:
-        return cls(int(doc["row"]), base64.b64decode(doc["bundle"]), base64.b64decode(doc["claim"]))
-
-    def signer(self) -> str:
-        """The key fingerprint the bundle names (model-signing's hint), unverified."""
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            hint = json.loads(self.bundle)["verificationMaterial"]["publicKey"]["hint"]
-            return str(hint)[:64]
-        return "unknown"
-
-
-def carried(row: dict[str, Any], i: int, seen: Carried | None) -> Carried:
-    """The signature of a ``signature`` row, its files checked (two, named, each digest).
-
-    Raises:
-        ShareDataError: (ARC620) a second signature row, or a malformed one.
-    """
-
-    def bad(message: str) -> ShareDataError:
-        return ShareDataError(message, row=i, field="files", code=mf.CODE)
-
-    if seen is not None:
-        raise ShareDataError(
-            f"a second signature row (the first is row {seen.row})", row=i, field="kind",
-            code=mf.CODE,
-        )  # fmt: skip
-    files = row.get("files")
-    if not isinstance(files, list) or len(files) != 2:
-        raise bad("a signature row holds exactly two files (bundle.sig, claim.json)")
-    found: dict[str, bytes] = {}
-    for f in files:
-        data = f.get("data") if isinstance(f, dict) else None
-        path = f.get("path") if isinstance(f, dict) else None
-        if path not in (mf.BUNDLE_PATH, mf.CLAIM_PATH) or not isinstance(data, bytes):
-            raise bad(f"a signature row holds bundle.sig and claim.json inline, not {path!r}")
-        if hashlib.sha256(data).hexdigest() != f.get("sha256"):
-            raise bad(f"{path}'s bytes do not match its sha256")
-        found[path] = data
-    claim = found.get(mf.CLAIM_PATH, b"")
-    if len(found) != 2 or len(claim) > mf.MAX_CLAIM_BYTES:
-        raise bad("a signature row holds one bundle.sig and one small claim.json")
-    return Carried(i, found[mf.BUNDLE_PATH], claim)
-
 
 def shared_name(coordinate: str) -> str | None:
     """``share.schema.table`` of a coordinate (``profile#share.schema.table``), else None."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -217,3 +219,60 @@ def check_claim(
     if last_sequence is not None and sequence < last_sequence:
         raise _refuse(f"replayed export: sequence {sequence}, already imported {last_sequence}")
     return sequence
+
+
+@dataclass
+class Carried:
+    """The signature a table carries: its bundle and claim, and the row it sat in."""
+
+    row: int
+    bundle: bytes
+    claim: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"row": self.row, "bundle": base64.b64encode(self.bundle).decode(),
+                "claim": base64.b64encode(self.claim).decode()}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Carried:
+        return cls(int(doc["row"]), base64.b64decode(doc["bundle"]), base64.b64decode(doc["claim"]))
+
+    def signer(self) -> str:
+        """The key fingerprint the bundle names (model-signing's hint), unverified."""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            hint = json.loads(self.bundle)["verificationMaterial"]["publicKey"]["hint"]
+            return str(hint)[:64]
+        return "unknown"
+
+
+def carried(row: dict[str, Any], i: int, seen: Carried | None) -> Carried:
+    """The signature of a ``signature`` row, its files checked (two, named, each digest).
+
+    Raises:
+        ShareDataError: (ARC620) a second signature row, or a malformed one.
+    """
+
+    def bad(message: str) -> ShareDataError:
+        return ShareDataError(message, row=i, field="files", code=CODE)
+
+    if seen is not None:
+        raise ShareDataError(
+            f"a second signature row (the first is row {seen.row})", row=i, field="kind",
+            code=CODE,
+        )  # fmt: skip
+    files = row.get("files")
+    if not isinstance(files, list) or len(files) != 2:
+        raise bad("a signature row holds exactly two files (bundle.sig, claim.json)")
+    found: dict[str, bytes] = {}
+    for f in files:
+        data = f.get("data") if isinstance(f, dict) else None
+        path = f.get("path") if isinstance(f, dict) else None
+        if path not in (BUNDLE_PATH, CLAIM_PATH) or not isinstance(data, bytes):
+            raise bad(f"a signature row holds bundle.sig and claim.json inline, not {path!r}")
+        if hashlib.sha256(data).hexdigest() != f.get("sha256"):
+            raise bad(f"{path}'s bytes do not match its sha256")
+        found[path] = data
+    claim = found.get(CLAIM_PATH, b"")
+    if len(found) != 2 or len(claim) > MAX_CLAIM_BYTES:
+        raise bad("a signature row holds one bundle.sig and one small claim.json")
+    return Carried(i, found[BUNDLE_PATH], claim)

@@ -22,7 +22,13 @@ from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
-from arcuate.format.manifest import SIGNATURE_KIND, record_resource, shared_digest
+from arcuate.format.manifest import (
+    SIGNATURE_KIND,
+    Carried,
+    carried,
+    record_resource,
+    shared_digest,
+)
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
 from arcuate.format.schema import MODEL_VERSION, PROMPT_VERSION, RUN, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
@@ -181,7 +187,7 @@ class _Description:
     by_key: dict[str, Record] = field(default_factory=dict)
     prompts: list[SharedPrompt] = field(default_factory=list)
     #: a signed table's signature, each record's digest and the exported_at values seen
-    signature: signing.Carried | None = None
+    signature: Carried | None = None
     digests: dict[str, str] = field(default_factory=dict)
     exported_at: set[str] = field(default_factory=set)
 
@@ -203,7 +209,7 @@ class _Description:
         kind = raw.get("kind")
         if kind == SIGNATURE_KIND:
             try:
-                self.signature = signing.carried(raw, i, self.signature)
+                self.signature = carried(raw, i, self.signature)
             except ShareDataError as exc:
                 self.problem = self.problem or str(exc)
             return

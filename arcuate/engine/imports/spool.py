@@ -27,12 +27,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from arcuate.engine.signing import Carried, carried
 from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
-from arcuate.format.manifest import SIGNATURE_KIND, record_resource, shared_digest
+from arcuate.format.manifest import (
+    SIGNATURE_KIND,
+    Carried,
+    carried,
+    record_resource,
+    shared_digest,
+)
 from arcuate.format.schema import RUN, Content
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
