@@ -49,6 +49,8 @@ _ENV: Final = {
     "lock_wait": "ARCUATE_LOCK_WAIT",
     "refuse_pickle": "ARCUATE_REFUSE_PICKLE",
     "rest_concurrency": "ARCUATE_REST_CONCURRENCY",
+    "signing_key": "ARCUATE_SIGNING_KEY",
+    "require_signature": "ARCUATE_REQUIRE_SIGNATURE",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -85,6 +87,10 @@ class Settings:
     ``REFUSE PICKLE`` does for one statement (the serialization policy, docs/trust.md).
     ``rest_concurrency``: requests kept in flight at once to an MLflow server (metric
     histories read by an export, runs written by an import through the public API).
+    ``signing_key``: every CREATE SHARE signs its table with this ECDSA private key (PEM), as
+    ``SIGNED BY`` does for one statement (docs/trust.md).
+    ``require_signature``: every experiment or model import must name the provider's key
+    (``VERIFIED BY``) and refuses a table that does not verify with it.
     """
 
     tracking_uri: str | None = None
@@ -102,6 +108,8 @@ class Settings:
     lock_wait: float = DEFAULT_LOCK_WAIT
     refuse_pickle: bool = False
     rest_concurrency: int = DEFAULT_REST_CONCURRENCY
+    signing_key: str | None = None
+    require_signature: bool = False
     spark: Any = None
 
     @property
@@ -214,6 +222,18 @@ def _refuse_pickle(value: Any) -> bool:
     return flag
 
 
+def _require_signature(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    flag = _PROGRESS.get(str(value).strip().lower())
+    if flag is None:
+        raise ConfigurationError(
+            f"require_signature must be on or off (true/false, yes/no, 1/0), got {value!r}"
+            " (ARCUATE_REQUIRE_SIGNATURE)"
+        )
+    return flag
+
+
 def _rest_concurrency(value: Any) -> int:
     try:
         count = int(value)
@@ -269,6 +289,7 @@ _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
     "import_path": _import_path,
     "lock_wait": _lock_wait,
     "refuse_pickle": _refuse_pickle,
+    "require_signature": _require_signature,
     "rest_concurrency": _rest_concurrency,
     "storage_options": storage_options,
     "table_backend": lambda name: check_name("table", str(name)),

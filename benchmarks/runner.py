@@ -344,6 +344,9 @@ class Bench:
         self._token: str | None = None
         #: ``--dest postgresql``: the cluster and its migrated MLflow template database
         self.postgres: tuple[Any, str] | None = None
+        #: ``--signed``: the provider's key pair, and the rounds of plain/verified imports
+        self.keys: tuple[Path, Path] | None = None
+        self.signed_rounds = 0
 
     def close(self) -> None:
         if self.server is not None:
@@ -404,9 +407,10 @@ class Bench:
         shape = source.shape
         table = shape.name.replace("-", "_")
         what = f"MODEL '{source.model}'" if source.model else f"EXPERIMENT '{source.experiment}'"
+        signed = f" SIGNED BY '{self.keys[0]}'" if self.keys else ""
         export_args = {
             "uri": source.uri,
-            "statement": f"CREATE SHARE {SHARE} WITH TABLE {SCHEMA}.{table} FROM {what}",
+            "statement": f"CREATE SHARE {SHARE} WITH TABLE {SCHEMA}.{table} FROM {what}{signed}",
             "warehouse": str(self.provider / "warehouse"),
             "catalog": str(self.catalog),
         }
@@ -438,8 +442,23 @@ class Bench:
         import_args = {"uri": uri, "statement": f"CREATE {target} AS {coordinate}"}
         self._step(report, "import", self.launcher.run("import", import_args, dest, server))
         report.checks.append(_check_store(dest / "mlflow.db", shape, "import"))
+        if self.keys is not None:
+            self._signed(report, import_args["statement"], base, server)
         if self.postgres is not None:
             self._into_postgres(report, import_args["statement"], base, server)
+
+    def _signed(self, report: ShapeReport, statement: str, base: Path, server: Server) -> None:
+        """``--signed``: the signed table imported without and with ``VERIFIED BY``, in
+        alternating rounds into fresh stores (the load of a shared machine drifts)."""
+        assert self.keys is not None
+        verified = f"{statement} VERIFIED BY '{self.keys[1]}'"
+        for n in range(self.signed_rounds):
+            pair = ((f"import-plain-{n}", statement), (f"import-verified-{n}", verified))
+            for name, text in pair:
+                dest = base / name
+                args = {"uri": new_store(self.template, dest), "statement": text}
+                self._step(report, name, self.launcher.run("import", args, dest, server))
+                report.checks.append(_check_store(dest / "mlflow.db", report.shape, name))
 
     def _into_postgres(
         self, report: ShapeReport, statement: str, base: Path, server: Server
@@ -735,6 +754,48 @@ def machine() -> dict[str, Any]:
     }
 
 
+def make_keys(folder: Path) -> tuple[Path, Path]:
+    """An ECDSA P-256 key pair for ``--signed``: (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / "provider.pem", folder / "provider.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def signed_summary(
+    report: ShapeReport, before: tuple[float, float, float], after: tuple[float, float, float]
+) -> str:
+    """``--signed``: the median import without and with verification, and the overhead."""
+    import statistics
+
+    def median(prefix: str) -> float:
+        found = [m.seconds for n, m in report.phases.items() if n.startswith(prefix)]
+        return statistics.median(found) if found else float("nan")
+
+    plain, verified = median("import-plain-"), median("import-verified-")
+    rounds = sum(1 for n in report.phases if n.startswith("import-plain-"))
+    return (
+        f"  signed: import {plain:.2f} s, verified import {verified:.2f} s (medians of"
+        f" {rounds} alternating rounds): {100 * (verified / plain - 1):+.1f} %; load average"
+        f" {before[0]:.2f} before, {after[0]:.2f} after"
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -769,6 +830,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "from a preloaded fork server (default with --smoke; fast, RSS includes every module)",
     )
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    ap.add_argument(
+        "--signed",
+        type=int,
+        nargs="?",
+        const=3,
+        default=0,
+        metavar="ROUNDS",
+        help="export signed (SIGNED BY) and import the table without and with VERIFIED BY, "
+        "alternating, ROUNDS times each (3); prints the verification overhead",
+    )
     ap.add_argument(
         "--dest",
         choices=["postgresql"],
@@ -817,6 +888,11 @@ def main(argv: list[str] | None = None) -> int:
     launcher_name = args.launcher or ("fork" if args.smoke else "spawn")
     launcher = ForkLauncher() if launcher_name == "fork" else Launcher()
     bench = Bench(root, template, clients, set(args.skip), launcher)
+    if args.signed:
+        bench.keys = make_keys(root / "keys")
+        bench.signed_rounds = args.signed
+        os.environ["XDG_STATE_HOME"] = str(root / "state")  # the replay state of the imports
+    load_before = os.getloadavg()
     reports: list[ShapeReport] = []
     try:
         if args.dest == "postgresql":
@@ -848,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(report))
         for check in report.checks:
             print(f"  check: {check}")
+        if args.signed:
+            print(signed_summary(report, load_before, os.getloadavg()))
     if args.json:
         args.json.write_text(
             json.dumps(

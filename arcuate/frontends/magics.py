@@ -39,6 +39,8 @@ _HELP: dict[str, tuple[str, str]] = {
     "import_path": ("PATH", "how an import writes new runs: auto, api or bulk"),
     "lock_wait": ("SECONDS", "how long an import waits for another import of its target"),
     "refuse_pickle": ("ON|OFF", "refuse shared tables holding pickle-family files"),
+    "signing_key": ("PATH", "sign every exported table with this ECDSA private key"),
+    "require_signature": ("ON|OFF", "refuse imports not verified with VERIFIED BY"),
     "rest_concurrency": ("N", "requests kept in flight at once to an MLflow server"),
 }
 #: Settings naming a backend: their help lists the names the registry knows.

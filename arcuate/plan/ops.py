@@ -78,9 +78,22 @@ class WriteTable:
     table: tuple[str, ...]
     content: Literal["experiment", "model", "prompt"]
     backend: str
+    #: SIGNED BY (or the ``signing_key`` setting, applied when the step runs): the private key
+    signing_key: str | None = None
+    #: the name the signature binds the table to (``share.schema.table``)
+    signed_as: str = ""
 
     def describe(self) -> str:
-        return f"write Delta table {'.'.join(self.table)} with {self.backend} (one atomic commit)"
+        signed = (
+            f", signed by key {self.signing_key!r} as {self.signed_as} (a signature row in the"
+            " same commit)"
+            if self.signing_key
+            else ""
+        )
+        return (
+            f"write Delta table {'.'.join(self.table)} with {self.backend} (one atomic commit)"
+            f"{signed}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,13 @@ class ReadShare:
         return f"read shared table {self.coordinate!r} as {self.flavor.upper()} (Delta Sharing)"
 
 
+def _verified(key: str | None) -> str:
+    """What EXPLAIN says of a VERIFIED BY clause."""
+    if not key:
+        return ""
+    return f", verifying the signature with {key!r} (before any write)"
+
+
 @dataclass(frozen=True, slots=True)
 class ImportExperiment:
     """Validate the shared runs, then create or update them in an experiment."""
@@ -120,6 +140,8 @@ class ImportExperiment:
     overwrite: bool = False
     #: REFUSE PICKLE (or the ``refuse_pickle`` setting, applied when the step runs)
     refuse_pickle: bool = False
+    #: VERIFIED BY: the provider's public key or certificate (``require_signature``: needed)
+    verify_key: str | None = None
 
     def describe(self) -> str:
         mode = (
@@ -128,6 +150,7 @@ class ImportExperiment:
             else "add or update runs"
         )
         policy = ", refusing pickle-family files" if self.refuse_pickle else ""
+        policy += _verified(self.verify_key)
         return f"validate rows{policy}, then import into experiment {self.experiment!r} ({mode})"
 
 
@@ -140,6 +163,8 @@ class ImportModel:
     overwrite: bool = False
     #: REFUSE PICKLE (or the ``refuse_pickle`` setting, applied when the step runs)
     refuse_pickle: bool = False
+    #: VERIFIED BY: the provider's public key or certificate (``require_signature``: needed)
+    verify_key: str | None = None
 
     def describe(self) -> str:
         mode = (
@@ -148,6 +173,7 @@ class ImportModel:
             else "add or update versions"
         )
         policy = ", refusing pickle-family files" if self.refuse_pickle else ""
+        policy += _verified(self.verify_key)
         return f"validate rows{policy}, then import into registered model {self.model!r} ({mode})"
 
 
@@ -173,9 +199,12 @@ class DescribeShared:
     """Summarise a shared table without writing anything."""
 
     coordinate: str
+    #: VERIFIED BY: say whether the signature verifies with this key
+    verify_key: str | None = None
 
     def describe(self) -> str:
-        return f"summarise shared table {self.coordinate!r} (writes nothing)"
+        check = _verified(self.verify_key).replace(" (before any write)", "")
+        return f"summarise shared table {self.coordinate!r}{check} (writes nothing)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,13 @@ class _Planner:
                 content = "model"
             return (
                 read,
-                ops.WriteTable(stmt.table.parts, content, caps.table_backend),  # type: ignore[arg-type]
+                ops.WriteTable(
+                    stmt.table.parts,
+                    content,  # type: ignore[arg-type]
+                    caps.table_backend,
+                    stmt.signing_key,
+                    f"{stmt.share}.{stmt.table.schema}.{stmt.table.table}",
+                ),
                 ops.AddToShare(
                     stmt.share,
                     stmt.table.schema,
@@ -154,15 +160,19 @@ class _Planner:
             coord = stmt.coordinate.text
             imp: ops.Operator
             if isinstance(stmt, ast.CreateExperiment):
-                imp = ops.ImportExperiment(stmt.name, coord, stmt.overwrite, stmt.refuse_pickle)
+                imp = ops.ImportExperiment(
+                    stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key
+                )
             elif isinstance(stmt, ast.CreatePrompt):
                 imp = ops.ImportPrompt(stmt.name, coord, stmt.overwrite)
             else:
-                imp = ops.ImportModel(stmt.name, coord, stmt.overwrite, stmt.refuse_pickle)
+                imp = ops.ImportModel(
+                    stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key
+                )
             return (ops.ReadShare(coord, flavor), imp)
         if isinstance(stmt, ast.DescribeShared):
             coord = stmt.coordinate.text
-            return (ops.ReadShare(coord, "pandas"), ops.DescribeShared(coord))
+            return (ops.ReadShare(coord, "pandas"), ops.DescribeShared(coord, stmt.verify_key))
         if isinstance(stmt, ast.ShowProviderShares):
             return (ops.ListProviderShares(stmt.profile),)
         return (self.catalog_can(self.catalog_command(stmt), stmt.span),)

@@ -117,6 +117,8 @@ class CreateShare:
     source: ExperimentSource | ModelSource | PromptSource
     if_not_exists: bool = False
     span: Span = _span()
+    #: SIGNED BY '<private key>': the table carries a signature (issue 16)
+    signing_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class CreateExperiment:
     #: REFUSE PICKLE: no file whose loading unpickles (the serialization policy)
     refuse_pickle: bool = False
     span: Span = _span()
+    #: VERIFIED BY '<public key or certificate>': refuse a table that does not verify
+    verify_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,8 @@ class CreateModel:
     #: REFUSE PICKLE: no file whose loading unpickles (the serialization policy)
     refuse_pickle: bool = False
     span: Span = _span()
+    #: VERIFIED BY '<public key or certificate>': refuse a table that does not verify
+    verify_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +168,8 @@ class DescribeShared:
 
     coordinate: Coordinate
     span: Span = _span()
+    #: VERIFIED BY: whether the table's signature verifies with this key
+    verify_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,15 @@ def _lark() -> Lark:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def _clause(children: list[Any], rule: str) -> str | None:
+    """The string of a ``SIGNED BY '…'`` / ``VERIFIED BY '…'`` clause among ``children``."""
+    for c in children:
+        if isinstance(c, tuple) and c[0] == rule:
+            return str(c[1])
+    return None
+
+
+
 def _span_of(meta: Meta | Token) -> Span:
     return Span(
         meta.line or 1,
@@ -334,6 +343,13 @@ class _ToAst(Transformer[Token, Any]):
         model = self.model_source(meta, children)
         return ast.PromptSource(model.name, model.versions, model.aliases, model.span)
 
+    # signed tables (issue 16)
+    def signed_by(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("signed_by", unquote(children[2]))
+
+    def verified_by(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("verified_by", unquote(children[2]))
+
     # statements
     def create_share(self, meta: Meta, children: list[Any]) -> ast.CreateShare:
         if_not_exists = any(isinstance(c, Tree) and c.data == "if_not_exists" for c in children)
@@ -341,8 +357,15 @@ class _ToAst(Transformer[Token, Any]):
         # CREATE SHARE name WITH TABLE table FROM source
         share = unquote(rest[2])
         table = next(c for c in rest if isinstance(c, ast.TableName))
-        source = rest[-1]
-        return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta))
+        source = next(c for c in reversed(rest) if not isinstance(c, tuple))
+        key = _clause(children, "signed_by")
+        if key is not None and isinstance(source, ast.PromptSource):
+            raise _SemanticError(
+                "a prompt table cannot be signed yet (SIGNED BY signs experiments and models)",
+                _span_of(meta),
+                "ARC139",
+            )
+        return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta), key)
 
     def _import(self, meta: Meta, children: list[Any]) -> dict[str, Any]:
         overwrite = any(
@@ -361,6 +384,7 @@ class _ToAst(Transformer[Token, Any]):
             "overwrite": overwrite,
             "refuse_pickle": refuse,
             "span": _span_of(meta),
+            "verify_key": _clause(children, "verified_by"),
         }
 
     def create_experiment(self, meta: Meta, children: list[Any]) -> ast.CreateExperiment:
@@ -372,10 +396,11 @@ class _ToAst(Transformer[Token, Any]):
     def create_prompt(self, meta: Meta, children: list[Any]) -> ast.CreatePrompt:
         fields = self._import(meta, children)
         del fields["refuse_pickle"]  # prompts hold no files: the grammar has no policy for them
+        del fields["verify_key"]  # nor signatures (not in the grammar of CREATE PROMPT)
         return ast.CreatePrompt(**fields)
 
     def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:
-        return ast.DescribeShared(children[1], _span_of(meta))
+        return ast.DescribeShared(children[1], _span_of(meta), _clause(children, "verified_by"))
 
     def show_provider_shares(self, meta: Meta, children: list[Any]) -> ast.ShowProviderShares:
         return ast.ShowProviderShares(unquote(children[-1]), _span_of(meta))
@@ -700,6 +725,9 @@ _RULES: list[tuple[str, str]] = [
         "expected a share coordinate '<profile>#<share>.<schema>.<table>'",
     ),
     (r" REFUSE$", "expected PICKLE after REFUSE"),
+    (r" (SIGNED|VERIFIED)$", "expected BY '<key file>'"),
+    (r" SIGNED BY$", "expected the provider's private key file, quoted, after SIGNED BY"),
+    (r" VERIFIED BY$", "expected the provider's public key or certificate file, quoted"),
     (r"^CREATE RECIPIENT( if_not_exists)?$", "expected a recipient name after CREATE RECIPIENT"),
     (r" COMMENT$", "expected a quoted comment after COMMENT"),
     (r" PROFILE$", "expected a quoted file path after PROFILE"),

@@ -17,7 +17,7 @@ KEYWORDS = frozenset(
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
-    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE
+    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY
     INCLUDING DATASETS SCORERS""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
@@ -104,7 +104,8 @@ def _(node: ast.CreateShare) -> str:
             tail += " VERSION " + ", ".join(str(v) for v in src.versions)
         elif src.aliases:
             tail += " ALIAS " + ", ".join(name(a) for a in src.aliases)
-    return head + tail
+    signed = f" SIGNED BY {string(node.signing_key)}" if node.signing_key else ""
+    return head + tail + signed
 
 
 def _create_import(
@@ -114,6 +115,9 @@ def _create_import(
     coordinate = string(node.coordinate.text)
     refuse = not isinstance(node, ast.CreatePrompt) and node.refuse_pickle
     policy = " REFUSE PICKLE" if refuse else ""
+    key = None if isinstance(node, ast.CreatePrompt) else node.verify_key
+    if key:
+        policy += f" VERIFIED BY {string(key)}"
     return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}{policy}"
 
 
@@ -134,7 +138,8 @@ def _(node: ast.CreatePrompt) -> str:
 
 @unparse.register
 def _(node: ast.DescribeShared) -> str:
-    return f"DESCRIBE {string(node.coordinate.text)}"
+    key = f" VERIFIED BY {string(node.verify_key)}" if node.verify_key else ""
+    return f"DESCRIBE {string(node.coordinate.text)}{key}"
 
 
 @unparse.register

@@ -11,16 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import pyarrow as pa
 
 from arcuate.backends.protocols import Record
+from arcuate.engine import signing
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
 from arcuate.format.genai import EvalRecords, Scorers, parse_eval_record_row, parse_scorer_row
+from arcuate.format.manifest import (
+    SIGNATURE_KIND,
+    Carried,
+    carried,
+    record_resource,
+    shared_digest,
+)
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
 from arcuate.format.schema import EVAL_RECORD, MODEL_VERSION, PROMPT_VERSION, RUN, SCORER, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
@@ -181,6 +190,10 @@ class _Description:
     #: an experiment table's scorer versions and evaluation records (format 2)
     scorers: Scorers = field(default_factory=Scorers)
     records: EvalRecords = field(default_factory=EvalRecords)
+    #: a signed table's signature, each record's digest and the exported_at values seen
+    signature: Carried | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    exported_at: set[str] = field(default_factory=set)
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -198,6 +211,12 @@ class _Description:
 
     def _row(self, raw: Record, i: int) -> None:
         kind = raw.get("kind")
+        if kind == SIGNATURE_KIND:
+            try:
+                self.signature = carried(raw, i, self.signature)
+            except ShareDataError as exc:
+                self.problem = self.problem or str(exc)
+            return
         if self.content is None and kind in (RUN, MODEL_VERSION, PROMPT_VERSION):
             self.content = (
                 "experiment" if kind == RUN else "model" if kind == MODEL_VERSION else "prompt"
@@ -220,6 +239,10 @@ class _Description:
                 found = classify(item.path, item.data, size=len(item.data) + 1)
                 self.formats.setdefault(item.key, {})[f"{item.owner}/{item.path}"] = found.format
             return
+        at = raw.get("exported_at")
+        at = at.isoformat() if isinstance(at, datetime) else str(at)
+        self.digests[record_resource(raw)] = shared_digest(item, at)
+        self.exported_at.add(at)
         points = len((item.run or {}).get("metrics") or ())
         self.counts["records"] += 1
         self.counts["files"] += len(item.files)
@@ -305,6 +328,20 @@ class _Description:
             "datasets": len(self.records.datasets),
             "eval_records": sum(d.count for d in self.records.datasets.values()),
         }
+    def signed(self, source: str, key: bytes | None) -> dict[str, Any]:
+        """Who signed the table (the key fingerprint its bundle names) and whether the
+        signature verifies with the pinned key."""
+        sig = self.signature
+        if sig is None:
+            return {"signed_by": "unsigned", "signature": "none"}
+        out = {"signed_by": f"key {sig.signer()}"}
+        if key is None:
+            return out | {"signature": "not checked (name the key with VERIFIED BY)"}
+        try:
+            signing.verify(sig, self.digests, self.exported_at, key, source)
+        except ShareDataError as exc:
+            return out | {"signature": f"does not verify: {exc}"}
+        return out | {"signature": "verifies"}
 
     def summary(self, source: str, started: float) -> dict[str, Any]:
         if self.prompts and self.problem is None:
@@ -335,20 +372,27 @@ class _Description:
         return out
 
 
-def describe_shared(batches: Iterable[pa.RecordBatch], source: str) -> StatementResult:
+def describe_shared(
+    batches: Iterable[pa.RecordBatch], source: str, verify_key: str | None = None
+) -> StatementResult:
     """What a shared table holds, without writing anything to MLflow.
 
     Reads every row once: kind, runs or versions, metric points, files and bytes, and for each
     model its flavors and Python requirements, read from ``MLmodel`` / ``requirements.txt`` as
-    text (nothing is loaded or executed). Validation problems are reported, not raised.
+    text (nothing is loaded or executed), and the signer, checked with ``verify_key`` when
+    given. Validation problems are reported, not raised.
     """
     started = time.monotonic()
+    key = signing.read_key(verify_key) if verify_key else None
     found = _Description()
     for batch in batches:
         found.read(batch)
+    summary = found.summary(source, started)
+    seconds = summary.pop("seconds")
+    summary |= found.signed(source, key) | {"seconds": seconds}
     return StatementResult(
         statement=f"DESCRIBE '{source}'",
         action="describe_shared",
-        summary=found.summary(source, started),
+        summary=summary,
         rows=found.rows,
     )

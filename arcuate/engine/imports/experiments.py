@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from arcuate.backends.protocols import BulkRunSink, ModelSink, Provenance, Record
 from arcuate.engine import provenance as prov
+from arcuate.engine import signing
 from arcuate.engine.imports.genai import plan_genai, write_genai
 from arcuate.engine.imports.importer import (
     Importer,
@@ -54,6 +55,7 @@ def import_experiment(
     source: str = "",
     origin: str | None = None,
     refuse_pickle: bool = False,
+    verify_key: str | None = None,
 ) -> StatementResult:
     """Import shared runs into ``experiment``: validated first, re-runnable, exact on OVERWRITE.
 
@@ -80,6 +82,7 @@ def import_experiment(
         ctx.model_sink, batches, experiment, progress=ctx.progress, overwrite=overwrite,
         source=source, origin=origin,
         refuse_pickle=refuse_pickle or ctx.settings.refuse_pickle,
+        key=signing.pinned_key(verify_key, ctx.settings.require_signature),
     )  # fmt: skip
 
 
@@ -93,15 +96,20 @@ def import_runs(
     source: str = "",
     origin: str | None = None,
     refuse_pickle: bool = False,
+    key: bytes | None = None,
 ) -> StatementResult:
     """:func:`import_experiment` into ``sink`` (``progress``: show bars; ``refuse_pickle``:
-    the serialization policy, checked once every row is spooled)."""
+    the serialization policy, checked once every row is spooled; ``key``: the signature is
+    verified with it before anything is written)."""
     started = time.monotonic()
     name = v.check_experiment_name(experiment)
     bars = Progress(progress)
     with Spool.open("experiment") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
+        if key is not None:
+            spool.digest_records()
         ingest(spool, batches, lambda n: bars.advance(reading, n))
+        seen = signing.check_spool(spool, key, source)
         if refuse_pickle:
             refuse_pickles(spool)
         found = prov.origin_of(source) if origin is None else prov.Origin(source, origin)
@@ -114,7 +122,7 @@ def import_runs(
         started=started,
         shared_bytes=spool.bytes,
         statement=statement("EXPERIMENT", name, overwrite, source),
-        notes=lease_notes(lease.waited, spool.helper_peak_rss),
+        notes=lease_notes(lease.waited, spool.helper_peak_rss) | signing.signature_note(seen),
     )
 
 

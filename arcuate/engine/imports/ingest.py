@@ -43,7 +43,8 @@ def _in_worker(
         return False
     if batches.total_bytes < worker.WORKER_BYTES:
         return False
-    request = {"root": str(spool.root), "content": spool.content, "table": batches.to_json()}
+    request = {"root": str(spool.root), "content": spool.content, "table": batches.to_json(),
+               "digests": spool.digests is not None}  # fmt: skip
     try:
         state = worker.run_worker(request, tick)
     except OSError:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from arcuate.backends.protocols import ModelSink, Provenance, Record
 from arcuate.engine import provenance as prov
+from arcuate.engine import signing
 from arcuate.engine.imports.importer import (
     Importer,
     ImportReport,
@@ -53,6 +54,7 @@ def import_model(
     overwrite: bool = False,
     source: str = "",
     refuse_pickle: bool = False,
+    verify_key: str | None = None,
 ) -> StatementResult:
     """Import shared model versions into registered model ``model``.
 
@@ -69,9 +71,13 @@ def import_model(
     name = v.check_model_name(model)
     sink: ModelSink = ctx.model_sink
     bars = Progress(ctx.progress)
+    key = signing.pinned_key(verify_key, ctx.settings.require_signature)
     with Spool.open("model") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
+        if key is not None:
+            spool.digest_records()
         ingest(spool, batches, lambda n: bars.advance(reading, n))
+        seen = signing.check_spool(spool, key, source)
         if refuse_pickle or ctx.settings.refuse_pickle:
             refuse_pickles(spool)
         imp = _ModelImport(sink, spool, name, overwrite, source, bars)
@@ -83,7 +89,7 @@ def import_model(
         name,
         started=started,
         statement=statement("MODEL", name, overwrite, source),
-        notes=lease_notes(lease.waited, spool.helper_peak_rss),
+        notes=lease_notes(lease.waited, spool.helper_peak_rss) | signing.signature_note(seen),
     )
 
 

@@ -21,6 +21,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
+from arcuate.format.manifest import (
+    SIGNATURE_KIND,
+    Carried,
+    carried,
+    record_resource,
+    shared_digest,
+)
 from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, Content
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
@@ -128,6 +136,12 @@ class Spool:
         self._chunk_dirs: dict[tuple[str, str, str], Path] = {}
         self._model_ids: dict[str, int] = {}
         self._aliases: dict[str, int] = {}
+        #: a signed table's signature row (kept whether or not it is verified), and, when the
+        #: import verifies one (:meth:`digest_records`), each record's digest and the
+        #: exported_at values the rows carry (arcuate.engine.signing)
+        self.signature: Carried | None = None
+        self.digests: dict[str, str] | None = None
+        self.exported_at: set[str] = set()
         if create:
             (root / "records").mkdir(parents=True)
             (root / "blobs").mkdir()
@@ -168,14 +182,30 @@ class Spool:
                 part = batch.slice(start, step)
                 first = self.rows + start
                 for offset, row in enumerate(self._rows(part, first)):
-                    if self.content == "experiment" and row.get("kind") in (SCORER, EVAL_RECORD):
-                        self.genai.add(row, first + offset)
-                    else:
-                        self._add(v.parse_row(row, first + offset, self.content))
+                    self._read_row(row, first + offset)
             self.rows += batch.num_rows
             if tick is not None:
                 tick(self.rows)
         self._finish()
+
+    def digest_records(self) -> None:
+        """Keep each record's signed digest while ingesting (an import that verifies)."""
+        self.digests = {}
+
+    def _read_row(self, row: dict[str, Any], i: int) -> None:
+        if row.get("kind") == SIGNATURE_KIND:
+            self.signature = carried(row, i, self.signature)
+            return
+        if self.content == "experiment" and row.get("kind") in (SCORER, EVAL_RECORD):
+            self.genai.add(row, i)
+            return
+        item = v.parse_row(row, i, self.content)
+        if self.digests is not None and isinstance(item, v.SharedRecord):
+            at = row["exported_at"]
+            at = at.isoformat() if isinstance(at, datetime) else str(at)
+            self.digests[record_resource(row)] = shared_digest(item, at)
+            self.exported_at.add(at)
+        self._add(item)
 
     def check_marker(self, batches: Iterable[pa.RecordBatch]) -> None:
         """A shared table is read only as what its marker says it holds (its rows are then
@@ -200,6 +230,9 @@ class Spool:
             "rows": self.rows,
             "bytes": self.bytes,
             "genai": self.genai.state(),
+            "signature": self.signature.to_json() if self.signature else None,
+            "digests": self.digests,
+            "exported_at": sorted(self.exported_at),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -211,6 +244,17 @@ class Spool:
         self._by_key = {e.key: i for i, e in enumerate(self.entries)}
         self.genai.restore(state.get("genai") or {})
         self.helper_peak_rss = int(state.get("peak_rss") or 0)
+        sig = state.get("signature")
+        self.signature = Carried.from_json(sig) if sig else None
+        self.digests = state.get("digests")
+        self.exported_at = set(state.get("exported_at") or ())
+
+    def python_rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
+        """The rows of ``batch`` as pass 1 reads them (a provider's signer digests these)."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, batch.num_rows, step := _slice_rows(batch)):
+            out.extend(self._rows(batch.slice(start, step), first + start))
+        return out
 
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
         """The rows of a (small) batch as Python values; metric histories checked column-wise

@@ -80,6 +80,8 @@ def ingest(request: dict[str, Any]) -> dict[str, Any]:
     from arcuate.backends.sharing.reader import SharedBatches
 
     spool = Spool(Path(request["root"]), request["content"], create=False)
+    if request.get("digests"):
+        spool.digest_records()  # the import verifies a signature
     batches = SharedBatches.from_json(request["table"])
 
     def tick(rows: int) -> None:

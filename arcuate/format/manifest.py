@@ -1,0 +1,278 @@
+"""Signed manifests (issue 16 item 1): verify a model-signing bundle with `cryptography` alone.
+
+A bundle is what OpenSSF `model-signing` writes (Sigstore bundle v0.3, a DSSE envelope over an
+in-toto v1 statement whose predicate lists `resources`: name -> SHA-256). Verification lives
+here, not in the `arcuate[sign]` extra, because importing model_signing costs ~1 s (sigstore is
+imported eagerly), far beyond the 5 % import budget, and so that a recipient can make
+verification mandatory without installing anything (research/trust/NOTES.md §5).
+
+The signature travels inside the table as one extra row of kind ``signature`` (key
+``table``) whose two files are the bundle and the table claim it binds (docs/trust.md);
+:mod:`arcuate.engine.signing` writes and checks it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from arcuate.errors import ShareDataError
+from arcuate.format import validate as v
+
+CODE = "ARC620"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle is ~225 B a resource: far above any real table
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "secp256r1": hashes.SHA256,
+    "secp384r1": hashes.SHA384,
+    "secp521r1": hashes.SHA512,
+}
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: the bytes the signature covers."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def key_fingerprint(public_pem: bytes) -> str:
+    """The signer shown to users: model-signing's `hint`, the SHA-256 of the public key PEM."""
+    return hashlib.sha256(public_pem).hexdigest()
+
+
+def _refuse(message: str) -> ShareDataError:
+    return ShareDataError(message, field="signature", code=CODE)
+
+
+def _load_bundle(bundle: bytes) -> dict[str, Any]:
+    if len(bundle) > MAX_BUNDLE_BYTES:
+        raise _refuse(f"the signature bundle is {len(bundle)} bytes, over {MAX_BUNDLE_BYTES}")
+    try:
+        loaded = json.loads(bundle)
+        envelope = loaded["dsseEnvelope"]
+        signatures = envelope["signatures"]
+        if not isinstance(loaded, dict) or not isinstance(signatures, list):
+            raise TypeError("not an object")
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refuse(f"the signature bundle is not a model-signing bundle ({error})") from None
+    if envelope.get("payloadType") != PAYLOAD_TYPE or len(signatures) != 1:
+        raise _refuse("the signature bundle must hold one in-toto DSSE signature")
+    return loaded
+
+
+def _public_key(public_pem: bytes) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(public_pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _HASHES:
+        raise ValueError("the verification key must be an ECDSA P-256, P-384 or P-521 key")
+    return key
+
+
+def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
+    """Check a key-signed bundle against the pinned key; return its resources (name -> sha256).
+
+    Raises:
+        ShareDataError: (ARC620) malformed bundle, another key, or a signature that fails.
+        ValueError: the pinned key itself is not a usable ECDSA key (a user error).
+    """
+    key = _public_key(public_pem)
+    loaded = _load_bundle(bundle)
+    hint = loaded.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+    if hint != key_fingerprint(public_pem):
+        raise _refuse(f"signed by another key (fingerprint {str(hint)[:64]!r})")
+    envelope = loaded["dsseEnvelope"]
+    try:
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        signature = base64.b64decode(envelope["signatures"][0]["sig"], validate=True)
+    except (KeyError, TypeError, binascii.Error):
+        raise _refuse("the signature bundle's envelope is not base64") from None
+    try:
+        key.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(_HASHES[key.curve.name]()))
+    except InvalidSignature:
+        raise _refuse("the signature does not verify with the pinned key") from None
+    return _resources(payload)
+
+
+def _resources(payload: bytes) -> dict[str, str]:
+    try:
+        statement = json.loads(payload)
+        if statement["_type"] != STATEMENT_TYPE or statement["predicateType"] != PREDICATE_TYPE:
+            raise ValueError("not a model-signing statement")
+        items = statement["predicate"]["resources"]
+        resources = {str(r["name"]): str(r["digest"]) for r in items}
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refuse(f"the signed statement is malformed ({error})") from None
+    if len(resources) != len(items):
+        raise _refuse("the signed statement names a resource twice")
+    return resources
+
+
+def check_resources(signed: Mapping[str, str], actual: Mapping[str, str]) -> None:
+    """Refuse unless what was read is exactly what was signed: none missing, added or changed."""
+    missing = sorted(signed.keys() - actual.keys())
+    added = sorted(actual.keys() - signed.keys())
+    changed = sorted(n for n in signed.keys() & actual.keys() if signed[n] != actual[n])
+    if missing:
+        raise _refuse(f"{len(missing)} signed record(s) missing (truncated?), first {missing[0]!r}")
+    if added:
+        raise _refuse(f"{len(added)} record(s) not covered by the signature, first {added[0]!r}")
+    if changed:
+        first = changed[0]
+        raise _refuse(f"{len(changed)} record(s) differ from the signed digest, first {first!r}")
+
+
+TABLE_RESOURCE = "arcuate/table"
+#: The row that carries the signature: kind, key, file owner, and its two files' paths.
+SIGNATURE_KIND = "signature"
+SIGNATURE_KEY = "table"
+SIGNATURE_OWNER = "signature"
+BUNDLE_PATH = "bundle.sig"
+CLAIM_PATH = "claim.json"
+MAX_CLAIM_BYTES = 64 * 1024
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the values an Arrow row holds (timestamps, bytes); nothing else is expected."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return hashlib.sha256(value).hexdigest()
+    raise TypeError(f"cannot encode {type(value).__name__} in a record digest")
+
+
+def record_digest(row: Mapping[str, Any]) -> str:
+    """SHA-256 of a record row's canonical JSON, inline file bytes left out.
+
+    File bytes are covered by each file's `sha256`, which the import already checks, so the
+    digest need not hash them again: that keeps signing and verifying one small hash a record.
+    """
+    files = [
+        {k: v for k, v in f.items() if k != "data"} for f in (row.get("files") or [])
+    ]
+    body = {k: v for k, v in row.items() if k != "files"} | {"files": files}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_resource(row: Mapping[str, Any]) -> str:
+    """The resource name a record is signed under: `record/<kind>/<key>`."""
+    return f"record/{row['kind']}/{row['key']}"
+
+
+def shared_digest(record: v.SharedRecord, exported_at: str) -> str:
+    """SHA-256 of a validated record's canonical JSON: what provider and recipient both hash.
+
+    Both sides hash the values :func:`arcuate.format.validate.parse_row` returns for the row
+    as Arrow holds it, so the provider's digest is the recipient's exactly; files count by
+    (owner, path, size, sha256, chunks): their bytes are checked against ``sha256`` anyway.
+    """
+    body = {
+        "kind": record.kind,
+        "key": record.key,
+        "exported_at": exported_at,
+        "experiment": record.experiment,
+        "run": record.run,
+        "model_version": record.model_version,
+        "files": [[f.owner, f.path, f.size, f.sha256, f.chunks] for f in record.files],
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def table_claim(table: str, sequence: int, export_id: str, exported_at: str = "") -> bytes:
+    """The canonical bytes that bind a signature to one table and one export of it."""
+    claim: dict[str, Any] = {"table": table, "sequence": sequence, "export_id": export_id}
+    if exported_at:
+        claim["exported_at"] = exported_at
+    return json.dumps(claim, sort_keys=True, separators=(",", ":")).encode()
+
+
+def check_claim(
+    signed: Mapping[str, str], claim: bytes, table: str | None, last_sequence: int | None
+) -> int:
+    """Refuse a claim that is not the signed one, names another table (``table`` None: the
+    reader does not know the table's shared name), or replays an older export than the
+    recipient already imported; return its sequence."""
+    if signed.get(TABLE_RESOURCE) != hashlib.sha256(claim).hexdigest():
+        raise _refuse("the table claim is not the one that was signed")
+    try:
+        loaded = json.loads(claim)
+        named, sequence = str(loaded["table"]), loaded["sequence"]
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+            raise TypeError("sequence is not a count")
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refuse(f"the table claim is malformed ({error})") from None
+    if table is not None and named.lower() != table.lower():
+        raise _refuse(f"the signature is for table {named!r}, not {table!r}")
+    if last_sequence is not None and sequence < last_sequence:
+        raise _refuse(f"replayed export: sequence {sequence}, already imported {last_sequence}")
+    return sequence
+
+
+@dataclass
+class Carried:
+    """The signature a table carries: its bundle and claim, and the row it sat in."""
+
+    row: int
+    bundle: bytes
+    claim: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"row": self.row, "bundle": base64.b64encode(self.bundle).decode(),
+                "claim": base64.b64encode(self.claim).decode()}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Carried:
+        return cls(int(doc["row"]), base64.b64decode(doc["bundle"]), base64.b64decode(doc["claim"]))
+
+    def signer(self) -> str:
+        """The key fingerprint the bundle names (model-signing's hint), unverified."""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            hint = json.loads(self.bundle)["verificationMaterial"]["publicKey"]["hint"]
+            return str(hint)[:64]
+        return "unknown"
+
+
+def carried(row: dict[str, Any], i: int, seen: Carried | None) -> Carried:
+    """The signature of a ``signature`` row, its files checked (two, named, each digest).
+
+    Raises:
+        ShareDataError: (ARC620) a second signature row, or a malformed one.
+    """
+
+    def bad(message: str) -> ShareDataError:
+        return ShareDataError(message, row=i, field="files", code=CODE)
+
+    if seen is not None:
+        raise ShareDataError(
+            f"a second signature row (the first is row {seen.row})", row=i, field="kind",
+            code=CODE,
+        )  # fmt: skip
+    files = row.get("files")
+    if not isinstance(files, list) or len(files) != 2:
+        raise bad("a signature row holds exactly two files (bundle.sig, claim.json)")
+    found: dict[str, bytes] = {}
+    for f in files:
+        data = f.get("data") if isinstance(f, dict) else None
+        path = f.get("path") if isinstance(f, dict) else None
+        if path not in (BUNDLE_PATH, CLAIM_PATH) or not isinstance(data, bytes):
+            raise bad(f"a signature row holds bundle.sig and claim.json inline, not {path!r}")
+        if hashlib.sha256(data).hexdigest() != f.get("sha256"):
+            raise bad(f"{path}'s bytes do not match its sha256")
+        found[path] = data
+    claim = found.get(CLAIM_PATH, b"")
+    if len(found) != 2 or len(claim) > MAX_CLAIM_BYTES:
+        raise bad("a signature row holds one bundle.sig and one small claim.json")
+    return Carried(i, found[BUNDLE_PATH], claim)
