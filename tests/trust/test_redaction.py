@@ -1,0 +1,88 @@
+"""Redaction policy (issue 16 item 2): what a rule covers, drop versus keyed hash, the report."""
+
+from __future__ import annotations
+
+import pytest
+
+from arcuate.errors import ConfigurationError
+from arcuate.format.redaction import Policy, RedactionPatternError, Report, Rule, resolve_key
+
+SECRET = "sk-live-0123456789abcdef"
+KEY = b"provider-redaction-key"
+
+
+def test_params_matching_the_key_are_dropped_and_reported() -> None:
+    policy = Policy((Rule.make("params", "(?i)token|password"),))
+    report = Report()
+    kept, redacted = policy.apply("params", {"api_token": SECRET, "lr": "0.1"}, report)
+    assert kept == {"lr": "0.1"}
+    assert redacted == ["api_token"]
+    assert report.rows() == [{"rule": "params MATCHING '(?i)token|password'", "redacted": 1}]
+
+
+def test_values_are_not_matched() -> None:
+    # the pattern is applied to keys only: a value that looks like a key is kept
+    policy = Policy((Rule.make("tags", "secret"),))
+    kept, redacted = policy.apply("tags", {"note": "secret"}, Report())
+    assert kept == {"note": "secret"} and redacted == []
+
+
+def test_hash_keeps_equal_values_comparable_without_revealing_them() -> None:
+    policy = Policy((Rule.make("params", "token", "hash"),), key=KEY)
+    kept, _ = policy.apply("params", {"a_token": SECRET, "b_token": SECRET, "c_token": "x"}, Report())
+    assert kept["a_token"] == kept["b_token"] != kept["c_token"]
+    assert all(SECRET not in v and KEY.decode() not in v for v in kept.values())
+    assert kept["a_token"].startswith("hmac-sha256:")
+    other = Policy((Rule.make("params", "token", "hash"),), key=b"another key")
+    assert other.apply("params", {"a_token": SECRET}, Report())[0]["a_token"] != kept["a_token"]
+
+
+def test_hash_without_a_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Policy((Rule.make("tags", "x", "hash"),))
+    assert info.value.code == "ARC320" and "ARCUATE_REDACTION_KEY" in str(info.value)
+
+
+def test_a_bad_regex_names_the_position() -> None:
+    with pytest.raises(RedactionPatternError) as info:
+        Rule.make("params", "ab(c")
+    assert info.value.offset == 2
+    assert "ab(c" in str(info.value)
+
+
+def test_artifacts_match_a_glob_and_cannot_hash() -> None:
+    policy = Policy((Rule.make("artifacts", "secrets/*"),))
+    report = Report()
+    assert not policy.keep_artifact("secrets/creds.txt", report)
+    assert policy.keep_artifact("model/MLmodel", report)
+    assert report.rows() == [{"rule": "ARTIFACTS MATCHING 'secrets/*'", "redacted": 1}]
+    with pytest.raises(ValueError, match="cannot HASH"):
+        Rule.make("artifacts", "*.key", "hash")
+
+
+def test_dataset_sources_dropped_or_hashed() -> None:
+    source = f"s3://bucket/data.csv?token={SECRET}"
+    assert Policy((Rule.make("datasets"),)).dataset_source(source, Report()) is None
+    hashed = Policy((Rule.make("datasets", action="hash"),), key=KEY).dataset_source(
+        source, Report()
+    )
+    assert hashed is not None and SECRET not in hashed
+    assert Policy().dataset_source(source, Report()) == source
+
+
+def test_explain_shows_the_policy_never_the_key() -> None:
+    policy = Policy(
+        (Rule.make("params", "token", "hash"), Rule.make("artifacts", "*.pem"), Rule.make("datasets")),
+        key=KEY,
+    )
+    text = policy.explain()
+    assert text == "REDACT params MATCHING 'token' HASH, ARTIFACTS MATCHING '*.pem', DATASETS SOURCES"
+    assert KEY.decode() not in text and KEY.decode() not in repr(policy)
+
+
+def test_key_from_setting_else_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARCUATE_REDACTION_KEY", raising=False)
+    assert resolve_key() is None
+    monkeypatch.setenv("ARCUATE_REDACTION_KEY", "env-key")
+    assert resolve_key() == b"env-key"
+    assert resolve_key("setting-key") == b"setting-key"
