@@ -138,6 +138,30 @@ class _SemanticError(ArcuateError):
         self.span = span
 
 
+def _check_pattern(target: str, pattern: str, token: Token) -> None:
+    """A MATCHING regex that does not compile is an error pointing at the bad character."""
+    if target == "artifacts":
+        return  # a glob always compiles
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        # +1 for the opening quote; exact when the pattern holds no doubled quotes
+        offset = (token.start_pos or 0) + 1 + (exc.pos or 0)
+        span = Span(
+            token.line or 1,
+            (token.column or 1) + 1 + (exc.pos or 0),
+            token.line or 1,
+            (token.column or 1) + 2 + (exc.pos or 0),
+            offset,
+            offset + 1,
+        )
+        raise _SemanticError(
+            f"REDACT pattern does not compile: {exc.msg} at position {exc.pos}",
+            span,
+            "ARC101",
+        ) from None
+
+
 @v_args(meta=True)
 class _ToAst(Transformer[Token, Any]):
     """Builds AST nodes; checks what the grammar alone cannot (coordinates, filters)."""
@@ -300,8 +324,43 @@ class _ToAst(Transformer[Token, Any]):
         # CREATE SHARE name WITH TABLE table FROM source
         share = unquote(rest[2])
         table = next(c for c in rest if isinstance(c, ast.TableName))
-        source = rest[-1]
-        return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta))
+        source = next(
+            c for c in rest if isinstance(c, ast.ExperimentSource | ast.ModelSource | ast.PromptSource)
+        )
+        redact = next((c for c in children if isinstance(c, tuple)), ())
+        return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta), redact)
+
+    def redact(self, meta: Meta, children: list[Any]) -> tuple[ast.RedactItem, ...]:
+        return tuple(c for c in children if isinstance(c, ast.RedactItem))
+
+    def redact_matching(self, meta: Meta, children: list[Any]) -> ast.RedactItem:
+        target = str(children[0]).lower()
+        if target not in ("params", "tags", "artifacts"):
+            raise _SemanticError(
+                f"REDACT {children[0]} MATCHING: expected params, tags or ARTIFACTS",
+                _span_of(children[0]),
+                "ARC101",
+            )
+        pattern = unquote(children[2])
+        hashed = any(isinstance(c, Tree) and c.data == "redact_hash" for c in children)
+        if target == "artifacts" and hashed:
+            raise _SemanticError(
+                "REDACT ARTIFACTS cannot HASH: a matching file is left out",
+                _span_of(meta),
+                "ARC101",
+            )
+        _check_pattern(target, pattern, children[2])
+        return ast.RedactItem(target, pattern, hashed, _span_of(meta))  # type: ignore[arg-type]
+
+    def redact_sources(self, meta: Meta, children: list[Any]) -> ast.RedactItem:
+        if str(children[0]).lower() != "datasets":
+            raise _SemanticError(
+                f"REDACT {children[0]} SOURCES: expected DATASETS SOURCES",
+                _span_of(children[0]),
+                "ARC101",
+            )
+        hashed = any(isinstance(c, Tree) and c.data == "redact_hash" for c in children)
+        return ast.RedactItem("datasets", None, hashed, _span_of(meta))
 
     def _import(self, meta: Meta, children: list[Any]) -> dict[str, Any]:
         overwrite = any(
