@@ -324,9 +324,8 @@ class _ToAst(Transformer[Token, Any]):
         # CREATE SHARE name WITH TABLE table FROM source
         share = unquote(rest[2])
         table = next(c for c in rest if isinstance(c, ast.TableName))
-        source = next(
-            c for c in rest if isinstance(c, ast.ExperimentSource | ast.ModelSource | ast.PromptSource)
-        )
+        sources = (ast.ExperimentSource, ast.ModelSource, ast.PromptSource)
+        source = next(c for c in rest if isinstance(c, sources))
         redact = next((c for c in children if isinstance(c, tuple)), ())
         return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta), redact)
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from arcuate.errors import ConfigurationError
+from arcuate.errors import ArcuateSyntaxError, ConfigurationError, PlanError
 from arcuate.format.redaction import Policy, RedactionPatternError, Report, Rule, resolve_key
+from arcuate.plan.capabilities import Capabilities
+from arcuate.plan.planner import plan
+from arcuate.syntax import ast
+from arcuate.syntax.parser import parse
+from arcuate.syntax.unparse import unparse
 
 SECRET = "sk-live-0123456789abcdef"
 KEY = b"provider-redaction-key"
@@ -86,3 +91,35 @@ def test_key_from_setting_else_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("ARCUATE_REDACTION_KEY", "env-key")
     assert resolve_key() == b"env-key"
     assert resolve_key("setting-key") == b"setting-key"
+
+
+def test_the_clause_parses_and_round_trips() -> None:
+    text = (
+        "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT e REDACT params MATCHING 'token' HASH,"
+        " ARTIFACTS MATCHING 'secrets/*', DATASETS SOURCES"
+    )
+    node = parse(text)
+    assert isinstance(node, ast.CreateShare)
+    assert [(r.target, r.pattern, r.hash) for r in node.redact] == [
+        ("params", "token", True),
+        ("artifacts", "secrets/*", False),
+        ("datasets", None, False),
+    ]
+    assert unparse(node) == text
+
+
+def test_a_regex_that_does_not_compile_points_at_it() -> None:
+    text = "CREATE SHARE s WITH TABLE t FROM EXPERIMENT e REDACT params MATCHING 'ab(c'"
+    with pytest.raises(ArcuateSyntaxError) as info:
+        parse(text)
+    assert info.value.col == text.index("(") + 1
+    assert "does not compile" in info.value.message
+
+
+def test_until_the_export_applies_it_redact_is_refused_at_plan_time() -> None:
+    # never export values the user asked to withhold
+    text = "CREATE SHARE s WITH TABLE t FROM EXPERIMENT e REDACT params MATCHING 'token'"
+    with pytest.raises(PlanError) as info:
+        plan(parse(text), Capabilities(), text=text)
+    assert info.value.code == "ARC205"
+    assert info.value.col == text.index("params") + 1
