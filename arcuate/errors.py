@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
 
-#: Query keys that make a URL a credential (signed file URLs, SAS, presigned S3/GCS, OAuth).
+#: Query keys that make a URL a credential (signed file URLs, SAS, presigned S3/GCS, OAuth,
+#: database drivers): a query holding any of them is dropped whole.
 _SECRET_KEYS: Final = frozenset(
     {
         "sig",
@@ -55,10 +56,15 @@ _SECRET_FIELD: Final = re.compile(
 )
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a URL query or fragment key carries a credential (case and spaces ignored)."""
+    k = key.strip().lower()
+    return k in _SECRET_KEYS or k.startswith(_SECRET_PREFIXES)
+
+
 def _secret_query(match: re.Match[str]) -> str:
     for pair in re.split("[&;]", match.group(1)):
-        key = unquote(pair.partition("=")[0]).strip().lower()
-        if key in _SECRET_KEYS or key.startswith(_SECRET_PREFIXES):
+        if is_secret_key(unquote(pair.partition("=")[0])):
             return "?<redacted>"
     return match.group(0)
 

@@ -12,11 +12,14 @@ The load runs ``--rounds`` times with the access log off, then on, alternately (
 on, ...: each time a fresh server on the same table), so that the access log's cost on the
 median metadata latency is measured in the same run, under the same conditions. After each
 round with the access log on, the log must hold exactly one record per request the clients
-got an answer to (matched by ``X-Request-Id``), and none twice.
+got an answer to (matched by ``X-Request-Id``), and none twice. The overhead is the ratio of
+the medians of the rounds' metadata p50s (on over off), each round's p50 printed; it passes at
+5% or less. On a noisy machine, run more, shorter rounds (``--rounds 8 --seconds 5``).
 
 Prints, per mode and per round: requests/s, p50/p99 latency per request kind, MB/s of file
 serving, errors (must be 0), the server's peak RSS (all its processes); then the access log's
-overhead on the metadata p50 and the record check.
+overhead on the metadata p50 (PASS/FAIL) and the record check; exits 1 on any error, a missing
+or doubled record, or a FAIL.
 
     /work/venv/bin/python benchmarks/serve_load.py --clients 16 --seconds 20
 
@@ -39,7 +42,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 SERVE = "from arcuate.frontends.serve_cli import serve_command; serve_command()"
 
@@ -154,7 +157,8 @@ def client(
     out.put({"lat": lat, "errors": errors, "bytes": nbytes, "ids": ids})
 
 
-def rss_watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
+def rss_watch(pid: int, stop: threading.Event, peak: list[int], cpu: list[float]) -> None:
+    """The server's peak RSS and its CPU seconds (user + system), all its processes."""
     import psutil
 
     proc = psutil.Process(pid)
@@ -162,6 +166,7 @@ def rss_watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
         try:
             procs = [proc, *proc.children(recursive=True)]
             peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
+            cpu[0] = sum(sum(p.cpu_times()[:2]) for p in procs)
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -202,8 +207,8 @@ def run_round(
     root = catalog_path.parent.parent
     location = root / "warehouse" / "mlflow" / "load"
     server, endpoint = start_server(catalog_path, args.workers, audit)
-    stop, peak = threading.Event(), [0]
-    watcher = threading.Thread(target=rss_watch, args=(server.pid, stop, peak), daemon=True)
+    stop, peak, cpu = threading.Event(), [0], [0.0]
+    watcher = threading.Thread(target=rss_watch, args=(server.pid, stop, peak, cpu), daemon=True)
     watcher.start()
     profile = write_profile(root / "check.share", endpoint, tokens[1])
     ctx = mp.get_context("spawn")
@@ -220,9 +225,12 @@ def run_round(
     ]
     for p in procs:
         p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_at_start = cpu[0]  # the server's start-up and the clients' spawning, off the count
     results = [out.get(timeout=args.seconds + 120) for _ in procs]
     for p in procs:
         p.join()
+    time.sleep(0.1)  # one more sample of the server's CPU
     stop.set()
     server.send_signal(signal.SIGTERM)  # the access log is flushed before it exits
     server.wait(timeout=60)
@@ -237,6 +245,7 @@ def run_round(
         "errors": sum(r["errors"] for r in results),
         "ids": [i for r in results for i in r["ids"]],
         "peak": peak[0],
+        "cpu": cpu[0] - cpu_at_start,
     }
 
 
@@ -263,6 +272,29 @@ def report(name: str, rounds: list[dict[str, Any]], seconds: float) -> None:
     print(f"  file serving: {nbytes / 1e6:.0f} MB, {nbytes / 1e6 / total:.1f} MB/s")
     print(f"  errors: {sum(r['errors'] for r in rounds)}")
     print(f"  server peak RSS: {max(r['peak'] for r in rounds) / 2**20:.0f} MiB")
+
+
+#: The issue's bound on the access log's overhead on the median metadata latency.
+MAX_OVERHEAD: Final = 0.05
+
+
+def verdict(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> bool:
+    """The overhead as the ratio of the medians of the rounds' metadata p50s (on / off): one
+    slow round (a neighbour's burst on a shared machine) moves a median of rounds less than
+    a p50 pooled over them. Every round's figure is printed, so the noise shows."""
+    p50s_off = [pct(r["lat"]["metadata"], 0.5) for r in off]
+    p50s_on = [pct(r["lat"]["metadata"], 0.5) for r in on]
+    print("metadata p50 per round (ms): off " + " ".join(f"{x:.1f}" for x in p50s_off))
+    print("                                on  " + " ".join(f"{x:.1f}" for x in p50s_on))
+    median_off, median_on = statistics.median(p50s_off), statistics.median(p50s_on)
+    ratio = median_on / median_off
+    ok = ratio <= 1 + MAX_OVERHEAD
+    print(
+        f"access log overhead on the metadata p50 (median of {len(off)} rounds each): "
+        f"{median_off:.2f} -> {median_on:.2f} ms, x{ratio:.3f} ({(ratio - 1) * 100:+.1f}%)  "
+        f"{'PASS' if ok else 'FAIL'} (bound +{MAX_OVERHEAD * 100:.0f}%)"
+    )
+    return ok
 
 
 def check_log(catalog_path: Path, answered: list[str], before: set[str]) -> tuple[int, int, int]:
@@ -324,6 +356,9 @@ def main() -> None:
         rounds.append(result)
         p50 = pct(result["lat"]["metadata"], 0.5)
         line = f"round {n + 1}: access log {'on ' if audit else 'off'}  metadata p50 {p50:.2f} ms"
+        # the server's CPU per answered request under load: what the log costs the
+        # server, less moved by a neighbour's load than a latency is
+        line += f"  server CPU {result['cpu'] * 1000 / max(1, len(result['ids'])):.1f} ms/req"
         if audit:
             checks.append(check_log(catalog_path, [i for i in result["ids"] if i], before))
             answered, logged, missing = checks[-1]
@@ -333,20 +368,14 @@ def main() -> None:
     on = [r for r in rounds if r["audit"]]
     report("off", off, args.seconds)
     report("on", on, args.seconds)
-    p50_off = pct([x for r in off for x in r["lat"]["metadata"]], 0.5)
-    p50_on = pct([x for r in on for x in r["lat"]["metadata"]], 0.5)
-    overhead = (p50_on - p50_off) / p50_off * 100
-    print(
-        f"access log overhead on the metadata p50: {p50_off:.2f} -> {p50_on:.2f} ms "
-        f"({overhead:+.1f}%)"
-    )
+    ok = verdict(off, on)
     answered = sum(c[0] for c in checks)
     logged = sum(c[1] for c in checks)
     missing = sum(c[2] for c in checks)
     print(f"access log: {answered} answered requests, {logged} records, {missing} missing")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
-    if sum(r["errors"] for r in rounds) or missing or logged != answered:
+    if sum(r["errors"] for r in rounds) or missing or logged != answered or not ok:
         sys.exit(1)
 
 

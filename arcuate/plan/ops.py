@@ -28,6 +28,15 @@ class ExportExperiment:
         )
 
 
+def _which_versions(versions: tuple[int, ...], aliases: tuple[str, ...]) -> str:
+    """The versions an export reads, as EXPLAIN says it."""
+    if versions:
+        return "versions " + ", ".join(map(str, versions))
+    if aliases:
+        return "versions with alias " + ", ".join(aliases)
+    return "all versions"
+
+
 @dataclass(frozen=True, slots=True)
 class ExportModel:
     """Read a registered model's versions (all, or selected) from the MLflow registry."""
@@ -37,11 +46,7 @@ class ExportModel:
     aliases: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        which = "all versions"
-        if self.versions:
-            which = "versions " + ", ".join(map(str, self.versions))
-        elif self.aliases:
-            which = "versions with alias " + ", ".join(self.aliases)
+        which = _which_versions(self.versions, self.aliases)
         return f"read {which} of registered model {self.model!r} from MLflow (files, source runs)"
 
 
@@ -54,11 +59,7 @@ class ExportPrompt:
     aliases: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        which = "all versions"
-        if self.versions:
-            which = "versions " + ", ".join(map(str, self.versions))
-        elif self.aliases:
-            which = "versions with alias " + ", ".join(self.aliases)
+        which = _which_versions(self.versions, self.aliases)
         return f"read {which} of prompt {self.prompt!r} from MLflow (templates, tags, aliases)"
 
 

@@ -387,7 +387,9 @@ class _ToAst(Transformer[Token, Any]):
         return ast.CreateModel(**self._import(meta, children))
 
     def create_prompt(self, meta: Meta, children: list[Any]) -> ast.CreatePrompt:
-        return ast.CreatePrompt(**self._import(meta, children))
+        fields = self._import(meta, children)
+        del fields["refuse_pickle"]  # prompts hold no files: the grammar has no policy for them
+        return ast.CreatePrompt(**fields)
 
     def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:
         return ast.DescribeShared(children[1], _span_of(meta))

@@ -124,7 +124,8 @@ def _create_import(
 ) -> str:
     ow = " OVERWRITE" if node.overwrite else ""
     coordinate = string(node.coordinate.text)
-    policy = " REFUSE PICKLE" if node.refuse_pickle else ""
+    refuse = not isinstance(node, ast.CreatePrompt) and node.refuse_pickle
+    policy = " REFUSE PICKLE" if refuse else ""
     return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}{policy}"
 
 

@@ -121,7 +121,7 @@ HOSTILE = {
         _with(0, template_type="python"),
         0,
         "prompt_version.template_type",
-        "",
+        "must be one of chat, text, got 'python'",
     ),
     "response format not an object": (
         _with(1, response_format="[1, 2]"),

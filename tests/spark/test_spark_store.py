@@ -89,3 +89,32 @@ def test_catalog_tables_with_hostile_names(spark: Any, tmp_path: Path) -> None:
     )
     again = sp.write(name, synthetic_batches(2), content="experiment")
     assert len(sp.read(name)) == again.rows
+
+
+def test_parallelism_is_the_sessions_shuffle_partitions(spark: Any) -> None:
+    from arcuate.backends.spark.compute import parallelism
+
+    assert parallelism(spark) == int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+
+
+def test_parallelism_falls_back_to_8_on_a_value_that_is_not_a_number() -> None:
+    from types import SimpleNamespace
+
+    from arcuate.backends.spark.compute import parallelism
+
+    odd = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default: "auto"))
+    assert parallelism(odd) == 8
+
+
+def test_a_programming_error_while_looking_for_a_table_is_not_swallowed() -> None:
+    from types import SimpleNamespace
+
+    from arcuate.backends.spark.store import SparkTableStore
+
+    def broken(name: str) -> bool:
+        raise KeyError("bug")
+
+    spark = SimpleNamespace(catalog=SimpleNamespace(tableExists=broken))
+    store = SparkTableStore(spark)  # a catalog table: tableExists is asked first
+    with pytest.raises(KeyError, match="bug"):
+        store._exists(store._target(("ml", "runs")))

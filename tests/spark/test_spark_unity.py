@@ -167,3 +167,32 @@ def test_a_real_engine_without_shares_reports_its_error(spark: Any) -> None:
     with pytest.raises(BackendError, match="could not create share 'ml'") as info:
         UnityShareCatalog(spark).add_table("ml", "default", "runs", "main.ml.runs")
     assert info.value.hint == "CREATE SHARE IF NOT EXISTS `ml`"
+
+
+class _NoListing(FakeSession):
+    """Unity Catalog where listing a share fails (with ``error``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__({"exp.runs": "main.ml.runs"})
+        self.error = error
+
+    def sql(self, text: str) -> Any:
+        if text.startswith("SHOW ALL IN SHARE"):
+            raise self.error
+        return super().sql(text)
+
+
+def test_a_share_that_cannot_be_listed_still_takes_the_error_class() -> None:
+    denied = AnalysisException(
+        message="[PERMISSION_DENIED] no USE SHARE",
+        errorClass="PERMISSION_DENIED",
+        messageParameters={},
+    )
+    cat = UnityShareCatalog(_NoListing(denied))
+    assert cat.add_table("s", "exp", "runs", "main.ml.runs") == "exists"
+
+
+def test_a_programming_error_while_listing_is_not_swallowed() -> None:
+    cat = UnityShareCatalog(_NoListing(KeyError("bug")))
+    with pytest.raises(KeyError, match="bug"):
+        cat.add_table("s", "exp", "runs", "main.ml.runs")

@@ -25,42 +25,10 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from arcuate.backends.retry import SETTING_HINT, describe_failure, find_in_chain, origin
-from arcuate.errors import BackendError, UnreachableError
+from arcuate.errors import BackendError, UnreachableError, is_secret_key
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-#: Query/fragment keys that carry secrets: Azure SAS, AWS and GCS presigned URLs, OAuth,
-#: database drivers. A query or fragment holding any of them is dropped whole (a SAS token
-#: is the whole query: its other fields are useless without ``sig``).
-_SECRET_KEYS: Final = frozenset(
-    {
-        "sig",
-        "signature",
-        "token",
-        "access_token",
-        "id_token",
-        "refresh_token",
-        "auth",
-        "authorization",
-        "api_key",
-        "apikey",
-        "key",
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "client_secret",
-        "sas",
-        "sastoken",
-        "code",
-        "credential",
-        "credentials",
-        "session_token",
-        "security_token",
-    }
-)
-_SECRET_PREFIXES: Final = ("x-amz-", "x-goog-", "x-ms-")
 
 _URI: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _USERINFO: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#]*@)")
@@ -349,18 +317,13 @@ def global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
             _restore_env(saved_env)
 
 
-def _is_secret_key(key: str) -> bool:
-    k = key.strip().lower()
-    return k in _SECRET_KEYS or k.startswith(_SECRET_PREFIXES)
-
-
 def _has_secret(part: str) -> bool:
     """Whether a query string or fragment carries a credential-like ``key=value``."""
     try:
         pairs = parse_qsl(part, keep_blank_values=True)
     except ValueError:  # malformed: keep nothing we cannot read
         return True
-    return any(_is_secret_key(k) for k, _ in pairs)
+    return any(is_secret_key(k) for k, _ in pairs)
 
 
 def redact_uri(uri: str) -> str:

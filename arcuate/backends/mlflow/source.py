@@ -163,14 +163,17 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 
 def _names(search: Callable[[str | None], Any]) -> list[str]:
     """The names a paginated search lists (up to about :data:`_HINT_NAMES`), for a "did you
-    mean" hint; what could be read when it fails (a hint never hides the real error)."""
+    mean" hint; what could be read when the store fails (a hint never hides the real error,
+    and a programming error is not taken for a store's failure)."""
+    from mlflow.exceptions import MlflowException
+
     names: list[str] = []
     try:
         for page in pages(search):
             names.extend(item.name for item in page)
             if len(names) >= _HINT_NAMES:
                 break
-    except Exception:
+    except (MlflowException, OSError):  # OSError: requests' errors too
         return names
     return names
 

@@ -26,12 +26,13 @@ def spark_type(schema: pa.Schema) -> Any:
 
 def partition_id() -> int:
     """The partition the current task works on (-1 outside a task)."""
-    try:
-        from pyspark import TaskContext
+    from pyspark import TaskContext
+    from pyspark.errors import PySparkException
 
+    try:
         ctx = TaskContext.get()
         return int(ctx.partitionId()) if ctx is not None else -1
-    except Exception:
+    except PySparkException:  # a session that keeps no task context here
         return -1
 
 
@@ -47,9 +48,11 @@ def columns(frame: Any) -> list[str]:
 
 def parallelism(spark: Any) -> int:
     """The partitions work is spread over by default (``spark.sql.shuffle.partitions``)."""
+    from pyspark.errors import PySparkException
+
     try:
         return max(1, int(spark.conf.get("spark.sql.shuffle.partitions", "8")))
-    except Exception:
+    except (PySparkException, ValueError):  # a session that hides it, or a value not a number
         return 8
 
 

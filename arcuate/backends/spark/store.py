@@ -47,6 +47,20 @@ from arcuate.format.schema import SCHEMA, Content, conform, parse_description, t
 #: Driver-side slice handed to Spark at once (Spark Connect ships it inside one plan).
 DEFAULT_SLICE_BYTES: Final = 32 * 1024 * 1024
 CATALOG_PREFIX: Final = "catalog:"
+def _spark_errors() -> tuple[type[BaseException], ...]:
+    """What a Spark engine raises for a statement it refuses (pyspark is imported late)."""
+    from pyspark.errors import PySparkException
+
+    return (PySparkException,)
+
+
+def _delta_errors() -> tuple[type[BaseException], ...]:
+    """What reading a Delta log directly raises when it is not there or not readable."""
+    from deltalake.exceptions import DeltaError
+
+    return (DeltaError, OSError)
+
+
 _CDF: Final = "'delta.enableChangeDataFeed' = 'true'"
 #: Engine messages meaning "this statement form is not supported here" (Sail's wording).
 _NO_COMMENT_CTAS: Final = ("COMMENT in CREATE TABLE AS SELECT",)
@@ -448,11 +462,11 @@ class SparkTableStore:
         if target.name is not None:
             try:
                 return bool(self.spark.catalog.tableExists(target.sql))
-            except Exception:  # not every engine answers tableExists; the read below decides
+            except _spark_errors():  # not every engine answers tableExists; the read below decides
                 pass
         try:
             self._read(target).schema  # noqa: B018 - resolving the plan is the check
-        except Exception:
+        except _spark_errors():
             return False
         return True
 
@@ -470,7 +484,7 @@ class SparkTableStore:
             return target.path
         try:
             rows = self.spark.sql(f"DESCRIBE TABLE EXTENDED {target.sql}").collect()
-        except Exception:
+        except _spark_errors():
             return None
         for row in rows:
             if str(row[0]).strip() == "Location":
@@ -486,15 +500,16 @@ class SparkTableStore:
             from deltalake import DeltaTable
 
             return DeltaTable(_local(path)).metadata().description  # type: ignore[no-any-return]
-        except Exception:
+        except _delta_errors():
             return None
 
     def _version(self, target: _Target) -> int:
         """The version just committed (-1 when the engine does not say)."""
+        no_history: tuple[type[BaseException], ...] = (*_spark_errors(), LookupError, ValueError)
         try:
             row = self.spark.sql(f"DESCRIBE HISTORY {target.sql} LIMIT 1").collect()
             return int(row[0]["version"])
-        except Exception:
+        except no_history:
             pass
         path = self._table_path(target)
         if path is not None and _is_local(path):
@@ -502,7 +517,7 @@ class SparkTableStore:
                 from deltalake import DeltaTable
 
                 return int(DeltaTable(_local(path)).version())
-            except Exception:
+            except _delta_errors():
                 return -1
         return -1
 

@@ -55,7 +55,7 @@ def error_class(exc: BaseException) -> str | None:
         if callable(fn):
             try:
                 value = fn()
-            except Exception:
+            except TypeError:  # a getter of that name that is not pyspark's (it takes arguments)
                 continue
             if value:
                 return str(value)
@@ -127,9 +127,11 @@ class UnityShareCatalog:
 
     def _shared_object(self, share: str, shared_as: str) -> str | None:
         """The table behind ``shared_as`` in the share (``SHOW ALL IN SHARE``), if listed."""
+        from pyspark.errors import PySparkException
+
         try:
             rows = self.spark.sql(f"SHOW ALL IN SHARE {quote_identifier(share)}").collect()
-        except Exception:
+        except PySparkException:
             return None  # listing is only a cross-check; the error class already decided
         for row in rows:
             data = row.asDict() if hasattr(row, "asDict") else dict(row)

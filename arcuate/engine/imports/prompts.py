@@ -142,15 +142,7 @@ def import_prompt(
 
 
 def _version(r: SharedPrompt) -> Record:
-    return {
-        "row": r.row,
-        "version": r.version,
-        "template": r.template,
-        "commit_message": r.commit_message,
-        "tags": r.tags,
-        "response_format": r.response_format,
-        "model_config": r.model_config,
-    }
+    return {"row": r.row, "version": r.version, **_content(r)}
 
 
 def _plan(
