@@ -49,6 +49,7 @@ _ENV: Final = {
     "lock_wait": "ARCUATE_LOCK_WAIT",
     "refuse_pickle": "ARCUATE_REFUSE_PICKLE",
     "rest_concurrency": "ARCUATE_REST_CONCURRENCY",
+    "redaction_key": "ARCUATE_REDACTION_KEY",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -85,6 +86,8 @@ class Settings:
     ``REFUSE PICKLE`` does for one statement (the serialization policy, docs/trust.md).
     ``rest_concurrency``: requests kept in flight at once to an MLflow server (metric
     histories read by an export, runs written by an import through the public API).
+    ``redaction_key``: the provider's key for ``REDACT … HASH`` (HMAC-SHA256, docs/trust.md);
+    a secret, never shown in a repr, an error or EXPLAIN.
     """
 
     tracking_uri: str | None = None
@@ -102,6 +105,7 @@ class Settings:
     lock_wait: float = DEFAULT_LOCK_WAIT
     refuse_pickle: bool = False
     rest_concurrency: int = DEFAULT_REST_CONCURRENCY
+    redaction_key: str | None = field(default=None, repr=False)
     spark: Any = None
 
     @property

@@ -25,6 +25,8 @@ class _State:
     plan: Plan
     value: Any = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: detail rows of an export's result (what REDACT covered, by rule)
+    rows: list[dict[str, Any]] = field(default_factory=list)
     result: StatementResult | None = None
 
 
@@ -43,7 +45,8 @@ _REMOTE = frozenset({"http", "https", "databricks"})
 
 
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
-    if _distributed(ctx):
+    # a redacted export is packed here: the provider's key never travels to Spark tasks
+    if _distributed(ctx) and not step.redact:
         from arcuate.engine.distributed import export_experiment_spark
 
         st.value = export_experiment_spark(step, ctx)
@@ -81,6 +84,9 @@ def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     )
     if written.helper_peak_rss:
         st.summary["helper_peak_rss"] = written.helper_peak_rss
+    if stream.redaction is not None:  # REDACT: the total here, the counts by rule as rows
+        st.summary["redacted"] = stream.redaction.total()
+        st.rows = stream.redaction.rows()
     st.value = written
 
 
@@ -260,4 +266,4 @@ def run_plan(plan: Plan, ctx: Context) -> StatementResult:
         return st.result
     action = _ACTIONS.get(type(plan.steps[0]), type(plan.steps[0]).__name__)
     st.summary["seconds"] = round(time.monotonic() - started, 3)
-    return StatementResult(plan.text, action, summary=st.summary)
+    return StatementResult(plan.text, action, summary=st.summary, rows=st.rows)

@@ -14,23 +14,26 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from arcuate.errors import ConfigurationError
+from arcuate.format.files import Record
+from arcuate.format.limits import MAX_DATASET_DIGEST_LENGTH
 
 Target = Literal["params", "tags", "artifacts", "datasets"]
 Action = Literal["drop", "hash"]
 
 #: the tag an exported run carries: the keys whose values were redacted (never the values)
 REDACTED_TAG = "arcuate.redacted"
-#: the environment variable holding the provider's redaction key
+#: the environment variable holding the provider's redaction key (the ``redaction_key`` setting)
 KEY_ENV = "ARCUATE_REDACTION_KEY"
 _HASH_PREFIX = "hmac-sha256:"
+#: what a dropped dataset source or digest becomes (MLflow requires both to be present)
+DROPPED: Final = "redacted"
 
 
 class RedactionPatternError(ValueError):
@@ -90,9 +93,16 @@ class Report:
     """What was redacted: counts by rule, for the export's result rows."""
 
     counts: Counter[str] = field(default_factory=Counter)
+    #: the rules in the clause's order: each gets a row, also when it covered nothing
+    order: tuple[str, ...] = ()
+
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     def rows(self) -> list[dict[str, object]]:
-        return [{"rule": rule, "redacted": n} for rule, n in sorted(self.counts.items())]
+        """One row per rule: its text and how many values, inputs or files it covered."""
+        rules = dict.fromkeys([*self.order, *sorted(self.counts)])
+        return [{"rule": rule, "redacted": self.counts[rule]} for rule in rules]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +123,12 @@ class Policy:
     def explain(self) -> str:
         return "REDACT " + ", ".join(r.describe() for r in self.rules) if self.rules else ""
 
-    def _hash(self, value: str) -> str:
+    def _hash(self, value: str, limit: int | None = None) -> str:
+        """``hmac-sha256:<hex>``, cut to ``limit`` characters where a field is bounded (a
+        dataset digest: 36, so 24 hex digits, 96 bits, stay)."""
         assert self.key is not None  # checked in __post_init__
         mac = hmac.new(self.key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-        return _HASH_PREFIX + mac
+        return (_HASH_PREFIX + mac)[:limit]
 
     def apply(
         self, target: Target, entries: Mapping[str, str], report: Report
@@ -143,16 +155,33 @@ class Policy:
             report.counts[rule.describe()] += 1
         return rule is None
 
-    def dataset_source(self, source: str, report: Report) -> str | None:
-        """A dataset input's source (or digest): None when dropped, hashed, or as it was."""
+    def dataset(self, entry: Record, report: Report) -> Record | None:
+        """A dataset input with its source and digest dropped (``redacted``) or hashed; None
+        when no rule covers datasets. Counted once per input."""
         rule = next((r for r in self.rules if r.target == "datasets"), None)
         if rule is None:
-            return source
+            return None
         report.counts[rule.describe()] += 1
-        return self._hash(source) if rule.action == "hash" else None
+        fix = self.digest_fix()
+        assert fix is not None
+        source = entry.get("source")
+        return {
+            **entry,
+            "source": self._hash(source) if rule.action == "hash" and source else DROPPED,
+            "digest": fix(entry.get("digest")),
+        }
+
+    def digest_fix(self) -> Callable[[str | None], str | None] | None:
+        """What a dataset digest becomes (also where a metric names it), or None: kept."""
+        rule = next((r for r in self.rules if r.target == "datasets"), None)
+        if rule is None:
+            return None
+        if rule.action == "drop":
+            return lambda d: DROPPED if d else d
+        return lambda d: self._hash(d, MAX_DATASET_DIGEST_LENGTH) if d else d
 
 
-def resolve_key(setting: str | None = None) -> bytes | None:
-    """The provider's redaction key: the setting, else ``ARCUATE_REDACTION_KEY``."""
-    value = setting or os.environ.get(KEY_ENV)
-    return value.encode("utf-8") if value else None
+def resolve_key(setting: str | None) -> bytes | None:
+    """The provider's redaction key, from the ``redaction_key`` setting (which the settings
+    read from ``ARCUATE_REDACTION_KEY``)."""
+    return setting.encode("utf-8") if setting else None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from arcuate.format.access import rate_text
+from arcuate.format.redaction import Rule
 
 Flavor = Literal["pandas", "spark"]
 
@@ -20,12 +21,22 @@ class ExportExperiment:
 
     experiment: str
     filter: str | None = None
+    #: REDACT: what is dropped or hashed before rows are built (issue 16)
+    redact: tuple[Rule, ...] = ()
 
     def describe(self) -> str:
         where = f" WHERE {self.filter}" if self.filter else ""
         return (
             f"read runs of experiment {self.experiment!r}{where} from MLflow (full history, files)"
+            + _redacting(self.redact)
         )
+
+
+def _redacting(rules: tuple[Rule, ...]) -> str:
+    """The redaction policy as EXPLAIN shows it (the rules, never the key)."""
+    if not rules:
+        return ""
+    return "; before rows are built, REDACT " + ", ".join(r.describe() for r in rules)
 
 
 def _which_versions(versions: tuple[int, ...], aliases: tuple[str, ...]) -> str:
@@ -44,10 +55,15 @@ class ExportModel:
     model: str
     versions: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()
+    #: REDACT: what is dropped or hashed before rows are built (issue 16)
+    redact: tuple[Rule, ...] = ()
 
     def describe(self) -> str:
         which = _which_versions(self.versions, self.aliases)
-        return f"read {which} of registered model {self.model!r} from MLflow (files, source runs)"
+        return (
+            f"read {which} of registered model {self.model!r} from MLflow (files, source runs)"
+            + _redacting(self.redact)
+        )
 
 
 @dataclass(frozen=True, slots=True)

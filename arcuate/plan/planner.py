@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from arcuate.errors import PlanError, Span
 from arcuate.format import access as rules
 from arcuate.format.names import SHARE_NAME as _SHARE_NAME
+from arcuate.format.redaction import Rule
 from arcuate.plan import ops
 from arcuate.plan.capabilities import Capabilities
 from arcuate.syntax import ast
@@ -121,25 +122,19 @@ class _Planner:
             self.share_name("schema", stmt.table.schema, stmt.table.span)
             self.share_name("table", stmt.table.table, stmt.table.span)
             self.table_name(stmt.table)
-            if stmt.redact:
-                # the export does not apply the policy yet: refusing is safer than sharing the
-                # values the user asked to withhold (issue 16 item 2, wt/redact)
-                raise self.error(
-                    stmt.redact[0].span,
-                    "REDACT is not applied by the export yet; nothing was exported",
-                    "ARC205",
-                    "remove the REDACT clause, or remove the values from the experiment",
-                )
             src = stmt.source
+            redact = self.redaction(stmt.redact, src)
             read: ops.Operator
             if isinstance(src, ast.ExperimentSource):
-                read = ops.ExportExperiment(src.name, where(src.where) if src.where else None)
+                read = ops.ExportExperiment(
+                    src.name, where(src.where) if src.where else None, redact
+                )
                 content = "experiment"
             elif isinstance(src, ast.PromptSource):
                 read = ops.ExportPrompt(src.name, src.versions, src.aliases)
                 content = "prompt"
             else:
-                read = ops.ExportModel(src.name, src.versions, src.aliases)
+                read = ops.ExportModel(src.name, src.versions, src.aliases, redact)
                 content = "model"
             return (
                 read,
@@ -170,6 +165,31 @@ class _Planner:
         if isinstance(stmt, ast.ShowProviderShares):
             return (ops.ListProviderShares(stmt.profile),)
         return (self.catalog_can(self.catalog_command(stmt), stmt.span),)
+
+    def redaction(self, items: tuple[ast.RedactItem, ...], source: object) -> tuple[Rule, ...]:
+        """The REDACT clause as rules the export applies (issue 16, docs/trust.md)."""
+        if not items:
+            return ()
+        if isinstance(source, ast.PromptSource):
+            raise self.error(
+                items[0].span,
+                "REDACT applies to experiments and models; a prompt has no params, artifacts "
+                "or dataset inputs",
+                "ARC209",
+                "remove the REDACT clause (a prompt's tags are shared as they are)",
+            )
+        hashed = next((item for item in items if item.hash), None)
+        if hashed is not None and not self.caps.redaction_key:
+            # refused before any statement runs; the key itself never reaches the planner
+            message = "REDACT … HASH needs a provider key, and none is configured"
+            hint = "set the redaction_key setting or ARCUATE_REDACTION_KEY"
+            if not self.explaining:
+                raise self.error(hashed.span, message, "ARC208", hint)
+            self.notes.append(f"note: running it needs a provider key [ARC208]: {hint}")
+        return tuple(
+            Rule.make(item.target, item.pattern, "hash" if item.hash else "drop")
+            for item in items
+        )
 
     def catalog_command(self, stmt: ast.Statement) -> ops.CatalogCommand:
         cat = self.caps.share_catalog

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from arcuate.config import resolve_settings
 from arcuate.errors import ArcuateSyntaxError, ConfigurationError, PlanError
 from arcuate.format.redaction import Policy, RedactionPatternError, Report, Rule, resolve_key
 from arcuate.plan.capabilities import Capabilities
+from arcuate.plan.ops import ExportExperiment
 from arcuate.plan.planner import plan
 from arcuate.syntax import ast
 from arcuate.syntax.parser import parse
@@ -66,13 +68,17 @@ def test_artifacts_match_a_glob_and_cannot_hash() -> None:
 
 
 def test_dataset_sources_dropped_or_hashed() -> None:
-    source = f"s3://bucket/data.csv?token={SECRET}"
-    assert Policy((Rule.make("datasets"),)).dataset_source(source, Report()) is None
-    hashed = Policy((Rule.make("datasets", action="hash"),), key=KEY).dataset_source(
-        source, Report()
-    )
-    assert hashed is not None and SECRET not in hashed
-    assert Policy().dataset_source(source, Report()) == source
+    entry = {"name": "d", "digest": "abc123", "source": f"s3://bucket-{SECRET}/data.csv"}
+    dropped = Policy((Rule.make("datasets"),)).dataset(entry, Report())
+    assert dropped is not None and (dropped["source"], dropped["digest"]) == ("redacted", "redacted")
+    report = Report()
+    hashed = Policy((Rule.make("datasets", action="hash"),), key=KEY).dataset(entry, report)
+    assert hashed is not None and SECRET not in hashed["source"]
+    assert hashed["source"].startswith("hmac-sha256:")
+    # MLflow holds a digest in 36 characters: the hash is cut to fit, still keyed
+    assert len(hashed["digest"]) == 36 and hashed["digest"].startswith("hmac-sha256:")
+    assert report.rows() == [{"rule": "DATASETS SOURCES HASH", "redacted": 1}]
+    assert Policy().dataset(entry, Report()) is None
 
 
 def test_explain_shows_the_policy_never_the_key() -> None:
@@ -87,10 +93,14 @@ def test_explain_shows_the_policy_never_the_key() -> None:
 
 def test_key_from_setting_else_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ARCUATE_REDACTION_KEY", raising=False)
-    assert resolve_key() is None
+    assert resolve_settings().redaction_key is None
     monkeypatch.setenv("ARCUATE_REDACTION_KEY", "env-key")
-    assert resolve_key() == b"env-key"
-    assert resolve_key("setting-key") == b"setting-key"
+    settings = resolve_settings()
+    assert resolve_key(settings.redaction_key) == b"env-key"
+    assert "env-key" not in repr(settings)  # a secret: never in a repr
+    assert resolve_key(resolve_settings(redaction_key="setting-key").redaction_key) == (
+        b"setting-key"
+    )
 
 
 def test_the_clause_parses_and_round_trips() -> None:
@@ -116,10 +126,28 @@ def test_a_regex_that_does_not_compile_points_at_it() -> None:
     assert "does not compile" in info.value.message
 
 
-def test_until_the_export_applies_it_redact_is_refused_at_plan_time() -> None:
-    # never export values the user asked to withhold
-    text = "CREATE SHARE s WITH TABLE t FROM EXPERIMENT e REDACT params MATCHING 'token'"
+def test_hash_without_a_key_is_refused_before_anything_runs() -> None:
+    text = "CREATE SHARE s WITH TABLE t FROM EXPERIMENT e REDACT params MATCHING 'x', tags MATCHING 'y' HASH"
     with pytest.raises(PlanError) as info:
         plan(parse(text), Capabilities(), text=text)
-    assert info.value.code == "ARC205"
-    assert info.value.col == text.index("params") + 1
+    assert info.value.code == "ARC208"
+    assert info.value.col == text.index("tags") + 1
+    assert "redaction_key" in str(info.value.hint)
+    planned = plan(parse(text), Capabilities(redaction_key=True), text=text)
+    step = planned.steps[0]
+    assert isinstance(step, ExportExperiment)
+    assert [r.describe() for r in step.redact] == ["params MATCHING 'x'", "tags MATCHING 'y' HASH"]
+
+
+def test_explain_without_a_key_shows_a_note() -> None:
+    text = "EXPLAIN CREATE SHARE s WITH TABLE t FROM MODEL m REDACT DATASETS SOURCES HASH"
+    planned = plan(parse(text), Capabilities(), text=text)
+    assert any("[ARC208]" in note for note in planned.notes)
+    assert "before rows are built, REDACT DATASETS SOURCES HASH" in planned.steps[0].describe()
+
+
+def test_a_prompt_cannot_be_redacted() -> None:
+    text = "CREATE SHARE s WITH TABLE t FROM PROMPT p REDACT tags MATCHING 'x'"
+    with pytest.raises(PlanError) as info:
+        plan(parse(text), Capabilities(), text=text)
+    assert info.value.code == "ARC209"
