@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from arcuate.config import resolve_settings
@@ -151,3 +162,301 @@ def test_a_prompt_cannot_be_redacted() -> None:
     with pytest.raises(PlanError) as info:
         plan(parse(text), Capabilities(), text=text)
     assert info.value.code == "ARC209"
+
+
+# -- the export, end to end (issue 16 "done when") -------------------------------------------
+PARAM_SECRET = "sk-live-PARAM-5e2d1c0b9a"
+LM_PARAM_SECRET = "sk-live-LOGGED-MODEL-77aa"
+TAG_SECRET = "db-password-hunter2-TAG-8c7d"
+TAG_SECRET_2 = "db-password-swordfish-TAG-9e8f"
+EXP_TAG_SECRET = "team-key-EXP-3b4c5d"
+MODEL_TAG_SECRET = "owner-MODEL-TAG-1f2e3d"
+SOURCE_SECRET = "acme-private-SOURCE-6a5b4c"
+DIGEST_SECRET = "dgst-DIGEST-0d1e2f"
+FILE_SECRET = "-----BEGIN KEY----- FILE-4d3c2b1a"
+MODEL_FILE_SECRET = "model-FILE-SECRET-2c1b0a"
+LEAKED_PATH = "secrets/creds.txt"
+EXPORT_KEY = "provider-key-KEY-9f8e7d6c"
+#: every value that must not leave the provider (the hashed tag values travel as HMACs)
+SECRETS = (
+    PARAM_SECRET, LM_PARAM_SECRET, TAG_SECRET, TAG_SECRET_2, EXP_TAG_SECRET, MODEL_TAG_SECRET,
+    SOURCE_SECRET, DIGEST_SECRET, FILE_SECRET, MODEL_FILE_SECRET, LEAKED_PATH, EXPORT_KEY,
+)  # fmt: skip
+POLICY = (
+    "REDACT params MATCHING '(?i)token|password', tags MATCHING '^secret\\.' HASH,"
+    " ARTIFACTS MATCHING 'secrets/*', DATASETS SOURCES"
+)
+ARCUATE = str(Path(sys.executable).parent / "arcuate")
+
+
+def _dataset(digest: str, source: str) -> Any:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    data = Dataset("customers", digest, "s3", json.dumps({"uri": source}))
+    return DatasetInput(data, [InputTag("mlflow.data.context", "training")])
+
+
+def _build(store: Any, root: Path) -> dict[str, str]:
+    """Experiment ``secrets`` (3 runs: secrets in params, tags, a dataset input, artifacts, a
+    logged model and an experiment tag) and model ``vault`` (version 1 from run a)."""
+    from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
+
+    client = store.client()
+    eid = client.create_experiment(
+        "secrets",
+        artifact_location=str(root / "mlruns"),
+        tags={"secret.team": EXP_TAG_SECRET, "team": "ml"},
+    )
+    ids: dict[str, str] = {}
+    for name, tag in (("a", TAG_SECRET), ("b", TAG_SECRET), ("c", TAG_SECRET_2)):
+        rid = client.create_run(eid, run_name=name).info.run_id
+        ids[name] = rid
+        client.log_batch(
+            rid,
+            params=[Param("api_token", PARAM_SECRET), Param("db_Password", PARAM_SECRET),
+                    Param("lr", "0.1")],
+            tags=[RunTag("secret.db_url", tag), RunTag("stage", "train")],
+        )  # fmt: skip
+        client.log_inputs(rid, [_dataset(DIGEST_SECRET, f"s3://{SOURCE_SECRET}/customers.csv")])
+        client.log_text(rid, FILE_SECRET, LEAKED_PATH)
+        client.log_text(rid, "fine", "notes/readme.txt")
+    lm = client.create_logged_model(
+        eid, name="model", source_run_id=ids["a"], params={"auth_token": LM_PARAM_SECRET},
+        tags={"secret.signing": TAG_SECRET, "flavor": "none"},
+    )  # fmt: skip
+    mdir = root / "model-src"
+    (mdir / "secrets").mkdir(parents=True)
+    (mdir / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 3.11.7\n")
+    (mdir / "secrets" / "model.key").write_text(MODEL_FILE_SECRET)
+    client.log_model_artifacts(lm.model_id, str(mdir))
+    client.finalize_logged_model(lm.model_id, "READY")
+    client.log_outputs(ids["a"], [LoggedModelOutput(lm.model_id, 1)])
+    point = Metric("acc", 0.9, 1_700_000_000_000, 1, model_id=lm.model_id,
+                   dataset_name="customers", dataset_digest=DIGEST_SECRET)  # fmt: skip
+    client.log_batch(ids["a"], metrics=[point])
+    for rid in ids.values():
+        client.set_terminated(rid, "FINISHED")
+    client.create_registered_model("vault", tags={"secret.owner": MODEL_TAG_SECRET})
+    client.create_model_version(
+        "vault", f"models:/{lm.model_id}", run_id=ids["a"], tags={"secret.v": MODEL_TAG_SECRET}
+    )
+    return ids
+
+
+def _strings(value: Any) -> Iterator[str | bytes]:
+    """Every string and bytes value inside a row (structs and lists walked)."""
+    if isinstance(value, str | bytes):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _leaks(root: Path) -> list[str]:
+    """Where under ``root`` a secret is found: raw bytes of every file, every string value of
+    every Parquet file (pages are compressed), every line of the Delta log."""
+    found = []
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        found += [f"{path}: {s!r} (raw bytes)" for s in SECRETS if s.encode() in raw]
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            for value in _strings(pq.read_table(path).to_pylist()):
+                text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+                found += [f"{path}: {s!r} (Parquet value)" for s in SECRETS if s in text]
+        if path.parent.name == "_delta_log" and path.suffix == ".json":
+            for line in raw.decode().splitlines():
+                entry = json.loads(line)
+                stats = entry.get("add", {}).get("stats")  # min/max values of columns
+                text = line + (stats or "")
+                found += [f"{path}: {s!r} (Delta log)" for s in SECRETS if s in text]
+    return found
+
+
+def _cli(*args: str, cwd: Path, key: str | None = EXPORT_KEY, stdin: str = "") -> Any:
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    env.pop("ARCUATE_REDACTION_KEY", None)
+    if key is not None:
+        env["ARCUATE_REDACTION_KEY"] = key
+    done = subprocess.run(
+        [ARCUATE, *args], cwd=cwd, capture_output=True, text=True, input=stdin, env=env,
+        timeout=300,
+    )  # fmt: skip
+    assert EXPORT_KEY not in done.stdout + done.stderr  # never printed, also not in an error
+    return done
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _serving(cwd: Path, port: int) -> Iterator[None]:
+    """``arcuate serve`` on ``port`` (its own process group), stopped at the end."""
+    proc = subprocess.Popen(
+        [ARCUATE, "serve", "--warehouse", "wh", "--port", str(port)], cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "serving Delta Sharing" in proc.stdout.readline()
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        assert EXPORT_KEY not in err
+
+
+@pytest.fixture
+def exported(
+    mlflow_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, str], Any, int]:
+    """The experiment and the model exported with the REDACT policy by ``arcuate run``, a
+    recipient ``ann`` granted (its profile names ``port``); (run ids, the run's output, port)."""
+    from arcuate.backends.mlflow.connect import spark_guard
+
+    with spark_guard(), monkeypatch.context() as mp:
+        # create_model_version reads a models:/ source through MLflow's global URIs
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_store.tracking_uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", mlflow_store.registry_uri)
+        ids = _build(mlflow_store, workdir)
+    port = _free_port()
+    script = (
+        f"CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT secrets {POLICY};\n"
+        f"CREATE SHARE ml WITH TABLE vault FROM MODEL vault {POLICY};\n"
+        "CREATE RECIPIENT ann; GRANT SELECT ON SHARE ml TO RECIPIENT ann"
+    )
+    uri = mlflow_store.tracking_uri
+    done = _cli(
+        "run", "-", "--format", "json", "--tracking-uri", uri, "--warehouse", "wh",
+        "--endpoint", f"http://127.0.0.1:{port}/delta-sharing", cwd=workdir, stdin=script,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return ids, done, port
+
+
+def test_no_secret_reaches_any_file_of_the_table(exported: tuple[Any, Any, int], workdir: Path) -> None:
+    _ids, done, _port = exported
+    assert _leaks(workdir / "wh") == []  # both tables, their logs and the catalog file
+    assert (workdir / "wh" / "shares.yaml").is_file()
+    experiment, model = (json.loads(line) for line in done.stdout.splitlines()[:2])
+    # the result lists what each rule covered: 3 runs x 2 params + the logged model's token
+    assert {d["rule"]: d["redacted"] for d in experiment["details"]} == {
+        "params MATCHING '(?i)token|password'": 7,
+        "tags MATCHING '^secret\\.' HASH": 5,  # 3 runs, the logged model, the experiment
+        "ARTIFACTS MATCHING 'secrets/*'": 4,  # 3 runs' creds.txt, the logged model's key
+        "DATASETS SOURCES": 3,
+    }
+    assert experiment["summary"]["redacted"] == 19
+    by_rule = {d["rule"]: d["redacted"] for d in model["details"]}
+    assert by_rule["ARTIFACTS MATCHING 'secrets/*'"] == 1  # the version's model.key
+    # the version, its model, its run, the run's logged model, the run's experiment
+    assert by_rule["tags MATCHING '^secret\\.' HASH"] == 5
+
+
+def test_the_scan_finds_every_secret_of_an_export_without_redact(
+    exported: tuple[Any, Any, int], mlflow_store: Any, workdir: Path
+) -> None:
+    """The scan above is not vacuous: without REDACT each secret is found in the table."""
+    import arcuate
+
+    for source in ("EXPERIMENT secrets", "MODEL vault"):
+        arcuate.execute(
+            f"CREATE SHARE plain WITH TABLE t{len(source)} FROM {source}",
+            tracking_uri=mlflow_store.tracking_uri, warehouse="plain", progress=False,
+        )  # fmt: skip
+    found = "\n".join(_leaks(workdir / "plain"))
+    for secret in SECRETS:
+        if secret != EXPORT_KEY:
+            assert repr(secret) in found
+    assert "(Parquet value)" in found
+
+
+def _rows(location: Path) -> list[dict[str, Any]]:
+    from deltalake import DeltaTable
+
+    rows: list[dict[str, Any]] = DeltaTable(str(location)).to_pyarrow_table().to_pylist()
+    return rows
+
+
+def test_hash_keeps_equal_values_equal_and_the_rows_say_what_was_redacted(
+    exported: tuple[dict[str, str], Any, int], workdir: Path
+) -> None:
+    ids, _done, _port = exported
+    runs = {r["key"]: r["run"] for r in _rows(workdir / "wh" / "runs") if r["kind"] == "run"}
+    tags = {k: {t["key"]: t["value"] for t in run["tags"]} for k, run in runs.items()}
+    a, b, c = (tags[ids[n]] for n in "abc")
+    assert a["secret.db_url"] == b["secret.db_url"] != c["secret.db_url"]
+    assert a["secret.db_url"].startswith("hmac-sha256:")
+    marker = json.loads(a["arcuate.redacted"])
+    assert marker == {
+        "params": ["api_token", "auth_token", "db_Password"],
+        "tags": ["secret.db_url", "secret.signing"],
+        "experiment_tags": ["secret.team"],
+        "datasets": 1,
+        "artifacts": 2,
+    }
+    run_a = runs[ids["a"]]
+    assert {p["key"] for p in run_a["params"]} == {"lr"}
+    (dataset,) = run_a["inputs"]
+    assert (dataset["source"], dataset["digest"]) == ("redacted", "redacted")
+    (point,) = [m for m in run_a["metrics"] if m["dataset_name"]]
+    assert point["dataset_digest"] == "redacted"  # the link to the input still holds
+
+
+def test_a_recipient_receives_it_redacted_and_marked(
+    exported: tuple[dict[str, str], Any, int], workdir: Path, recipient_store: Any
+) -> None:
+    ids, _done, port = exported
+    coordinate = "wh/profiles/ann.share#ml.default.runs"
+    script = f"DESCRIBE '{coordinate}'; CREATE EXPERIMENT imported AS PANDAS '{coordinate}'"
+    with _serving(workdir, port):
+        done = _cli(
+            "run", "-", "--format", "json", "--tracking-uri", recipient_store.tracking_uri,
+            cwd=workdir, key=None, stdin=script,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout.splitlines()[0])
+    assert described["summary"]["redacted_records"] == 3
+    shown = {d["key"]: d["redacted"] for d in described["details"]}
+    assert json.loads(shown[ids["c"]])["params"] == ["api_token", "db_Password"]
+    client = recipient_store.client()
+    exp = client.get_experiment_by_name("imported")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 3
+    for run in runs:
+        assert set(run.data.params) == {"lr"}
+        assert run.data.tags["secret.db_url"].startswith("hmac-sha256:")
+        assert json.loads(run.data.tags["arcuate.redacted"])["artifacts"] >= 1
+        (found,) = run.inputs.dataset_inputs
+        assert found.dataset.source == "redacted"
+        listed = [f.path for f in client.list_artifacts(run.info.run_id)]
+        assert listed == ["notes"]
+    assert _leaks(Path(recipient_store.root)) == []  # nothing secret arrived anywhere
+
+
+def test_hash_needs_a_key_and_the_key_is_never_shown(mlflow_store: Any, workdir: Path) -> None:
+    import arcuate
+
+    statement = "CREATE SHARE ml WITH TABLE t FROM EXPERIMENT e REDACT tags MATCHING 'x' HASH"
+    done = _cli("run", "-", "--tracking-uri", mlflow_store.tracking_uri, "--warehouse", "wh",
+                cwd=workdir, key=None, stdin=statement)  # fmt: skip
+    assert done.returncode == 1 and "[ARC208]" in done.stderr
+    # with a key, a statement that fails does not show it (nor does its result or the settings)
+    with pytest.raises(Exception) as info:
+        arcuate.execute(
+            statement.replace("FROM EXPERIMENT e", "FROM EXPERIMENT missing"),
+            tracking_uri=mlflow_store.tracking_uri, warehouse="wh", redaction_key=EXPORT_KEY,
+            progress=False,
+        )  # fmt: skip
+    shown = str(info.value) + "".join(getattr(info.value, "__notes__", [])) + repr(info.value)
+    assert EXPORT_KEY not in shown
+    assert not (workdir / "wh").exists() or _leaks(workdir / "wh") == []

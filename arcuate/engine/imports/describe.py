@@ -21,6 +21,7 @@ from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
+from arcuate.format.redactor import marker_of
 from arcuate.format.schema import MODEL_VERSION, PROMPT_VERSION, RUN, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
 
@@ -80,6 +81,8 @@ _LICENCE_FILES: Final = frozenset({"license", "license.txt", "license.md", "lice
 _CARD_FILES: Final = frozenset({"readme.md", "readme.txt", "model_card.md", "modelcard.md"})
 #: How much of a licence or model card a row shows.
 _SHOWN_CHARS: Final = 120
+#: How much of a redaction marker a row shows (the imported run keeps it whole).
+_SHOWN_MARKER: Final = 300
 
 
 def _first_line(text: str) -> str:
@@ -156,7 +159,18 @@ def _detail(item: v.SharedRecord, points: int, flavors: list[str], reqs: list[st
         serialization="",
     )
     detail["license"], detail["model_card"] = _licence_and_card(item)
+    detail["redacted"] = _redacted(item)
     return detail
+
+
+def _redacted(item: v.SharedRecord) -> str:
+    """What the provider redacted before export (the ``arcuate.redacted`` tag of the version
+    or its run: keys and counts, never values), shortened for a row; empty: nothing said."""
+    mv = item.model_version or {}
+    marker = marker_of(mv.get("tags")) or marker_of((item.run or {}).get("tags"))
+    if not marker:
+        return ""
+    return marker if len(marker) <= _SHOWN_MARKER else marker[: _SHOWN_MARKER - 1] + "…"
 
 
 @dataclass
@@ -168,7 +182,7 @@ class _Description:
     rows: list[Record] = field(default_factory=list)
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("rows", "records", "chunks", "metric_points", "files", "bytes"), 0
+            ("rows", "records", "chunks", "metric_points", "files", "bytes", "redacted"), 0
         )
     )
     flavors: set[str] = field(default_factory=set)
@@ -222,6 +236,7 @@ class _Description:
         self.requirements.update(reqs)
         self.formats.setdefault(item.key, {}).update(_formats(item))
         row = _detail(item, points, flavors, reqs)
+        self.counts["redacted"] += bool(row["redacted"])
         self.by_key[item.key] = row
         self.rows.append(row)
 
@@ -285,6 +300,7 @@ class _Description:
             "flavors": ", ".join(sorted(self.flavors)),
             "requirements": "; ".join(sorted(self.requirements)),
             **self.serialization(),
+            "redacted_records": counts["redacted"],
             "valid": self.problem is None,
             "seconds": round(time.monotonic() - started, 3),
         }
