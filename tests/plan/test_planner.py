@@ -41,6 +41,10 @@ CASES = {
     "export_prompt": "CREATE SHARE genai WITH TABLE qa_prompt FROM PROMPT qa VERSION 1, 4",
     "export_prompt_alias": "CREATE SHARE genai WITH TABLE qa_prompt FROM PROMPT qa ALIAS production",
     "import_prompt": "CREATE PROMPT OVERWRITE qa AS 'provider.share#genai.default.qa_prompt'",
+    # issue 16: redaction before export
+    "export_experiment_redact": "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn REDACT params MATCHING '(?i)token|password', ARTIFACTS MATCHING 'secrets/*', DATASETS SOURCES",
+    # HASH with no key configured: EXPLAIN shows the plan and a note
+    "export_model_redact": "EXPLAIN CREATE SHARE ml WITH TABLE churn_model FROM MODEL churn VERSION 1 REDACT tags MATCHING '^secret\\.' HASH, DATASETS SOURCES HASH",
 }
 
 
