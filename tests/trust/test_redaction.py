@@ -412,12 +412,21 @@ def test_hash_keeps_equal_values_equal_and_the_rows_say_what_was_redacted(
     assert point["dataset_digest"] == "redacted"  # the link to the input still holds
 
 
+@pytest.mark.parametrize("import_path", ["api", "auto"])
 def test_a_recipient_receives_it_redacted_and_marked(
-    exported: tuple[dict[str, str], Any, int], workdir: Path, recipient_store: Any
+    exported: tuple[dict[str, str], Any, int],
+    workdir: Path,
+    recipient_store: Any,
+    import_path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ids, _done, port = exported
     coordinate = "wh/profiles/ann.share#ml.default.runs"
-    script = f"DESCRIBE '{coordinate}'; CREATE EXPERIMENT imported AS PANDAS '{coordinate}'"
+    script = (
+        f"DESCRIBE '{coordinate}'; CREATE EXPERIMENT imported AS PANDAS '{coordinate}';"
+        f"CREATE MODEL vault AS PANDAS '{coordinate.replace('.runs', '.vault')}'"
+    )
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", import_path)  # the public API, or bulk SQL
     with _serving(workdir, port):
         done = _cli(
             "run", "-", "--format", "json", "--tracking-uri", recipient_store.tracking_uri,
@@ -440,6 +449,9 @@ def test_a_recipient_receives_it_redacted_and_marked(
         assert found.dataset.source == "redacted"
         listed = [f.path for f in client.list_artifacts(run.info.run_id)]
         assert listed == ["notes"]
+    version = client.get_model_version("vault", "1")
+    assert json.loads(version.tags["arcuate.redacted"])["artifacts"] == 1
+    assert version.tags["secret.v"].startswith("hmac-sha256:")
     assert _leaks(Path(recipient_store.root)) == []  # nothing secret arrived anywhere
 
 
