@@ -164,6 +164,55 @@ def test_a_prompt_cannot_be_redacted() -> None:
     assert info.value.code == "ARC209"
 
 
+def test_the_redactor_covers_every_place_of_a_run_record() -> None:
+    """Plain records (the public-API source's shape: metric points as a list)."""
+    from arcuate.format.files import FileRef
+    from arcuate.format.records import ColumnarList
+    from arcuate.format.redactor import Marks, Redactor
+    from arcuate.format.schema import SCHEMA
+
+    policy = Policy(
+        (Rule.make("params", "token"), Rule.make("tags", "^secret", "hash"),
+         Rule.make("artifacts", "*.pem"), Rule.make("datasets", action="hash")),
+        key=KEY,
+    )  # fmt: skip
+    redactor = Redactor(policy)
+    kv = [{"key": "api_token", "value": SECRET}, {"key": "lr", "value": "0.1"}]
+    run = {
+        "run_id": "r1",
+        "params": kv,
+        "tags": [{"key": "secret.x", "value": SECRET}, {"key": "stage", "value": "dev"}],
+        "inputs": [{"name": "d", "digest": "abc", "source": SECRET, "tags": []}],
+        "metrics": [{"key": "acc", "dataset_name": "d", "dataset_digest": "abc"}],
+        "logged_models": [{"model_id": "m-1", "params": kv, "tags": []}],
+    }
+    marks = Marks()
+    out = redactor.run(run, marks)
+    refs = [FileRef("artifacts", p, 1, lambda: None) for p in ("a/key.pem", "ok.txt")]  # type: ignore[arg-type,return-value]
+    kept = [f.path for f in redactor.files(refs, out, marks)]
+    assert kept == ["ok.txt"]
+    assert [p["key"] for p in out["params"]] == ["lr"]
+    assert out["logged_models"][0]["params"] == [{"key": "lr", "value": "0.1"}]
+    digest = out["inputs"][0]["digest"]
+    assert out["metrics"][0]["dataset_digest"] == digest != "abc"
+    assert SECRET not in repr(out)
+    assert run["params"] == kv and run["tags"][0]["value"] == SECRET  # the source's record kept
+    tags = {t["key"]: t["value"] for t in out["tags"]}
+    assert json.loads(tags["arcuate.redacted"]) == {
+        "params": ["api_token"], "tags": ["secret.x"], "datasets": 1, "artifacts": 1,
+    }  # fmt: skip
+    # metric points held column-wise (the SQL source) are rewritten the same way
+    point = {"key": "acc", "value": 1.0, "step": 0, "timestamp": None, "model_id": None,
+             "dataset_name": "d", "dataset_digest": "abc"}  # fmt: skip
+    points_type = SCHEMA.field("run").type.field("metrics").type.value_type
+    import pyarrow as pa
+
+    columnar = ColumnarList(pa.array([point], type=points_type))
+    again = Redactor(policy).run({**run, "metrics": columnar}, Marks())
+    assert isinstance(again["metrics"], ColumnarList)
+    assert again["metrics"][0]["dataset_digest"] == digest
+
+
 # -- the export, end to end (issue 16 "done when") -------------------------------------------
 PARAM_SECRET = "sk-live-PARAM-5e2d1c0b9a"
 LM_PARAM_SECRET = "sk-live-LOGGED-MODEL-77aa"
