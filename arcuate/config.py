@@ -51,6 +51,7 @@ _ENV: Final = {
     "rest_concurrency": "ARCUATE_REST_CONCURRENCY",
     "signing_key": "ARCUATE_SIGNING_KEY",
     "require_signature": "ARCUATE_REQUIRE_SIGNATURE",
+    "redaction_key": "ARCUATE_REDACTION_KEY",
 }
 
 #: Spellings of the ``progress`` setting (``ARCUATE_PROGRESS``): on, off, or automatic.
@@ -91,6 +92,8 @@ class Settings:
     ``SIGNED BY`` does for one statement (docs/trust.md).
     ``require_signature``: every experiment or model import must name the provider's key
     (``VERIFIED BY``) and refuses a table that does not verify with it.
+    ``redaction_key``: the provider's key for ``REDACT … HASH`` (HMAC-SHA256, docs/trust.md);
+    a secret, never shown in a repr, an error or EXPLAIN.
     """
 
     tracking_uri: str | None = None
@@ -110,6 +113,7 @@ class Settings:
     rest_concurrency: int = DEFAULT_REST_CONCURRENCY
     signing_key: str | None = None
     require_signature: bool = False
+    redaction_key: str | None = field(default=None, repr=False)
     spark: Any = None
 
     @property

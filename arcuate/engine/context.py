@@ -46,6 +46,7 @@ def capabilities(settings: Settings, *, spark_hint: str | None = None) -> Capabi
         spark_hint=spark_hint or SPARK_HINT,
         table=table.capabilities_for(settings),
         catalog=catalog.capabilities_for(settings),
+        redaction_key=bool(settings.redaction_key),
     )
 
 

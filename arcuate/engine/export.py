@@ -29,6 +29,8 @@ from arcuate.format.records import (
     to_stream,
     version_rows,
 )
+from arcuate.format.redaction import Policy, Report, Rule, resolve_key
+from arcuate.format.redactor import Marks, Redactor, mark
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
@@ -53,10 +55,14 @@ class ExportStream:
     eval_records: int = 0
     #: a line for each scorer version left out because it carries code
     skipped: list[str] = field(default_factory=list)
+    #: what REDACT covered so far, by rule (None: no REDACT clause)
+    redaction: Report | None = None
 
     def summary(self) -> dict[str, Any]:
         """The counters, for a statement result."""
         out: dict[str, Any] = {"files": self.files, "bytes": self.bytes}
+        if self.redaction is not None:
+            out["redacted"] = self.redaction.total()
         if self.content == "experiment":
             genai: dict[str, Any] = {"scorers": self.scorers, "eval_records": self.eval_records}
             if self.skipped:
@@ -91,12 +97,16 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
         NotFoundError: the experiment does not exist (before anything is written).
         BackendError: MLflow rejected the filter or failed (before anything is written).
     """
+    redactor = _redactor(op.redact, ctx)
     source = ctx.model_source
     experiment = source.get_experiment(op.experiment)
     runs = source.iter_runs(experiment["experiment_id"], filter=op.filter)
     first = next(runs, None)  # the first page: a rejected filter fails here, not mid-write
     pending: Iterator[Record] = itertools.chain([first], runs) if first is not None else iter(())
-    stream = ExportStream("experiment")
+    stream = ExportStream("experiment", redaction=redactor.report if redactor else None)
+    hidden: set[str] = set()
+    if redactor is not None:
+        experiment, hidden = redactor.experiment(experiment)
     chunk_bytes = ctx.settings.chunk_bytes
     progress = Progress(ctx.progress, detail=True)
     genai = source if isinstance(source, GenAISource) else None
@@ -121,6 +131,10 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
         with progress.running(f"experiment {op.experiment}") as task:
             for run in pending:
                 files = source.iter_run_files(run)
+                if redactor is not None:  # before the row is built: nothing covered is packed
+                    marks = Marks(experiment_tags=set(hidden))
+                    run = redactor.run(run, marks)
+                    files = redactor.files(files, run, marks)
                 for row in run_rows(
                     experiment,
                     run,
@@ -148,9 +162,10 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
     Raises:
         NotFoundError: the model, a named version or an alias does not exist (before writing).
     """
+    redactor = _redactor(op.redact, ctx)
     source = ctx.model_source
     versions = source.get_model_versions(op.model, versions=op.versions, aliases=op.aliases)
-    stream = ExportStream("model")
+    stream = ExportStream("model", redaction=redactor.report if redactor else None)
     chunk_bytes = ctx.settings.chunk_bytes
     progress = Progress(ctx.progress, detail=True)
 
@@ -162,9 +177,13 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
             for version in versions:
                 run_id = version.get("run_id")
                 if run_id and run_id not in runs:
-                    runs[run_id] = source.get_run(run_id)
-                origin = runs.get(run_id) if run_id else None
+                    runs[run_id] = _origin(source.get_run(run_id), redactor)
+                origin, run_marks = runs[run_id] if run_id else (None, None)
                 files = source.iter_version_files(version)
+                if redactor is not None:  # before the row is built: nothing covered is packed
+                    marks = Marks().merge(run_marks)
+                    version = redactor.version(version, marks)
+                    files = redactor.files(files, version, marks)
                 for row in version_rows(
                     version,
                     origin,
@@ -183,6 +202,30 @@ def export_model(op: ExportModel, ctx: Context) -> ExportStream:
 
     stream.batches = to_stream(rows())
     return stream
+
+
+def _redactor(rules: tuple[Rule, ...], ctx: Context) -> Redactor | None:
+    """The export's redaction, its key from the settings; None without a REDACT clause.
+
+    Raises:
+        ConfigurationError: ``ARC320``, a HASH rule and no key (before anything is read).
+    """
+    if not rules:
+        return None
+    return Redactor(Policy(rules, key=resolve_key(ctx.settings.redaction_key)))
+
+
+def _origin(
+    found: tuple[Record, Record] | None, redactor: Redactor | None
+) -> tuple[tuple[Record, Record] | None, Marks | None]:
+    """A version's source (experiment, run), redacted and marked, with what was redacted."""
+    if found is None or redactor is None:
+        return found, None
+    experiment, hidden = redactor.experiment(found[0])
+    marks = Marks(experiment_tags=hidden)
+    run = redactor.run(found[1], marks)
+    mark(run, marks)
+    return (experiment, run), marks
 
 
 def export_prompt(op: ExportPrompt, ctx: Context) -> ExportStream:

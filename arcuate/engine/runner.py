@@ -25,6 +25,8 @@ class _State:
     plan: Plan
     value: Any = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: detail rows of an export's result (what REDACT covered, by rule)
+    rows: list[dict[str, Any]] = field(default_factory=list)
     result: StatementResult | None = None
 
 
@@ -43,8 +45,9 @@ _REMOTE = frozenset({"http", "https", "databricks"})
 
 
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
-    # datasets and scorers are read through the driver's client: INCLUDING packs there
-    if _distributed(ctx) and not (step.datasets or step.scorers):
+    # datasets and scorers are read through the driver's client: INCLUDING packs there; a
+    # redacted export is packed here too: the provider's key never travels to Spark tasks
+    if _distributed(ctx) and not (step.datasets or step.scorers or step.redact):
         from arcuate.engine.distributed import export_experiment_spark
 
         st.value = export_experiment_spark(step, ctx)
@@ -100,6 +103,9 @@ def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     )
     if written.helper_peak_rss:
         st.summary["helper_peak_rss"] = written.helper_peak_rss
+    if stream.redaction is not None:  # REDACT: the total here, the counts by rule as rows
+        st.summary["redacted"] = stream.redaction.total()
+        st.rows = stream.redaction.rows()
     st.value = written
 
 
@@ -291,4 +297,4 @@ def run_plan(plan: Plan, ctx: Context) -> StatementResult:
         return st.result
     action = _ACTIONS.get(type(plan.steps[0]), type(plan.steps[0]).__name__)
     st.summary["seconds"] = round(time.monotonic() - started, 3)
-    return StatementResult(plan.text, action, summary=st.summary)
+    return StatementResult(plan.text, action, summary=st.summary, rows=st.rows)

@@ -46,8 +46,9 @@ _HELP: dict[str, tuple[str, str]] = {
 #: Settings naming a backend: their help lists the names the registry knows.
 _ROLES = {"table_backend": "table", "share_catalog": "catalog"}
 #: Settings that are not a plain value on the line: ``spark`` is named by variable,
-#: ``progress`` is a pair of flags, ``storage_options`` is a mapping.
-_SPECIAL = ("spark", "progress", "storage_options")
+#: ``progress`` is a pair of flags, ``storage_options`` is a mapping; ``redaction_key`` is a
+#: secret, which a magic line would keep in the notebook (ARCUATE_REDACTION_KEY instead).
+_SPECIAL = ("spark", "progress", "storage_options", "redaction_key")
 
 _EPILOG = """\
 Options override %config ArcuateMagics.<setting> (for example

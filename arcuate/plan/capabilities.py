@@ -61,3 +61,5 @@ class Capabilities:
     table: BackendCapabilities = field(default_factory=BackendCapabilities)
     #: What the share catalog can do (its statements, whether it needs Spark).
     catalog: BackendCapabilities = field(default_factory=BackendCapabilities)
+    #: A provider key for ``REDACT … HASH`` is configured (whether, never which).
+    redaction_key: bool = False

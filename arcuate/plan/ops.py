@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from arcuate.format.access import rate_text
+from arcuate.format.redaction import Rule
 
 Flavor = Literal["pandas", "spark"]
 
@@ -23,6 +24,8 @@ class ExportExperiment:
     #: the experiment's evaluation datasets (every record) and declarative scorers travel too
     datasets: bool = False
     scorers: bool = False
+    #: REDACT: what is dropped or hashed before rows are built (issue 16)
+    redact: tuple[Rule, ...] = ()
 
     def describe(self) -> str:
         where = f" WHERE {self.filter}" if self.filter else ""
@@ -33,7 +36,14 @@ class ExportExperiment:
             extra.append("its evaluation datasets (every record)")
         if self.scorers:
             extra.append("its registered scorers (declarative ones; one with code is left out)")
-        return text + (", and " + " and ".join(extra) if extra else "")
+        return text + (", and " + " and ".join(extra) if extra else "") + _redacting(self.redact)
+
+
+def _redacting(rules: tuple[Rule, ...]) -> str:
+    """The redaction policy as EXPLAIN shows it (the rules, never the key)."""
+    if not rules:
+        return ""
+    return "; before rows are built, REDACT " + ", ".join(r.describe() for r in rules)
 
 
 def _which_versions(versions: tuple[int, ...], aliases: tuple[str, ...]) -> str:
@@ -52,10 +62,15 @@ class ExportModel:
     model: str
     versions: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()
+    #: REDACT: what is dropped or hashed before rows are built (issue 16)
+    redact: tuple[Rule, ...] = ()
 
     def describe(self) -> str:
         which = _which_versions(self.versions, self.aliases)
-        return f"read {which} of registered model {self.model!r} from MLflow (files, source runs)"
+        return (
+            f"read {which} of registered model {self.model!r} from MLflow (files, source runs)"
+            + _redacting(self.redact)
+        )
 
 
 @dataclass(frozen=True, slots=True)

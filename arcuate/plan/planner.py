@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from arcuate.errors import PlanError, Span
 from arcuate.format import access as rules
 from arcuate.format.names import SHARE_NAME as _SHARE_NAME
+from arcuate.format.redaction import Rule
 from arcuate.plan import ops
 from arcuate.plan.capabilities import Capabilities
 from arcuate.syntax import ast
@@ -122,6 +123,7 @@ class _Planner:
             self.share_name("table", stmt.table.table, stmt.table.span)
             self.table_name(stmt.table)
             src = stmt.source
+            redact = self.redaction(stmt.redact, src)
             read: ops.Operator
             if isinstance(src, ast.ExperimentSource):
                 read = ops.ExportExperiment(
@@ -129,13 +131,14 @@ class _Planner:
                     where(src.where) if src.where else None,
                     datasets="datasets" in src.including,
                     scorers="scorers" in src.including,
+                    redact=redact,
                 )
                 content = "experiment"
             elif isinstance(src, ast.PromptSource):
                 read = ops.ExportPrompt(src.name, src.versions, src.aliases)
                 content = "prompt"
             else:
-                read = ops.ExportModel(src.name, src.versions, src.aliases)
+                read = ops.ExportModel(src.name, src.versions, src.aliases, redact)
                 content = "model"
             return (
                 read,
@@ -176,6 +179,38 @@ class _Planner:
         if isinstance(stmt, ast.ShowProviderShares):
             return (ops.ListProviderShares(stmt.profile),)
         return (self.catalog_can(self.catalog_command(stmt), stmt.span),)
+
+    def redaction(self, items: tuple[ast.RedactItem, ...], source: object) -> tuple[Rule, ...]:
+        """The REDACT clause as rules the export applies (issue 16, docs/trust.md)."""
+        if not items:
+            return ()
+        if isinstance(source, ast.PromptSource):
+            raise self.error(
+                items[0].span,
+                "REDACT applies to experiments and models; a prompt has no params, artifacts "
+                "or dataset inputs",
+                "ARC209",
+                "remove the REDACT clause (a prompt's tags are shared as they are)",
+            )
+        if isinstance(source, ast.ExperimentSource) and source.including:
+            raise self.error(
+                items[0].span,
+                "REDACT does not cover what INCLUDING adds (evaluation records, scorers)",
+                "ARC211",
+                "share them in a statement of their own without REDACT, or leave INCLUDING out",
+            )
+        hashed = next((item for item in items if item.hash), None)
+        if hashed is not None and not self.caps.redaction_key:
+            # refused before any statement runs; the key itself never reaches the planner
+            message = "REDACT … HASH needs a provider key, and none is configured"
+            hint = "set the redaction_key setting or ARCUATE_REDACTION_KEY"
+            if not self.explaining:
+                raise self.error(hashed.span, message, "ARC208", hint)
+            self.notes.append(f"note: running it needs a provider key [ARC208]: {hint}")
+        return tuple(
+            Rule.make(item.target, item.pattern, "hash" if item.hash else "drop")
+            for item in items
+        )
 
     def catalog_command(self, stmt: ast.Statement) -> ops.CatalogCommand:
         cat = self.caps.share_catalog

@@ -109,6 +109,17 @@ class PromptSource:
 
 
 @dataclass(frozen=True, slots=True)
+class RedactItem:
+    """One REDACT rule: ``params|tags MATCHING 'regex'``, ``ARTIFACTS MATCHING 'glob'`` or
+    ``DATASETS SOURCES``, each optionally ``HASH`` (a keyed hash instead of dropping)."""
+
+    target: Literal["params", "tags", "artifacts", "datasets"]
+    pattern: str | None = None
+    hash: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class CreateShare:
     """Export an experiment, model or prompt to a Delta table and add it to a share."""
 
@@ -119,6 +130,8 @@ class CreateShare:
     span: Span = _span()
     #: SIGNED BY '<private key>': the table carries a signature (issue 16)
     signing_key: str | None = None
+    #: REDACT …: what is dropped or hashed before rows are built (issue 16)
+    redact: tuple[RedactItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,10 @@ def _lark() -> Lark:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def _is_rule(item: object) -> bool:
+    return isinstance(item, ast.RedactItem)
+
+
 def _clause(children: list[Any], rule: str) -> str | None:
     """The string of a ``SIGNED BY '…'`` / ``VERIFIED BY '…'`` clause among ``children``."""
     for c in children:
@@ -161,6 +165,30 @@ class _SemanticError(ArcuateError):
     def __init__(self, message: str, span: Span, code: str, hint: str | None = None) -> None:
         super().__init__(message, code=code, hint=hint)
         self.span = span
+
+
+def _check_pattern(target: str, pattern: str, token: Token) -> None:
+    """A MATCHING regex that does not compile is an error pointing at the bad character."""
+    if target == "artifacts":
+        return  # a glob always compiles
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        # +1 for the opening quote; exact when the pattern holds no doubled quotes
+        offset = (token.start_pos or 0) + 1 + (exc.pos or 0)
+        span = Span(
+            token.line or 1,
+            (token.column or 1) + 1 + (exc.pos or 0),
+            token.line or 1,
+            (token.column or 1) + 2 + (exc.pos or 0),
+            offset,
+            offset + 1,
+        )
+        raise _SemanticError(
+            f"REDACT pattern does not compile: {exc.msg} at position {exc.pos}",
+            span,
+            "ARC101",
+        ) from None
 
 
 @v_args(meta=True)
@@ -357,7 +385,12 @@ class _ToAst(Transformer[Token, Any]):
         # CREATE SHARE name WITH TABLE table FROM source
         share = unquote(rest[2])
         table = next(c for c in rest if isinstance(c, ast.TableName))
-        source = next(c for c in reversed(rest) if not isinstance(c, tuple))
+        sources = (ast.ExperimentSource, ast.ModelSource, ast.PromptSource)
+        source = next(c for c in rest if isinstance(c, sources))
+        redact = next(  # the REDACT rules (SIGNED BY is a tuple too: a pair of strings)
+            (c for c in children if c and isinstance(c, tuple) and _is_rule(c[0])),
+            (),
+        )
         key = _clause(children, "signed_by")
         if key is not None and isinstance(source, ast.PromptSource):
             raise _SemanticError(
@@ -365,7 +398,41 @@ class _ToAst(Transformer[Token, Any]):
                 _span_of(meta),
                 "ARC139",
             )
-        return ast.CreateShare(share, table, source, if_not_exists, _span_of(meta), key)
+        return ast.CreateShare(
+            share, table, source, if_not_exists, _span_of(meta), signing_key=key, redact=redact
+        )
+
+    def redact(self, meta: Meta, children: list[Any]) -> tuple[ast.RedactItem, ...]:
+        return tuple(c for c in children if isinstance(c, ast.RedactItem))
+
+    def redact_matching(self, meta: Meta, children: list[Any]) -> ast.RedactItem:
+        target = str(children[0]).lower()
+        if target not in ("params", "tags", "artifacts"):
+            raise _SemanticError(
+                f"REDACT {children[0]} MATCHING: expected params, tags or ARTIFACTS",
+                _span_of(children[0]),
+                "ARC101",
+            )
+        pattern = unquote(children[2])
+        hashed = any(isinstance(c, Tree) and c.data == "redact_hash" for c in children)
+        if target == "artifacts" and hashed:
+            raise _SemanticError(
+                "REDACT ARTIFACTS cannot HASH: a matching file is left out",
+                _span_of(meta),
+                "ARC101",
+            )
+        _check_pattern(target, pattern, children[2])
+        return ast.RedactItem(target, pattern, hashed, _span_of(meta))  # type: ignore[arg-type]
+
+    def redact_sources(self, meta: Meta, children: list[Any]) -> ast.RedactItem:
+        if str(children[0]).lower() != "datasets":
+            raise _SemanticError(
+                f"REDACT {children[0]} SOURCES: expected DATASETS SOURCES",
+                _span_of(children[0]),
+                "ARC101",
+            )
+        hashed = any(isinstance(c, Tree) and c.data == "redact_hash" for c in children)
+        return ast.RedactItem("datasets", None, hashed, _span_of(meta))
 
     def _import(self, meta: Meta, children: list[Any]) -> dict[str, Any]:
         overwrite = any(

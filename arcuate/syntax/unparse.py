@@ -18,7 +18,7 @@ KEYWORDS = frozenset(
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
     REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY
-    INCLUDING DATASETS SCORERS""".split()  # noqa: SIM905
+    INCLUDING DATASETS SCORERS REDACT MATCHING SOURCES HASH""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -105,7 +105,22 @@ def _(node: ast.CreateShare) -> str:
         elif src.aliases:
             tail += " ALIAS " + ", ".join(name(a) for a in src.aliases)
     signed = f" SIGNED BY {string(node.signing_key)}" if node.signing_key else ""
-    return head + tail + signed
+    return head + tail + _redact(node.redact) + signed
+
+
+def _redact(items: tuple[ast.RedactItem, ...]) -> str:
+    """`` REDACT …`` as written: ARTIFACTS/DATASETS in capitals, params/tags lower case."""
+    if not items:
+        return ""
+    parts = []
+    for item in items:
+        if item.target == "datasets":
+            text = "DATASETS SOURCES"
+        else:
+            target = "ARTIFACTS" if item.target == "artifacts" else item.target
+            text = f"{target} MATCHING {string(item.pattern or '')}"
+        parts.append(text + (" HASH" if item.hash else ""))
+    return " REDACT " + ", ".join(parts)
 
 
 def _create_import(

@@ -43,6 +43,10 @@ CASES = {
     "import_prompt": "CREATE PROMPT OVERWRITE qa AS 'provider.share#genai.default.qa_prompt'",
     # issue 14: evaluation datasets and scorers
     "export_experiment_datasets_scorers": "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent WHERE params.lr = '0.1' INCLUDING SCORERS, DATASETS",
+    # issue 16: redaction before export
+    "export_experiment_redact": "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn REDACT params MATCHING '(?i)token|password', ARTIFACTS MATCHING 'secrets/*', DATASETS SOURCES",
+    # HASH with no key configured: EXPLAIN shows the plan and a note
+    "export_model_redact": "EXPLAIN CREATE SHARE ml WITH TABLE churn_model FROM MODEL churn VERSION 1 REDACT tags MATCHING '^secret\\.' HASH, DATASETS SOURCES HASH",
 }
 
 

@@ -31,6 +31,7 @@ from arcuate.format.manifest import (
     shared_digest,
 )
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
+from arcuate.format.redactor import marker_of
 from arcuate.format.schema import EVAL_RECORD, MODEL_VERSION, PROMPT_VERSION, RUN, SCORER, Content
 from arcuate.format.serialization import PICKLE_FORMATS, classify
 
@@ -90,6 +91,8 @@ _LICENCE_FILES: Final = frozenset({"license", "license.txt", "license.md", "lice
 _CARD_FILES: Final = frozenset({"readme.md", "readme.txt", "model_card.md", "modelcard.md"})
 #: How much of a licence or model card a row shows.
 _SHOWN_CHARS: Final = 120
+#: How much of a redaction marker a row shows (the imported run keeps it whole).
+_SHOWN_MARKER: Final = 300
 
 
 def _first_line(text: str) -> str:
@@ -166,7 +169,18 @@ def _detail(item: v.SharedRecord, points: int, flavors: list[str], reqs: list[st
         serialization="",
     )
     detail["license"], detail["model_card"] = _licence_and_card(item)
+    detail["redacted"] = _redacted(item)
     return detail
+
+
+def _redacted(item: v.SharedRecord) -> str:
+    """What the provider redacted before export (the ``arcuate.redacted`` tag of the version
+    or its run: keys and counts, never values), shortened for a row; empty: nothing said."""
+    mv = item.model_version or {}
+    marker = marker_of(mv.get("tags")) or marker_of((item.run or {}).get("tags"))
+    if not marker:
+        return ""
+    return marker if len(marker) <= _SHOWN_MARKER else marker[: _SHOWN_MARKER - 1] + "…"
 
 
 @dataclass
@@ -178,7 +192,7 @@ class _Description:
     rows: list[Record] = field(default_factory=list)
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("rows", "records", "chunks", "metric_points", "files", "bytes"), 0
+            ("rows", "records", "chunks", "metric_points", "files", "bytes", "redacted"), 0
         )
     )
     flavors: set[str] = field(default_factory=set)
@@ -253,6 +267,7 @@ class _Description:
         self.requirements.update(reqs)
         self.formats.setdefault(item.key, {}).update(_formats(item))
         row = _detail(item, points, flavors, reqs)
+        self.counts["redacted"] += bool(row["redacted"])
         self.by_key[item.key] = row
         self.rows.append(row)
 
@@ -364,6 +379,7 @@ class _Description:
             "requirements": "; ".join(sorted(self.requirements)),
             **self.serialization(),
             **self._genai_summary(),
+            "redacted_records": counts["redacted"],
             "valid": self.problem is None,
             "seconds": round(time.monotonic() - started, 3),
         }
