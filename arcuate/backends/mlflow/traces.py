@@ -5,16 +5,17 @@ complete, JSON-safe row (research notes, issue 14, §2.1). Writing follows the o
 keeps every value and id (§2.2): ``log_spans`` first, then ``start_trace(TraceInfo)`` (its
 values win over what ``log_spans`` derived), then ``create_assessment`` one by one, overridden
 ones before the ones that override them, skipping ids the trace already holds (a re-import
-changes nothing). Links to runs (metadata ``mlflow.sourceRun``) and logged models
-(``mlflow.modelId``) are mapped to the recipient's ids; a link to something not imported is
-dropped rather than left pointing at a provider id.
+changes nothing). :func:`write_traces` does this a batch of traces at a time, with one
+``log_spans`` call for all their spans. Links to runs (metadata ``mlflow.sourceRun``) and
+logged models (``mlflow.modelId``) are mapped to the recipient's ids; a link to something not
+imported is dropped rather than left pointing at a provider id.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from arcuate.backends.mlflow.connect import mlflow_errors
@@ -28,6 +29,9 @@ MODEL_ID: Final = "mlflow.modelId"
 ARTIFACT_LOCATION: Final = "mlflow.artifactLocation"
 #: A page of traces (an `mlflow server` refused 1,000).
 PAGE: Final = 100
+#: Traces, and spans about, per batch of the import: one ``log_spans`` call each.
+BATCH_TRACES: Final = 100
+BATCH_SPANS: Final = 2_000
 
 
 def _client(tracking_uri: str) -> Any:
@@ -81,6 +85,51 @@ def write_trace(
     models: Mapping[str, str],
 ) -> int:
     """Re-create ``trace`` in ``experiment_id`` with its ids; the number of assessments added."""
+    return write_traces(tracking_uri, experiment_id, [trace], runs, models)[0]
+
+
+def write_traces(
+    tracking_uri: str,
+    experiment_id: str,
+    traces: Sequence[SharedTrace],
+    runs: Mapping[str, str],
+    models: Mapping[str, str],
+) -> list[int]:
+    """Re-create ``traces`` in ``experiment_id`` with their ids, in batches; the number of
+    assessments added to each (in order).
+
+    The store takes the spans of many traces in one ``log_spans`` call (one session, grouped
+    by trace id: sqlite and the OTLP endpoint of an `mlflow server` alike), so a batch pays one
+    span write instead of one per trace. ``start_trace`` stays one call per trace: the store has
+    no batch form. The assessments a batch already holds are read in one
+    ``batch_get_trace_infos`` call, and only for traces that carry assessments."""
+    client = _client(tracking_uri)
+    added: list[int] = []
+    for batch in _batches(traces):
+        added.extend(_write_batch(client, experiment_id, batch, runs, models))
+    return added
+
+
+def _batches(traces: Sequence[SharedTrace]) -> Iterator[list[SharedTrace]]:
+    """Runs of at most ``BATCH_TRACES`` traces and about ``BATCH_SPANS`` spans (a bigger trace
+    goes alone), so one ``log_spans`` request stays bounded."""
+    batch: list[SharedTrace] = []
+    spans = 0
+    for trace in traces:
+        if batch and (len(batch) >= BATCH_TRACES or spans + len(trace.spans) > BATCH_SPANS):
+            yield batch
+            batch, spans = [], 0
+        batch.append(trace)
+        spans += len(trace.spans)
+    if batch:
+        yield batch
+
+
+def _prepared(
+    trace: SharedTrace, experiment_id: str, runs: Mapping[str, str], models: Mapping[str, str]
+) -> tuple[Any, list[Any], list[Any]]:
+    """The recipient's ``TraceInfo`` (links mapped, no assessments), spans and assessments
+    (overridden ones before those that override them)."""
     from mlflow.entities import Assessment, Span, TraceInfo, TraceLocation
 
     info_dict = copy.deepcopy(trace.info)
@@ -88,16 +137,43 @@ def write_trace(
     info_dict["trace_location"] = TraceLocation.from_experiment_id(experiment_id).to_dict()
     assessments = [Assessment.from_dictionary(a) for a in info_dict.pop("assessments", None) or []]
     info = TraceInfo.from_dict({**info_dict, "assessments": []})
-    client = _client(tracking_uri)
-    with mlflow_errors(f"importing trace {trace.trace_id} (row {trace.row})"):
-        client.log_spans(experiment_id, [Span.from_dict(s) for s in trace.spans])
-        client.start_trace(info)
-        held = {a.assessment_id for a in client.get_trace_info(trace.trace_id).assessments}
-        added = 0
-        for a in sorted(assessments, key=lambda a: a.overrides is not None):
-            if a.assessment_id not in held:
+    spans = [Span.from_dict(s) for s in trace.spans]
+    return info, spans, sorted(assessments, key=lambda a: a.overrides is not None)
+
+
+def _what(batch: Sequence[SharedTrace]) -> str:
+    first, last = batch[0], batch[-1]
+    if len(batch) == 1:
+        return f"importing trace {first.trace_id} (row {first.row})"
+    return f"importing traces {first.trace_id}..{last.trace_id} (rows {first.row}-{last.row})"
+
+
+def _write_batch(
+    client: Any,
+    experiment_id: str,
+    batch: Sequence[SharedTrace],
+    runs: Mapping[str, str],
+    models: Mapping[str, str],
+) -> list[int]:
+    """Spans first, then each info (its values win), then the missing assessments."""
+    prepared = [_prepared(t, experiment_id, runs, models) for t in batch]
+    with mlflow_errors(_what(batch)):
+        client.log_spans(experiment_id, [s for _, spans, _ in prepared for s in spans])
+        for info, _, _ in prepared:
+            client.start_trace(info)
+        with_assessments = [info.trace_id for info, _, found in prepared if found]
+        held = {
+            a.assessment_id
+            for info in (client.store.batch_get_trace_infos(with_assessments)
+                         if with_assessments else [])
+            for a in info.assessments
+        }
+        added = []
+        for _, _, assessments in prepared:
+            new = [a for a in assessments if a.assessment_id not in held]
+            for a in new:
                 client.store.create_assessment(a)
-                added += 1
+            added.append(len(new))
     return added
 
 
