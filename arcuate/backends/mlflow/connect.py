@@ -168,6 +168,19 @@ def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
+def sql_store_class() -> type | None:
+    """MLflow's ``SqlAlchemyStore`` class if its module is loaded, else None.
+
+    A client imports that module only when it builds a store for a database URI, so a store in
+    hand whose class is not loaded cannot be one; importing it just to compare would cost a
+    REST command about a second (sqlalchemy, alembic, the ORM models) for nothing. Get the
+    store first, then ask.
+    """
+    module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    found = getattr(module, "SqlAlchemyStore", None)
+    return found if isinstance(found, type) else None
+
+
 def pages(search: Callable[[str | None], Any]) -> Iterator[list[Any]]:
     """Every page of a paginated MLflow search: ``search(page_token)`` until no token."""
     token: str | None = None
