@@ -1,11 +1,11 @@
-"""A statement against a tracking server (REST) loads no SQL store: neither MLflow's
-``SqlAlchemyStore`` nor sqlalchemy/alembic, which cost about a second of start-up that no
-REST step uses.
+"""A statement against a tracking server (REST) loads no SQL store (MLflow's
+``SqlAlchemyStore``, sqlalchemy, alembic: about a second of start-up that no REST step uses)
+and no Spark Connect (which MLflow's probe for a Spark session imports on every request
+unless :func:`~arcuate.backends.mlflow.connect.spark_guard` refuses it: about 0.6 s, and in a
+``python -c`` process it exits the process).
 
-Each statement runs in a fresh interpreter as ``arcuate.execute`` and the test reads which of
-those modules it left in ``sys.modules`` (no timing assertion). The code runs from a script
-file, not ``python -c``: in a process whose ``__main__`` has no file, MLflow's probe for a
-Spark session exits the process (see ``spark_guard``), which the export does not guard.
+Each statement runs as ``python -c "import arcuate; arcuate.execute(...)"`` and the test reads
+which of those modules it left in ``sys.modules`` (no timing assertion).
 """
 
 from __future__ import annotations
@@ -23,26 +23,29 @@ from tests.imports.import_helpers import Share
 
 pytestmark = pytest.mark.server
 
-#: Modules only a SQL tracking store needs.
-SQL_STORE = ("mlflow.store.tracking.sqlalchemy_store", "sqlalchemy", "alembic")
+#: Modules only a SQL tracking store needs, and Spark Connect.
+NOT_NEEDED = (
+    "mlflow.store.tracking.sqlalchemy_store",
+    "sqlalchemy",
+    "alembic",
+    "pyspark.sql.connect",
+)
 
 
 def loaded_by(statement: str, cwd: Path, **settings: str) -> list[str]:
-    """The :data:`SQL_STORE` modules left loaded by running ``statement`` in a fresh
+    """The :data:`NOT_NEEDED` modules left loaded by running ``statement`` in a fresh
     interpreter (which must succeed)."""
     code = (
         "import json, sys, arcuate\n"
         f"arcuate.execute({statement!r}, progress=False, **{settings!r})\n"
-        f"print(json.dumps([m for m in {SQL_STORE!r} if m in sys.modules]))\n"
+        f"print(json.dumps([m for m in {NOT_NEEDED!r} if m in sys.modules]))\n"
     )
-    script = cwd / "statement.py"
-    script.write_text(code)
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(var, None)
     proc = subprocess.run(
-        [sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
