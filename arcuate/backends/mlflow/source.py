@@ -40,12 +40,12 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from arcuate.backends.mlflow.connect import (
     error_code,
     every,
+    is_sql_store,
     make_client,
     pages,
     redact_json_uris,
     redact_uri,
     redact_value,
-    sql_store_class,
 )
 from arcuate.backends.mlflow.points import PointKey, point_key
 from arcuate.backends.mlflow.tags import PARENT_TAG, RUN_NAME_TAG
@@ -454,8 +454,7 @@ class MlflowSource:
     def _histories(self, runs: list[Run]) -> dict[str, list[tuple[str, float, int, int]]]:
         """run id -> [(key, value, step, timestamp)], ordered by key, timestamp, step, value."""
         store = self.client._tracking_client.store
-        sql_class = sql_store_class()
-        if sql_class is not None and isinstance(store, sql_class):
+        if is_sql_store(store, subclass=True):
             return self._histories_sql(store, [r.info.run_id for r in runs])
         bulk = self._histories_bulk(runs)
         if bulk is not None:
@@ -568,7 +567,7 @@ class MlflowSource:
     def _sql_store(self) -> Any:
         """The tracking store when it is MLflow's own SQL store (not a subclass), else None."""
         store = self.client._tracking_client.store
-        if sql_store_class() is None or type(store) is not sql_store_class():
+        if not is_sql_store(store):
             return None
         # the bulk path reuses these two (private) helpers of the store, as search_runs does
         if not all(hasattr(store, n) for n in ("_get_run_inputs", "_get_model_outputs_bulk")):
