@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,11 +121,22 @@ def _add_to_share(step: ops.AddToShare, ctx: Context, st: _State) -> None:
 @contextmanager
 def servers_bounded(ctx: Context) -> Iterator[None]:
     """While a statement runs: MLflow's retries bounded and shown, and an MLflow server that
-    cannot be reached named in the error (with what failed and what to check)."""
-    from arcuate.backends.mlflow.connect import bounded_retries, retry_notices, unreachable
+    cannot be reached named in the error (with what failed and what to check).
+
+    Without a SparkSession the statement uses no Spark, so Spark Connect stays unloaded for
+    its duration (:func:`spark_guard`): MLflow's probe for a session on each request would
+    import it (about 0.6 s), and in a ``python -c`` process that import exits the process.
+    """
+    from arcuate.backends.mlflow.connect import (
+        bounded_retries,
+        retry_notices,
+        spark_guard,
+        unreachable,
+    )
 
     s = ctx.settings
-    with bounded_retries(s.retry_seconds), retry_notices(ctx.retry.notify):
+    no_spark: AbstractContextManager[None] = spark_guard() if s.spark is None else nullcontext()
+    with bounded_retries(s.retry_seconds), retry_notices(ctx.retry.notify), no_spark:
         try:
             yield
         except Exception as exc:

@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 from urllib.parse import parse_qsl, urlsplit
 
 from arcuate.backends.retry import SETTING_HINT, describe_failure, find_in_chain, origin
@@ -29,6 +29,7 @@ from arcuate.errors import BackendError, UnreachableError, is_secret_key
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 _URI: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _USERINFO: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#]*@)")
@@ -166,6 +167,21 @@ def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def is_sql_store(store: object, *, subclass: bool = False) -> TypeGuard[SqlAlchemyStore]:
+    """Whether ``store`` is MLflow's own ``SqlAlchemyStore`` (or, with ``subclass``, one of
+    its subclasses), without importing it.
+
+    A client imports that module only when it builds a store for a database URI, so a store
+    whose class is not loaded cannot be one; importing it just to compare would cost a REST
+    command about a second (sqlalchemy, alembic, the ORM models) for nothing.
+    """
+    module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    cls = getattr(module, "SqlAlchemyStore", None)
+    if not isinstance(cls, type):
+        return False
+    return isinstance(store, cls) if subclass else type(store) is cls
 
 
 def pages(search: Callable[[str | None], Any]) -> Iterator[list[Any]]:

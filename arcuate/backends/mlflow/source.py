@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from arcuate.backends.mlflow.connect import (
     error_code,
     every,
+    is_sql_store,
     make_client,
     pages,
     redact_json_uris,
@@ -453,11 +454,7 @@ class MlflowSource:
     def _histories(self, runs: list[Run]) -> dict[str, list[tuple[str, float, int, int]]]:
         """run id -> [(key, value, step, timestamp)], ordered by key, timestamp, step, value."""
         store = self.client._tracking_client.store
-        try:
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-        except ImportError:  # pragma: no cover - sqlalchemy is an mlflow dependency
-            SqlAlchemyStore = None  # type: ignore[assignment,misc]
-        if SqlAlchemyStore is not None and isinstance(store, SqlAlchemyStore):
+        if is_sql_store(store, subclass=True):
             return self._histories_sql(store, [r.info.run_id for r in runs])
         bulk = self._histories_bulk(runs)
         if bulk is not None:
@@ -569,12 +566,8 @@ class MlflowSource:
 
     def _sql_store(self) -> Any:
         """The tracking store when it is MLflow's own SQL store (not a subclass), else None."""
-        try:
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-        except ImportError:  # pragma: no cover - sqlalchemy is an mlflow dependency
-            return None
         store = self.client._tracking_client.store
-        if type(store) is not SqlAlchemyStore:
+        if not is_sql_store(store):
             return None
         # the bulk path reuses these two (private) helpers of the store, as search_runs does
         if not all(hasattr(store, n) for n in ("_get_run_inputs", "_get_model_outputs_bulk")):

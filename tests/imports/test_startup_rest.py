@@ -1,0 +1,69 @@
+"""A statement against a tracking server (REST) loads no SQL store (MLflow's
+``SqlAlchemyStore``, sqlalchemy, alembic: about a second of start-up that no REST step uses)
+and no Spark Connect (which MLflow's probe for a Spark session imports on every request
+unless :func:`~arcuate.backends.mlflow.connect.spark_guard` refuses it: about 0.6 s, and in a
+``python -c`` process it exits the process).
+
+Each statement runs as ``python -c "import arcuate; arcuate.execute(...)"`` and the test reads
+which of those modules it left in ``sys.modules`` (no timing assertion).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.imports.import_helpers import Share
+
+pytestmark = pytest.mark.server
+
+#: Modules only a SQL tracking store needs, and Spark Connect.
+NOT_NEEDED = (
+    "mlflow.store.tracking.sqlalchemy_store",
+    "sqlalchemy",
+    "alembic",
+    "pyspark.sql.connect",
+)
+
+
+def loaded_by(statement: str, cwd: Path, **settings: str) -> list[str]:
+    """The :data:`NOT_NEEDED` modules left loaded by running ``statement`` in a fresh
+    interpreter (which must succeed)."""
+    code = (
+        "import json, sys, arcuate\n"
+        f"arcuate.execute({statement!r}, progress=False, **{settings!r})\n"
+        f"print(json.dumps([m for m in {NOT_NEEDED!r} if m in sys.modules]))\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_import_and_export_over_rest_load_no_sql_store(
+    share: Share, mlflow_server: Any, tmp_path: Path, import_path: str
+) -> None:
+    if import_path != "api":
+        pytest.skip("one run is enough: a server is written through its REST API either way")
+    uris = {"tracking_uri": mlflow_server.tracking_uri, "registry_uri": mlflow_server.tracking_uri}
+    imported = loaded_by(f"CREATE EXPERIMENT startup_rest AS '{share.experiment}'", tmp_path, **uris)
+    exported = loaded_by(
+        "CREATE SHARE startup_rest WITH TABLE s.t FROM EXPERIMENT startup_rest",
+        tmp_path,
+        warehouse=str(tmp_path / "wh"),
+        **uris,
+    )
+    assert (imported, exported) == ([], [])
