@@ -23,6 +23,9 @@ class ExportExperiment:
     #: the experiment's evaluation datasets (every record) and declarative scorers travel too
     datasets: bool = False
     scorers: bool = False
+    #: the experiment's traces (those ``trace_filter``, MLflow's trace search syntax, selects)
+    traces: bool = False
+    trace_filter: str | None = None
 
     def describe(self) -> str:
         where = f" WHERE {self.filter}" if self.filter else ""
@@ -33,6 +36,9 @@ class ExportExperiment:
             extra.append("its evaluation datasets (every record)")
         if self.scorers:
             extra.append("its registered scorers (declarative ones; one with code is left out)")
+        if self.traces:
+            only = f" WHERE {self.trace_filter}" if self.trace_filter else ""
+            extra.append(f"its traces{only} (spans, assessments; one without a root is left out)")
         return text + (", and " + " and ".join(extra) if extra else "")
 
 

@@ -43,6 +43,8 @@ CASES = {
     "import_prompt": "CREATE PROMPT OVERWRITE qa AS 'provider.share#genai.default.qa_prompt'",
     # issue 14: evaluation datasets and scorers
     "export_experiment_datasets_scorers": "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent WHERE params.lr = '0.1' INCLUDING SCORERS, DATASETS",
+    # issue 14: traces
+    "export_experiment_traces": "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent INCLUDING TRACES WHERE trace.status = 'OK' AND tags.team = 'ml'",
 }
 
 

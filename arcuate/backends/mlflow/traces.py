@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from arcuate.backends.mlflow.connect import mlflow_errors
@@ -36,19 +36,40 @@ def _client(tracking_uri: str) -> Any:
     return TracingClient(tracking_uri)
 
 
-def read_traces(tracking_uri: str, experiment_id: str, experiment_key: str) -> list[dict[str, Any]]:
-    """Every trace of ``experiment_id`` as values of the ``trace`` column (JSON texts)."""
+def read_traces(
+    tracking_uri: str, experiment_id: str, experiment_key: str, filter_string: str | None = None
+) -> list[dict[str, Any]]:
+    """Every trace of ``experiment_id`` (those ``filter_string`` selects) as values of the
+    ``trace`` column (JSON texts)."""
+    return list(iter_traces(tracking_uri, experiment_id, experiment_key, filter_string))
+
+
+def iter_traces(
+    tracking_uri: str, experiment_id: str, experiment_key: str, filter_string: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """:func:`read_traces` a page at a time (a page of 100 traces is held, not all).
+
+    MLflow's span read returns complete traces only: one without a root span (still running,
+    or its root never logged) is silently absent from it. Such a trace is yielded as
+    ``{"trace_id": …, "incomplete": True}`` so the export can say it left it out.
+    """
     client, token = _client(tracking_uri), None
-    out: list[dict[str, Any]] = []
-    with mlflow_errors(f"reading the traces of experiment {experiment_id}"):
-        while True:
+    while True:
+        with mlflow_errors(f"reading the traces of experiment {experiment_id}"):
             page = client.search_traces(
-                locations=[experiment_id], max_results=PAGE, page_token=token, include_spans=True
-            )
-            out.extend(_row(t.to_dict(), experiment_key) for t in page)
-            token = page.token
-            if not token:
-                return out
+                locations=[experiment_id], filter_string=filter_string, max_results=PAGE,
+                page_token=token, include_spans=False,
+            )  # fmt: skip
+            ids = [t.info.trace_id for t in page]
+            full = {t.info.trace_id: t for t in client.batch_get_traces(ids)} if ids else {}
+        for trace_id in ids:
+            if trace_id in full:
+                yield _row(full[trace_id].to_dict(), experiment_key)
+            else:
+                yield {"trace_id": trace_id, "incomplete": True}
+        token = page.token
+        if not token:
+            return
 
 
 def _row(trace: Mapping[str, Any], experiment_key: str) -> dict[str, Any]:
@@ -79,8 +100,11 @@ def write_trace(
     trace: SharedTrace,
     runs: Mapping[str, str],
     models: Mapping[str, str],
+    *,
+    new: bool = True,
 ) -> int:
-    """Re-create ``trace`` in ``experiment_id`` with its ids; the number of assessments added."""
+    """Re-create ``trace`` in ``experiment_id`` with its ids (``new=False``: the trace is here,
+    only the assessments it lacks are added); the number of assessments added."""
     from mlflow.entities import Assessment, Span, TraceInfo, TraceLocation
 
     info_dict = copy.deepcopy(trace.info)
@@ -90,8 +114,9 @@ def write_trace(
     info = TraceInfo.from_dict({**info_dict, "assessments": []})
     client = _client(tracking_uri)
     with mlflow_errors(f"importing trace {trace.trace_id} (row {trace.row})"):
-        client.log_spans(experiment_id, [Span.from_dict(s) for s in trace.spans])
-        client.start_trace(info)
+        if new:
+            client.log_spans(experiment_id, [Span.from_dict(s) for s in trace.spans])
+            client.start_trace(info)
         held = {a.assessment_id for a in client.get_trace_info(trace.trace_id).assessments}
         added = 0
         for a in sorted(assessments, key=lambda a: a.overrides is not None):
@@ -99,6 +124,22 @@ def write_trace(
                 client.store.create_assessment(a)
                 added += 1
     return added
+
+
+def trace_experiments(tracking_uri: str, trace_ids: list[str]) -> dict[str, str]:
+    """Of ``trace_ids``, those the store holds (in any experiment): id -> experiment id."""
+    from mlflow.exceptions import MlflowException
+
+    client, out = _client(tracking_uri), {}
+    for trace_id in trace_ids:
+        try:
+            info = client.get_trace_info(trace_id)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise
+            continue
+        out[trace_id] = str(info.experiment_id)
+    return out
 
 
 def trace_ids(tracking_uri: str, experiment_id: str) -> set[str]:

@@ -32,6 +32,7 @@ from arcuate.engine.imports.importer import (
 from arcuate.engine.imports.ingest import ingest
 from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
+from arcuate.engine.imports.traces import plan_traces, write_traces
 from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
 from arcuate.format import validate as v
@@ -161,6 +162,7 @@ class _ExperimentImport(Importer):
         eid = self.sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
         # scorers and datasets are matched before any run is written: a conflict stops here
         genai = plan_genai(self.sink, eid, self.spool.genai, self.origin.tag, exact=self.exact)
+        traces = plan_traces(self.sink, eid, self.spool.traces)
         self.sink.remove_orphan_files(eid)  # of an import of it that was killed midway
         states = self.sink.list_runs(eid)
         plan = self._match(eid, states)
@@ -168,7 +170,11 @@ class _ExperimentImport(Importer):
         self._logged_models(eid, plan)
         self._write(eid, plan, states)
         self._remove(eid, plan, states)
-        self.report.genai = write_genai(
+        # traces after the runs and logged models: their links are mapped to these
+        self.report.genai = write_traces(
+            self.sink, eid, self.spool.traces, traces, plan.run_ids, plan.model_ids
+        )
+        self.report.genai |= write_genai(
             self.sink, eid, self.spool.genai, genai, source=self.source, origin=self.origin.tag,
             exact=self.exact,
         )  # fmt: skip

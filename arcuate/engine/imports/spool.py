@@ -27,11 +27,12 @@ from typing import Any
 import pyarrow as pa
 
 from arcuate.engine.imports.genai import GenAISpool
+from arcuate.engine.imports.traces import TraceSpool
 from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
-from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, Content
+from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, TRACE, Content
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
 _SLICE_BYTES = 4 * 1024 * 1024
@@ -134,6 +135,8 @@ class Spool:
             (root / "chunks").mkdir()
         #: the table's scorer versions and evaluation records (format 2, experiment tables)
         self.genai = GenAISpool(root)
+        #: the table's traces (format 2, experiment tables)
+        self.traces = TraceSpool(root)
 
     @classmethod
     @contextlib.contextmanager
@@ -168,8 +171,11 @@ class Spool:
                 part = batch.slice(start, step)
                 first = self.rows + start
                 for offset, row in enumerate(self._rows(part, first)):
-                    if self.content == "experiment" and row.get("kind") in (SCORER, EVAL_RECORD):
+                    kind = row.get("kind") if self.content == "experiment" else None
+                    if kind in (SCORER, EVAL_RECORD):
                         self.genai.add(row, first + offset)
+                    elif kind == TRACE:
+                        self.traces.add(row, first + offset)
                     else:
                         self._add(v.parse_row(row, first + offset, self.content))
             self.rows += batch.num_rows
@@ -200,6 +206,7 @@ class Spool:
             "rows": self.rows,
             "bytes": self.bytes,
             "genai": self.genai.state(),
+            "traces": self.traces.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -210,6 +217,7 @@ class Spool:
         self.bytes = int(state["bytes"])
         self._by_key = {e.key: i for i, e in enumerate(self.entries)}
         self.genai.restore(state.get("genai") or {})
+        self.traces.restore(state.get("traces") or {})
         self.helper_peak_rss = int(state.get("peak_rss") or 0)
 
     def _rows(self, batch: pa.RecordBatch | pa.Table, first: int) -> list[dict[str, Any]]:
@@ -342,6 +350,7 @@ class Spool:
         """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks.
         The version numbers of a model table must leave few gaps (each is a placeholder)."""
         self.genai.finish()
+        self.traces.finish()
         if self.content == "model":
             v.check_version_numbers((e.row, int(e.version or 0)) for e in self.entries)
         used: set[tuple[str, str, str]] = set()

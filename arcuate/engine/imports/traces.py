@@ -1,0 +1,128 @@
+"""An experiment table's traces (format 2): spooled, planned, written after the runs.
+
+Pass 1 (:class:`TraceSpool`, fed by :class:`~arcuate.engine.imports.spool.Spool`) checks
+each ``trace`` row whole (:func:`arcuate.format.traces.parse_trace_row`: one tree of spans,
+ids, bounds) and the rows together (each trace id and assessment id once), and keeps the
+parsed traces on local disk. Pass 2 plans against the recipient before any run is written
+(:func:`plan_traces`: a shared trace id that lives in another experiment here is refused, since
+MLflow's trace ids are global in a store) and writes once the runs and logged models exist
+(:func:`write_traces`), so a trace's links are mapped to them.
+
+A trace the experiment already holds is not written again: only the assessments it lacks are
+added (so importing again changes nothing, and a new feedback arrives alone). Traces carry no
+provenance mark, so OVERWRITE neither rewrites nor deletes a trace here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from arcuate.backends.protocols import TraceSink
+from arcuate.errors import BackendUnavailableError, ConflictError
+from arcuate.format.traces import SharedTrace, Traces, parse_trace_row
+
+
+class TraceSpool:
+    """The validated traces of one table, on local disk (one JSON line each)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "traces.jsonl"
+        self.traces = Traces()
+        self._out: IO[str] | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Whether the table holds no trace."""
+        return not self.traces.rows
+
+    def add(self, row: Mapping[str, Any], i: int) -> None:
+        """Validate row ``i`` (a ``trace`` row) and keep it.
+
+        Raises:
+            ShareDataError: names row ``i`` and the field.
+        """
+        trace = parse_trace_row(row, i)
+        self.traces.add(trace)
+        if self._out is None:
+            self._out = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+        line = [trace.row, trace.experiment_key, trace.trace_id, trace.info, trace.spans]
+        self._out.write(json.dumps(line) + "\n")
+
+    def finish(self) -> None:
+        """The spool file closed (pass 1 is over)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def state(self) -> dict[str, Any]:
+        """What a helper process hands back (the file stays in the spool directory)."""
+        return {"rows": self.traces.rows}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """The index a helper process handed back (:meth:`state`)."""
+        self.traces.rows = {str(k): int(v) for k, v in (state.get("rows") or {}).items()}
+
+    def __iter__(self) -> Iterator[SharedTrace]:
+        if self.empty:
+            return
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                row, key, trace_id, info, spans = json.loads(line)
+                yield SharedTrace(row, key, trace_id, info, spans)
+
+
+@dataclass
+class TracePlan:
+    """The trace ids the experiment here already holds."""
+
+    here: set[str] = field(default_factory=set)
+
+
+def plan_traces(sink: object, experiment_id: str, traces: TraceSpool) -> TracePlan:
+    """What the experiment holds; refused (before any write) when a shared trace id lives in
+    another experiment here.
+
+    Raises:
+        ConflictError: a shared trace id belongs to another experiment of this store.
+        BackendUnavailableError: the sink cannot write traces.
+    """
+    if traces.empty:
+        return TracePlan()
+    if not isinstance(sink, TraceSink):
+        raise BackendUnavailableError("the configured MLflow backend cannot import traces")
+    here = sink.trace_ids(experiment_id)
+    elsewhere = sink.trace_experiments([t for t in traces.traces.rows if t not in here])
+    for trace_id, other in sorted(elsewhere.items()):
+        raise ConflictError(
+            f"trace {trace_id} (row {traces.traces.rows[trace_id]}) already exists here in "
+            f"experiment {other}: MLflow trace ids are unique in a store",
+            hint="import into that experiment, or delete the trace there first",
+        )
+    return TracePlan(here)
+
+
+def write_traces(
+    sink: object,
+    experiment_id: str,
+    traces: TraceSpool,
+    plan: TracePlan,
+    runs: Mapping[str, str],
+    models: Mapping[str, str],
+) -> dict[str, Any]:
+    """Write the traces :func:`plan_traces` matched; the counters for the summary."""
+    if traces.empty or not isinstance(sink, TraceSink):
+        return {}
+    added = assessments = 0
+    for trace in traces:
+        new = trace.trace_id not in plan.here
+        assessments += sink.write_trace(experiment_id, trace, runs, models, new=new)
+        added += new
+    return {
+        "traces": len(traces.traces.rows),
+        "traces_added": added,
+        "assessments_added": assessments,
+    }
