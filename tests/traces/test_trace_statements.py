@@ -167,3 +167,31 @@ def test_traces_through_statements_into_mlflow_server(
     mlflow_store: Any, mlflow_server: Any, workdir: Path, served: str
 ) -> None:
     _trip(mlflow_store, mlflow_server, workdir, served)
+
+
+def test_a_trace_filter_selects_and_describe_counts(
+    mlflow_store: Any, recipient_store: Any, workdir: Path, served: str
+) -> None:
+    """``INCLUDING TRACES WHERE`` goes to MLflow's trace search; EXPLAIN says so and writes
+    nothing; DESCRIBE counts the table's traces, spans and assessments and writes nothing."""
+    from tests.imports.import_helpers import whole_store
+
+    built = build_traces(mlflow_store.tracking_uri, traces=3)
+    wanted = built["trace_ids"][0]  # metadata custom = '0', its feedback overridden
+    statement = f"{SHARE} WHERE metadata.custom = '0' AND trace.status = 'OK'"
+    (plan,) = arcuate.execute(f"EXPLAIN {statement}", tracking_uri=mlflow_store.tracking_uri,
+                              warehouse=str(workdir / "wh"), progress=False)  # fmt: skip
+    assert "its traces WHERE metadata.custom = '0' AND trace.status = 'OK'" in plan.text
+    assert not (workdir / "wh" / "agent").exists()
+    summary = share(mlflow_store, workdir / "wh", statement)
+    assert summary["traces"] == 1 and "skipped_traces" not in summary
+    _grant(workdir)
+    before = whole_store(recipient_store)
+    (described,) = arcuate.execute(f"DESCRIBE '{served}'",
+                                   tracking_uri=recipient_store.tracking_uri, progress=False)
+    d = described.summary
+    assert (d["valid"], d["traces"], d["spans"], d["assessments"]) == (True, 1, 8, 2)
+    assert whole_store(recipient_store) == before
+    got = _import(recipient_store, served, "agent")
+    assert (got["traces"], got["traces_added"], got["assessments_added"]) == (1, 1, 2)
+    assert set(recipient_snapshot(recipient_store, "agent")) == {wanted}

@@ -32,7 +32,7 @@ from arcuate.engine.imports.importer import (
 from arcuate.engine.imports.ingest import ingest
 from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
-from arcuate.engine.imports.traces import plan_traces, write_traces
+from arcuate.engine.imports.traces import TracePlan, check_traces, traces_here, write_traces
 from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
 from arcuate.format import validate as v
@@ -106,9 +106,13 @@ def import_runs(
         if refuse_pickle:
             refuse_pickles(spool)
         found = prov.origin_of(source) if origin is None else prov.Origin(source, origin)
+        # a shared trace id living in another experiment here is refused before any write
+        traces = check_traces(sink, name, spool.traces)
         # one import per target at a time: a second one waits, then finds the runs in place
         with sink.lock("experiment", name, restore=overwrite) as lease:
-            report = _ExperimentImport(sink, spool, name, overwrite, source, bars, found).run()
+            job = _ExperimentImport(sink, spool, name, overwrite, source, bars, found)
+            job.trace_plan = traces
+            report = job.run()
     return experiment_result(
         report,
         name,
@@ -155,14 +159,17 @@ class _Plan:
 class _ExperimentImport(Importer):
     #: artifact locations of the experiment's logged models (model id -> location)
     _locations: dict[str, str]
+    #: set when the table holds traces (checked against the store before the lease)
+    trace_plan: TracePlan | None = None
 
     def run(self) -> ImportReport:
         self._locations = {}
         tags = (self.spool.experiment or {}).get("tags") or {}
         eid = self.sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
+        # the traces here now (another import may have written some while this one waited)
+        traces = traces_here(self.sink, eid) if self.trace_plan else TracePlan()
         # scorers and datasets are matched before any run is written: a conflict stops here
         genai = plan_genai(self.sink, eid, self.spool.genai, self.origin.tag, exact=self.exact)
-        traces = plan_traces(self.sink, eid, self.spool.traces)
         self.sink.remove_orphan_files(eid)  # of an import of it that was killed midway
         states = self.sink.list_runs(eid)
         plan = self._match(eid, states)

@@ -3,10 +3,10 @@
 Pass 1 (:class:`TraceSpool`, fed by :class:`~arcuate.engine.imports.spool.Spool`) checks
 each ``trace`` row whole (:func:`arcuate.format.traces.parse_trace_row`: one tree of spans,
 ids, bounds) and the rows together (each trace id and assessment id once), and keeps the
-parsed traces on local disk. Pass 2 plans against the recipient before any run is written
-(:func:`plan_traces`: a shared trace id that lives in another experiment here is refused, since
-MLflow's trace ids are global in a store) and writes once the runs and logged models exist
-(:func:`write_traces`), so a trace's links are mapped to them.
+parsed traces on local disk. Before the import takes its lease, :func:`check_traces` refuses a
+shared trace id that lives in another experiment here (MLflow's trace ids are unique in a
+store). The traces are written once the runs and logged models exist (:func:`write_traces`),
+so a trace's links are mapped to them.
 
 A trace the experiment already holds is not written again: only the assessments it lacks are
 added (so importing again changes nothing, and a new feedback arrives alone). Traces carry no
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from arcuate.backends.protocols import TraceSink
+from arcuate.backends.protocols import RunSink, TraceSink
 from arcuate.errors import BackendUnavailableError, ConflictError
 from arcuate.format.traces import SharedTrace, Traces, parse_trace_row
 
@@ -82,19 +82,21 @@ class TracePlan:
     here: set[str] = field(default_factory=set)
 
 
-def plan_traces(sink: object, experiment_id: str, traces: TraceSpool) -> TracePlan:
-    """What the experiment holds; refused (before any write) when a shared trace id lives in
-    another experiment here.
+def check_traces(sink: object, experiment: str, traces: TraceSpool) -> TracePlan | None:
+    """The traces experiment ``experiment`` (a name) holds here (None: the table holds no
+    trace); refused when a shared trace id lives in another experiment here. It only reads:
+    it runs before the import takes its lease or writes anything.
 
     Raises:
         ConflictError: a shared trace id belongs to another experiment of this store.
         BackendUnavailableError: the sink cannot write traces.
     """
     if traces.empty:
-        return TracePlan()
+        return None
     if not isinstance(sink, TraceSink):
         raise BackendUnavailableError("the configured MLflow backend cannot import traces")
-    here = sink.trace_ids(experiment_id)
+    state = sink.experiment_state(experiment) if isinstance(sink, RunSink) else None
+    here = sink.trace_ids(str(state["experiment_id"])) if state else set()
     elsewhere = sink.trace_experiments([t for t in traces.traces.rows if t not in here])
     for trace_id, other in sorted(elsewhere.items()):
         raise ConflictError(
@@ -103,6 +105,11 @@ def plan_traces(sink: object, experiment_id: str, traces: TraceSpool) -> TracePl
             hint="import into that experiment, or delete the trace there first",
         )
     return TracePlan(here)
+
+
+def traces_here(sink: object, experiment_id: str) -> TracePlan:
+    """The traces experiment ``experiment_id`` holds now (inside the import's lease)."""
+    return TracePlan(sink.trace_ids(experiment_id) if isinstance(sink, TraceSink) else set())
 
 
 def write_traces(
