@@ -680,9 +680,9 @@ class TraceSink(Protocol):
         runs: Mapping[str, str],
         models: Mapping[str, str],
         *,
-        new: bool = True,
+        new: bool | None = None,
     ) -> int:
         """Re-create ``trace`` (validated) with its ids, its run and logged model links mapped
-        through ``runs``/``models`` (``new=False``: the trace is here, only the assessments it
-        lacks are added); the number of assessments added."""
+        through ``runs``/``models``; the number of assessments added. ``new=True``: the trace
+        is not here; ``False``: it is, only the assessments it lacks are added; None: unknown."""
         ...

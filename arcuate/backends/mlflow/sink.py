@@ -473,7 +473,7 @@ class MlflowSink:
         runs: Mapping[str, str],
         models: Mapping[str, str],
         *,
-        new: bool = True,
+        new: bool | None = None,
     ) -> int:
         """See :class:`~arcuate.backends.protocols.TraceSink`."""
         from arcuate.backends.mlflow import traces

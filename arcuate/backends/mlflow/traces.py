@@ -101,10 +101,11 @@ def write_trace(
     runs: Mapping[str, str],
     models: Mapping[str, str],
     *,
-    new: bool = True,
+    new: bool | None = None,
 ) -> int:
-    """Re-create ``trace`` in ``experiment_id`` with its ids (``new=False``: the trace is here,
-    only the assessments it lacks are added); the number of assessments added."""
+    """Re-create ``trace`` in ``experiment_id`` with its ids; the number of assessments added.
+    ``new=True``: the trace is not here (nothing to compare); ``False``: it is, only the
+    assessments it lacks are added; None: not known (written, then its assessments compared)."""
     from mlflow.entities import Assessment, Span, TraceInfo, TraceLocation
 
     info_dict = copy.deepcopy(trace.info)
@@ -114,10 +115,12 @@ def write_trace(
     info = TraceInfo.from_dict({**info_dict, "assessments": []})
     client = _client(tracking_uri)
     with mlflow_errors(f"importing trace {trace.trace_id} (row {trace.row})"):
-        if new:
+        if new is not False:
             client.log_spans(experiment_id, [Span.from_dict(s) for s in trace.spans])
-            client.start_trace(info)
-        held = {a.assessment_id for a in client.get_trace_info(trace.trace_id).assessments}
+            client.start_trace(info)  # with no assessment
+        held: set[str] = set()  # new=True: the trace was not here, so it holds none yet
+        if new is not True:
+            held = {a.assessment_id for a in client.get_trace_info(trace.trace_id).assessments}
         added = 0
         for a in sorted(assessments, key=lambda a: a.overrides is not None):
             if a.assessment_id not in held:
