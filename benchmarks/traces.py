@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
 
         new = MlflowClient(dst, dst).create_experiment("bench")
         for t in traces:
-            write_trace(dst, new, t, {}, {})
+            write_trace(dst, new, t, {}, {}, new=True)  # as CREATE EXPERIMENT does for new ids
         t3 = time.perf_counter()
         ok = len(trace_ids(dst, new)) == args.traces
     n = args.traces
