@@ -16,7 +16,7 @@ Importing this module is cheap (Arrow is needed by annotations only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from arcuate.format.schema import Content
+    from arcuate.format.traces import SharedTrace
 
 WriteMode = Literal["overwrite", "error"]
 AddResult = Literal["added", "exists"]
@@ -647,4 +648,42 @@ class GenAISink(Protocol):
 
     def delete_dataset(self, dataset_id: str) -> None:
         """Delete a dataset here (OVERWRITE: one this table imported and no longer holds)."""
+        ...
+
+
+@runtime_checkable
+class TraceSource(Protocol):
+    """An experiment's MLflow traces, as an export reads them (format 2)."""
+
+    def iter_traces(self, experiment_id: str, filter_string: str | None) -> Iterator[Record]:
+        """The ``trace`` column values of the experiment's traces (those ``filter_string``,
+        MLflow's trace search syntax, selects), a page at a time."""
+        ...
+
+
+@runtime_checkable
+class TraceSink(Protocol):
+    """An experiment's MLflow traces, as an import writes them (format 2)."""
+
+    def trace_ids(self, experiment_id: str) -> set[str]:
+        """The ids of the traces the experiment holds."""
+        ...
+
+    def trace_experiments(self, trace_ids: list[str]) -> dict[str, str]:
+        """Of ``trace_ids``, those that exist here: trace id -> its experiment id."""
+        ...
+
+    def write_traces(
+        self,
+        experiment_id: str,
+        traces: Sequence[SharedTrace],
+        runs: Mapping[str, str],
+        models: Mapping[str, str],
+        *,
+        new: Sequence[bool | None],
+    ) -> list[int]:
+        """Re-create ``traces`` (validated) with their ids, run and logged model links mapped
+        through ``runs``/``models``; the number of assessments added to each. Per trace,
+        ``new`` True: it is not here; False: it is, only the assessments it lacks are added;
+        None: unknown."""
         ...

@@ -275,11 +275,11 @@ def check_partition(
     try:
         with Spool.open(content) as spool:
             spool.ingest(_format_batches(batches, seen))
-            if not spool.genai.empty:
+            if not spool.genai.empty or not spool.traces.empty:
                 # a dataset spread over partitions would be created once per partition, and
                 # its inputs checked for repeats only within each: refused, not half-done
                 raise ShareDataError(
-                    "the table holds scorers or evaluation datasets: import it AS PANDAS "
+                    "the table holds scorers, evaluation datasets or traces: import it AS PANDAS "
                     "(AS SPARK spreads runs over tasks; these are imported whole)",
                     field="kind",
                 )

@@ -9,6 +9,7 @@ a failure midway aborts the single commit (the previous table version stays inta
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,9 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from arcuate.backends.protocols import ChunkedFile, GenAISource, PromptSource, Record
+from arcuate.backends.protocols import (
+    ChunkedFile,
+    GenAISource,
+    PromptSource,
+    Record,
+    TraceSource,
+)
 from arcuate.engine.progress import Progress
-from arcuate.errors import BackendUnavailableError
+from arcuate.errors import BackendUnavailableError, ShareDataError
 from arcuate.format.records import (
     PackStats,
     Row,
@@ -27,10 +34,12 @@ from arcuate.format.records import (
     run_rows,
     scorer_row,
     to_stream,
+    trace_row,
     version_rows,
 )
 from arcuate.format.redaction import Policy, Report, Rule, resolve_key
 from arcuate.format.redactor import Marks, Redactor, mark
+from arcuate.format.traces import parse_trace, root_count
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
@@ -55,6 +64,9 @@ class ExportStream:
     eval_records: int = 0
     #: a line for each scorer version left out because it carries code
     skipped: list[str] = field(default_factory=list)
+    traces: int = 0
+    #: a line for each trace left out (no root span, or a value a recipient would refuse)
+    skipped_traces: list[str] = field(default_factory=list)
     #: what REDACT covered so far, by rule (None: no REDACT clause)
     redaction: Report | None = None
 
@@ -67,6 +79,10 @@ class ExportStream:
             genai: dict[str, Any] = {"scorers": self.scorers, "eval_records": self.eval_records}
             if self.skipped:
                 genai["skipped_scorers"] = list(self.skipped)
+            if self.traces or self.skipped_traces:
+                genai["traces"] = self.traces
+            if self.skipped_traces:
+                genai["skipped_traces"] = list(self.skipped_traces)
             return {"runs": self.runs, **out, **genai}
         return {"versions": self.versions, **out}
 
@@ -118,6 +134,7 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
     # read (and classify) the scorers before any write: a failure aborts nothing half-done
     scorers, stream.skipped = genai.get_scorers(eid) if genai and op.scorers else ([], [])
     records = genai.iter_eval_records(eid) if genai and op.datasets else iter(())
+    traces = _traces(op, source, eid)
 
     def rows() -> Iterator[Row | ChunkedFile]:
         exported_at = _now()
@@ -128,6 +145,8 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
         for record in records:
             stream.eval_records += 1
             yield eval_record_row(record, exported_at)
+        for trace in _shareable(traces, stream):
+            yield trace_row(trace, exported_at)
         with progress.running(f"experiment {op.experiment}") as task:
             for run in pending:
                 files = source.iter_run_files(run)
@@ -154,6 +173,53 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
 
     stream.batches = to_stream(rows())
     return stream
+
+
+def _traces(op: ExportExperiment, source: object, experiment_id: str) -> Iterator[Record]:
+    """The experiment's traces (``INCLUDING TRACES``); the first page is read now, so a
+    filter MLflow rejects fails before anything is written."""
+    if not op.traces:
+        return iter(())
+    if not isinstance(source, TraceSource):
+        raise BackendUnavailableError("the configured MLflow backend cannot export traces")
+    traces = source.iter_traces(experiment_id, op.trace_filter)
+    first = next(traces, None)
+    return itertools.chain([first], traces) if first is not None else iter(())
+
+
+def _shareable(traces: Iterator[Record], stream: ExportStream) -> Iterator[Record]:
+    """The traces a recipient can import; a line in ``stream.skipped_traces`` for each other.
+
+    A trace without exactly one root span (one still running, or one whose root span was never
+    logged: MLflow's async logging drops spans when its queue is full) is left out rather than
+    shared as a tree no importer can rebuild; so is a trace with a value the importer refuses
+    (the same checks: :func:`arcuate.format.traces.parse_trace`).
+    """
+    for trace in traces:
+        if trace.get("incomplete"):
+            why = "MLflow holds it incomplete (no root span: still running, or its root was lost)"
+            stream.skipped_traces.append(f"trace {trace.get('trace_id')} left out: {why}")
+            continue
+        try:
+            parsed = parse_trace(trace, stream.traces)
+        except ShareDataError as exc:
+            spans = _spans(trace)
+            roots = root_count(spans) if spans is not None else 1
+            why = str(exc) if roots == 1 else f"it has {roots} root spans, not one"
+            if roots == 0:
+                why = f"it has no root span ({len(spans or [])} spans; still running, or lost)"
+            stream.skipped_traces.append(f"trace {trace.get('trace_id')} left out: {why}")
+            continue
+        stream.traces += 1
+        yield {**trace, "trace_id": parsed.trace_id}
+
+
+def _spans(trace: Record) -> list[Record] | None:
+    try:
+        spans = json.loads(trace.get("spans") or "null")
+    except ValueError:
+        return None
+    return spans if isinstance(spans, list) else None
 
 
 def export_model(op: ExportModel, ctx: Context) -> ExportStream:

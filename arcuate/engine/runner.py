@@ -45,9 +45,9 @@ _REMOTE = frozenset({"http", "https", "databricks"})
 
 
 def _export_experiment(step: ops.ExportExperiment, ctx: Context, st: _State) -> None:
-    # datasets and scorers are read through the driver's client: INCLUDING packs there; a
-    # redacted export is packed here too: the provider's key never travels to Spark tasks
-    if _distributed(ctx) and not (step.datasets or step.scorers or step.redact):
+    # datasets, scorers and traces are read through the driver's client: INCLUDING packs there;
+    # a redacted export is packed here too: the provider's key never travels to Spark tasks
+    if _distributed(ctx) and not (step.datasets or step.scorers or step.traces or step.redact):
         from arcuate.engine.distributed import export_experiment_spark
 
         st.value = export_experiment_spark(step, ctx)
@@ -92,6 +92,10 @@ def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
             st.summary.update(scorers=stream.scorers, eval_records=stream.eval_records)
         if stream.skipped:
             st.summary["skipped_scorers"] = list(stream.skipped)
+        if stream.traces or stream.skipped_traces:
+            st.summary["traces"] = stream.traces
+        if stream.skipped_traces:
+            st.summary["skipped_traces"] = list(stream.skipped_traces)
     else:
         st.summary["versions"] = stream.versions
     st.summary.update(

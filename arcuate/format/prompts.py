@@ -28,6 +28,7 @@ from arcuate.format.schema import (
     RUN,
     SCORER,
     SUPPORTED_VERSIONS,
+    TRACE,
 )
 
 #: MLflow's prompt name rule (``mlflow.prompt.constants.PROMPT_NAME_RULE``).
@@ -198,7 +199,7 @@ def parse_prompt_row(row: Mapping[str, Any], i: int) -> SharedPrompt:
         )
     kind = row.get("kind")
     if kind != PROMPT_VERSION:
-        known = (RUN, MODEL_VERSION, CHUNK, PROMPT_VERSION, SCORER, EVAL_RECORD)
+        known = (RUN, MODEL_VERSION, CHUNK, PROMPT_VERSION, SCORER, EVAL_RECORD, TRACE)
         what = "is not a kind this arcuate knows" if kind not in known else "is not a prompt's"
         raise v._fail(
             f"row kind {v._show(kind)} {what}: a prompt table holds prompt_version rows", i, "kind"

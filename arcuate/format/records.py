@@ -37,6 +37,7 @@ from arcuate.format.schema import (
     RUN,
     SCHEMA,
     SCORER,
+    TRACE,
 )
 
 Row = dict[str, Any]
@@ -343,6 +344,18 @@ def eval_record_row(record: Record, exported_at: datetime | None = None) -> Row:
         "key": f"{record['dataset_id']}/{record['record_id']}",
         "exported_at": exported_at,
         "eval_record": record,
+        "files": [],
+    }
+
+
+def trace_row(trace: Record, exported_at: datetime | None = None) -> Row:
+    """The row of one MLflow trace (key: its trace id)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": TRACE,
+        "key": trace["trace_id"],
+        "exported_at": exported_at,
+        "trace": trace,
         "files": [],
     }
 

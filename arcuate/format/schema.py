@@ -42,6 +42,8 @@ PROMPT_VERSION: Final = "prompt_version"
 #: rows of an experiment table (format 2): a registered scorer version, an evaluation record
 SCORER: Final = "scorer"
 EVAL_RECORD: Final = "eval_record"
+#: an MLflow trace with its spans and assessments (format 2, experiment tables)
+TRACE: Final = "trace"
 
 #: File owners inside a record: the run's artifacts, a logged model's files, a version's files.
 OWNER_ARTIFACTS: Final = "artifacts"

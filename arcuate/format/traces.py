@@ -241,3 +241,45 @@ def parse_trace(value: Any, row: int) -> SharedTrace:
 
 def _b64_hex(value: str) -> str:
     return base64.b64decode(value).hex()
+
+
+def parse_trace_row(row: Mapping[str, Any], i: int) -> SharedTrace:
+    """A whole ``trace`` row of an experiment table: its key is the trace id, it carries no
+    other content column, and its ``trace`` passes :func:`parse_trace`."""
+    for column in ("run", "model_version", "chunk", "prompt_version", "scorer", "eval_record"):
+        if not v._is_missing(row.get(column)):
+            raise v._fail(f"a trace row carries no {column}", i, column)
+    if row.get("files"):
+        raise v._fail("a trace row carries no files", i, "files")
+    trace = parse_trace(row.get("trace"), i)
+    if row.get("key") != trace.trace_id:
+        raise v._fail(f"key {v._show(row.get('key'))} is not the trace id {trace.trace_id}", i,
+                      "key")
+    return trace
+
+
+class Traces:
+    """The checks across a table's trace rows: each trace id once, and each assessment id once
+    (MLflow keys assessments by id across every trace: a repeat would fail halfway)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+        self._assessments: dict[str, int] = {}
+
+    def add(self, trace: SharedTrace) -> None:
+        """Count ``trace`` in, refusing a repeated trace or assessment id (naming the row)."""
+        first = self.rows.setdefault(trace.trace_id, trace.row)
+        if first != trace.row:
+            raise v._fail(f"trace {trace.trace_id} is also row {first}", trace.row,
+                          "trace.trace_id")
+        for j, a in enumerate(trace.info.get("assessments") or []):
+            aid = a["assessment_id"]
+            seen = self._assessments.setdefault(aid, trace.row)
+            if seen != trace.row:
+                raise v._fail(f"assessment {aid} is also in row {seen}", trace.row,
+                              f"trace.info.assessments[{j}].assessment_id")
+
+
+def root_count(spans: list[Any]) -> int:
+    """How many spans have no parent (a well-formed trace has exactly one)."""
+    return sum(1 for s in spans if isinstance(s, Mapping) and s.get("parent_span_id") is None)

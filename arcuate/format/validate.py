@@ -81,6 +81,7 @@ from arcuate.format.schema import (
     RUN,
     SCORER,
     SUPPORTED_VERSIONS,
+    TRACE,
     Content,
 )
 
@@ -971,7 +972,7 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
             i,
             "kind",
         )
-    if kind in (SCORER, EVAL_RECORD) and expect != "experiment":
+    if kind in (SCORER, EVAL_RECORD, TRACE) and expect != "experiment":
         raise _fail(
             f"this row is a {kind} row: the table holds an experiment, not a model "
             "(use CREATE EXPERIMENT)",
@@ -981,7 +982,7 @@ def parse_row(row: Mapping[str, Any], i: int, expect: Content) -> SharedRecord |
     if kind not in (RUN, MODEL_VERSION, CHUNK):
         raise _fail(
             f"unknown row kind {_show(kind)} (known: run, model_version, chunk, scorer, "
-            "eval_record)",
+            "eval_record, trace)",
             i,
             "kind",
         )

@@ -24,6 +24,9 @@ class ExportExperiment:
     #: the experiment's evaluation datasets (every record) and declarative scorers travel too
     datasets: bool = False
     scorers: bool = False
+    #: the experiment's traces (those ``trace_filter``, MLflow's trace search syntax, selects)
+    traces: bool = False
+    trace_filter: str | None = None
     #: REDACT: what is dropped or hashed before rows are built (issue 16)
     redact: tuple[Rule, ...] = ()
 
@@ -36,6 +39,9 @@ class ExportExperiment:
             extra.append("its evaluation datasets (every record)")
         if self.scorers:
             extra.append("its registered scorers (declarative ones; one with code is left out)")
+        if self.traces:
+            only = f" WHERE {self.trace_filter}" if self.trace_filter else ""
+            extra.append(f"its traces{only} (spans, assessments; one without a root is left out)")
         return text + (", and " + " and ".join(extra) if extra else "") + _redacting(self.redact)
 
 

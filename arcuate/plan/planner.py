@@ -131,6 +131,8 @@ class _Planner:
                     where(src.where) if src.where else None,
                     datasets="datasets" in src.including,
                     scorers="scorers" in src.including,
+                    traces="traces" in src.including,
+                    trace_filter=where(src.trace_where) if src.trace_where else None,
                     redact=redact,
                 )
                 content = "experiment"

@@ -13,7 +13,7 @@ from typing import Literal
 from arcuate.errors import Span
 
 Flavor = Literal["pandas", "spark"]
-Entity = Literal["metrics", "params", "tags", "attributes", "datasets"]
+Entity = Literal["metrics", "params", "tags", "attributes", "datasets", "metadata", "trace"]
 Comparator = Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"]
 TimeUnit = Literal["SECONDS", "MINUTES", "HOURS", "DAYS"]
 RateUnit = Literal["SECOND", "MINUTE", "HOUR", "DAY"]
@@ -79,13 +79,16 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class ExperimentSource:
-    """``FROM EXPERIMENT name [WHERE ...] [INCLUDING DATASETS, SCORERS]``."""
+    """``FROM EXPERIMENT name [WHERE ...] [INCLUDING DATASETS, SCORERS, TRACES [WHERE ...]]``."""
 
     name: str
     where: tuple[Condition, ...] = ()
     span: Span = _span()
-    #: what travels with the runs: ``"datasets"``, ``"scorers"`` (each once, in this order)
+    #: what travels with the runs: ``"datasets"``, ``"scorers"``, ``"traces"`` (each once, in
+    #: this order)
     including: tuple[str, ...] = ()
+    #: ``INCLUDING TRACES WHERE ...``: conditions in MLflow's trace search syntax
+    trace_where: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

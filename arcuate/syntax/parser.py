@@ -142,6 +142,29 @@ _ATTRIBUTES = {
     "last_update_time": "number",
 }
 _DATASET_KEYS = ("name", "digest", "context")
+#: The fields of a trace filter (``INCLUDING TRACES WHERE``), MLflow's trace search syntax:
+#: ``trace.<key>`` (or ``attributes.<key>``), ``tags.<key>``, ``metadata.<key>``.
+_TRACE_ENTITIES: dict[str, ast.Entity] = {
+    "trace": "trace",
+    "attribute": "trace",
+    "attributes": "trace",
+    "attr": "trace",
+    "tag": "tags",
+    "tags": "tags",
+    "metadata": "metadata",
+}
+_TRACE_ATTRIBUTES = {
+    "request_id": "string",
+    "client_request_id": "string",
+    "name": "string",
+    "run_id": "string",
+    "status": "string",
+    "timestamp_ms": "number",
+    "execution_time_ms": "number",
+    "end_time_ms": "number",
+}
+#: the string trace attributes MLflow compares with IN
+_TRACE_IN = frozenset({"request_id", "client_request_id", "name", "run_id", "status"})
 
 
 @dataclass(frozen=True)
@@ -157,6 +180,14 @@ class _Including:
     """The checked INCLUDING list."""
 
     items: tuple[str, ...]
+    trace_where: tuple[ast.Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class _TraceItem(_Item):
+    """``TRACES [WHERE ...]`` after INCLUDING."""
+
+    where: tuple[ast.Condition, ...] = ()
 
 
 class _SemanticError(ArcuateError):
@@ -221,9 +252,15 @@ class _ToAst(Transformer[Token, Any]):
     # filters
     def _field(self, token: Token) -> tuple[ast.Entity, str]:
         entity_text, _, key = str(token).partition(".")
-        entity = _ENTITIES[entity_text.lower()]
         key = unquote(key)
         span = _span_of(token)
+        if entity_text.lower() not in _ENTITIES:
+            raise _SemanticError(
+                f"{entity_text}.{key} filters traces (INCLUDING TRACES WHERE ...), not runs",
+                span,
+                "ARC131",
+            )
+        entity = _ENTITIES[entity_text.lower()]
         if entity == "attributes" and key not in _ATTRIBUTES:
             raise _SemanticError(
                 f"unknown run attribute {key!r} in filter; known: {', '.join(sorted(_ATTRIBUTES))}",
@@ -313,17 +350,87 @@ class _ToAst(Transformer[Token, Any]):
     def where(self, meta: Meta, children: list[Any]) -> tuple[ast.Condition, ...]:
         return tuple(c for c in children if isinstance(c, ast.Condition))
 
+    # -- a trace filter: INCLUDING TRACES WHERE <conditions in MLflow's trace search syntax>
+    def _trace_field(self, token: Token) -> tuple[ast.Entity, str]:
+        entity_text, _, key = str(token).partition(".")
+        key = unquote(key)
+        span = _span_of(token)
+        entity = _TRACE_ENTITIES.get(entity_text.lower())
+        if entity is None or not key:
+            raise _SemanticError(
+                f"{entity_text}.{key} is not a trace field; a trace filter names trace.<field>,"
+                " tags.<key> or metadata.<key>",
+                span,
+                "ARC131",
+            )
+        if entity == "trace" and key not in _TRACE_ATTRIBUTES:
+            raise _SemanticError(
+                f"unknown trace field {key!r} in filter; known: "
+                f"{', '.join(sorted(_TRACE_ATTRIBUTES))}",
+                span,
+                "ARC131",
+            )
+        return entity, key
+
+    def _trace_condition(self, meta: Meta, field: Token, op: str, raw: list[Token]) -> Any:
+        entity, key = self._trace_field(field)
+        values = [self._value(t) for t in raw]
+        numeric = entity == "trace" and _TRACE_ATTRIBUTES[key] == "number"
+        shown = f"{entity}.{key}"
+        for v in values:
+            if numeric != isinstance(v.value, float):
+                kind = "a number" if numeric else "a quoted string"
+                raise _SemanticError(f"{shown} compares with {kind}", v.span, "ARC133")
+        allowed = {"=", "!=", "LIKE", "ILIKE"}
+        if numeric:
+            allowed = {"=", "!=", "<", "<=", ">", ">="}
+        elif entity == "trace" and key in _TRACE_IN:
+            allowed |= {"IN", "NOT IN"}
+        if op not in allowed:
+            raise _SemanticError(
+                f"{shown} takes {', '.join(sorted(allowed))} in a trace filter, not {op}",
+                _span_of(meta),
+                "ARC133",
+            )
+        return ast.Condition(entity, key, op, tuple(values), _span_of(meta))  # type: ignore[arg-type]
+
+    def trace_compare(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        field, op, value = children
+        op_text = "!=" if str(op) == "<>" else str(op)
+        return self._trace_condition(meta, field, op_text, [value])  # type: ignore[no-any-return]
+
+    def trace_like(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        return self._trace_condition(meta, children[0], "LIKE", [children[2]])  # type: ignore[no-any-return]
+
+    def trace_ilike(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        return self._trace_condition(meta, children[0], "ILIKE", [children[2]])  # type: ignore[no-any-return]
+
+    def trace_within(self, meta: Meta, children: list[Token]) -> ast.Condition:
+        negated = any(isinstance(c, Token) and c.type == "NOT" for c in children)
+        raw = [c for c in children[1:] if isinstance(c, Token) and c.type in ("STRING", "NUMBER")]
+        op = "NOT IN" if negated else "IN"
+        return self._trace_condition(meta, children[0], op, raw)  # type: ignore[no-any-return]
+
+    def trace_where(self, meta: Meta, children: list[Any]) -> tuple[ast.Condition, ...]:
+        return tuple(c for c in children if isinstance(c, ast.Condition))
+
+    def include_traces(self, meta: Meta, children: list[Any]) -> _Item:
+        where = next((c for c in children if isinstance(c, tuple)), ())
+        return _TraceItem("traces", _span_of(meta), where)
+
     # sources
     def experiment_source(self, meta: Meta, children: list[Any]) -> ast.ExperimentSource:
         name = unquote(children[1])
         where: tuple[ast.Condition, ...] = ()
-        including: tuple[str, ...] = ()
+        including = _Including(())
         for child in children[2:]:
             if isinstance(child, _Including):
-                including = child.items
+                including = child
             else:
                 where = child
-        return ast.ExperimentSource(name, where, _span_of(meta), including)
+        return ast.ExperimentSource(
+            name, where, _span_of(meta), including.items, including.trace_where
+        )
 
     def including(self, meta: Meta, children: list[Any]) -> _Including:
         items = [c for c in children if isinstance(c, _Item)]
@@ -334,8 +441,11 @@ class _ToAst(Transformer[Token, Any]):
                     f"{item.kind.upper()} is listed twice after INCLUDING", item.span, "ARC138"
                 )
             seen.add(item.kind)
-        order = ("datasets", "scorers")
-        return _Including(tuple(sorted(seen, key=lambda k: order.index(k) if k in order else 99)))
+        order = ("datasets", "scorers", "traces")
+        where = next((i.where for i in items if isinstance(i, _TraceItem)), ())
+        return _Including(
+            tuple(sorted(seen, key=lambda k: order.index(k) if k in order else 99)), where
+        )
 
     # -- INCLUDING items: evaluation datasets and registered scorers
     def include_datasets(self, meta: Meta, children: list[Any]) -> _Item:
@@ -737,12 +847,27 @@ _RULES: list[tuple[str, str]] = [
         rf"^CREATE SHARE .* EXPERIMENT {_N}$",
         "expected WHERE <condition>, INCLUDING <what> or the end of the statement",
     ),
-    # -- INCLUDING: evaluation datasets and registered scorers
-    (r" INCLUDING$", "expected DATASETS or SCORERS after INCLUDING"),
-    (r" INCLUDING .*COMMA$", "expected DATASETS or SCORERS after ','"),
+    # -- INCLUDING: evaluation datasets, registered scorers and traces
+    (r" INCLUDING$", "expected DATASETS, SCORERS or TRACES after INCLUDING"),
+    (r" INCLUDING .*COMMA$", "expected DATASETS, SCORERS or TRACES after ','"),
     (
         r" INCLUDING .*(DATASETS|SCORERS)$",
-        "expected ',' and DATASETS or SCORERS, or the end of the statement",
+        "expected ',' and DATASETS, SCORERS or TRACES, or the end of the statement",
+    ),
+    (
+        r" INCLUDING .*TRACES$",
+        "expected WHERE <trace condition>, ',' and DATASETS or SCORERS, or the end of the"
+        " statement",
+    ),
+    (
+        r" TRACES WHERE( .* AND)?$",
+        "expected a trace condition such as trace.status = 'OK', trace.timestamp_ms > 0,"
+        " tags.<key> = '...' or metadata.<key> = '...'",
+    ),
+    (
+        r" TRACES WHERE .*(STRING|NUMBER|RPAR|compare|like|ilike|within)$",
+        "expected AND between trace conditions (OR is not supported by MLflow's search"
+        " syntax), ',' and DATASETS or SCORERS, or the end of the statement",
     ),
     (
         rf"^CREATE SHARE .* MODEL {_N}$",

@@ -18,7 +18,7 @@ KEYWORDS = frozenset(
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
     REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY
-    INCLUDING DATASETS SCORERS REDACT MATCHING SOURCES HASH""".split()  # noqa: SIM905
+    INCLUDING DATASETS SCORERS TRACES REDACT MATCHING SOURCES HASH""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -97,6 +97,8 @@ def _(node: ast.CreateShare) -> str:
             tail += f" WHERE {where(src.where)}"
         if src.including:
             tail += " INCLUDING " + ", ".join(i.upper() for i in src.including)
+            if src.trace_where:
+                tail += f" WHERE {where(src.trace_where)}"
     else:
         kind = "PROMPT" if isinstance(src, ast.PromptSource) else "MODEL"
         tail = f"{kind} {name(src.name)}"

@@ -626,7 +626,8 @@ def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
     Experiments and runs deleted ones included; each run with its params, tags, latest
     metrics, full metric histories, dataset and model inputs and outputs; logged models;
     registered models with tags and aliases; every visible version; prompts with their
-    versions and aliases; registered scorers and evaluation datasets. Files: path -> SHA-256 under each root (the store's directory holds the sqlite database and its artifacts), so
+    versions and aliases; registered scorers and evaluation datasets; traces (info, spans,
+    assessments). Files: path -> SHA-256 under each root (the store's directory holds the sqlite database and its artifacts), so
     two snapshots are equal only when nothing was written at all.
     """
     from mlflow.entities import ViewType
@@ -662,8 +663,28 @@ def whole_store(store: Any, *roots: Path) -> dict[str, Any]:
         "versions": {f"{mv.name}/{mv.version}": _proto(mv) for mv in versions},
         "prompts": _prompts(client),
         "genai": _genai(client, ids),
+        "traces": _traces(store.tracking_uri, ids),
         "files": {str(root): _tree(root) for root in roots if root.exists()},
     }
+
+
+def _traces(tracking_uri: str, experiment_ids: list[str]) -> dict[str, Any]:
+    """Every trace of the experiments, whole (``Trace.to_dict()``), incomplete ones too."""
+    from mlflow.tracing.client import TracingClient
+
+    client, out = TracingClient(tracking_uri), {}
+    for eid in experiment_ids:
+        token = None
+        while True:
+            page = client.search_traces(locations=[eid], max_results=100, page_token=token,
+                                        include_spans=False)  # fmt: skip
+            ids = [t.info.trace_id for t in page]
+            out.update({t.info.trace_id: t.to_dict() for t in page})
+            if ids:
+                out.update({t.info.trace_id: t.to_dict() for t in client.batch_get_traces(ids)})
+            if not (token := page.token):
+                break
+    return out
 
 
 def _genai(client: Any, experiment_ids: list[str]) -> dict[str, Any]:

@@ -47,6 +47,8 @@ CASES = {
     "export_experiment_redact": "CREATE SHARE ml WITH TABLE runs FROM EXPERIMENT churn REDACT params MATCHING '(?i)token|password', ARTIFACTS MATCHING 'secrets/*', DATASETS SOURCES",
     # HASH with no key configured: EXPLAIN shows the plan and a note
     "export_model_redact": "EXPLAIN CREATE SHARE ml WITH TABLE churn_model FROM MODEL churn VERSION 1 REDACT tags MATCHING '^secret\\.' HASH, DATASETS SOURCES HASH",
+    # issue 14: traces
+    "export_experiment_traces": "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent INCLUDING TRACES WHERE trace.status = 'OK' AND tags.team = 'ml'",
 }
 
 

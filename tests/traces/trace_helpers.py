@@ -63,9 +63,10 @@ def build_traces(uri: str, traces: int = 5, wide: int = 0) -> dict[str, Any]:
     with global_uri(uri):
         eid = mlflow.create_experiment("agent")
         mlflow.set_experiment(experiment_id=eid)
-        model = mlflow.create_external_model(name="agent-model")
         ids = []
         with mlflow.start_run() as run:
+            # made in the run, so the run's export carries it and the trace link maps
+            model = mlflow.create_external_model(name="agent-model")
             mlflow.set_active_model(model_id=model.model_id)
             for i in range(traces):
                 with mlflow.start_span("agent", span_type="AGENT") as root:

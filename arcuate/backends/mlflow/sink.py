@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import unquote, urlparse
@@ -78,7 +78,14 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from arcuate.backends.mlflow.bulk import BulkRunWriter
-    from arcuate.backends.protocols import BulkRunSink, GenAISink, ModelSink, PromptSink
+    from arcuate.backends.protocols import (
+        BulkRunSink,
+        GenAISink,
+        ModelSink,
+        PromptSink,
+        TraceSink,
+    )
+    from arcuate.format.traces import SharedTrace
 
 _PAGE: Final = 1000
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
@@ -445,6 +452,34 @@ class MlflowSink:
         from arcuate.backends.mlflow import datasets
 
         datasets.delete_dataset(self.client, dataset_id)
+
+    # -- traces (format 2: :mod:`arcuate.backends.mlflow.traces`) -----------------------------
+    def trace_ids(self, experiment_id: str) -> set[str]:
+        """See :class:`~arcuate.backends.protocols.TraceSink`."""
+        from arcuate.backends.mlflow import traces
+
+        return traces.trace_ids(self.tracking_uri, experiment_id)
+
+    def trace_experiments(self, trace_ids: list[str]) -> dict[str, str]:
+        """See :class:`~arcuate.backends.protocols.TraceSink`."""
+        from arcuate.backends.mlflow import traces
+
+        return traces.trace_experiments(self.tracking_uri, trace_ids)
+
+    def write_traces(
+        self,
+        experiment_id: str,
+        traces: Sequence[SharedTrace],
+        runs: Mapping[str, str],
+        models: Mapping[str, str],
+        *,
+        new: Sequence[bool | None],
+    ) -> list[int]:
+        """See :class:`~arcuate.backends.protocols.TraceSink`."""
+        from arcuate.backends.mlflow import traces as mlflow_traces
+
+        uri = self.tracking_uri
+        return mlflow_traces.write_traces(uri, experiment_id, traces, runs, models, new=new)
 
     # -- prompts (format 2: :mod:`arcuate.backends.mlflow.prompts`) ---------------------------
     def prompt_state(self, name: str) -> Record | None:
@@ -1479,6 +1514,8 @@ class MlflowSink:
 
 if TYPE_CHECKING:
 
-    def _conforms(sink: MlflowSink) -> tuple[ModelSink, BulkRunSink, PromptSink, GenAISink]:
+    def _conforms(
+        sink: MlflowSink,
+    ) -> tuple[ModelSink, BulkRunSink, PromptSink, GenAISink, TraceSink]:
         """mypy checks here that the MLflow sink implements the sink Protocols."""
-        return sink, sink, sink, sink
+        return sink, sink, sink, sink, sink

@@ -1015,6 +1015,13 @@ class MlflowSource:
 
         return iter_eval_records(self.client, experiment_id)
 
+    # -- traces (format 2) ----------------------------------------------------------------------
+    def iter_traces(self, experiment_id: str, filter_string: str | None) -> Iterator[Record]:
+        """See :class:`~arcuate.backends.protocols.TraceSource`."""
+        from arcuate.backends.mlflow.traces import iter_traces
+
+        return iter_traces(self.tracking_uri, experiment_id, experiment_id, filter_string)
+
     def get_prompt_versions(
         self, name: str, *, versions: tuple[int, ...] = (), aliases: tuple[str, ...] = ()
     ) -> list[Record]:

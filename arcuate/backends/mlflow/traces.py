@@ -40,19 +40,40 @@ def _client(tracking_uri: str) -> Any:
     return TracingClient(tracking_uri)
 
 
-def read_traces(tracking_uri: str, experiment_id: str, experiment_key: str) -> list[dict[str, Any]]:
-    """Every trace of ``experiment_id`` as values of the ``trace`` column (JSON texts)."""
+def read_traces(
+    tracking_uri: str, experiment_id: str, experiment_key: str, filter_string: str | None = None
+) -> list[dict[str, Any]]:
+    """Every trace of ``experiment_id`` (those ``filter_string`` selects) as values of the
+    ``trace`` column (JSON texts)."""
+    return list(iter_traces(tracking_uri, experiment_id, experiment_key, filter_string))
+
+
+def iter_traces(
+    tracking_uri: str, experiment_id: str, experiment_key: str, filter_string: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """:func:`read_traces` a page at a time (a page of 100 traces is held, not all).
+
+    MLflow's span read returns complete traces only: one without a root span (still running,
+    or its root never logged) is silently absent from it. Such a trace is yielded as
+    ``{"trace_id": …, "incomplete": True}`` so the export can say it left it out.
+    """
     client, token = _client(tracking_uri), None
-    out: list[dict[str, Any]] = []
-    with mlflow_errors(f"reading the traces of experiment {experiment_id}"):
-        while True:
+    while True:
+        with mlflow_errors(f"reading the traces of experiment {experiment_id}"):
             page = client.search_traces(
-                locations=[experiment_id], max_results=PAGE, page_token=token, include_spans=True
-            )
-            out.extend(_row(t.to_dict(), experiment_key) for t in page)
-            token = page.token
-            if not token:
-                return out
+                locations=[experiment_id], filter_string=filter_string, max_results=PAGE,
+                page_token=token, include_spans=False,
+            )  # fmt: skip
+            ids = [t.info.trace_id for t in page]
+            full = {t.info.trace_id: t for t in client.batch_get_traces(ids)} if ids else {}
+        for trace_id in ids:
+            if trace_id in full:
+                yield _row(full[trace_id].to_dict(), experiment_key)
+            else:
+                yield {"trace_id": trace_id, "incomplete": True}
+        token = page.token
+        if not token:
+            return
 
 
 def _row(trace: Mapping[str, Any], experiment_key: str) -> dict[str, Any]:
@@ -83,9 +104,13 @@ def write_trace(
     trace: SharedTrace,
     runs: Mapping[str, str],
     models: Mapping[str, str],
+    *,
+    new: bool | None = None,
 ) -> int:
-    """Re-create ``trace`` in ``experiment_id`` with its ids; the number of assessments added."""
-    return write_traces(tracking_uri, experiment_id, [trace], runs, models)[0]
+    """Re-create ``trace`` in ``experiment_id`` with its ids; the number of assessments added.
+    ``new=True``: the trace is not here (nothing to compare); ``False``: it is, only the
+    assessments it lacks are added; None: not known (written, then its assessments compared)."""
+    return write_traces(tracking_uri, experiment_id, [trace], runs, models, new=[new])[0]
 
 
 def write_traces(
@@ -94,9 +119,12 @@ def write_traces(
     traces: Sequence[SharedTrace],
     runs: Mapping[str, str],
     models: Mapping[str, str],
+    *,
+    new: Sequence[bool | None] | None = None,
 ) -> list[int]:
     """Re-create ``traces`` in ``experiment_id`` with their ids, in batches; the number of
-    assessments added to each (in order).
+    assessments added to each (in order). ``new`` says of each trace what :func:`write_trace`'s
+    ``new`` says (None for all: not known).
 
     The store takes the spans of many traces in one ``log_spans`` call (one session, grouped
     by trace id: sqlite and the OTLP endpoint of an `mlflow server` alike), so a batch pays one
@@ -104,9 +132,15 @@ def write_traces(
     no batch form. The assessments a batch already holds are read in one
     ``batch_get_trace_infos`` call, and only for traces that carry assessments."""
     client = _client(tracking_uri)
+    flags = list(new) if new is not None else [None] * len(traces)
+    if len(flags) != len(traces):
+        raise ValueError("write_traces: one new flag per trace")
     added: list[int] = []
+    done = 0
     for batch in _batches(traces):
-        added.extend(_write_batch(client, experiment_id, batch, runs, models))
+        known = flags[done : done + len(batch)]
+        added.extend(_write_batch(client, experiment_id, batch, known, runs, models))
+        done += len(batch)
     return added
 
 
@@ -152,16 +186,25 @@ def _write_batch(
     client: Any,
     experiment_id: str,
     batch: Sequence[SharedTrace],
+    known: Sequence[bool | None],
     runs: Mapping[str, str],
     models: Mapping[str, str],
 ) -> list[int]:
-    """Spans first, then each info (its values win), then the missing assessments."""
+    """Spans first, then each info (its values win), then the missing assessments. A trace
+    known to be here (``known`` False) is not written again, only its missing assessments; one
+    known to be new (True) holds none yet, so its assessments are not read back."""
     prepared = [_prepared(t, experiment_id, runs, models) for t in batch]
+    write = [p for p, k in zip(prepared, known, strict=True) if k is not False]
     with mlflow_errors(_what(batch)):
-        client.log_spans(experiment_id, [s for _, spans, _ in prepared for s in spans])
-        for info, _, _ in prepared:
+        if write:
+            client.log_spans(experiment_id, [s for _, spans, _ in write for s in spans])
+        for info, _, _ in write:
             client.start_trace(info)
-        with_assessments = [info.trace_id for info, _, found in prepared if found]
+        with_assessments = [
+            info.trace_id
+            for (info, _, found), k in zip(prepared, known, strict=True)
+            if found and k is not True
+        ]
         held = {
             a.assessment_id
             for info in (client.store.batch_get_trace_infos(with_assessments)
@@ -175,6 +218,22 @@ def _write_batch(
                 client.store.create_assessment(a)
             added.append(len(new))
     return added
+
+
+def trace_experiments(tracking_uri: str, trace_ids: list[str]) -> dict[str, str]:
+    """Of ``trace_ids``, those the store holds (in any experiment): id -> experiment id."""
+    from mlflow.exceptions import MlflowException
+
+    client, out = _client(tracking_uri), {}
+    for trace_id in trace_ids:
+        try:
+            info = client.get_trace_info(trace_id)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise
+            continue
+        out[trace_id] = str(info.experiment_id)
+    return out
 
 
 def trace_ids(tracking_uri: str, experiment_id: str) -> set[str]:

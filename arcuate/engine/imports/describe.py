@@ -32,8 +32,17 @@ from arcuate.format.manifest import (
 )
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
 from arcuate.format.redactor import marker_of
-from arcuate.format.schema import EVAL_RECORD, MODEL_VERSION, PROMPT_VERSION, RUN, SCORER, Content
+from arcuate.format.schema import (
+    EVAL_RECORD,
+    MODEL_VERSION,
+    PROMPT_VERSION,
+    RUN,
+    SCORER,
+    TRACE,
+    Content,
+)
 from arcuate.format.serialization import PICKLE_FORMATS, classify
+from arcuate.format.traces import Traces, parse_trace_row
 
 #: An MLmodel or requirements file larger than this is not read.
 _MAX_MLMODEL_BYTES = 1 << 20
@@ -208,6 +217,10 @@ class _Description:
     signature: Carried | None = None
     digests: dict[str, str] = field(default_factory=dict)
     exported_at: set[str] = field(default_factory=set)
+    #: an experiment table's traces (format 2): ids checked once each; spans and assessments
+    traces: Traces = field(default_factory=Traces)
+    spans: int = 0
+    assessments: int = 0
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -241,6 +254,10 @@ class _Description:
         if kind in (SCORER, EVAL_RECORD) and self.content in (None, "experiment"):
             self.content = "experiment"
             self._genai_row(raw, i)
+            return
+        if kind == TRACE and self.content in (None, "experiment"):
+            self.content = "experiment"
+            self._trace_row(raw, i)
             return
         try:
             item = v.parse_row(raw, i, self.content or "experiment")
@@ -326,10 +343,25 @@ class _Description:
         except ShareDataError as exc:
             self.problem = self.problem or str(exc)
 
+    def _trace_row(self, raw: Record, i: int) -> None:
+        """A trace: counted (with its spans and assessments), not listed row by row."""
+        try:
+            trace = parse_trace_row(raw, i)
+            self.traces.add(trace)
+        except ShareDataError as exc:
+            self.problem = self.problem or str(exc)
+            return
+        self.spans += len(trace.spans)
+        self.assessments += len(trace.info.get("assessments") or [])
+
     def _genai_summary(self) -> dict[str, Any]:
-        """The scorer and dataset counts, and a row per dataset, when the table has any."""
+        """The scorer, dataset and trace counts, and a row per dataset, when the table has any."""
+        traces: dict[str, Any] = {}
+        if self.traces.rows:
+            traces = {"traces": len(self.traces.rows), "spans": self.spans,
+                      "assessments": self.assessments}  # fmt: skip
         if not self.scorers.items and not self.records.datasets:
-            return {}
+            return traces
         try:
             self.scorers.finish()
         except ShareDataError as exc:
@@ -342,6 +374,7 @@ class _Description:
             "scorers": len(self.scorers.items),
             "datasets": len(self.records.datasets),
             "eval_records": sum(d.count for d in self.records.datasets.values()),
+            **traces,
         }
     def signed(self, source: str, key: bytes | None) -> dict[str, Any]:
         """Who signed the table (the key fingerprint its bundle names) and whether the

@@ -33,6 +33,7 @@ from arcuate.engine.imports.importer import (
 from arcuate.engine.imports.ingest import ingest
 from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
+from arcuate.engine.imports.traces import TracePlan, check_traces, traces_here, write_traces
 from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
 from arcuate.format import validate as v
@@ -113,9 +114,13 @@ def import_runs(
         if refuse_pickle:
             refuse_pickles(spool)
         found = prov.origin_of(source) if origin is None else prov.Origin(source, origin)
+        # a shared trace id living in another experiment here is refused before any write
+        traces = check_traces(sink, name, spool.traces)
         # one import per target at a time: a second one waits, then finds the runs in place
         with sink.lock("experiment", name, restore=overwrite) as lease:
-            report = _ExperimentImport(sink, spool, name, overwrite, source, bars, found).run()
+            job = _ExperimentImport(sink, spool, name, overwrite, source, bars, found)
+            job.trace_plan = traces
+            report = job.run()
     return experiment_result(
         report,
         name,
@@ -162,11 +167,15 @@ class _Plan:
 class _ExperimentImport(Importer):
     #: artifact locations of the experiment's logged models (model id -> location)
     _locations: dict[str, str]
+    #: set when the table holds traces (checked against the store before the lease)
+    trace_plan: TracePlan | None = None
 
     def run(self) -> ImportReport:
         self._locations = {}
         tags = (self.spool.experiment or {}).get("tags") or {}
         eid = self.sink.prepare_experiment(self.name, tags, exact=self.exact, restore=self.exact)
+        # the traces here now (another import may have written some while this one waited)
+        traces = traces_here(self.sink, eid) if self.trace_plan else TracePlan()
         # scorers and datasets are matched before any run is written: a conflict stops here
         genai = plan_genai(self.sink, eid, self.spool.genai, self.origin.tag, exact=self.exact)
         self.sink.remove_orphan_files(eid)  # of an import of it that was killed midway
@@ -176,7 +185,11 @@ class _ExperimentImport(Importer):
         self._logged_models(eid, plan)
         self._write(eid, plan, states)
         self._remove(eid, plan, states)
-        self.report.genai = write_genai(
+        # traces after the runs and logged models: their links are mapped to these
+        self.report.genai = write_traces(
+            self.sink, eid, self.spool.traces, traces, plan.run_ids, plan.model_ids
+        )
+        self.report.genai |= write_genai(
             self.sink, eid, self.spool.genai, genai, source=self.source, origin=self.origin.tag,
             exact=self.exact,
         )  # fmt: skip

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from arcuate.engine.imports.genai import GenAISpool
+from arcuate.engine.imports.traces import TraceSpool
 from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
@@ -39,7 +40,7 @@ from arcuate.format.manifest import (
     record_resource,
     shared_digest,
 )
-from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, Content
+from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, TRACE, Content
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
 _SLICE_BYTES = 4 * 1024 * 1024
@@ -148,6 +149,8 @@ class Spool:
             (root / "chunks").mkdir()
         #: the table's scorer versions and evaluation records (format 2, experiment tables)
         self.genai = GenAISpool(root)
+        #: the table's traces (format 2, experiment tables)
+        self.traces = TraceSpool(root)
 
     @classmethod
     @contextlib.contextmanager
@@ -196,8 +199,12 @@ class Spool:
         if row.get("kind") == SIGNATURE_KIND:
             self.signature = carried(row, i, self.signature)
             return
-        if self.content == "experiment" and row.get("kind") in (SCORER, EVAL_RECORD):
+        kind = row.get("kind") if self.content == "experiment" else None
+        if kind in (SCORER, EVAL_RECORD):
             self.genai.add(row, i)
+            return
+        if kind == TRACE:
+            self.traces.add(row, i)
             return
         item = v.parse_row(row, i, self.content)
         if self.digests is not None and isinstance(item, v.SharedRecord):
@@ -233,6 +240,7 @@ class Spool:
             "signature": self.signature.to_json() if self.signature else None,
             "digests": self.digests,
             "exported_at": sorted(self.exported_at),
+            "traces": self.traces.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -243,6 +251,7 @@ class Spool:
         self.bytes = int(state["bytes"])
         self._by_key = {e.key: i for i, e in enumerate(self.entries)}
         self.genai.restore(state.get("genai") or {})
+        self.traces.restore(state.get("traces") or {})
         self.helper_peak_rss = int(state.get("peak_rss") or 0)
         sig = state.get("signature")
         self.signature = Carried.from_json(sig) if sig else None
@@ -386,6 +395,7 @@ class Spool:
         """Join chunked files (checking order, offsets, sizes, SHA-256); reject stray chunks.
         The version numbers of a model table must leave few gaps (each is a placeholder)."""
         self.genai.finish()
+        self.traces.finish()
         if self.content == "model":
             v.check_version_numbers((e.row, int(e.version or 0)) for e in self.entries)
         used: set[tuple[str, str, str]] = set()
