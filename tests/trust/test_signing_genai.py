@@ -291,9 +291,52 @@ def test_served_edited_prompt_is_refused(
     provider: Provider, served: dict[str, str], recipient_store: Any
 ) -> None:
     before = whole_store(recipient_store, recipient_store.root)
-    with pytest.raises(ShareDataError, match="the signature is for table 'ml.default.qa'") as err:
+    with pytest.raises(ShareDataError, match=r"the signature is for table 'ml\.default\.qa'") as err:
         _execute(recipient_store, f"CREATE PROMPT qa AS '{served['qa_edited']}' VERIFIED BY '{provider.pub}'")
     assert err.value.code == "ARC620"
     assert whole_store(recipient_store, recipient_store.root) == before
     described = _execute(recipient_store, f"DESCRIBE '{served['qa_edited']}' VERIFIED BY '{provider.pub}'")
     assert described.summary["signature"].startswith("does not verify")
+
+
+def test_served_genai_table_verified_in_the_helper_process(
+    provider: Provider, served: dict[str, str], recipient_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper process reads the table: the scorer and record digests come back with the
+    spool's index and verify."""
+    import arcuate.engine.imports.worker as worker
+
+    monkeypatch.setattr(worker, "WORKER_BYTES", 1)
+    result = _execute(recipient_store, f"CREATE EXPERIMENT agent AS '{served['agent']}' VERIFIED BY '{provider.pub}'")
+    assert result.summary.get("helper_peak_rss") and "verified" in result.summary["signature"]
+    assert result.summary["scorers_added"] == 3
+
+
+def test_a_kind_without_code_of_its_own_is_signed_as_read(tmp_path: Path) -> None:
+    """A trace row (its import lands separately) or any kind added later is digested without
+    code of its own, the same after a Parquet round trip, and a changed span changes it."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from arcuate.engine.imports.spool import Spool
+    from arcuate.engine.signing import batch_digests
+    from arcuate.format.manifest import row_digest
+    from arcuate.format.schema import SCHEMA
+
+    trace = {"experiment_key": "1", "trace_id": "tr-1", "info": json.dumps({"state": "OK"}),
+             "spans": json.dumps([{"name": "root", "attributes": {"k": [1, 2.5, None]}}])}  # fmt: skip
+    row = {"format_version": 2, "kind": "trace", "key": "tr-1", "files": [],
+           "exported_at": datetime(2026, 12, 1, 5, 0, 0, 123456, tzinfo=UTC), "trace": trace}  # fmt: skip
+    batch = pa.RecordBatch.from_pylist([row], schema=SCHEMA)
+    ((resource, digest, at),) = batch_digests(batch, 0, "experiment")
+    assert resource == "record/trace/tr-1" and at == "2026-12-01T05:00:00.123456+00:00"
+    pq.write_table(pa.Table.from_batches([batch]), tmp_path / "t.parquet")
+    back = pq.read_table(tmp_path / "t.parquet").to_batches()[0]
+    (read,) = Spool(tmp_path, "experiment", create=False).python_rows(back, 0)
+    assert row_digest(read) == digest
+    # a null struct and a struct of nulls are one value; a changed span is another
+    assert row_digest(read | {"chunk": dict.fromkeys(("owner", "path"))}) == digest
+    changed = read | {"trace": trace | {"spans": trace["spans"].replace("root", "r00t")}}
+    assert row_digest(changed) != digest
