@@ -215,9 +215,20 @@ def test_duplicated_record_is_refused(
     provider: Provider, exp_rows: list[dict[str, Any]], recipient_store: Any
 ) -> None:
     """Two rows signed under one name: refused, not one silently standing for both."""
+    from arcuate.engine.imports.describe import describe_shared
+    from arcuate.engine.signing import signed
+    from arcuate.errors import InputError
+
     rows = copy.deepcopy(exp_rows)
     rows.append(copy.deepcopy(_first(rows, "scorer")))
-    _refused(recipient_store, rows, provider.pub, "twice")
+    _refused(recipient_store, rows, provider.pub, "record 'record/scorer/polite/1' appears twice")
+    described = describe_shared(batches_of(rows), "local", str(provider.pub))
+    assert described.summary["signature"].startswith("does not verify: ")
+    assert "appears twice" in described.summary["signature"]
+    # the provider refuses to sign such a table
+    unsigned = [r for r in rows if r["kind"] != "signature"]
+    with pytest.raises(InputError, match="cannot sign the table: two rows are 'record/scorer/polite/1'"):
+        list(signed(iter(batches_of(unsigned)), "experiment", provider.key, "ml.default.agent"))
 
 
 def test_stripped_prompt_signature(
