@@ -90,7 +90,7 @@ class Settings:
     histories read by an export, runs written by an import through the public API).
     ``signing_key``: every CREATE SHARE signs its table with this ECDSA private key (PEM), as
     ``SIGNED BY`` does for one statement (docs/trust.md).
-    ``require_signature``: every experiment or model import must name the provider's key
+    ``require_signature``: every experiment, model or prompt import must name the provider's key
     (``VERIFIED BY``) and refuses a table that does not verify with it.
     ``redaction_key``: the provider's key for ``REDACT … HASH`` (HMAC-SHA256, docs/trust.md);
     a secret, never shown in a repr, an error or EXPLAIN.

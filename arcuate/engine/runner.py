@@ -76,11 +76,6 @@ def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     if key:
         from arcuate.engine import signing
 
-        if stream.content == "prompt":
-            raise ConfigurationError(
-                "a prompt table cannot be signed yet (signing_key, SIGNED BY); unset"
-                " signing_key for this export. Nothing was written"
-            )
         signed_as = step.signed_as or ".".join(step.table)
         batches = signing.signed(batches, stream.content, signing.check_signing_key(key), signed_as)
         st.summary["signed_by"] = signing.public_fingerprint(key)
@@ -220,10 +215,12 @@ def _import_prompt(step: ops.ImportPrompt, ctx: Context, st: _State) -> None:
     if frame is not None:  # AS SPARK: a prompt's versions are few, collected on the driver
         from arcuate.engine.distributed import collect_batches
 
+        _no_spark_verify(step.verify_key, ctx)
         batches = collect_batches(frame)
     st.result = import_prompt(
-        batches, step.prompt, ctx, overwrite=step.overwrite, source=step.coordinate
-    )
+        batches, step.prompt, ctx, overwrite=step.overwrite, source=step.coordinate,
+        verify_key=step.verify_key,
+    )  # fmt: skip
 
 
 def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None:

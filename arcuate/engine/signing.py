@@ -78,9 +78,15 @@ def batch_digests(
     records = batch.filter(pc.not_equal(batch.column("kind"), CHUNK))  # chunks: by FILE.sha256
     reader = Spool(Path(), content, create=False)
     for offset, row in enumerate(reader.python_rows(records, first)):
+        kind = row.get("kind")
+        if kind in mf.UNSIGNED_KINDS:
+            continue
+        at = _text_time(row.get("exported_at"))
+        if kind not in mf.VALIDATED_KINDS:  # prompt versions, scorers, eval records, traces
+            yield mf.record_resource(row), mf.row_digest(row), at
+            continue
         item = v.parse_row(row, first + offset, content)
         if isinstance(item, v.SharedRecord):
-            at = _text_time(row.get("exported_at"))
             yield mf.record_resource(row), mf.shared_digest(item, at), at
 
 
@@ -96,6 +102,8 @@ def signed(
     for item in batches:
         if isinstance(item, pa.RecordBatch):
             for resource, digest, at in batch_digests(item, first, content):
+                if resource in digests:
+                    raise InputError(f"cannot sign the table: two rows are {resource!r}")
                 digests[resource] = digest
                 times.add(at)
             first += item.num_rows

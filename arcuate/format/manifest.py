@@ -171,6 +171,63 @@ def record_resource(row: Mapping[str, Any]) -> str:
     return f"record/{row['kind']}/{row['key']}"
 
 
+#: the kinds whose rows are digested from their validated record (:func:`shared_digest`);
+#: every other record row (prompt versions, scorers, eval records, traces, kinds to come) is
+#: digested as read (:func:`row_digest`); chunks are covered by their file's signed sha256
+VALIDATED_KINDS = frozenset({"run", "model_version"})
+UNSIGNED_KINDS = frozenset({"chunk", SIGNATURE_KIND})
+
+
+def _pruned(value: Any) -> Any:
+    """``value`` with null struct fields left out, and a struct of nulls as null: a null
+    struct reads back as None or as a struct of Nones depending on how a batch was sliced
+    or rebuilt, and a column added to the format later is null in older kinds' rows."""
+    if isinstance(value, dict):
+        kept = {k: p for k, p in ((k, _pruned(x)) for k, x in value.items()) if p is not None}
+        return kept or None
+    if isinstance(value, list):
+        return [_pruned(x) for x in value]
+    return value
+
+
+def row_digest(row: Mapping[str, Any]) -> str:
+    """The signed digest of a row of a kind not in :data:`VALIDATED_KINDS`: every column as
+    Arrow gives it to Python (canonical JSON, nulls pruned, inline file bytes left out: they
+    are checked against each file's sha256, which is covered)."""
+    body = _pruned(dict(row)) or {}
+    files = body.get("files")
+    if isinstance(files, list):
+        body["files"] = [
+            {k: x for k, x in f.items() if k != "data"} if isinstance(f, dict) else f
+            for f in files
+        ]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_loose)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _loose(value: Any) -> Any:
+    """:func:`_plain`, and any other value by its type and repr: only a hostile row holds
+    one (a column of another kind filled in), and its digest then differs from the signed."""
+    try:
+        return _plain(value)
+    except TypeError:
+        return f"{type(value).__name__}:{value!r}"
+
+
+def add_digest(digests: dict[str, str], resource: str, digest: str, i: int) -> None:
+    """Keep a record's digest; a name seen before is refused, never overwritten (two rows
+    signed as one would let one stand for the other).
+
+    Raises:
+        ShareDataError: (ARC620) ``resource`` is already among ``digests``.
+    """
+    if resource in digests:
+        raise ShareDataError(
+            f"record {resource!r} appears twice in the table", row=i, field="key", code=CODE
+        )
+    digests[resource] = digest
+
+
 def shared_digest(record: v.SharedRecord, exported_at: str) -> str:
     """SHA-256 of a validated record's canonical JSON: what provider and recipient both hash.
 

@@ -205,6 +205,8 @@ class ImportPrompt:
     prompt: str
     coordinate: str
     overwrite: bool = False
+    #: VERIFIED BY: the provider's public key or certificate (``require_signature``: needed)
+    verify_key: str | None = None
 
     def describe(self) -> str:
         mode = (
@@ -212,7 +214,8 @@ class ImportPrompt:
             if self.overwrite
             else "add new versions, set tags and aliases"
         )
-        return f"validate rows, then import into prompt {self.prompt!r} ({mode})"
+        policy = _verified(self.verify_key)
+        return f"validate rows{policy}, then import into prompt {self.prompt!r} ({mode})"
 
 
 @dataclass(frozen=True, slots=True)

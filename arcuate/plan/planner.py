@@ -169,7 +169,7 @@ class _Planner:
                     stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key
                 )
             elif isinstance(stmt, ast.CreatePrompt):
-                imp = ops.ImportPrompt(stmt.name, coord, stmt.overwrite)
+                imp = ops.ImportPrompt(stmt.name, coord, stmt.overwrite, stmt.verify_key)
             else:
                 imp = ops.ImportModel(
                     stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key

@@ -176,6 +176,8 @@ class CreatePrompt:
     flavor: Flavor = "pandas"
     overwrite: bool = False
     span: Span = _span()
+    #: VERIFIED BY '<public key or certificate>': refuse a table that does not verify
+    verify_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

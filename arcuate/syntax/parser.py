@@ -502,12 +502,6 @@ class _ToAst(Transformer[Token, Any]):
             (),
         )
         key = _clause(children, "signed_by")
-        if key is not None and isinstance(source, ast.PromptSource):
-            raise _SemanticError(
-                "a prompt table cannot be signed yet (SIGNED BY signs experiments and models)",
-                _span_of(meta),
-                "ARC139",
-            )
         return ast.CreateShare(
             share, table, source, if_not_exists, _span_of(meta), signing_key=key, redact=redact
         )
@@ -573,7 +567,6 @@ class _ToAst(Transformer[Token, Any]):
     def create_prompt(self, meta: Meta, children: list[Any]) -> ast.CreatePrompt:
         fields = self._import(meta, children)
         del fields["refuse_pickle"]  # prompts hold no files: the grammar has no policy for them
-        del fields["verify_key"]  # nor signatures (not in the grammar of CREATE PROMPT)
         return ast.CreatePrompt(**fields)
 
     def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:

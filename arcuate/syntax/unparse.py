@@ -132,9 +132,8 @@ def _create_import(
     coordinate = string(node.coordinate.text)
     refuse = not isinstance(node, ast.CreatePrompt) and node.refuse_pickle
     policy = " REFUSE PICKLE" if refuse else ""
-    key = None if isinstance(node, ast.CreatePrompt) else node.verify_key
-    if key:
-        policy += f" VERIFIED BY {string(key)}"
+    if node.verify_key:
+        policy += f" VERIFIED BY {string(node.verify_key)}"
     return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}{policy}"
 
 

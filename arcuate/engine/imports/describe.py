@@ -25,9 +25,13 @@ from arcuate.format.columns import check_list_bounds
 from arcuate.format.genai import EvalRecords, Scorers, parse_eval_record_row, parse_scorer_row
 from arcuate.format.manifest import (
     SIGNATURE_KIND,
+    UNSIGNED_KINDS,
+    VALIDATED_KINDS,
     Carried,
+    add_digest,
     carried,
     record_resource,
+    row_digest,
     shared_digest,
 )
 from arcuate.format.prompts import SharedPrompt, check_prompt_rows, parse_prompt_row
@@ -221,6 +225,8 @@ class _Description:
     traces: Traces = field(default_factory=Traces)
     spans: int = 0
     assessments: int = 0
+    #: a record named twice (the signature cannot cover both rows)
+    twice: str | None = None
 
     def read(self, batch: pa.RecordBatch) -> None:
         """One batch: each row validated, counted and described."""
@@ -244,6 +250,8 @@ class _Description:
             except ShareDataError as exc:
                 self.problem = self.problem or str(exc)
             return
+        if kind not in VALIDATED_KINDS | UNSIGNED_KINDS:  # prompts, scorers, records, traces
+            self._digest(raw, i, row_digest(raw))
         if self.content is None and kind in (RUN, MODEL_VERSION, PROMPT_VERSION):
             self.content = (
                 "experiment" if kind == RUN else "model" if kind == MODEL_VERSION else "prompt"
@@ -272,8 +280,7 @@ class _Description:
             return
         at = raw.get("exported_at")
         at = at.isoformat() if isinstance(at, datetime) else str(at)
-        self.digests[record_resource(raw)] = shared_digest(item, at)
-        self.exported_at.add(at)
+        self._digest(raw, i, shared_digest(item, at))
         points = len((item.run or {}).get("metrics") or ())
         self.counts["records"] += 1
         self.counts["files"] += len(item.files)
@@ -287,6 +294,16 @@ class _Description:
         self.counts["redacted"] += bool(row["redacted"])
         self.by_key[item.key] = row
         self.rows.append(row)
+
+    def _digest(self, raw: Record, i: int, digest: str) -> None:
+        """Keep row ``i``'s signed digest and export time; a record named twice is a problem."""
+        try:
+            add_digest(self.digests, record_resource(raw), digest, i)
+        except ShareDataError as exc:
+            self.problem = self.problem or str(exc)
+            self.twice = self.twice or str(exc)
+        at = raw.get("exported_at")
+        self.exported_at.add(at.isoformat() if isinstance(at, datetime) else str(at))
 
     def serialization(self) -> dict[str, Any]:
         """Each row's non-data files with their formats; the table's count per format."""
@@ -387,6 +404,8 @@ class _Description:
             return out | {"signature": "not checked (name the key with VERIFIED BY)"}
         try:
             signing.verify(sig, self.digests, self.exported_at, key, source)
+            if self.twice:
+                raise ShareDataError(self.twice)
         except ShareDataError as exc:
             return out | {"signature": f"does not verify: {exc}"}
         return out | {"signature": "verifies"}

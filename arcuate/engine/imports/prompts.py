@@ -18,17 +18,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from arcuate.backends.protocols import PromptSink, Record
+from arcuate.engine import signing
 from arcuate.engine.imports.importer import statement
 from arcuate.engine.result import StatementResult
 from arcuate.errors import BackendUnavailableError, ConflictError, ShareDataError
 from arcuate.format import limits
 from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
+from arcuate.format.manifest import (
+    SIGNATURE_KIND,
+    Carried,
+    add_digest,
+    carried,
+    record_resource,
+    row_digest,
+)
 from arcuate.format.prompts import (
     SharedPrompt,
     check_prompt_name,
@@ -40,8 +51,27 @@ if TYPE_CHECKING:
     from arcuate.engine.context import Context
 
 
-def read_prompt_rows(batches: Iterable[pa.RecordBatch]) -> list[SharedPrompt]:
-    """Every row of a shared prompt table, validated, ascending by version.
+@dataclass
+class Signed:
+    """A prompt table's signature row, and each version row's signed digest and export time:
+    what :func:`arcuate.engine.signing.check_spool` checks."""
+
+    signature: Carried | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    exported_at: set[str] = field(default_factory=set)
+
+    def add(self, row: dict[str, Any], i: int) -> None:
+        """Keep row ``i``'s digest (a version named twice is refused) and export time."""
+        add_digest(self.digests, record_resource(row), row_digest(row), i)
+        at = row.get("exported_at")
+        self.exported_at.add(at.isoformat() if isinstance(at, datetime) else str(at))
+
+
+def read_prompt_rows(
+    batches: Iterable[pa.RecordBatch], signed: Signed | None = None
+) -> list[SharedPrompt]:
+    """Every row of a shared prompt table, validated, ascending by version; a signature row
+    is kept in ``signed`` (and each row's digest, for an import that verifies), else skipped.
 
     Raises:
         ShareDataError: the first bad row (0-based position in the stream) and field.
@@ -65,7 +95,7 @@ def read_prompt_rows(batches: Iterable[pa.RecordBatch]) -> list[SharedPrompt]:
                 row=seen,
                 field="prompt_version",
             )
-        if seen + batch.num_rows > limits.MAX_PROMPT_VERSIONS:
+        if seen + batch.num_rows > limits.MAX_PROMPT_VERSIONS + 1:  # + a signature row
             raise v.too_many(seen + batch.num_rows, limits.MAX_PROMPT_VERSIONS, seen, "rows")
         size += batch.nbytes
         if size > limits.MAX_PROMPT_TABLE_BYTES:
@@ -77,6 +107,14 @@ def read_prompt_rows(batches: Iterable[pa.RecordBatch]) -> list[SharedPrompt]:
             )
         check_list_bounds(batch, seen)
         for j, row in enumerate(batch.to_pylist()):
+            if row.get("kind") == SIGNATURE_KIND:
+                sig = signed.signature if signed else None
+                found = carried(row, seen + j, sig)
+                if signed is not None:
+                    signed.signature = found
+                continue
+            if signed is not None:
+                signed.add(row, seen + j)
             out.append(parse_prompt_row(row, seen + j))
         seen += batch.num_rows
     if not out:
@@ -93,8 +131,10 @@ def import_prompt(
     *,
     overwrite: bool = False,
     source: str = "",
+    verify_key: str | None = None,
 ) -> StatementResult:
-    """Import a shared prompt table into prompt ``prompt`` (see the module docstring).
+    """Import a shared prompt table into prompt ``prompt`` (see the module docstring);
+    ``verify_key`` (or ``require_signature``): its signature is checked before any write.
 
     Raises:
         ShareDataError: a row is malformed or hostile (nothing has been written).
@@ -106,7 +146,10 @@ def import_prompt(
     sink = ctx.model_sink
     if not isinstance(sink, PromptSink):
         raise BackendUnavailableError("the configured MLflow backend cannot import prompts")
-    rows = read_prompt_rows(batches)
+    key = signing.pinned_key(verify_key, ctx.settings.require_signature)
+    signed = Signed() if key is not None else None
+    rows = read_prompt_rows(batches, signed)
+    seen = signing.check_spool(signed, key, source)
     state = sink.prompt_state(name)
     new, unchanged = _plan(name, rows, state)
     doomed = _doomed(rows, state) if overwrite else []
@@ -128,7 +171,7 @@ def import_prompt(
         "unchanged": len(unchanged),
         "removed": len(doomed),
         "seconds": round(time.monotonic() - started, 3),
-    }
+    } | signing.signature_note(seen)
     same = {r.version for r in unchanged}
     return StatementResult(
         statement=statement("PROMPT", name, overwrite, source),

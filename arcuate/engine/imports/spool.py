@@ -35,9 +35,13 @@ from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
 from arcuate.format.manifest import (
     SIGNATURE_KIND,
+    UNSIGNED_KINDS,
+    VALIDATED_KINDS,
     Carried,
+    add_digest,
     carried,
     record_resource,
+    row_digest,
     shared_digest,
 )
 from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, TRACE, Content
@@ -53,6 +57,11 @@ def _slice_rows(batch: pa.RecordBatch | pa.Table) -> int:
     rows = int(batch.num_rows)
     per_row = max(1, int(batch.nbytes) // rows)
     return max(1, min(rows, _SLICE_BYTES // per_row))
+
+
+def _text_time(value: Any) -> str:
+    """An ``exported_at`` as signed: ISO text (what a signature's claim holds)."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 # -- spool ---------------------------------------------------------------------------------------
@@ -199,20 +208,26 @@ class Spool:
         if row.get("kind") == SIGNATURE_KIND:
             self.signature = carried(row, i, self.signature)
             return
-        kind = row.get("kind") if self.content == "experiment" else None
-        if kind in (SCORER, EVAL_RECORD):
+        kind = row.get("kind")
+        if self.digests is not None and kind not in VALIDATED_KINDS | UNSIGNED_KINDS:
+            self._digest(row, i, row_digest(row))  # scorers, eval records, traces: as read
+        routed = kind if self.content == "experiment" else None
+        if routed in (SCORER, EVAL_RECORD):
             self.genai.add(row, i)
             return
-        if kind == TRACE:
+        if routed == TRACE:
             self.traces.add(row, i)
             return
         item = v.parse_row(row, i, self.content)
         if self.digests is not None and isinstance(item, v.SharedRecord):
-            at = row["exported_at"]
-            at = at.isoformat() if isinstance(at, datetime) else str(at)
-            self.digests[record_resource(row)] = shared_digest(item, at)
-            self.exported_at.add(at)
+            self._digest(row, i, shared_digest(item, _text_time(row.get("exported_at"))))
         self._add(item)
+
+    def _digest(self, row: dict[str, Any], i: int, digest: str) -> None:
+        """Keep row ``i``'s signed digest (a name seen twice is refused) and its export time."""
+        assert self.digests is not None
+        add_digest(self.digests, record_resource(row), digest, i)
+        self.exported_at.add(_text_time(row.get("exported_at")))
 
     def check_marker(self, batches: Iterable[pa.RecordBatch]) -> None:
         """A shared table is read only as what its marker says it holds (its rows are then
