@@ -126,6 +126,14 @@ class SparkExport:
     bytes: int = 0
     rows: int = 0
     partitions: int = 0
+    #: what the driver's export also counts; a task-packed export carries none of them
+    #: (INCLUDING and REDACT pack on the driver: engine/runner.py)
+    scorers: int = 0
+    eval_records: int = 0
+    traces: int = 0
+    skipped: list[str] = field(default_factory=list)
+    skipped_traces: list[str] = field(default_factory=list)
+    redaction: None = None
     _batches: Iterator[pa.RecordBatch] | None = field(default=None, repr=False)
 
     @property

@@ -76,7 +76,9 @@ class ExportStream:
         if self.redaction is not None:
             out["redacted"] = self.redaction.total()
         if self.content == "experiment":
-            genai: dict[str, Any] = {"scorers": self.scorers, "eval_records": self.eval_records}
+            genai: dict[str, Any] = {}
+            if self.scorers or self.eval_records or self.skipped:  # INCLUDING found some
+                genai.update(scorers=self.scorers, eval_records=self.eval_records)
             if self.skipped:
                 genai["skipped_scorers"] = list(self.skipped)
             if self.traces or self.skipped_traces:
