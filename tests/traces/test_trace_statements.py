@@ -197,35 +197,6 @@ def test_a_trace_filter_selects_and_describe_counts(
     assert set(recipient_snapshot(recipient_store, "agent")) == {wanted}
 
 
-def _torture(provider: Any, recipient: Any, workdir: Path, coordinate: str) -> None:
-    import uuid
-
-    built = build_traces(provider.tracking_uri, traces=200, wide=1000)
-    summary = share(provider, workdir / "wh", SHARE)
-    assert summary["traces"] == 201 and "skipped_traces" not in summary
-    _grant(workdir)
-    name = f"agent-{uuid.uuid4().hex[:8]}"
-    first = _import(recipient, coordinate, name)
-    assert (first["traces_added"], first["assessments_added"]) == (201, 4)
-    source = snapshot(provider.tracking_uri, built["experiment_id"])
-    assert recipient_snapshot(recipient, name) == source
-    again = _import(recipient, coordinate, name)
-    assert (again["traces_added"], again["assessments_added"]) == (0, 0)
-
-
-@pytest.mark.slow
-def test_torture_traces_through_statements_into_sqlite(
-    mlflow_store: Any, recipient_store: Any, workdir: Path, served: str
-) -> None:
-    """The issue's trace torture fixture (200 agent traces 6 deep, a 1,000-span trace, a
-    1 MiB attribute, events on inner spans, feedback and expectations, run and model links)
-    through CREATE SHARE, the sharing server and CREATE EXPERIMENT."""
-    _torture(mlflow_store, recipient_store, workdir, served)
-
-
-@pytest.mark.slow
-@pytest.mark.server
-def test_torture_traces_through_statements_into_mlflow_server(
-    mlflow_store: Any, mlflow_server: Any, workdir: Path, served: str
-) -> None:
-    _torture(mlflow_store, mlflow_server, workdir, served)
+# The issue's full-size trace torture fixture (200 agent traces 6 deep, a 1,000-span trace, a
+# 1 MiB attribute, ...) goes through the statements in tests/genai/test_torture_all.py, with
+# every other GenAI kind, into sqlite and a real mlflow server.
