@@ -56,6 +56,12 @@ def _run(field: str, value: Any) -> Callable[[v.SharedRecord], None]:
     return change
 
 
+def _rename_series(r: v.SharedRecord) -> None:
+    """A metric renamed in every point: the points' series indexes stay as they were."""
+    assert r.run is not None
+    r.run["metrics"][2]["key"] = "accuracy"
+
+
 def _swap_points(r: v.SharedRecord) -> None:
     assert r.run is not None
     points = r.run["metrics"]
@@ -81,6 +87,7 @@ CHANGES: dict[str, Callable[[v.SharedRecord], None]] = {
     "metric model_id": _metric("model_id", "m-1"),
     "metric dataset_name": _metric("dataset_name", "train"),
     "metric dataset_digest": _metric("dataset_digest", "d1"),
+    "metric renamed in every point": _rename_series,
     "metric point order": _swap_points,
     "metric point removed": lambda r: r.run["metrics"].pop() if r.run else None,
     "param value": lambda r: r.run["params"].update(depth="4") if r.run else None,
