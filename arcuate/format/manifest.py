@@ -197,7 +197,7 @@ def _frame_pairs(digest: Any, pairs: Mapping[str, Any]) -> None:
     """A params or tags map: its count, then each key and value, sorted by key, as UTF-8."""
     digest.update(len(pairs).to_bytes(8, "big"))
     for key in sorted(pairs):
-        _frame(digest, key.encode())
+        _frame(digest, key.encode("utf-8", "surrogatepass"))
         _frame(digest, _canonical_json(pairs[key]))
 
 
