@@ -467,3 +467,25 @@ def test_an_unusable_signing_key_is_refused_before_any_table_is_written(
             **settings,
         )
     assert not (tmp_path / "wh" / "t").exists()
+
+
+def test_provider_and_recipient_digests_agree(provider: Provider, exp_rows: list[dict[str, Any]]) -> None:
+    """What the provider signed is, record for record, what the recipient computes from the
+    shared rows (and what the provider's signer computes from the table read back)."""
+    from arcuate.engine.imports.spool import Spool
+    from arcuate.engine.signing import batch_digests
+    from arcuate.format import manifest
+
+    sig = exp_rows[_index(exp_rows, "signature")]
+    bundle = next(f["data"] for f in sig["files"] if f["path"] == manifest.BUNDLE_PATH)
+    signed = manifest.verify_key_bundle(bundle, provider.pub.read_bytes())
+    signed.pop(manifest.TABLE_RESOURCE)
+    with Spool.open("experiment") as spool:
+        spool.digest_records()
+        spool.ingest(batches_of(exp_rows, size=3))
+        recipient = spool.digests
+    records = [r for r in exp_rows if r["kind"] != "signature"]  # what the signer saw
+    (whole,) = batches_of(records, size=len(records))
+    resigned = {name: digest for name, digest, _ in batch_digests(whole, 0, "experiment")}
+    assert len(signed) == 3 and any(r["kind"] == "run" and r["run"]["metrics"] for r in exp_rows)
+    assert recipient == signed == resigned
