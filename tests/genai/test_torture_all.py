@@ -9,6 +9,7 @@ The provider is built once per module (the builders take most of the time)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,11 +21,13 @@ import pytest
 import arcuate
 from tests.conftest import make_store
 from tests.genai.genai_helpers import build_genai, genai_snapshot, record, store_of
-from tests.genai.test_genai_round_trip import RECORDS
 from tests.imports.import_helpers import whole_store
 from tests.prompts.prompt_helpers import build_prompt, prompt_snapshot
 from tests.traces.test_trace_statements import _import, recipient_snapshot, share
 from tests.traces.trace_helpers import build_traces, global_uri, snapshot
+
+#: the issue's torture size; ARCUATE_TORTURE_RECORDS makes a quick local run smaller
+RECORDS = int(os.environ.get("ARCUATE_TORTURE_RECORDS", "10000"))
 
 EXPERIMENT = (
     "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent "
