@@ -754,14 +754,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def make_keys(folder: Path) -> tuple[Path, Path]:
-    """An ECDSA P-256 key pair for ``--signed``: (private PEM, public PEM)."""
+def make_keys(folder: Path, name: str = "provider") -> tuple[Path, Path]:
+    """An ECDSA P-256 key pair for ``--signed`` (and the signing tests): (private PEM,
+    public PEM) as ``<name>.pem`` and ``<name>.pub``."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / "provider.pem", folder / "provider.pub"
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
     private.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import arcuate
 from arcuate.backends.mlflow.connect import spark_guard
 from arcuate.errors import ConfigurationError, ShareDataError
+from benchmarks.runner import make_keys
 from tests.conftest import make_store
 from tests.imports.import_helpers import (
     Small,
@@ -34,21 +35,7 @@ pytest.importorskip("model_signing")
 
 
 def _keypair(folder: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+    return make_keys(folder, name)
 
 
 class Provider:
