@@ -78,14 +78,6 @@ class SharedEvalRecord:
     record: dict[str, Any]
 
 
-def _json(raw: str, row: int | None, name: str, depth_limit: int) -> Any:
-    if (depth := v.json_depth(raw)) > depth_limit:
-        raise v._fail(f"is JSON nested deeper than {depth_limit} levels ({depth})", row, name)
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise v._fail(f"is not valid JSON ({exc})", row, name) from None
-
 
 def _code_key(doc: Any, path: str = "") -> str | None:
     """The path of the first key of :data:`CODE_KEYS` holding a value, anywhere in ``doc``."""
@@ -110,7 +102,7 @@ def classify_scorer(serialized: str, row: int | None, name: str = "scorer.serial
     """
     if len(serialized.encode("utf-8", "surrogatepass")) > limits.MAX_SCORER_BYTES:
         raise v._fail(f"is larger than {limits.MAX_SCORER_BYTES} bytes", row, name)
-    doc = _json(serialized, row, name, limits.MAX_SCORER_JSON_DEPTH)
+    doc = v.parse_json(serialized, row, name, limits.MAX_SCORER_JSON_DEPTH)
     if not isinstance(doc, dict):
         raise v._fail("must be a JSON object (MLflow's serialized scorer)", row, name)
     found = _code_key(doc)
@@ -202,7 +194,7 @@ def _object(value: Any, row: int, name: str, *, required: bool = False) -> dict[
     raw = v.text(value, row, name, limit=limits.MAX_EVAL_RECORD_BYTES, required=required)
     if raw is None:
         return None
-    parsed = _json(raw, row, name, limits.MAX_JSON_DEPTH)
+    parsed = v.parse_json(raw, row, name, limits.MAX_JSON_DEPTH)
     if not isinstance(parsed, dict):
         raise v._fail(f"must be a JSON object, got {type(parsed).__name__}", row, name)
     return parsed
@@ -228,7 +220,7 @@ def _record(e: Mapping[str, Any], i: int) -> dict[str, Any]:
         e.get("outputs"), i, "eval_record.outputs", limit=limits.MAX_EVAL_RECORD_BYTES
     )
     if outputs_raw is not None:
-        record["outputs"] = _json(outputs_raw, i, "eval_record.outputs", limits.MAX_JSON_DEPTH)
+        record["outputs"] = v.parse_json(outputs_raw, i, "eval_record.outputs")
     for field in ("expectations", "tags", "source"):
         value = _object(e.get(field), i, f"eval_record.{field}")
         if value is not None:

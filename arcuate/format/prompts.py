@@ -12,7 +12,6 @@ counted first), never evaluated.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,26 +79,16 @@ def _json_object(value: Any, row: int, name: str) -> dict[str, Any] | None:
     raw = v.text(value, row, name, limit=limits.MAX_PROMPT_TEMPLATE_LENGTH)
     if raw is None:
         return None
-    parsed = _json(raw, row, name)
+    parsed = v.parse_json(raw, row, name)
     if not isinstance(parsed, dict):
         raise v._fail(f"must be a JSON object, got {type(parsed).__name__}", row, name)
     return parsed
 
 
-def _json(raw: str, row: int, name: str) -> Any:
-    if (depth := v.json_depth(raw)) > limits.MAX_JSON_DEPTH:
-        raise v._fail(
-            f"is JSON nested deeper than {limits.MAX_JSON_DEPTH} levels ({depth})", row, name
-        )
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise v._fail(f"is not valid JSON ({exc})", row, name) from None
-
 
 def _chat(raw: str, row: int, name: str) -> list[dict[str, str]]:
     """Chat messages: a JSON list of ``{role, content}`` objects with string values."""
-    messages = _json(raw, row, name)
+    messages = v.parse_json(raw, row, name)
     if not isinstance(messages, list) or not messages:
         raise v._fail("a chat template must be a non-empty JSON list of messages", row, name)
     if len(messages) > limits.MAX_CHAT_MESSAGES:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,16 +35,6 @@ class SharedTrace:
     info: dict[str, Any]
     spans: list[dict[str, Any]]
 
-
-def _json(raw: str, row: int, name: str) -> Any:
-    if (depth := v.json_depth(raw)) > limits.MAX_JSON_DEPTH:
-        raise v._fail(
-            f"is JSON nested deeper than {limits.MAX_JSON_DEPTH} levels ({depth})", row, name
-        )
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise v._fail(f"is not valid JSON ({exc})", row, name) from None
 
 
 def _otel_id(value: Any, size: int, row: int, name: str) -> str:
@@ -86,7 +75,7 @@ def _attributes(value: Any, row: int, name: str) -> None:
                      value_limit=limits.MAX_SPAN_ATTRIBUTE_LENGTH,
                      count_limit=limits.MAX_SPAN_ATTRIBUTES)
     for key, raw in attrs.items():
-        _json(raw, row, f"{name}[{key!r}]")  # every value is JSON text (NOTES §2.1)
+        v.parse_json(raw, row, f"{name}[{key!r}]")  # every value is JSON text (NOTES §2.1)
 
 
 _PRIMITIVE: Final = (str, int, float, bool)
@@ -197,7 +186,7 @@ def _assessments(value: Any, trace_id: str, span_ids: set[str], row: int) -> Non
 
 
 def _info(raw: str, trace_id: str, row: int) -> dict[str, Any]:
-    info = _json(raw, row, "trace.info")
+    info = v.parse_json(raw, row, "trace.info")
     if not isinstance(info, dict):
         raise v._fail("must be a JSON object", row, "trace.info")
     if info.get("trace_id") != trace_id:
@@ -227,7 +216,7 @@ def parse_trace(value: Any, row: int) -> SharedTrace:
     info_raw = v.required_text(t.get("info"), row, "trace.info", limit=budget)
     spans_raw = v.required_text(t.get("spans"), row, "trace.spans", limit=budget)
     info = _info(info_raw, trace_id, row)
-    spans = _json(spans_raw, row, "trace.spans")
+    spans = v.parse_json(spans_raw, row, "trace.spans")
     if not isinstance(spans, list) or not spans:
         raise v._fail("must be a non-empty JSON list of spans", row, "trace.spans")
     if len(spans) > limits.MAX_TRACE_SPANS:

@@ -14,6 +14,7 @@ MLflow, no Arrow, no Delta.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import posixpath
 import re
@@ -653,6 +654,21 @@ def json_depth(text: str) -> int:
         elif ch in "]}":
             depth -= 1
     return deepest
+
+
+def parse_json(raw: str, row: int | None, name: str, depth_limit: int = MAX_JSON_DEPTH) -> Any:
+    """JSON text of a shared field, its nesting bounded before Python's recursive parser sees
+    it (the shared check of prompts, scorers, eval records and traces).
+
+    Raises:
+        ShareDataError: nested deeper than ``depth_limit``, or not JSON.
+    """
+    if (depth := json_depth(raw)) > depth_limit:
+        raise _fail(f"is JSON nested deeper than {depth_limit} levels ({depth})", row, name)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise _fail(f"is not valid JSON ({exc})", row, name) from None
 
 
 def _check_json_tags(tags: dict[str, str], row: int, name: str) -> None:
