@@ -131,10 +131,16 @@ class CreateShare:
     source: ExperimentSource | ModelSource | PromptSource
     if_not_exists: bool = False
     span: Span = _span()
-    #: SIGNED BY '<private key>': the table carries a signature (issue 16)
+    #: SIGNED BY '<private key>': the table carries a signature (issue 16); with
+    #: ``signing_certificate``, the key of SIGNED BY CERTIFICATE '<leaf>' KEY '<key>'
     signing_key: str | None = None
     #: REDACT …: what is dropped or hashed before rows are built (issue 16)
     redact: tuple[RedactItem, ...] = ()
+    #: SIGNED BY CERTIFICATE '<leaf certificate>' KEY … [CHAIN '<intermediates>', …]
+    signing_certificate: str | None = None
+    signing_chain: tuple[str, ...] = ()
+    #: SIGNED BY SIGSTORE: Sigstore keyless signing (needs a network and an OIDC identity)
+    signing_sigstore: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,8 @@ class CreateExperiment:
     span: Span = _span()
     #: VERIFIED BY '<public key or certificate>': refuse a table that does not verify
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA certificate(s) the signer's chains to
+    verify_ca: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +173,8 @@ class CreateModel:
     span: Span = _span()
     #: VERIFIED BY '<public key or certificate>': refuse a table that does not verify
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA certificate(s) the signer's chains to
+    verify_ca: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +188,8 @@ class CreatePrompt:
     span: Span = _span()
     #: VERIFIED BY '<public key or certificate>': refuse a table that does not verify
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA certificate(s) the signer's chains to
+    verify_ca: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +200,8 @@ class DescribeShared:
     span: Span = _span()
     #: VERIFIED BY: whether the table's signature verifies with this key
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA certificate(s) the signer's chains to
+    verify_ca: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,11 +83,11 @@ def _is_rule(item: object) -> bool:
     return isinstance(item, ast.RedactItem)
 
 
-def _clause(children: list[Any], rule: str) -> str | None:
-    """The string of a ``SIGNED BY '…'`` / ``VERIFIED BY '…'`` clause among ``children``."""
+def _clause(children: list[Any], rule: str) -> Any:
+    """The value of a ``SIGNED BY …`` / ``VERIFIED BY …`` clause among ``children``."""
     for c in children:
         if isinstance(c, tuple) and c[0] == rule:
-            return str(c[1])
+            return c[1]
     return None
 
 
@@ -482,11 +482,31 @@ class _ToAst(Transformer[Token, Any]):
         return ast.PromptSource(model.name, model.versions, model.aliases, model.span)
 
     # signed tables (issue 16)
-    def signed_by(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
-        return ("signed_by", unquote(children[2]))
+    def signed_by(self, meta: Meta, children: list[Token]) -> tuple[str, dict[str, Any]]:
+        return ("signed_by", {"signing_key": unquote(children[2])})
 
-    def verified_by(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
-        return ("verified_by", unquote(children[2]))
+    def signed_by_certificate(
+        self, meta: Meta, children: list[Token]
+    ) -> tuple[str, dict[str, Any]]:
+        # SIGNED BY CERTIFICATE 'leaf' KEY 'key' [CHAIN 'a', 'b', ...]
+        strings = [unquote(c) for c in children if c.type == "STRING"]
+        return (
+            "signed_by",
+            {
+                "signing_certificate": strings[0],
+                "signing_key": strings[1],
+                "signing_chain": tuple(strings[2:]),
+            },
+        )
+
+    def signed_by_sigstore(self, meta: Meta, children: list[Token]) -> tuple[str, dict[str, Any]]:
+        return ("signed_by", {"signing_sigstore": True})
+
+    def verified_by(self, meta: Meta, children: list[Token]) -> tuple[str, dict[str, Any]]:
+        return ("verified_by", {"verify_key": unquote(children[2])})
+
+    def verified_by_ca(self, meta: Meta, children: list[Token]) -> tuple[str, dict[str, Any]]:
+        return ("verified_by", {"verify_key": unquote(children[3]), "verify_ca": True})
 
     # statements
     def create_share(self, meta: Meta, children: list[Any]) -> ast.CreateShare:
@@ -501,9 +521,9 @@ class _ToAst(Transformer[Token, Any]):
             (c for c in children if c and isinstance(c, tuple) and _is_rule(c[0])),
             (),
         )
-        key = _clause(children, "signed_by")
+        signing = _clause(children, "signed_by") or {}
         return ast.CreateShare(
-            share, table, source, if_not_exists, _span_of(meta), signing_key=key, redact=redact
+            share, table, source, if_not_exists, _span_of(meta), redact=redact, **signing
         )
 
     def redact(self, meta: Meta, children: list[Any]) -> tuple[ast.RedactItem, ...]:
@@ -555,7 +575,7 @@ class _ToAst(Transformer[Token, Any]):
             "overwrite": overwrite,
             "refuse_pickle": refuse,
             "span": _span_of(meta),
-            "verify_key": _clause(children, "verified_by"),
+            **(_clause(children, "verified_by") or {}),
         }
 
     def create_experiment(self, meta: Meta, children: list[Any]) -> ast.CreateExperiment:
@@ -570,7 +590,9 @@ class _ToAst(Transformer[Token, Any]):
         return ast.CreatePrompt(**fields)
 
     def describe_shared(self, meta: Meta, children: list[Any]) -> ast.DescribeShared:
-        return ast.DescribeShared(children[1], _span_of(meta), _clause(children, "verified_by"))
+        return ast.DescribeShared(
+            children[1], _span_of(meta), **(_clause(children, "verified_by") or {})
+        )
 
     def show_provider_shares(self, meta: Meta, children: list[Any]) -> ast.ShowProviderShares:
         return ast.ShowProviderShares(unquote(children[-1]), _span_of(meta))
@@ -911,8 +933,20 @@ _RULES: list[tuple[str, str]] = [
     ),
     (r" REFUSE$", "expected PICKLE after REFUSE"),
     (r" (SIGNED|VERIFIED)$", "expected BY '<key file>'"),
-    (r" SIGNED BY$", "expected the provider's private key file, quoted, after SIGNED BY"),
-    (r" VERIFIED BY$", "expected the provider's public key or certificate file, quoted"),
+    (
+        r" SIGNED BY$",
+        "expected the provider's private key file, quoted, after SIGNED BY (or CERTIFICATE"
+        " '<certificate>' KEY '<key>', or SIGSTORE)",
+    ),
+    (r" SIGNED BY CERTIFICATE$", "expected the signing certificate file, quoted"),
+    (r" SIGNED BY CERTIFICATE STRING$", "expected KEY '<private key file>' after the certificate"),
+    (r" SIGNED BY CERTIFICATE STRING KEY$", "expected the private key file, quoted, after KEY"),
+    (r" CHAIN$", "expected the intermediate certificate file(s), quoted, after CHAIN"),
+    (
+        r" VERIFIED BY$",
+        "expected the provider's public key or certificate file, quoted (or CA '<CA certificate>')",
+    ),
+    (r" VERIFIED BY CA$", "expected the CA certificate file, quoted, after VERIFIED BY CA"),
     (r"^CREATE RECIPIENT( if_not_exists)?$", "expected a recipient name after CREATE RECIPIENT"),
     (r" COMMENT$", "expected a quoted comment after COMMENT"),
     (r" PROFILE$", "expected a quoted file path after PROFILE"),

@@ -17,7 +17,7 @@ KEYWORDS = frozenset(
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
-    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY
+    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY CERTIFICATE KEY CHAIN SIGSTORE CA
     INCLUDING DATASETS SCORERS TRACES REDACT MATCHING SOURCES HASH""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
@@ -106,8 +106,27 @@ def _(node: ast.CreateShare) -> str:
             tail += " VERSION " + ", ".join(str(v) for v in src.versions)
         elif src.aliases:
             tail += " ALIAS " + ", ".join(name(a) for a in src.aliases)
-    signed = f" SIGNED BY {string(node.signing_key)}" if node.signing_key else ""
-    return head + tail + _redact(node.redact) + signed
+    return head + tail + _redact(node.redact) + _signed(node)
+
+
+def _signed(node: ast.CreateShare) -> str:
+    """`` SIGNED BY …``: a key, a certificate with its key and chain, or SIGSTORE."""
+    if node.signing_sigstore:
+        return " SIGNED BY SIGSTORE"
+    if node.signing_certificate:
+        text = f" SIGNED BY CERTIFICATE {string(node.signing_certificate)}"
+        text += f" KEY {string(node.signing_key or '')}"
+        if node.signing_chain:
+            text += " CHAIN " + ", ".join(string(c) for c in node.signing_chain)
+        return text
+    return f" SIGNED BY {string(node.signing_key)}" if node.signing_key else ""
+
+
+def _verified(node: ast.CreateExperiment | ast.CreateModel | ast.CreatePrompt | ast.DescribeShared) -> str:
+    """`` VERIFIED BY '<key>'`` or `` VERIFIED BY CA '<CA certificate>'``."""
+    if not node.verify_key:
+        return ""
+    return f" VERIFIED BY {'CA ' if node.verify_ca else ''}{string(node.verify_key)}"
 
 
 def _redact(items: tuple[ast.RedactItem, ...]) -> str:
@@ -132,8 +151,7 @@ def _create_import(
     coordinate = string(node.coordinate.text)
     refuse = not isinstance(node, ast.CreatePrompt) and node.refuse_pickle
     policy = " REFUSE PICKLE" if refuse else ""
-    if node.verify_key:
-        policy += f" VERIFIED BY {string(node.verify_key)}"
+    policy += _verified(node)
     return f"CREATE {kind}{ow} {name(node.name)} AS {node.flavor.upper()} {coordinate}{policy}"
 
 
@@ -154,8 +172,7 @@ def _(node: ast.CreatePrompt) -> str:
 
 @unparse.register
 def _(node: ast.DescribeShared) -> str:
-    key = f" VERIFIED BY {string(node.verify_key)}" if node.verify_key else ""
-    return f"DESCRIBE {string(node.coordinate.text)}{key}"
+    return f"DESCRIBE {string(node.coordinate.text)}{_verified(node)}"
 
 
 @unparse.register
