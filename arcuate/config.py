@@ -50,6 +50,8 @@ _ENV: Final = {
     "refuse_pickle": "ARCUATE_REFUSE_PICKLE",
     "rest_concurrency": "ARCUATE_REST_CONCURRENCY",
     "signing_key": "ARCUATE_SIGNING_KEY",
+    "signing_certificate": "ARCUATE_SIGNING_CERTIFICATE",
+    "signing_certificate_chain": "ARCUATE_SIGNING_CERTIFICATE_CHAIN",
     "require_signature": "ARCUATE_REQUIRE_SIGNATURE",
     "redaction_key": "ARCUATE_REDACTION_KEY",
 }
@@ -90,6 +92,10 @@ class Settings:
     histories read by an export, runs written by an import through the public API).
     ``signing_key``: every CREATE SHARE signs its table with this ECDSA private key (PEM), as
     ``SIGNED BY`` does for one statement (docs/trust.md).
+    ``signing_certificate``: with ``signing_key`` (its private key), every CREATE SHARE signs
+    with this certificate (PEM), as ``SIGNED BY CERTIFICATE`` does;
+    ``signing_certificate_chain``: a PEM file of its intermediate certificates, carried in
+    the signature. A statement's own ``SIGNED BY`` replaces all three.
     ``require_signature``: every experiment, model or prompt import must name the provider's key
     (``VERIFIED BY``) and refuses a table that does not verify with it.
     ``redaction_key``: the provider's key for ``REDACT … HASH`` (HMAC-SHA256, docs/trust.md);
@@ -112,6 +118,8 @@ class Settings:
     refuse_pickle: bool = False
     rest_concurrency: int = DEFAULT_REST_CONCURRENCY
     signing_key: str | None = None
+    signing_certificate: str | None = None
+    signing_certificate_chain: str | None = None
     require_signature: bool = False
     redaction_key: str | None = field(default=None, repr=False)
     spark: Any = None

@@ -72,13 +72,16 @@ def _export_prompt(step: ops.ExportPrompt, ctx: Context, st: _State) -> None:
 def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     stream = st.value
     batches = stream.batches
-    key = step.signing_key or ctx.settings.signing_key
-    if key:
+    if step.signing_key or step.signing_sigstore or ctx.settings.signing_key or (
+        ctx.settings.signing_certificate or ctx.settings.signing_certificate_chain
+    ):
         from arcuate.engine import signing
 
-        signed_as = step.signed_as or ".".join(step.table)
-        batches = signing.signed(batches, stream.content, signing.check_signing_key(key), signed_as)
-        st.summary["signed_by"] = signing.public_fingerprint(key)
+        how = signing.signing_for(step, ctx.settings)
+        if how is not None:
+            signed_as = step.signed_as or ".".join(step.table)
+            batches = signing.signed(batches, stream.content, how, signed_as)
+            st.summary["signed_by"] = how.shown
     written = ctx.table_store.write(step.table, batches, content=stream.content)
     if stream.content == "experiment":
         st.summary["runs"] = stream.runs
@@ -175,6 +178,7 @@ def _import_experiment(step: ops.ImportExperiment, ctx: Context, st: _State) -> 
     st.result = import_experiment(
         st.value, step.experiment, ctx, overwrite=step.overwrite, source=step.coordinate,
         refuse_pickle=step.refuse_pickle, verify_key=step.verify_key,
+        verify_ca=step.verify_ca,
     )  # fmt: skip
 
 
@@ -204,6 +208,7 @@ def _import_model(step: ops.ImportModel, ctx: Context, st: _State) -> None:
     st.result = import_model(
         st.value, step.model, ctx, overwrite=step.overwrite, source=step.coordinate,
         refuse_pickle=step.refuse_pickle, verify_key=step.verify_key,
+        verify_ca=step.verify_ca,
     )  # fmt: skip
 
 
@@ -219,14 +224,14 @@ def _import_prompt(step: ops.ImportPrompt, ctx: Context, st: _State) -> None:
         batches = collect_batches(frame)
     st.result = import_prompt(
         batches, step.prompt, ctx, overwrite=step.overwrite, source=step.coordinate,
-        verify_key=step.verify_key,
+        verify_key=step.verify_key, verify_ca=step.verify_ca,
     )  # fmt: skip
 
 
 def _describe_shared(step: ops.DescribeShared, ctx: Context, st: _State) -> None:
     from arcuate.engine.imports import describe_shared
 
-    st.result = describe_shared(st.value, step.coordinate, step.verify_key)
+    st.result = describe_shared(st.value, step.coordinate, step.verify_key, step.verify_ca)
 
 
 def _list_provider_shares(step: ops.ListProviderShares, ctx: Context, st: _State) -> None:

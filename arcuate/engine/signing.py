@@ -10,16 +10,17 @@ checked against their signed SHA-256 by pass 1 already. See docs/trust.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,6 +65,155 @@ def check_signing_key(path: str) -> Path:
     return key_path
 
 
+@dataclass(frozen=True)
+class Signing:
+    """How an export is signed, checked before any table is touched."""
+
+    method: Literal["key", "certificate", "sigstore"]
+    key: Path | None = None
+    certificate: Path | None = None
+    chain: tuple[Path, ...] = ()
+    #: Sigstore's OIDC identity token: a secret, never shown
+    token: str | None = field(default=None, repr=False)
+    #: what the statement's summary says under ``signed_by``
+    shown: str = ""
+
+
+def signing_for(step: Any, settings: Any) -> Signing | None:
+    """The signer of a WriteTable step: its SIGNED BY clause, else the settings
+    (``signing_key``, with ``signing_certificate`` and ``signing_certificate_chain``).
+
+    Raises:
+        ConfigurationError: a certificate setting without ``signing_key``.
+        InputError: a key, certificate or chain that cannot be used (see the checks).
+    """
+    if step.signing_sigstore:
+        return check_sigstore()
+    if step.signing_certificate:
+        return check_signing_certificate(
+            step.signing_key, step.signing_certificate, step.signing_chain
+        )
+    if step.signing_key:
+        return _key_signing(step.signing_key)
+    certificate = settings.signing_certificate
+    chain = settings.signing_certificate_chain
+    if (certificate or chain) and not settings.signing_key:
+        raise ConfigurationError(
+            "signing_certificate needs signing_key, the certificate's private key"
+            " (ARCUATE_SIGNING_KEY); nothing was written"
+        )
+    if certificate:
+        return check_signing_certificate(settings.signing_key, certificate, (chain,) if chain else ())
+    if chain:
+        raise ConfigurationError(
+            "signing_certificate_chain needs signing_certificate (ARCUATE_SIGNING_CERTIFICATE);"
+            " nothing was written"
+        )
+    return _key_signing(settings.signing_key) if settings.signing_key else None
+
+
+def _key_signing(path: str) -> Signing:
+    key = check_signing_key(path)
+    return Signing("key", key, shown=public_fingerprint(str(key)))
+
+
+def _load_certificates(path: str, what: str) -> list[Any]:
+    from cryptography import x509
+
+    try:
+        pem = Path(path).expanduser().read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read the {what} {path!r}: {error.strerror}") from None
+    try:
+        found = x509.load_pem_x509_certificates(pem)
+    except ValueError as error:
+        raise InputError(f"the {what} {path!r} is not a PEM certificate ({error})") from None
+    return found
+
+
+def check_signing_certificate(key: str, certificate: str, chain: Sequence[str]) -> Signing:
+    """The provider's certificate, its private key and intermediates, checked before any table
+    is touched: the certificate is the key's, valid now and allowed to sign (so recipients
+    will not refuse it for that), each chain file holds certificates.
+
+    Raises:
+        InputError: a file cannot be read or is not what it should be.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509 import ExtendedKeyUsage, ExtensionNotFound, KeyUsage
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key_path = check_signing_key(key)
+    leaf = _load_certificates(certificate, "signing certificate")[0]
+    private = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    if leaf.public_key() != private.public_key():
+        raise InputError(
+            f"the signing certificate {certificate!r} is not for the key {key!r}"
+            " (their public keys differ)"
+        )
+    now = datetime.now(UTC)
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        raise InputError(
+            f"the signing certificate {certificate!r} is not valid now (valid from"
+            f" {leaf.not_valid_before_utc.isoformat()} to {leaf.not_valid_after_utc.isoformat()}):"
+            " recipients would refuse the table"
+        )
+    with contextlib.suppress(ExtensionNotFound):
+        if not leaf.extensions.get_extension_for_class(KeyUsage).value.digital_signature:
+            raise InputError(
+                f"the signing certificate {certificate!r} does not allow digital signatures"
+                " (key usage)"
+            )
+    with contextlib.suppress(ExtensionNotFound):
+        usages = set(leaf.extensions.get_extension_for_class(ExtendedKeyUsage).value)
+        if not usages & {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}:
+            raise InputError(
+                f"the signing certificate {certificate!r} is not for code signing"
+                " (extended key usage)"
+            )
+    chain_paths = []
+    for path in chain:
+        _load_certificates(path, "certificate chain file")
+        chain_paths.append(Path(path).expanduser())
+    shown = (
+        f"certificate {mf.describe_name(leaf.subject)} (issuer {mf.describe_name(leaf.issuer)})"
+    )
+    return Signing("certificate", key_path, Path(certificate).expanduser(), tuple(chain_paths),
+                   shown=shown)  # fmt: skip
+
+
+#: where an explicit Sigstore identity token is read from (sigstore-python's variable)
+SIGSTORE_TOKEN_VARIABLE = "SIGSTORE_ID_TOKEN"
+
+
+def check_sigstore() -> Signing:
+    """An OIDC identity for Sigstore keyless signing: ``SIGSTORE_ID_TOKEN``, else ambient
+    credentials (CI workload identity). arcuate never starts the interactive browser flow.
+
+    Raises:
+        InputError: the sign extra is missing, or no identity token was found.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("model_signing") is None:
+        raise InputError("signing needs the sign extra: pip install 'arcuate[sign]'")
+    token = os.environ.get(SIGSTORE_TOKEN_VARIABLE) or None
+    if token is None:
+        from sigstore.oidc import IdentityError, detect_credential
+
+        try:
+            token = detect_credential()
+        except IdentityError as error:
+            raise InputError(f"SIGNED BY SIGSTORE: ambient credentials failed ({error})") from None
+    if not token:
+        raise InputError(
+            f"SIGNED BY SIGSTORE needs an OIDC identity token: set {SIGSTORE_TOKEN_VARIABLE}, or"
+            " run where ambient credentials are found (GitHub Actions, GitLab CI, Google Cloud,"
+            " Buildkite, CircleCI); arcuate does not start a browser sign-in. Nothing was written"
+        )
+    return Signing("sigstore", token=token, shown="sigstore (keyless)")
+
+
 def _text_time(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -91,7 +241,10 @@ def batch_digests(
 
 
 def signed(
-    batches: Iterator[pa.RecordBatch | ChunkedFile], content: Content, key: Path, table: str
+    batches: Iterator[pa.RecordBatch | ChunkedFile],
+    content: Content,
+    key: Path | Signing,
+    table: str,
 ) -> Iterator[pa.RecordBatch | ChunkedFile]:
     """``batches`` passed on, digested on the way, then the signature row (same commit)."""
     from arcuate.backends.signer import sign_resources
@@ -116,7 +269,11 @@ def signed(
     sequence = int(when.timestamp() * 1_000_000)
     claim = mf.table_claim(table, sequence, uuid.uuid4().hex, at)
     digests[mf.TABLE_RESOURCE] = hashlib.sha256(claim).hexdigest()
-    bundle = sign_resources(digests, key, table)
+    how = key if isinstance(key, Signing) else Signing("key", key)
+    bundle = sign_resources(
+        digests, how.key, table, certificate=how.certificate, chain=how.chain,
+        identity_token=how.token,
+    )  # fmt: skip
     yield signature_batch(bundle, claim, when)
 
 
@@ -174,20 +331,67 @@ def read_key(path: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """What a recipient pins: a public key (PEM), or CA certificates (``VERIFIED BY CA``)."""
+
+    pem: bytes
+    #: the pinned CA certificates (cryptography objects); empty for a key pin
+    roots: tuple[Any, ...] = ()
+
+    @property
+    def ca(self) -> bool:
+        return bool(self.roots)
+
+
+def read_ca(path: str) -> Pin:
+    """The pinned CA certificate(s) of ``VERIFIED BY CA '<file>'`` (one PEM file, one or more
+    certificates, each a CA).
+
+    Raises:
+        InputError: no such file, no PEM certificate in it, or a certificate that is not a CA.
+    """
+    from cryptography import x509
+
+    try:
+        pem = Path(path).expanduser().read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read the CA certificate {path!r}: {error.strerror}") from None
+    try:
+        roots = x509.load_pem_x509_certificates(pem)
+    except ValueError as error:
+        raise InputError(f"{path!r} is not a PEM certificate ({error})") from None
+    for root in roots:
+        try:
+            is_ca = root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise InputError(
+                f"{path!r} holds a certificate that is not a CA ({mf.describe_name(root.subject)}"
+                " has no basicConstraints CA:TRUE); to pin a signer's own certificate, use"
+                " VERIFIED BY '<certificate>'"
+            )
+    return Pin(pem, tuple(roots))
+
+
+@dataclass(frozen=True)
 class Verified:
     """What a verified table was: its signer, shared name and export sequence."""
 
+    #: the replay state's name for the signer: a key fingerprint, or the CA and the subject
     signer: str
     table: str
     sequence: int
     exported_at: str
+    #: how the import's summary names the signer
+    shown: str = ""
 
 
 def verify(
     sig: Carried | None,
     digests: dict[str, str],
     times: set[str],
-    key_pem: bytes,
+    key_pem: bytes | Pin,
     coordinate: str,
 ) -> Verified:
     """Refuse a table that is unsigned, signed by another key, not this table or export, a
@@ -203,8 +407,15 @@ def verify(
             field="signature",
             code=mf.CODE,
         )
-    resources = mf.verify_key_bundle(sig.bundle, key_pem)
-    signer = mf.key_fingerprint(key_pem)
+    pin = key_pem if isinstance(key_pem, Pin) else Pin(key_pem)
+    if pin.ca:
+        resources, who = mf.verify_certificate_bundle(sig.bundle, list(pin.roots), _claimed(sig))
+        signer = f"ca {who.anchor_sha256} {who.subject}"
+        shown = f"certificate {who.subject}, issuer {who.issuer}, CA {who.anchor}"
+    else:
+        resources = mf.verify_key_bundle(sig.bundle, pin.pem)
+        signer = mf.key_fingerprint(pin.pem)
+        shown = f"key {signer[:16]}"
     table = shared_name(coordinate)
     mf.check_claim(resources, sig.claim, table, None)  # the signed claim, of this table
     claimed = json.loads(sig.claim)
@@ -220,7 +431,22 @@ def verify(
             code=mf.CODE,
         )
     mf.check_resources({k: d for k, d in resources.items() if k != mf.TABLE_RESOURCE}, digests)
-    return Verified(signer, name, sequence, at)
+    return Verified(signer, name, sequence, at, shown)
+
+
+def _claimed(sig: Carried) -> datetime:
+    """The export time the claim states: the time a certificate chain is checked at (offline
+    there is no trusted timestamp; the claim is covered by the signature, checked next)."""
+    try:
+        at = datetime.fromisoformat(str(json.loads(sig.claim)["exported_at"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ShareDataError(
+            f"the table claim has no usable export time ({error}): a certificate's validity"
+            " cannot be checked",
+            field="signature",
+            code=mf.CODE,
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 # -- replay state -----------------------------------------------------------------------------
@@ -275,15 +501,16 @@ class ReplayState:
 # -- the import's policy ----------------------------------------------------------------------
 
 
-def pinned_key(verify_key: str | None, required: bool) -> bytes | None:
-    """The key an import verifies with: ``VERIFIED BY``'s; none needed unless ``required``.
+def pinned_key(verify_key: str | None, required: bool, ca: bool = False) -> Pin | None:
+    """What an import verifies with: ``VERIFIED BY``'s key (or, ``ca``, its CA certificates);
+    none needed unless ``required``.
 
     Raises:
         ConfigurationError: ``require_signature`` is on and no key is named.
-        InputError: the named key cannot be read.
+        InputError: the named key or CA cannot be read.
     """
     if verify_key:
-        return read_key(verify_key)
+        return read_ca(verify_key) if ca else Pin(read_key(verify_key))
     if required:
         raise ConfigurationError(
             "require_signature is on: name the provider's key with VERIFIED BY"
@@ -292,7 +519,7 @@ def pinned_key(verify_key: str | None, required: bool) -> bytes | None:
     return None
 
 
-def check_spool(spool: Any, key: bytes | None, source: str) -> Verified | None:
+def check_spool(spool: Any, key: Pin | bytes | None, source: str) -> Verified | None:
     """Verify an ingested spool's signature with ``key`` (None: the import does not verify)."""
     if key is None:
         return None
@@ -303,7 +530,8 @@ def signature_note(seen: Verified | None) -> dict[str, Any]:
     """What an import's summary says of the signature it verified (and remembers it)."""
     if seen is None:
         return {}
-    out = {"signature": f"verified (key {seen.signer[:16]}, export {seen.exported_at})"}
+    shown = seen.shown or f"key {seen.signer[:16]}"
+    out = {"signature": f"verified ({shown}, export {seen.exported_at})"}
     try:
         ReplayState().record(seen)
     except (OSError, ConfigurationError) as error:  # the import is done: say so, do not fail

@@ -23,7 +23,7 @@ import sys
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -38,6 +38,8 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle is ~225 B a resource: far above any real table
+#: the most certificates a bundle's chain (leaf included) and a verified path may hold
+MAX_CHAIN = 8
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "secp256r1": hashes.SHA256,
     "secp384r1": hashes.SHA384,
@@ -83,18 +85,31 @@ def _public_key(public_pem: bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
-    """Check a key-signed bundle against the pinned key; return its resources (name -> sha256).
+def _material(loaded: dict[str, Any]) -> dict[str, Any]:
+    material = loaded.get("verificationMaterial")
+    return material if isinstance(material, dict) else {}
+
+
+def _chain_der(loaded: dict[str, Any]) -> list[bytes] | None:
+    """The DER certificates of a certificate-signed bundle (leaf first), else None.
 
     Raises:
-        ShareDataError: (ARC620) malformed bundle, another key, or a signature that fails.
-        ValueError: the pinned key itself is not a usable ECDSA key (a user error).
+        ShareDataError: (ARC620) the chain is malformed or longer than :data:`MAX_CHAIN`.
     """
-    key = _public_key(public_pem)
-    loaded = _load_bundle(bundle)
-    hint = loaded.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
-    if hint != key_fingerprint(public_pem):
-        raise _refuse(f"signed by another key (fingerprint {str(hint)[:64]!r})")
+    chain = _material(loaded).get("x509CertificateChain")
+    if chain is None:
+        return None
+    try:
+        items = chain["certificates"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_CHAIN:
+            raise ValueError(f"1 to {MAX_CHAIN} certificates expected")
+        return [base64.b64decode(c["rawBytes"], validate=True) for c in items]
+    except (KeyError, TypeError, ValueError, binascii.Error) as error:
+        raise _refuse(f"the signature bundle's certificate chain is malformed ({error})") from None
+
+
+def _verify_envelope(loaded: dict[str, Any], key: ec.EllipticCurvePublicKey, who: str) -> bytes:
+    """The DSSE payload, once its signature verifies with ``key``."""
     envelope = loaded["dsseEnvelope"]
     try:
         payload = base64.b64decode(envelope["payload"], validate=True)
@@ -104,8 +119,216 @@ def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
     try:
         key.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(_HASHES[key.curve.name]()))
     except InvalidSignature:
-        raise _refuse("the signature does not verify with the pinned key") from None
-    return _resources(payload)
+        raise _refuse(f"the signature does not verify with {who}") from None
+    return payload
+
+
+def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
+    """Check a key-signed bundle against the pinned key; return its resources (name -> sha256).
+
+    A certificate-signed bundle verifies too when the pinned key is its leaf certificate's
+    (the chain is then not checked: the key itself is pinned).
+
+    Raises:
+        ShareDataError: (ARC620) malformed bundle, another key, or a signature that fails.
+        ValueError: the pinned key itself is not a usable ECDSA key (a user error).
+    """
+    key = _public_key(public_pem)
+    loaded = _load_bundle(bundle)
+    chain = _chain_der(loaded)
+    if chain is not None:
+        leaf = _certificate(chain[0])
+        leaf_pem = _spki_pem(leaf)
+        if leaf_pem != _spki_pem_of(key):
+            raise _refuse(
+                f"signed by another key (certificate {describe_name(leaf.subject)}, key"
+                f" fingerprint {key_fingerprint(leaf_pem)})"
+            )
+    else:
+        key_hint = _material(loaded).get("publicKey")
+        hint = key_hint.get("hint") if isinstance(key_hint, dict) else None
+        if hint != key_fingerprint(public_pem):
+            raise _refuse(f"signed by another key (fingerprint {str(hint)[:64]!r})")
+    return _resources(_verify_envelope(loaded, key, "the pinned key"))
+
+
+def _spki_pem_of(key: Any) -> bytes:
+    return key.public_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _spki_pem(certificate: Any) -> bytes:
+    return _spki_pem_of(certificate.public_key())
+
+
+def _certificate(der: bytes) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as error:
+        raise _refuse(f"a certificate in the signature bundle is malformed ({error})") from None
+
+
+def describe_name(name: Any) -> str:
+    """An X.509 name as one short printable line (RFC 4514): shared text reaches a terminal."""
+    try:
+        text = name.rfc4514_string()
+    except ValueError:
+        text = "<unreadable name>"
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+@dataclass(frozen=True)
+class CertificateSigner:
+    """Who signed a certificate-signed table, once its chain verified."""
+
+    subject: str
+    issuer: str
+    #: the pinned CA certificate the chain ends at: its subject and SHA-256 (of its DER)
+    anchor: str
+    anchor_sha256: str
+
+
+def _ca_policy(x509: Any, xv: Any) -> Any:
+    def key_usage(policy: Any, cert: Any, usage: Any) -> None:
+        if usage is not None and not usage.key_cert_sign:
+            raise ValueError("a CA certificate's key usage does not allow certificate signing")
+
+    return (
+        xv.ExtensionPolicy.permit_all()
+        .require_present(x509.BasicConstraints, xv.Criticality.AGNOSTIC, None)
+        .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, key_usage)
+    )
+
+
+def _leaf_policy(x509: Any, xv: Any) -> Any:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    def key_usage(policy: Any, cert: Any, usage: Any) -> None:
+        if usage is not None and not usage.digital_signature:
+            raise ValueError("the signing certificate's key usage does not allow signatures")
+
+    def extended(policy: Any, cert: Any, usage: Any) -> None:
+        allowed = {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+        if usage is not None and not allowed & set(usage):
+            raise ValueError("the signing certificate's extended key usage is not code signing")
+
+    return (
+        xv.ExtensionPolicy.permit_all()
+        .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, key_usage)
+        .may_be_present(x509.ExtendedKeyUsage, xv.Criticality.AGNOSTIC, extended)
+    )
+
+
+def verify_certificate_bundle(
+    bundle: bytes, roots: list[Any], at: datetime
+) -> tuple[dict[str, str], CertificateSigner]:
+    """Check a certificate-signed bundle against pinned CA certificates, at time ``at``.
+
+    The leaf certificate (the bundle's first) must chain to one of ``roots`` through the
+    bundle's other certificates, every certificate valid at ``at`` (the signed export time:
+    offline there is no trusted timestamp), each CA marked a CA (and allowed to sign
+    certificates, if it has a key usage), the leaf allowed to sign (key usage digital
+    signature, extended key usage code signing, each if present); then the DSSE signature
+    must verify with the leaf's key. Return the resources and who signed.
+
+    Raises:
+        ShareDataError: (ARC620) a key-signed or Sigstore bundle, a malformed chain, a leaf
+            outside its validity at ``at``, a chain that does not end at a pinned CA, or a
+            signature that fails.
+        ConfigurationError: the installed ``cryptography`` has no path validation (< 45).
+    """
+    from cryptography import x509
+
+    try:
+        from cryptography.x509 import verification as xv
+
+        xv.ExtensionPolicy  # noqa: B018 (cryptography >= 45)
+    except (ImportError, AttributeError):
+        from arcuate.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "VERIFIED BY CA needs cryptography 45 or later (certificate path validation)",
+            hint="pip install 'cryptography>=45'",
+        ) from None
+    loaded = _load_bundle(bundle)
+    chain = _chain_der(loaded)
+    if chain is None:
+        material = _material(loaded)
+        if "certificate" in material:
+            raise _refuse(
+                "signed with Sigstore keyless, which arcuate cannot verify offline; VERIFIED BY"
+                " CA checks certificate-signed tables (SIGNED BY CERTIFICATE)"
+            )
+        hint = material.get("publicKey")
+        fingerprint = hint.get("hint") if isinstance(hint, dict) else None
+        raise _refuse(
+            f"signed with a bare key (fingerprint {str(fingerprint)[:64]!r}), not a certificate:"
+            " VERIFIED BY CA needs a certificate-signed table; pin the provider's public key"
+            " with VERIFIED BY '<public key>' instead"
+        )
+    certificates = [_certificate(der) for der in chain]
+    leaf = certificates[0]
+    subject = describe_name(leaf.subject)
+    when = at if at.tzinfo else at.replace(tzinfo=UTC)
+    start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if not start <= when <= end:
+        raise _refuse(
+            f"the signing certificate {subject} was not valid at the export time"
+            f" {when.isoformat()} (valid from {start.isoformat()} to {end.isoformat()})"
+        )
+    verifier = (
+        xv.PolicyBuilder()
+        .store(xv.Store(roots))
+        .time(when)
+        .max_chain_depth(MAX_CHAIN)
+        .extension_policies(ca_policy=_ca_policy(x509, xv), ee_policy=_leaf_policy(x509, xv))
+        .build_client_verifier()
+    )
+    try:
+        verified = verifier.verify(leaf, certificates[1:])
+    except xv.VerificationError as error:
+        reason = "".join(c if c.isprintable() else "?" for c in str(error))[:300]
+        raise _refuse(
+            f"the signing certificate {subject} does not chain to the pinned CA at the export"
+            f" time {when.isoformat()} ({reason})"
+        ) from None
+    key = leaf.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _HASHES:
+        raise _refuse(f"the signing certificate {subject} has no ECDSA P-256/384/521 key")
+    payload = _verify_envelope(loaded, key, f"the key of the certificate {subject}")
+    anchor = verified.chain[-1]
+    signer = CertificateSigner(
+        subject,
+        describe_name(leaf.issuer),
+        describe_name(anchor.subject),
+        hashlib.sha256(anchor.public_bytes(serialization.Encoding.DER)).hexdigest(),
+    )
+    return _resources(payload), signer
+
+
+def bundle_signer(bundle: bytes) -> str:
+    """Who a bundle says signed it, unverified: ``key <fingerprint>``, ``certificate <subject>
+    (issuer <issuer>)`` or ``sigstore <identity>``; ``unknown`` when it says nothing usable."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError, ShareDataError):
+        loaded = json.loads(bundle)
+        chain = _chain_der(loaded) if isinstance(loaded, dict) else None
+        if chain:
+            leaf = _certificate(chain[0])
+            return (
+                f"certificate {describe_name(leaf.subject)}"
+                f" (issuer {describe_name(leaf.issuer)})"
+            )
+        material = _material(loaded)
+        if isinstance(material.get("certificate"), dict):
+            leaf = _certificate(base64.b64decode(material["certificate"]["rawBytes"]))
+            return f"sigstore certificate {describe_name(leaf.subject)} (unverified)"
+        hint = material["publicKey"]["hint"]
+        return f"key {str(hint)[:64]}"
+    return "unknown"
 
 
 def _resources(payload: bytes) -> dict[str, str]:
@@ -357,11 +580,8 @@ class Carried:
         return cls(int(doc["row"]), base64.b64decode(doc["bundle"]), base64.b64decode(doc["claim"]))
 
     def signer(self) -> str:
-        """The key fingerprint the bundle names (model-signing's hint), unverified."""
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            hint = json.loads(self.bundle)["verificationMaterial"]["publicKey"]["hint"]
-            return str(hint)[:64]
-        return "unknown"
+        """Who the bundle says signed it, unverified (:func:`bundle_signer`)."""
+        return bundle_signer(self.bundle)
 
 
 def carried(row: dict[str, Any], i: int, seen: Carried | None) -> Carried:

@@ -40,6 +40,8 @@ _HELP: dict[str, tuple[str, str]] = {
     "lock_wait": ("SECONDS", "how long an import waits for another import of its target"),
     "refuse_pickle": ("ON|OFF", "refuse shared tables holding pickle-family files"),
     "signing_key": ("PATH", "sign every exported table with this ECDSA private key"),
+    "signing_certificate": ("PATH", "sign with this certificate of signing_key (PEM)"),
+    "signing_certificate_chain": ("PATH", "the signing certificate's intermediates (PEM)"),
     "require_signature": ("ON|OFF", "refuse imports not verified with VERIFIED BY"),
     "rest_concurrency": ("N", "requests kept in flight at once to an MLflow server"),
 }

@@ -103,12 +103,28 @@ class WriteTable:
     signing_key: str | None = None
     #: the name the signature binds the table to (``share.schema.table``)
     signed_as: str = ""
+    #: SIGNED BY CERTIFICATE '<leaf>' KEY … CHAIN …: the certificate and its intermediates
+    signing_certificate: str | None = None
+    signing_chain: tuple[str, ...] = ()
+    #: SIGNED BY SIGSTORE: keyless signing through Sigstore (needs a network)
+    signing_sigstore: bool = False
+
+    def _signer(self) -> str:
+        """Who signs, as EXPLAIN says it: file names only, never their contents."""
+        if self.signing_sigstore:
+            return "with Sigstore keyless (an OIDC identity; needs the network)"
+        if self.signing_certificate:
+            chain = ", ".join(repr(c) for c in self.signing_chain)
+            return (
+                f"by certificate {self.signing_certificate!r} with key {self.signing_key!r}"
+                + (f" and chain {chain}" if chain else "")
+            )
+        return f"by key {self.signing_key!r}"
 
     def describe(self) -> str:
         signed = (
-            f", signed by key {self.signing_key!r} as {self.signed_as} (a signature row in the"
-            " same commit)"
-            if self.signing_key
+            f", signed {self._signer()} as {self.signed_as} (a signature row in the same commit)"
+            if self.signing_key or self.signing_sigstore
             else ""
         )
         return (
@@ -145,10 +161,15 @@ class ReadShare:
         return f"read shared table {self.coordinate!r} as {self.flavor.upper()} (Delta Sharing)"
 
 
-def _verified(key: str | None) -> str:
+def _verified(key: str | None, ca: bool = False) -> str:
     """What EXPLAIN says of a VERIFIED BY clause."""
     if not key:
         return ""
+    if ca:
+        return (
+            f", verifying the signature and its certificate chain to the CA {key!r}"
+            " (before any write)"
+        )
     return f", verifying the signature with {key!r} (before any write)"
 
 
@@ -163,6 +184,8 @@ class ImportExperiment:
     refuse_pickle: bool = False
     #: VERIFIED BY: the provider's public key or certificate (``require_signature``: needed)
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA the signer's certificate chains to
+    verify_ca: bool = False
 
     def describe(self) -> str:
         mode = (
@@ -171,7 +194,7 @@ class ImportExperiment:
             else "add or update runs"
         )
         policy = ", refusing pickle-family files" if self.refuse_pickle else ""
-        policy += _verified(self.verify_key)
+        policy += _verified(self.verify_key, self.verify_ca)
         return f"validate rows{policy}, then import into experiment {self.experiment!r} ({mode})"
 
 
@@ -186,6 +209,8 @@ class ImportModel:
     refuse_pickle: bool = False
     #: VERIFIED BY: the provider's public key or certificate (``require_signature``: needed)
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA the signer's certificate chains to
+    verify_ca: bool = False
 
     def describe(self) -> str:
         mode = (
@@ -194,7 +219,7 @@ class ImportModel:
             else "add or update versions"
         )
         policy = ", refusing pickle-family files" if self.refuse_pickle else ""
-        policy += _verified(self.verify_key)
+        policy += _verified(self.verify_key, self.verify_ca)
         return f"validate rows{policy}, then import into registered model {self.model!r} ({mode})"
 
 
@@ -207,6 +232,8 @@ class ImportPrompt:
     overwrite: bool = False
     #: VERIFIED BY: the provider's public key or certificate (``require_signature``: needed)
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA the signer's certificate chains to
+    verify_ca: bool = False
 
     def describe(self) -> str:
         mode = (
@@ -214,7 +241,7 @@ class ImportPrompt:
             if self.overwrite
             else "add new versions, set tags and aliases"
         )
-        policy = _verified(self.verify_key)
+        policy = _verified(self.verify_key, self.verify_ca)
         return f"validate rows{policy}, then import into prompt {self.prompt!r} ({mode})"
 
 
@@ -225,9 +252,11 @@ class DescribeShared:
     coordinate: str
     #: VERIFIED BY: say whether the signature verifies with this key
     verify_key: str | None = None
+    #: VERIFIED BY CA: ``verify_key`` names the CA the signer's certificate chains to
+    verify_ca: bool = False
 
     def describe(self) -> str:
-        check = _verified(self.verify_key).replace(" (before any write)", "")
+        check = _verified(self.verify_key, self.verify_ca).replace(" (before any write)", "")
         return f"summarise shared table {self.coordinate!r}{check} (writes nothing)"
 
 

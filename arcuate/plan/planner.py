@@ -150,6 +150,9 @@ class _Planner:
                     caps.table_backend,
                     stmt.signing_key,
                     f"{stmt.share}.{stmt.table.schema}.{stmt.table.table}",
+                    stmt.signing_certificate,
+                    stmt.signing_chain,
+                    stmt.signing_sigstore,
                 ),
                 ops.AddToShare(
                     stmt.share,
@@ -166,18 +169,23 @@ class _Planner:
             imp: ops.Operator
             if isinstance(stmt, ast.CreateExperiment):
                 imp = ops.ImportExperiment(
-                    stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key
-                )
+                    stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key,
+                    stmt.verify_ca,
+                )  # fmt: skip
             elif isinstance(stmt, ast.CreatePrompt):
-                imp = ops.ImportPrompt(stmt.name, coord, stmt.overwrite, stmt.verify_key)
+                imp = ops.ImportPrompt(
+                    stmt.name, coord, stmt.overwrite, stmt.verify_key, stmt.verify_ca
+                )
             else:
                 imp = ops.ImportModel(
-                    stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key
-                )
+                    stmt.name, coord, stmt.overwrite, stmt.refuse_pickle, stmt.verify_key,
+                    stmt.verify_ca,
+                )  # fmt: skip
             return (ops.ReadShare(coord, flavor), imp)
         if isinstance(stmt, ast.DescribeShared):
             coord = stmt.coordinate.text
-            return (ops.ReadShare(coord, "pandas"), ops.DescribeShared(coord, stmt.verify_key))
+            describe = ops.DescribeShared(coord, stmt.verify_key, stmt.verify_ca)
+            return (ops.ReadShare(coord, "pandas"), describe)
         if isinstance(stmt, ast.ShowProviderShares):
             return (ops.ListProviderShares(stmt.profile),)
         return (self.catalog_can(self.catalog_command(stmt), stmt.span),)

@@ -393,13 +393,13 @@ class _Description:
             "eval_records": sum(d.count for d in self.records.datasets.values()),
             **traces,
         }
-    def signed(self, source: str, key: bytes | None) -> dict[str, Any]:
+    def signed(self, source: str, key: signing.Pin | None) -> dict[str, Any]:
         """Who signed the table (the key fingerprint its bundle names) and whether the
         signature verifies with the pinned key."""
         sig = self.signature
         if sig is None:
             return {"signed_by": "unsigned", "signature": "none"}
-        out = {"signed_by": f"key {sig.signer()}"}
+        out = {"signed_by": sig.signer()}
         if key is None:
             return out | {"signature": "not checked (name the key with VERIFIED BY)"}
         try:
@@ -441,17 +441,21 @@ class _Description:
 
 
 def describe_shared(
-    batches: Iterable[pa.RecordBatch], source: str, verify_key: str | None = None
+    batches: Iterable[pa.RecordBatch],
+    source: str,
+    verify_key: str | None = None,
+    verify_ca: bool = False,
 ) -> StatementResult:
     """What a shared table holds, without writing anything to MLflow.
 
     Reads every row once: kind, runs or versions, metric points, files and bytes, and for each
     model its flavors and Python requirements, read from ``MLmodel`` / ``requirements.txt`` as
     text (nothing is loaded or executed), and the signer, checked with ``verify_key`` when
-    given. Validation problems are reported, not raised.
+    given (``verify_ca``: a CA the signer's certificate chains to). Validation problems are
+    reported, not raised.
     """
     started = time.monotonic()
-    key = signing.read_key(verify_key) if verify_key else None
+    key = signing.pinned_key(verify_key, False, verify_ca)
     found = _Description()
     for batch in batches:
         found.read(batch)

@@ -57,6 +57,7 @@ def import_experiment(
     origin: str | None = None,
     refuse_pickle: bool = False,
     verify_key: str | None = None,
+    verify_ca: bool = False,
 ) -> StatementResult:
     """Import shared runs into ``experiment``: validated first, re-runnable, exact on OVERWRITE.
 
@@ -83,7 +84,7 @@ def import_experiment(
         ctx.model_sink, batches, experiment, progress=ctx.progress, overwrite=overwrite,
         source=source, origin=origin,
         refuse_pickle=refuse_pickle or ctx.settings.refuse_pickle,
-        key=signing.pinned_key(verify_key, ctx.settings.require_signature),
+        key=signing.pinned_key(verify_key, ctx.settings.require_signature, verify_ca),
     )  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def import_runs(
     source: str = "",
     origin: str | None = None,
     refuse_pickle: bool = False,
-    key: bytes | None = None,
+    key: signing.Pin | None = None,
 ) -> StatementResult:
     """:func:`import_experiment` into ``sink`` (``progress``: show bars; ``refuse_pickle``:
     the serialization policy, checked once every row is spooled; ``key``: the signature is

@@ -55,6 +55,7 @@ def import_model(
     source: str = "",
     refuse_pickle: bool = False,
     verify_key: str | None = None,
+    verify_ca: bool = False,
 ) -> StatementResult:
     """Import shared model versions into registered model ``model``.
 
@@ -71,7 +72,7 @@ def import_model(
     name = v.check_model_name(model)
     sink: ModelSink = ctx.model_sink
     bars = Progress(ctx.progress)
-    key = signing.pinned_key(verify_key, ctx.settings.require_signature)
+    key = signing.pinned_key(verify_key, ctx.settings.require_signature, verify_ca)
     with Spool.open("model") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
         if key is not None:

@@ -132,6 +132,7 @@ def import_prompt(
     overwrite: bool = False,
     source: str = "",
     verify_key: str | None = None,
+    verify_ca: bool = False,
 ) -> StatementResult:
     """Import a shared prompt table into prompt ``prompt`` (see the module docstring);
     ``verify_key`` (or ``require_signature``): its signature is checked before any write.
@@ -146,7 +147,7 @@ def import_prompt(
     sink = ctx.model_sink
     if not isinstance(sink, PromptSink):
         raise BackendUnavailableError("the configured MLflow backend cannot import prompts")
-    key = signing.pinned_key(verify_key, ctx.settings.require_signature)
+    key = signing.pinned_key(verify_key, ctx.settings.require_signature, verify_ca)
     signed = Signed() if key is not None else None
     rows = read_prompt_rows(batches, signed)
     seen = signing.check_spool(signed, key, source)
