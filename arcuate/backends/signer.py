@@ -53,7 +53,11 @@ def sign_resources(
     if identity_token is not None:
         bundle = _sigstore_sign(payload, identity_token)
     elif certificate is not None and private_key is not None:
-        bundle = sign_certificate.Signer(private_key, certificate, chain).sign(payload)
+        # model-signing 1.1 cannot load an empty chain: give it the leaf, then carry none
+        signer = sign_certificate.Signer(private_key, certificate, list(chain) or [certificate])
+        if not chain:
+            signer._trust_chain = []
+        bundle = signer.sign(payload)
     elif private_key is not None:
         bundle = sign_ec_key.Signer(private_key).sign(payload)
     else:
