@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from arcuate.errors import InputError
 
@@ -68,16 +69,15 @@ def sign_resources(
         return out.read_bytes()
 
 
-def _sigstore_sign(payload: object, token: str) -> object:
+def _sigstore_sign(payload: Any, token: str) -> Any:
     """Sign through Sigstore's public instance; any failure (offline, a refused token) is an
     InputError whose text never holds the token."""
     from model_signing._signing import sign_sigstore
 
     try:
-        return sign_sigstore.Signer(
-            identity_token=token, use_ambient_credentials=False
-        ).sign(payload)  # type: ignore[arg-type]
-    except Exception as error:  # noqa: BLE001 (network, OIDC, Fulcio, Rekor: all one answer)
+        signer = sign_sigstore.Signer(identity_token=token, use_ambient_credentials=False)
+        return signer.sign(payload)
+    except Exception as error:  # network, OIDC, Fulcio, Rekor: all one answer
         reason = str(error)
         if token in reason or len(reason) > 300:
             reason = ""

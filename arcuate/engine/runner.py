@@ -72,8 +72,11 @@ def _export_prompt(step: ops.ExportPrompt, ctx: Context, st: _State) -> None:
 def _write_table(step: ops.WriteTable, ctx: Context, st: _State) -> None:
     stream = st.value
     batches = stream.batches
-    if step.signing_key or step.signing_sigstore or ctx.settings.signing_key or (
-        ctx.settings.signing_certificate or ctx.settings.signing_certificate_chain
+    if (
+        step.signing_key
+        or step.signing_sigstore
+        or ctx.settings.signing_key
+        or (ctx.settings.signing_certificate or ctx.settings.signing_certificate_chain)
     ):
         from arcuate.engine import signing
 

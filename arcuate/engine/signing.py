@@ -103,7 +103,9 @@ def signing_for(step: Any, settings: Any) -> Signing | None:
             " (ARCUATE_SIGNING_KEY); nothing was written"
         )
     if certificate:
-        return check_signing_certificate(settings.signing_key, certificate, (chain,) if chain else ())
+        return check_signing_certificate(
+            settings.signing_key, certificate, (chain,) if chain else ()
+        )
     if chain:
         raise ConfigurationError(
             "signing_certificate_chain needs signing_certificate (ARCUATE_SIGNING_CERTIFICATE);"
@@ -166,7 +168,8 @@ def check_signing_certificate(key: str, certificate: str, chain: Sequence[str]) 
             )
     with contextlib.suppress(ExtensionNotFound):
         usages = set(leaf.extensions.get_extension_for_class(ExtendedKeyUsage).value)
-        if not usages & {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}:
+        signing = {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+        if not usages & signing:
             raise InputError(
                 f"the signing certificate {certificate!r} is not for code signing"
                 " (extended key usage)"
@@ -175,11 +178,14 @@ def check_signing_certificate(key: str, certificate: str, chain: Sequence[str]) 
     for path in chain:
         _load_certificates(path, "certificate chain file")
         chain_paths.append(Path(path).expanduser())
-    shown = (
-        f"certificate {mf.describe_name(leaf.subject)} (issuer {mf.describe_name(leaf.issuer)})"
+    subject, issuer = mf.describe_name(leaf.subject), mf.describe_name(leaf.issuer)
+    return Signing(
+        "certificate",
+        key_path,
+        Path(certificate).expanduser(),
+        tuple(chain_paths),
+        shown=f"certificate {subject} (issuer {issuer})",
     )
-    return Signing("certificate", key_path, Path(certificate).expanduser(), tuple(chain_paths),
-                   shown=shown)  # fmt: skip
 
 
 #: where an explicit Sigstore identity token is read from (sigstore-python's variable)

@@ -318,10 +318,8 @@ def bundle_signer(bundle: bytes) -> str:
         chain = _chain_der(loaded) if isinstance(loaded, dict) else None
         if chain:
             leaf = _certificate(chain[0])
-            return (
-                f"certificate {describe_name(leaf.subject)}"
-                f" (issuer {describe_name(leaf.issuer)})"
-            )
+            subject, issuer = describe_name(leaf.subject), describe_name(leaf.issuer)
+            return f"certificate {subject} (issuer {issuer})"
         material = _material(loaded)
         if isinstance(material.get("certificate"), dict):
             leaf = _certificate(base64.b64decode(material["certificate"]["rawBytes"]))

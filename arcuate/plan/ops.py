@@ -115,9 +115,8 @@ class WriteTable:
             return "with Sigstore keyless (an OIDC identity; needs the network)"
         if self.signing_certificate:
             chain = ", ".join(repr(c) for c in self.signing_chain)
-            return (
-                f"by certificate {self.signing_certificate!r} with key {self.signing_key!r}"
-                + (f" and chain {chain}" if chain else "")
+            return f"by certificate {self.signing_certificate!r} with key {self.signing_key!r}" + (
+                f" and chain {chain}" if chain else ""
             )
         return f"by key {self.signing_key!r}"
 

@@ -17,8 +17,9 @@ KEYWORDS = frozenset(
     RECIPIENTS ALTER ROTATE TOKEN DROP GRANT REVOKE SELECT ON TO REMOVE SHOW ALL COMMENT
     EXPIRES PROFILE PROVIDER SECOND SECONDS MINUTE MINUTES HOUR HOURS DAY DAYS
     USING OAUTH ACCESS LIFETIME KEEP OLD FOR ACTIVATION LINK VALID SET UNSET IP LIST RATE LIMIT
-    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY CERTIFICATE KEY CHAIN SIGSTORE CA
-    INCLUDING DATASETS SCORERS TRACES REDACT MATCHING SOURCES HASH""".split()  # noqa: SIM905
+    REQUEST REQUESTS PER LOG USAGE SINCE REFUSE PICKLE SIGNED VERIFIED BY
+    CERTIFICATE KEY CHAIN SIGSTORE CA INCLUDING DATASETS SCORERS TRACES REDACT MATCHING SOURCES
+    HASH""".split()  # noqa: SIM905
 )
 _BARE = re.compile(r"^[^\W\d][\w\-]*$")
 _BARE_KEY = re.compile(r"^[^\W\d][\w\-]*(\.[\w\-]+)*$")
@@ -122,7 +123,9 @@ def _signed(node: ast.CreateShare) -> str:
     return f" SIGNED BY {string(node.signing_key)}" if node.signing_key else ""
 
 
-def _verified(node: ast.CreateExperiment | ast.CreateModel | ast.CreatePrompt | ast.DescribeShared) -> str:
+def _verified(
+    node: ast.CreateExperiment | ast.CreateModel | ast.CreatePrompt | ast.DescribeShared,
+) -> str:
     """`` VERIFIED BY '<key>'`` or `` VERIFIED BY CA '<CA certificate>'``."""
     if not node.verify_key:
         return ""

@@ -42,26 +42,40 @@ DAY = dt.timedelta(days=1)
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # fmt: skip
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def _cert(
-    key: ec.EllipticCurvePrivateKey, subject: str, issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: str, *, ca: bool, start: dt.datetime = NOW - DAY, end: dt.datetime = NOW + 30 * DAY,
+    key: ec.EllipticCurvePrivateKey,
+    subject: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    *,
+    ca: bool,
+    start: dt.datetime = NOW - DAY,
+    end: dt.datetime = NOW + 30 * DAY,
     usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING,
-) -> x509.Certificate:  # fmt: skip
+) -> x509.Certificate:
     builder = (
-        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
-    )  # fmt: skip
+    )
     if ca:
         ku = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
         builder = builder.add_extension(ku, critical=True)
@@ -85,13 +99,21 @@ class Pki:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                     serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def _write_pub(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
@@ -101,20 +123,35 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
-    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in
-            ("root", "inter", "leaf", "other_root", "other", "tls", "bare", "mallory")}  # fmt: skip
+    keys = {
+        n: ec.generate_private_key(ec.SECP256R1())
+        for n in ("root", "inter", "leaf", "other_root", "other", "tls", "bare", "mallory")
+    }
     certs = {
         "root": _cert(keys["root"], "Acme Root", keys["root"], "Acme Root", ca=True),
         "inter": _cert(keys["inter"], "Acme Signing CA", keys["root"], "Acme Root", ca=True),
         "leaf": _cert(keys["leaf"], "ml-exports", keys["inter"], "Acme Signing CA", ca=False),
-        "other_root": _cert(keys["other_root"], "Evil Root", keys["other_root"], "Evil Root",
-                            ca=True),  # fmt: skip
-        "other_leaf": _cert(keys["other"], "ml-exports", keys["other_root"], "Evil Root",
-                            ca=False),  # fmt: skip
-        "expired": _cert(keys["leaf"], "ml-exports", keys["inter"], "Acme Signing CA", ca=False,
-                         start=NOW - 60 * DAY, end=NOW - 30 * DAY),  # fmt: skip
-        "tls": _cert(keys["tls"], "www", keys["inter"], "Acme Signing CA", ca=False,
-                     usage=ExtendedKeyUsageOID.SERVER_AUTH),  # fmt: skip
+        "other_root": _cert(
+            keys["other_root"], "Evil Root", keys["other_root"], "Evil Root", ca=True
+        ),
+        "other_leaf": _cert(keys["other"], "ml-exports", keys["other_root"], "Evil Root", ca=False),
+        "expired": _cert(
+            keys["leaf"],
+            "ml-exports",
+            keys["inter"],
+            "Acme Signing CA",
+            ca=False,
+            start=NOW - 60 * DAY,
+            end=NOW - 30 * DAY,
+        ),
+        "tls": _cert(
+            keys["tls"],
+            "www",
+            keys["inter"],
+            "Acme Signing CA",
+            ca=False,
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        ),
     }
     for name, cert in certs.items():
         _write_cert(folder / f"{name}.pem", cert)
@@ -134,9 +171,12 @@ class Provider:
     def export(self, table: str, signed: str, source: str = "EXPERIMENT small") -> tuple[str, str]:
         result = arcuate.execute(
             f"CREATE SHARE ml WITH TABLE default.{table} FROM {source} {signed}",
-            tracking_uri=self.store.tracking_uri, registry_uri=self.store.registry_uri,
-            warehouse=str(self.warehouse), chunk_bytes=1024, progress=False,
-        )[-1]  # fmt: skip
+            tracking_uri=self.store.tracking_uri,
+            registry_uri=self.store.registry_uri,
+            warehouse=str(self.warehouse),
+            chunk_bytes=1024,
+            progress=False,
+        )[-1]
         return str(result.summary["location"]), str(result.summary.get("signed_by"))
 
 
@@ -180,11 +220,14 @@ def _import(recipient: Any, rows: list[dict[str, Any]], pin: Path, *, ca: bool) 
     from tests.imports.import_helpers import recipient_context
 
     ctx = recipient_context(recipient)
-    return import_experiment(batches_of(rows, size=3), "e", ctx, source="local",
-                             verify_key=str(pin), verify_ca=ca)  # fmt: skip
+    return import_experiment(
+        batches_of(rows, size=3), "e", ctx, source="local", verify_key=str(pin), verify_ca=ca
+    )
 
 
-def _refused(recipient: Any, rows: list[dict[str, Any]], pin: Path, match: str, *, ca: bool = True) -> str:
+def _refused(
+    recipient: Any, rows: list[dict[str, Any]], pin: Path, match: str, *, ca: bool = True
+) -> str:
     before = whole_store(recipient, recipient.root)
     with pytest.raises(ShareDataError, match=match) as err:
         _import(recipient, rows, pin, ca=ca)
@@ -232,7 +275,9 @@ def test_leaf_from_another_ca(provider: Provider, pki: Pki, recipient_store: Any
 
 
 def test_chain_missing_the_intermediate(provider: Provider, pki: Pki, recipient_store: Any) -> None:
-    location, _ = provider.export("nochain", f"SIGNED BY CERTIFICATE '{pki.leaf}' KEY '{pki.leaf_key}'")
+    location, _ = provider.export(
+        "nochain", f"SIGNED BY CERTIFICATE '{pki.leaf}' KEY '{pki.leaf_key}'"
+    )
     rows = rows_of(location)
     _refused(recipient_store, rows, pki.root, "does not chain to the pinned CA")
     # the same table verifies once the recipient pins the intermediate itself
@@ -247,8 +292,12 @@ def test_expired_leaf(pki: Pki, cert_rows: list[dict[str, Any]], recipient_store
     sig = next(r for r in rows if r["kind"] == "signature")
     bundle_file = next(f for f in sig["files"] if f["path"] == manifest.BUNDLE_PATH)
     resources = manifest.verify_key_bundle(bundle_file["data"], _pub(pki.leaf))
-    table = json.loads(next(f["data"] for f in sig["files"] if f["path"] == manifest.CLAIM_PATH))["table"]
-    bundle = sign_resources(resources, pki.leaf_key, table, certificate=pki.expired, chain=[pki.inter])
+    table = json.loads(next(f["data"] for f in sig["files"] if f["path"] == manifest.CLAIM_PATH))[
+        "table"
+    ]
+    bundle = sign_resources(
+        resources, pki.leaf_key, table, certificate=pki.expired, chain=[pki.inter]
+    )
     bundle_file["data"] = bundle
     bundle_file["sha256"] = hashlib.sha256(bundle).hexdigest()
     bundle_file["size"] = len(bundle)
@@ -257,8 +306,10 @@ def test_expired_leaf(pki: Pki, cert_rows: list[dict[str, Any]], recipient_store
 
 
 def _pub(cert: Path) -> bytes:
-    return x509.load_pem_x509_certificate(cert.read_bytes()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    return (
+        x509.load_pem_x509_certificate(cert.read_bytes())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
@@ -269,12 +320,16 @@ def test_certificate_signed_table_against_another_signers_key(
     assert "certificate CN=ml-exports,O=Acme" in text
 
 
-def test_key_signed_table_against_a_ca_pin(provider: Provider, pki: Pki, recipient_store: Any) -> None:
+def test_key_signed_table_against_a_ca_pin(
+    provider: Provider, pki: Pki, recipient_store: Any
+) -> None:
     location, _ = provider.export("keyed", f"SIGNED BY '{pki.leaf_key}'")
     _refused(recipient_store, rows_of(location), pki.root, "signed with a bare key")
 
 
-def test_a_ca_pin_must_be_a_ca(pki: Pki, cert_rows: list[dict[str, Any]], recipient_store: Any) -> None:
+def test_a_ca_pin_must_be_a_ca(
+    pki: Pki, cert_rows: list[dict[str, Any]], recipient_store: Any
+) -> None:
     before = whole_store(recipient_store, recipient_store.root)
     with pytest.raises(InputError, match="is not a CA"):
         _import(recipient_store, cert_rows, pki.leaf, ca=True)
@@ -289,24 +344,33 @@ def test_a_ca_pin_must_be_a_ca(pki: Pki, cert_rows: list[dict[str, Any]], recipi
 def test_unusable_certificates_are_refused_before_any_table_is_written(
     provider: Provider, pki: Pki, tmp_path: Path
 ) -> None:
-    settings = {"tracking_uri": provider.store.tracking_uri,
-                "registry_uri": provider.store.registry_uri,
-                "warehouse": str(tmp_path / "wh"), "progress": False}  # fmt: skip
+    settings = {
+        "tracking_uri": provider.store.tracking_uri,
+        "registry_uri": provider.store.registry_uri,
+        "warehouse": str(tmp_path / "wh"),
+        "progress": False,
+    }
     cases = [
         (f"CERTIFICATE '{pki.leaf}' KEY '{pki.other_key}'", "is not for the key"),
         (f"CERTIFICATE '{pki.expired}' KEY '{pki.leaf_key}'", "is not valid now"),
         (f"CERTIFICATE '{pki.tls}' KEY '{pki.tls_key}'", "is not for code signing"),
         (f"CERTIFICATE '{pki.bare_pub}' KEY '{pki.bare_key}'", "is not a PEM certificate"),
-        (f"CERTIFICATE '{pki.leaf}' KEY '{pki.leaf_key}' CHAIN '{tmp_path}/no.pem'",
-         "cannot read the certificate chain file"),  # fmt: skip
+        (
+            f"CERTIFICATE '{pki.leaf}' KEY '{pki.leaf_key}' CHAIN '{tmp_path}/no.pem'",
+            "cannot read the certificate chain file",
+        ),
     ]
     for clause, match in cases:
         with pytest.raises(InputError, match=match):
-            arcuate.execute(f"CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small SIGNED BY {clause}",
-                            **settings)  # fmt: skip
+            arcuate.execute(
+                f"CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small SIGNED BY {clause}", **settings
+            )
     with pytest.raises(ConfigurationError, match="signing_certificate needs signing_key"):
-        arcuate.execute("CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small",
-                        signing_certificate=str(pki.leaf), **settings)  # fmt: skip
+        arcuate.execute(
+            "CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small",
+            signing_certificate=str(pki.leaf),
+            **settings,
+        )
     assert not (tmp_path / "wh" / "t").exists()
 
 
@@ -326,15 +390,23 @@ def test_sigstore_without_an_identity_is_refused_before_any_table_is_written(
 ) -> None:
     """Offline, with no token and no ambient credentials: a clear error, nothing written, and
     no network or browser flow is tried."""
-    for name in ("SIGSTORE_ID_TOKEN", "GITHUB_ACTIONS", "GOOGLE_SERVICE_ACCOUNT_NAME",
-                 "BUILDKITE", "GITLAB_CI", "CIRCLECI"):  # fmt: skip
+    for name in (
+        "SIGSTORE_ID_TOKEN",
+        "GITHUB_ACTIONS",
+        "GOOGLE_SERVICE_ACCOUNT_NAME",
+        "BUILDKITE",
+        "GITLAB_CI",
+        "CIRCLECI",
+    ):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(InputError, match="SIGNED BY SIGSTORE needs an OIDC identity token"):
         arcuate.execute(
             "CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small SIGNED BY SIGSTORE",
-            tracking_uri=provider.store.tracking_uri, registry_uri=provider.store.registry_uri,
-            warehouse=str(tmp_path / "wh"), progress=False,
-        )  # fmt: skip
+            tracking_uri=provider.store.tracking_uri,
+            registry_uri=provider.store.registry_uri,
+            warehouse=str(tmp_path / "wh"),
+            progress=False,
+        )
     assert not (tmp_path / "wh").exists() or not any((tmp_path / "wh").iterdir())
 
 
@@ -381,7 +453,10 @@ def served(provider: Provider, cert_rows: list[dict[str, Any]]) -> Iterator[str]
 
 def _execute(recipient: Any, sql: str) -> Any:
     return arcuate.execute(
-        sql, tracking_uri=recipient.tracking_uri, registry_uri=recipient.registry_uri, progress=False
+        sql,
+        tracking_uri=recipient.tracking_uri,
+        registry_uri=recipient.registry_uri,
+        progress=False,
     )[-1]
 
 
@@ -395,10 +470,16 @@ def test_served_certificate_signed_table(pki: Pki, served: str, recipient_store:
     assert other.summary["signature"].startswith("does not verify: ")
     before = whole_store(recipient_store, recipient_store.root)
     with pytest.raises(ShareDataError, match="does not chain to the pinned CA"):
-        _execute(recipient_store, f"CREATE EXPERIMENT e AS '{served}' VERIFIED BY CA '{pki.other_root}'")
+        _execute(
+            recipient_store, f"CREATE EXPERIMENT e AS '{served}' VERIFIED BY CA '{pki.other_root}'"
+        )
     assert whole_store(recipient_store, recipient_store.root) == before
-    result = _execute(recipient_store, f"CREATE EXPERIMENT e AS '{served}' VERIFIED BY CA '{pki.root}'")
-    assert result.summary["added"] == 3 and "certificate CN=ml-exports" in result.summary["signature"]
+    result = _execute(
+        recipient_store, f"CREATE EXPERIMENT e AS '{served}' VERIFIED BY CA '{pki.root}'"
+    )
+    assert (
+        result.summary["added"] == 3 and "certificate CN=ml-exports" in result.summary["signature"]
+    )
 
 
 # -- the stock model_signing command --------------------------------------------------------------
@@ -422,7 +503,9 @@ def test_stock_cli_verifies_certificate_bundles(pki: Pki, tmp_path: Path) -> Non
     bundle = sign_resources(digests, pki.leaf_key, "model", certificate=pki.leaf, chain=[pki.inter])
     (model / "model.sig").write_bytes(bundle)
     args = [cli, "verify", "certificate", str(model), "--signature", str(model / "model.sig")]
-    ok = subprocess.run([*args, "--certificate_chain", str(pki.root)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [*args, "--certificate_chain", str(pki.root)], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run(
         [*args, "--certificate_chain", str(pki.other_root)], capture_output=True, text=True
