@@ -85,6 +85,13 @@ def _public_key(public_pem: bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
+_SIGSTORE_REFUSED = (
+    "signed with Sigstore keyless, which arcuate cannot verify yet (it needs Sigstore's trust"
+    " root and transparency log); ask for a key- or certificate-signed table"
+    " (SIGNED BY '<key>' or SIGNED BY CERTIFICATE)"
+)
+
+
 def _material(loaded: dict[str, Any]) -> dict[str, Any]:
     material = loaded.get("verificationMaterial")
     return material if isinstance(material, dict) else {}
@@ -144,6 +151,8 @@ def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
                 f"signed by another key (certificate {describe_name(leaf.subject)}, key"
                 f" fingerprint {key_fingerprint(leaf_pem)})"
             )
+    elif "certificate" in _material(loaded):
+        raise _refuse(_SIGSTORE_REFUSED)
     else:
         key_hint = _material(loaded).get("publicKey")
         hint = key_hint.get("hint") if isinstance(key_hint, dict) else None
@@ -259,10 +268,7 @@ def verify_certificate_bundle(
     if chain is None:
         material = _material(loaded)
         if "certificate" in material:
-            raise _refuse(
-                "signed with Sigstore keyless, which arcuate cannot verify offline; VERIFIED BY"
-                " CA checks certificate-signed tables (SIGNED BY CERTIFICATE)"
-            )
+            raise _refuse(_SIGSTORE_REFUSED)
         hint = material.get("publicKey")
         fingerprint = hint.get("hint") if isinstance(hint, dict) else None
         raise _refuse(
@@ -310,6 +316,18 @@ def verify_certificate_bundle(
     return _resources(payload), signer
 
 
+def _identity(certificate: Any) -> str:
+    """A Fulcio certificate's identity: its first subject alternative name (an e-mail address
+    or a URI), else its subject."""
+    from cryptography import x509
+
+    with contextlib.suppress(x509.ExtensionNotFound, ValueError, StopIteration):
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        first = str(next(iter(names.value)).value)
+        return "".join(c if c.isprintable() else "?" for c in first)[:200]
+    return describe_name(certificate.subject)
+
+
 def bundle_signer(bundle: bytes) -> str:
     """Who a bundle says signed it, unverified: ``key <fingerprint>``, ``certificate <subject>
     (issuer <issuer>)`` or ``sigstore <identity>``; ``unknown`` when it says nothing usable."""
@@ -323,7 +341,7 @@ def bundle_signer(bundle: bytes) -> str:
         material = _material(loaded)
         if isinstance(material.get("certificate"), dict):
             leaf = _certificate(base64.b64decode(material["certificate"]["rawBytes"]))
-            return f"sigstore certificate {describe_name(leaf.subject)} (unverified)"
+            return f"sigstore certificate {_identity(leaf)} (unverified)"
         hint = material["publicKey"]["hint"]
         return f"key {str(hint)[:64]}"
     return "unknown"

@@ -11,6 +11,7 @@ identity token it is refused before any table is written.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import hashlib
@@ -515,3 +516,24 @@ def test_stock_cli_verifies_certificate_bundles(pki: Pki, tmp_path: Path) -> Non
     root = x509.load_pem_x509_certificate(pki.root.read_bytes())
     resources, who = manifest.verify_certificate_bundle(bundle, [root], NOW)
     assert resources == digests and who.anchor == "CN=Acme Root,O=Acme"
+
+
+def test_a_sigstore_bundle_is_named_and_refused(pki: Pki) -> None:
+    """What a Sigstore keyless bundle looks like to arcuate (one certificate, no chain, no key
+    hint): DESCRIBE names its identity unverified, and every pin refuses it."""
+    leaf = x509.load_pem_x509_certificate(pki.leaf.read_bytes())
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    bundle = json.dumps({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"certificate": {"rawBytes": base64.b64encode(der).decode()}},
+        "dsseEnvelope": {"payload": "", "payloadType": manifest.PAYLOAD_TYPE,
+                         "signatures": [{"sig": ""}]},
+    }).encode()  # fmt: skip
+    assert (
+        manifest.bundle_signer(bundle) == "sigstore certificate CN=ml-exports,O=Acme (unverified)"
+    )
+    with pytest.raises(ShareDataError, match="signed with Sigstore keyless"):
+        manifest.verify_key_bundle(bundle, _pub(pki.leaf))
+    root = x509.load_pem_x509_certificate(pki.root.read_bytes())
+    with pytest.raises(ShareDataError, match="signed with Sigstore keyless"):
+        manifest.verify_certificate_bundle(bundle, [root], NOW)
