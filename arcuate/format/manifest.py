@@ -213,6 +213,23 @@ def _ca_policy(x509: Any, xv: Any) -> Any:
     )
 
 
+def _check_leaf_usage(x509: Any, leaf: Any, subject: str) -> None:
+    """The leaf's key usage and extended key usage, checked first for a clearer message (the
+    path validation checks them again through :func:`_leaf_policy`)."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    allowed = {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    with contextlib.suppress(x509.ExtensionNotFound):
+        if not leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
+            raise _refuse(f"the signing certificate {subject} may not sign (key usage)")
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if not allowed & set(usage):
+            raise _refuse(
+                f"the signing certificate {subject} is not for code signing (extended key usage)"
+            )
+
+
 def _leaf_policy(x509: Any, xv: Any) -> Any:
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -286,6 +303,11 @@ def verify_certificate_bundle(
             f"the signing certificate {subject} was not valid at the export time"
             f" {when.isoformat()} (valid from {start.isoformat()} to {end.isoformat()})"
         )
+    try:
+        _check_leaf_usage(x509, leaf, subject)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as error:
+        bad = f"the signing certificate {subject} has malformed extensions"
+        raise _refuse(f"{bad} ({type(error).__name__})") from None
     verifier = (
         xv.PolicyBuilder()
         .store(xv.Store(roots))

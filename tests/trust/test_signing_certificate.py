@@ -537,3 +537,29 @@ def test_a_sigstore_bundle_is_named_and_refused(pki: Pki) -> None:
     root = x509.load_pem_x509_certificate(pki.root.read_bytes())
     with pytest.raises(ShareDataError, match="signed with Sigstore keyless"):
         manifest.verify_certificate_bundle(bundle, [root], NOW)
+
+
+def test_a_leaf_may_not_sign_or_act_as_a_ca(pki: Pki, tmp_path: Path) -> None:
+    """A TLS server leaf of the right CA is not for code signing; a leaf that issues another
+    certificate is not a CA. arcuate's verifier refuses both (the signer is model-signing's,
+    which checks neither)."""
+    from arcuate.backends.signer import sign_resources
+
+    root = x509.load_pem_x509_certificate(pki.root.read_bytes())
+    resources = {"record/run/r1": "aa" * 32}
+    tls = sign_resources(resources, pki.tls_key, "t", certificate=pki.tls, chain=[pki.inter])
+    with pytest.raises(ShareDataError, match="is not for code signing"):
+        manifest.verify_certificate_bundle(tls, [root], NOW)
+    leaf_key = serialization.load_pem_private_key(pki.leaf_key.read_bytes(), None)
+    assert isinstance(leaf_key, ec.EllipticCurvePrivateKey)
+    fake_key = ec.generate_private_key(ec.SECP256R1())
+    fake = _cert(fake_key, "fake", leaf_key, "ml-exports", ca=False)
+    _write_cert(tmp_path / "fake.pem", fake)
+    _write_key(tmp_path / "fake_key.pem", fake_key)
+    (tmp_path / "chain.pem").write_bytes(pki.leaf.read_bytes() + pki.inter.read_bytes())
+    bundle = sign_resources(
+        resources, tmp_path / "fake_key.pem", "t", certificate=tmp_path / "fake.pem",
+        chain=[tmp_path / "chain.pem"],
+    )  # fmt: skip
+    with pytest.raises(ShareDataError, match=r"basicConstraints\.cA must be asserted"):
+        manifest.verify_certificate_bundle(bundle, [root], NOW)
