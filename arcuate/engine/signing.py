@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,6 +32,10 @@ from arcuate.format import manifest as mf
 from arcuate.format import validate as v
 from arcuate.format.manifest import Carried
 from arcuate.format.schema import CHUNK, FORMAT_VERSION, SCHEMA, Content
+
+if TYPE_CHECKING:
+    from arcuate.config import Settings
+    from arcuate.plan.ops import WriteTable
 
 # -- provider ---------------------------------------------------------------------------------
 
@@ -79,7 +83,7 @@ class Signing:
     shown: str = ""
 
 
-def signing_for(step: Any, settings: Any) -> Signing | None:
+def signing_for(step: WriteTable, settings: Settings) -> Signing | None:
     """The signer of a WriteTable step: its SIGNED BY clause, else the settings
     (``signing_key``, with ``signing_certificate`` and ``signing_certificate_chain``).
 
@@ -133,7 +137,7 @@ def _load_certificates(path: str, what: str) -> list[Any]:
     return found
 
 
-def check_signing_certificate(key: str, certificate: str, chain: Sequence[str]) -> Signing:
+def check_signing_certificate(key: str | None, certificate: str, chain: Sequence[str]) -> Signing:
     """The provider's certificate, its private key and intermediates, checked before any table
     is touched: the certificate is the key's, valid now and allowed to sign (so recipients
     will not refuse it for that), each chain file holds certificates.
@@ -145,6 +149,8 @@ def check_signing_certificate(key: str, certificate: str, chain: Sequence[str]) 
     from cryptography.x509 import ExtendedKeyUsage, ExtensionNotFound, KeyUsage
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
+    if not key:
+        raise InputError(f"the signing certificate {certificate!r} needs its private key (KEY)")
     key_path = check_signing_key(key)
     leaf = _load_certificates(certificate, "signing certificate")[0]
     private = serialization.load_pem_private_key(key_path.read_bytes(), None)
