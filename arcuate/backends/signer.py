@@ -25,13 +25,13 @@ def sign_resources(
     *,
     certificate: Path | None = None,
     chain: Sequence[Path] = (),
-    identity_token: str | None = None,
+    sigstore: Any = None,
 ) -> bytes:
     """A model-signing bundle (method `files`, SHA-256) over name -> sha256 hex.
 
     Signed with ``private_key`` alone (the key path), with it and ``certificate`` (plus the
-    intermediates in ``chain``: the bundle carries them all), or, with ``identity_token``,
-    through Sigstore (Fulcio and Rekor: needs the network).
+    intermediates in ``chain``: the bundle carries them all), or with ``sigstore``, a signer
+    from :func:`sigstore_signer` (Fulcio and Rekor: needs the network).
 
     Raises:
         InputError: the sign extra is missing, or Sigstore signing failed (never naming the
@@ -51,8 +51,14 @@ def sign_resources(
     ]
     kind = manifest._FileSerialization("sha256", allow_symlinks=False)
     payload = signing.Payload(manifest.Manifest(name, items, kind))
-    if identity_token is not None:
-        bundle = _sigstore_sign(payload, identity_token)
+    if sigstore is not None:
+        try:
+            bundle = sigstore.sign(payload)
+        except Exception as error:  # network, OIDC, Fulcio, Rekor: all one answer
+            raise InputError(
+                f"Sigstore signing failed ({_reason(error, sigstore.token)}); it needs the network"
+                " (the OIDC issuer, Fulcio, Rekor); the table was not committed"
+            ) from None
     elif certificate is not None and private_key is not None:
         # model-signing 1.1 cannot load an empty chain: give it the leaf, then carry none
         signer = sign_certificate.Signer(private_key, certificate, list(chain) or [certificate])
@@ -69,19 +75,48 @@ def sign_resources(
         return out.read_bytes()
 
 
-def _sigstore_sign(payload: Any, token: str) -> Any:
-    """Sign through Sigstore's public instance; any failure (offline, a refused token) is an
-    InputError whose text never holds the token."""
-    from model_signing._signing import sign_sigstore
+class _Sigstore:
+    """model-signing's Sigstore signer and the token it holds (kept to keep it out of errors)."""
 
+    def __init__(self, signer: Any, token: str) -> None:
+        self.signer = signer
+        self.token = token
+
+    def __repr__(self) -> str:
+        return "<Sigstore signer>"
+
+    def sign(self, payload: Any) -> Any:
+        return self.signer.sign(payload)
+
+
+def sigstore_signer(token: str) -> Any:
+    """A Sigstore keyless signer for the OIDC identity ``token``, made before any table is
+    touched: it fetches Sigstore's trust root and the OIDC issuer's configuration, so offline
+    it fails here, with nothing written.
+
+    Raises:
+        InputError: the sign extra is missing, or Sigstore cannot be reached (never naming the
+            token).
+    """
+    try:
+        from model_signing._signing import sign_sigstore
+    except ImportError as error:
+        raise InputError(
+            f"signing needs the sign extra: pip install 'arcuate[sign]' ({error})"
+        ) from None
     try:
         signer = sign_sigstore.Signer(identity_token=token, use_ambient_credentials=False)
-        return signer.sign(payload)
-    except Exception as error:  # network, OIDC, Fulcio, Rekor: all one answer
-        reason = str(error)
-        if token in reason or len(reason) > 300:
-            reason = ""
+    except Exception as error:  # network, TUF, OIDC discovery: all one answer
         raise InputError(
-            f"Sigstore signing failed ({type(error).__name__}{': ' if reason else ''}{reason});"
-            " it needs the network (the OIDC issuer, Fulcio, Rekor); the table was not committed"
+            f"Sigstore signing cannot start ({_reason(error, token)}); it needs the network"
+            " (Sigstore's trust root, the OIDC issuer, Fulcio, Rekor); nothing was written"
         ) from None
+    return _Sigstore(signer, token)
+
+
+def _reason(error: Exception, token: str) -> str:
+    """An exception as a short reason that never holds the token."""
+    reason = str(error)
+    if token in reason or len(reason) > 300 or not reason:
+        return type(error).__name__
+    return f"{type(error).__name__}: {reason}"

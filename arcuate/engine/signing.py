@@ -77,8 +77,8 @@ class Signing:
     key: Path | None = None
     certificate: Path | None = None
     chain: tuple[Path, ...] = ()
-    #: Sigstore's OIDC identity token: a secret, never shown
-    token: str | None = field(default=None, repr=False)
+    #: the Sigstore signer (it holds the OIDC identity token: a secret, never shown)
+    sigstore: Any = field(default=None, repr=False)
     #: what the statement's summary says under ``signed_by``
     shown: str = ""
 
@@ -199,11 +199,13 @@ SIGSTORE_TOKEN_VARIABLE = "SIGSTORE_ID_TOKEN"
 
 
 def check_sigstore() -> Signing:
-    """An OIDC identity for Sigstore keyless signing: ``SIGSTORE_ID_TOKEN``, else ambient
-    credentials (CI workload identity). arcuate never starts the interactive browser flow.
+    """A Sigstore keyless signer: the OIDC identity is ``SIGSTORE_ID_TOKEN``, else ambient
+    credentials (CI workload identity); arcuate never starts the interactive browser flow.
+    Made before any table is touched (it reaches Sigstore: offline, it fails here).
 
     Raises:
-        InputError: the sign extra is missing, or no identity token was found.
+        InputError: the sign extra is missing, no identity token was found, or Sigstore cannot
+            be reached.
     """
     import importlib.util
 
@@ -223,7 +225,9 @@ def check_sigstore() -> Signing:
             " run where ambient credentials are found (GitHub Actions, GitLab CI, Google Cloud,"
             " Buildkite, CircleCI); arcuate does not start a browser sign-in. Nothing was written"
         )
-    return Signing("sigstore", token=token, shown="sigstore (keyless)")
+    from arcuate.backends.signer import sigstore_signer
+
+    return Signing("sigstore", sigstore=sigstore_signer(token), shown="sigstore (keyless)")
 
 
 def _text_time(value: Any) -> str:
@@ -284,7 +288,7 @@ def signed(
     how = key if isinstance(key, Signing) else Signing("key", key)
     bundle = sign_resources(
         digests, how.key, table, certificate=how.certificate, chain=how.chain,
-        identity_token=how.token,
+        sigstore=how.sigstore,
     )  # fmt: skip
     yield signature_batch(bundle, claim, when)
 

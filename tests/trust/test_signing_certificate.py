@@ -411,6 +411,35 @@ def test_sigstore_without_an_identity_is_refused_before_any_table_is_written(
     assert not (tmp_path / "wh").exists() or not any((tmp_path / "wh").iterdir())
 
 
+def test_sigstore_offline_fails_before_any_table_is_written(
+    provider: Provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a token but no network (every proxy a closed local port): Sigstore's trust root
+    cannot be fetched, so the signer cannot start: a clear error that never shows the token,
+    nothing written, in seconds."""
+    import time
+
+    token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbm5AZXhhbXBsZS5jb20ifQ."
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", token)
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # TUF's metadata cache
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    started = time.monotonic()
+    with pytest.raises(InputError, match="Sigstore signing cannot start") as err:
+        arcuate.execute(
+            "CREATE SHARE ml WITH TABLE t FROM EXPERIMENT small SIGNED BY SIGSTORE",
+            tracking_uri=provider.store.tracking_uri,
+            registry_uri=provider.store.registry_uri,
+            warehouse=str(tmp_path / "wh"),
+            progress=False,
+        )
+    assert time.monotonic() - started < 60
+    assert token not in str(err.value) and "nothing was written" in str(err.value)
+    assert not (tmp_path / "wh").exists() or not any((tmp_path / "wh").iterdir())
+
+
 def test_explain_names_the_files_never_their_contents(pki: Pki) -> None:
     plan = arcuate.execute(
         f"EXPLAIN CREATE SHARE ml WITH TABLE churn FROM MODEL churn SIGNED BY CERTIFICATE"
