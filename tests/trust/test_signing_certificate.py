@@ -257,6 +257,25 @@ def test_certificate_signed_table_verifies_against_the_root(
     assert again.summary["unchanged"] == 3 and "verified (key " in again.summary["signature"]
 
 
+def test_certificate_signed_model_table(provider: Provider, pki: Pki, recipient_store: Any) -> None:
+    from arcuate.engine.imports import import_model
+    from tests.imports.import_helpers import recipient_context
+
+    location, _ = provider.export(
+        "model",
+        f"SIGNED BY CERTIFICATE '{pki.leaf}' KEY '{pki.leaf_key}' CHAIN '{pki.inter}'",
+        source="MODEL `small-model`",
+    )
+    ctx = recipient_context(recipient_store)
+    batches = batches_of(rows_of(location), size=3)
+    result = import_model(
+        batches, "m", ctx, source="local", verify_key=str(pki.root), verify_ca=True
+    )
+    assert (
+        result.summary["added"] == 2 and "certificate CN=ml-exports" in result.summary["signature"]
+    )
+
+
 def test_the_intermediate_can_be_the_pinned_ca(
     pki: Pki, cert_rows: list[dict[str, Any]], recipient_store: Any
 ) -> None:
