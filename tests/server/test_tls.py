@@ -31,6 +31,15 @@ READ = (
     "import sys, delta_sharing; "
     "print(len(delta_sharing.load_as_pandas(sys.argv[1], use_delta_format=sys.argv[2] == 'd')))"
 )
+#: The client's own request, with its retries off: it retries a failed TLS handshake as a
+#: connection error ten times with back-off (about 100 s) before it gives up.
+LIST = (
+    "import sys; from delta_sharing.protocol import DeltaSharingProfile, Table; "
+    "from delta_sharing.rest_client import DataSharingRestClient; "
+    "path, name = sys.argv[1].split('#'); share, schema, table = name.split('.'); "
+    "client = DataSharingRestClient(DeltaSharingProfile.read_from_file(path), num_retries=0); "
+    "print(len(client.list_files_in_table(Table(table, share, schema)).add_files))"
+)
 
 
 def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
@@ -101,12 +110,13 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
 
 
 def read_with_client(profile: Path, table: str, ca: Path | None, fmt: str = "p") -> str:
-    """Run the unmodified client in a fresh process; its stdout, or its error."""
+    """Run the unmodified client in a fresh process; its stdout, or its error (``fmt``: "p"
+    parquet, "d" delta, "l" only list the files, without the client's retries)."""
     env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
     if ca is not None:
         env.update(REQUESTS_CA_BUNDLE=str(ca), SSL_CERT_FILE=str(ca))
     done = subprocess.run(
-        [sys.executable, "-c", READ, f"{profile}#{table}", fmt],
+        [sys.executable, "-c", LIST if fmt == "l" else READ, f"{profile}#{table}", fmt],
         capture_output=True,
         text=True,
         timeout=120,
@@ -127,8 +137,10 @@ def test_the_client_reads_over_https_when_told_to_trust_the_ca(
         assert json.loads(profile.read_text())["endpoint"] == server.endpoint
         assert read_with_client(profile, "models.mlflow.simple", ca) == "3"
         assert read_with_client(profile, "models.mlflow.simple", ca, "d") == "3"  # Rust kernel
-        # not told to trust the CA, it refuses the server (it verifies every host but localhost)
-        refused = read_with_client(profile, "models.mlflow.simple", None)
+        # the client's bare request, trusting the CA, succeeds; not told to trust the CA, it
+        # refuses the server (it verifies every host but localhost)
+        assert read_with_client(profile, "models.mlflow.simple", ca, "l").isdigit()
+        refused = read_with_client(profile, "models.mlflow.simple", None, "l")
         assert refused.startswith("FAILED") and "CERTIFICATE_VERIFY_FAILED" in refused
         # file URLs are https too, and their bytes are intact through TLS
         context = ssl.create_default_context(cafile=str(ca))
