@@ -551,6 +551,8 @@ def _lines(response: Any, bad: Any) -> Iterator[dict[str, Any]]:
     def parse(raw: bytes) -> dict[str, Any] | None:
         nonlocal number
         number += 1
+        if len(raw) > MAX_SHARING_LINE_BYTES:
+            raise bad(f"line {number} is longer than {MAX_SHARING_LINE_BYTES} bytes")
         if not raw.strip():
             return None
         try:
