@@ -345,3 +345,38 @@ def test_a_metadata_answer_with_a_schema_that_is_not_json(hostile: Callable[...,
     assert "that is not JSON" in _fails(hostile(body), "metadata")
     both = _ndjson({"protocol": {"minReaderVersion": 1}}, {"metaData": _meta()}, {"file": _file()})
     assert "a metadata answer has two lines" in _fails(hostile(both), "metadata")
+
+
+def test_every_listing_request_and_its_pages_agree_with_the_official_client(
+    sharing: Sharing,
+) -> None:
+    import delta_sharing
+
+    from arcuate.backends.sharing.client import SharingClient
+    from arcuate.backends.sharing.reader import read_profile
+
+    def every(call: Callable[..., Any]) -> list[tuple[object, ...]]:
+        items: list[tuple[object, ...]] = []
+        token = None
+        for _ in range(100):
+            page = call(page_token=token, max_results=1)
+            assert len(page.items) <= 1
+            items += [tuple(vars(i).values()) for i in page.items]
+            token = page.next_page_token
+            if token is None:
+                return items
+        raise AssertionError("endless pages")
+
+    official = delta_sharing.SharingClient(str(sharing.profiles["alice"]))
+    with SharingClient(read_profile(str(sharing.profiles["alice"]))) as client:
+        assert [s for (s,) in every(client.list_shares)] == [s.name for s in official.list_shares()]
+        assert every(lambda **kw: client.list_schemas("models", **kw)) == [("mlflow", "models")]
+        tables = sorted(every(lambda **kw: client.list_tables("models", "mlflow", **kw)))
+        assert tables == sorted(every(lambda **kw: client.list_all_tables("models", **kw)))
+        assert tables == sorted((t.name, t.schema, t.share) for t in official.list_all_tables())
+        answer = client.query_metadata("models", "mlflow", "experiment")
+        assert (answer.version, answer.files) == (1, [])
+        assert (
+            answer.metadata.description
+            == delta_sharing.get_table_metadata(sharing.url("experiment")).description
+        )

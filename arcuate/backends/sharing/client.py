@@ -309,37 +309,52 @@ class SharingClient:
         self.close()
 
     # -- listings ------------------------------------------------------------------------------
-    def list_shares(self, page_token: str | None = None) -> Page:
+    def list_shares(self, page_token: str | None = None, max_results: int | None = None) -> Page:
         what = "listing shares"
-        doc = self._listing("/shares", page_token, what)
+        doc = self._listing("/shares", page_token, max_results, what)
         shares = [Share(i.get("name")) for i in _items(doc, self._bad(what))]
         return Page(shares, _next(doc, self._bad(what)))
 
-    def list_schemas(self, share: str, page_token: str | None = None) -> Page:
+    def list_schemas(
+        self, share: str, page_token: str | None = None, max_results: int | None = None
+    ) -> Page:
         what = f"listing the schemas of share {share!r}"
-        doc = self._listing(f"/shares/{_seg(share)}/schemas", page_token, what)
+        doc = self._listing(f"/shares/{_seg(share)}/schemas", page_token, max_results, what)
         schemas = [Schema(i.get("name"), i.get("share")) for i in _items(doc, self._bad(what))]
         return Page(schemas, _next(doc, self._bad(what)))
 
-    def list_tables(self, share: str, schema: str, page_token: str | None = None) -> Page:
+    def list_tables(
+        self,
+        share: str,
+        schema: str,
+        page_token: str | None = None,
+        max_results: int | None = None,
+    ) -> Page:
         what = f"listing the tables of schema {share}.{schema}"
         path = f"/shares/{_seg(share)}/schemas/{_seg(schema)}/tables"
-        doc = self._listing(path, page_token, what)
-        return self._table_page(doc, what)
+        return self._table_page(self._listing(path, page_token, max_results, what), what)
 
-    def list_all_tables(self, share: str, page_token: str | None = None) -> Page:
+    def list_all_tables(
+        self, share: str, page_token: str | None = None, max_results: int | None = None
+    ) -> Page:
         what = f"listing the tables of share {share!r}"
-        doc = self._listing(f"/shares/{_seg(share)}/all-tables", page_token, what)
-        return self._table_page(doc, what)
+        path = f"/shares/{_seg(share)}/all-tables"
+        return self._table_page(self._listing(path, page_token, max_results, what), what)
 
     def _table_page(self, doc: dict[str, Any], what: str) -> Page:
         items = _items(doc, self._bad(what))
         tables = [Table(i.get("name"), i.get("schema"), i.get("share")) for i in items]
         return Page(tables, _next(doc, self._bad(what)))
 
-    def _listing(self, path: str, page_token: str | None, what: str) -> dict[str, Any]:
-        params = {"pageToken": page_token} if page_token else None
-        with self._request("GET", path, params=params) as response:
+    def _listing(
+        self, path: str, page_token: str | None, max_results: int | None, what: str
+    ) -> dict[str, Any]:
+        params: dict[str, str] = {}
+        if max_results is not None:
+            params["maxResults"] = str(max_results)
+        if page_token:
+            params["pageToken"] = page_token
+        with self._request("GET", path, params=params or None) as response:
             body = _read(response, MAX_SHARING_LINE_BYTES, self._bad(what))
         try:
             doc = json.loads(body.decode("utf-8"))
