@@ -380,3 +380,20 @@ def test_every_listing_request_and_its_pages_agree_with_the_official_client(
             answer.metadata.description
             == delta_sharing.get_table_metadata(sharing.url("experiment")).description
         )
+
+
+def test_a_refused_access_token_is_replaced_once(sharing: Sharing, tmp_path: Path) -> None:
+    """A token the server no longer takes (here: one it never issued, held as if fresh) gets
+    a 401; the client asks the token endpoint for a new one and repeats the request once."""
+    path = oauth_recipient(sharing, "oona", tmp_path)
+    coordinate = f"{path}#models.mlflow.experiment"
+    reader = DeltaSharingReader()
+    assert reader.check(coordinate)["content"] == "experiment"
+    client_id = json.loads(path.read_text())["clientId"]
+    [key] = [k for k in sharing_client._TOKENS if k[1] == client_id]
+    sharing_client._TOKENS[key] = sharing_client._AccessToken(
+        "forged-token", time.time() + 3600, 3600.0
+    )
+    assert reader.list_files(coordinate).files
+    assert sharing_client._TOKENS[key].value != "forged-token"
+    sharing.catalog.drop_recipient("oona")
