@@ -6,8 +6,8 @@
 2. The experiment and the model are exported to Delta tables and added to a share.
 3. arcuate's Delta Sharing server serves the share on a free loopback port; a recipient is
    created, granted the share and given a profile file.
-4. The recipient reads both tables with the official ``delta_sharing`` client and imports
-   them into a separate MLflow store.
+4. The recipient reads both tables over the Delta Sharing protocol (arcuate's own client)
+   and imports them into a separate MLflow store.
 5. A side-by-side summary compares provider and recipient through MLflow's API, including
    the predictions of the imported model.
 

@@ -262,7 +262,6 @@ def import_(args: dict[str, Any]) -> dict[str, Any]:
         "arcuate.engine.imports",
         "arcuate.backends.mlflow.sink",
         "arcuate.backends.sharing.reader",
-        "delta_sharing",
     )
     seconds, summary = _execute(args)
     return {"seconds": seconds, "summary": summary}

@@ -155,22 +155,33 @@ def _over(batch: pa.RecordBatch, path: str, limit: int) -> tuple[int, str, int, 
             if step.endswith("[]"):
                 if not pa.types.is_list(values.type):
                     return None
-                parents = pc.list_parent_indices(values).to_numpy()
+                parents = _int_numpy(pc.list_parent_indices(values))
                 first_of = np.searchsorted(parents, parents)  # parents never decrease
                 positions = [p[parents] for p in positions] + [np.arange(len(parents)) - first_of]
                 rows = rows[parents]
                 values = pc.list_flatten(values)
         if not pa.types.is_list(values.type):
             return None
-        lengths = pc.fill_null(pc.list_value_length(values), 0)
-        over = pc.greater(lengths, limit)
-        if not pc.any(over).as_py():
+        lengths = pc.list_value_length(values)
+        # the longest first, with no Python value made into an Arrow one: that would make
+        # pyarrow import pandas (half a second) in a command that has no other use for it
+        longest = pc.max(lengths).as_py()
+        if longest is None or longest <= limit:
             return None
-        k = pc.index(over, True).as_py()
+        lengths = pc.fill_null(lengths, 0)
+        k = pc.index(pc.greater(lengths, limit), True).as_py()
     except pa.ArrowException:
         return None
     field = path.replace("[]", "[{}]").format(*(int(p[k]) for p in positions))
     return int(rows[k]), field, int(lengths[k].as_py()), limit
+
+
+def _int_numpy(array: pa.Array) -> np.ndarray:
+    """An integer array without nulls as a NumPy view of its buffer (``Array.to_numpy`` goes
+    through pyarrow's pandas conversion, which imports pandas)."""
+    width = array.type.bit_width // 8
+    data = array.buffers()[1]
+    return np.frombuffer(data, dtype=f"<i{width}", count=len(array), offset=array.offset * width)
 
 
 def without_metrics(batch: pa.RecordBatch) -> pa.RecordBatch:

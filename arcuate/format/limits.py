@@ -92,6 +92,15 @@ MAX_CHUNKS_PER_FILE: Final = 1 << 20
 #: One file's size: S3's largest object (5 TiB), the largest artifact most stores hold.
 MAX_FILE_BYTES: Final = 5 * 1024**4
 
+# -- the sharing server's answers (arcuate's protocol client) ----------------------------------
+#: One line of an NDJSON answer (a metaData line holds the table's schema, a file line a signed
+#: URL and the file's statistics), and one listing page: kilobytes in practice.
+MAX_SHARING_LINE_BYTES: Final = 8 * 1024 * 1024
+#: A whole answer to a table query, and the files it may list (arcuate writes a table in a few
+#: files; each listed file costs about a kilobyte as Python values).
+MAX_SHARING_ANSWER_BYTES: Final = 512 * 1024 * 1024
+MAX_SHARED_TABLE_FILES: Final = 100_000
+
 # -- prompts (format 2) ---------------------------------------------------------------------------
 #: A prompt's template (text, or chat messages as JSON) is stored in a version tag, so its
 #: bound is the version tag value's; its response format and model config too.

@@ -24,7 +24,7 @@ def local_catalog(settings: Settings, retry: RetryPolicy) -> RecipientCatalog:
 
 
 def reader(settings: Settings, retry: RetryPolicy) -> ShareReader:
-    """The ``delta_sharing`` client, retrying a sharing server that does not answer."""
+    """arcuate's Delta Sharing reader, retrying a sharing server that does not answer."""
     from arcuate.backends.sharing.reader import DeltaSharingReader
 
     return DeltaSharingReader(retry=retry)

@@ -1,6 +1,6 @@
 """What a profile can read: ``SHOW SHARES IN PROVIDER '<profile>'``.
 
-Lists the shares, then each share's tables, through the official client's REST layer, and asks
+Lists the shares, then each share's tables, through arcuate's protocol client, and asks
 for each table's file list (one ``query`` request: metadata and files, no data downloaded). The
 table's description says whether it is an arcuate table and of which kind; the files' sizes
 and statistics give its bytes and rows. Everything the server answers is treated as hostile:
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arcuate.backends.sharing.catalog import check_share_name
+from arcuate.backends.sharing.client import SharingAnswerError, SharingClient
 from arcuate.errors import ArcuateError, BackendError, ConfigurationError
 from arcuate.format.schema import SUPPORTED_VERSIONS, parse_description
 
@@ -39,16 +40,19 @@ class SharedListing:
 Attempt = Callable[[str, Callable[[], Any]], Any]
 
 
-def list_shared(profile_path: str, endpoint: str, client: Any, attempt: Attempt) -> SharedListing:
+def list_shared(
+    profile_path: str, endpoint: str, client: SharingClient, attempt: Attempt
+) -> SharedListing:
     """Every share, schema and table ``profile_path`` can read, with kind, rows and bytes.
 
-    ``client`` is the official client's REST layer for the profile; each request goes through
+    ``client`` speaks to the profile's server; each request goes through
     ``attempt``, so a server that does not answer is retried for the ``retry_seconds`` budget.
 
     Raises:
         UnreachableError: the server did not answer (or kept failing) until time was up.
         BackendError: the server refuses the token or answers an error, or it lists more than
             :data:`MAX_TABLES` tables or :data:`MAX_PAGES` pages.
+        SharingAnswerError: (ARC730) a listing page is malformed.
     """
     listing = SharedListing(endpoint)
     try:
@@ -57,7 +61,6 @@ def list_shared(profile_path: str, endpoint: str, client: Any, attempt: Attempt)
                 profile_path,
                 "shares",
                 lambda **kw: attempt("listing shares", lambda: client.list_shares(**kw)),
-                "shares",
             )
         )
         budget = [MAX_TABLES]
@@ -72,7 +75,7 @@ def list_shared(profile_path: str, endpoint: str, client: Any, attempt: Attempt)
 
 
 def _share_rows(
-    client: Any, attempt: Attempt, profile_path: str, share: Any, budget: list[int]
+    client: SharingClient, attempt: Attempt, profile_path: str, share: Any, budget: list[int]
 ) -> list[dict[str, Any]]:
     """One row per table of ``share`` (one empty row if it has none)."""
     problem = _bad_name("share", share.name)
@@ -84,9 +87,8 @@ def _share_rows(
             f"tables of share {share.name!r}",
             lambda **kw: attempt(
                 f"listing the tables of share {share.name!r}",
-                lambda: client.list_all_tables(share, **kw),
+                lambda: client.list_all_tables(share.name, **kw),
             ),
-            "tables",
             budget,
         )
     )
@@ -99,14 +101,13 @@ def _paged(
     profile_path: str,
     what: str,
     call: Callable[..., Any],
-    attribute: str,
     budget: list[int] | None = None,
 ) -> Iterator[Any]:
     """The items of a paged listing, within :data:`MAX_PAGES` pages and the table budget."""
     token: str | None = None
     for _ in range(MAX_PAGES):
         page = call(page_token=token) if token else call()
-        items = list(getattr(page, attribute))
+        items = list(page.items)
         if budget is not None:
             budget[0] -= len(items)
             if budget[0] < 0:
@@ -124,33 +125,29 @@ def _paged(
     )
 
 
-def _table_row(client: Any, attempt: Attempt, profile_path: str, table: Any) -> dict[str, Any]:
+def _table_row(
+    client: SharingClient, attempt: Attempt, profile_path: str, table: Any
+) -> dict[str, Any]:
     """A table's kind, format version, rows, bytes and version; a problem instead of a failure."""
-    for kind, value in (("schema", table.schema), ("table", table.name)):
+    for kind, value in (("share", table.share), ("schema", table.schema), ("table", table.name)):
         problem = _bad_name(kind, value)
         if problem:
             return _row(profile_path, table.share, table.schema, table.name, problem=problem)
     try:
         response = attempt(
             f"listing the files of table {table.share}.{table.schema}.{table.name}",
-            lambda: client.list_files_in_table(table),
+            lambda: client.query_files(table.share, table.schema, table.name),
         )
+    except SharingAnswerError as exc:
+        return _row(profile_path, table.share, table.schema, table.name, problem=exc.problem)
     except ArcuateError:
         raise
     except Exception as exc:
         if _status(exc) == 401:
             raise
         return _row(profile_path, table.share, table.schema, table.name, problem=_first_line(exc))
-    if response.metadata is None:
-        return _row(
-            profile_path,
-            table.share,
-            table.schema,
-            table.name,
-            problem="the server answered in delta format, which was not asked for",
-        )
-    marker = parse_description(getattr(response.metadata, "description", None))
-    rows, size = _counts(response.add_files)
+    marker = parse_description(response.metadata.description)
+    rows, size = _counts(response.files)
     problem = None
     if marker is None:
         problem = "not an arcuate table (its description carries no arcuate format marker)"
@@ -167,7 +164,7 @@ def _table_row(client: Any, attempt: Attempt, profile_path: str, table: Any) -> 
         format_version=marker[0] if marker else None,
         rows=rows,
         bytes=size,
-        version=_count(response.delta_table_version),
+        version=_count(response.version),
         problem=problem,
     )
 

@@ -1,9 +1,10 @@
-"""Reading a shared table with the official ``delta_sharing`` client, as Arrow record batches.
+"""Reading a shared table over the Delta Sharing protocol, as Arrow record batches.
 
-A coordinate is ``<profile file>#<share>.<schema>.<table>``, exactly what the client takes.
-:meth:`DeltaSharingReader.batches` asks the client's REST layer (``DataSharingRestClient``) for
-the table's metadata and file list in one request (one snapshot: the format check and the
-files agree), then downloads the Parquet files one at a time, streamed to a temporary file
+A coordinate is ``<profile file>#<share>.<schema>.<table>``, what the official ``delta_sharing``
+client takes. :meth:`DeltaSharingReader.batches` asks the server, through arcuate's own protocol
+client (:mod:`arcuate.backends.sharing.client`, which imports neither ``delta_sharing`` nor
+pandas), for the table's metadata and file list in one request (one snapshot: the format check
+and the files agree), then downloads the Parquet files one at a time, streamed to a temporary file
 (the next one prefetched while the current one is read), and reads each with
 ``pyarrow.parquet.ParquetFile.iter_batches`` in batches bounded by rows *and* bytes. Memory
 therefore holds about one batch, whatever the size of the table; nothing goes through pandas.
@@ -12,7 +13,7 @@ Batches carry the format's columns, cast to :data:`~arcuate.format.schema.SCHEMA
 where they fit; a value that does not fit is passed on as it is, for validation to name its
 row and field. :func:`frame_to_batches` turns a pandas frame (``delta_sharing.load_as_pandas``,
 the Python API) into the same stream, converting exactly: NaN metric values stay NaN, bytes
-stay bytes.
+stay bytes; :meth:`DeltaSharingReader.frame` is the one method that uses the official client.
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ from arcuate.backends.retry import (
     GaveUp,
     RetryPolicy,
     describe_failure,
-    endpoint_text,
     http_status,
     is_transient,
     origin,
     retry_call,
 )
+from arcuate.backends.sharing.client import (
+    Profile,
+    ProfileProblem,
+    SharingClient,
+)
 from arcuate.errors import (
+    ArcuateError,
     BackendError,
     InputError,
     NotFoundError,
@@ -54,8 +60,6 @@ from arcuate.format.schema import SCHEMA, SUPPORTED_VERSIONS, Content, conform, 
 
 if TYPE_CHECKING:
     import pandas as pd
-    from delta_sharing.protocol import DeltaSharingProfile
-    from delta_sharing.rest_client import DataSharingRestClient
 
     from arcuate.backends.sharing.listing import SharedListing
 
@@ -65,14 +69,11 @@ DEFAULT_BATCH_BYTES: Final = 8 * 1024 * 1024
 _PIECE: Final = 1 << 20
 _DOWNLOAD_TRIES: Final = 3
 _TIMEOUT: Final = (30, 300)
-#: Requests to the sharing server's API: connecting to a server that is up takes milliseconds,
-#: so a server that does not accept the connection in 10 s is taken to be down (and retried).
-_API_TIMEOUT: Final = (10, 300)
 #: A profile is a few hundred bytes of JSON; anything this large is not one.
 _PROFILE_MAX_BYTES: Final = 1 << 20
 _PROFILE_HINT: Final = (
-    "a profile is the JSON file the provider sent: {\"shareCredentialsVersion\": 1,"
-    " \"endpoint\": \"https://...\", \"bearerToken\": \"...\"}; ask them for a new one if it was"
+    'a profile is the JSON file the provider sent: {"shareCredentialsVersion": 1,'
+    ' "endpoint": "https://...", "bearerToken": "..."}; ask them for a new one if it was'
     " edited"
 )
 _SHARING_HINT: Final = (
@@ -141,20 +142,16 @@ def _array(values: list[Any], f: pa.Field, start: int) -> pa.Array:
         raise ShareDataError(f"column cannot be converted: {exc}", row=start, field=f.name) from exc
 
 
-def read_profile(path: str) -> DeltaSharingProfile:
-    """The profile file at ``path`` (local, or any fsspec URL the client reads), checked.
+def read_profile(path: str) -> Profile:
+    """The profile file at ``path`` (local, or any fsspec URL), checked.
 
     Raises:
         NotFoundError: there is no file at ``path``.
         InputError: (ARC710) it is not valid JSON, or not a profile: the message names the
             profile, and the line and column or the field; never a value from it.
     """
-    import fsspec
-    from delta_sharing.protocol import DeltaSharingProfile
-
     try:
-        with fsspec.open(path, "rb") as fh:
-            data = fh.read(_PROFILE_MAX_BYTES + 1)
+        data = _profile_bytes(path)
     except FileNotFoundError as exc:
         raise NotFoundError(
             f"the profile {path} does not exist",
@@ -170,18 +167,28 @@ def read_profile(path: str) -> DeltaSharingProfile:
         if not doc.get(field):
             raise InputError(f"the profile {path} has no {field!r}", code="ARC710")
     try:
-        return DeltaSharingProfile.from_json(doc)
+        return Profile.from_json(doc)
     except KeyError as exc:
         raise InputError(
             f"the profile {path} has no {exc.args[0]!r}", code="ARC710", hint=_PROFILE_HINT
         ) from None
-    except (ValueError, TypeError, AttributeError) as exc:
+    except ProfileProblem as exc:
         raise InputError(
-            f"the profile {path} is not a Delta Sharing profile this client can use"
-            f" ({type(exc).__name__})",
+            f"the profile {path} is not a Delta Sharing profile arcuate can use: {exc}",
             code="ARC710",
             hint=_PROFILE_HINT,
         ) from None
+
+
+def _profile_bytes(path: str) -> bytes:
+    """At most one byte more than a profile may hold, from a local file or an fsspec URL."""
+    if "://" not in path:
+        with open(path, "rb") as fh:
+            return fh.read(_PROFILE_MAX_BYTES + 1)
+    import fsspec
+
+    with fsspec.open(path, "rb") as fh:
+        return fh.read(_PROFILE_MAX_BYTES + 1)  # type: ignore[no-any-return]
 
 
 def _profile_json(path: str, data: bytes) -> dict[str, Any]:
@@ -206,25 +213,8 @@ def _profile_json(path: str, data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _rest_client(profile: DeltaSharingProfile) -> DataSharingRestClient:
-    """The client's REST layer with its own retries off (they are bounded here instead) and a
-    timeout on every request (it sets none: a server that hangs would hang the statement)."""
-    from delta_sharing.rest_client import DataSharingRestClient
-
-    client = DataSharingRestClient(profile, num_retries=0)
-    session = client._session
-    plain = session.request
-
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", _API_TIMEOUT)
-        return plain(method, url, **kwargs)
-
-    session.request = request  # type: ignore[method-assign]
-    return client
-
-
 class DeltaSharingReader:
-    """A :class:`~arcuate.backends.protocols.ShareReader` over the ``delta_sharing`` client.
+    """A :class:`~arcuate.backends.protocols.ShareReader` over the Delta Sharing protocol.
 
     Requests to the sharing server that fail for want of an answer (no connection, a timeout,
     HTTP 429/5xx) are retried for ``retry.seconds``, then fail with an error that names the
@@ -270,28 +260,27 @@ class DeltaSharingReader:
         return attempt
 
     def _request(self, coordinate: str, what: str, call: Any) -> Any:
-        """``call(client)`` against the coordinate's sharing server, retried within the budget.
+        """``call(client, share, schema, table)`` against the coordinate's sharing server,
+        retried within the budget.
 
         Raises:
             UnreachableError: the server did not answer, or kept failing, until time was up.
+            SharingAnswerError: (ARC730) the server's answer is malformed.
             NotFoundError, BackendError, InputError: as :func:`_client_error` and
                 :func:`read_profile` say.
         """
-        profile_path, _ = _split(coordinate)
+        profile_path, name = _split(coordinate)
+        share, schema, table = name.split(".")
         profile = read_profile(profile_path)
+        client = SharingClient(profile)
         try:
-            client = _rest_client(profile)
-        except Exception as exc:
-            raise _client_error(coordinate, exc) from exc
-        try:
-            return self._attempt(endpoint_text(profile.endpoint))(what, lambda: call(client))
-        except UnreachableError:
+            return self._attempt(client.endpoint)(what, lambda: call(client, share, schema, table))
+        except ArcuateError:
             raise
         except Exception as exc:
             raise _client_error(coordinate, exc) from exc
         finally:
-            with contextlib.suppress(Exception):
-                client.close()
+            client.close()
 
     def metadata(self, coordinate: str) -> dict[str, Any]:
         """The table's version, description marker (format version, content) and schema.
@@ -300,28 +289,21 @@ class DeltaSharingReader:
             NotFoundError: the coordinate is malformed, or the table is not shared with you.
             BackendError: the sharing server cannot be reached or answered an error.
         """
-        from delta_sharing.protocol import Table
-
-        share, schema, table = _split(coordinate)[1].split(".")
-        response = self._request(
+        answer = self._request(
             coordinate,
             f"reading the metadata of shared table {coordinate!r}",
-            lambda client: client.query_table_metadata(
-                Table(name=table, share=share, schema=schema)
-            ),
+            lambda client, *table: client.query_metadata(*table),
         )
-        meta = response.metadata
-        marker = parse_description(getattr(meta, "description", None))
+        meta = answer.metadata
+        marker = parse_description(meta.description)
         return {
             "coordinate": coordinate,
-            "version": response.delta_table_version,
-            "name": getattr(meta, "name", None),
-            "description": getattr(meta, "description", None),
+            "version": answer.version,
+            "name": meta.name,
+            "description": meta.description,
             "format_version": marker[0] if marker else None,
             "content": marker[1] if marker else None,
-            "schema": json.loads(meta.schema_string)
-            if getattr(meta, "schema_string", None)
-            else None,
+            "schema": _schema(coordinate, meta.schema_string),
         }
 
     def list_shared(self, profile: str) -> SharedListing:
@@ -335,14 +317,8 @@ class DeltaSharingReader:
         """
         from arcuate.backends.sharing.listing import list_shared
 
-        profile_doc = read_profile(profile)
-        endpoint = str(profile_doc.endpoint)
-        client = _rest_client(profile_doc)
-        try:
-            return list_shared(profile, endpoint, client, self._attempt(endpoint_text(endpoint)))
-        finally:
-            with contextlib.suppress(Exception):
-                client.close()
+        with SharingClient(read_profile(profile)) as client:
+            return list_shared(profile, client.endpoint, client, self._attempt(client.endpoint))
 
     def check(self, coordinate: str) -> dict[str, Any]:
         """The table's metadata, verified to be an arcuate table of a supported format version.
@@ -385,32 +361,22 @@ class DeltaSharingReader:
         One ``query`` request of the protocol: the metadata and the file list describe the
         same table version.
         """
-        from delta_sharing.protocol import Table
-
-        share, schema, table = _split(coordinate)[1].split(".")
-        response = self._request(
+        answer = self._request(
             coordinate,
             f"listing the files of shared table {coordinate!r}",
-            lambda client: client.list_files_in_table(
-                Table(name=table, share=share, schema=schema)
-            ),
+            lambda client, *table: client.query_files(*table),
         )
-        if response.metadata is None:  # a delta-format answer: not asked for, not expected
-            raise BackendError(
-                f"the sharing server answered the file list of {coordinate!r} in a format "
-                "this reader did not ask for (delta log lines instead of parquet file actions)"
-            )
-        marker = _check_marker(coordinate, getattr(response.metadata, "description", None))
+        marker = _check_marker(coordinate, answer.metadata.description)
         files = [
             SharedFileRef(
-                url=add.url,
-                id=add.id,
-                size=int(add.size),
-                partition_values=dict(add.partition_values or {}),
+                url=f.url,
+                id=f.id,
+                size=f.size,
+                partition_values=dict(f.partition_values),
             )
-            for add in response.add_files
+            for f in answer.files
         ]
-        return SharedFiles(coordinate, int(response.delta_table_version), files, marker[1])
+        return SharedFiles(coordinate, answer.version, files, marker[1])
 
     def _stream(self, listing: SharedFiles) -> Iterator[pa.RecordBatch]:
         """Download each file (one ahead), read it in bounded batches, remove it."""
@@ -547,7 +513,7 @@ class SharedFileRef:
     url: str
     id: str
     size: int
-    partition_values: dict[str, str]
+    partition_values: dict[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -559,6 +525,16 @@ class SharedFiles:
     files: list[SharedFileRef]
     #: what the table's marker says it holds (an importer refuses to read it as the other)
     content: Content | None = None
+
+
+def _schema(coordinate: str, text: str) -> Any:
+    """The table's schema (the metadata's ``schemaString``), parsed."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise BackendError(
+            f"the sharing server sent a schema of shared table {coordinate!r} that is not JSON"
+        ) from None
 
 
 def _check_marker(coordinate: str, description: str | None) -> tuple[int, Content]:

@@ -3,8 +3,9 @@
 Where the Delta Sharing Spark connector is installed (Databricks, or a cluster started with
 ``io.delta:delta-sharing-spark``), the table is read by the cluster itself
 (``spark.read.format("deltaSharing")``, what ``delta_sharing.load_as_spark`` does). Elsewhere
-(Sail, a plain Spark Connect server) it is read with the Python ``delta_sharing`` client on
-the driver and handed to Spark (``spark.createDataFrame`` of Arrow slices).
+(Sail, a plain Spark Connect server) it is read with arcuate's own Delta Sharing client on
+the driver (:class:`~arcuate.backends.sharing.reader.DeltaSharingReader`) and handed to Spark
+(``spark.createDataFrame`` of Arrow slices).
 
 Either way the table is first checked to be an arcuate table of a supported format version,
 through the table metadata the sharing server returns. :meth:`SparkShareReader.batches` yields
