@@ -10,7 +10,7 @@ verifier, so an upstream change fails CI, not users (research/trust/NOTES.md §3
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 from arcuate.errors import InputError
@@ -36,5 +36,35 @@ def sign_resources(resources: Mapping[str, str], private_key: Path, name: str) -
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.sig"
+        bundle.write(out)
+        return out.read_bytes()
+
+
+def sign_model_files(
+    files: Mapping[str, str], private_key: Path, name: str, ignore: Iterable[str]
+) -> bytes:
+    """A ``model.sig`` for a model directory: the bundle ``model_signing sign key`` writes for
+    it (method ``files``, SHA-256, ``ignore_paths``), over path -> sha256 hex of its files,
+    relative to it; the stock ``model_signing verify key`` checks it against the directory."""
+    try:
+        from model_signing import manifest
+        from model_signing._hashing.hashing import Digest
+        from model_signing._signing import sign_ec_key, signing
+    except ImportError as error:
+        raise InputError(
+            f"signing needs the sign extra: pip install 'arcuate[sign]' ({error})"
+        ) from None
+    items = [
+        manifest.FileManifestItem(path=PurePosixPath(p), digest=Digest("sha256", bytes.fromhex(h)))
+        for p, h in sorted(files.items())
+    ]
+    kind = manifest._FileSerialization(
+        "sha256", allow_symlinks=False, ignore_paths=[PurePosixPath(p) for p in ignore]
+    )
+    bundle = sign_ec_key.Signer(private_key).sign(
+        signing.Payload(manifest.Manifest(name, items, kind))
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.sig"
         bundle.write(out)
         return out.read_bytes()
