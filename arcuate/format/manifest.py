@@ -524,14 +524,14 @@ def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ShareDataError("the model.sig is not UTF-8 JSON", row=i, field=where, code=CODE)
-    v.parse_json(text, i, f"{where}.data")  # depth bounded before json.loads recurses
+    _bounded_json(text, i, where)  # depth bounded before json.loads recurses
     loaded = _load_bundle(data)
     try:
         payload = base64.b64decode(loaded["dsseEnvelope"]["payload"], validate=True)
         sig = loaded["dsseEnvelope"]["signatures"][0]["sig"]
         if not isinstance(sig, str) or not isinstance(loaded.get("verificationMaterial"), dict):
             raise TypeError("no signature or verification material")
-        v.parse_json(payload.decode("utf-8"), i, f"{where}.data")
+        _bounded_json(payload.decode("utf-8"), i, where)
     except (KeyError, TypeError, binascii.Error, UnicodeDecodeError) as error:
         raise ShareDataError(
             f"the model.sig is not a model-signing bundle ({error})", row=i, field=where, code=CODE
@@ -544,6 +544,15 @@ def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
                 row=i, field=where, code=CODE,
             )  # fmt: skip
     return signs
+
+
+def _bounded_json(text: str, i: int, where: str) -> None:
+    try:
+        v.parse_json(text, i, f"{where}.data")
+    except ShareDataError as error:
+        raise ShareDataError(
+            f"the model.sig {error.args[0].split(': ', 1)[-1]}", row=i, field=where, code=CODE
+        ) from None
 
 
 def check_model_sig(sig: ModelSig, kind: str, files: Iterable[tuple[str, str, str]]) -> None:

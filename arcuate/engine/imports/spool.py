@@ -33,6 +33,7 @@ from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
+from arcuate.format.manifest import CODE as MODEL_SIG_CODE
 from arcuate.format.manifest import (
     MODEL_SIG_PATH,
     MODEL_SIGNATURE_KIND,
@@ -417,6 +418,7 @@ class Spool:
                     f"model.sig of {sig.owner} belongs to key {sig.key!r}, which has no record",
                     row=sig.row,
                     field="key",
+                    code=MODEL_SIG_CODE,
                 )
             if keys.setdefault(sig.key, sig.row) != sig.row:
                 raise ShareDataError(
@@ -424,6 +426,7 @@ class Spool:
                     f"{keys[sig.key]})",
                     row=sig.row,
                     field="key",
+                    code=MODEL_SIG_CODE,
                 )
             entry = self.entries[index]
             listed = [(f["owner"], f["path"], f["sha256"]) for f in entry.files]
