@@ -59,7 +59,7 @@ def sign_model_files(
         for p, h in sorted(files.items())
     ]
     kind = manifest._FileSerialization(
-        "sha256", allow_symlinks=False, ignore_paths=[PurePosixPath(p) for p in ignore]
+        "sha256", allow_symlinks=False, ignore_paths=[Path(p) for p in ignore]
     )
     bundle = sign_ec_key.Signer(private_key).sign(
         signing.Payload(manifest.Manifest(name, items, kind))

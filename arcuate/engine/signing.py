@@ -213,6 +213,7 @@ def signature_batch(bundle: bytes, claim: bytes, exported_at: datetime) -> pa.Re
 
 # -- recipient --------------------------------------------------------------------------------
 
+
 def shared_name(coordinate: str) -> str | None:
     """``share.schema.table`` of a coordinate (``profile#share.schema.table``), else None."""
     if "#" not in coordinate:

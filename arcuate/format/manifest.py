@@ -19,9 +19,9 @@ import contextlib
 import hashlib
 import json
 import operator
+import re
 import sys
 from array import array
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -163,9 +163,7 @@ def record_digest(row: Mapping[str, Any]) -> str:
     File bytes are covered by each file's `sha256`, which the import already checks, so the
     digest need not hash them again: that keeps signing and verifying one small hash a record.
     """
-    files = [
-        {k: v for k, v in f.items() if k != "data"} for f in (row.get("files") or [])
-    ]
+    files = [{k: v for k, v in f.items() if k != "data"} for f in (row.get("files") or [])]
     body = {k: v for k, v in row.items() if k != "files"} | {"files": files}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -203,8 +201,7 @@ def row_digest(row: Mapping[str, Any]) -> str:
     files = body.get("files")
     if isinstance(files, list):
         body["files"] = [
-            {k: x for k, x in f.items() if k != "data"} if isinstance(f, dict) else f
-            for f in files
+            {k: x for k, x in f.items() if k != "data"} if isinstance(f, dict) else f for f in files
         ]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_loose)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -523,7 +520,9 @@ def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ShareDataError("the model.sig is not UTF-8 JSON", row=i, field=where, code=CODE)
+        raise ShareDataError(
+            "the model.sig is not UTF-8 JSON", row=i, field=where, code=CODE
+        ) from None
     _bounded_json(text, i, where)  # depth bounded before json.loads recurses
     loaded = _load_bundle(data)
     try:

@@ -120,7 +120,9 @@ def _download(store: Any, uri: str, dst: Path, monkeypatch: pytest.MonkeyPatch) 
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
 
 
-def stock_verify(model: Path, pub: Path, signature: Path | None = None) -> subprocess.CompletedProcess[str]:
+def stock_verify(
+    model: Path, pub: Path, signature: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m model_signing verify key`` (model-signing 1.1), in a subprocess."""
     sig = signature or model / "model.sig"
     args = ["verify", "key", "--signature", str(sig), "--public_key", str(pub), str(model)]
@@ -191,7 +193,7 @@ def test_model_sig_is_written_without_verified_by_and_checked_later(
     _import(recipient_store, rows, "model", None)
     model = _download(recipient_store, "models:/churn/1", tmp_path / "v1", monkeypatch)
     assert stock_verify(model, provider.pub).returncode == 0
-    other_key, other_pub = make_keys(tmp_path, "mallory")
+    _, other_pub = make_keys(tmp_path, "mallory")
     refused = stock_verify(model, other_pub)
     assert refused.returncode != 0
 

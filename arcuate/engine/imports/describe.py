@@ -401,6 +401,7 @@ class _Description:
             "eval_records": sum(d.count for d in self.records.datasets.values()),
             **traces,
         }
+
     def signed(self, source: str, key: bytes | None) -> dict[str, Any]:
         """Who signed the table (the key fingerprint its bundle names) and whether the
         signature verifies with the pinned key."""
@@ -428,9 +429,7 @@ class _Description:
         out: dict[str, Any] = {
             "source": source,
             "kind": self.content or "empty",
-            ("runs" if self.content not in ("model", "prompt") else "versions"): counts[
-                "records"
-            ],
+            ("runs" if self.content not in ("model", "prompt") else "versions"): counts["records"],
             "metric_points": counts["metric_points"],
             "files": counts["files"],
             "bytes": counts["bytes"],

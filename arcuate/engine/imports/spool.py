@@ -38,14 +38,14 @@ from arcuate.format.manifest import (
     MODEL_SIG_PATH,
     MODEL_SIGNATURE_KIND,
     SIGNATURE_KIND,
-    ModelSig,
-    check_model_sig,
-    model_signatures,
     UNSIGNED_KINDS,
     VALIDATED_KINDS,
     Carried,
+    ModelSig,
     add_digest,
     carried,
+    check_model_sig,
+    model_signatures,
     record_resource,
     row_digest,
     shared_digest,
@@ -434,8 +434,14 @@ class Spool:
             size = local.stat().st_size
             digest = hashlib.sha256(local.read_bytes()).hexdigest()
             entry.files.append(
-                {"owner": sig.owner, "path": MODEL_SIG_PATH, "size": size, "sha256": digest,
-                 "chunks": 0, "local": str(local)}  # fmt: skip
+                {
+                    "owner": sig.owner,
+                    "path": MODEL_SIG_PATH,
+                    "size": size,
+                    "sha256": digest,
+                    "chunks": 0,
+                    "local": str(local),
+                }
             )
             self.bytes += size
             # what the record writes now includes its model.sig files
