@@ -5,7 +5,10 @@ an export sequence and id) and writes the bundle as one more row of the same Del
 kind ``signature``: the signature travels inside the share. The recipient recomputes every
 record's digest while it validates the rows (pass 1), then, before anything is written,
 checks the bundle with the pinned key, the claim and the set of digests; file bytes are
-checked against their signed SHA-256 by pass 1 already. See docs/trust.md.
+checked against their signed SHA-256 by pass 1 already. Each record's model directories (a
+version's files, a run's logged models) also get a ``model.sig`` of their own, in a
+``model_signature`` row, which the import writes beside ``MLmodel`` for the stock
+``model_signing verify`` command. See docs/trust.md.
 """
 
 from __future__ import annotations

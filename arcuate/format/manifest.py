@@ -8,7 +8,8 @@ verification mandatory without installing anything (research/trust/NOTES.md §5)
 
 The signature travels inside the table as one extra row of kind ``signature`` (key
 ``table``) whose two files are the bundle and the table claim it binds (docs/trust.md);
-:mod:`arcuate.engine.signing` writes and checks it.
+:mod:`arcuate.engine.signing` writes and checks it. Each model directory's own ``model.sig``
+travels in ``model_signature`` rows, shaped and bounded here (:func:`model_signatures`).
 """
 
 from __future__ import annotations
