@@ -525,7 +525,10 @@ def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
             "the model.sig is not UTF-8 JSON", row=i, field=where, code=CODE
         ) from None
     _bounded_json(text, i, where)  # depth bounded before json.loads recurses
-    loaded = _load_bundle(data)
+    try:
+        loaded = _load_bundle(data)
+    except ShareDataError as error:
+        raise _model_sig_error(error, i, where) from None
     try:
         payload = base64.b64decode(loaded["dsseEnvelope"]["payload"], validate=True)
         sig = loaded["dsseEnvelope"]["signatures"][0]["sig"]
@@ -536,7 +539,10 @@ def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
         raise ShareDataError(
             f"the model.sig is not a model-signing bundle ({error})", row=i, field=where, code=CODE
         ) from None
-    signs = _resources(payload)
+    try:
+        signs = _resources(payload)
+    except ShareDataError as error:
+        raise _model_sig_error(error, i, where) from None
     for name, digest in signs.items():
         if not _SHA256_HEX.match(digest):
             raise ShareDataError(
@@ -546,13 +552,20 @@ def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
     return signs
 
 
+def _model_sig_error(error: ShareDataError, i: int, where: str) -> ShareDataError:
+    """A bundle or JSON check's error, said of the model.sig at row ``i``, ``where``."""
+    message = str(error).split(": ", 1)[-1].replace("the signature bundle ", "")
+    joined = (
+        f"the model.sig: {message}" if message.startswith("the ") else f"the model.sig {message}"
+    )
+    return ShareDataError(joined, row=i, field=where, code=CODE)
+
+
 def _bounded_json(text: str, i: int, where: str) -> None:
     try:
         v.parse_json(text, i, f"{where}.data")
     except ShareDataError as error:
-        raise ShareDataError(
-            f"the model.sig {error.args[0].split(': ', 1)[-1]}", row=i, field=where, code=CODE
-        ) from None
+        raise _model_sig_error(error, i, where) from None
 
 
 def check_model_sig(sig: ModelSig, kind: str, files: Iterable[tuple[str, str, str]]) -> None:

@@ -334,3 +334,14 @@ def test_a_removed_model_sig_row_is_refused_when_verified(
 ) -> None:
     rows = [r for r in model_rows if r is not _sig_row(model_rows)]
     _refused(recipient_store, rows, "missing", provider.pub)
+
+
+def test_describe_checks_model_signature_rows(
+    provider: Provider, model_rows: list[dict[str, Any]]
+) -> None:
+    from arcuate.engine.imports.describe import describe_shared
+
+    honest = describe_shared(batches_of(model_rows, size=3), "local", str(provider.pub)).summary
+    assert honest["valid"] is True and honest["signature"] == "verifies"
+    bad = describe_shared(batches_of(_with_data(model_rows, b"{}"), size=3), "local").summary
+    assert bad["valid"] is False and "model.sig" in bad["problem"]
