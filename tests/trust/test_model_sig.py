@@ -345,3 +345,19 @@ def test_describe_checks_model_signature_rows(
     assert honest["valid"] is True and honest["signature"] == "verifies"
     bad = describe_shared(batches_of(_with_data(model_rows, b"{}"), size=3), "local").summary
     assert bad["valid"] is False and "model.sig" in bad["problem"]
+
+
+def test_a_new_export_replaces_the_model_sig(
+    provider: Provider, recipient_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = rows_of(provider.export("again", "MODEL churn"))
+    _import(recipient_store, first, "model", provider.pub)
+    again = _import(recipient_store, first, "model", provider.pub)
+    assert again.summary["unchanged"] == 2
+    second = rows_of(provider.export("again", "MODEL churn"))  # the same files, signed anew
+    newer = _sig_row(second)["files"][0]["data"]
+    assert newer != _sig_row(first)["files"][0]["data"]
+    _import(recipient_store, second, "model", provider.pub)
+    model = _download(recipient_store, "models:/churn/1", tmp_path / "v1", monkeypatch)
+    assert (model / "model.sig").read_bytes() == newer
+    assert stock_verify(model, provider.pub).returncode == 0
