@@ -361,3 +361,43 @@ def test_a_new_export_replaces_the_model_sig(
     model = _download(recipient_store, "models:/churn/1", tmp_path / "v1", monkeypatch)
     assert (model / "model.sig").read_bytes() == newer
     assert stock_verify(model, provider.pub).returncode == 0
+
+
+# -- a model table of the same share as an imported experiment ------------------------------------
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_model_table_links_to_the_experiment_import_of_its_share(
+    provider: Provider,
+    recipient_store: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    signed: bool,
+) -> None:
+    """Both tables of one share, signed or not: the versions link to the run the experiment
+    import brought (its logged model holds the same files, and when signed its own model.sig)
+    instead of a second copy."""
+    import json
+
+    from arcuate.engine.imports import import_experiment, import_model
+
+    profile = tmp_path / "acme.share"
+    profile.write_text(
+        json.dumps({"shareCredentialsVersion": 1, "endpoint": "https://sharing.example.com/ds"})
+    )
+    exp = rows_of(provider.export(f"exp{signed:d}", "EXPERIMENT exp", signed=signed))
+    model = rows_of(provider.export(f"model{signed:d}", "MODEL churn", signed=signed))
+    key = str(provider.pub) if signed else None
+    ctx = recipient_context(recipient_store)
+    source = f"{profile}#ml.default."
+    import_experiment(batches_of(exp), "exp", ctx, source=f"{source}exp{signed:d}", verify_key=key)
+    import_model(batches_of(model), "churn", ctx, source=f"{source}model{signed:d}", verify_key=key)
+    client = recipient_store.client()
+    (run,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert client.get_experiment_by_name("models/churn") is None
+    assert client.get_model_version("churn", "1").run_id == run.info.run_id
+    downloaded = _download(recipient_store, "models:/churn/1", tmp_path / "v1", monkeypatch)
+    if signed:  # the experiment import's model.sig, over the very same files
+        assert stock_verify(downloaded, provider.pub).returncode == 0
+    else:
+        assert not (downloaded / "model.sig").exists()

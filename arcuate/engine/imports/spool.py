@@ -441,6 +441,7 @@ class Spool:
                     "sha256": digest,
                     "chunks": 0,
                     "local": str(local),
+                    "model_sig": True,
                 }
             )
             self.bytes += size
