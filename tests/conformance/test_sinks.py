@@ -333,6 +333,10 @@ def test_missing_and_altered_files_are_written_again(target: Target, shared: lis
     assert not sink.same_files(uri, files)
     assert sink.repair_run_files(uri, files, {}) == {"files": 1, "bytes": 6}
     assert sink.same_files(uri, files)
+    # a file the comparison is told to ignore (the model.sig of another signed table)
+    target.client().log_text(run.info.run_id, "{}", "model.sig")
+    assert not sink.same_files(uri, files)
+    assert sink.same_files(uri, files, ignore=frozenset({"model.sig"}))
 
 
 def _file(data: bytes, path: str) -> dict[str, Any]:
