@@ -428,8 +428,17 @@ class RunSink(Protocol):
         the others there. Counters: ``files``, ``bytes``."""
         ...
 
-    def same_files(self, uri: str, files: list[Record], prefix: str = "") -> bool:
-        """Whether ``uri`` holds exactly ``files`` under ``prefix`` (paths, sizes, bytes)."""
+    def same_files(
+        self,
+        uri: str,
+        files: list[Record],
+        prefix: str = "",
+        *,
+        ignore: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Whether ``uri`` holds exactly ``files`` under ``prefix`` (paths, sizes, bytes); a
+        file at a path of ``ignore`` (relative to ``prefix``) may be there too, whatever its
+        bytes."""
         ...
 
     def repair_run_files(

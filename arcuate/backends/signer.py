@@ -11,7 +11,7 @@ upstream change fails CI, not users (research/trust/NOTES.md §3).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -37,6 +37,35 @@ def sign_resources(
         InputError: the sign extra is missing, or Sigstore signing failed (never naming the
             token).
     """
+    return _sign(resources, name, (), private_key, certificate, chain, sigstore)
+
+
+def sign_model_files(
+    files: Mapping[str, str],
+    name: str,
+    ignore: Iterable[str],
+    *,
+    private_key: Path | None,
+    certificate: Path | None = None,
+    chain: Sequence[Path] = (),
+    sigstore: Any = None,
+) -> bytes:
+    """A ``model.sig`` for a model directory: the bundle ``model_signing sign`` writes for it
+    (method ``files``, SHA-256, ``ignore_paths``), over path -> sha256 hex of its files,
+    relative to it, signed as :func:`sign_resources` signs; the stock ``model_signing
+    verify key`` (or ``verify certificate``) checks it against the directory."""
+    return _sign(files, name, ignore, private_key, certificate, chain, sigstore)
+
+
+def _sign(
+    resources: Mapping[str, str],
+    name: str,
+    ignore: Iterable[str],
+    private_key: Path | None,
+    certificate: Path | None,
+    chain: Sequence[Path],
+    sigstore: Any,
+) -> bytes:
     try:
         from model_signing import manifest
         from model_signing._hashing.hashing import Digest
@@ -49,7 +78,9 @@ def sign_resources(
         manifest.FileManifestItem(path=PurePosixPath(p), digest=Digest("sha256", bytes.fromhex(h)))
         for p, h in sorted(resources.items())
     ]
-    kind = manifest._FileSerialization("sha256", allow_symlinks=False)
+    kind = manifest._FileSerialization(
+        "sha256", allow_symlinks=False, ignore_paths=[Path(p) for p in ignore]
+    )
     payload = signing.Payload(manifest.Manifest(name, items, kind))
     if sigstore is not None:
         try:

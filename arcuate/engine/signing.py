@@ -5,7 +5,10 @@ an export sequence and id) and writes the bundle as one more row of the same Del
 kind ``signature``: the signature travels inside the share. The recipient recomputes every
 record's digest while it validates the rows (pass 1), then, before anything is written,
 checks the bundle with the pinned key, the claim and the set of digests; file bytes are
-checked against their signed SHA-256 by pass 1 already. See docs/trust.md.
+checked against their signed SHA-256 by pass 1 already. Each record's model directories (a
+version's files, a run's logged models) also get a ``model.sig`` of their own, in a
+``model_signature`` row, which the import writes beside ``MLmodel`` for the stock
+``model_signing verify`` command. See docs/trust.md.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from arcuate.errors import ConfigurationError, InputError, ShareDataError
 from arcuate.format import manifest as mf
 from arcuate.format import validate as v
 from arcuate.format.manifest import Carried
-from arcuate.format.schema import CHUNK, FORMAT_VERSION, SCHEMA, Content
+from arcuate.format.schema import (
+    CHUNK,
+    FORMAT_VERSION,
+    OWNER_LOGGED_MODEL_PREFIX,
+    OWNER_MODEL,
+    SCHEMA,
+    Content,
+)
 
 if TYPE_CHECKING:
     from arcuate.config import Settings
@@ -235,10 +245,14 @@ def _text_time(value: Any) -> str:
 
 
 def batch_digests(
-    batch: pa.RecordBatch, first: int, content: Content
+    batch: pa.RecordBatch,
+    first: int,
+    content: Content,
+    models: list[_ModelDirs] | None = None,
 ) -> Iterator[tuple[str, str, str]]:
     """(resource, digest, exported_at) of each record row of ``batch``, as the recipient will
-    compute them: the same conversion to Python values and the same validation."""
+    compute them: the same conversion to Python values and the same validation. ``models``,
+    if given, is told each record's model directories (what a ``model.sig`` signs)."""
     if batch.num_rows == 0:
         return
     records = batch.filter(pc.not_equal(batch.column("kind"), CHUNK))  # chunks: by FILE.sha256
@@ -254,6 +268,12 @@ def batch_digests(
         item = v.parse_row(row, first + offset, content)
         if isinstance(item, v.SharedRecord):
             yield mf.record_resource(row), mf.shared_digest(item, at), at
+            if models is not None:
+                dirs = mf.model_directories(
+                    item.kind, ((f.owner, f.path, f.sha256) for f in item.files)
+                )
+                if dirs:
+                    models.append(_ModelDirs(item.key, _model_name(item), row["exported_at"], dirs))
 
 
 def signed(
@@ -265,19 +285,30 @@ def signed(
     """``batches`` passed on, digested on the way, then the signature row (same commit)."""
     from arcuate.backends.signer import sign_resources
 
+    how = key if isinstance(key, Signing) else Signing("key", key)
     digests: dict[str, str] = {}
     times: set[str] = set()
     first = 0
+
+    def digest(batch: pa.RecordBatch, models: list[_ModelDirs] | None = None) -> None:
+        nonlocal first
+        for resource, value, at in batch_digests(batch, first, content, models):
+            if resource in digests:
+                raise InputError(f"cannot sign the table: two rows are {resource!r}")
+            digests[resource] = value
+            times.add(at)
+        first += batch.num_rows
+
     for item in batches:
+        models: list[_ModelDirs] = []
         if isinstance(item, pa.RecordBatch):
-            for resource, digest, at in batch_digests(item, first, content):
-                if resource in digests:
-                    raise InputError(f"cannot sign the table: two rows are {resource!r}")
-                digests[resource] = digest
-                times.add(at)
-            first += item.num_rows
+            digest(item, models)
         yield item
         del item
+        if models:  # each model directory's model.sig, in rows of the same commit
+            extra = model_signature_batch(models, how)
+            digest(extra)
+            yield extra
     if len(times) > 1:
         raise InputError("the exported rows carry more than one exported_at: cannot sign them")
     at = times.pop() if times else datetime.now().astimezone().isoformat()
@@ -285,12 +316,61 @@ def signed(
     sequence = int(when.timestamp() * 1_000_000)
     claim = mf.table_claim(table, sequence, uuid.uuid4().hex, at)
     digests[mf.TABLE_RESOURCE] = hashlib.sha256(claim).hexdigest()
-    how = key if isinstance(key, Signing) else Signing("key", key)
     bundle = sign_resources(
         digests, how.key, table, certificate=how.certificate, chain=how.chain,
         sigstore=how.sigstore,
     )  # fmt: skip
     yield signature_batch(bundle, claim, when)
+
+
+@dataclass(frozen=True)
+class _ModelDirs:
+    """A record's model directories: owner -> (path -> sha256), as its model.sig signs them."""
+
+    key: str
+    name: str
+    exported_at: Any
+    dirs: dict[str, dict[str, str]]
+
+
+def _model_name(record: v.SharedRecord) -> str:
+    """The informational model name a ``model.sig`` carries."""
+    if record.model_version is not None:
+        return f"{record.model_version['name']} version {record.key}"
+    return f"run {record.key}"
+
+
+def model_signature_batch(models: list[_ModelDirs], how: Signing) -> pa.RecordBatch:
+    """One ``model_signature`` row per record with model directories: a ``model.sig`` for
+    each, signed as the table is, the bundle ``model_signing verify key`` (``verify
+    certificate``) checks the imported directory with."""
+    from arcuate.backends.signer import sign_model_files
+
+    rows = []
+    for record in models:
+        files = []
+        for owner, paths in sorted(record.dirs.items()):
+            name = owner.removeprefix(OWNER_LOGGED_MODEL_PREFIX) if owner != OWNER_MODEL else ""
+            bundle = sign_model_files(
+                paths, name or record.name, mf.MODEL_SIG_IGNORED, private_key=how.key,
+                certificate=how.certificate, chain=how.chain, sigstore=how.sigstore,
+            )  # fmt: skip
+            files.append(dict(_file(mf.MODEL_SIG_PATH, bundle), owner=owner))
+        if sum(len(f["data"]) for f in files) > mf.MAX_BUNDLE_BYTES:
+            raise InputError(
+                f"cannot sign the model directories of record {record.key!r}: their model.sig "
+                f"files exceed {mf.MAX_BUNDLE_BYTES} bytes"
+            )
+        rows.append(
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": mf.MODEL_SIGNATURE_KIND,
+                "key": record.key,
+                "exported_at": record.exported_at,
+                "files": files,
+            }
+        )
+    return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
 
 
 def _file(path: str, data: bytes) -> dict[str, Any]:
@@ -312,6 +392,7 @@ def signature_batch(bundle: bytes, claim: bytes, exported_at: datetime) -> pa.Re
 
 
 # -- recipient --------------------------------------------------------------------------------
+
 
 def shared_name(coordinate: str) -> str | None:
     """``share.schema.table`` of a coordinate (``profile#share.schema.table``), else None."""

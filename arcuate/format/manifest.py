@@ -8,7 +8,8 @@ verification mandatory without installing anything (research/trust/NOTES.md §5)
 
 The signature travels inside the table as one extra row of kind ``signature`` (key
 ``table``) whose two files are the bundle and the table claim it binds (docs/trust.md);
-:mod:`arcuate.engine.signing` writes and checks it.
+:mod:`arcuate.engine.signing` writes and checks it. Each model directory's own ``model.sig``
+travels in ``model_signature`` rows, shaped and bounded here (:func:`model_signatures`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import contextlib
 import hashlib
 import json
 import operator
+import re
 import sys
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
+from arcuate.format.limits import MAX_FILES_PER_RECORD
 
 CODE = "ARC620"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -422,9 +425,7 @@ def record_digest(row: Mapping[str, Any]) -> str:
     File bytes are covered by each file's `sha256`, which the import already checks, so the
     digest need not hash them again: that keeps signing and verifying one small hash a record.
     """
-    files = [
-        {k: v for k, v in f.items() if k != "data"} for f in (row.get("files") or [])
-    ]
+    files = [{k: v for k, v in f.items() if k != "data"} for f in (row.get("files") or [])]
     body = {k: v for k, v in row.items() if k != "files"} | {"files": files}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -462,8 +463,7 @@ def row_digest(row: Mapping[str, Any]) -> str:
     files = body.get("files")
     if isinstance(files, list):
         body["files"] = [
-            {k: x for k, x in f.items() if k != "data"} if isinstance(f, dict) else f
-            for f in files
+            {k: x for k, x in f.items() if k != "data"} if isinstance(f, dict) else f for f in files
         ]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_loose)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -653,3 +653,200 @@ def carried(row: dict[str, Any], i: int, seen: Carried | None) -> Carried:
     if len(found) != 2 or len(claim) > MAX_CLAIM_BYTES:
         raise bad("a signature row holds one bundle.sig and one small claim.json")
     return Carried(i, found[BUNDLE_PATH], claim)
+
+
+# -- model.sig: a model directory's own signature (issue 16 item 1) ----------------------------
+#: The row kind that carries the ``model.sig`` of a record's model directories (its key is
+#: the record's), and the name each one takes at the root of its directory.
+MODEL_SIGNATURE_KIND = "model_signature"
+MODEL_SIG_PATH = "model.sig"
+#: Root paths a ``model.sig`` leaves out, and asks ``model_signing verify`` to ignore (the
+#: bundle's ``ignore_paths``): the signature itself, the git files the stock command ignores
+#: by default, and the file MLflow adds to a registered model it downloads.
+MODEL_SIG_IGNORED = (
+    MODEL_SIG_PATH,
+    "registered_model_meta",
+    ".git",
+    ".gitattributes",
+    ".github",
+    ".gitignore",
+)
+#: Records with model directories, and which of their file owners are one.
+_VERSION_KIND = "model_version"
+_MODEL_OWNER = "model"
+_LOGGED_MODEL_PREFIX = "logged_models/"
+_MAX_OWNER_LENGTH = len(_LOGGED_MODEL_PREFIX) + 256
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_model_directory(kind: str, owner: str) -> bool:
+    """Whether a record's files of ``owner`` are a model directory: a version's model files,
+    or a logged model's files (a run's)."""
+    if kind == _VERSION_KIND:
+        return owner == _MODEL_OWNER
+    return owner.startswith(_LOGGED_MODEL_PREFIX)
+
+
+def model_directories(
+    kind: str, files: Iterable[tuple[str, str, str]]
+) -> dict[str, dict[str, str]]:
+    """owner -> (path -> sha256) of each model directory of a record, as its ``model.sig``
+    signs it: every file but those at the root that the signature leaves out
+    (:data:`MODEL_SIG_IGNORED`). ``files``: (owner, path, sha256). Directories with a
+    ``model.sig`` of their own (the provider's file) are left out: none is made or written."""
+    dirs: dict[str, dict[str, str]] = {}
+    own: set[str] = set()
+    for owner, path, sha256 in files:
+        if not is_model_directory(kind, owner):
+            continue
+        if path == MODEL_SIG_PATH:
+            own.add(owner)
+        if path.split("/", 1)[0] in MODEL_SIG_IGNORED:
+            continue
+        dirs.setdefault(owner, {})[path] = sha256
+    return {owner: paths for owner, paths in dirs.items() if owner not in own and paths}
+
+
+@dataclass(frozen=True)
+class ModelSig:
+    """One shared ``model.sig``: its record (``key``), directory (``owner``), bytes and what
+    it signs (path -> sha256)."""
+
+    row: int
+    key: str
+    owner: str
+    data: bytes
+    signs: dict[str, str]
+
+
+def model_signatures(row: Mapping[str, Any], i: int) -> list[ModelSig]:
+    """The ``model.sig`` files of a ``model_signature`` row, checked: inline, bounded, their
+    digests, one per directory, and each a model-signing bundle whose statement lists files.
+    Its signature is not checked here (the stock command does that, with the provider's key;
+    the table's signature covers the row).
+
+    Raises:
+        ShareDataError: (ARC620) the row or a bundle is malformed.
+    """
+
+    def bad(message: str, name: str = "files") -> ShareDataError:
+        return ShareDataError(message, row=i, field=name, code=CODE)
+
+    key = row.get("key")
+    if not isinstance(key, str) or not key:
+        raise bad(f"key must be a non-empty string, got {str(key)[:80]!r}", "key")
+    for column, value in row.items():
+        if column in ("format_version", "kind", "key", "exported_at", "files"):
+            continue
+        if value is not None and _pruned(value) not in (None, []):
+            raise bad(f"a model_signature row carries no {column}", column)
+    files = row.get("files")
+    if not isinstance(files, list) or not files:
+        raise bad("a model_signature row holds at least one model.sig")
+    if len(files) > MAX_FILES_PER_RECORD:
+        raise bad(f"a model_signature row holds {len(files)} files, over the bound")
+    out: list[ModelSig] = []
+    owners: set[str] = set()
+    total = 0
+    for j, f in enumerate(files):
+        where = f"files[{j}]"
+        if not isinstance(f, dict):
+            raise bad("is not a file", where)
+        owner, data = f.get("owner"), f.get("data")
+        if not isinstance(owner, str) or not (
+            owner == _MODEL_OWNER
+            or (owner.startswith(_LOGGED_MODEL_PREFIX) and len(owner) <= _MAX_OWNER_LENGTH)
+        ):
+            raise bad(f"owner {str(owner)[:80]!r} is not a model directory", f"{where}.owner")
+        if owner in owners:
+            raise bad(f"two model.sig files for {owner}", f"{where}.owner")
+        owners.add(owner)
+        if f.get("path") != MODEL_SIG_PATH:
+            raise bad(f"path must be {MODEL_SIG_PATH!r}", f"{where}.path")
+        if not isinstance(data, bytes) or f.get("chunks") != 0:
+            raise bad("a model.sig travels inline", f"{where}.data")
+        total += len(data)
+        if total > MAX_BUNDLE_BYTES:
+            raise bad(f"the row's model.sig files exceed {MAX_BUNDLE_BYTES} bytes", where)
+        if f.get("size") != len(data) or hashlib.sha256(data).hexdigest() != f.get("sha256"):
+            raise bad("the model.sig bytes do not match its size and sha256", where)
+        out.append(ModelSig(i, key, owner, data, _signed_files(data, i, where)))
+    return out
+
+
+def _signed_files(data: bytes, i: int, where: str) -> dict[str, str]:
+    """What a ``model.sig`` signs (path -> sha256): its JSON and statement parsed, bounded."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ShareDataError(
+            "the model.sig is not UTF-8 JSON", row=i, field=where, code=CODE
+        ) from None
+    _bounded_json(text, i, where)  # depth bounded before json.loads recurses
+    try:
+        loaded = _load_bundle(data)
+    except ShareDataError as error:
+        raise _model_sig_error(error, i, where) from None
+    try:
+        payload = base64.b64decode(loaded["dsseEnvelope"]["payload"], validate=True)
+        sig = loaded["dsseEnvelope"]["signatures"][0]["sig"]
+        if not isinstance(sig, str) or not isinstance(loaded.get("verificationMaterial"), dict):
+            raise TypeError("no signature or verification material")
+        _bounded_json(payload.decode("utf-8"), i, where)
+    except (KeyError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        raise ShareDataError(
+            f"the model.sig is not a model-signing bundle ({error})", row=i, field=where, code=CODE
+        ) from None
+    try:
+        signs = _resources(payload)
+    except ShareDataError as error:
+        raise _model_sig_error(error, i, where) from None
+    for name, digest in signs.items():
+        if not _SHA256_HEX.match(digest):
+            raise ShareDataError(
+                f"the model.sig signs {name[:80]!r} with a digest that is not a SHA-256",
+                row=i, field=where, code=CODE,
+            )  # fmt: skip
+    return signs
+
+
+def _model_sig_error(error: ShareDataError, i: int, where: str) -> ShareDataError:
+    """A bundle or JSON check's error, said of the model.sig at row ``i``, ``where``."""
+    message = str(error).split(": ", 1)[-1].replace("the signature bundle ", "")
+    joined = (
+        f"the model.sig: {message}" if message.startswith("the ") else f"the model.sig {message}"
+    )
+    return ShareDataError(joined, row=i, field=where, code=CODE)
+
+
+def _bounded_json(text: str, i: int, where: str) -> None:
+    try:
+        v.parse_json(text, i, f"{where}.data")
+    except ShareDataError as error:
+        raise _model_sig_error(error, i, where) from None
+
+
+def check_model_sig(sig: ModelSig, kind: str, files: Iterable[tuple[str, str, str]]) -> None:
+    """A ``model.sig`` is written only into a model directory of its record that has none of
+    its own, and only when it signs exactly that directory's files.
+
+    Raises:
+        ShareDataError: (ARC620) it names no model directory of the record, the provider's
+            directory holds a ``model.sig`` already (never overwritten), or it signs other files.
+    """
+    listed = list(files)
+    dirs = model_directories(kind, listed)
+
+    def bad(message: str) -> ShareDataError:
+        return ShareDataError(
+            f"the model.sig of {sig.owner} (record {sig.key!r}) {message}",
+            row=sig.row, field="files", code=CODE,
+        )  # fmt: skip
+
+    if any(o == sig.owner and p == MODEL_SIG_PATH for o, p, _ in listed):
+        raise bad("would replace the model.sig the provider's directory holds")
+    wanted = dirs.get(sig.owner)
+    if wanted is None:
+        raise bad("names no model directory of the record")
+    if sig.signs != wanted:
+        raise bad("does not sign exactly the directory's files")

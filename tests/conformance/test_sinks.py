@@ -308,9 +308,7 @@ def test_runs_are_found_by_their_source_and_deleted_with_their_models(
     eid = sink.prepare_experiment(target.name("found"), {})
     run_ids = write_new(target, eid, shared)
     parent = run_ids["a" * 32]
-    assert [s["run_id"] for s in sink.find_runs("a" * 32) if s["experiment_id"] == eid] == [
-        parent
-    ]
+    assert [s["run_id"] for s in sink.find_runs("a" * 32) if s["experiment_id"] == eid] == [parent]
     state = sink.run_state(parent)
     assert state is not None and state["experiment_name"] == target.name("found")
     assert sink.run_state("0" * 32) is None
@@ -333,6 +331,10 @@ def test_missing_and_altered_files_are_written_again(target: Target, shared: lis
     assert not sink.same_files(uri, files)
     assert sink.repair_run_files(uri, files, {}) == {"files": 1, "bytes": 6}
     assert sink.same_files(uri, files)
+    # a file the comparison is told to ignore (the model.sig of another signed table)
+    target.client().log_text(run.info.run_id, "{}", "model.sig")
+    assert not sink.same_files(uri, files)
+    assert sink.same_files(uri, files, ignore=frozenset({"model.sig"}))
 
 
 def _file(data: bytes, path: str) -> dict[str, Any]:
@@ -377,9 +379,7 @@ def test_versions_keep_their_numbers_and_their_provenance(
     assert found["provenance"].source == STAMP.source
     assert found["provenance"].origin == STAMP.origin
     sink.finish_version(name, 3, content_hash=entry.content_hash)
-    (done,) = sink.prepare_registered_model(name, description="d", tags={}, exact=False)[
-        "versions"
-    ]
+    (done,) = sink.prepare_registered_model(name, description="d", tags={}, exact=False)["versions"]
     assert done["content_hash"] == entry.content_hash
     assert target.client().get_model_version(name, "3").description == mv["description"]
 

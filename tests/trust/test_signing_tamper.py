@@ -474,5 +474,6 @@ def test_provider_and_recipient_digests_agree(provider: Provider, exp_rows: list
     records = [r for r in exp_rows if r["kind"] != "signature"]  # what the signer saw
     (whole,) = batches_of(records, size=len(records))
     resigned = {name: digest for name, digest, _ in batch_digests(whole, 0, "experiment")}
-    assert len(signed) == 3 and any(r["kind"] == "run" and r["run"]["metrics"] for r in exp_rows)
+    assert len(signed) == 4 and any(r["kind"] == "run" and r["run"]["metrics"] for r in exp_rows)
+    assert sum(name.startswith("record/model_signature/") for name in signed) == 1  # its model
     assert recipient == signed == resigned

@@ -1175,16 +1175,24 @@ class MlflowSink:
             )
         return {"files": n, "bytes": size}
 
-    def same_files(self, uri: str, files: list[Record], prefix: str = "") -> bool:
+    def same_files(
+        self,
+        uri: str,
+        files: list[Record],
+        prefix: str = "",
+        *,
+        ignore: frozenset[str] = frozenset(),
+    ) -> bool:
         """Whether ``uri`` holds exactly ``files`` under ``prefix``: every path, size and
         SHA-256 (read back, also from a remote store), and no other file (MLflow's own
-        ``registered_model_meta`` aside)."""
+        ``registered_model_meta`` aside, and files at the paths of ``ignore``)."""
         joined = artifacts.joined
         with mlflow_errors(f"could not read the files at {redact_uri(uri)}"):
             repo = self._repo(uri)
             existing = artifacts.list_files(repo, prefix or None)
             wanted = {joined(prefix, f["path"]) for f in files}
-            extra = set(existing) - wanted - {joined(prefix, artifacts.MLFLOW_MODEL_META)}
+            allowed = {joined(prefix, p) for p in {artifacts.MLFLOW_MODEL_META, *ignore}}
+            extra = set(existing) - wanted - allowed
             if extra or not files:
                 return False
             return not artifacts.differing(repo, files, existing, prefix, deep=True)

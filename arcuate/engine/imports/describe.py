@@ -24,12 +24,14 @@ from arcuate.format import validate as v
 from arcuate.format.columns import check_list_bounds
 from arcuate.format.genai import EvalRecords, Scorers, parse_eval_record_row, parse_scorer_row
 from arcuate.format.manifest import (
+    MODEL_SIGNATURE_KIND,
     SIGNATURE_KIND,
     UNSIGNED_KINDS,
     VALIDATED_KINDS,
     Carried,
     add_digest,
     carried,
+    model_signatures,
     record_resource,
     row_digest,
     shared_digest,
@@ -252,6 +254,12 @@ class _Description:
             return
         if kind not in VALIDATED_KINDS | UNSIGNED_KINDS:  # prompts, scorers, records, traces
             self._digest(raw, i, row_digest(raw))
+        if kind == MODEL_SIGNATURE_KIND:  # model.sig files: checked, written by an import
+            try:
+                model_signatures(raw, i)
+            except ShareDataError as exc:
+                self.problem = self.problem or str(exc)
+            return
         if self.content is None and kind in (RUN, MODEL_VERSION, PROMPT_VERSION):
             self.content = (
                 "experiment" if kind == RUN else "model" if kind == MODEL_VERSION else "prompt"
@@ -393,6 +401,7 @@ class _Description:
             "eval_records": sum(d.count for d in self.records.datasets.values()),
             **traces,
         }
+
     def signed(self, source: str, key: signing.Pin | None) -> dict[str, Any]:
         """Who signed the table (the key fingerprint its bundle names) and whether the
         signature verifies with the pinned key."""
@@ -420,9 +429,7 @@ class _Description:
         out: dict[str, Any] = {
             "source": source,
             "kind": self.content or "empty",
-            ("runs" if self.content not in ("model", "prompt") else "versions"): counts[
-                "records"
-            ],
+            ("runs" if self.content not in ("model", "prompt") else "versions"): counts["records"],
             "metric_points": counts["metric_points"],
             "files": counts["files"],
             "bytes": counts["bytes"],

@@ -38,6 +38,7 @@ from arcuate.engine.progress import Progress
 from arcuate.engine.result import StatementResult
 from arcuate.errors import ConflictError
 from arcuate.format import validate as v
+from arcuate.format.manifest import MODEL_SIG_PATH
 from arcuate.format.schema import OWNER_LOGGED_MODEL_PREFIX, OWNER_MODEL
 from arcuate.syntax.unparse import name as sql_name
 from arcuate.syntax.unparse import string as sql_string
@@ -571,9 +572,13 @@ class _ModelImport(Importer):
         return _Placed(self._source_of(loc, run, None), None, written=int(stats["files"]))
 
     def _find_in(self, loc: _Location, entry: Entry, run: _RunHere) -> _Placed | None:
-        """The version's files in a run another import owns, if it holds exactly them."""
+        """The version's files in a run another import owns, if it holds exactly them. The
+        ``model.sig`` a signed table adds is not compared: that run holds its own table's
+        (signed anew, other bytes for the same files) or none (docs/trust.md)."""
+        files = [f for f in entry.files if not f.get("model_sig")]
+        ignore = frozenset({MODEL_SIG_PATH}) if len(files) < len(entry.files) else frozenset()
         if loc.model is None:
-            if self.sink.same_files(run.artifact_uri, entry.files, loc.path):
+            if self.sink.same_files(run.artifact_uri, files, loc.path, ignore=ignore):
                 return _Placed(self._source_of(loc, run, None), None)
             return None
         if run.experiment_id not in self._models:
@@ -581,7 +586,7 @@ class _ModelImport(Importer):
         for lm in self._models[run.experiment_id]:
             if lm["source_model_id"] != loc.model["model_id"] or lm["run_id"] != run.run_id:
                 continue
-            if self.sink.same_files(lm["artifact_location"], entry.files):
+            if self.sink.same_files(lm["artifact_location"], files, ignore=ignore):
                 mid = lm["model_id"]
                 model_id = mid if loc.style == "models" else None
                 return _Placed(self._source_of(loc, run, mid), model_id, mid, loc.model)
@@ -592,7 +597,6 @@ class _ModelImport(Importer):
             if lm["source_model_id"] == src_mid and lm["run_id"] == run_id:
                 return str(lm["model_id"])
         return None
-
 
 
 def _run_digest(run: dict[str, Any]) -> str:
@@ -643,5 +647,3 @@ def _bare_model(model_id: str) -> dict[str, Any]:
         "tags": {},
         "params": {},
     }
-
-

@@ -33,13 +33,19 @@ from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
+from arcuate.format.manifest import CODE as MODEL_SIG_CODE
 from arcuate.format.manifest import (
+    MODEL_SIG_PATH,
+    MODEL_SIGNATURE_KIND,
     SIGNATURE_KIND,
     UNSIGNED_KINDS,
     VALIDATED_KINDS,
     Carried,
+    ModelSig,
     add_digest,
     carried,
+    check_model_sig,
+    model_signatures,
     record_resource,
     row_digest,
     shared_digest,
@@ -146,6 +152,8 @@ class Spool:
         self._chunk_dirs: dict[tuple[str, str, str], Path] = {}
         self._model_ids: dict[str, int] = {}
         self._aliases: dict[str, int] = {}
+        #: shared model.sig files (bytes in blobs/), written into their directories by _finish
+        self._model_sigs: list[tuple[ModelSig, Path]] = []
         #: a signed table's signature row (kept whether or not it is verified), and, when the
         #: import verifies one (:meth:`digest_records`), each record's digest and the
         #: exported_at values the rows carry (arcuate.engine.signing)
@@ -211,6 +219,9 @@ class Spool:
         kind = row.get("kind")
         if self.digests is not None and kind not in VALIDATED_KINDS | UNSIGNED_KINDS:
             self._digest(row, i, row_digest(row))  # scorers, eval records, traces: as read
+        if kind == MODEL_SIGNATURE_KIND:
+            self._add_model_sigs(model_signatures(row, i))
+            return
         routed = kind if self.content == "experiment" else None
         if routed in (SCORER, EVAL_RECORD):
             self.genai.add(row, i)
@@ -387,6 +398,59 @@ class Spool:
             self.bytes += f.size
         return files
 
+    def _add_model_sigs(self, sigs: list[ModelSig]) -> None:
+        """Keep a row's model.sig files on disk until their records are all read."""
+        for sig in sigs:
+            local = self.root / "blobs" / f"model-sig-{len(self._model_sigs)}"
+            with open(local, "xb") as fh:
+                fh.write(sig.data)
+            self._model_sigs.append((dataclasses.replace(sig, data=b""), local))
+
+    def _attach_model_sigs(self) -> None:
+        """Each model.sig becomes one more file of its directory, at its root: checked to
+        belong to a model directory of a record of this table that has no model.sig of its
+        own, and to sign exactly that directory's files (docs/trust.md)."""
+        keys: dict[str, int] = {}
+        for sig, local in self._model_sigs:
+            index = self._by_key.get(sig.key)
+            if index is None:
+                raise ShareDataError(
+                    f"model.sig of {sig.owner} belongs to key {sig.key!r}, which has no record",
+                    row=sig.row,
+                    field="key",
+                    code=MODEL_SIG_CODE,
+                )
+            if keys.setdefault(sig.key, sig.row) != sig.row:
+                raise ShareDataError(
+                    f"record {sig.key!r} has a second model_signature row (the first is row "
+                    f"{keys[sig.key]})",
+                    row=sig.row,
+                    field="key",
+                    code=MODEL_SIG_CODE,
+                )
+            entry = self.entries[index]
+            listed = [(f["owner"], f["path"], f["sha256"]) for f in entry.files]
+            check_model_sig(sig, entry.kind, listed)
+            size = local.stat().st_size
+            digest = hashlib.sha256(local.read_bytes()).hexdigest()
+            entry.files.append(
+                {
+                    "owner": sig.owner,
+                    "path": MODEL_SIG_PATH,
+                    "size": size,
+                    "sha256": digest,
+                    "chunks": 0,
+                    "local": str(local),
+                    "model_sig": True,
+                }
+            )
+            self.bytes += size
+            # what the record writes now includes its model.sig files
+            entry.content_hash = hashlib.sha256(
+                f"{entry.content_hash}\x00{sig.owner}\x00{digest}".encode()
+            ).hexdigest()
+        self._model_sigs.clear()
+
     def _add_chunk(self, chunk: v.SharedChunk) -> None:
         ident = (chunk.key, chunk.owner, chunk.path)
         folder = self._chunk_dirs.get(ident)
@@ -441,6 +505,7 @@ class Spool:
                 else:
                     msg = f"chunk of {owner}/{path} matches no chunked file of record {key!r}"
                 raise ShareDataError(msg, row=first.row, field="chunk")
+        self._attach_model_sigs()
 
     @staticmethod
     def _shared_record(entry: Entry) -> v.SharedRecord:
