@@ -23,6 +23,7 @@ from arcuate.errors import ShareDataError
 from arcuate.format import manifest as mf
 from benchmarks.runner import make_keys
 from tests.conftest import make_store
+from tests.trust.test_signing_certificate import Pki, pki  # noqa: F401 - the certificates
 from tests.imports.import_helpers import batches_of, recipient_context, whole_store
 
 pytest.importorskip("model_signing")
@@ -66,8 +67,8 @@ class Provider:
         client.create_model_version("churn", f"runs:/{self.run_id}/legacy", run_id=self.run_id)
         return str(lm.model_id)
 
-    def export(self, table: str, source: str, *, signed: bool = True) -> str:
-        clause = f" SIGNED BY '{self.key}'" if signed else ""
+    def export(self, table: str, source: str, *, signed: bool = True, by: str = "") -> str:
+        clause = f" SIGNED BY {by or repr(str(self.key))}" if signed else ""
         result = arcuate.execute(
             f"CREATE SHARE ml WITH TABLE default.{table} FROM {source}{clause}",
             tracking_uri=self.store.tracking_uri,
@@ -264,7 +265,9 @@ def test_a_model_sig_over_other_files_is_refused(
 ) -> None:
     from arcuate.backends.signer import sign_model_files
 
-    other = sign_model_files({"MLmodel": "00" * 32}, "x", mf.MODEL_SIG_IGNORED, private_key=provider.key)
+    other = sign_model_files(
+        {"MLmodel": "00" * 32}, "x", mf.MODEL_SIG_IGNORED, private_key=provider.key
+    )
     rows = _with_data(model_rows, other)
     _refused(recipient_store, rows, "does not sign exactly the directory's files")
     _refused(recipient_store, rows, "does not sign exactly", provider.pub)
@@ -401,3 +404,34 @@ def test_a_model_table_links_to_the_experiment_import_of_its_share(
         assert stock_verify(downloaded, provider.pub).returncode == 0
     else:
         assert not (downloaded / "model.sig").exists()
+
+
+def test_a_certificate_signed_model_verifies_with_the_stock_certificate_command(
+    provider: Provider,
+    pki: Pki,  # noqa: F811 - the fixture imported above
+    recipient_store: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGNED BY CERTIFICATE: each model.sig carries the leaf and its chain, so the stock
+    ``model_signing verify certificate`` checks the imported directory against the root."""
+    from arcuate.engine.imports import import_model
+
+    by = f"CERTIFICATE '{pki.leaf}' KEY '{pki.leaf_key}' CHAIN '{pki.inter}'"
+    rows = rows_of(provider.export("model_cert", "MODEL churn", by=by))
+    result = import_model(batches_of(rows, size=3), "churn", recipient_context(recipient_store),
+                          source="local", verify_key=str(pki.root), verify_ca=True)  # fmt: skip
+    assert result.summary["signature"].startswith("verified (certificate")
+    model = _download(recipient_store, "models:/churn/1", tmp_path / "v1", monkeypatch)
+    sig = model / "model.sig"
+    args = ["verify", "certificate", "--signature", str(sig), str(model)]
+
+    def stock(root: Path) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "model_signing", *args, "--certificate_chain", str(root)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    ok = stock(pki.root)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert stock(pki.other_root).returncode != 0
+    _flip(model / "weights.bin")
+    assert stock(pki.root).returncode != 0
