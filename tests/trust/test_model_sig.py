@@ -23,8 +23,8 @@ from arcuate.errors import ShareDataError
 from arcuate.format import manifest as mf
 from benchmarks.runner import make_keys
 from tests.conftest import make_store
-from tests.trust.test_signing_certificate import Pki, pki  # noqa: F401 - the certificates
 from tests.imports.import_helpers import batches_of, recipient_context, whole_store
+from tests.trust.test_signing_certificate import Pki, pki  # noqa: F401 - the certificates
 
 pytest.importorskip("model_signing")
 
