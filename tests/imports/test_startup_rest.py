@@ -4,8 +4,8 @@ and no Spark Connect (which MLflow's probe for a Spark session imports on every 
 unless :func:`~arcuate.backends.mlflow.connect.spark_guard` refuses it: about 0.6 s, and in a
 ``python -c`` process it exits the process).
 
-An export over REST does not import ``mlflow`` at all (arcuate's own REST client,
-:mod:`arcuate.backends.mlflow.rest`, reads the server).
+An experiment import or export over REST does not import ``mlflow`` at all (arcuate's own
+REST client, :mod:`arcuate.backends.mlflow.rest`, talks to the server).
 
 Each statement runs as ``python -c "import arcuate; arcuate.execute(...)"`` and the test reads
 which of those modules it left in ``sys.modules`` (no timing assertion).
@@ -65,7 +65,10 @@ def test_import_and_export_over_rest_load_no_sql_store(
         pytest.skip("one run is enough: a server is written through its REST API either way")
     uris = {"tracking_uri": mlflow_server.tracking_uri, "registry_uri": mlflow_server.tracking_uri}
     imported = loaded_by(
-        f"CREATE EXPERIMENT startup_rest AS '{share.experiment}'", tmp_path, **uris
+        f"CREATE EXPERIMENT startup_rest AS '{share.experiment}'",
+        tmp_path,
+        (*NOT_NEEDED, "mlflow"),
+        **uris,
     )
     exported = loaded_by(
         "CREATE SHARE startup_rest WITH TABLE s.t FROM EXPERIMENT startup_rest",
@@ -74,5 +77,5 @@ def test_import_and_export_over_rest_load_no_sql_store(
         warehouse=str(tmp_path / "wh"),
         **uris,
     )
-    # arcuate's own REST client reads the experiment: MLflow's package is not even imported
+    # arcuate's own REST client writes and reads the experiment: MLflow is not even imported
     assert (imported, exported) == ([], [])

@@ -54,6 +54,15 @@ _HTTP_STATUS_CODES: Final = {
     503: "TEMPORARILY_UNAVAILABLE",
 }
 _DOWNLOAD_CHUNK: Final = 1024 * 1024
+#: MLflow's limits of one ``runs/log-batch`` request
+_BATCH_PARAMS_TAGS: Final = 100
+_BATCH_METRICS: Final = 1000
+_BATCH_ENTITIES: Final = 1000
+#: logged-model params per request (MLflow's ``_MLFLOW_*_LOGGED_MODEL_PARAMS_BATCH_SIZE``)
+_MODEL_PARAMS: Final = 100
+#: files at least this large are uploaded through MLflow's repository (which may split them
+#: into a multipart upload: ``MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE``)
+_MULTIPART_BYTES: Final = 500 * 1024 * 1024
 
 
 def wanted(tracking_uri: str) -> bool:
@@ -144,21 +153,6 @@ class Metric(Entity):
             run_id=m.get("run_id") or None,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        value: Any = self.value
-        if math.isnan(value) or math.isinf(value):
-            value = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        out: dict[str, Any] = {
-            "key": self.key,
-            "value": value,
-            "timestamp": int(self.timestamp),
-            "step": int(self.step),
-        }
-        for name in ("model_id", "dataset_name", "dataset_digest", "run_id"):
-            if getattr(self, name):
-                out[name] = getattr(self, name)
-        return out
-
 
 class Param(Entity):
     def __init__(self, key: str, value: str) -> None:
@@ -208,6 +202,51 @@ class LoggedModelInput(Entity):
 class LoggedModelOutput(Entity):
     def __init__(self, model_id: str, step: int) -> None:
         super().__init__(model_id=model_id, step=step)
+
+
+def _kv_json(items: Iterable[Any]) -> list[dict[str, str]]:
+    """Param, RunTag, InputTag... objects (MLflow's or these) as JSON ``{key, value}``."""
+    return [{"key": str(t.key), "value": str(t.value)} for t in items]
+
+
+def _metric_json(m: Any) -> dict[str, Any]:
+    """A metric (MLflow's or :class:`Metric`) as MLflow's JSON has it."""
+    value = float(m.value)
+    out: dict[str, Any] = {
+        "key": m.key,
+        "value": _json_double(value),
+        "timestamp": int(m.timestamp),
+        "step": int(m.step or 0),
+    }
+    for name in ("model_id", "dataset_name", "dataset_digest", "run_id"):
+        if getattr(m, name, None):
+            out[name] = getattr(m, name)
+    return out
+
+
+def _json_double(value: float) -> Any:
+    """A double as protobuf's JSON writes it (NaN and infinities as strings)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _dataset_input_json(d: Any) -> dict[str, Any]:
+    ds = d.dataset
+    dataset = {
+        "name": ds.name,
+        "digest": ds.digest,
+        "source_type": ds.source_type,
+        "source": ds.source,
+        "schema": ds.schema,
+        "profile": ds.profile,
+    }
+    return {
+        "tags": _kv_json(d.tags or ()),
+        "dataset": {k: v for k, v in dataset.items() if v is not None},
+    }
 
 
 def _dataset_input(d: dict[str, Any]) -> DatasetInput:
@@ -274,6 +313,8 @@ def _run(r: dict[str, Any]) -> Entity:
     )
 
 
+#: RunStatus as MLflow numbers it (``RunStatus.RUNNING`` ...)
+_RUN_STATUS: Final = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 _MODEL_STATUS: Final = {
     "LOGGED_MODEL_STATUS_UNSPECIFIED": "UNSPECIFIED",
     "LOGGED_MODEL_PENDING": "PENDING",
@@ -439,7 +480,7 @@ class RestClient:
             return self._mlflow
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_mlflow", "_lock", "_base"):
+        if name.startswith("_"):  # MLflow's internals are not part of what is passed on
             raise AttributeError(name)
         return getattr(self.mlflow, name)
 
@@ -467,15 +508,18 @@ class RestClient:
             out["cert"] = os.environ["MLFLOW_TRACKING_CLIENT_CERT_PATH"]
         return out
 
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, url: str, *, headers_extra: dict[str, str] | None = None, **kwargs: Any
+    ) -> requests.Response:
         """One HTTP request (retried as MLflow's are); a failure to get an answer as a
         :class:`RestError` chained to ``requests``' own exception (no URL in its text)."""
         import requests
 
         timeout = _env_float("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
         try:
+            headers = {**self._headers(), **(headers_extra or {})}
             return _session().request(
-                method, url, headers=self._headers(), timeout=timeout, **self._tls(), **kwargs
+                method, url, headers=headers, timeout=timeout, **self._tls(), **kwargs
             )
         except requests.RequestException as exc:
             path = urlsplit(url).path
@@ -628,6 +672,201 @@ class RestClient:
             answer.get("next_page_token"),
         )
 
+    # -- writing experiments -----------------------------------------------------------------
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        tag_list = [{"key": k, "value": v} for k, v in (tags or {}).items()]
+        answer = self.call(
+            "POST",
+            "experiments/create",
+            {"name": name, "artifact_location": artifact_location, "tags": tag_list},
+        )
+        return str(answer.get("experiment_id", ""))
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self.call("POST", "experiments/restore", {"experiment_id": str(experiment_id)})
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        body = {"experiment_id": str(experiment_id), "key": key, "value": str(value)}
+        self.call("POST", "experiments/set-experiment-tag", body)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        body = {"experiment_id": str(experiment_id), "key": key}
+        self.call("POST", "experiments/delete-experiment-tag", body)
+
+    # -- writing runs ------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Iterable[Any],
+        run_name: str | None = None,
+    ) -> Entity:
+        """A new run, as the tracking store's ``create_run`` makes it (no tags added)."""
+        body = {
+            "experiment_id": str(experiment_id),
+            "user_id": user_id,
+            "start_time": int(start_time),
+            "tags": _kv_json(tags),
+            "run_name": run_name,
+        }
+        return _run(self.call("POST", "runs/create", body).get("run") or {})
+
+    def update_run_info(
+        self, run_id: str, run_status: int | str, end_time: int | None, run_name: str | None
+    ) -> None:
+        """Status, end time and name, as the tracking store's ``update_run_info`` writes them."""
+        status = (
+            _RUN_STATUS.get(run_status, run_status) if isinstance(run_status, int) else run_status
+        )
+        body = {
+            "run_id": run_id,
+            "run_uuid": run_id,
+            "status": status,
+            "end_time": end_time,
+            "run_name": run_name,
+        }
+        self.call("POST", "runs/update", body)
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        """``MlflowClient.update_run``: the status (or the current one) and the end time read
+        back, with ``name``."""
+        if status is None and name is None:
+            return
+        info = self.get_run(run_id).info
+        self.update_run_info(run_id, status or info.status, info.end_time, name)
+
+    def delete_run(self, run_id: str) -> None:
+        self.call("POST", "runs/delete", {"run_id": run_id})
+
+    def restore_run(self, run_id: str) -> None:
+        self.call("POST", "runs/restore", {"run_id": run_id})
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        body = {"run_id": run_id, "run_uuid": run_id, "key": key, "value": str(value)}
+        self.call("POST", "runs/set-tag", body)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.call("POST", "runs/delete-tag", {"run_id": run_id, "key": key})
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Iterable[Any] = (),
+        params: Iterable[Any] = (),
+        tags: Iterable[Any] = (),
+    ) -> None:
+        """``MlflowClient.log_batch``: cut into requests within MLflow's limits (100 params and
+        100 tags with up to 1000 metrics, 1000 entities in all), in its order."""
+        points, params, tags = list(metrics), list(params), list(tags)
+        if not points and not params and not tags:
+            return
+        p_batches = [
+            params[i : i + _BATCH_PARAMS_TAGS] for i in range(0, len(params), _BATCH_PARAMS_TAGS)
+        ]
+        t_batches = [
+            tags[i : i + _BATCH_PARAMS_TAGS] for i in range(0, len(tags), _BATCH_PARAMS_TAGS)
+        ]
+        rounds = max(len(p_batches), len(t_batches))
+        for n in range(rounds):
+            p = p_batches[n] if n < len(p_batches) else []
+            t = t_batches[n] if n < len(t_batches) else []
+            size = max(min(_BATCH_ENTITIES - len(p) - len(t), _BATCH_METRICS), 0)
+            m, points = points[:size], points[size:]
+            self._log_batch(run_id, m, p, t)
+        while points:
+            m, points = points[:_BATCH_METRICS], points[_BATCH_METRICS:]
+            self._log_batch(run_id, m, [], [])
+
+    def _log_batch(
+        self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]
+    ) -> None:
+        body = {
+            "run_id": run_id,
+            "metrics": [_metric_json(m) for m in metrics],
+            "params": _kv_json(params),
+            "tags": _kv_json(tags),
+        }
+        self.call("POST", "runs/log-batch", body)
+
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: list[Any] | None = None,
+        models: list[Any] | None = None,
+    ) -> None:
+        body = {
+            "run_id": run_id,
+            "datasets": [_dataset_input_json(d) for d in datasets or ()],
+            "models": [{"model_id": m.model_id} for m in models or ()],
+        }
+        self.call("POST", "runs/log-inputs", body)
+
+    def log_outputs(self, run_id: str, models: list[Any]) -> None:
+        body = {
+            "run_id": run_id,
+            "models": [{"model_id": m.model_id, "step": int(m.step)} for m in models],
+        }
+        self.call("POST", "runs/outputs", body)
+
+    # -- writing logged models ---------------------------------------------------------------
+
+    def create_logged_model(
+        self,
+        experiment_id: str,
+        name: str | None = None,
+        source_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        model_type: str | None = None,
+    ) -> Entity:
+        """``MlflowClient.create_logged_model``: the first 100 params with it, then the rest."""
+        all_params = [{"key": str(k), "value": str(v)} for k, v in (params or {}).items()]
+        body = {
+            "experiment_id": str(experiment_id),
+            "name": name,
+            "model_type": model_type,
+            "source_run_id": source_run_id,
+            "params": all_params[:_MODEL_PARAMS],
+            "tags": [{"key": str(k), "value": str(v)} for k, v in (tags or {}).items()],
+        }
+        model = _logged_model(self.call("POST", "logged-models", body).get("model") or {})
+        if len(all_params) > _MODEL_PARAMS:
+            self._model_params(model.model_id, all_params[_MODEL_PARAMS:])
+            model = self.get_logged_model(model.model_id)
+        return model
+
+    def _model_params(self, model_id: str, params: list[dict[str, str]]) -> None:
+        endpoint = f"logged-models/{quote(model_id, safe='')}/params"
+        for start in range(0, len(params), _MODEL_PARAMS):
+            batch = params[start : start + _MODEL_PARAMS]
+            self.call("POST", endpoint, {"model_id": model_id, "params": batch})
+
+    def log_model_params(self, model_id: str, params: dict[str, str]) -> None:
+        self._model_params(model_id, [{"key": str(k), "value": str(v)} for k, v in params.items()])
+
+    def set_logged_model_tags(self, model_id: str, tags: dict[str, Any]) -> None:
+        body = {"tags": [{"key": str(k), "value": str(v)} for k, v in tags.items()]}
+        self.call("PATCH", f"logged-models/{quote(model_id, safe='')}/tags", body)
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        endpoint = f"logged-models/{quote(model_id, safe='')}/tags/{quote(key, safe='')}"
+        self.call("DELETE", endpoint)
+
+    def finalize_logged_model(self, model_id: str, status: Any) -> Entity:
+        name = str(getattr(status, "name", status))
+        wire = {v: k for k, v in _MODEL_STATUS.items()}.get(name, name)
+        body = {"model_id": model_id, "status": wire}
+        answer = self.call("PATCH", f"logged-models/{quote(model_id, safe='')}", body)
+        return _logged_model(answer.get("model") or {})
+
+    def delete_logged_model(self, model_id: str) -> None:
+        self.call("DELETE", f"logged-models/{quote(model_id, safe='')}")
+
     # -- artifacts -------------------------------------------------------------------------
 
     def artifact_repo(self, uri: str) -> ArtifactRepo | None:
@@ -636,7 +875,7 @@ class RestClient:
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
-            return ArtifactRepo(self, uri.rstrip("/"))
+            return ArtifactRepo(self, uri.rstrip("/"), uri)
         if scheme != "mlflow-artifacts":
             return None
         track = urlsplit(self.tracking_uri)
@@ -644,9 +883,8 @@ class RestClient:
             return None  # MLflow refuses a port without a host: let it say so
         path = f"{track.path}/{_ARTIFACTS}/{parts.path}"
         path = re.sub(r"//+", "/", path).rstrip("/")
-        return ArtifactRepo(
-            self, urlunsplit((track.scheme, parts.netloc or track.netloc, path, "", ""))
-        )
+        url = urlunsplit((track.scheme, parts.netloc or track.netloc, path, "", ""))
+        return ArtifactRepo(self, url, uri)
 
 
 class FileInfo(Entity):
@@ -666,9 +904,11 @@ class ArtifactRepo:
     """The files under one artifact URI served over HTTP: MLflow's ``HttpArtifactRepository``
     reads (``list_artifacts``, ``download_artifacts``)."""
 
-    def __init__(self, client: RestClient, url: str) -> None:
+    def __init__(self, client: RestClient, url: str, uri: str) -> None:
         self.client = client
         self.url = url
+        #: the artifact URI it was made for
+        self.uri = uri
 
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         base, sep, tail = self.url.partition(_ARTIFACTS)
@@ -694,6 +934,47 @@ class ArtifactRepo:
         ):
             return []
         return sorted(infos, key=lambda f: f.path)
+
+    def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        """One local file uploaded under ``artifact_path`` (a PUT through the server, as
+        MLflow's ``HttpArtifactRepository`` does; very large files through MLflow's own)."""
+        import mimetypes
+
+        if os.path.getsize(local_file) >= _MULTIPART_BYTES:
+            self._mlflow_repo().log_artifact(local_file, artifact_path)
+            return
+        name = os.path.basename(local_file)
+        rel = _safe(posixpath.join(artifact_path, name) if artifact_path else name)
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        url = f"{self.url}/{quote(rel)}"
+        with open(local_file, "rb") as data:
+            resp = self.client.request("PUT", url, data=data, headers_extra={"Content-Type": mime})
+        if resp.status_code != 200:
+            raise _error(resp.status_code, resp.text, urlsplit(url).path)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        """Every file under ``local_dir`` uploaded at its relative path under
+        ``artifact_path``."""
+        local_dir = os.path.abspath(local_dir)
+        for root, _dirs, names in os.walk(local_dir):
+            rel = os.path.relpath(root, local_dir).replace(os.sep, "/")
+            where = artifact_path if rel == "." else posixpath.join(artifact_path or "", rel)
+            for name in sorted(names):
+                self.log_artifact(os.path.join(root, name), where or None)
+
+    def delete_artifacts(self, artifact_path: str | None = None) -> None:
+        url = f"{self.url}/{quote(_safe(artifact_path))}" if artifact_path else f"{self.url}/"
+        resp = self.client.request("DELETE", url)
+        if resp.status_code != 200:
+            raise _error(resp.status_code, resp.text, urlsplit(url).path)
+
+    def _mlflow_repo(self) -> Any:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        c = self.client
+        return get_artifact_repository(
+            self.uri, tracking_uri=c.tracking_uri, registry_uri=c.registry_uri
+        )
 
     def download_artifacts(self, artifact_path: str, dst_path: str) -> str:
         """One file downloaded into ``dst_path`` (its relative path kept); the local path."""
