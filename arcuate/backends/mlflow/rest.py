@@ -39,6 +39,7 @@ CLIENT_ENV: Final = "ARCUATE_MLFLOW_CLIENT"
 _API: Final = "/api/2.0/mlflow"
 _ARTIFACTS: Final = "/api/2.0/mlflow-artifacts/artifacts"
 _BULK_HISTORY: Final = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+_DATASETS_SEARCH: Final = "/api/3.0/mlflow/datasets/search"
 #: MLflow's codes worth retrying (``_TRANSIENT_FAILURE_RESPONSE_CODES``)
 _RETRY_CODES: Final = (408, 429, 500, 502, 503, 504)
 #: Variables under which MLflow authenticates in ways this client does not.
@@ -530,21 +531,25 @@ class RestClient:
     def call(self, method: str, endpoint: str, body: dict[str, Any] | None = None) -> Any:
         """A JSON call to ``/api/2.0/mlflow/<endpoint>``: GET with ``body`` as the query,
         otherwise ``body`` as JSON; the decoded answer, or :class:`RestError`."""
-        url = f"{self._base}{_API}/{endpoint}"
+        return self.call_path(method, f"{_API}/{endpoint}", body)
+
+    def call_path(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A JSON call to ``path`` on the server (see :meth:`call`)."""
+        url = f"{self._base}{path}"
         clean = {k: v for k, v in (body or {}).items() if v is not None}
         if method == "GET":
             resp = self.request(method, url, params=clean)
         else:
             resp = self.request(method, url, json=clean)
         if resp.status_code != 200:
-            raise _error(resp.status_code, resp.text, f"{_API}/{endpoint}")
+            raise _error(resp.status_code, resp.text, path)
         if not resp.text.strip():
             return {}
         try:
             return resp.json()
         except ValueError:
             raise RestError(
-                f"API request to endpoint {_API}/{endpoint} was successful but the response"
+                f"API request to endpoint {path} was successful but the response"
                 " body was not in a valid JSON format"
             ) from None
 
@@ -671,6 +676,39 @@ class RestClient:
             (_logged_model(m) for m in answer.get("models") or ()),
             answer.get("next_page_token"),
         )
+
+    # -- evaluation datasets (found here; their records are read through MLflow's client) ---
+
+    def search_datasets(
+        self,
+        experiment_ids: list[str] | None = None,
+        filter_string: str | None = None,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        """``MlflowClient.search_datasets``: evaluation datasets with their ``dataset_id``,
+        ``name`` and ``tags`` (what an import needs to find the ones it wrote)."""
+        import json
+
+        answer = self.call_path(
+            "POST",
+            _DATASETS_SEARCH,
+            {
+                "experiment_ids": [str(e) for e in experiment_ids or ()],
+                "filter_string": filter_string,
+                "max_results": max_results,
+                "order_by": order_by,
+                "page_token": page_token,
+            },
+        )
+        found = []
+        for d in answer.get("datasets") or ():
+            tags = json.loads(d["tags"]) if d.get("tags") else None
+            found.append(
+                Entity(dataset_id=d.get("dataset_id", ""), name=d.get("name", ""), tags=tags)
+            )
+        return PagedList(found, answer.get("next_page_token"))
 
     # -- writing experiments -----------------------------------------------------------------
 

@@ -452,7 +452,7 @@ class MlflowSink:
         """See :class:`~arcuate.backends.protocols.GenAISink`."""
         from arcuate.backends.mlflow import datasets
 
-        return datasets.dataset_state(self.mlflow_client, experiment_id, origin)
+        return datasets.dataset_state(self.client, experiment_id, origin)
 
     def write_dataset(
         self,
