@@ -67,8 +67,19 @@ _MULTIPART_BYTES: Final = 500 * 1024 * 1024
 
 
 def wanted(tracking_uri: str) -> bool:
-    """Whether statements against ``tracking_uri`` use :class:`RestClient`."""
-    if os.environ.get(CLIENT_ENV, "").strip().lower() == "mlflow":
+    """Whether statements against ``tracking_uri`` use :class:`RestClient`.
+
+    Raises:
+        ConfigurationError: ``ARCUATE_MLFLOW_CLIENT`` is neither ``rest`` nor ``mlflow``.
+    """
+    choice = os.environ.get(CLIENT_ENV, "").strip().lower()
+    if choice not in ("", "rest", "mlflow"):
+        from arcuate.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{CLIENT_ENV} must be 'rest' or 'mlflow', got {os.environ[CLIENT_ENV]!r}"
+        )
+    if choice == "mlflow":
         return False
     if urlsplit(tracking_uri).scheme.lower() not in ("http", "https"):
         return False
