@@ -13,8 +13,8 @@ import pytest
 from arcuate.backends.mlflow import source as source_module
 from arcuate.config import Settings
 from arcuate.engine.context import Context
-from arcuate.engine.export import export_experiment
-from arcuate.plan.ops import ExportExperiment
+from arcuate.engine.export import export_experiment, export_model
+from arcuate.plan.ops import ExportExperiment, ExportModel
 from tests.export.export_helpers import reassemble, rows_deltalake
 from tests.rest_proxy import DOWNLOAD, CountingProxy
 
@@ -44,7 +44,7 @@ def _experiment(server: Any, name: str) -> None:
 
 
 def _export(
-    url: str, warehouse: Path, name: str, concurrency: int
+    url: str, warehouse: Path, name: str, concurrency: int, *, model: bool = False
 ) -> tuple[dict[str, Any], dict[tuple[str, str, str], bytes]]:
     ctx = Context(
         Settings(
@@ -55,7 +55,10 @@ def _export(
             rest_concurrency=concurrency,
         )
     )
-    stream = export_experiment(ExportExperiment(name), ctx)
+    if model:
+        stream = export_model(ExportModel(name), ctx)
+    else:
+        stream = export_experiment(ExportExperiment(name), ctx)
     table = ctx.table_store.write(("s", "t"), stream.batches, content=stream.content)
     records, files = reassemble(rows_deltalake(table.location))
     for row in records.values():  # the export's own time stamps differ between two exports
@@ -166,3 +169,32 @@ def test_the_rest_client_exports_what_mlflows_client_exports(
     assert sorted(r["run_name"] for r in runs) == ["run-0", "run-1", "run-2"]
     assert any(r["logged_models"] for r in runs)
     assert len(light[1]) == 3 * 2 + 1
+
+
+def test_the_rest_client_exports_a_model_as_mlflows_client_does(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model export mixes both clients (MLflow's for the registry, arcuate's for runs,
+    logged models and files): versions from a run's files and from a logged model."""
+    _rich_experiment(mlflow_server, "rest-export-model-runs")
+    client = mlflow_server.client()
+    eid = client.get_experiment_by_name("rest-export-model-runs").experiment_id
+    run = client.search_runs([eid], filter_string="attributes.run_name = 'run-0'")[0]
+    logged = client.search_logged_models([eid])[0]
+    client.create_registered_model("rest-export-model", tags={"team": "a"})
+    client.create_model_version(
+        "rest-export-model", f"runs:/{run.info.run_id}/out", run_id=run.info.run_id
+    )
+    client.create_model_version(
+        "rest-export-model",
+        f"models:/{logged.model_id}",
+        run_id=run.info.run_id,
+        model_id=logged.model_id,
+    )
+    client.set_registered_model_alias("rest-export-model", "best", "2")
+    url = mlflow_server.tracking_uri
+    light = _export(url, workdir / "light", "rest-export-model", 4, model=True)
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    mlflow = _export(url, workdir / "mlflow", "rest-export-model", 4, model=True)
+    assert repr(light) == repr(mlflow)
+    assert sorted(path for (_key, _owner, path) in light[1]) == ["MLmodel", "deep/a.txt"]
