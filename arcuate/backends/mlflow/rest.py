@@ -405,23 +405,25 @@ def _session() -> requests.Session:
             from requests.adapters import HTTPAdapter
             from urllib3.util.retry import Retry
 
-            retry = Retry(
-                total=retries,
-                connect=retries,
-                read=retries,
-                redirect=retries,
-                status=retries,
-                status_forcelist=_RETRY_CODES,
-                backoff_factor=backoff,
-                backoff_jitter=jitter,
-                raise_on_status=False,
-                respect_retry_after_header=True,
-                allowed_methods=None,
-            )
-            pool = _env_int("MLFLOW_HTTP_POOL_MAXSIZE", 10)
+            kwargs: dict[str, Any] = {
+                "total": retries,
+                "connect": retries,
+                "read": retries,
+                "redirect": retries,
+                "status": retries,
+                "status_forcelist": _RETRY_CODES,
+                "backoff_factor": backoff,
+                "raise_on_status": False,
+                "respect_retry_after_header": True,
+                "allowed_methods": None,
+            }
+            try:
+                retry = Retry(**kwargs, backoff_jitter=jitter)
+            except TypeError:  # urllib3 < 2 has no jitter
+                retry = Retry(**kwargs)
             adapter = HTTPAdapter(
                 pool_connections=_env_int("MLFLOW_HTTP_POOL_CONNECTIONS", 10),
-                pool_maxsize=pool,
+                pool_maxsize=_env_int("MLFLOW_HTTP_POOL_MAXSIZE", 10),
                 max_retries=retry,
             )
             session = requests.Session()
