@@ -201,6 +201,10 @@ class MlflowSink:
         # complete it (run id -> (metrics, params, tags)); writer threads share both dicts
         self._deferred: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
         self._mutex = threading.Lock()
+        #: datasets (experiment id, name, digest) this sink has logged; a run logging one it
+        #: has not must hold the lock below (see :meth:`_log_datasets`)
+        self._logged_datasets: set[tuple[str, str, str]] = set()
+        self._first_datasets = threading.Lock()
         self.concurrency = max(1, concurrency)
         path = import_path.strip().lower()
         if path not in IMPORT_PATHS:
@@ -1007,11 +1011,30 @@ class MlflowSink:
                 model_inputs.add(input_id)
                 new_model_inputs.append(LoggedModelInput(input_id))
         for start in range(0, len(datasets), 1000):
-            self.client.log_inputs(run_id, datasets=datasets[start : start + 1000])
+            self._log_datasets(current, datasets[start : start + 1000])
         if new_model_inputs:
             self.client.log_inputs(run_id, models=new_model_inputs)
         if outputs:
             self.client.log_outputs(run_id, outputs)
+
+    def _log_datasets(self, current: Any, datasets: list[Any]) -> None:
+        """Dataset inputs of a run; the first logging of each dataset one run at a time.
+
+        The server inserts a dataset the first time a run of the experiment logs it, and two
+        runs written at once that both log a new one collide on its unique key (sqlite:
+        ``IntegrityError``, the import failed); once it exists, runs log it concurrently.
+        """
+        eid = str(current.info.experiment_id)
+        idents = {(eid, d.dataset.name, d.dataset.digest) for d in datasets}
+        with self._mutex:
+            known = idents <= self._logged_datasets
+        if known:
+            self.client.log_inputs(current.info.run_id, datasets=datasets)
+            return
+        with self._first_datasets:
+            self.client.log_inputs(current.info.run_id, datasets=datasets)
+            with self._mutex:
+                self._logged_datasets |= idents
 
     def _sync_run_artifacts(
         self, current: Any, files: list[Record], fresh: bool, stats: Record
