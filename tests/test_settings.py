@@ -63,3 +63,25 @@ def test_the_sink_reads_its_settings_not_the_environment(
     ).model_sink
     assert (sink.import_path, sink.lock_wait) == ("api", 3.0)
     assert not (tmp_path / "mlflow.db").exists()  # building the sink opens no store
+
+
+def test_the_mlflow_client_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracking servers get arcuate's REST client unless ARCUATE_MLFLOW_CLIENT=mlflow (or an
+    auth plug-in MLflow must handle); database URIs always get MLflow's; a typo is refused."""
+    from arcuate.backends.mlflow.rest import wanted
+    from arcuate.errors import ConfigurationError
+
+    monkeypatch.delenv("ARCUATE_MLFLOW_CLIENT", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
+    assert wanted("http://127.0.0.1:5000") and wanted("HTTPS://mlflow.example.com/")
+    assert not wanted("sqlite:///mlflow.db") and not wanted("databricks")
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", " MLflow ")
+    assert not wanted("http://127.0.0.1:5000")
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "rest")
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "my_plugin")
+    assert not wanted("http://127.0.0.1:5000")
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlfow")
+    with pytest.raises(
+        ConfigurationError, match="ARCUATE_MLFLOW_CLIENT must be 'rest' or 'mlflow', got 'mlfow'"
+    ):
+        wanted("http://127.0.0.1:5000")

@@ -4,6 +4,7 @@ run and key; up to ``rest_concurrency`` requests in flight; the same table eithe
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import pytest
 from arcuate.backends.mlflow import source as source_module
 from arcuate.config import Settings
 from arcuate.engine.context import Context
-from arcuate.engine.export import export_experiment
-from arcuate.plan.ops import ExportExperiment
+from arcuate.engine.export import export_experiment, export_model
+from arcuate.plan.ops import ExportExperiment, ExportModel
 from tests.export.export_helpers import reassemble, rows_deltalake
 from tests.rest_proxy import DOWNLOAD, CountingProxy
 
@@ -43,7 +44,7 @@ def _experiment(server: Any, name: str) -> None:
 
 
 def _export(
-    url: str, warehouse: Path, name: str, concurrency: int
+    url: str, warehouse: Path, name: str, concurrency: int, *, model: bool = False
 ) -> tuple[dict[str, Any], dict[tuple[str, str, str], bytes]]:
     ctx = Context(
         Settings(
@@ -54,7 +55,10 @@ def _export(
             rest_concurrency=concurrency,
         )
     )
-    stream = export_experiment(ExportExperiment(name), ctx)
+    if model:
+        stream = export_model(ExportModel(name), ctx)
+    else:
+        stream = export_experiment(ExportExperiment(name), ctx)
     table = ctx.table_store.write(("s", "t"), stream.batches, content=stream.content)
     records, files = reassemble(rows_deltalake(table.location))
     for row in records.values():  # the export's own time stamps differ between two exports
@@ -62,9 +66,7 @@ def _export(
     return records, files
 
 
-def test_histories_are_read_in_bulk_one_request_per_key(
-    mlflow_server: Any, workdir: Path
-) -> None:
+def test_histories_are_read_in_bulk_one_request_per_key(mlflow_server: Any, workdir: Path) -> None:
     _experiment(mlflow_server, "rest-export")
     proxy = CountingProxy(mlflow_server.tracking_uri, hold=0.05)
     with proxy.running():
@@ -117,3 +119,82 @@ def test_a_bulk_answer_that_may_be_cut_off_is_read_run_by_run(
         cut = _export(proxy.url, workdir / "cut", "rest-export-cut", 4)
         assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == RUNS * KEYS
     assert cut == whole
+
+
+def _rich_experiment(server: Any, name: str) -> None:
+    """Runs with what an export carries: params (one a URI with credentials), tags, NaN and
+    infinite points, a dataset input, nested files, a logged model with linked metrics and
+    files, a deleted run and a run still running."""
+    import tempfile
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param
+
+    client = server.client()
+    eid = client.create_experiment(name, tags={"team": "a", "link": "s3://u:p@b/k?token=x"})
+    for r in range(3):
+        rid = client.create_run(eid, start_time=1000 + r, run_name=f"run-{r}").info.run_id
+        points = [Metric("loss", 1 / (p + 1), 1_700_000_000_000 + p, p) for p in range(4)]
+        points += [Metric("odd", [math.nan, math.inf, -math.inf][r], 1_700_000_000_100, 0)]
+        params = [Param("lr", "0.01"), Param("data", "https://u:pw@h/x?sig=abc")]
+        client.log_batch(rid, metrics=points, params=params)
+        client.set_tag(rid, "mlflow.note.content", f"note {r}")
+        dataset = Dataset("d", "abc", "local", '{"uri": "s3://u:p@b/d"}', '{"a": 1}', None)
+        client.log_inputs(rid, datasets=[DatasetInput(dataset, [InputTag("ctx", "train")])])
+        client.log_text(rid, f"run {r}\n", "out/deep/a.txt")
+        client.log_text(rid, "x" * 5000, "b.txt")
+        if r == 0:
+            model = client.create_logged_model(eid, name="lm", source_run_id=rid, params={"p": "1"})
+            client.log_metric(rid, "lm", 3.0, 1_700_000_000_300, 0, model_id=model.model_id)
+            client.log_outputs(rid, models=[LoggedModelOutput(model.model_id, 0)])
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "MLmodel").write_text("flavors: {}\n")
+                client.log_model_artifacts(model.model_id, d)
+            client.finalize_logged_model(model.model_id, "READY")
+        if r < 2:
+            client.set_terminated(rid, end_time=2000 + r)
+    deleted = client.create_run(eid, run_name="gone").info.run_id
+    client.delete_run(deleted)
+
+
+def test_the_rest_client_exports_what_mlflows_client_exports(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rich_experiment(mlflow_server, "rest-export-clients")
+    url = mlflow_server.tracking_uri
+    light = _export(url, workdir / "light", "rest-export-clients", 4)
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    mlflow = _export(url, workdir / "mlflow", "rest-export-clients", 4)
+    assert repr(light) == repr(mlflow)  # repr: NaN points are equal there
+    runs = [row["run"] for row in light[0].values() if row["run"]]
+    assert sorted(r["run_name"] for r in runs) == ["run-0", "run-1", "run-2"]
+    assert any(r["logged_models"] for r in runs)
+    assert len(light[1]) == 3 * 2 + 1
+
+
+def test_the_rest_client_exports_a_model_as_mlflows_client_does(
+    mlflow_server: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model export mixes both clients (MLflow's for the registry, arcuate's for runs,
+    logged models and files): versions from a run's files and from a logged model."""
+    _rich_experiment(mlflow_server, "rest-export-model-runs")
+    client = mlflow_server.client()
+    eid = client.get_experiment_by_name("rest-export-model-runs").experiment_id
+    run = client.search_runs([eid], filter_string="attributes.run_name = 'run-0'")[0]
+    logged = client.search_logged_models([eid])[0]
+    client.create_registered_model("rest-export-model", tags={"team": "a"})
+    client.create_model_version(
+        "rest-export-model", f"runs:/{run.info.run_id}/out", run_id=run.info.run_id
+    )
+    client.create_model_version(
+        "rest-export-model",
+        f"models:/{logged.model_id}",
+        run_id=run.info.run_id,
+        model_id=logged.model_id,
+    )
+    client.set_registered_model_alias("rest-export-model", "best", "2")
+    url = mlflow_server.tracking_uri
+    light = _export(url, workdir / "light", "rest-export-model", 4, model=True)
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    mlflow = _export(url, workdir / "mlflow", "rest-export-model", 4, model=True)
+    assert repr(light) == repr(mlflow)
+    assert sorted(path for (_key, _owner, path) in light[1]) == ["MLmodel", "deep/a.txt"]

@@ -100,6 +100,12 @@ def test_genai_round_trip_into_mlflow_server(
     again = import_experiment(table_batches(location), name, ctx, source="p#s.d.agent")
     assert again.summary["scorers_added"] == 0 and again.summary["eval_records_written"] == 0
     assert genai_snapshot(mlflow_server, name) == genai_snapshot(mlflow_store, "agent")
+    # OVERWRITE finds the datasets it imported (arcuate's REST client) and their records
+    exact = import_experiment(
+        table_batches(location), name, ctx, overwrite=True, source="p#s.d.agent"
+    )
+    assert exact.summary["eval_records_written"] == 0
+    assert genai_snapshot(mlflow_server, name) == genai_snapshot(mlflow_store, "agent")
 
 
 def test_without_including_the_experiment_travels_alone(

@@ -65,8 +65,34 @@ def test_round_trip_into_mlflow_server(
     again = import_experiment(
         reader.batches(share.experiment), "served", ctx, source=share.experiment
     )
-    again_model = import_model(
-        reader.batches(share.model), "served-model", ctx, source=share.model
-    )
+    again_model = import_model(reader.batches(share.model), "served-model", ctx, source=share.model)
     assert again.summary["unchanged"] == 3 and again_model.summary["unchanged"] == 4, again_model
     assert store_state(mlflow_server) == state
+
+
+def test_runs_sharing_a_dataset_are_imported_at_once(
+    mlflow_store: Any, mlflow_server: Any, workdir: Path
+) -> None:
+    """Runs written at the same time that log the same dataset: the server inserts a dataset
+    the first time it sees it, so two runs logging it at once collided on its unique key
+    (sqlite ``IntegrityError``, the import failed). One training set for every run is the
+    common case."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    from tests.imports.import_helpers import export_to, provider_context, table_batches
+
+    client = mlflow_store.client()
+    eid = client.create_experiment("same-data")
+    dataset = Dataset("train", "d1g3st", "local", '{"uri": "/data/train"}', None, None)
+    for r in range(8):
+        rid = client.create_run(eid, start_time=1000 + r, run_name=f"run-{r}").info.run_id
+        client.log_inputs(rid, datasets=[DatasetInput(dataset, [InputTag("ctx", "train")])])
+        client.set_terminated(rid, end_time=2000 + r)
+    location = export_to(provider_context(mlflow_store, workdir / "wh"), ("s", "d", "same"),
+                         experiment="same-data")  # fmt: skip
+    ctx = recipient_context(mlflow_server, rest_concurrency=8)
+    result = import_experiment(table_batches(location), "same-data-in", ctx, source="p#s.d.same")
+    assert result.summary["added"] == 8
+    here = mlflow_server.client()
+    runs = here.search_runs([here.get_experiment_by_name("same-data-in").experiment_id])
+    assert sorted(len(r.inputs.dataset_inputs) for r in runs) == [1] * 8

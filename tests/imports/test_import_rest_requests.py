@@ -80,7 +80,14 @@ def test_new_runs_are_written_in_few_requests_several_at_once(mlflow_server: Any
 
 @pytest.mark.parametrize(
     ("metrics", "params", "tags", "calls"),
-    [(0, 0, 0, 1), (3, 2, 2, 1), (1500, 0, 0, 2), (2500, 150, 250, 3), (994, 0, 0, 1), (995, 0, 0, 2)],
+    [
+        (0, 0, 0, 1),
+        (3, 2, 2, 1),
+        (1500, 0, 0, 2),
+        (2500, 150, 250, 3),
+        (994, 0, 0, 1),
+        (995, 0, 0, 2),
+    ],
 )
 def test_log_batches_are_full_and_end_with_the_completing_tags(
     metrics: int, params: int, tags: int, calls: int
@@ -95,3 +102,47 @@ def test_log_batches_are_full_and_end_with_the_completing_tags(
     assert [x for m, _, _ in got for x in m] == list(range(metrics))
     assert [x for _, p, _ in got for x in p] == [f"p{i}" for i in range(params)]
     assert [x for _, _, t in got for x in t] == [f"t{i}" for i in range(tags)] + last
+
+
+def test_the_rest_clients_log_batch_keeps_within_mlflows_limits(mlflow_server: Any) -> None:
+    """arcuate's REST client cuts a batch as MLflow's client does (100 params and 100 tags
+    with up to 1,000 metrics a request, 1,000 entities in all); every value arrives, NaN and
+    infinities included."""
+    import math
+
+    from arcuate.backends.mlflow.rest import Metric, Param, RestClient, RunTag
+
+    proxy = CountingProxy(mlflow_server.tracking_uri)
+    with proxy.running():
+        client = RestClient(proxy.url, proxy.url)
+        eid = client.create_experiment(f"batches-{uuid.uuid4().hex[:8]}")
+        run = client.create_run(eid, user_id="ann", start_time=1000, tags=[], run_name="big")
+        rid = run.info.run_id
+        params = [Param(f"p{i:03d}", str(i)) for i in range(250)]
+        tags = [RunTag(f"t{i:03d}", str(i)) for i in range(120)]
+        odd = [math.nan, math.inf, -math.inf]
+        metrics = [Metric("m", odd[i] if i < 3 else float(i), 1000 + i, i) for i in range(2500)]
+        client.log_batch(rid, metrics=metrics, params=params, tags=tags)
+        # (100 p + 100 t + 800 m), (100 p + 20 t + 880 m), (50 p + 820 m), then none left
+        assert proxy.count("runs/log-batch") == 3
+    # what MLflow's own client writes from the same batch (the server stores infinities as
+    # the largest double): the same params, tags and points
+    from mlflow import entities
+
+    mlflow = mlflow_server.client()
+    other = mlflow.create_run(eid, run_name="big-mlflow").info.run_id
+    mlflow.log_batch(
+        other,
+        metrics=[entities.Metric(m.key, m.value, m.timestamp, m.step) for m in metrics],
+        params=[entities.Param(p.key, p.value) for p in params],
+        tags=[entities.RunTag(t.key, t.value) for t in tags],
+    )
+    got, want = mlflow.get_run(rid), mlflow.get_run(other)
+    assert got.data.params == want.data.params == {p.key: p.value for p in params}
+    mine = {k: v for k, v in got.data.tags.items() if k.startswith("t")}
+    assert mine == {k: v for k, v in want.data.tags.items() if k.startswith("t")}
+    assert len(mine) == 120
+    history = [(m.step, m.timestamp, repr(m.value)) for m in mlflow.get_metric_history(rid, "m")]
+    expected = [(m.step, m.timestamp, repr(m.value)) for m in mlflow.get_metric_history(other, "m")]
+    assert sorted(history) == sorted(expected) and len(history) == 2500
+    assert sorted(history)[0][2] == "nan"

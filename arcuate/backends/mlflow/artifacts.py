@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeGuard
 
 from arcuate.backends.protocols import Record
 
 if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
 #: A file MLflow itself writes into a model directory whenever ``models:/<name>/<version>`` is
 #: downloaded from a local store: never an extra file of a model, never removed.
@@ -30,6 +32,14 @@ def repository(uri: str, tracking_uri: str, registry_uri: str) -> ArtifactReposi
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def is_local(repo: object) -> TypeGuard[LocalArtifactRepository]:
+    """Whether ``repo`` is MLflow's ``LocalArtifactRepository``, without importing it: its
+    module is loaded when such a repository exists (a REST client's repositories are not)."""
+    module = sys.modules.get("mlflow.store.artifact.local_artifact_repo")
+    cls = getattr(module, "LocalArtifactRepository", None)
+    return isinstance(cls, type) and isinstance(repo, cls)
 
 
 def joined(prefix: str, path: str) -> str:
@@ -61,9 +71,7 @@ def sha256_file(path: str) -> str:
 
 def same_file(repo: ArtifactRepository, path: str, sha256: str) -> bool:
     """Whether the repository's file at ``path`` has these bytes (downloaded when remote)."""
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-    if isinstance(repo, LocalArtifactRepository):
+    if is_local(repo):
         return sha256_file(os.path.join(repo.artifact_dir, *path.split("/"))) == sha256
     tmp = tempfile.mkdtemp(prefix="arcuate-compare-")
     try:
@@ -85,11 +93,9 @@ def differing(
     bytes; ``deep=None`` (checking files written before): the bytes only where they are
     local, and MLflow's own ``registered_model_meta`` only for being there (MLflow rewrites
     it whenever the model is loaded from a local store here)."""
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
     check = deep is None
     if deep is None:
-        deep = isinstance(repo, LocalArtifactRepository)
+        deep = is_local(repo)
     out = []
     for f in files:
         path = joined(prefix, f["path"])
@@ -131,9 +137,7 @@ def sync_files(
 
 
 def _upload(repo: ArtifactRepository, files: list[Record], prefix: str) -> None:
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-    if isinstance(repo, LocalArtifactRepository):
+    if is_local(repo):
         # what its log_artifacts does (copy2 into the artifact directory), without a
         # staging directory of links per call: paths are validated relative paths
         made: set[str] = set()
@@ -169,9 +173,7 @@ def _stage_files(files: list[Record], prefix: str = "") -> str:
 def remove_uploaded(repo: ArtifactRepository) -> None:
     """Take back the files uploaded under a run's or logged model's artifact root (best
     effort, for a batch whose rows were not committed)."""
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-    if isinstance(repo, LocalArtifactRepository):
+    if is_local(repo):
         # <experiment>/<run id>/artifacts or <experiment>/models/<model id>/artifacts
         shutil.rmtree(os.path.dirname(repo.artifact_dir), ignore_errors=True)
     else:

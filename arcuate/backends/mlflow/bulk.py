@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from arcuate.backends.mlflow import artifacts
-from arcuate.backends.mlflow.connect import is_sql_store
+from arcuate.backends.mlflow.connect import is_light, is_sql_store
 from arcuate.backends.mlflow.points import sanitize
 from arcuate.backends.mlflow.tags import (
     CONTENT_HASH,
@@ -77,6 +77,8 @@ _UPLOAD_THREADS: Final = 4
 
 def eligible_store(client: Any) -> tuple[SqlAlchemyStore | None, str]:
     """MLflow's SQL store behind ``client`` if the bulk path may write to it, and why (not)."""
+    if is_light(client):  # arcuate's REST client: a tracking server
+        return None, "the tracking store is RestStore, not MLflow's SqlAlchemyStore"
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
     if not is_sql_store(store):
         return None, f"the tracking store is {type(store).__name__}, not MLflow's SqlAlchemyStore"

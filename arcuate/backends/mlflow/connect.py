@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    from arcuate.backends.mlflow.rest import RestError
+
 _URI: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _USERINFO: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#]*@)")
 _URI_LIKE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S*$")
@@ -114,8 +116,7 @@ def unreachable(
     check = f"that {setting} points to it" if setting else "that this machine can reach it"
     call = f"{getattr(request, 'method', None) or 'request'} {urlsplit(url).path}".strip()
     return UnreachableError(
-        f"{server} at {where} cannot be reached: {describe_failure(failed)} ({call});"
-        f" {_retried()}",
+        f"{server} at {where} cannot be reached: {describe_failure(failed)} ({call}); {_retried()}",
         hint=f"check that the server is running and {check}; {SETTING_HINT}",
     )
 
@@ -167,6 +168,40 @@ def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def client_for(tracking_uri: str, registry_uri: str) -> Any:
+    """The client the source and the sink use: arcuate's own REST client for a tracking
+    server (:mod:`arcuate.backends.mlflow.rest`: no ``import mlflow``), MLflow's otherwise
+    or when ``ARCUATE_MLFLOW_CLIENT=mlflow``."""
+    from arcuate.backends.mlflow import rest
+
+    if rest.wanted(tracking_uri):
+        return rest.RestClient(tracking_uri, registry_uri)
+    return make_client(tracking_uri, registry_uri)
+
+
+def is_light(client: object) -> bool:
+    """Whether ``client`` is arcuate's REST client (not MLflow's)."""
+    from arcuate.backends.mlflow.rest import RestClient
+
+    return isinstance(client, RestClient)
+
+
+def failures(*more: type[Exception]) -> tuple[type[RestError], ...]:
+    """The exception types of a failed MLflow call, for an ``except`` clause: the REST
+    client's :class:`~arcuate.backends.mlflow.rest.RestError`, and ``MlflowException`` once
+    MLflow is loaded (before that nothing can have raised one, and importing it to catch it
+    would cost a REST statement the whole of MLflow's start-up); and the types ``more``.
+
+    Typed as ``RestError`` for the checker: both have ``message`` and ``error_code``.
+    """
+    from arcuate.backends.mlflow.rest import RestError
+
+    module = sys.modules.get("mlflow.exceptions")
+    found = getattr(module, "MlflowException", None)
+    mine: tuple[Any, ...] = (RestError, found) if isinstance(found, type) else (RestError,)
+    return (*mine, *more)
 
 
 def is_sql_store(store: object, *, subclass: bool = False) -> TypeGuard[SqlAlchemyStore]:
@@ -246,13 +281,11 @@ def mlflow_errors(what: str) -> Iterator[None]:
 
     Also keeps MLflow away from Spark Connect (:func:`spark_guard`) during the call.
     """
-    from mlflow.exceptions import MlflowException
-
     try:
         with spark_guard():
             yield
-    except MlflowException as exc:
-        raise BackendError(f"{what}: {exc.message}") from exc
+    except failures() as exc:
+        raise BackendError(f"{what}: {getattr(exc, 'message', exc)}") from exc
     except OSError as exc:
         raise BackendError(f"{what}: {exc}") from exc
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from arcuate.backends.mlflow.connect import mlflow_errors
+from arcuate.backends.mlflow.connect import is_light, mlflow_errors
 from arcuate.backends.mlflow.tags import ORIGIN, SOURCE, SOURCE_DATASET_ID, is_managed
 from arcuate.backends.protocols import Record
 from arcuate.format.genai import inputs_hash
@@ -28,6 +28,8 @@ _FIELDS: Final = ("outputs", "expectations", "tags", "source")
 
 
 def _store(client: MlflowClient) -> Any:
+    if is_light(client):  # arcuate's REST client finds datasets; MLflow's reads records
+        client = client.mlflow  # type: ignore[attr-defined]
     return client._tracking_client.store
 
 

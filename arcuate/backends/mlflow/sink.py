@@ -36,10 +36,12 @@ from urllib.parse import unquote, urlparse
 
 from arcuate.backends.mlflow import artifacts
 from arcuate.backends.mlflow.connect import (
+    client_for,
     error_code,
     every,
+    failures,
     global_uris,
-    make_client,
+    is_light,
     mlflow_errors,
     redact_uri,
 )
@@ -88,6 +90,9 @@ if TYPE_CHECKING:
     from arcuate.format.traces import SharedTrace
 
 _PAGE: Final = 1000
+#: MLflow's ``ViewType.ACTIVE_ONLY`` and ``ViewType.ALL``
+_ACTIVE_ONLY: Final = 1
+_ALL: Final = 3
 #: How new runs are written: ``auto`` (the bulk path where it is eligible, else the public
 #: API), ``api`` (always the public API) or ``bulk`` (the bulk path, an error where it is not
 #: eligible). Read from this environment variable when a sink is built.
@@ -189,13 +194,17 @@ class MlflowSink:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self.artifact_root = artifact_root
-        self._client: MlflowClient | None = None
+        self._client: Any = None
         self._next_version: dict[str, int] = {}
         self._created: dict[str, Any] = {}
         # a fresh run's params, tags and metrics, written by finish_run in the batches that
         # complete it (run id -> (metrics, params, tags)); writer threads share both dicts
         self._deferred: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
         self._mutex = threading.Lock()
+        #: datasets (experiment id, name, digest) this sink has logged; a run logging one it
+        #: has not must hold the lock below (see :meth:`_log_datasets`)
+        self._logged_datasets: set[tuple[str, str, str]] = set()
+        self._first_datasets = threading.Lock()
         self.concurrency = max(1, concurrency)
         path = import_path.strip().lower()
         if path not in IMPORT_PATHS:
@@ -213,13 +222,44 @@ class MlflowSink:
         return f"MlflowSink({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
 
     @property
-    def client(self) -> MlflowClient:
-        """The MlflowClient, built on first use with both URIs explicit."""
+    def client(self) -> Any:
+        """The client, built on first use with both URIs explicit: arcuate's REST client for a
+        tracking server (:func:`~arcuate.backends.mlflow.connect.client_for`), MLflow's
+        ``MlflowClient`` otherwise."""
         if self._client is None:
-            self._client = make_client(self.tracking_uri, self.registry_uri)
+            self._client = client_for(self.tracking_uri, self.registry_uri)
         return self._client
 
+    @property
+    def mlflow_client(self) -> MlflowClient:
+        """MLflow's own client (for what the REST client does not write: GenAI entities,
+        prompts)."""
+        client = self.client
+        return client.mlflow if is_light(client) else client  # type: ignore[no-any-return]
+
+    def _store(self) -> Any:
+        """What ``create_run``/``update_run_info`` go to: the tracking store behind MLflow's
+        client, or arcuate's REST client (which has both, with the store's signatures)."""
+        client = self.client
+        return client if is_light(client) else client._tracking_client.store
+
+    def _entities(self) -> Any:
+        """The module whose entity classes (``Metric``, ``Param``, ``RunTag``, ``Dataset``...)
+        go to the client: MLflow's, or the light ones of :mod:`arcuate.backends.mlflow.rest`."""
+        if is_light(self.client):
+            from arcuate.backends.mlflow import rest
+
+            return rest
+        import mlflow.entities
+
+        return mlflow.entities
+
     def _repo(self, uri: str) -> ArtifactRepository:
+        client = self.client
+        if is_light(client):
+            served = client.artifact_repo(uri)
+            if served is not None:  # written through the server, without MLflow
+                return served  # type: ignore[no-any-return]
         return artifacts.repository(uri, self.tracking_uri, self.registry_uri)
 
     # -- experiments ------------------------------------------------------------------------
@@ -239,8 +279,6 @@ class MlflowSink:
         """Experiment ``name``: its id, and the experiment when it existed (None when this
         call created it, with ``tags``). Another import creating it at the same moment is
         not an error."""
-        from mlflow.exceptions import MlflowException
-
         client = self.client
         exp = client.get_experiment_by_name(name)
         if exp is not None:
@@ -249,7 +287,7 @@ class MlflowSink:
             eid = client.create_experiment(
                 name, artifact_location=self._new_artifact_location(), tags=tags or None
             )
-        except MlflowException as exc:
+        except failures() as exc:
             if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                 raise
             exp = client.get_experiment_by_name(name)
@@ -325,7 +363,7 @@ class MlflowSink:
         what = f"could not take the import lease on {kind} {name!r}"
         # the lease talks through a client of its own: its calls (renewals, from a thread)
         # are not the import's
-        client = make_client(self.tracking_uri, self.registry_uri)
+        client = client_for(self.tracking_uri, self.registry_uri)
         tags: ExperimentTags | ModelTags
         created = False
         with mlflow_errors(what):
@@ -364,8 +402,6 @@ class MlflowSink:
 
     def _lock_experiment(self, name: str, restore: bool) -> str:
         """The id of experiment ``name`` to lock, created (or, with ``restore``, restored)."""
-        from mlflow.exceptions import MlflowException
-
         client = self.client
         eid, exp = self._experiment(name, {})
         if exp is not None and exp.lifecycle_stage == "deleted":
@@ -373,19 +409,17 @@ class MlflowSink:
                 raise self._deleted_experiment(name, eid)
             try:
                 client.restore_experiment(eid)
-            except MlflowException:
+            except failures():
                 if client.get_experiment(eid).lifecycle_stage != "active":
                     raise  # not restored by another import meanwhile
         return eid
 
     def _lock_model(self, name: str) -> bool:
         """Registered model ``name`` to lock, created if missing; whether this call created it."""
-        from mlflow.exceptions import MlflowException
-
         try:
             self.client.get_registered_model(name)
             return False
-        except MlflowException as exc:
+        except failures() as exc:
             if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
             # MLflow hides a prompt from the model API, but it is a registered model in the
@@ -395,7 +429,7 @@ class MlflowSink:
             try:
                 self.client.create_registered_model(name)
                 return True
-            except MlflowException as again:
+            except failures() as again:
                 if error_code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return False
@@ -405,7 +439,7 @@ class MlflowSink:
         """See :class:`~arcuate.backends.protocols.GenAISink`."""
         from arcuate.backends.mlflow import scorers
 
-        return scorers.scorer_versions(self.client, experiment_id)
+        return scorers.scorer_versions(self.mlflow_client, experiment_id)
 
     def write_scorers(
         self,
@@ -416,7 +450,7 @@ class MlflowSink:
         """See :class:`~arcuate.backends.protocols.GenAISink`."""
         from arcuate.backends.mlflow import scorers
 
-        scorers.write_scorers(self.client, experiment_id, creates, placeholders)
+        scorers.write_scorers(self.mlflow_client, experiment_id, creates, placeholders)
 
     def dataset_state(self, experiment_id: str, origin: str) -> dict[str, Record]:
         """See :class:`~arcuate.backends.protocols.GenAISink`."""
@@ -438,20 +472,26 @@ class MlflowSink:
         from arcuate.backends.mlflow import datasets
 
         return datasets.write_dataset(
-            self.client, experiment_id, dataset, records, here=here, source=source, origin=origin
+            self.mlflow_client,
+            experiment_id,
+            dataset,
+            records,
+            here=here,
+            source=source,
+            origin=origin,
         )
 
     def delete_dataset_records(self, dataset_id: str, record_ids: list[str]) -> None:
         """See :class:`~arcuate.backends.protocols.GenAISink`."""
         from arcuate.backends.mlflow import datasets
 
-        datasets.delete_dataset_records(self.client, dataset_id, record_ids)
+        datasets.delete_dataset_records(self.mlflow_client, dataset_id, record_ids)
 
     def delete_dataset(self, dataset_id: str) -> None:
         """See :class:`~arcuate.backends.protocols.GenAISink`."""
         from arcuate.backends.mlflow import datasets
 
-        datasets.delete_dataset(self.client, dataset_id)
+        datasets.delete_dataset(self.mlflow_client, dataset_id)
 
     # -- traces (format 2: :mod:`arcuate.backends.mlflow.traces`) -----------------------------
     def trace_ids(self, experiment_id: str) -> set[str]:
@@ -486,7 +526,7 @@ class MlflowSink:
         """See :class:`~arcuate.backends.protocols.PromptSink`."""
         from arcuate.backends.mlflow import prompts
 
-        return prompts.prompt_state(self.client, name)
+        return prompts.prompt_state(self.mlflow_client, name)
 
     def write_prompt(
         self,
@@ -503,7 +543,7 @@ class MlflowSink:
         from arcuate.backends.mlflow import prompts
 
         prompts.write_prompt(
-            self.client,
+            self.mlflow_client,
             name,
             prompt,
             versions,
@@ -523,7 +563,7 @@ class MlflowSink:
 
         if not is_prompt_supported_registry(self.registry_uri):
             return  # a legacy Databricks workspace registry holds no prompts
-        if self.client.get_prompt(name) is not None:
+        if self.mlflow_client.get_prompt(name) is not None:
             raise ConflictError(
                 f"registered model {name!r} is a prompt in this registry; a model cannot be "
                 "imported into it",
@@ -533,11 +573,10 @@ class MlflowSink:
     def list_runs(self, experiment_id: str) -> list[Record]:
         """The states of every run of the experiment (deleted ones too): see
         :class:`~arcuate.backends.protocols.RunSink`."""
-        from mlflow.entities import ViewType
 
         def search(token: str | None) -> Any:
             return self.client.search_runs(
-                [experiment_id], run_view_type=ViewType.ALL, max_results=_PAGE, page_token=token
+                [experiment_id], run_view_type=_ALL, max_results=_PAGE, page_token=token
             )
 
         with mlflow_errors(f"could not list the runs of experiment {experiment_id}"):
@@ -566,8 +605,6 @@ class MlflowSink:
     def find_runs(self, source_run_id: str) -> list[Record]:
         """The states of every active run of any experiment carrying ``source_run_id`` as
         provenance (the importer decides which of them it may use)."""
-        from mlflow.entities import ViewType
-
         found: list[Record] = []
         what = f"could not look for the imported runs of source run {source_run_id}"
         with mlflow_errors(what):
@@ -581,7 +618,7 @@ class MlflowSink:
                 runs = self.client.search_runs(
                     ids[start : start + 100],
                     filter_string=filt,
-                    run_view_type=ViewType.ACTIVE_ONLY,
+                    run_view_type=_ACTIVE_ONLY,
                     max_results=_PAGE,
                 )
                 found += [self._run_state(r) for r in runs]
@@ -599,12 +636,10 @@ class MlflowSink:
 
     def run_state(self, run_id: str) -> Record | None:
         """A run's state, with ``experiment_name``; None when it does not exist."""
-        from mlflow.exceptions import MlflowException
-
         with mlflow_errors(f"could not read run {run_id}"):
             try:
                 run = self.client.get_run(run_id)
-            except MlflowException as exc:
+            except failures() as exc:
                 if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                     return None
                 raise
@@ -732,8 +767,7 @@ class MlflowSink:
         provenance: Provenance,
     ) -> str:
         """A new run with the shared start time, name and user, tagged with its provenance."""
-        from mlflow.entities import RunTag
-
+        run_tag = self._entities().RunTag
         tags = created_run_tags(source_run_id, run, provenance)
         # the user goes in the request's own field, not as an ``mlflow.user`` tag that a
         # second request would have to delete when the share has none (what the client does)
@@ -741,11 +775,11 @@ class MlflowSink:
         name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG)
         self._check_leases()
         with mlflow_errors(f"could not create the run for source run {source_run_id}"):
-            created = self.client._tracking_client.store.create_run(
+            created = self._store().create_run(
                 experiment_id=experiment_id,
                 user_id=user,
                 start_time=run.get("start_time") or int(time.time() * 1000),
-                tags=[RunTag(k, v) for k, v in tags.items()],
+                tags=[run_tag(k, v) for k, v in tags.items()],
                 run_name=name,
             )
         # fill_run starts from what create_run returned (no get_run for a fresh run)
@@ -853,8 +887,7 @@ class MlflowSink:
         stats: Record,
     ) -> list[Any]:
         """The run's logged models filled (files included); the outputs the run lacks."""
-        from mlflow.entities import LoggedModelOutput
-
+        output = self._entities().LoggedModelOutput
         outputs = {o.model_id for o in (current.outputs.model_outputs if current.outputs else ())}
         new_outputs = []
         for lm in run["logged_models"]:
@@ -865,7 +898,7 @@ class MlflowSink:
             stats["files"] += got["files"]
             stats["bytes"] += got["bytes"]
             if lm.get("step") is not None and new_id not in outputs:
-                new_outputs.append(LoggedModelOutput(new_id, int(lm["step"])))
+                new_outputs.append(output(new_id, int(lm["step"])))
         return new_outputs
 
     def _log_run_data(
@@ -879,8 +912,8 @@ class MlflowSink:
         stats: Record,
     ) -> None:
         """Params, tags (ids remapped, stale ones deleted) and the metric points the run lacks."""
-        from mlflow.entities import Param, RunTag
-
+        entities = self._entities()
+        Param, RunTag = entities.Param, entities.RunTag
         run_id = current.info.run_id
         params = dict(current.data.params)
         tags = dict(current.data.tags)
@@ -918,8 +951,7 @@ class MlflowSink:
         self, current: Any, run: Record, model_ids: dict[str, str], fresh: bool, stats: Record
     ) -> list[Any]:
         """The shared metric points the run here lacks, linked to its logged models."""
-        from mlflow.entities import Metric
-
+        Metric = self._entities().Metric
         existing: set[PointKey] = set()
         linked: set[tuple[str, PointKey]] = set()
         if not fresh:
@@ -954,8 +986,9 @@ class MlflowSink:
         stats: Record,
     ) -> None:
         """The dataset inputs, model inputs and model outputs the run lacks."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput
-
+        e = self._entities()
+        Dataset, DatasetInput, InputTag = e.Dataset, e.DatasetInput, e.InputTag
+        LoggedModelInput = e.LoggedModelInput
         run_id, inputs = current.info.run_id, current.inputs
         have = {_mlflow_dataset_ident(d) for d in (inputs.dataset_inputs if inputs else ())}
         datasets = []
@@ -978,18 +1011,36 @@ class MlflowSink:
                 model_inputs.add(input_id)
                 new_model_inputs.append(LoggedModelInput(input_id))
         for start in range(0, len(datasets), 1000):
-            self.client.log_inputs(run_id, datasets=datasets[start : start + 1000])
+            self._log_datasets(current, datasets[start : start + 1000])
         if new_model_inputs:
             self.client.log_inputs(run_id, models=new_model_inputs)
         if outputs:
             self.client.log_outputs(run_id, outputs)
 
+    def _log_datasets(self, current: Any, datasets: list[Any]) -> None:
+        """Dataset inputs of a run; the first logging of each dataset one run at a time.
+
+        The server inserts a dataset the first time a run of the experiment logs it, and two
+        runs written at once that both log a new one collide on its unique key (sqlite:
+        ``IntegrityError``, the import failed); once it exists, runs log it concurrently.
+        """
+        eid = str(current.info.experiment_id)
+        idents = {(eid, d.dataset.name, d.dataset.digest) for d in datasets}
+        with self._mutex:
+            known = idents <= self._logged_datasets
+        if known:
+            self.client.log_inputs(current.info.run_id, datasets=datasets)
+            return
+        with self._first_datasets:
+            self.client.log_inputs(current.info.run_id, datasets=datasets)
+            with self._mutex:
+                self._logged_datasets |= idents
+
     def _sync_run_artifacts(
         self, current: Any, files: list[Record], fresh: bool, stats: Record
     ) -> None:
         """The run's artifact files, written where they differ (their digest says so)."""
-        from mlflow.entities import RunTag
-
+        RunTag = self._entities().RunTag
         mine = [f for f in files if f["owner"] == OWNER_ARTIFACTS]
         digest = files_digest(mine)
         if fresh or current.data.tags.get(FILES_HASH) != digest:
@@ -1025,6 +1076,9 @@ class MlflowSink:
         several threads), and MLflow's switch for it is an environment variable, process-wide
         too. The store call it ends with is the same, and saves that read.
         """
+        if is_light(self.client):
+            self.client.update_run_info(run_id, status, end_time, None)
+            return
         from mlflow.entities import RunStatus
 
         store = self.client._tracking_client.store
@@ -1045,8 +1099,7 @@ class MlflowSink:
         The ``provenance`` tags go in the same batch (a run imported before they existed gets
         them here).
         """
-        from mlflow.entities import RunTag
-
+        RunTag = self._entities().RunTag
         tags = [RunTag(k, v) for k, v in provenance_tags(provenance).items()]
         with self._mutex:
             metrics, params, data_tags = self._deferred.pop(run_id, ([], [], []))
@@ -1242,7 +1295,7 @@ class MlflowSink:
             fresh = True
         stats = self.fill_logged_model(mid, model, files, fresh=fresh, exact=exact, prune=True)
         if run_id is not None and model.get("step") is not None:
-            from mlflow.entities import LoggedModelOutput
+            LoggedModelOutput = self._entities().LoggedModelOutput
 
             with mlflow_errors(f"could not link logged model {mid} to run {run_id}"):
                 run = self.client.get_run(run_id)
@@ -1260,14 +1313,12 @@ class MlflowSink:
         Returns ``created``, ``versions`` (the states of the visible ones, ascending: see
         :class:`~arcuate.backends.protocols.VersionSink`) and ``aliases`` (alias -> version).
         """
-        from mlflow.exceptions import MlflowException
-
         client = self.client
         wanted = {k: v for k, v in tags.items() if not is_managed(k)}
         with mlflow_errors(f"could not prepare registered model {name!r}"):
             try:
                 rm = client.get_registered_model(name)
-            except MlflowException as exc:
+            except failures() as exc:
                 if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 rm = client.create_registered_model(

@@ -30,6 +30,7 @@ import io
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -38,10 +39,12 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from arcuate.backends.mlflow.connect import (
+    client_for,
     error_code,
     every,
+    failures,
+    is_light,
     is_sql_store,
-    make_client,
     pages,
     redact_json_uris,
     redact_uri,
@@ -61,6 +64,8 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: MLflow's ``ViewType.ACTIVE_ONLY``
+_ACTIVE_ONLY: Final = 1
 #: Runs whose metric history is read in one query (bounded memory, bounded IN list).
 _HISTORY_GROUP: Final = 100
 _PAGE: Final = 1000
@@ -166,15 +171,13 @@ def _names(search: Callable[[str | None], Any]) -> list[str]:
     """The names a paginated search lists (up to about :data:`_HINT_NAMES`), for a "did you
     mean" hint; what could be read when the store fails (a hint never hides the real error,
     and a programming error is not taken for a store's failure)."""
-    from mlflow.exceptions import MlflowException
-
     names: list[str] = []
     try:
         for page in pages(search):
             names.extend(item.name for item in page)
             if len(names) >= _HINT_NAMES:
                 break
-    except (MlflowException, OSError):  # OSError: requests' errors too
+    except failures(OSError):  # OSError: requests' errors too
         return names
     return names
 
@@ -187,6 +190,16 @@ def _discard(future: Any, taken: list[bool]) -> None:
             shutil.rmtree(done.result()[1], ignore_errors=True)
 
     future.add_done_callback(remove)
+
+
+def _local_dir(repo: object) -> str | None:
+    """The directory of a local artifact repository (None for any other kind): its class is
+    loaded when such a repository exists, so one that is not loaded is not one."""
+    module = sys.modules.get("mlflow.store.artifact.local_artifact_repo")
+    cls = getattr(module, "LocalArtifactRepository", None)
+    if isinstance(cls, type) and isinstance(repo, cls):
+        return str(getattr(repo, "artifact_dir"))  # noqa: B009 - typed as object
+    return None
 
 
 def _opener(path: str) -> Callable[[], IO[bytes]]:
@@ -325,7 +338,7 @@ class MlflowSource:
         self.concurrency = max(1, concurrency)
         #: whether a tracking server's bulk history endpoint is tried (off once it fails)
         self._bulk_history = True
-        self._client: MlflowClient | None = None
+        self._client: Any = None
         # run id -> (artifact uri, {model id: artifact location}); filled by iter_runs/get_run
         # and consumed by iter_run_files, so files need no second round trip.
         self._locations: dict[str, tuple[str, dict[str, str]]] = {}
@@ -334,11 +347,25 @@ class MlflowSource:
         return f"MlflowSource({redact_uri(self.tracking_uri)!r}, {redact_uri(self.registry_uri)!r})"
 
     @property
-    def client(self) -> MlflowClient:
-        """The MlflowClient, built on first use with both URIs explicit."""
+    def client(self) -> Any:
+        """The client, built on first use with both URIs explicit: arcuate's REST client for a
+        tracking server (:func:`~arcuate.backends.mlflow.connect.client_for`), MLflow's
+        ``MlflowClient`` otherwise."""
         if self._client is None:
-            self._client = make_client(self.tracking_uri, self.registry_uri)
+            self._client = client_for(self.tracking_uri, self.registry_uri)
         return self._client
+
+    @property
+    def mlflow_client(self) -> MlflowClient:
+        """MLflow's own client (for what the REST client does not read: GenAI entities,
+        traces, prompts)."""
+        client = self.client
+        return client.mlflow if is_light(client) else client  # type: ignore[no-any-return]
+
+    def _store(self) -> Any:
+        """MLflow's tracking store behind the client; None for arcuate's REST client."""
+        client = self.client
+        return None if is_light(client) else client._tracking_client.store
 
     def _where(self) -> str:
         return f"in the MLflow tracking store {redact_uri(self.tracking_uri)}"
@@ -347,11 +374,9 @@ class MlflowSource:
 
     def get_experiment(self, name: str) -> Record:
         """The experiment record. Raises NotFoundError (with a close match) if missing/deleted."""
-        from mlflow.exceptions import MlflowException
-
         try:
             exp = self.client.get_experiment_by_name(name)
-        except MlflowException as exc:
+        except failures() as exc:
             raise BackendError(f"could not look up experiment {name!r}: {exc.message}") from exc
         if exp is None:
             raise NotFoundError(
@@ -393,14 +418,12 @@ class MlflowSource:
 
     def search_run_pages(self, experiment_id: str, filter: str | None) -> Iterator[list[Any]]:
         """Pages of the active runs matching ``filter``, oldest first (MLflow Run objects)."""
-        from mlflow.entities import ViewType
-        from mlflow.exceptions import MlflowException
 
         def search(token: str | None) -> Any:
             return self.client.search_runs(
                 [experiment_id],
                 filter_string=filter or "",
-                run_view_type=ViewType.ACTIVE_ONLY,
+                run_view_type=_ACTIVE_ONLY,
                 max_results=_PAGE,
                 order_by=["attributes.start_time ASC"],
                 page_token=token,
@@ -408,7 +431,7 @@ class MlflowSource:
 
         try:
             yield from pages(search)
-        except MlflowException as exc:
+        except failures() as exc:
             where = f" with filter {filter!r}" if filter else ""
             raise BackendError(
                 f"could not search the runs of experiment {experiment_id}{where}: {exc.message}"
@@ -416,11 +439,9 @@ class MlflowSource:
 
     def get_run(self, run_id: str) -> tuple[Record, Record] | None:
         """(experiment, run) records of a run, or None when it no longer exists."""
-        from mlflow.exceptions import MlflowException
-
         try:
             run = self.client.get_run(run_id)
-        except MlflowException as exc:
+        except failures() as exc:
             if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise BackendError(f"could not read run {run_id}: {exc.message}") from exc
@@ -437,8 +458,6 @@ class MlflowSource:
 
     def _logged_models(self, experiment_id: str, *, source_run_id: str | None = None) -> list[Any]:
         """Every (non-deleted) logged model of the experiment, or of one source run."""
-        from mlflow.exceptions import MlflowException
-
         filt = f"source_run_id = '{source_run_id}'" if source_run_id else None
         try:
             return every(
@@ -446,15 +465,15 @@ class MlflowSource:
                     experiment_ids=[experiment_id], filter_string=filt, page_token=token
                 )
             )
-        except MlflowException as exc:
+        except failures() as exc:
             raise BackendError(
                 f"could not list the logged models of experiment {experiment_id}: {exc.message}"
             ) from exc
 
     def _histories(self, runs: list[Run]) -> dict[str, list[tuple[str, float, int, int]]]:
         """run id -> [(key, value, step, timestamp)], ordered by key, timestamp, step, value."""
-        store = self.client._tracking_client.store
-        if is_sql_store(store, subclass=True):
+        store = self._store()
+        if store is not None and is_sql_store(store, subclass=True):
             return self._histories_sql(store, [r.info.run_id for r in runs])
         bulk = self._histories_bulk(runs)
         if bulk is not None:
@@ -477,15 +496,20 @@ class MlflowSource:
         The endpoint answers at most :data:`_BULK_POINTS` points and has no pages: a key
         whose answer may be cut off is read run by run instead.
         """
-        store = self.client._tracking_client.store
-        if not self._bulk_history or not hasattr(store, "get_host_creds") or not runs:
+        store = self._store()
+        light = is_light(self.client)
+        if not self._bulk_history or not runs or not (light or hasattr(store, "get_host_creds")):
             return None
         keys: dict[str, list[str]] = defaultdict(list)
         for run in runs:
             for key in run.data.metrics:
                 keys[key].append(run.info.run_id)
         jobs = sorted(keys.items())
-        answers = self._map(lambda job: self._bulk_key(store, *job), jobs)
+        if light:
+            client = self.client
+            answers = self._map(lambda job: client.bulk_history(*job, _BULK_POINTS), jobs)
+        else:
+            answers = self._map(lambda job: self._bulk_key(store, *job), jobs)
         if any(a is None for a in answers):  # the server has no such endpoint
             self._bulk_history = False
             return None
@@ -566,8 +590,8 @@ class MlflowSource:
 
     def _sql_store(self) -> Any:
         """The tracking store when it is MLflow's own SQL store (not a subclass), else None."""
-        store = self.client._tracking_client.store
-        if not is_sql_store(store):
+        store = self._store()
+        if store is None or not is_sql_store(store):
             return None
         # the bulk path reuses these two (private) helpers of the store, as search_runs does
         if not all(hasattr(store, n) for n in ("_get_run_inputs", "_get_model_outputs_bulk")):
@@ -579,7 +603,6 @@ class MlflowSource:
     ) -> Iterator[Record]:
         """The active runs of an experiment in ``search_runs`` order, read in bulk."""
         from mlflow.entities import LifecycleStage
-        from mlflow.exceptions import MlflowException
         from mlflow.store.tracking.dbmodels.models import SqlRun
         from sqlalchemy import case, select
         from sqlalchemy.exc import SQLAlchemyError
@@ -609,7 +632,7 @@ class MlflowSource:
             for start in range(0, len(infos), _HISTORY_GROUP):
                 group = infos[start : start + _HISTORY_GROUP]
                 yield from self._sql_group(store, group, index)
-        except (MlflowException, SQLAlchemyError) as exc:
+        except failures(SQLAlchemyError) as exc:
             raise BackendError(
                 f"could not read the runs of experiment {experiment_id} {self._where()}: {exc}"
             ) from exc
@@ -828,6 +851,11 @@ class MlflowSource:
             yield from self._iter_files(location, owner, f"logged model {lm['model_id']}")
 
     def _repo(self, uri: str) -> ArtifactRepository:
+        client = self.client
+        if is_light(client):
+            served = client.artifact_repo(uri)
+            if served is not None:  # read through the server, without MLflow
+                return served  # type: ignore[no-any-return]
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         return get_artifact_repository(
@@ -842,12 +870,9 @@ class MlflowSource:
                 directory leads outside it: nothing of it is exported (``where`` names whose
                 artifacts these are).
         """
-        from mlflow.exceptions import MlflowException
-        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
         try:
             repo = self._repo(uri)
-            local_dir = repo.artifact_dir if isinstance(repo, LocalArtifactRepository) else None
+            local_dir = _local_dir(repo)
             if local_dir is not None and os.path.isfile(local_dir):
                 # a version whose source is one file rather than a directory
                 name = os.path.basename(local_dir)
@@ -865,7 +890,7 @@ class MlflowSource:
                             pending.append(info.path)
                         else:
                             infos.append(info)
-        except MlflowException as exc:
+        except failures() as exc:
             raise BackendError(
                 f"could not list the files of {owner} at {redact_uri(uri)}: {exc.message}"
             ) from exc
@@ -955,12 +980,10 @@ class MlflowSource:
 
         Raises NotFoundError if the model, a named version or an alias does not exist.
         """
-        from mlflow.exceptions import MlflowException
-
         client = self.client
         try:
             rm = client.get_registered_model(name)
-        except MlflowException as exc:
+        except failures() as exc:
             if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 raise NotFoundError(
                     f"registered model {name!r} does not exist in the MLflow registry "
@@ -995,7 +1018,7 @@ class MlflowSource:
         for v in sorted(wanted):
             try:
                 mv = client.get_model_version(name, str(v))
-            except MlflowException as exc:
+            except failures() as exc:
                 raise NotFoundError(
                     f"registered model {name!r} version {v} disappeared while exporting"
                 ) from exc
@@ -1007,13 +1030,13 @@ class MlflowSource:
         """See :class:`~arcuate.backends.protocols.GenAISource`."""
         from arcuate.backends.mlflow.scorers import read_scorers
 
-        return read_scorers(self.client, experiment_id)
+        return read_scorers(self.mlflow_client, experiment_id)
 
     def iter_eval_records(self, experiment_id: str) -> Iterator[Record]:
         """See :class:`~arcuate.backends.protocols.GenAISource`."""
         from arcuate.backends.mlflow.datasets import iter_eval_records
 
-        return iter_eval_records(self.client, experiment_id)
+        return iter_eval_records(self.mlflow_client, experiment_id)
 
     # -- traces (format 2) ----------------------------------------------------------------------
     def iter_traces(self, experiment_id: str, filter_string: str | None) -> Iterator[Record]:
@@ -1028,7 +1051,7 @@ class MlflowSource:
         """See :class:`~arcuate.backends.protocols.PromptSource`."""
         from arcuate.backends.mlflow.prompts import read_prompt_versions
 
-        return read_prompt_versions(self.client, name, versions=versions, aliases=aliases)
+        return read_prompt_versions(self.mlflow_client, name, versions=versions, aliases=aliases)
 
     def _model_names(self) -> list[str]:
         return _names(
@@ -1036,8 +1059,6 @@ class MlflowSource:
         )
 
     def _version_numbers(self, name: str) -> set[int]:
-        from mlflow.exceptions import MlflowException
-
         quote = '"' if "'" in name else "'"
         try:
             found = every(
@@ -1045,7 +1066,7 @@ class MlflowSource:
                     f"name = {quote}{name}{quote}", max_results=_PAGE, page_token=token
                 )
             )
-        except MlflowException as exc:
+        except failures() as exc:
             raise BackendError(
                 f"could not list the versions of registered model {name!r}: {exc.message}"
             ) from exc
@@ -1079,13 +1100,11 @@ class MlflowSource:
 
     def iter_version_files(self, version: Record) -> Iterator[FileRef]:
         """The files of a version (owner ``model``), from its resolved download location."""
-        from mlflow.exceptions import MlflowException
-
         name, number = version["name"], version["version"]
         try:
             uri = self.client.get_model_version_download_uri(name, str(number))
             location = self._resolve(uri)
-        except MlflowException as exc:
+        except failures() as exc:
             raise BackendError(
                 f"could not locate the files of model {name!r} version {number}: {exc.message}"
             ) from exc
