@@ -134,6 +134,12 @@ def _key_signing(path: str) -> Signing:
 
 
 def _load_certificates(path: str, what: str) -> list[Any]:
+    return _read_certificates(path, what)[1]
+
+
+def _read_certificates(path: str, what: str) -> tuple[bytes, list[Any]]:
+    """The PEM text of the file at ``path`` and the certificates in it (``what``: how errors
+    name the file)."""
     from cryptography import x509
 
     try:
@@ -144,7 +150,7 @@ def _load_certificates(path: str, what: str) -> list[Any]:
         found = x509.load_pem_x509_certificates(pem)
     except ValueError as error:
         raise InputError(f"the {what} {path!r} is not a PEM certificate ({error})") from None
-    return found
+    return pem, found
 
 
 def check_signing_certificate(key: str | None, certificate: str, chain: Sequence[str]) -> Signing:
@@ -449,14 +455,7 @@ def read_ca(path: str) -> Pin:
     """
     from cryptography import x509
 
-    try:
-        pem = Path(path).expanduser().read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read the CA certificate {path!r}: {error.strerror}") from None
-    try:
-        roots = x509.load_pem_x509_certificates(pem)
-    except ValueError as error:
-        raise InputError(f"{path!r} is not a PEM certificate ({error})") from None
+    pem, roots = _read_certificates(path, "CA certificate")
     for root in roots:
         try:
             is_ca = root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

@@ -14,6 +14,8 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -740,3 +742,26 @@ def _prompts(client: Any) -> dict[str, Any]:
             },
         }
     return out
+
+
+def modules_left_by(
+    statement: str, cwd: Path, modules: tuple[str, ...], **settings: str
+) -> list[str]:
+    """The ``modules`` left loaded by running ``statement`` in a fresh interpreter (which
+    must succeed)."""
+    code = (
+        "import json, sys, arcuate\n"
+        f"arcuate.execute({statement!r}, progress=False, **{settings!r})\n"
+        f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return loaded

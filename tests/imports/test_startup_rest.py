@@ -13,16 +13,12 @@ which of those modules it left in ``sys.modules`` (no timing assertion).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.imports.import_helpers import Share
+from tests.imports.import_helpers import Share, modules_left_by
 
 pytestmark = pytest.mark.server
 
@@ -38,24 +34,8 @@ NOT_NEEDED = (
 def loaded_by(
     statement: str, cwd: Path, modules: tuple[str, ...] = NOT_NEEDED, **settings: str
 ) -> list[str]:
-    """The ``modules`` left loaded by running ``statement`` in a fresh interpreter (which
-    must succeed)."""
-    code = (
-        "import json, sys, arcuate\n"
-        f"arcuate.execute({statement!r}, progress=False, **{settings!r})\n"
-        f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))\n"
-    )
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(var, None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    loaded: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return loaded
+    """The ``modules`` left loaded by running ``statement`` in a fresh interpreter."""
+    return modules_left_by(statement, cwd, modules, **settings)
 
 
 def test_import_and_export_over_rest_load_no_sql_store(

@@ -11,15 +11,11 @@ assertion). An import into an MLflow store loads pandas anyway: MLflow imports i
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.imports.import_helpers import Share
+from tests.imports.import_helpers import Share, modules_left_by
 
 WATCHED = ("delta_sharing", "pandas", "pyspark", "mlflow")
 
@@ -27,22 +23,7 @@ WATCHED = ("delta_sharing", "pandas", "pyspark", "mlflow")
 def loaded_by(statement: str, cwd: Path, **settings: str) -> list[str]:
     """The :data:`WATCHED` modules left loaded by running ``statement`` in a fresh interpreter
     (which must succeed)."""
-    code = (
-        "import json, sys, arcuate\n"
-        f"arcuate.execute({statement!r}, progress=False, **{settings!r})\n"
-        f"print(json.dumps([m for m in {WATCHED!r} if m in sys.modules]))\n"
-    )
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(var, None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    loaded: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return loaded
+    return modules_left_by(statement, cwd, WATCHED, **settings)
 
 
 def test_describe_loads_neither_delta_sharing_nor_pandas(
