@@ -694,14 +694,22 @@ def _next(doc: dict[str, Any], bad: Any) -> str | None:
     return token or None
 
 
+def _error_body(response: Any) -> Any:
+    """The JSON body of an error answer, or None when it has none that can be read: the
+    caller reports the HTTP status either way, so an unreadable body only loses detail."""
+    import requests
+
+    try:
+        body = _read(response, _SMALL_ANSWER, lambda problem: ValueError(problem))
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError, OSError, requests.RequestException):
+        return None
+
+
 def _error_message(response: Any) -> str:
     """The server's own words for an HTTP error (``errorCode: message``), cut short; empty
     when it sent none."""
-    try:
-        body = _read(response, _SMALL_ANSWER, lambda problem: ValueError(problem))
-        doc = json.loads(body.decode("utf-8"))
-    except Exception:
-        return ""
+    doc = _error_body(response)
     if not isinstance(doc, dict):
         return ""
     parts = [doc.get("errorCode"), doc.get("message")]
@@ -711,11 +719,7 @@ def _error_message(response: Any) -> str:
 
 def _oauth_error(response: Any) -> str:
     """RFC 6749's ``error`` code of a refused token request, as ``" (invalid_client)"``."""
-    try:
-        body = _read(response, _SMALL_ANSWER, lambda problem: ValueError(problem))
-        doc = json.loads(body.decode("utf-8"))
-    except Exception:
-        return ""
+    doc = _error_body(response)
     error = doc.get("error") if isinstance(doc, dict) else None
     return f" ({_printable(error)[:80]})" if isinstance(error, str) and error else ""
 
