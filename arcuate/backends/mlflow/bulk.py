@@ -73,6 +73,8 @@ DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
 _ROUND: Final = 10_000
 _UPLOAD_THREADS: Final = 4
+#: Attempts at writing a pending mark while other batches empty and remove its folder.
+_MARK_TRIES: Final = 20
 
 
 def eligible_store(client: Any) -> tuple[SqlAlchemyStore | None, str]:
@@ -156,6 +158,22 @@ def remove_orphans(store: SqlAlchemyStore, experiment_id: str) -> int:
         shutil.rmtree(_dir_of(root, ident), ignore_errors=True)
     _unmark([os.path.join(marks, ident) for ident in sorted(mine)])
     return len(mine - known)
+
+
+def _write_mark(folder: str, path: str, owner: str) -> None:
+    """Write one pending mark. Another batch of the experiment (a Spark task, a concurrent
+    import) removes the folder when its last mark goes, possibly between our ``makedirs``
+    and ``open``: then the folder is made again (a few times at most: each removal needs
+    the folder empty, and our mark is in it once written)."""
+    for attempt in range(_MARK_TRIES):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "w", encoding="ascii") as f:
+                f.write(owner)
+            return
+        except (FileExistsError, FileNotFoundError):
+            if attempt == _MARK_TRIES - 1:
+                raise
 
 
 def _marks(folder: str) -> set[str]:
@@ -321,12 +339,10 @@ class BulkRunWriter:
         if root is None:
             return []
         folder = os.path.join(root, PENDING)
-        os.makedirs(folder, exist_ok=True)
         owner, marks = _owner(self.store), []
         for ident in ids:
             path = os.path.join(folder, ident)
-            with open(path, "w", encoding="ascii") as f:
-                f.write(owner)
+            _write_mark(folder, path, owner)
             marks.append(path)
         return marks
 
