@@ -33,6 +33,20 @@ os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+def _spark_home() -> None:
+    """Point ``SPARK_HOME`` at the installed ``pyspark`` (pyspark-client has no Spark to
+    find): without it, the first import of ``pyspark.sql.connect`` in a process whose
+    ``__main__`` has no file, as in a pytest-xdist worker, calls ``sys.exit``."""
+    from importlib.util import find_spec
+
+    spec = find_spec("pyspark")
+    if spec is not None and spec.origin is not None:
+        os.environ.setdefault("SPARK_HOME", os.path.dirname(spec.origin))
+
+
+_spark_home()
+
+
 @dataclass(frozen=True)
 class MlflowStore:
     """A real sqlite MLflow store in a temporary directory."""

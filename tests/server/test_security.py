@@ -140,26 +140,26 @@ def test_expired_token_is_refused(sharing: Sharing) -> None:
 
 
 def test_rotation_revocation_and_drop_apply_at_once(sharing: Sharing) -> None:
-    profile, token = sharing.new_recipient("erin", "models")
+    profile, token = sharing.new_recipient("ivy", "models")
     url = f"{profile}#models.mlflow.simple"
     assert len(delta_sharing.load_as_pandas(url)) == 3
     file_url = first_file_url(sharing, token=token)
     assert httpx.get(file_url).status_code == 200
 
-    sharing.catalog.revoke("models", "erin")
+    sharing.catalog.revoke("models", "ivy")
     resp = call(sharing, "GET", "/shares/models/schemas", token=token)
     assert_error(resp, 404, "RESOURCE_DOES_NOT_EXIST")
     assert call(sharing, "GET", "/shares", token=token).json() == {"items": []}
     assert_error(httpx.get(file_url), 403, "PERMISSION_DENIED")
 
-    sharing.catalog.grant("models", "erin")
+    sharing.catalog.grant("models", "ivy")
     assert httpx.get(file_url).status_code == 200
-    new = sharing.catalog.rotate_token("erin")
+    new = sharing.catalog.rotate_token("ivy")
     assert_error(call(sharing, "GET", "/shares", token=token), 401, "UNAUTHENTICATED")
     assert_error(httpx.get(file_url), 403, "PERMISSION_DENIED")  # URLs of the old token die
     assert call(sharing, "GET", "/shares", token=new).status_code == 200
 
-    sharing.catalog.drop_recipient("erin")
+    sharing.catalog.drop_recipient("ivy")
     assert_error(call(sharing, "GET", "/shares", token=new), 401, "UNAUTHENTICATED")
 
 
