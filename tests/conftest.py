@@ -47,6 +47,53 @@ def _spark_home() -> None:
 _spark_home()
 
 
+# -- pytest-xdist: every server starts once per run ----------------------------------------------
+#: Session fixtures that start a server (each in its own process), by the xdist group of the
+#: test files that use them. A file goes whole to one worker (its module fixtures are built
+#: once), and the files using a group's servers go to the same worker: PostgreSQL, S3 (moto),
+#: the PostgreSQL-backed mlflow server and Sail start once per run however many workers there
+#: are; the sqlite-backed ``mlflow_server`` once per worker at most (a topology file uses it too).
+#: A file using both groups' servers joins the first.
+SERVER_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("topology", frozenset({"postgres", "s3", "mlflow_server_pg"})),
+    ("servers", frozenset({"sail_port", "mlflow_server"})),
+)
+#: Files that ask for a server only through ``request.getfixturevalue`` (not in
+#: ``item.fixturenames``), with the fixture they ask for.
+DYNAMIC_SERVERS: dict[str, str] = {
+    "tests/conformance/test_table_store.py": "sail_port",
+    "tests/conformance/test_sinks.py": "postgres",
+    "tests/imports/test_import_paths.py": "postgres",
+}
+
+
+def xdist_group(path: str, fixtures: set[str]) -> str:
+    """The xdist group of the test file at ``path`` whose tests use ``fixtures``."""
+    for group, servers in SERVER_GROUPS:
+        if fixtures & servers:
+            return group
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its file's xdist group (used by ``--dist loadgroup``), and run
+    the server groups first: they are the longest units, and a long unit dealt last to one
+    worker leaves the other idle."""
+    fixtures: dict[str, set[str]] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        used = fixtures.setdefault(path, set())
+        used.update(getattr(item, "fixturenames", ()))
+        if path in DYNAMIC_SERVERS:
+            used.add(DYNAMIC_SERVERS[path])
+    groups = {path: xdist_group(path, used) for path, used in fixtures.items()}
+    rank = {group: i for i, (group, _servers) in enumerate(SERVER_GROUPS)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
+    items.sort(key=lambda item: rank.get(groups[item.nodeid.split("::")[0]], len(rank)))
+
+
 @dataclass(frozen=True)
 class MlflowStore:
     """A real sqlite MLflow store in a temporary directory."""
