@@ -46,7 +46,7 @@ from typing import Any
 from benchmarks import topology
 from benchmarks.phases import MARK
 from benchmarks.prod_workload import Counts, Seeded, check, counts, seed
-from benchmarks.runner import child_env, machine, process_rss, tree_rss
+from benchmarks.runner import child_env, machine, process_rss, tree_cpu, tree_rss
 from benchmarks.shapes import KiB, Shape, human, resolve
 
 SHARE, SCHEMA, RECIPIENT = "prod", "bench", "bench-reader"
@@ -78,6 +78,10 @@ class Step:
     error: str | None = None
     check: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: CPU seconds the tracking server this step talked to spent meanwhile (its whole process
+    #: tree), and the PostgreSQL cluster's: the floor no client can go under
+    server_cpu: float | None = None
+    db_cpu: float | None = None
 
     @property
     def label(self) -> str:
@@ -191,6 +195,30 @@ class Bench:
         self.steps: list[Step] = []
         self._count = 0
 
+    def _cpu(self, tracking_uri: str) -> tuple[float | None, float | None]:
+        """CPU seconds so far of the server at ``tracking_uri`` (None for a database URI)
+        and of the PostgreSQL cluster (postmaster and backends)."""
+        servers = {self.topo.provider.url: self.topo.provider, self.topo.recipient.url:
+                   self.topo.recipient}  # fmt: skip
+        server = servers.get(tracking_uri)
+        pid_file = self.topo.pg.data / "postmaster.pid"
+        try:
+            postmaster = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            postmaster = None
+        return (tree_cpu(server.proc.pid) if server else None,
+                tree_cpu(postmaster) if postmaster else None)  # fmt: skip
+
+    def metered(self, step: Step, tracking_uri: str, run: Any) -> None:
+        """``run()``, with the CPU the server and the database spent meanwhile on ``step``."""
+        before = self._cpu(tracking_uri)
+        run()
+        after = self._cpu(tracking_uri)
+        if before[0] is not None and after[0] is not None:
+            step.server_cpu = after[0] - before[0]
+        if before[1] is not None and after[1] is not None:
+            step.db_cpu = after[1] - before[1]
+
     # -- arcuate ------------------------------------------------------------------------------
     def arcuate_run(self, step: Step, script: str, tracking_uri: str, **settings: str) -> Step:
         """``arcuate run --format json`` of one script in a fresh process; its summary (and
@@ -206,9 +234,10 @@ class Bench:
             cmd += [f"--{key.replace('_', '-')}", value]
         env = dict(self.env)
         serve = self.serve if step.key.startswith("import") else None
-        step.wall, code, step.peak, step.helper, step.serve_peak = measure(
-            cmd, env, cwd, cwd / "out.log", serve
-        )
+        log: Path = cwd / "out.log"
+        result: list[Any] = []
+        self.metered(step, tracking_uri, lambda: result.extend(measure(cmd, env, cwd, log, serve)))
+        step.wall, code, step.peak, step.helper, step.serve_peak = result
         entries = [json.loads(x) for x in (cwd / "out.log").read_text().splitlines()
                    if x.startswith("{")]  # fmt: skip
         for entry in entries:
@@ -275,7 +304,10 @@ class Bench:
         env = dict(self.peer_env)
         env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = tracking_uri
         cmd = [str(topology.PEER_VENV / "bin" / command), *args]
-        step.wall, code, step.peak, step.helper, _ = measure(cmd, env, cwd, cwd / "out.log")
+        log: Path = cwd / "out.log"
+        result: list[Any] = []
+        self.metered(step, tracking_uri, lambda: result.extend(measure(cmd, env, cwd, log)))
+        step.wall, code, step.peak, step.helper, _ = result
         if code != 0:
             step.error = _peer_error(cwd / "out.log", code)
         return step
@@ -687,7 +719,19 @@ def format_workload(w: Workload) -> str:
             out.append(f"  arcuate import, postgresql://: {step.detail}")
     out += [f"  check: {s.tool} {s.label}: {s.check}" for s in w.steps
             if s.check and s.key.startswith(("import", "peer_import"))]  # fmt: skip
+    out += [f"  server CPU: {s.tool} {s.label}: {cpu_line(s)}" for s in w.steps
+            if not s.error and (s.server_cpu is not None or s.db_cpu is not None)]  # fmt: skip
     return "\n".join(out)
+
+
+def cpu_line(step: Step) -> str:
+    """What the tracking server and PostgreSQL spent of CPU during a step, beside its wall."""
+    parts = []
+    if step.server_cpu is not None:
+        parts.append(f"mlflow server {step.server_cpu:.2f} s")
+    if step.db_cpu is not None:
+        parts.append(f"PostgreSQL {step.db_cpu:.2f} s")
+    return f"{', '.join(parts)} in {step.wall:.2f} s wall"
 
 
 def _first(text: str, limit: int = 400) -> str:

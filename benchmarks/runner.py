@@ -74,6 +74,24 @@ def process_rss(pid: int) -> tuple[int, int]:
     return own, largest
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants, the ones it has
+    reaped included (0 once it is gone): what a server spent, whoever asked it."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (0 once it is gone)."""
     import psutil
