@@ -16,7 +16,7 @@ Importing this module is cheap (Arrow is needed by annotations only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -79,6 +79,18 @@ class ModelSource(Protocol):
 
     def iter_version_files(self, version: Record) -> Iterator[FileRef]:
         """The model files of a version (owner ``model``)."""
+        ...
+
+
+@runtime_checkable
+class FilesAhead(Protocol):
+    """A source that reads the files of later runs while earlier ones are written."""
+
+    def iter_runs_files(
+        self, runs: Iterable[Record]
+    ) -> Generator[tuple[Record, Iterator[FileRef]]]:
+        """Each run with its files, in order; errors surface where ``iter_run_files`` would
+        raise them. A generator: closing it removes whatever was read ahead and not used."""
         ...
 
 

@@ -223,22 +223,22 @@ def pack_partition(
 
     when = datetime.fromisoformat(exported_at)
 
-    def rows() -> Iterator[Row | ChunkedFile]:
-        source = MlflowSource(tracking_uri, registry_uri)
+    def runs(source: MlflowSource) -> Iterator[Record]:
         for batch in batches:
             for group in batch.column("run_ids").to_pylist():
                 wanted = ", ".join("'" + rid.replace("'", "") + "'" for rid in group)
-                found = source.iter_runs(
+                yield from source.iter_runs(
                     experiment["experiment_id"], filter=f"attributes.run_id IN ({wanted})"
                 )
-                for run in found:
-                    yield from run_rows(
-                        experiment,
-                        run,
-                        source.iter_run_files(run),
-                        chunk_bytes=chunk_bytes,
-                        exported_at=when,
-                    )
+
+    def rows() -> Iterator[Row | ChunkedFile]:
+        source = MlflowSource(tracking_uri, registry_uri)
+        # the files of the next runs (of every group) are read while one run is written
+        with contextlib.closing(source.iter_runs_files(runs(source))) as pairs:
+            for run, files in pairs:
+                yield from run_rows(
+                    experiment, run, files, chunk_bytes=chunk_bytes, exported_at=when
+                )
 
     with mlflow_env(tracking_uri, registry_uri):
         for out in to_batches(rows()):

@@ -8,9 +8,10 @@ a failure midway aborts the single commit (the previous table version stays inta
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +20,10 @@ import pyarrow as pa
 
 from arcuate.backends.protocols import (
     ChunkedFile,
+    FileRef,
+    FilesAhead,
     GenAISource,
+    ModelSource,
     PromptSource,
     Record,
     TraceSource,
@@ -149,9 +153,11 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
             yield eval_record_row(record, exported_at)
         for trace in _shareable(traces, stream):
             yield trace_row(trace, exported_at)
-        with progress.running(f"experiment {op.experiment}") as task:
-            for run in pending:
-                files = source.iter_run_files(run)
+        with (
+            progress.running(f"experiment {op.experiment}") as task,
+            contextlib.closing(runs_with_files(source, pending)) as pairs,
+        ):
+            for run, files in pairs:
                 if redactor is not None:  # before the row is built: nothing covered is packed
                     marks = Marks(experiment_tags=set(hidden))
                     run = redactor.run(run, marks)
@@ -175,6 +181,18 @@ def export_experiment(op: ExportExperiment, ctx: Context) -> ExportStream:
 
     stream.batches = to_stream(rows())
     return stream
+
+
+def runs_with_files(
+    source: ModelSource, runs: Iterator[Record]
+) -> Generator[tuple[Record, Iterator[FileRef]]]:
+    """Each run with its files; read ahead of the run being written where the source can
+    (:class:`~arcuate.backends.protocols.FilesAhead`). Close it when done."""
+    if isinstance(source, FilesAhead):
+        yield from source.iter_runs_files(runs)
+        return
+    for run in runs:
+        yield run, source.iter_run_files(run)
 
 
 def _traces(op: ExportExperiment, source: object, experiment_id: str) -> Iterator[Record]:

@@ -26,18 +26,23 @@ from __future__ import annotations
 
 import difflib
 import gc
-import io
 import math
 import os
-import shutil
 import sys
-import tempfile
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
+from arcuate.backends.mlflow.ahead import (
+    AHEAD_BYTES,
+    RUNS_PER_THREAD,
+    Prefetcher,
+    downloader,
+)
 from arcuate.backends.mlflow.connect import (
     client_for,
     error_code,
@@ -73,9 +78,6 @@ _PAGE: Final = 1000
 #: request) and the most points it answers (no pages: an answer this long may be cut off)
 _BULK_HISTORY: Final = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 _BULK_POINTS: Final = 25000
-#: Remote files at most this large are downloaded ahead of the one being read (bigger ones
-#: are read twice, once to hash and once to cut into chunks, so twice from the server)
-_AHEAD_BYTES: Final = 8 * 1024 * 1024
 #: Requests in flight at once through the client (MLflow's HTTP pool keeps 10 connections).
 DEFAULT_CONCURRENCY: Final = 8
 #: Names read for a "did you mean" hint at the most.
@@ -182,14 +184,21 @@ def _names(search: Callable[[str | None], Any]) -> list[str]:
     return names
 
 
-def _discard(future: Any, taken: list[bool]) -> None:
-    """Remove a prefetched download nobody opened (once it is done)."""
+def _is_local_uri(uri: str) -> bool:
+    """Whether an artifact URI names a local directory (no scheme, ``file:``, a drive)."""
+    scheme = urlsplit(uri).scheme.lower()
+    return scheme in ("", "file") or len(scheme) == 1
 
-    def remove(done: Any) -> None:
-        if not taken and not done.cancelled() and done.exception() is None:
-            shutil.rmtree(done.result()[1], ignore_errors=True)
 
-    future.add_done_callback(remove)
+class _Listing:
+    """The files under one artifact URI, and the repository to download them from (None:
+    they are local)."""
+
+    __slots__ = ("refs", "repo")
+
+    def __init__(self, refs: list[FileRef], repo: ArtifactRepository | None = None) -> None:
+        self.refs = refs
+        self.repo = repo
 
 
 def _local_dir(repo: object) -> str | None:
@@ -284,20 +293,6 @@ def _logged_model_record(m: Any, step: int | None) -> Record:
         "tags": _kv(m.tags),
         "params": _kv(m.params),
     }
-
-
-class _TempDownload(io.FileIO):
-    """A downloaded artifact whose temporary directory goes away when it is closed."""
-
-    def __init__(self, path: str, tmpdir: str) -> None:
-        super().__init__(path, "rb")
-        self._tmpdir = tmpdir
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 
 class _ModelIndex:
@@ -832,8 +827,91 @@ class MlflowSource:
 
     def iter_run_files(self, run: Record) -> Iterator[FileRef]:
         """The run's artifacts (owner ``artifacts``), then each logged model's files."""
+        for uri, owner, where in self._run_parts(run, self._locations.pop(run["run_id"], None)):
+            yield from self._iter_files(uri, owner, where)
+
+    def iter_runs_files(
+        self, runs: Iterable[Record]
+    ) -> Generator[tuple[Record, Iterator[FileRef]]]:
+        """Each of ``runs`` with its files (as :meth:`iter_run_files`), in order, the files of
+        the next runs listed and their small files downloaded while earlier runs are written
+        (:mod:`~arcuate.backends.mlflow.ahead`: ``concurrency`` threads; runs, files and bytes
+        ahead bounded). A run's failure to list or download surfaces when that run's files
+        are read, as it would without the look-ahead. Local artifact directories are listed
+        when their run is read. Close the generator when done: that removes every copy
+        downloaded ahead and not read.
+        """
+        if self.concurrency <= 1:
+            for run in runs:
+                yield run, self.iter_run_files(run)
+            return
+        prefetcher = Prefetcher(self.concurrency)
+        limit = RUNS_PER_THREAD * self.concurrency
+        window: deque[tuple[Record, Future[list[Any]] | None]] = deque()
+        pending = iter(runs)
+        first = True
+        try:
+            while True:
+                while len(window) < limit:
+                    upcoming: Record | None = next(pending, None)
+                    if upcoming is None:
+                        break
+                    run = upcoming
+                    located = self._locations.pop(run["run_id"], None)
+                    if located is not None and _is_local_uri(located[0]):
+                        self._locations[run["run_id"]] = located  # read when its turn comes
+                        window.append((run, None))
+                        continue
+                    if first:  # MLflow's clients are built once, here, not by racing threads
+                        first = False
+                        done: Future[list[Any]] = Future()
+                        done.set_result(self._list_run(run, located, prefetcher))
+                        window.append((run, done))
+                        continue
+                    window.append(
+                        (run, prefetcher.submit(self._list_run, run, located, prefetcher))
+                    )
+                if not window:
+                    return
+                run, listed = window.popleft()
+                if listed is None:
+                    yield run, self.iter_run_files(run)
+                else:
+                    yield run, self._listed_files(listed, prefetcher)
+        finally:
+            prefetcher.close()
+
+    def _list_run(
+        self, run: Record, located: tuple[str, dict[str, str]] | None, prefetcher: Prefetcher
+    ) -> list[_Listing | Exception]:
+        """Each part of the run listed, its first small files downloading (a failure ends the
+        list, to be raised when the run is read)."""
+        out: list[_Listing | Exception] = []
+        try:
+            for uri, owner, where in self._run_parts(run, located):
+                listing = self._list_files(uri, owner, where)
+                if listing.repo is not None:
+                    listing.refs = prefetcher.reserve(listing.repo, listing.refs)
+                out.append(listing)
+        except Exception as exc:
+            out.append(exc)
+        return out
+
+    @staticmethod
+    def _listed_files(listed: Future[list[Any]], prefetcher: Prefetcher) -> Iterator[FileRef]:
+        for part in listed.result():
+            if isinstance(part, Exception):
+                raise part
+            if part.repo is None:
+                yield from part.refs
+            else:
+                yield from prefetcher.window(part.repo, part.refs)
+
+    def _run_parts(
+        self, run: Record, located: tuple[str, dict[str, str]] | None
+    ) -> Iterator[tuple[str, str, str]]:
+        """(artifact URI, owner, whose) of the run's artifacts, then of each logged model."""
         rid = run["run_id"]
-        located = self._locations.pop(rid, None)
         if located is None:
             artifact_uri = self.client.get_run(rid).info.artifact_uri
             models = {
@@ -842,13 +920,13 @@ class MlflowSource:
             }
         else:
             artifact_uri, models = located
-        yield from self._iter_files(artifact_uri, OWNER_ARTIFACTS, f"run {rid}")
+        yield artifact_uri, OWNER_ARTIFACTS, f"run {rid}"
         for lm in run.get("logged_models") or ():
             location = models.get(lm["model_id"])
             if location is None:
                 location = self.client.get_logged_model(lm["model_id"]).artifact_location
             owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
-            yield from self._iter_files(location, owner, f"logged model {lm['model_id']}")
+            yield location, owner, f"logged model {lm['model_id']}"
 
     def _repo(self, uri: str) -> ArtifactRepository:
         client = self.client
@@ -863,7 +941,28 @@ class MlflowSource:
         )
 
     def _iter_files(self, uri: str, owner: str, where: str = "") -> Iterator[FileRef]:
-        """Every file under ``uri`` (recursively, sorted by path), opened lazily.
+        """Every file under ``uri`` (recursively, sorted by path), opened lazily; the small
+        remote ones downloaded up to :attr:`concurrency` files ahead of the one being read.
+
+        Raises:
+            BackendError: as :meth:`_list_files`, when the first file is asked for.
+        """
+        listing = self._list_files(uri, owner, where)
+        if listing.repo is None:
+            yield from listing.refs
+            return
+        small = sum(1 for r in listing.refs if 0 <= r.size <= AHEAD_BYTES)
+        if self.concurrency <= 1 or small <= 1:
+            yield from listing.refs
+            return
+        prefetcher = Prefetcher(min(self.concurrency, small))
+        try:
+            yield from prefetcher.window(listing.repo, listing.refs)
+        finally:
+            prefetcher.close()
+
+    def _list_files(self, uri: str, owner: str, where: str = "") -> _Listing:
+        """Every file under ``uri`` (recursively, sorted by path), each opened lazily.
 
         Raises:
             BackendError: listing failed, or (``ARC430``) a link in a local artifact
@@ -877,8 +976,7 @@ class MlflowSource:
                 # a version whose source is one file rather than a directory
                 name = os.path.basename(local_dir)
                 size = os.path.getsize(local_dir)
-                yield FileRef(owner, name, size, _opener(local_dir), local_dir)
-                return
+                return _Listing([FileRef(owner, name, size, _opener(local_dir), local_dir)])
             if local_dir is not None:
                 local = _list_local(local_dir)
             else:
@@ -903,73 +1001,15 @@ class MlflowSource:
                 hint="replace the link with a copy of what it points to, or remove it",
             ) from exc
         if local_dir is not None:
-            for path, full in local:
-                yield FileRef(owner, path, os.path.getsize(full), _opener(full), full)
-            return
+            return _Listing(
+                [FileRef(owner, p, os.path.getsize(f), _opener(f), f) for p, f in local]
+            )
         refs = []
         for info in sorted(infos, key=lambda i: i.path):
             path = info.path.replace(os.sep, "/")
             size = info.file_size if info.file_size is not None else -1
-            refs.append(FileRef(owner, path, size, self._downloader(repo, path)))
-        yield from self._ahead(repo, refs)
-
-    def _ahead(self, repo: ArtifactRepository, refs: list[FileRef]) -> Iterator[FileRef]:
-        """``refs`` with the small ones downloaded up to :attr:`concurrency` files ahead of
-        the one being read (remote files are read one by one, each a round trip)."""
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        small = {id(r) for r in refs if 0 <= r.size <= _AHEAD_BYTES}
-        if self.concurrency <= 1 or len(small) <= 1:
-            yield from refs
-            return
-        with ThreadPoolExecutor(min(self.concurrency, len(small)), "arcuate-files") as pool:
-            window: deque[FileRef] = deque()
-            for ref in refs:
-                window.append(self._prefetch(pool, repo, ref) if id(ref) in small else ref)
-                if len(window) >= self.concurrency:
-                    yield window.popleft()
-            while window:
-                yield window.popleft()
-
-    def _prefetch(self, pool: Any, repo: ArtifactRepository, ref: FileRef) -> FileRef:
-        """``ref`` with its download started; the first open reads that copy (later ones
-        download again), and a copy never opened is removed when the ref goes away."""
-        import weakref
-
-        def fetch() -> tuple[str, str]:
-            tmpdir = tempfile.mkdtemp(prefix="arcuate-download-")
-            try:
-                return repo.download_artifacts(ref.path, dst_path=tmpdir), tmpdir  # type: ignore[no-untyped-call]
-            except BaseException:
-                shutil.rmtree(tmpdir, ignore_errors=True)
-                raise
-
-        future = pool.submit(fetch)
-        taken: list[bool] = []
-
-        def open_fetched() -> IO[bytes]:
-            if taken:
-                return ref.open()
-            taken.append(True)
-            local, tmpdir = future.result()
-            return io.BufferedReader(_TempDownload(local, tmpdir))
-
-        weakref.finalize(open_fetched, _discard, future, taken)
-        return FileRef(ref.owner, ref.path, ref.size, open_fetched)
-
-    @staticmethod
-    def _downloader(repo: ArtifactRepository, path: str) -> Callable[[], IO[bytes]]:
-        def open_remote() -> IO[bytes]:
-            tmpdir = tempfile.mkdtemp(prefix="arcuate-download-")
-            try:
-                local = repo.download_artifacts(path, dst_path=tmpdir)  # type: ignore[no-untyped-call]
-                return io.BufferedReader(_TempDownload(local, tmpdir))
-            except BaseException:
-                shutil.rmtree(tmpdir, ignore_errors=True)
-                raise
-
-        return open_remote
+            refs.append(FileRef(owner, path, size, downloader(repo, path)))
+        return _Listing(refs, repo)
 
     # -- registry -------------------------------------------------------------------------
 
