@@ -74,8 +74,10 @@ def _s3_keys(s3: Any, prefix: str) -> list[str]:
 def test_export_from_postgres_directly(pg_provider: Tricky, pg_share: Shared) -> None:
     """CREATE SHARE against ``postgresql://`` with the artifacts in S3."""
     assert pg_provider.store.tracking_uri.startswith("postgresql://")
-    assert pg_provider.store.client().get_run(pg_provider.parent_id).info.artifact_uri.startswith(
-        "s3://"
+    assert (
+        pg_provider.store.client()
+        .get_run(pg_provider.parent_id)
+        .info.artifact_uri.startswith("s3://")
     )
     _check_export(pg_provider, pg_share)
 
@@ -160,6 +162,39 @@ def test_bulk_path_into_postgres_equals_the_provider(
     again = _import(pg_store, pg_share, "imported", "churn")
     assert [s["unchanged"] for s in again] == [3, 4]
     assert store_state(pg_store) == state
+
+
+def test_a_failed_upload_to_s3_leaves_no_run_and_no_object(
+    pg_provider: Tricky, pg_share: Shared, pg_store: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk path sends a batch's rows while its files go up to S3: one upload fails, so
+    the transaction is rolled back, the files that went up are taken back, and the error is
+    the upload's; the same statement then imports everything."""
+    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")
+    prefix = f"recipient/{uuid.uuid4().hex}"
+    client = pg_store.client()
+    eid = client.create_experiment("upload-fails", artifact_location=f"s3://{s3.bucket}/{prefix}")
+    real = S3ArtifactRepository.log_artifact
+    calls: list[str] = []
+
+    def flaky(self: Any, local_file: str, artifact_path: str | None = None) -> None:
+        calls.append(local_file)
+        if len(calls) == 3:
+            raise OSError("the store refused the third file")
+        real(self, local_file, artifact_path)
+
+    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", flaky)
+    with pytest.raises(arcuate.ArcuateError, match="the store refused the third file"):
+        _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
+    assert len(calls) >= 3
+    assert client.search_runs([eid]) == []
+    assert _s3_keys(s3, prefix) == []
+    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", real)
+    exp, _model = _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
+    assert exp["added"] == 3
+    _check_round_trip(pg_provider, pg_store, "upload-fails", "upload-fails-model")
 
 
 @pytest.fixture(scope="module")
