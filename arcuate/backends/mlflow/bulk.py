@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import posixpath
 import re
@@ -606,7 +607,6 @@ class BulkRunWriter:
 
         with self.store.ManagedSessionMaker(read_only=False) as session:
             new_datasets = _dataset_rows(session, experiment_id, rows, datasets)
-            metric_columns = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
             for model, values in (
                 (SqlRun, rows.runs),
                 (SqlTag, rows.tags),
@@ -627,7 +627,7 @@ class BulkRunWriter:
                     columns = tuple(values[0])
                     tuples = [tuple(v[c] for c in columns) for v in values]  # type: ignore[index]
                 else:
-                    columns, tuples = metric_columns, values  # type: ignore[assignment]
+                    columns, tuples = _METRIC_COLUMNS, values  # type: ignore[assignment]
                 _insert(session, model.__table__, columns, tuples)
             if ready is not None:
                 ready()
@@ -718,9 +718,44 @@ def _copy(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -
     quote = session.get_bind().dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     driver = session.connection().connection.driver_connection
+    text = columns == _METRIC_COLUMNS and all(map(_plain_metric, rows))
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        if text:  # the bulk of a batch: lines formatted here, as psycopg would format them
+            for start in range(0, len(rows), _ROUND):
+                copy.write("".join(map(_metric_line, rows[start : start + _ROUND])))
+            return
         for row in rows:
             copy.write_row(row)
+
+
+#: The metric rows' columns, in the order the rows hold them.
+_METRIC_COLUMNS: Final = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+#: What COPY's text format escapes in a value.
+_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _plain_metric(row: tuple[Any, ...]) -> bool:
+    """Whether a metric row holds exactly the types :func:`_metric_line` formats (a finite
+    float value: stored NaN and ±inf are 0 and ±1.7976931348623157e308 already)."""
+    key, value, ts, step, is_nan, run = row
+    return (
+        type(key) is str
+        and type(value) is float
+        and math.isfinite(value)
+        and type(ts) is int
+        and type(step) is int
+        and type(is_nan) is bool
+        and type(run) is str
+        and "\x00" not in key
+    )
+
+
+def _metric_line(row: tuple[Any, ...]) -> str:
+    """One metric row in COPY's text format: what psycopg's ``write_row`` sends for it (a
+    float as its ``repr``, a bool as t/f, a text escaped)."""
+    key, value, ts, step, is_nan, run = row
+    flag = "t" if is_nan else "f"
+    return f"{key.translate(_COPY_ESCAPES)}\t{value!r}\t{ts}\t{step}\t{flag}\t{run}\n"
 
 
 #: How each (dialect, driver) takes many rows; the others get SQLAlchemy Core's insert.
