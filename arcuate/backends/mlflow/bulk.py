@@ -360,8 +360,8 @@ class BulkRunWriter:
         exact: bool,
         provenance: Provenance,
     ) -> Record:
-        """Write ``runs`` (files first, then every row in one transaction); counters as
-        :meth:`MlflowSink.fill_run` returns them.
+        """Write ``runs``: every row in one transaction, committed once their files, uploaded
+        meanwhile, are all up; counters as :meth:`MlflowSink.fill_run` returns them.
 
         ``run_ids``/``model_ids`` map source ids to ids here (the runs' own logged models
         included, with ids chosen by the caller).
