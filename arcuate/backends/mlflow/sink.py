@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import unquote, urlparse
@@ -42,10 +42,8 @@ from arcuate.backends.mlflow.connect import (
     failures,
     global_uris,
     is_light,
-    make_client,
     mlflow_errors,
     redact_uri,
-    spark_guard,
 )
 from arcuate.backends.mlflow.lease import WAIT, ExperimentTags, Lease, ModelTags, tell
 from arcuate.backends.mlflow.points import PointKey, point_key
@@ -172,31 +170,6 @@ def _names(entry: Any, name: str, numbers: set[int]) -> bool:
     return isinstance(entry, dict) and entry.get("name") == name and entry.get("version") in numbers
 
 
-class _Ahead:
-    """A value built on a daemon thread, kept Spark Connect away from (:func:`spark_guard`);
-    :meth:`result` waits for it, and raises what building it raised."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="arcuate-connect", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with spark_guard():
-                self._value = self._build()
-        except BaseException as exc:  # handed to the caller of result()
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class MlflowSink:
     """Writes imported runs, logged models, files and registry versions into one MLflow.
 
@@ -222,8 +195,6 @@ class MlflowSink:
         self.registry_uri = registry_uri or tracking_uri
         self.artifact_root = artifact_root
         self._client: Any = None
-        #: MLflow's client being built on a thread (:meth:`connect_ahead`)
-        self._ahead: _Ahead | None = None
         self._next_version: dict[str, int] = {}
         self._created: dict[str, Any] = {}
         # a fresh run's params, tags and metrics, written by finish_run in the batches that
@@ -256,29 +227,8 @@ class MlflowSink:
         tracking server (:func:`~arcuate.backends.mlflow.connect.client_for`), MLflow's
         ``MlflowClient`` otherwise."""
         if self._client is None:
-            ahead, self._ahead = self._ahead, None
-            if ahead is not None:
-                self._client = ahead.result()
-            else:
-                self._client = client_for(self.tracking_uri, self.registry_uri)
+            self._client = client_for(self.tracking_uri, self.registry_uri)
         return self._client
-
-    def connect_ahead(self) -> None:
-        """Start building MLflow's client on a thread (importing MLflow, opening and checking
-        a database store: seconds) while the caller does something else, such as reading the
-        share; the first use of :attr:`client` waits for it and raises what it raised.
-        Nothing for arcuate's REST client, which is quick to build."""
-        if self._client is not None or self._ahead is not None:
-            return
-        from arcuate.backends.mlflow import rest
-
-        try:
-            if rest.wanted(self.tracking_uri):
-                return
-        except ConfigurationError:
-            return  # said when the client is built
-        tracking_uri, registry_uri = self.tracking_uri, self.registry_uri
-        self._ahead = _Ahead(lambda: make_client(tracking_uri, registry_uri))
 
     @property
     def mlflow_client(self) -> MlflowClient:

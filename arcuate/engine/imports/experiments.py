@@ -30,7 +30,7 @@ from arcuate.engine.imports.importer import (
     lease_notes,
     statement,
 )
-from arcuate.engine.imports.ingest import connect_ahead, ingest
+from arcuate.engine.imports.ingest import ingest
 from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
 from arcuate.engine.imports.traces import TracePlan, check_traces, traces_here, write_traces
@@ -106,7 +106,6 @@ def import_runs(
     started = time.monotonic()
     name = v.check_experiment_name(experiment)
     bars = Progress(progress)
-    connect_ahead(sink)
     with Spool.open("experiment") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
         if key is not None:

@@ -31,15 +31,6 @@ def ingest(
         spool.ingest(batches, tick)
 
 
-def connect_ahead(sink: object) -> None:
-    """Let a sink that can (its ``connect_ahead()``) start connecting to its store while the
-    share is read: importing MLflow and opening a database store take seconds that reading
-    the share can hide."""
-    start = getattr(sink, "connect_ahead", None)
-    if callable(start):
-        start()
-
-
 def _in_worker(
     spool: Spool, batches: Iterable[pa.RecordBatch], tick: Callable[[int], None] | None
 ) -> bool:

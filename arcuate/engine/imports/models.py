@@ -31,7 +31,7 @@ from arcuate.engine.imports.importer import (
     model_result,
     statement,
 )
-from arcuate.engine.imports.ingest import connect_ahead, ingest
+from arcuate.engine.imports.ingest import ingest
 from arcuate.engine.imports.policy import refuse_pickles
 from arcuate.engine.imports.spool import Entry, Spool
 from arcuate.engine.progress import Progress
@@ -74,7 +74,6 @@ def import_model(
     sink: ModelSink = ctx.model_sink
     bars = Progress(ctx.progress)
     key = signing.pinned_key(verify_key, ctx.settings.require_signature, verify_ca)
-    connect_ahead(sink)
     with Spool.open("model") as spool, bars.running():
         reading = bars.task("validating shared rows", None)
         if key is not None:
