@@ -375,7 +375,11 @@ class BulkRunWriter:
             self._run_rows(new, batch)
         ids = [r["run_uuid"] for r in batch.rows.runs] + [m["model_id"] for m in batch.rows.models]
         marks = self._mark(location, ids)
-        uploads = _Uploads(self._repo, batch.uploads)
+        try:
+            uploads = _Uploads(self._repo, batch.uploads)
+        except BaseException:
+            _unmark(marks)  # nothing went up
+            raise
         try:
             # the files go up while the rows are sent; the rows are committed only once every
             # file is in place (a failed upload rolls the transaction back)
