@@ -272,9 +272,9 @@ def test_a_failing_bulk_batch_leaves_nothing(
     _import(clean, "api", edge_rows())
     real = bulk.BulkRunWriter._commit
 
-    def broken(self: Any, experiment_id: int, rows: Any, datasets: Any) -> None:
+    def broken(self: Any, experiment_id: int, rows: Any, datasets: Any, **kw: Any) -> None:
         rows.input_tags.append(dict(rows.input_tags[0]))  # a duplicate key: the last insert fails
-        real(self, experiment_id, rows, datasets)
+        real(self, experiment_id, rows, datasets, **kw)
 
     monkeypatch.setattr(bulk.BulkRunWriter, "_commit", broken)
     with pytest.raises(Exception, match="could not write 5 new runs"):
@@ -308,7 +308,10 @@ def test_uncovered_schema_falls_back_to_the_api(
     assert len(snapshot_experiment(recipient_store, "e", imported=True)["runs"]) == 5
     with pytest.raises(ConfigurationError, match=r"schema revision \S+ is not one"):
         MlflowSink(recipient_store.tracking_uri, import_path="bulk").bulk_runs("0")
-    with pytest.raises(ConfigurationError, match=r"import_path 'fast' is not one of auto, api, bulk \(ARCUATE_IMPORT_PATH\)"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"import_path 'fast' is not one of auto, api, bulk \(ARCUATE_IMPORT_PATH\)",
+    ):
         MlflowSink(recipient_store.tracking_uri, import_path="fast")
 
 

@@ -74,8 +74,10 @@ def _s3_keys(s3: Any, prefix: str) -> list[str]:
 def test_export_from_postgres_directly(pg_provider: Tricky, pg_share: Shared) -> None:
     """CREATE SHARE against ``postgresql://`` with the artifacts in S3."""
     assert pg_provider.store.tracking_uri.startswith("postgresql://")
-    assert pg_provider.store.client().get_run(pg_provider.parent_id).info.artifact_uri.startswith(
-        "s3://"
+    assert (
+        pg_provider.store.client()
+        .get_run(pg_provider.parent_id)
+        .info.artifact_uri.startswith("s3://")
     )
     _check_export(pg_provider, pg_share)
 
@@ -162,6 +164,39 @@ def test_bulk_path_into_postgres_equals_the_provider(
     assert store_state(pg_store) == state
 
 
+def test_a_failed_upload_to_s3_leaves_no_run_and_no_object(
+    pg_provider: Tricky, pg_share: Shared, pg_store: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk path sends a batch's rows while its files go up to S3: one upload fails, so
+    the transaction is rolled back, the files that went up are taken back, and the error is
+    the upload's; the same statement then imports everything."""
+    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")
+    prefix = f"recipient/{uuid.uuid4().hex}"
+    client = pg_store.client()
+    eid = client.create_experiment("upload-fails", artifact_location=f"s3://{s3.bucket}/{prefix}")
+    real = S3ArtifactRepository.log_artifact
+    calls: list[str] = []
+
+    def flaky(self: Any, local_file: str, artifact_path: str | None = None) -> None:
+        calls.append(local_file)
+        if len(calls) == 3:
+            raise OSError("the store refused the third file")
+        real(self, local_file, artifact_path)
+
+    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", flaky)
+    with pytest.raises(arcuate.ArcuateError, match="the store refused the third file"):
+        _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
+    assert len(calls) >= 3
+    assert client.search_runs([eid]) == []
+    assert _s3_keys(s3, prefix) == []
+    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", real)
+    exp, _model = _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
+    assert exp["added"] == 3
+    _check_round_trip(pg_provider, pg_store, "upload-fails", "upload-fails-model")
+
+
 @pytest.fixture(scope="module")
 def s3_shared(
     pg_provider: Tricky, s3: Any, tmp_path_factory: pytest.TempPathFactory
@@ -201,3 +236,51 @@ def test_warehouse_in_s3_imported_by_arcuate(
     assert (exp["added"], model["added"]) == (3, 4)
     _check_round_trip(pg_provider, pg_store, "from-s3", "from-s3-model")
     _check_model(pg_provider, pg_store, "from-s3-model", "from-s3")
+
+
+def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None:
+    """The bulk path formats metric rows for PostgreSQL's COPY itself: keys with the
+    characters COPY escapes and the floats hardest to spell read back exactly, as the rows
+    psycopg formats (``write_row``) do."""
+    import sqlalchemy as sa
+
+    from arcuate.backends.mlflow import bulk
+    from arcuate.backends.mlflow.points import MAX_FLOAT
+
+    url = pg_store.tracking_uri
+    engine = sa.create_engine(
+        url if "+" in url.split("://")[0] else url.replace("://", "+psycopg://", 1)
+    )
+    meta = sa.MetaData()
+    columns = [
+        sa.Column("key", sa.String(250)),
+        sa.Column("value", sa.Float(precision=53)),
+        sa.Column("timestamp", sa.BigInteger),
+        sa.Column("step", sa.BigInteger),
+        sa.Column("is_nan", sa.Boolean),
+        sa.Column("run_uuid", sa.String(32)),
+    ]
+    mine = sa.Table("copy_text", meta, *columns)
+    theirs = sa.Table("copy_rows", meta, *(c.copy() for c in columns))
+    rows = [
+        ("tab\there", 0.1 + 0.2, 1, 0, False, "a" * 32),
+        ("back\\slash\\N", -0.0, 2, -1, True, "b" * 32),
+        ("new\nline\rcr", 5e-324, 3, 2**62, False, "c" * 32),
+        ("plain", MAX_FLOAT,
+         -(2**62), 4, False, "d" * 32),
+        ("ünïcode ✓", -MAX_FLOAT, 5, 5, False, "e" * 32),
+    ]  # fmt: skip
+    assert all(map(bulk._plain_metric, rows))
+    meta.create_all(engine)
+    try:
+        with sa.orm.Session(engine) as session, session.begin():
+            bulk._copy(session, mine, bulk._METRIC_COLUMNS, rows)  # the lines formatted here
+            bulk._copy(session, theirs, bulk._METRIC_COLUMNS[::-1], [r[::-1] for r in rows])
+        with engine.connect() as conn:
+            got = [tuple(r) for r in conn.execute(sa.select(mine).order_by(mine.c.timestamp))]
+            want = [tuple(r) for r in conn.execute(sa.select(theirs).order_by(theirs.c.timestamp))]
+    finally:
+        meta.drop_all(engine)
+        engine.dispose()
+    assert got == want == sorted(rows, key=lambda r: r[2])
+    assert [str(r[1]) for r in got] == [str(r[1]) for r in sorted(rows, key=lambda r: r[2])]

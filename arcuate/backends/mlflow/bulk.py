@@ -27,7 +27,9 @@ content hash too: a committed run is complete), every metric point with NaN stor
 MLflow does (the greatest ``(step, timestamp, value)``, the first one logged on ties), dataset
 inputs (datasets shared per experiment and reused by name and digest), model inputs and
 outputs, and logged models with their params, tags, status and metrics. Files are uploaded
-through MLflow's artifact repositories before the transaction; if it fails they are removed.
+through MLflow's artifact repositories (a file per call, several at a time) while the
+transaction's rows are sent; it commits only once every file is up, and if it fails they are
+removed.
 The tags come from :mod:`arcuate.backends.mlflow.tags` and the files go through
 :mod:`arcuate.backends.mlflow.artifacts`, as on the public-API path; this module never
 imports the sink.
@@ -37,13 +39,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
+import posixpath
 import re
 import shutil
+import tempfile
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from arcuate.backends.mlflow import artifacts
 from arcuate.backends.mlflow.connect import is_light, is_sql_store
@@ -72,7 +79,8 @@ COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
 DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
 _ROUND: Final = 10_000
-_UPLOAD_THREADS: Final = 4
+#: Files uploaded at the same time (each is mostly waiting for its store's answer).
+_UPLOAD_THREADS: Final = 8
 #: Attempts at writing a pending mark while other batches empty and remove its folder.
 _MARK_TRIES: Final = 20
 
@@ -254,6 +262,73 @@ class _Upload:
     files: list[Record]
 
 
+class _Uploads:
+    """The files of a batch uploading on threads (started when built): a file per task, each
+    through MLflow's ``log_artifact`` into its run's or logged model's repository (a local
+    repository takes a set per task, copied). :meth:`wait` until all are up; :meth:`stop`
+    cancels what has not started and waits for what has."""
+
+    #: the kinds of repository a file went up to in this process (their clients are built)
+    warm: ClassVar[set[type]] = set()
+
+    def __init__(self, repo: Callable[[str], Any], uploads: list[_Upload]) -> None:
+        self.files = sum(len(up.files) for up in uploads)
+        self.bytes = sum(int(f["size"]) for up in uploads for f in up.files)
+        self.error: BaseException | None = None
+        self._stage = tempfile.mkdtemp(prefix="arcuate-stage-") if uploads else ""
+        # the first upload alone: it builds the store's client (MLflow caches it), which a
+        # few threads at once would each build (seconds and tens of MiB apiece)
+        self._first = threading.Lock()
+        self._pool = ThreadPoolExecutor(_UPLOAD_THREADS, thread_name_prefix="arcuate-upload")
+        self._tasks: list[Future[Any]] = []
+        try:
+            for up in uploads:
+                target = repo(up.uri)
+                if artifacts.is_local(target):
+                    self._submit(artifacts.sync_files, target, up.files, fresh=True)
+                else:
+                    for f in up.files:
+                        self._submit(self._put, target, f)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._tasks.append(self._pool.submit(fn, *args, **kwargs))
+
+    def _put(self, repo: Any, f: Record) -> None:
+        """One file, hard-linked (or copied) under its own name into a folder of its own,
+        logged to the folder of its relative path."""
+        folder, name = posixpath.split(f["path"])
+        own = tempfile.mkdtemp(dir=self._stage)
+        staged = os.path.join(own, name)
+        try:
+            os.link(f["local"], staged)
+        except OSError:
+            shutil.copyfile(f["local"], staged)
+        if type(repo) in _Uploads.warm:
+            repo.log_artifact(staged, folder or None)
+            return
+        with self._first:
+            repo.log_artifact(staged, folder or None)
+            _Uploads.warm.add(type(repo))
+
+    def wait(self) -> None:
+        """Until every file is up; the first failure is raised (and kept in :attr:`error`)."""
+        for task in self._tasks:
+            try:
+                task.result()
+            except BaseException as exc:
+                self.error = exc
+                raise
+
+    def stop(self) -> None:
+        """Cancel the uploads not started, wait for the others, remove the staged links."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._stage:
+            shutil.rmtree(self._stage, ignore_errors=True)
+
+
 @dataclass
 class _Batch:
     """One transaction being gathered: its rows, the files to upload first, the datasets its
@@ -303,8 +378,8 @@ class BulkRunWriter:
         exact: bool,
         provenance: Provenance,
     ) -> Record:
-        """Write ``runs`` (files first, then every row in one transaction); counters as
-        :meth:`MlflowSink.fill_run` returns them.
+        """Write ``runs``: every row in one transaction, committed once their files, uploaded
+        meanwhile, are all up; counters as :meth:`MlflowSink.fill_run` returns them.
 
         ``run_ids``/``model_ids`` map source ids to ids here (the runs' own logged models
         included, with ids chosen by the caller).
@@ -313,22 +388,30 @@ class BulkRunWriter:
 
         now: int = get_current_time_millis()  # type: ignore[no-untyped-call]
         location = self._location(experiment_id)
-        batch = _Batch(
-            int(experiment_id), location, now, run_ids, model_ids, exact, provenance
-        )
+        batch = _Batch(int(experiment_id), location, now, run_ids, model_ids, exact, provenance)
         for new in runs:
             self._run_rows(new, batch)
         ids = [r["run_uuid"] for r in batch.rows.runs] + [m["model_id"] for m in batch.rows.models]
         marks = self._mark(location, ids)
         try:
-            for n, size in self._upload(batch.uploads):
-                batch.stats["files"] += n
-                batch.stats["bytes"] += size
-            self._commit(batch.experiment_id, batch.rows, batch.datasets)
+            uploads = _Uploads(self._repo, batch.uploads)
         except BaseException:
+            _unmark(marks)  # nothing went up
+            raise
+        try:
+            # the files go up while the rows are sent; the rows are committed only once every
+            # file is in place (a failed upload rolls the transaction back)
+            self._commit(batch.experiment_id, batch.rows, batch.datasets, ready=uploads.wait)
+            batch.stats["files"] += uploads.files
+            batch.stats["bytes"] += uploads.bytes
+        except BaseException as exc:
+            uploads.stop()  # none still running: nothing lands after it is taken back
             self._remove(batch.uploads)
+            if uploads.error is not None and uploads.error is not exc:
+                raise uploads.error from None  # the upload's own failure, not MLflow's wrap
             raise
         finally:
+            uploads.stop()
             _unmark(marks)  # committed, or its files taken back
         return batch.stats
 
@@ -510,19 +593,6 @@ class BulkRunWriter:
                 batch.rows.inputs.append(_input("RUN_INPUT", rid, "MODEL_INPUT", target, 0))
 
     # -- files ----------------------------------------------------------------------------
-    def _upload(self, uploads: list[_Upload]) -> list[tuple[int, int]]:
-        """Upload every file set, a few at a time (I/O: threads overlap it)."""
-        if not uploads:
-            return []
-
-        def one(up: _Upload) -> tuple[int, int]:
-            return artifacts.sync_files(self._repo(up.uri), up.files, fresh=True)
-
-        if len(uploads) == 1:
-            return [one(uploads[0])]
-        with ThreadPoolExecutor(min(_UPLOAD_THREADS, len(uploads))) as pool:
-            return list(pool.map(one, uploads))
-
     def _remove(self, uploads: list[_Upload]) -> None:
         """Best effort: take back the files of a batch whose rows were not committed."""
         for up in uploads:
@@ -531,9 +601,15 @@ class BulkRunWriter:
 
     # -- the transaction ------------------------------------------------------------------
     def _commit(
-        self, experiment_id: int, rows: _Rows, datasets: dict[tuple[str, str], Record]
+        self,
+        experiment_id: int,
+        rows: _Rows,
+        datasets: dict[tuple[str, str], Record],
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> None:
-        """Every row of the batch, in one transaction."""
+        """Every row of the batch, in one transaction; committed after ``ready()`` returns
+        (it raises: rolled back)."""
         from mlflow.store.tracking.dbmodels.models import (
             SqlDataset,
             SqlInput,
@@ -551,7 +627,6 @@ class BulkRunWriter:
 
         with self.store.ManagedSessionMaker(read_only=False) as session:
             new_datasets = _dataset_rows(session, experiment_id, rows, datasets)
-            metric_columns = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
             for model, values in (
                 (SqlRun, rows.runs),
                 (SqlTag, rows.tags),
@@ -572,8 +647,10 @@ class BulkRunWriter:
                     columns = tuple(values[0])
                     tuples = [tuple(v[c] for c in columns) for v in values]  # type: ignore[index]
                 else:
-                    columns, tuples = metric_columns, values  # type: ignore[assignment]
+                    columns, tuples = _METRIC_COLUMNS, values  # type: ignore[assignment]
                 _insert(session, model.__table__, columns, tuples)
+            if ready is not None:
+                ready()
 
 
 def _dataset_rows(
@@ -641,9 +718,7 @@ def _core_insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[
         session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
 
 
-def _qmark_executemany(
-    session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]
-) -> None:
+def _qmark_executemany(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
     """sqlite: the driver's ``executemany`` takes the rows as they are (tuples of str, int,
     float, bool, None), which skips SQLAlchemy's per-row parameter processing, most of the
     cost of a Core insert."""
@@ -663,9 +738,44 @@ def _copy(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -
     quote = session.get_bind().dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     driver = session.connection().connection.driver_connection
+    text = columns == _METRIC_COLUMNS and all(map(_plain_metric, rows))
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        if text:  # the bulk of a batch: lines formatted here, as psycopg would format them
+            for start in range(0, len(rows), _ROUND):
+                copy.write("".join(map(_metric_line, rows[start : start + _ROUND])))
+            return
         for row in rows:
             copy.write_row(row)
+
+
+#: The metric rows' columns, in the order the rows hold them.
+_METRIC_COLUMNS: Final = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+#: What COPY's text format escapes in a value.
+_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _plain_metric(row: tuple[Any, ...]) -> bool:
+    """Whether a metric row holds exactly the types :func:`_metric_line` formats (a finite
+    float value: stored NaN and ±inf are 0 and ±1.7976931348623157e308 already)."""
+    key, value, ts, step, is_nan, run = row
+    return (
+        type(key) is str
+        and type(value) is float
+        and math.isfinite(value)
+        and type(ts) is int
+        and type(step) is int
+        and type(is_nan) is bool
+        and type(run) is str
+        and "\x00" not in key
+    )
+
+
+def _metric_line(row: tuple[Any, ...]) -> str:
+    """One metric row in COPY's text format: what psycopg's ``write_row`` sends for it (a
+    float as its ``repr``, a bool as t/f, a text escaped)."""
+    key, value, ts, step, is_nan, run = row
+    flag = "t" if is_nan else "f"
+    return f"{key.translate(_COPY_ESCAPES)}\t{value!r}\t{ts}\t{step}\t{flag}\t{run}\n"
 
 
 #: How each (dialect, driver) takes many rows; the others get SQLAlchemy Core's insert.

@@ -719,7 +719,8 @@ class MlflowSink:
         exact: bool,
         provenance: Provenance,
     ) -> Record:
-        """Create complete runs in one transaction (files first): all of them or none.
+        """Create complete runs in one transaction, committed once their files are up: all of
+        them or none.
 
         Each item has ``run_id`` (from :meth:`new_run_id`), ``source_run_id``, ``run`` (the
         shared record), ``files``, ``content_hash`` and ``deleted``; the runs' own logged
