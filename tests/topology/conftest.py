@@ -48,8 +48,11 @@ def pg_share(pg_provider: Tricky, tmp_path_factory: pytest.TempPathFactory) -> I
     root = tmp_path_factory.mktemp("pg-share")
     handle = serve_in_thread(str(root / "shares.yaml"))
     try:
+        # the guard only while sharing: held for the session, it would hide Spark Connect
+        # from every later test of this process that makes its first Spark session
         with spark_guard():
-            yield share_with_statements(pg_provider.store, root, handle.endpoint)
+            shared = share_with_statements(pg_provider.store, root, handle.endpoint)
+        yield shared
     finally:
         handle.stop()
 
