@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,26 +75,8 @@ def process_rss(pid: int) -> tuple[int, int]:
     return own, largest
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and all its descendants, the ones it has
-    reaped included (0 once it is gone): what a server spent, whoever asked it."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (0 once it is gone)."""
+def _tree_sum(pid: int, figure: Callable[[Any], float]) -> float:
+    """``figure`` of a process plus that of all its descendants (0 once it is gone)."""
     import psutil
 
     try:
@@ -101,11 +84,27 @@ def tree_rss(pid: int) -> int:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return 0
-    total = 0
+    total = 0.0
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
+            total += figure(p)
     return total
+
+
+def _cpu_seconds(p: Any) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants, the ones it has
+    reaped included: what a server spent, whoever asked it."""
+    return _tree_sum(pid, _cpu_seconds)
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (0 once it is gone)."""
+    return int(_tree_sum(pid, lambda p: p.memory_info().rss))
 
 
 class Server:
