@@ -47,16 +47,13 @@ def _spark_home() -> None:
 _spark_home()
 
 
-# -- pytest-xdist: every server starts once per run ----------------------------------------------
-#: Session fixtures that start a server (each in its own process), by the xdist group of the
-#: test files that use them. A file goes whole to one worker (its module fixtures are built
-#: once), and the files using a group's servers go to the same worker: PostgreSQL, S3 (moto),
-#: the PostgreSQL-backed mlflow server and Sail start once per run however many workers there
-#: are; the sqlite-backed ``mlflow_server`` once per worker at most (a topology file uses it too).
-#: A file using both groups' servers joins the first.
-SERVER_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("topology", frozenset({"postgres", "s3", "mlflow_server_pg"})),
-    ("servers", frozenset({"sail_port", "mlflow_server"})),
+# -- pytest-xdist: the tests that start servers go first ------------------------------------------
+#: Session fixtures that start a server (each in its own process, once per xdist worker that
+#: needs it), in the order their test files run: these are the longest tests, and a long test
+#: dealt last to one worker leaves the other idle.
+SERVER_FIXTURES: tuple[frozenset[str], ...] = (
+    frozenset({"postgres", "s3", "mlflow_server_pg"}),
+    frozenset({"sail_port", "mlflow_server"}),
 )
 #: Files that ask for a server only through ``request.getfixturevalue`` (not in
 #: ``item.fixturenames``), with the fixture they ask for.
@@ -67,19 +64,16 @@ DYNAMIC_SERVERS: dict[str, str] = {
 }
 
 
-def xdist_group(path: str, fixtures: set[str]) -> str:
-    """The xdist group of the test file at ``path`` whose tests use ``fixtures``."""
-    for group, servers in SERVER_GROUPS:
+def server_rank(fixtures: set[str]) -> int:
+    """Where a file whose tests use ``fixtures`` runs: by the first server group it uses."""
+    for rank, servers in enumerate(SERVER_FIXTURES):
         if fixtures & servers:
-            return group
-    return path
+            return rank
+    return len(SERVER_FIXTURES)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its file's xdist group (used by ``--dist loadgroup``), and run
-    the server groups first: they are the longest units, and a long unit dealt last to one
-    worker leaves the other idle."""
+    """The files that use servers first, in collection order otherwise (a stable sort)."""
     fixtures: dict[str, set[str]] = {}
     for item in items:
         path = item.nodeid.split("::")[0]
@@ -87,11 +81,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         used.update(getattr(item, "fixturenames", ()))
         if path in DYNAMIC_SERVERS:
             used.add(DYNAMIC_SERVERS[path])
-    groups = {path: xdist_group(path, used) for path, used in fixtures.items()}
-    rank = {group: i for i, (group, _servers) in enumerate(SERVER_GROUPS)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
-    items.sort(key=lambda item: rank.get(groups[item.nodeid.split("::")[0]], len(rank)))
+    rank = {path: server_rank(used) for path, used in fixtures.items()}
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
 
 
 @dataclass(frozen=True)
