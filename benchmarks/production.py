@@ -209,10 +209,11 @@ class Bench:
         return (tree_cpu(server.proc.pid) if server else None,
                 tree_cpu(postmaster) if postmaster else None)  # fmt: skip
 
-    def metered(self, step: Step, tracking_uri: str, run: Any) -> None:
-        """``run()``, with the CPU the server and the database spent meanwhile on ``step``."""
+    @contextlib.contextmanager
+    def metered(self, step: Step, tracking_uri: str) -> Iterator[None]:
+        """The CPU the server and the database spend during the block, kept on ``step``."""
         before = self._cpu(tracking_uri)
-        run()
+        yield
         after = self._cpu(tracking_uri)
         if before[0] is not None and after[0] is not None:
             step.server_cpu = after[0] - before[0]
@@ -234,10 +235,10 @@ class Bench:
             cmd += [f"--{key.replace('_', '-')}", value]
         env = dict(self.env)
         serve = self.serve if step.key.startswith("import") else None
-        log: Path = cwd / "out.log"
-        result: list[Any] = []
-        self.metered(step, tracking_uri, lambda: result.extend(measure(cmd, env, cwd, log, serve)))
-        step.wall, code, step.peak, step.helper, step.serve_peak = result
+        with self.metered(step, tracking_uri):
+            step.wall, code, step.peak, step.helper, step.serve_peak = measure(
+                cmd, env, cwd, cwd / "out.log", serve
+            )
         entries = [json.loads(x) for x in (cwd / "out.log").read_text().splitlines()
                    if x.startswith("{")]  # fmt: skip
         for entry in entries:
@@ -304,10 +305,8 @@ class Bench:
         env = dict(self.peer_env)
         env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = tracking_uri
         cmd = [str(topology.PEER_VENV / "bin" / command), *args]
-        log: Path = cwd / "out.log"
-        result: list[Any] = []
-        self.metered(step, tracking_uri, lambda: result.extend(measure(cmd, env, cwd, log)))
-        step.wall, code, step.peak, step.helper, _ = result
+        with self.metered(step, tracking_uri):
+            step.wall, code, step.peak, step.helper, _ = measure(cmd, env, cwd, cwd / "out.log")
         if code != 0:
             step.error = _peer_error(cwd / "out.log", code)
         return step
