@@ -47,42 +47,14 @@ def _spark_home() -> None:
 _spark_home()
 
 
-# -- pytest-xdist: the tests that start servers go first ------------------------------------------
-#: Session fixtures that start a server (each in its own process, once per xdist worker that
-#: needs it), in the order their test files run: these are the longest tests, and a long test
-#: dealt last to one worker leaves the other idle.
-SERVER_FIXTURES: tuple[frozenset[str], ...] = (
-    frozenset({"postgres", "s3", "mlflow_server_pg"}),
-    frozenset({"sail_port", "mlflow_server"}),
-)
-#: Files that ask for a server only through ``request.getfixturevalue`` (not in
-#: ``item.fixturenames``), with the fixture they ask for.
-DYNAMIC_SERVERS: dict[str, str] = {
-    "tests/conformance/test_table_store.py": "sail_port",
-    "tests/conformance/test_sinks.py": "postgres",
-    "tests/imports/test_import_paths.py": "postgres",
-}
+# -- pytest-xdist: each server starts once per run ----------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    """Register :mod:`tests.server_scopes` as a plugin: a conftest's own hooks do not see the
+    session-scoped fixtures' setup, nor run in xdist's controller before collection."""
+    from tests import server_scopes
 
-
-def server_rank(fixtures: set[str]) -> int:
-    """Where a file whose tests use ``fixtures`` runs: by the first server group it uses."""
-    for rank, servers in enumerate(SERVER_FIXTURES):
-        if fixtures & servers:
-            return rank
-    return len(SERVER_FIXTURES)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The files that use servers first, in collection order otherwise (a stable sort)."""
-    fixtures: dict[str, set[str]] = {}
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        used = fixtures.setdefault(path, set())
-        used.update(getattr(item, "fixturenames", ()))
-        if path in DYNAMIC_SERVERS:
-            used.add(DYNAMIC_SERVERS[path])
-    rank = {path: server_rank(used) for path, used in fixtures.items()}
-    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
+    if not config.pluginmanager.is_registered(server_scopes):
+        config.pluginmanager.register(server_scopes, "arcuate-server-scopes")
 
 
 @dataclass(frozen=True)

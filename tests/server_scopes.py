@@ -1,0 +1,147 @@
+"""pytest-xdist: every server the suite starts runs once per test session, not once per worker.
+
+A session fixture runs in each xdist worker that needs it, so with ``--dist load`` a server
+whose tests were dealt to both workers started twice. This plugin's scheduler (used for
+``--dist load``) deals the tests of every file that uses a server as one unit, together with
+every other file that uses the same servers, so one worker runs them all: each server starts
+once. Other tests are dealt one by one to whichever worker is free, and the server units go
+first (the largest units first), so the other worker runs the rest meanwhile.
+
+The scheduler runs in the controlling process, which collects nothing; the workers write which
+files use which servers to a file the controller names (``workerinput``) while they collect,
+before the scheduler reads it. Each worker also counts the servers it started, and the
+controller prints the sums at the end of the run (``servers started:``).
+
+pytest-xdist's own ``--dist loadgroup`` would do this with marks, but it renames node ids,
+which pytest 9.2 no longer reads, so it deals test by test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from typing import Any, Final
+
+import pytest
+
+#: Session fixtures that start a server process.
+SERVERS: Final = frozenset({"postgres", "s3", "mlflow_server_pg", "sail_port", "mlflow_server"})
+#: Files that ask for a server only through ``request.getfixturevalue`` (not in
+#: ``item.fixturenames``), with the fixtures they ask for.
+DYNAMIC_SERVERS: Final[dict[str, frozenset[str]]] = {
+    "tests/conformance/test_table_store.py": frozenset({"sail_port"}),
+    "tests/conformance/test_sinks.py": frozenset({"postgres"}),
+    "tests/imports/test_import_paths.py": frozenset({"postgres"}),
+}
+_SCOPES_KEY: Final = "arcuate_server_scopes"
+_STARTED_KEY: Final = "arcuate_servers_started"
+_started: Counter[str] = Counter()
+
+
+def server_units(used: dict[str, set[str]]) -> dict[str, str]:
+    """File -> unit name for the files that use a server: files sharing a server share a unit
+    (joined transitively), named by the servers it holds."""
+    units: list[tuple[set[str], set[str]]] = []  # (servers, files)
+    for path, fixtures in sorted(used.items()):
+        servers = set(fixtures & SERVERS)
+        if not servers:
+            continue
+        joined = [u for u in units if u[0] & servers]
+        for u in joined:
+            units.remove(u)
+            servers |= u[0]
+        files = {path}.union(*(u[1] for u in joined))
+        units.append((servers, files))
+    return {path: "servers:" + ",".join(sorted(s)) for s, files in units for path in files}
+
+
+def _used(items: list[pytest.Item]) -> dict[str, set[str]]:
+    used: dict[str, set[str]] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        fixtures = used.setdefault(path, set())
+        fixtures.update(getattr(item, "fixturenames", ()))
+        fixtures.update(DYNAMIC_SERVERS.get(path, ()))
+    return used
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a worker: write the units for the controller's scheduler (each worker writes the
+    same; a rename makes each write whole)."""
+    target = getattr(config, "workerinput", {}).get(_SCOPES_KEY)
+    if not target:
+        return
+    part = f"{target}.{config.workerinput['workerid']}"
+    with open(part, "w", encoding="utf-8") as f:
+        json.dump(server_units(_used(items)), f)
+    os.replace(part, target)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    """Count a server fixture each time its setup runs (and succeeds) in this process."""
+    result = yield
+    if fixturedef.argname in SERVERS:
+        _started[fixturedef.argname] += 1
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a worker: hand the counts to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output[_STARTED_KEY] = json.dumps(dict(_started))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """In the controller: where the workers write the units."""
+    folder = node.config.__dict__.setdefault("_arcuate_scopes_dir", tempfile.mkdtemp())
+    node.workerinput[_SCOPES_KEY] = os.path.join(folder, "units.json")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    counts = json.loads(getattr(node, "workeroutput", {}).get(_STARTED_KEY, "{}"))
+    _started.update(counts)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not _started:
+        return
+    line = ", ".join(f"{name} {n}x" for name, n in sorted(_started.items()))
+    terminalreporter.write_line(f"servers started: {line}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.__dict__.get("_arcuate_scopes_dir")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Server units for ``--dist load``; xdist's own scheduler for any other mode."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ServerScopeScheduling(LoadScopeScheduling):
+        """``--dist loadscope`` whose units are the server units and single tests."""
+
+        units: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.units is None:
+                folder = config.__dict__.get("_arcuate_scopes_dir", "")
+                try:
+                    with open(os.path.join(folder, "units.json"), encoding="utf-8") as f:
+                        self.units = json.load(f)
+                except FileNotFoundError:  # no worker wrote it: deal test by test
+                    self.units = {}
+            return self.units.get(nodeid.split("::")[0], nodeid)
+
+    return ServerScopeScheduling(config, log)
