@@ -2,15 +2,17 @@
 
 A session fixture runs in each xdist worker that needs it, so with ``--dist load`` a server
 whose tests were dealt to both workers started twice. This plugin's scheduler (used for
-``--dist load``) deals the tests of every file that uses a server as one unit, together with
-every other file that uses the same servers, so one worker runs them all: each server starts
-once. Other tests are dealt one by one to whichever worker is free, and the server units go
-first (the largest units first), so the other worker runs the rest meanwhile.
+``--dist load``) deals every test that uses a server as one unit with every other test that
+uses the same servers, so one worker runs them all: each server starts once. Other tests are
+dealt one by one to whichever worker is free, and the server units go first (the largest
+first), so the other worker runs the rest meanwhile.
 
 The scheduler runs in the controlling process, which collects nothing; the workers write which
-files use which servers to a file the controller names (``workerinput``) while they collect,
-before the scheduler reads it. Each worker also counts the servers it started, and the
-controller prints the sums at the end of the run (``servers started:``).
+tests use which servers to a file the controller names (``workerinput``) while they collect,
+before the scheduler reads it. A server asked for by name (``request.getfixturevalue``) is
+found through :data:`DYNAMIC_SERVERS`; one that is missing there fails the test that starts
+it. Each worker counts the servers it started, and the controller prints the sums at the end
+of the run (``servers started:``).
 
 pytest-xdist's own ``--dist loadgroup`` would do this with marks, but it renames node ids,
 which pytest 9.2 no longer reads, so it deals test by test.
@@ -29,23 +31,26 @@ import pytest
 
 #: Session fixtures that start a server process.
 SERVERS: Final = frozenset({"postgres", "s3", "mlflow_server_pg", "sail_port", "mlflow_server"})
-#: Files that ask for a server only through ``request.getfixturevalue`` (not in
-#: ``item.fixturenames``), with the fixtures they ask for.
-DYNAMIC_SERVERS: Final[dict[str, frozenset[str]]] = {
-    "tests/conformance/test_table_store.py": frozenset({"sail_port"}),
-    "tests/conformance/test_sinks.py": frozenset({"postgres"}),
-    "tests/imports/test_import_paths.py": frozenset({"postgres"}),
+#: Files whose tests ask for a server only through ``request.getfixturevalue`` (so it is not in
+#: ``item.fixturenames``), with the mark such a test carries and the server it asks for.
+DYNAMIC_SERVERS: Final[dict[str, dict[str, str]]] = {
+    "tests/conformance/test_table_store.py": {"spark": "sail_port"},
+    "tests/conformance/test_share_reader.py": {"spark": "sail_port"},
+    "tests/conformance/test_sinks.py": {"postgres": "postgres", "server": "mlflow_server"},
+    "tests/imports/test_import_paths.py": {"postgres": "postgres"},
 }
 _SCOPES_KEY: Final = "arcuate_server_scopes"
 _STARTED_KEY: Final = "arcuate_servers_started"
 _started: Counter[str] = Counter()
+#: This process's units (test -> unit name), from its collection.
+_units: dict[str, str] = {}
 
 
 def server_units(used: dict[str, set[str]]) -> dict[str, str]:
-    """File -> unit name for the files that use a server: files sharing a server share a unit
+    """Test -> unit name for the tests that use a server: tests sharing a server share a unit
     (joined transitively), named by the servers it holds."""
-    units: list[tuple[set[str], set[str]]] = []  # (servers, files)
-    for path, fixtures in sorted(used.items()):
+    units: list[tuple[set[str], set[str]]] = []  # (servers, tests)
+    for test, fixtures in sorted(used.items()):
         servers = set(fixtures & SERVERS)
         if not servers:
             continue
@@ -53,36 +58,50 @@ def server_units(used: dict[str, set[str]]) -> dict[str, str]:
         for u in joined:
             units.remove(u)
             servers |= u[0]
-        files = {path}.union(*(u[1] for u in joined))
-        units.append((servers, files))
-    return {path: "servers:" + ",".join(sorted(s)) for s, files in units for path in files}
+        tests = {test}.union(*(u[1] for u in joined))
+        units.append((servers, tests))
+    return {test: "servers:" + ",".join(sorted(s)) for s, tests in units for test in tests}
 
 
 def _used(items: list[pytest.Item]) -> dict[str, set[str]]:
+    """Test -> the fixtures it uses, the servers it asks for by name included."""
     used: dict[str, set[str]] = {}
     for item in items:
-        path = item.nodeid.split("::")[0]
-        fixtures = used.setdefault(path, set())
-        fixtures.update(getattr(item, "fixturenames", ()))
-        fixtures.update(DYNAMIC_SERVERS.get(path, ()))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for mark, server in DYNAMIC_SERVERS.get(item.nodeid.split("::")[0], {}).items():
+            if item.get_closest_marker(mark) is not None:
+                fixtures.add(server)
+        used[item.nodeid] = fixtures
     return used
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In a worker: write the units for the controller's scheduler (each worker writes the
-    same; a rename makes each write whole)."""
+    """Work out the units; in a worker, write them for the controller's scheduler (each worker
+    writes the same; a rename makes each write whole)."""
+    _units.clear()
+    _units.update(server_units(_used(items)))
     target = getattr(config, "workerinput", {}).get(_SCOPES_KEY)
     if not target:
         return
     part = f"{target}.{config.workerinput['workerid']}"
     with open(part, "w", encoding="utf-8") as f:
-        json.dump(server_units(_used(items)), f)
+        json.dump(_units, f)
     os.replace(part, target)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
-    """Count a server fixture each time its setup runs (and succeeds) in this process."""
+    """Count a server fixture each time its setup runs (and succeeds) in this process; refuse
+    to start one for a file outside that server's unit (it would start a second copy)."""
+    if fixturedef.argname in SERVERS:
+        item = getattr(request, "_pyfuncitem", None)
+        test = item.nodeid if item is not None else ""
+        servers = _units.get(test, "servers:").split(":", 1)[1].split(",")
+        if _units and fixturedef.argname not in servers:
+            raise pytest.UsageError(
+                f"{test} asks for the server {fixturedef.argname!r} through getfixturevalue: "
+                "add its file, mark and server to DYNAMIC_SERVERS in tests/server_scopes.py"
+            )
     result = yield
     if fixturedef.argname in SERVERS:
         _started[fixturedef.argname] += 1
@@ -142,6 +161,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                         self.units = json.load(f)
                 except FileNotFoundError:  # no worker wrote it: deal test by test
                     self.units = {}
-            return self.units.get(nodeid.split("::")[0], nodeid)
+            return self.units.get(nodeid, nodeid)
 
     return ServerScopeScheduling(config, log)

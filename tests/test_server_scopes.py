@@ -31,21 +31,21 @@ def sail_port():
 """
 
 
-def test_files_sharing_a_server_share_one_unit() -> None:
+def test_tests_sharing_a_server_share_one_unit() -> None:
     units = server_units(
         {
-            "a.py": {"postgres", "tmp_path"},
-            "b.py": {"s3"},
-            "c.py": {"s3", "postgres"},
-            "d.py": {"sail_port"},
-            "e.py": {"tmp_path"},
+            "a.py::t": {"postgres", "tmp_path"},
+            "b.py::t": {"s3"},
+            "c.py::t": {"s3", "postgres"},
+            "d.py::t": {"sail_port"},
+            "e.py::t": {"tmp_path"},
         }
     )
     assert units == {
-        "a.py": "servers:postgres,s3",
-        "b.py": "servers:postgres,s3",
-        "c.py": "servers:postgres,s3",
-        "d.py": "servers:sail_port",
+        "a.py::t": "servers:postgres,s3",
+        "b.py::t": "servers:postgres,s3",
+        "c.py::t": "servers:postgres,s3",
+        "d.py::t": "servers:sail_port",
     }
 
 
