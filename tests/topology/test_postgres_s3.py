@@ -170,13 +170,13 @@ def test_a_failed_upload_to_s3_leaves_no_run_and_no_object(
     """The bulk path sends a batch's rows while its files go up to S3: one upload fails, so
     the transaction is rolled back, the files that went up are taken back, and the error is
     the upload's; the same statement then imports everything."""
-    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+    from arcuate.backends.mlflow.objects import S3Repo
 
     monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")
     prefix = f"recipient/{uuid.uuid4().hex}"
     client = pg_store.client()
     eid = client.create_experiment("upload-fails", artifact_location=f"s3://{s3.bucket}/{prefix}")
-    real = S3ArtifactRepository.log_artifact
+    real = S3Repo.log_artifact
     calls: list[str] = []
 
     def flaky(self: Any, local_file: str, artifact_path: str | None = None) -> None:
@@ -185,13 +185,13 @@ def test_a_failed_upload_to_s3_leaves_no_run_and_no_object(
             raise OSError("the store refused the third file")
         real(self, local_file, artifact_path)
 
-    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", flaky)
+    monkeypatch.setattr(S3Repo, "log_artifact", flaky)
     with pytest.raises(arcuate.ArcuateError, match="the store refused the third file"):
         _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
     assert len(calls) >= 3
     assert client.search_runs([eid]) == []
     assert _s3_keys(s3, prefix) == []
-    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", real)
+    monkeypatch.setattr(S3Repo, "log_artifact", real)
     exp, _model = _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
     assert exp["added"] == 3
     _check_round_trip(pg_provider, pg_store, "upload-fails", "upload-fails-model")

@@ -395,7 +395,7 @@ class S3Repo:
 
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """The entries directly under ``path`` (one level, as MLflow lists), sorted."""
-        base = self._key(_safe(path) if path else None)
+        base = self._key(_safe(path) if path else None).rstrip("/")
         prefix = f"{base}/" if base else ""
         start = f"{self.root}/" if self.root else ""
         infos = []
@@ -416,7 +416,7 @@ class S3Repo:
         listing does); a ``key/`` object that holds bytes is refused, as are keys with an
         empty, ``.`` or ``..`` part.
         """
-        base = self._key(_safe(path) if path else None)
+        base = self._key(_safe(path) if path else None).rstrip("/")
         prefix = f"{base}/" if base else ""
         start = f"{self.root}/" if self.root else ""
         infos = []
@@ -457,30 +457,32 @@ class S3Repo:
         return local
 
     def _get(self, rel: str, local: str) -> None:
+        """One object streamed to ``local`` (nothing is left there on failure)."""
         key = self._key(rel)
         where = f"s3://{self.bucket}/{key}"
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        got = 0
         try:
             answer = client().get_object(Bucket=self.bucket, Key=key, **_owner_params())
-            expected = int(answer.get("ContentLength", -1))
-            body = answer["Body"]
-            try:
-                with open(local, "wb") as out:
-                    while chunk := body.read(_CHUNK):
-                        out.write(chunk)
-                        got += len(chunk)
-            finally:
-                body.close()
+        except _boto_errors() as exc:
+            raise _failed(exc, f"could not download {where}") from None
+        expected = int(answer.get("ContentLength", -1))
+        body = answer["Body"]
+        got = 0
+        try:
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "wb") as out:
+                while chunk := body.read(_CHUNK):
+                    out.write(chunk)
+                    got += len(chunk)
+            if expected >= 0 and got != expected:
+                raise RestError(f"download of {where} ended after {got} of {expected} bytes")
         except _boto_errors() as exc:
             _remove(local)
             raise _failed(exc, f"could not download {where}") from None
         except BaseException:
             _remove(local)
             raise
-        if expected >= 0 and got != expected:
-            _remove(local)
-            raise RestError(f"download of {where} ended after {got} of {expected} bytes")
+        finally:
+            body.close()
 
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """``local_file`` put at ``<prefix>/<artifact_path>/<its name>`` with MLflow's upload
@@ -527,5 +529,5 @@ class S3Repo:
 
 
 def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
         os.remove(path)
