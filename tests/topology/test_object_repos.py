@@ -107,7 +107,9 @@ def test_s3_repository_writes_lists_reads_and_deletes_as_mlflows(
 
 def _files(root: Path) -> dict[str, bytes]:
     return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -226,7 +228,11 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 
 
 def test_export_from_s3_equals_mlflows_with_one_listing_per_run(
-    s3: Any, mlflow_store: Any, workdir: Path, s3_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+    s3: Any,
+    mlflow_store: Any,
+    workdir: Path,
+    s3_calls: Counter[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runs = 5
     name = _experiment(mlflow_store, f"s3://{s3.bucket}/export/{uuid.uuid4().hex}", runs)

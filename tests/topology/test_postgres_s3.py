@@ -10,6 +10,7 @@ id, ``arcuate.*`` provenance left out).
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,37 @@ def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None
         engine.dispose()
     assert got == want == sorted(rows, key=lambda r: r[2])
     assert [str(r[1]) for r in got] == [str(r[1]) for r in sorted(rows, key=lambda r: r[2])]
+
+
+def _objects_by_path(s3: Any, prefix: str) -> Counter[tuple[str, str, bytes, str]]:
+    """The objects under ``prefix`` as (run or logged model, path under ``artifacts/``, bytes,
+    content type): the ids in the keys differ between two imports, nothing else may."""
+    c = s3.client()
+    out: Counter[tuple[str, str, bytes, str]] = Counter()
+    for key in _s3_keys(s3, prefix):
+        owner, sep, path = key[len(prefix) + 1 :].partition("/artifacts/")
+        assert sep, key
+        got = c.get_object(Bucket=s3.bucket, Key=key)
+        kind = "model" if owner.startswith("models/") else "run"
+        out[(kind, path, got["Body"].read(), got.get("ContentType", ""))] += 1
+    return out
+
+
+@pytest.mark.parametrize("path", ["api", "bulk"])
+def test_import_into_s3_puts_the_objects_mlflows_repository_puts(
+    pg_share: Shared, pg_store: Any, s3: Any, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """arcuate's S3 repository (the default) and MLflow's (``ARCUATE_MLFLOW_CLIENT=mlflow``)
+    write the same objects, byte for byte, at the same paths with the same content types."""
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", path)
+    client = pg_store.client()
+    got = {}
+    for mode in ("rest", "mlflow"):
+        monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", mode)
+        prefix = f"recipient/{uuid.uuid4().hex}"
+        client.create_experiment(f"objects-{mode}", artifact_location=f"s3://{s3.bucket}/{prefix}")
+        exp, _model = _import(pg_store, pg_share, f"objects-{mode}", f"objects-{mode}-model")
+        assert exp["added"] == 3
+        got[mode] = _objects_by_path(s3, prefix)
+    assert got["rest"] == got["mlflow"]
+    assert any(p == "big/blob.bin" for (_k, p, _b, _t) in got["rest"])
