@@ -246,3 +246,21 @@ def test_export_from_s3_equals_mlflows_with_one_listing_per_run(
     assert len(mine[1]) == 3 * runs
     assert ours == {"ListObjectsV2": runs, "GetObject": 3 * runs}, ours
     assert s3_calls["ListObjectsV2"] >= 3 * runs, dict(s3_calls)  # MLflow: per folder, per file
+
+
+def test_an_unreachable_endpoint_is_named_without_its_credentials(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.conftest import _free_port
+
+    port = _free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://ann:hunter2@127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+    repo = objects.S3Repo(f"s3://{s3.bucket}/nowhere")
+    for act in (repo.walk, lambda: repo.download_artifacts("a.txt", str(tmp_path))):
+        with pytest.raises(RestError) as err:
+            act()
+        text = str(err.value)
+        assert f"127.0.0.1:{port}" in text and "s3://arcuate/nowhere" in text, text
+        assert "hunter" not in text and "ann" not in text, text

@@ -30,6 +30,7 @@ import json
 import mimetypes
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import threading
@@ -54,6 +55,9 @@ PUT_BYTES: Final = 8 * 1024 * 1024
 #: files ahead and the REST writers, up to ``rest_concurrency``; the bulk path's uploads, 8).
 POOL_CONNECTIONS: Final = MAX_REST_CONCURRENCY + 8
 _CHUNK: Final = 1024 * 1024
+
+#: A URL inside botocore's message (an endpoint's user part or a query is redacted)
+_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
@@ -314,7 +318,7 @@ def _failed(exc: Exception, what: str) -> RestError:
             "SignatureDoesNotMatch": "UNAUTHENTICATED",
         }.get(code, "INTERNAL_ERROR")
         return RestError(f"{what}: {code} {message}".rstrip(), mapped)
-    text = " ".join(redact_uri(w) if "://" in w else w for w in str(exc).split(" "))
+    text = _URL.sub(lambda m: redact_uri(m.group(0)), str(exc))
     return RestError(f"{what}: {type(exc).__name__}: {text}")
 
 
