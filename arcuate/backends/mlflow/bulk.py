@@ -300,7 +300,11 @@ class _Uploads:
 
     def _put(self, repo: Any, f: Record) -> None:
         """One file, hard-linked (or copied) under its own name into a folder of its own,
-        logged to the folder of its relative path."""
+        logged to the folder of its relative path (arcuate's S3 repository: put straight to
+        its key)."""
+        if isinstance(repo, objects.S3Repo):
+            repo.put_file(f["local"], f["path"])
+            return
         folder, name = posixpath.split(f["path"])
         own = tempfile.mkdtemp(dir=self._stage)
         staged = os.path.join(own, name)

@@ -276,11 +276,11 @@ def _owner_params() -> dict[str, str]:
     return {"ExpectedBucketOwner": owner} if owner else {}
 
 
-def _upload_args(local_file: str) -> dict[str, Any]:
-    """MLflow's upload arguments: the guessed type and encoding, the bucket owner, then
-    ``MLFLOW_S3_UPLOAD_EXTRA_ARGS`` (JSON)."""
+def _upload_args(name: str) -> dict[str, Any]:
+    """MLflow's upload arguments: the type and encoding guessed from the file's name, the
+    bucket owner, then ``MLFLOW_S3_UPLOAD_EXTRA_ARGS`` (JSON)."""
     args: dict[str, Any] = {}
-    kind, encoding = mimetypes.guess_type(local_file)
+    kind, encoding = mimetypes.guess_type(name)
     if kind is not None:
         args["ContentType"] = kind
     if encoding is not None:
@@ -489,12 +489,16 @@ class S3Repo:
             body.close()
 
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
-        """``local_file`` put at ``<prefix>/<artifact_path>/<its name>`` with MLflow's upload
-        arguments (one ``put_object``; ``upload_file`` from :data:`PUT_BYTES`)."""
-        folder = self._key(_safe(artifact_path) if artifact_path else None)
+        """``local_file`` put at ``<prefix>/<artifact_path>/<its name>``."""
         name = os.path.basename(local_file)
-        key = posixpath.join(folder, name) if folder else name
-        args = _upload_args(local_file)
+        self.put_file(local_file, posixpath.join(artifact_path, name) if artifact_path else name)
+
+    def put_file(self, local_file: str, path: str) -> None:
+        """``local_file`` put at ``<prefix>/<path>`` with MLflow's upload arguments (the type
+        guessed from the name there): one ``put_object``, or boto3's ``upload_file`` (parts)
+        from :data:`PUT_BYTES`. Without a staging directory named after the destination."""
+        key = self._key(_safe(path))
+        args = _upload_args(posixpath.basename(path))
         s3 = client()
         try:
             if os.path.getsize(local_file) < PUT_BYTES:
@@ -503,7 +507,7 @@ class S3Repo:
             else:
                 s3.upload_file(Filename=local_file, Bucket=self.bucket, Key=key, ExtraArgs=args)
         except _boto_errors() as exc:
-            raise _failed(exc, f"could not upload {name!r} to s3://{self.bucket}/{key}") from None
+            raise _failed(exc, f"could not upload {path!r} to s3://{self.bucket}/{key}") from None
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         """Every file under ``local_dir`` put at its relative path under ``artifact_path``."""
