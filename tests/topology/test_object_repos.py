@@ -264,3 +264,23 @@ def test_an_unreachable_endpoint_is_named_without_its_credentials(
         text = str(err.value)
         assert f"127.0.0.1:{port}" in text and "s3://arcuate/nowhere" in text, text
         assert "hunter" not in text and "ann" not in text, text
+
+
+def test_an_export_stops_at_a_run_whose_listing_holds_a_hostile_key(
+    s3: Any, mlflow_store: Any, workdir: Path
+) -> None:
+    """A key with a ``..`` part under a run's artifact root: the export fails naming the run
+    and the key, and writes no table."""
+    import arcuate
+
+    name = _experiment(mlflow_store, f"s3://{s3.bucket}/hostile/{uuid.uuid4().hex}", 2)
+    client = mlflow_store.client()
+    eid = client.get_experiment_by_name(name).experiment_id
+    run = client.search_runs([eid], filter_string="attributes.run_name = 'run-1'")[0]
+    key = run.info.artifact_uri.removeprefix(f"s3://{s3.bucket}/")
+    _put(s3, f"{key}/out/../../../escape.txt", b"outside")
+    with pytest.raises(arcuate.ArcuateError) as err:
+        _export(mlflow_store, name, workdir / "wh")
+    text = str(err.value)
+    assert f"run {run.info.run_id}" in text and "escape.txt" in text and "'..'" in text, text
+    assert not list((workdir / "wh").rglob("*.parquet"))
