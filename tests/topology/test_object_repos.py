@@ -284,3 +284,15 @@ def test_an_export_stops_at_a_run_whose_listing_holds_a_hostile_key(
     text = str(err.value)
     assert f"run {run.info.run_id}" in text and "escape.txt" in text and "'..'" in text, text
     assert not list((workdir / "wh").rglob("*.parquet"))
+
+
+def test_the_client_choice_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from arcuate.errors import ConfigurationError
+
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "boto")
+    with pytest.raises(ConfigurationError, match="must be 'rest' or 'mlflow', got 'boto'"):
+        objects.repository(str(tmp_path))
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    assert objects.repository(str(tmp_path)) is None  # MLflow's repositories, then
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "rest")
+    assert isinstance(objects.repository(str(tmp_path)), objects.LocalRepo)

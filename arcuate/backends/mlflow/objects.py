@@ -74,8 +74,19 @@ def _env_bool(name: str) -> bool:
 
 
 def wanted() -> bool:
-    """Whether arcuate's repositories are used (not with ``ARCUATE_MLFLOW_CLIENT=mlflow``)."""
-    return os.environ.get(CLIENT_ENV, "").strip().lower() != "mlflow"
+    """Whether arcuate's repositories are used (not with ``ARCUATE_MLFLOW_CLIENT=mlflow``).
+
+    Raises:
+        ConfigurationError: ``ARCUATE_MLFLOW_CLIENT`` is neither ``rest`` nor ``mlflow``.
+    """
+    choice = os.environ.get(CLIENT_ENV, "").strip().lower()
+    if choice not in ("", "rest", "mlflow"):
+        from arcuate.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{CLIENT_ENV} must be 'rest' or 'mlflow', got {os.environ[CLIENT_ENV]!r}"
+        )
+    return choice != "mlflow"
 
 
 def local_path(uri: str) -> str | None:
