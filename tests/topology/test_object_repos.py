@@ -296,3 +296,19 @@ def test_the_client_choice_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert objects.repository(str(tmp_path)) is None  # MLflow's repositories, then
     monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "rest")
     assert isinstance(objects.repository(str(tmp_path)), objects.LocalRepo)
+
+
+def test_one_client_built_once_for_threads_that_ask_at_once(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(objects, "_clients", {})
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: objects.client(), range(16)))
+    assert len({id(c) for c in got}) == 1
+    assert got[0].meta.config.max_pool_connections == objects.POOL_CONNECTIONS
+    assert got[0].meta.endpoint_url == s3.endpoint
+    monkeypatch.setenv("MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "path")
+    assert objects.client() is not got[0]  # another configuration, another client
+    assert objects.client().meta.config.s3 == {"addressing_style": "path"}
