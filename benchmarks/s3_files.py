@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="arcuate-s3-files-") as tmp:
         root = Path(tmp)
         s3 = topology.start_s3("arcuate")
+        saved = dict(os.environ)
         try:
             os.environ.update(s3.env)
             tracking, name = _seed(s3, root, args.runs)
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             same = tables["mlflow"] == tables["arcuate"]
             print(f"same table both ways: {same}")
         finally:
+            os.environ.clear()
+            os.environ.update(saved)
             s3.stop()
     print(f"load average after: {os.getloadavg()}")
     return 0 if same else 1
