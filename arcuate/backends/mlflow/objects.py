@@ -55,6 +55,9 @@ PUT_BYTES: Final = 8 * 1024 * 1024
 #: files ahead and the REST writers, up to ``rest_concurrency``; the bulk path's uploads, 8).
 POOL_CONNECTIONS: Final = MAX_REST_CONCURRENCY + 8
 _CHUNK: Final = 1024 * 1024
+#: Bytes read from a download's body at a time (a read of ``n`` bytes may allocate ``n``
+#: first, on each of the look-ahead's threads)
+_READ: Final = 64 * 1024
 
 #: A URL inside botocore's message (an endpoint's user part or a query is redacted)
 _URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
@@ -485,7 +488,7 @@ class S3Repo:
         try:
             os.makedirs(os.path.dirname(local), exist_ok=True)
             with open(local, "wb") as out:
-                while chunk := body.read(_CHUNK):
+                while chunk := body.read(_READ):
                     out.write(chunk)
                     got += len(chunk)
             if expected >= 0 and got != expected:
