@@ -1,7 +1,8 @@
 """``python -m benchmarks <shape> [<shape> ...] [--smoke]``: see :mod:`benchmarks.runner`;
 ``python -m benchmarks startup``: see :mod:`benchmarks.startup`;
 ``python -m benchmarks production``: see :mod:`benchmarks.production`;
-``python -m benchmarks traces``: see :mod:`benchmarks.traces`."""
+``python -m benchmarks traces``: see :mod:`benchmarks.traces`;
+``python -m benchmarks s3-files``: see :mod:`benchmarks.s3_files`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ if __name__ == "__main__":
         from benchmarks.traces import main as traces
 
         sys.exit(traces(sys.argv[2:]))
+    if sys.argv[1:2] == ["s3-files"]:
+        from benchmarks.s3_files import main as s3_files
+
+        sys.exit(s3_files(sys.argv[2:]))
     from benchmarks.runner import main
 
     sys.exit(main())

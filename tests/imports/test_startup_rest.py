@@ -13,6 +13,7 @@ which of those modules it left in ``sys.modules`` (no timing assertion).
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,38 @@ def test_import_and_export_over_rest_load_no_sql_store(
     )
     # arcuate's own REST client writes and reads the experiment: MLflow is not even imported
     assert (imported, exported) == ([], [])
+
+
+@pytest.mark.s3
+def test_files_to_and_from_s3_and_a_local_location_load_no_mlflow(
+    share: Share, mlflow_server: Any, s3: Any, tmp_path: Path, import_path: str
+) -> None:
+    """Experiments on the server whose artifacts live in ``s3://`` and in a ``file://``
+    directory (written and read by the client, not proxied): their files go through arcuate's
+    own repositories, so neither import nor export loads MLflow's artifact repositories (nor
+    MLflow at all)."""
+    if import_path != "api":
+        pytest.skip("one run is enough: a server is written through its REST API either way")
+    uris = {"tracking_uri": mlflow_server.tracking_uri, "registry_uri": mlflow_server.tracking_uri}
+    prefix = f"startup/{uuid.uuid4().hex}"
+    local = tmp_path / "local-artifacts"
+    client = mlflow_server.client()
+    client.create_experiment("startup_s3", artifact_location=f"s3://{s3.bucket}/{prefix}")
+    client.create_experiment("startup_local", artifact_location=local.as_uri())
+    modules = ("mlflow.store.artifact", "mlflow", "mlflow.store.artifact.s3_artifact_repo")
+    for name in ("startup_s3", "startup_local"):
+        imported = loaded_by(
+            f"CREATE EXPERIMENT {name} AS '{share.experiment}'", tmp_path, modules, **uris
+        )
+        exported = loaded_by(
+            f"CREATE SHARE {name} WITH TABLE s.t FROM EXPERIMENT {name}",
+            tmp_path,
+            modules,
+            warehouse=str(tmp_path / f"wh-{name}"),
+            **uris,
+        )
+        assert (imported, exported) == ([], []), name
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", ())]
+    assert any(k.endswith("/artifacts/big/blob.bin") for k in keys), keys
+    assert any(p.as_posix().endswith("/artifacts/big/blob.bin") for p in local.rglob("*"))

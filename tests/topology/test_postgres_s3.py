@@ -10,6 +10,7 @@ id, ``arcuate.*`` provenance left out).
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,28 +171,28 @@ def test_a_failed_upload_to_s3_leaves_no_run_and_no_object(
     """The bulk path sends a batch's rows while its files go up to S3: one upload fails, so
     the transaction is rolled back, the files that went up are taken back, and the error is
     the upload's; the same statement then imports everything."""
-    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+    from arcuate.backends.mlflow.objects import S3Repo
 
     monkeypatch.setenv("ARCUATE_IMPORT_PATH", "bulk")
     prefix = f"recipient/{uuid.uuid4().hex}"
     client = pg_store.client()
     eid = client.create_experiment("upload-fails", artifact_location=f"s3://{s3.bucket}/{prefix}")
-    real = S3ArtifactRepository.log_artifact
+    real = S3Repo.put_file
     calls: list[str] = []
 
-    def flaky(self: Any, local_file: str, artifact_path: str | None = None) -> None:
+    def flaky(self: Any, local_file: str, path: str) -> None:
         calls.append(local_file)
         if len(calls) == 3:
             raise OSError("the store refused the third file")
-        real(self, local_file, artifact_path)
+        real(self, local_file, path)
 
-    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", flaky)
+    monkeypatch.setattr(S3Repo, "put_file", flaky)
     with pytest.raises(arcuate.ArcuateError, match="the store refused the third file"):
         _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
     assert len(calls) >= 3
     assert client.search_runs([eid]) == []
     assert _s3_keys(s3, prefix) == []
-    monkeypatch.setattr(S3ArtifactRepository, "log_artifact", real)
+    monkeypatch.setattr(S3Repo, "put_file", real)
     exp, _model = _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
     assert exp["added"] == 3
     _check_round_trip(pg_provider, pg_store, "upload-fails", "upload-fails-model")
@@ -284,3 +285,37 @@ def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None
         engine.dispose()
     assert got == want == sorted(rows, key=lambda r: r[2])
     assert [str(r[1]) for r in got] == [str(r[1]) for r in sorted(rows, key=lambda r: r[2])]
+
+
+def _objects_by_path(s3: Any, prefix: str) -> Counter[tuple[str, str, bytes, str]]:
+    """The objects under ``prefix`` as (run or logged model, path under ``artifacts/``, bytes,
+    content type): the ids in the keys differ between two imports, nothing else may."""
+    c = s3.client()
+    out: Counter[tuple[str, str, bytes, str]] = Counter()
+    for key in _s3_keys(s3, prefix):
+        owner, sep, path = key[len(prefix) + 1 :].partition("/artifacts/")
+        assert sep, key
+        got = c.get_object(Bucket=s3.bucket, Key=key)
+        kind = "model" if owner.startswith("models/") else "run"
+        out[(kind, path, got["Body"].read(), got.get("ContentType", ""))] += 1
+    return out
+
+
+@pytest.mark.parametrize("path", ["api", "bulk"])
+def test_import_into_s3_puts_the_objects_mlflows_repository_puts(
+    pg_share: Shared, pg_store: Any, s3: Any, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """arcuate's S3 repository (the default) and MLflow's (``ARCUATE_MLFLOW_CLIENT=mlflow``)
+    write the same objects, byte for byte, at the same paths with the same content types."""
+    monkeypatch.setenv("ARCUATE_IMPORT_PATH", path)
+    client = pg_store.client()
+    got = {}
+    for mode in ("rest", "mlflow"):
+        monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", mode)
+        prefix = f"recipient/{uuid.uuid4().hex}"
+        client.create_experiment(f"objects-{mode}", artifact_location=f"s3://{s3.bucket}/{prefix}")
+        exp, _model = _import(pg_store, pg_share, f"objects-{mode}", f"objects-{mode}-model")
+        assert exp["added"] == 3
+        got[mode] = _objects_by_path(s3, prefix)
+    assert got["rest"] == got["mlflow"]
+    assert any(p == "big/blob.bin" for (_k, p, _b, _t) in got["rest"])

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeGuard
 
+from arcuate.backends.mlflow import objects
 from arcuate.backends.protocols import Record
 
 if TYPE_CHECKING:
@@ -28,15 +29,23 @@ MLFLOW_MODEL_META: Final = "registered_model_meta"
 
 
 def repository(uri: str, tracking_uri: str, registry_uri: str) -> ArtifactRepository:
-    """The artifact repository at ``uri``, built with both URIs explicit."""
+    """The artifact repository at ``uri``: arcuate's own for ``s3://`` and local locations
+    (:mod:`~arcuate.backends.mlflow.objects`, unless ``ARCUATE_MLFLOW_CLIENT=mlflow``),
+    else MLflow's, built with both URIs explicit."""
+    own = objects.repository(uri)
+    if own is not None:
+        return own  # type: ignore[return-value]  # the same methods, without MLflow
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
 def is_local(repo: object) -> TypeGuard[LocalArtifactRepository]:
-    """Whether ``repo`` is MLflow's ``LocalArtifactRepository``, without importing it: its
-    module is loaded when such a repository exists (a REST client's repositories are not)."""
+    """Whether ``repo`` is a local repository: arcuate's, or MLflow's
+    ``LocalArtifactRepository`` (without importing it: its module is loaded when such a
+    repository exists). Both have ``artifact_dir``."""
+    if isinstance(repo, objects.LocalRepo):
+        return True
     module = sys.modules.get("mlflow.store.artifact.local_artifact_repo")
     cls = getattr(module, "LocalArtifactRepository", None)
     return isinstance(cls, type) and isinstance(repo, cls)
@@ -49,6 +58,8 @@ def joined(prefix: str, path: str) -> str:
 
 def list_files(repo: ArtifactRepository, path: str | None = None) -> dict[str, int | None]:
     """Every file under ``path`` of a repository, recursively: relative path -> size."""
+    if isinstance(repo, objects.S3Repo):  # the whole tree in one listing
+        return {info.path: info.file_size for info in repo.walk(path)}
     out: dict[str, int | None] = {}
     pending: list[str | None] = [path]
     while pending:
@@ -148,6 +159,10 @@ def _upload(repo: ArtifactRepository, files: list[Record], prefix: str) -> None:
                 os.makedirs(parent, exist_ok=True)
                 made.add(parent)
             shutil.copy2(f["local"], dest)
+        return
+    if isinstance(repo, objects.S3Repo):  # each file straight to its key, no staging
+        for f in files:
+            repo.put_file(f["local"], joined(prefix, f["path"]))
         return
     stage = _stage_files(files, prefix)
     try:

@@ -52,7 +52,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from arcuate.backends.mlflow import artifacts
+from arcuate.backends.mlflow import artifacts, objects
 from arcuate.backends.mlflow.connect import is_light, is_sql_store
 from arcuate.backends.mlflow.points import sanitize
 from arcuate.backends.mlflow.tags import (
@@ -114,6 +114,8 @@ PENDING: Final = ".arcuate-pending"
 
 def _local_root(location: str) -> str | None:
     """The directory of a local artifact location (None for any other kind)."""
+    if objects.wanted():
+        return objects.local_path(location)
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
@@ -264,7 +266,7 @@ class _Upload:
 
 class _Uploads:
     """The files of a batch uploading on threads (started when built): a file per task, each
-    through MLflow's ``log_artifact`` into its run's or logged model's repository (a local
+    through its repository's ``log_artifact`` into its run's or logged model's folder (a local
     repository takes a set per task, copied). :meth:`wait` until all are up; :meth:`stop`
     cancels what has not started and waits for what has."""
 
@@ -298,7 +300,11 @@ class _Uploads:
 
     def _put(self, repo: Any, f: Record) -> None:
         """One file, hard-linked (or copied) under its own name into a folder of its own,
-        logged to the folder of its relative path."""
+        logged to the folder of its relative path (arcuate's S3 repository: put straight to
+        its key)."""
+        if isinstance(repo, objects.S3Repo):
+            repo.put_file(f["local"], f["path"])
+            return
         folder, name = posixpath.split(f["path"])
         own = tempfile.mkdtemp(dir=self._stage)
         staged = os.path.join(own, name)

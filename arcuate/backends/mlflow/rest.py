@@ -8,8 +8,9 @@ and the sink call, and returns light objects with the attribute names of MLflow'
 same whichever client they hold. Anything it does not implement (the model registry, prompts,
 traces, evaluation datasets, scorers) is passed on to a real ``MlflowClient`` built on first
 use. Artifacts are read and written through the tracking server's artifact proxy
-(``mlflow-artifacts:`` URIs) or an ``http(s):`` artifact root; other artifact URIs go through
-MLflow's repositories.
+(``mlflow-artifacts:`` URIs) or an ``http(s):`` artifact root; ``s3://`` and local ones through
+arcuate's own repositories (:mod:`~arcuate.backends.mlflow.objects`), any other through
+MLflow's.
 
 It is used for ``http://``/``https://`` tracking URIs unless ``ARCUATE_MLFLOW_CLIENT=mlflow``,
 or MLflow would authenticate in a way it does not (an auth plugin, AWS SigV4, Databricks).

@@ -28,7 +28,6 @@ import difflib
 import gc
 import math
 import os
-import sys
 from collections import defaultdict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
@@ -37,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from arcuate.backends.mlflow import artifacts, objects
 from arcuate.backends.mlflow.ahead import (
     AHEAD_BYTES,
     RUNS_PER_THREAD,
@@ -202,12 +202,10 @@ class _Listing:
 
 
 def _local_dir(repo: object) -> str | None:
-    """The directory of a local artifact repository (None for any other kind): its class is
-    loaded when such a repository exists, so one that is not loaded is not one."""
-    module = sys.modules.get("mlflow.store.artifact.local_artifact_repo")
-    cls = getattr(module, "LocalArtifactRepository", None)
-    if isinstance(cls, type) and isinstance(repo, cls):
-        return str(getattr(repo, "artifact_dir"))  # noqa: B009 - typed as object
+    """The directory of a local artifact repository, arcuate's or MLflow's (None for any
+    other kind)."""
+    if artifacts.is_local(repo):
+        return str(repo.artifact_dir)
     return None
 
 
@@ -934,11 +932,7 @@ class MlflowSource:
             served = client.artifact_repo(uri)
             if served is not None:  # read through the server, without MLflow
                 return served  # type: ignore[no-any-return]
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-        return get_artifact_repository(
-            uri, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
-        )
+        return artifacts.repository(uri, self.tracking_uri, self.registry_uri)
 
     def _iter_files(self, uri: str, owner: str, where: str = "") -> Iterator[FileRef]:
         """Every file under ``uri`` (recursively, sorted by path), opened lazily; the small
@@ -979,6 +973,8 @@ class MlflowSource:
                 return _Listing([FileRef(owner, name, size, _opener(local_dir), local_dir)])
             if local_dir is not None:
                 local = _list_local(local_dir)
+            elif isinstance(repo, objects.S3Repo):  # the whole tree in one listing
+                infos = repo.walk()
             else:
                 infos = []
                 pending: list[str | None] = [None]
@@ -990,7 +986,7 @@ class MlflowSource:
                             infos.append(info)
         except failures() as exc:
             raise BackendError(
-                f"could not list the files of {owner} at {redact_uri(uri)}: {exc.message}"
+                f"could not list the files of {where or owner} at {redact_uri(uri)}: {exc.message}"
             ) from exc
         except OutsideLinkError as exc:
             raise BackendError(

@@ -1,0 +1,314 @@
+"""arcuate's own artifact repositories (``arcuate/backends/mlflow/objects.py``) against
+MLflow's, on a real moto S3 server and real directories: the same listings, the same object
+keys, types and bytes; fewer requests for an export; hostile listings refused by name."""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcuate.backends.mlflow import objects
+from arcuate.backends.mlflow.rest import RestError
+from arcuate.config import Settings
+from arcuate.engine.context import Context
+from arcuate.engine.export import export_experiment
+from arcuate.plan.ops import ExportExperiment
+from tests.export.export_helpers import reassemble, rows_deltalake
+
+pytestmark = pytest.mark.s3
+
+
+def _tree(root: Path) -> Path:
+    """A directory of files at several depths, with names whose types MLflow guesses."""
+    for rel, data in {
+        "a.txt": b"alpha\n",
+        "MLmodel": b"flavors: {}\n",
+        "sub/b.json": b'{"b": 1}',
+        "sub/deep/c.bin": bytes(range(256)) * 40,
+        "sub/x.tar.gz": b"\x1f\x8b not really",
+        "empty.csv": b"",
+    }.items():
+        path = root.joinpath(*rel.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def _objects(s3: Any, prefix: str) -> dict[str, tuple[bytes, str, str, dict[str, str]]]:
+    """Relative key -> (bytes, content type, content encoding, metadata) under ``prefix/``."""
+    c = s3.client()
+    out = {}
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix + "/"):
+        for o in page.get("Contents", ()):
+            got = c.get_object(Bucket=s3.bucket, Key=o["Key"])
+            out[o["Key"][len(prefix) + 1 :]] = (
+                got["Body"].read(),
+                got.get("ContentType", ""),
+                got.get("ContentEncoding", ""),
+                got.get("Metadata", {}),
+            )
+    return out
+
+
+def _infos(infos: list[Any]) -> list[tuple[str, bool, int | None]]:
+    return [(i.path, i.is_dir, i.file_size) for i in infos]
+
+
+def test_s3_repository_writes_lists_reads_and_deletes_as_mlflows(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+    monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"Metadata": {"team": "a"}}')
+    src = _tree(tmp_path / "src")
+    base = f"objects/{uuid.uuid4().hex}"
+    theirs = S3ArtifactRepository(f"s3://{s3.bucket}/{base}/mlflow/")
+    mine = objects.S3Repo(f"s3://{s3.bucket}/{base}/arcuate/")
+    for repo in (theirs, mine):
+        repo.log_artifacts(str(src), "model")
+        repo.log_artifact(str(src / "a.txt"))
+        repo.log_artifact(str(src / "sub" / "b.json"), "x/y")
+    assert _objects(s3, f"{base}/arcuate") == _objects(s3, f"{base}/mlflow")
+    assert len(_objects(s3, f"{base}/arcuate")) == 8
+    for path in (None, "model", "model/sub", "model/sub/", "model/a.txt", "nothing"):
+        assert _infos(mine.list_artifacts(path)) == _infos(theirs.list_artifacts(path)), path
+    walked = _infos(mine.walk())
+    assert [p for p, _d, _s in walked] == sorted(_objects(s3, f"{base}/arcuate"))
+    assert _infos(mine.walk("model/sub")) == [
+        ("model/sub/b.json", False, 8),
+        ("model/sub/deep/c.bin", False, 10240),
+        ("model/sub/x.tar.gz", False, 13),
+    ]
+    for path in ("model/sub/deep/c.bin", "model/empty.csv", "model/sub"):
+        (tmp_path / "d1").mkdir(exist_ok=True)
+        (tmp_path / "d2").mkdir(exist_ok=True)
+        got = mine.download_artifacts(path, str(tmp_path / "d1"))
+        want = theirs.download_artifacts(path, str(tmp_path / "d2"))
+        assert os.path.relpath(got, tmp_path / "d1") == os.path.relpath(want, tmp_path / "d2")
+    assert _files(tmp_path / "d1") == _files(tmp_path / "d2") != {}
+    with pytest.raises(RestError, match="No such artifact: 'model/gone'") as err:
+        mine.download_artifacts("model/gone", str(tmp_path / "d1"))
+    assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    for repo in (theirs, mine):
+        repo.delete_artifacts("model/sub")
+    assert sorted(_objects(s3, f"{base}/arcuate")) == sorted(_objects(s3, f"{base}/mlflow"))
+    assert "model/a.txt" in _objects(s3, f"{base}/arcuate")
+    for repo in (theirs, mine):
+        repo.delete_artifacts()
+    assert _objects(s3, f"{base}/arcuate") == _objects(s3, f"{base}/mlflow") == {}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_local_repository_writes_lists_reads_and_deletes_as_mlflows(tmp_path: Path) -> None:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    src = _tree(tmp_path / "src")
+    os.chmod(src / "a.txt", 0o640)
+    theirs = LocalArtifactRepository(str(tmp_path / "mlflow"))
+    mine = objects.repository((tmp_path / "arcuate").as_uri())
+    assert isinstance(mine, objects.LocalRepo)
+    assert mine.artifact_dir == str(tmp_path / "arcuate")
+    for repo in (theirs, mine):
+        repo.log_artifacts(str(src), "model")
+        repo.log_artifact(str(src / "a.txt"))
+        repo.log_artifact(str(src / "sub" / "b.json"), "x/y")
+    assert _files(tmp_path / "arcuate") == _files(tmp_path / "mlflow")
+    for rel in _files(tmp_path / "arcuate"):
+        a, b = (os.stat(tmp_path / side / rel) for side in ("arcuate", "mlflow"))
+        assert (stat.S_IMODE(a.st_mode), a.st_mtime_ns) == (stat.S_IMODE(b.st_mode), b.st_mtime_ns)
+    for path in (None, "model", "model/sub", "model/a.txt", "nothing"):
+        assert _infos(mine.list_artifacts(path)) == _infos(theirs.list_artifacts(path)), path
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    for path in ("model/sub/deep/c.bin", "model/sub"):
+        got = mine.download_artifacts(path, str(tmp_path / "d1"))
+        want = theirs.download_artifacts(path, str(tmp_path / "d2"))
+        assert os.path.relpath(got, tmp_path / "d1") == os.path.relpath(want, tmp_path / "d2")
+    assert _files(tmp_path / "d1") == _files(tmp_path / "d2") != {}
+    assert mine.download_artifacts("a.txt") == str(tmp_path / "arcuate" / "a.txt")
+    for bad in ("../src/a.txt", "/etc/passwd", "model/../../src"):
+        with pytest.raises(RestError, match="Invalid path"):
+            mine.download_artifacts(bad, str(tmp_path / "d1"))
+    for repo in (theirs, mine):
+        repo.delete_artifacts("model/sub")
+        repo.delete_artifacts("a.txt")
+    assert _files(tmp_path / "arcuate") == _files(tmp_path / "mlflow")
+    assert objects.repository("s3://b/p") is not None
+    assert objects.repository("mlflow-artifacts:/x") is None
+
+
+def _put(s3: Any, key: str, data: bytes = b"x") -> None:
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=data)
+
+
+def test_odd_and_hostile_keys(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty ``dir/`` markers are skipped; ``..``, empty parts and a ``dir/`` key holding
+    bytes are refused, naming the key; a listing that does not end is cut off."""
+    base = f"odd/{uuid.uuid4().hex}"
+    _put(s3, f"{base}/run/ok.txt", b"fine")
+    _put(s3, f"{base}/run/folder/", b"")
+    _put(s3, f"{base}/run/folder/in.txt", b"in")
+    repo = objects.S3Repo(f"s3://{s3.bucket}/{base}/run")
+    assert _infos(repo.walk()) == [("folder/in.txt", False, 2), ("ok.txt", False, 4)]
+    assert _infos(repo.list_artifacts()) == [("folder", True, None), ("ok.txt", False, 4)]
+    for key, why in (
+        (f"{base}/dots/a/../../../escape.txt", "'..'"),
+        (f"{base}/slashes//abs.txt", "an empty"),
+        (f"{base}/marker/full/", "ends in '/' but holds 3 bytes"),
+    ):
+        _put(s3, key, b"bad")
+        root = key.split("/")[2]
+        with pytest.raises(RestError, match=why) as err:
+            objects.S3Repo(f"s3://{s3.bucket}/{base}/{root}").walk()
+        assert repr(key) in str(err.value)
+        assert "testing" not in str(err.value)  # the credentials
+    monkeypatch.setattr(objects, "PAGE_KEYS", 1)
+    monkeypatch.setattr(objects, "MAX_PAGES", 2)
+    with pytest.raises(RestError, match="did not end after 2 pages"):
+        repo.walk()
+
+
+def _experiment(store: Any, location: str, runs: int) -> str:
+    client = store.client()
+    eid = client.create_experiment(f"objects-{uuid.uuid4().hex[:8]}", artifact_location=location)
+    for r in range(runs):
+        rid = client.create_run(eid, run_name=f"run-{r}").info.run_id
+        client.log_text(rid, f"run {r}\n", "out/a.txt")
+        client.log_text(rid, f"run {r} deeper\n", "out/deep/b.txt")
+        client.log_dict(rid, {"r": r}, "meta.json")
+        client.set_terminated(rid)
+    return str(client.get_experiment(eid).name)
+
+
+def _export(store: Any, name: str, warehouse: Path) -> tuple[Any, Any]:
+    ctx = Context(
+        Settings(
+            tracking_uri=store.tracking_uri,
+            registry_uri=store.registry_uri,
+            warehouse=str(warehouse),
+            progress=False,
+        )
+    )
+    stream = export_experiment(ExportExperiment(name), ctx)
+    table = ctx.table_store.write(("s", "t"), stream.batches, content=stream.content)
+    records, files = reassemble(rows_deltalake(table.location))
+    for row in records.values():
+        row.pop("exported_at", None)
+    return records, files
+
+
+@pytest.fixture
+def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """S3 operations called by any boto3 client of this process, by name."""
+    from botocore.client import BaseClient
+
+    calls: Counter[str] = Counter()
+    real = BaseClient._make_api_call
+
+    def counted(self: Any, operation: str, params: Any) -> Any:
+        calls[operation] += 1
+        return real(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counted)
+    yield calls
+
+
+def test_export_from_s3_equals_mlflows_with_one_listing_per_run(
+    s3: Any,
+    mlflow_store: Any,
+    workdir: Path,
+    s3_calls: Counter[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = 5
+    name = _experiment(mlflow_store, f"s3://{s3.bucket}/export/{uuid.uuid4().hex}", runs)
+    s3_calls.clear()
+    mine = _export(mlflow_store, name, workdir / "mine")
+    ours = dict(s3_calls)
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    s3_calls.clear()
+    theirs = _export(mlflow_store, name, workdir / "theirs")
+    assert repr(mine) == repr(theirs)
+    assert len(mine[1]) == 3 * runs
+    assert ours == {"ListObjectsV2": runs, "GetObject": 3 * runs}, ours
+    assert s3_calls["ListObjectsV2"] >= 3 * runs, dict(s3_calls)  # MLflow: per folder, per file
+
+
+def test_an_unreachable_endpoint_is_named_without_its_credentials(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.conftest import _free_port
+
+    port = _free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://ann:hunter2@127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+    repo = objects.S3Repo(f"s3://{s3.bucket}/nowhere")
+    for act in (repo.walk, lambda: repo.download_artifacts("a.txt", str(tmp_path))):
+        with pytest.raises(RestError) as err:
+            act()
+        text = str(err.value)
+        assert f"127.0.0.1:{port}" in text and "s3://arcuate/nowhere" in text, text
+        assert "hunter" not in text and "ann" not in text, text
+
+
+def test_an_export_stops_at_a_run_whose_listing_holds_a_hostile_key(
+    s3: Any, mlflow_store: Any, workdir: Path
+) -> None:
+    """A key with a ``..`` part under a run's artifact root: the export fails naming the run
+    and the key, and writes no table."""
+    import arcuate
+
+    name = _experiment(mlflow_store, f"s3://{s3.bucket}/hostile/{uuid.uuid4().hex}", 2)
+    client = mlflow_store.client()
+    eid = client.get_experiment_by_name(name).experiment_id
+    run = client.search_runs([eid], filter_string="attributes.run_name = 'run-1'")[0]
+    key = run.info.artifact_uri.removeprefix(f"s3://{s3.bucket}/")
+    _put(s3, f"{key}/out/../../../escape.txt", b"outside")
+    with pytest.raises(arcuate.ArcuateError) as err:
+        _export(mlflow_store, name, workdir / "wh")
+    text = str(err.value)
+    assert f"run {run.info.run_id}" in text and "escape.txt" in text and "'..'" in text, text
+    assert not list((workdir / "wh").rglob("*.parquet"))
+
+
+def test_the_client_choice_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from arcuate.errors import ConfigurationError
+
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "boto")
+    with pytest.raises(ConfigurationError, match="must be 'rest' or 'mlflow', got 'boto'"):
+        objects.repository(str(tmp_path))
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    assert objects.repository(str(tmp_path)) is None  # MLflow's repositories, then
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "rest")
+    assert isinstance(objects.repository(str(tmp_path)), objects.LocalRepo)
+
+
+def test_one_client_built_once_for_threads_that_ask_at_once(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(objects, "_clients", {})
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: objects.client(), range(16)))
+    assert len({id(c) for c in got}) == 1
+    assert got[0].meta.config.max_pool_connections == objects.POOL_CONNECTIONS
+    assert got[0].meta.endpoint_url == s3.endpoint
+    monkeypatch.setenv("MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "path")
+    assert objects.client() is not got[0]  # another configuration, another client
+    assert objects.client().meta.config.s3 == {"addressing_style": "path"}
