@@ -108,7 +108,8 @@ def _table(location: str) -> Any:
     return repr((records, files))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, s3: topology.S3 | None = None) -> int:
+    """The benchmark; against ``s3`` if given (the test suite's endpoint), else one it starts."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks s3-files", description=__doc__)
     parser.add_argument("--runs", type=int, default=200, help="runs (200)")
     parser.add_argument("--repeat", type=int, default=1, help="exports per mode (1)")
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="arcuate-s3-files-") as tmp:
         root = Path(tmp)
-        s3 = topology.start_s3("arcuate")
+        own = s3 is None
+        s3 = topology.start_s3("arcuate") if s3 is None else s3
         saved = dict(os.environ)
         try:
             os.environ.update(s3.env)
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            s3.stop()
+            if own:
+                s3.stop()
     print(f"load average after: {os.getloadavg()}")
     return 0 if same else 1
