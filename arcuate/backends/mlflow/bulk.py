@@ -646,8 +646,9 @@ class BulkRunWriter:
         import sqlalchemy as sa
 
         from arcuate.backends.mlflow import sqltables as t
+        from arcuate.backends.mlflow.sqlclient import sql_errors
 
-        with self.engine.begin() as conn:
+        with sql_errors(), self.engine.begin() as conn:
             if conn.dialect.name == "sqlite":  # as MLflow's sessions (an engine of MLflow's)
                 for pragma in _SQLITE_PRAGMAS:
                     conn.execute(sa.text(pragma))

@@ -157,9 +157,7 @@ class Lease:
         except BaseException:
             self.release()
             raise
-        self._thread = threading.Thread(
-            target=self._renewing, name="arcuate-lease", daemon=True
-        )
+        self._thread = threading.Thread(target=self._renewing, name="arcuate-lease", daemon=True)
         self._thread.start()
 
     def release(self) -> None:

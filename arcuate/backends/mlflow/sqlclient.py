@@ -24,15 +24,18 @@ credentials.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import os
 import posixpath
 import re
+import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse, urlunparse
@@ -83,6 +86,38 @@ MODEL_STATUS_INT: Final = {v: k for k, v in MODEL_STATUS.items()}
 
 class SqlError(RestError):
     """A failed call, with MLflow's ``error_code`` and ``message`` (as ``MlflowException``)."""
+
+
+@contextmanager
+def sql_errors() -> Iterator[None]:
+    """A database failure as :class:`SqlError`, with the ``error_code`` MLflow's sessions give
+    it (``TEMPORARILY_UNAVAILABLE`` for an operational error, ``BAD_REQUEST`` otherwise)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    psycopg = sys.modules.get("psycopg")
+    driver: tuple[type[Exception], ...] = (sqlite3.Error,)
+    if psycopg is not None:  # a COPY goes to the driver's connection directly
+        driver = (*driver, psycopg.Error)
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        code = "TEMPORARILY_UNAVAILABLE" if isinstance(exc, OperationalError) else "BAD_REQUEST"
+        raise SqlError(str(exc), code) from exc
+    except driver as exc:
+        raise SqlError(str(exc), "INTERNAL_ERROR") from exc
+
+
+def _wrapped(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with its database failures raised as :class:`SqlError`."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with sql_errors():
+            return method(*args, **kwargs)
+
+    return call
 
 
 def _choice() -> str:
@@ -323,8 +358,9 @@ class SqlClient:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
-        return f"SqlClient({url.split('@')[-1] if '@' in url else url})"
+        url = self.engine.url  # no user, password or query: nothing that may be a credential
+        port = f":{url.port}" if url.port else ""
+        return f"SqlClient({url.drivername}://{url.host or ''}{port}/{url.database or ''})"
 
     # -- MLflow's client for everything else ------------------------------------------------
 
@@ -386,6 +422,7 @@ class SqlClient:
             for r in rows
         ]
 
+    @_wrapped
     def get_experiment_by_name(self, name: str) -> Entity | None:
         from arcuate.backends.mlflow import sqltables as t
 
@@ -396,6 +433,7 @@ class SqlClient:
             )
         return found[0] if found else None
 
+    @_wrapped
     def get_experiment(self, experiment_id: str) -> Entity:
         from arcuate.backends.mlflow import sqltables as t
 
@@ -417,6 +455,7 @@ class SqlClient:
                 f"Invalid experiment ID '{experiment_id}'", "INVALID_PARAMETER_VALUE"
             ) from None
 
+    @_wrapped
     def search_experiments(
         self,
         view_type: int | str = 1,
@@ -444,6 +483,7 @@ class SqlClient:
         more = len(found) > max_results
         return PagedList(found[:max_results], _token(offset + max_results) if more else None)
 
+    @_wrapped
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
     ) -> str:
@@ -549,6 +589,7 @@ class SqlClient:
             )
         return eid
 
+    @_wrapped
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         import sqlalchemy as sa
 
@@ -565,6 +606,7 @@ class SqlClient:
             if conn.execute(sa.update(g).where(where).values(value=value)).rowcount == 0:
                 conn.execute(sa.insert(g).values(experiment_id=eid, key=key, value=value))
 
+    @_wrapped
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
         import sqlalchemy as sa
 
@@ -662,6 +704,7 @@ class SqlClient:
             r.c.artifact_uri,
         ]
 
+    @_wrapped
     def get_run(self, run_id: str) -> Entity:
         import sqlalchemy as sa
 
@@ -675,6 +718,7 @@ class SqlClient:
                 raise SqlError(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
             return self._runs(conn, rows, model_inputs=True)[0]
 
+    @_wrapped
     def search_runs(
         self,
         experiment_ids: list[str],
@@ -715,6 +759,7 @@ class SqlClient:
             found = self._runs(conn, rows[:max_results])
         return PagedList(found, _token(offset + max_results) if more else None)
 
+    @_wrapped
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         import sqlalchemy as sa
 
@@ -787,6 +832,7 @@ class SqlClient:
             for r in rows
         ]
 
+    @_wrapped
     def get_logged_model(self, model_id: str) -> Entity:
         import sqlalchemy as sa
 
@@ -803,6 +849,7 @@ class SqlClient:
                 )
             return self._models(conn, rows)[0]
 
+    @_wrapped
     def search_logged_models(
         self,
         experiment_ids: list[str],

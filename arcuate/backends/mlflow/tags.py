@@ -109,9 +109,7 @@ def provenance_of(tags: Mapping[str, str]) -> Provenance:
 
 
 # -- runs ----------------------------------------------------------------------------------------
-def created_run_tags(
-    source_run_id: str, run: Record, provenance: Provenance
-) -> dict[str, str]:
+def created_run_tags(source_run_id: str, run: Record, provenance: Provenance) -> dict[str, str]:
     """The tags a run is created with: its provenance and (read only at creation) its user."""
     tags = {SOURCE_RUN_ID: source_run_id, **provenance_tags(provenance)}
     if provenance.source:

@@ -207,8 +207,9 @@ def _write_batch(
         ]
         held = {
             a.assessment_id
-            for info in (client.store.batch_get_trace_infos(with_assessments)
-                         if with_assessments else [])
+            for info in (
+                client.store.batch_get_trace_infos(with_assessments) if with_assessments else []
+            )
             for a in info.assessments
         }
         added = []
