@@ -55,7 +55,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from arcuate.backends.mlflow import artifacts
+from arcuate.backends.mlflow import artifacts, sqlclient
 from arcuate.backends.mlflow.connect import is_rest, is_sql, is_sql_store
 from arcuate.backends.mlflow.points import sanitize
 from arcuate.backends.mlflow.sqlclient import MODEL_STATUS_INT, append_to_uri_path, now_ms
@@ -77,8 +77,9 @@ from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-#: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover.
-COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
+#: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover (those of
+#: arcuate's SQL client).
+COVERED_REVISIONS: Final = sqlclient.COVERED_REVISIONS
 #: SQL dialects the bulk path writes to (the others fall back to the public API).
 DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).

@@ -12,7 +12,7 @@ API, the model registry, prompts, traces, evaluation datasets, scorers, filters 
 parse) goes to a real ``MlflowClient`` built on first use (:attr:`SqlClient.mlflow`).
 
 It is used (:func:`open_client`) only for a database whose alembic revision is one of
-:data:`~arcuate.backends.mlflow.bulk.COVERED_REVISIONS` (the schema these tables are checked
+:data:`COVERED_REVISIONS` (the schema these tables are checked
 against), in MLflow's single-tenant mode, unless ``ARCUATE_MLFLOW_CLIENT=mlflow``. A new or
 empty database, another revision or another dialect gets MLflow's client, which creates or
 checks the schema. The engine is made from the tracking URI as MLflow makes its own (the same
@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from mlflow import MlflowClient
 
+#: Alembic revisions of MLflow's tracking schema that this client and the bulk path
+#: (:mod:`~arcuate.backends.mlflow.bulk`) are tested against.
+COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
 #: Dialects (URI schemes) this client reads and writes; MySQL and MSSQL take MLflow's client.
 SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
 #: MLflow's ``ViewType``: ACTIVE_ONLY, DELETED_ONLY, ALL
@@ -183,7 +186,6 @@ def probe(tracking_uri: str) -> tuple[sa.Engine | None, str]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from arcuate.backends.mlflow import sqltables as t
-    from arcuate.backends.mlflow.bulk import COVERED_REVISIONS
 
     if urlparse(tracking_uri).scheme.lower() == "sqlite" and _sqlite_missing(tracking_uri):
         return None, "the sqlite database does not exist yet"

@@ -1,7 +1,7 @@
 """MLflow's tracking tables that arcuate reads and writes itself, as SQLAlchemy Core tables.
 
 The columns are those of MLflow's own ORM models (``mlflow/store/tracking/dbmodels/models.py``)
-at the schema revisions of :data:`~arcuate.backends.mlflow.bulk.COVERED_REVISIONS`, names and
+at the schema revisions of :data:`~arcuate.backends.mlflow.sqlclient.COVERED_REVISIONS`, names and
 types alike (``tests/imports/test_startup_sql.py`` compares them with MLflow's models), without
 the ORM: importing this module costs SQLAlchemy Core only, not ``mlflow``. Only the tables of
 experiments, runs and logged models are here; MLflow's client handles everything else.
