@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -469,7 +469,11 @@ class SqlClient:
         """Without a filter or an order: MLflow's order (newest first, then by id)."""
         if filter_string or order_by or view_type not in _VIEWS:
             return self.mlflow.search_experiments(  # type: ignore[return-value]
-                view_type, max_results, filter_string, order_by, page_token
+                view_type,  # type: ignore[arg-type]
+                max_results,
+                filter_string,
+                order_by,
+                page_token,
             )
         from arcuate.backends.mlflow import sqltables as t
 
@@ -519,7 +523,7 @@ class SqlClient:
                         last_update_time=created,
                     )
                 )
-                eid = int(result.inserted_primary_key[0])
+                eid = int(result.inserted_primary_key[0])  # type: ignore[index]
                 if not location:
                     conn.execute(
                         sa.update(e)
@@ -629,7 +633,7 @@ class SqlClient:
     # -- runs ------------------------------------------------------------------------------
 
     def _runs(
-        self, conn: sa.Connection, rows: list[Any], *, model_inputs: bool = False
+        self, conn: sa.Connection, rows: Sequence[Any], *, model_inputs: bool = False
     ) -> list[Entity]:
         """Run entities of ``runs`` rows: latest metrics, params, tags, inputs, outputs."""
         import sqlalchemy as sa
@@ -739,7 +743,12 @@ class SqlClient:
         tag = _TAG_FILTER.match(filter_string) if filter_string else None
         if (filter_string and tag is None) or order_by or run_view_type not in _VIEWS:
             return self.mlflow.search_runs(  # type: ignore[return-value]
-                experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+                experiment_ids,
+                filter_string,
+                run_view_type,  # type: ignore[arg-type]
+                max_results,
+                order_by,
+                page_token,
             )
         r, g = t.runs, t.tags
         eids = [self._experiment_id(e) for e in experiment_ids]
@@ -781,7 +790,7 @@ class SqlClient:
 
     # -- logged models ---------------------------------------------------------------------
 
-    def _models(self, conn: sa.Connection, rows: list[Any]) -> list[Entity]:
+    def _models(self, conn: sa.Connection, rows: Sequence[Any]) -> list[Entity]:
         import sqlalchemy as sa
 
         from arcuate.backends.mlflow import sqltables as t
