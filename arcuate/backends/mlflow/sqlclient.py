@@ -377,7 +377,9 @@ class SqlClient:
             return self._mlflow
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # MLflow's internals are not part of what is passed on
+        # MLflow's internals are not passed on, but for the tracking client, whose store the
+        # sink writes runs through (as behind MLflow's own client)
+        if name.startswith("_") and name != "_tracking_client":
             raise AttributeError(name)
         return getattr(self.mlflow, name)
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UnicodeText,
 )
 
 METADATA: Final = MetaData()
@@ -114,9 +115,9 @@ datasets: Final = Table(
     Column("name", String(500), primary_key=True),
     Column("digest", String(36), primary_key=True),
     Column("dataset_source_type", String(36), nullable=False),
-    Column("dataset_source", Text, nullable=False),
-    Column("dataset_schema", Text),
-    Column("dataset_profile", Text),
+    Column("dataset_source", UnicodeText, nullable=False),
+    Column("dataset_schema", UnicodeText),
+    Column("dataset_profile", UnicodeText),
 )
 
 inputs: Final = Table(
