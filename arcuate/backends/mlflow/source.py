@@ -7,13 +7,14 @@ Choices worth knowing:
 
 * Only **active** runs are exported (``ViewType.ACTIVE_ONLY``): a deleted run is not part of
   what a user sees in the experiment, and the filter of ``WHERE`` applies on top.
-* From MLflow's own SQL store (exactly ``SqlAlchemyStore``, no subclass) and without a filter,
-  runs, params, tags and metric histories are read with a few SQLAlchemy Core queries per
-  group of runs on the store's engine (the values ``search_runs`` would give, without building
-  ORM objects and entities), and the metric points are handed over as one Arrow array per run
-  (:class:`~arcuate.format.records.ColumnarList`). With a filter, or from any other store, runs
-  come from ``search_runs``; the history is read in bulk from SQL stores and key by key
-  through the client otherwise.
+* From a SQL store (through arcuate's SQL client, or MLflow's own ``SqlAlchemyStore``, no
+  subclass) and without a filter, runs, params, tags, inputs, outputs and metric histories are
+  read with a few SQLAlchemy Core queries per group of runs on the database's engine, on
+  MLflow's tables (:mod:`~arcuate.backends.mlflow.sqltables`): the values ``search_runs``
+  would give, without building ORM objects and entities; the metric points are handed over as
+  one Arrow array per run (:class:`~arcuate.format.records.ColumnarList`). With a filter, or
+  from any other store, runs come from ``search_runs``; the history is read in bulk from SQL
+  stores and key by key through the client otherwise.
 * A metric point that also belongs to a logged model's metrics carries that model's id and
   dataset; a point shared by several models appears once per model.
 * Files are listed through MLflow's artifact repositories built from the run's artifact URI
