@@ -533,16 +533,15 @@ def import_path_label(topo: topology.Topology) -> str:
     """What ``import_path = auto`` does for the recipient's database, asked of arcuate's own
     eligibility check (its reason when it is not the bulk path)."""
     try:
-        from mlflow import MlflowClient
-
         from arcuate.backends.mlflow.bulk import eligible_store
+        from arcuate.backends.mlflow.connect import client_for
 
-        store, why = eligible_store(MlflowClient(topo.recipient_db, topo.recipient_db))
+        engine, why = eligible_store(client_for(topo.recipient_db, topo.recipient_db))
     except Exception as exc:  # the check moved or failed: say so rather than guess
         return f"auto: path not known ({type(exc).__name__})"
-    if store is not None:
+    if engine is not None:
         with contextlib.suppress(Exception):
-            store.engine.dispose()
+            engine.dispose()
         return "auto = bulk path"
     return f"auto = public API: {why}"
 

@@ -262,6 +262,35 @@ def test_bulk_and_api_read_back_the_same(new_store: Any, workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("new_store", DIALECTS, indirect=True)
+def test_the_sql_client_writes_what_mlflows_client_writes(
+    new_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same import through arcuate's SQL client (experiment, lease, lookups and the bulk
+    path on its own engine) and through MLflow's client leaves the same content."""
+    from arcuate.backends.mlflow.connect import is_sql
+
+    mine, theirs = new_store(workdir / "sql"), new_store(workdir / "mlflow")
+    sink = _import(mine, "bulk", edge_rows())
+    assert is_sql(sink.real.client) and sink.bulk_runs_written == 5
+    monkeypatch.setenv("ARCUATE_MLFLOW_CLIENT", "mlflow")
+    other = _import(theirs, "bulk", edge_rows())
+    assert not is_sql(other.real.client) and other.bulk_runs_written == 5
+    monkeypatch.delenv("ARCUATE_MLFLOW_CLIENT")
+    assert table_counts(mine) == table_counts(theirs)
+    assert_same(
+        snapshot_experiment(mine, "e", imported=True),
+        snapshot_experiment(theirs, "e", imported=True),
+    )
+    assert _deleted(mine) == _deleted(theirs) != []
+    # a second import finds everything in place through either client
+    for store in (mine, theirs):
+        ctx = recipient_context(store)
+        ctx.model_sink = MlflowSink(store.tracking_uri, store.registry_uri)  # type: ignore[misc]
+        result = import_experiment(batches_of(edge_rows()), "e", ctx)
+        assert result.summary["unchanged"] == 6, result.summary
+
+
+@pytest.mark.parametrize("new_store", DIALECTS, indirect=True)
 def test_a_failing_bulk_batch_leaves_nothing(
     new_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -274,9 +274,9 @@ def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None
     assert all(map(bulk._plain_metric, rows))
     meta.create_all(engine)
     try:
-        with sa.orm.Session(engine) as session, session.begin():
-            bulk._copy(session, mine, bulk._METRIC_COLUMNS, rows)  # the lines formatted here
-            bulk._copy(session, theirs, bulk._METRIC_COLUMNS[::-1], [r[::-1] for r in rows])
+        with engine.begin() as conn:
+            bulk._copy(conn, mine, bulk._METRIC_COLUMNS, rows)  # the lines formatted here
+            bulk._copy(conn, theirs, bulk._METRIC_COLUMNS[::-1], [r[::-1] for r in rows])
         with engine.connect() as conn:
             got = [tuple(r) for r in conn.execute(sa.select(mine).order_by(mine.c.timestamp))]
             want = [tuple(r) for r in conn.execute(sa.select(theirs).order_by(theirs.c.timestamp))]

@@ -3,15 +3,18 @@
 MLflow's public API costs about 185 ms per run of 1000 metric points in ``log_batch`` alone
 against a sqlite store, nearly all of it building one ORM object per point. For runs an
 import *creates*, this module writes the same rows MLflow's own ``SqlAlchemyStore`` would
-write, into MLflow's own table models (the way MLflow's ``mlflow/store/fs2db`` migrator
-writes; each dialect's fastest way to take many rows), a batch of runs per transaction: a
-batch is in the store completely or not at all.
+write, into MLflow's own tables (:mod:`~arcuate.backends.mlflow.sqltables`, checked against
+MLflow's models; the way MLflow's ``mlflow/store/fs2db`` migrator writes; each dialect's
+fastest way to take many rows) on the database's engine, without MLflow's store; a batch of
+runs per transaction: a batch is in the store completely or not at all.
 
 It is used only where it is known to be exact:
 
-* the tracking store is MLflow's own ``SqlAlchemyStore`` (not a subclass: no workspaces) on a
-  dialect in :data:`DIALECTS` (sqlite: the driver's executemany; PostgreSQL: psycopg 3's
-  ``COPY``, see :data:`_WRITERS`; MySQL is not covered by tests, so it takes the public API);
+* the tracking store is a database arcuate's SQL client reads
+  (:mod:`~arcuate.backends.mlflow.sqlclient`), or MLflow's own ``SqlAlchemyStore`` (not a
+  subclass: no workspaces), on a dialect in :data:`DIALECTS` (sqlite: the driver's
+  executemany; PostgreSQL: psycopg 3's ``COPY``, see :data:`_WRITERS`; MySQL is not covered
+  by tests, so it takes the public API);
 * the database's alembic revision is in :data:`COVERED_REVISIONS`, the schemas the round-trip
   tests of this path run against (MLflow itself refuses a database that is not at the head
   revision of the installed MLflow);
@@ -52,9 +55,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from arcuate.backends.mlflow import artifacts, objects
-from arcuate.backends.mlflow.connect import is_light, is_sql_store
+from arcuate.backends.mlflow import artifacts, objects, sqlclient
+from arcuate.backends.mlflow.connect import is_rest, is_sql, is_sql_store
 from arcuate.backends.mlflow.points import sanitize
+from arcuate.backends.mlflow.sqlclient import MODEL_STATUS_INT, append_to_uri_path, now_ms
 from arcuate.backends.mlflow.tags import (
     CONTENT_HASH,
     FILES_HASH,
@@ -71,10 +75,11 @@ from arcuate.backends.protocols import Provenance, Record
 from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
 if TYPE_CHECKING:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    import sqlalchemy as sa
 
-#: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover.
-COVERED_REVISIONS: Final = frozenset({"dc11669786a5"})
+#: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover (those of
+#: arcuate's SQL client).
+COVERED_REVISIONS: Final = sqlclient.COVERED_REVISIONS
 #: SQL dialects the bulk path writes to (the others fall back to the public API).
 DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
@@ -83,25 +88,46 @@ _ROUND: Final = 10_000
 _UPLOAD_THREADS: Final = 8
 #: Attempts at writing a pending mark while other batches empty and remove its folder.
 _MARK_TRIES: Final = 20
+#: What MLflow's sessions set on a sqlite connection (``_get_managed_session_maker``).
+_SQLITE_PRAGMAS: Final = (
+    "PRAGMA foreign_keys = ON;",
+    "PRAGMA busy_timeout = 20000;",
+    "PRAGMA case_sensitive_like = true;",
+)
 
 
-def eligible_store(client: Any) -> tuple[SqlAlchemyStore | None, str]:
-    """MLflow's SQL store behind ``client`` if the bulk path may write to it, and why (not)."""
-    if is_light(client):  # arcuate's REST client: a tracking server
+def _random_name() -> str:
+    """MLflow's name for a run that has none (its word lists: loaded only when needed)."""
+    from mlflow.utils.name_utils import _generate_random_name
+
+    return str(_generate_random_name())  # type: ignore[no-untyped-call]
+
+
+def eligible_store(client: Any) -> tuple[sa.Engine | None, str]:
+    """The engine of the SQL tracking database behind ``client`` if the bulk path may write
+    to it, and why (not): arcuate's SQL client's, or that of MLflow's own SQL store."""
+    if is_rest(client):  # arcuate's REST client: a tracking server
         return None, "the tracking store is RestStore, not MLflow's SqlAlchemyStore"
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    if not is_sql_store(store):
-        return None, f"the tracking store is {type(store).__name__}, not MLflow's SqlAlchemyStore"
-    dialect = store.engine.dialect.name
+    if is_sql(client):
+        engine = client.engine
+    else:
+        store = getattr(getattr(client, "_tracking_client", None), "store", None)
+        if not is_sql_store(store):
+            what = type(store).__name__
+            return None, f"the tracking store is {what}, not MLflow's SqlAlchemyStore"
+        engine = store.engine
+    dialect = engine.dialect.name
     if dialect not in DIALECTS:
         return None, f"the bulk path does not write to {dialect} databases"
     import sqlalchemy as sa
 
-    with store.engine.connect() as conn:
-        revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    from arcuate.backends.mlflow.sqltables import alembic_version
+
+    with engine.connect() as conn:
+        revision = conn.execute(sa.select(alembic_version.c.version_num)).scalar()
     if revision not in COVERED_REVISIONS:
         return None, f"schema revision {revision} is not one the bulk path is tested against"
-    return store, f"{dialect} store at schema revision {revision}"
+    return engine, f"{dialect} store at schema revision {revision}"
 
 
 #: Names MLflow gives run and logged-model artifact directories (uuid4 hex ids).
@@ -123,9 +149,9 @@ def _local_root(location: str) -> str | None:
     return str(repo.artifact_dir) if isinstance(repo, LocalArtifactRepository) else None
 
 
-def _owner(store: SqlAlchemyStore) -> str:
+def _owner(engine: sa.Engine) -> str:
     """Which database a pending mark belongs to (a digest of its URL, password left out)."""
-    url = store.engine.url.render_as_string(hide_password=True)
+    url = engine.url.render_as_string(hide_password=True)
     return hashlib.sha256(url.encode()).hexdigest()
 
 
@@ -146,7 +172,7 @@ def _unmark(marks: list[str]) -> None:
             os.rmdir(os.path.dirname(marks[0]))
 
 
-def remove_orphans(store: SqlAlchemyStore, experiment_id: str) -> int:
+def remove_orphans(engine: sa.Engine, experiment_id: str) -> int:
     """Remove the artifact directories a batch of this store marked pending and never
     committed (its process was killed between its uploads and its commit). How many.
 
@@ -156,14 +182,13 @@ def remove_orphans(store: SqlAlchemyStore, experiment_id: str) -> int:
     touched. The caller holds the import lease of the experiment: no batch of it is between
     uploads and commit now.
     """
-    experiment = store.get_experiment(experiment_id)  # type: ignore[no-untyped-call]
-    root = _local_root(experiment.artifact_location)
+    root = _local_root(_artifact_location(engine, experiment_id))
     if root is None:
         return 0
     marks = os.path.join(root, PENDING)
-    owner = _owner(store)
+    owner = _owner(engine)
     mine = {i for i in _marks(marks) if _read(os.path.join(marks, i)) == owner}
-    known = _known(store, mine)
+    known = _known(engine, mine)
     for ident in mine - known:
         shutil.rmtree(_dir_of(root, ident), ignore_errors=True)
     _unmark([os.path.join(marks, ident) for ident in sorted(mine)])
@@ -208,17 +233,35 @@ def _read(path: str) -> str:
         return ""
 
 
-def _known(store: SqlAlchemyStore, ids: set[str]) -> set[str]:
+def _artifact_location(engine: sa.Engine, experiment_id: str) -> str:
+    """The artifact location of an experiment, as MLflow's store reads it."""
+    import sqlalchemy as sa
+
+    from arcuate.backends.mlflow.sqltables import experiments as e
+
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(e.c.artifact_location).where(e.c.experiment_id == int(experiment_id))
+        ).first()
+    if found is None:
+        from arcuate.backends.mlflow.sqlclient import SqlError
+
+        raise SqlError(f"No Experiment with id={experiment_id} exists", "RESOURCE_DOES_NOT_EXIST")
+    return str(found[0])
+
+
+def _known(engine: sa.Engine, ids: set[str]) -> set[str]:
     """Which of ``ids`` (run ids and ``m-`` logged-model ids) the store has a row for."""
     import sqlalchemy as sa
-    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel, SqlRun
+
+    from arcuate.backends.mlflow.sqltables import logged_models, runs
 
     found: set[str] = set()
     columns: list[tuple[Any, list[str]]] = [
-        (SqlRun.run_uuid, sorted(i for i in ids if not i.startswith("m-"))),
-        (SqlLoggedModel.model_id, sorted(i for i in ids if i.startswith("m-"))),
+        (runs.c.run_uuid, sorted(i for i in ids if not i.startswith("m-"))),
+        (logged_models.c.model_id, sorted(i for i in ids if i.startswith("m-"))),
     ]
-    with store.engine.connect() as conn:
+    with engine.connect() as conn:
         for column, wanted in columns:
             for start in range(0, len(wanted), 500):
                 query: Any = sa.select(column).where(column.in_(wanted[start : start + 500]))
@@ -356,19 +399,19 @@ class _Batch:
 
 
 class BulkRunWriter:
-    """Writes batches of complete new runs of one experiment into a SQL tracking store;
-    files go to artifact repositories built with the tracking and registry URIs."""
+    """Writes batches of complete new runs of one experiment into a SQL tracking database
+    (``engine``: its SQLAlchemy engine, or MLflow's store, whose engine is taken); files go to
+    artifact repositories built with the tracking and registry URIs."""
 
-    def __init__(self, store: SqlAlchemyStore, tracking_uri: str, registry_uri: str) -> None:
-        self.store = store
+    def __init__(self, engine: Any, tracking_uri: str, registry_uri: str) -> None:
+        self.engine: sa.Engine = engine.engine  # an Engine's own .engine is itself
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self._locations: dict[str, str] = {}
 
     def _location(self, experiment_id: str) -> str:
         if experiment_id not in self._locations:
-            exp = self.store.get_experiment(experiment_id)  # type: ignore[no-untyped-call]
-            self._locations[experiment_id] = str(exp.artifact_location)
+            self._locations[experiment_id] = _artifact_location(self.engine, experiment_id)
         return self._locations[experiment_id]
 
     def _repo(self, uri: str) -> Any:
@@ -390,9 +433,7 @@ class BulkRunWriter:
         ``run_ids``/``model_ids`` map source ids to ids here (the runs' own logged models
         included, with ids chosen by the caller).
         """
-        from mlflow.utils.time import get_current_time_millis
-
-        now: int = get_current_time_millis()  # type: ignore[no-untyped-call]
+        now = now_ms()
         location = self._location(experiment_id)
         batch = _Batch(int(experiment_id), location, now, run_ids, model_ids, exact, provenance)
         for new in runs:
@@ -428,7 +469,7 @@ class BulkRunWriter:
         if root is None:
             return []
         folder = os.path.join(root, PENDING)
-        owner, marks = _owner(self.store), []
+        owner, marks = _owner(self.engine), []
         for ident in ids:
             path = os.path.join(folder, ident)
             _write_mark(folder, path, owner)
@@ -438,9 +479,7 @@ class BulkRunWriter:
     # -- rows of one run ------------------------------------------------------------------
     def _run_rows(self, new: NewRun, batch: _Batch) -> None:
         """Every row of one new run, as the public API's calls would leave them."""
-        from mlflow.utils.uri import append_to_uri_path
-
-        run_uri: str = append_to_uri_path(batch.location, new.run_id, "artifacts")  # type: ignore[no-untyped-call]
+        run_uri = append_to_uri_path(batch.location, new.run_id, "artifacts")
         self._run_row(new, run_uri, batch)
         for lm in new.run["logged_models"]:
             self._model_rows(new, lm, batch)
@@ -449,12 +488,10 @@ class BulkRunWriter:
 
     def _run_row(self, new: NewRun, artifact_uri: str, batch: _Batch) -> None:
         """The run (what create_run writes), its params and tags, and its artifact files."""
-        from mlflow.utils.name_utils import _generate_random_name
-
         run, rid, now = new.run, new.run_id, batch.now
         # create_run: name, user (from the mlflow.user tag), start time, provenance tags
         created = created_run_tags(new.source_run_id, run, batch.provenance)
-        name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG) or _generate_random_name()  # type: ignore[no-untyped-call]
+        name = run.get("run_name") or run["tags"].get(RUN_NAME_TAG) or _random_name()
         created.setdefault(RUN_NAME_TAG, name)
         user_id = created.get(USER_TAG, "unknown")
         # fill_run: the shared tags (ids remapped), stale ones dropped; then the files' and
@@ -496,12 +533,9 @@ class BulkRunWriter:
 
     def _model_rows(self, new: NewRun, lm: Record, batch: _Batch) -> None:
         """One logged model of the run: created, tagged, its files, finalized, an output."""
-        from mlflow.entities.logged_model_status import LoggedModelStatus
-        from mlflow.utils.uri import append_to_uri_path
-
         eid, rows = batch.experiment_id, batch.rows
         mid = batch.model_ids[lm["model_id"]]
-        model_uri: str = append_to_uri_path(batch.location, "models", mid, "artifacts")  # type: ignore[no-untyped-call]
+        model_uri = append_to_uri_path(batch.location, "models", mid, "artifacts")
         owner = OWNER_LOGGED_MODEL_PREFIX + lm["model_id"]
         files = [f for f in new.files if f["owner"] == owner]
         status = lm.get("status")
@@ -514,7 +548,7 @@ class BulkRunWriter:
                 "artifact_location": model_uri,
                 "creation_timestamp_ms": batch.now,
                 "last_updated_timestamp_ms": batch.now,
-                "status": LoggedModelStatus(final).to_int(),
+                "status": MODEL_STATUS_INT[final],
                 "lifecycle_stage": "active",
                 "model_type": lm.get("model_type"),
                 "source_run_id": new.run_id,
@@ -616,36 +650,29 @@ class BulkRunWriter:
     ) -> None:
         """Every row of the batch, in one transaction; committed after ``ready()`` returns
         (it raises: rolled back)."""
-        from mlflow.store.tracking.dbmodels.models import (
-            SqlDataset,
-            SqlInput,
-            SqlInputTag,
-            SqlLatestMetric,
-            SqlLoggedModel,
-            SqlLoggedModelMetric,
-            SqlLoggedModelParam,
-            SqlLoggedModelTag,
-            SqlMetric,
-            SqlParam,
-            SqlRun,
-            SqlTag,
-        )
+        import sqlalchemy as sa
 
-        with self.store.ManagedSessionMaker(read_only=False) as session:
-            new_datasets = _dataset_rows(session, experiment_id, rows, datasets)
-            for model, values in (
-                (SqlRun, rows.runs),
-                (SqlTag, rows.tags),
-                (SqlParam, rows.params),
-                (SqlMetric, rows.metrics),
-                (SqlLatestMetric, rows.latest),
-                (SqlLoggedModel, rows.models),
-                (SqlLoggedModelParam, rows.model_params),
-                (SqlLoggedModelTag, rows.model_tags),
-                (SqlLoggedModelMetric, rows.model_metrics),
-                (SqlDataset, new_datasets),
-                (SqlInput, rows.inputs),
-                (SqlInputTag, rows.input_tags),
+        from arcuate.backends.mlflow import sqltables as t
+        from arcuate.backends.mlflow.sqlclient import sql_errors
+
+        with sql_errors(), self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":  # as MLflow's sessions (an engine of MLflow's)
+                for pragma in _SQLITE_PRAGMAS:
+                    conn.execute(sa.text(pragma))
+            new_datasets = _dataset_rows(conn, experiment_id, rows, datasets)
+            for table, values in (
+                (t.runs, rows.runs),
+                (t.tags, rows.tags),
+                (t.params, rows.params),
+                (t.metrics, rows.metrics),
+                (t.latest_metrics, rows.latest),
+                (t.logged_models, rows.models),
+                (t.logged_model_params, rows.model_params),
+                (t.logged_model_tags, rows.model_tags),
+                (t.logged_model_metrics, rows.model_metrics),
+                (t.datasets, new_datasets),
+                (t.inputs, rows.inputs),
+                (t.input_tags, rows.input_tags),
             ):
                 if not values:
                     continue
@@ -654,24 +681,24 @@ class BulkRunWriter:
                     tuples = [tuple(v[c] for c in columns) for v in values]  # type: ignore[index]
                 else:
                     columns, tuples = _METRIC_COLUMNS, values  # type: ignore[assignment]
-                _insert(session, model.__table__, columns, tuples)
+                _insert(conn, table, columns, tuples)
             if ready is not None:
                 ready()
 
 
 def _dataset_rows(
-    session: Any, experiment_id: int, rows: _Rows, datasets: dict[tuple[str, str], Record]
+    conn: sa.Connection, experiment_id: int, rows: _Rows, datasets: dict[tuple[str, str], Record]
 ) -> list[dict[str, Any]]:
     """The datasets the batch's runs use: those the experiment has already (by name and
     digest) are reused, the others are new rows (returned); every run's input row added."""
     import sqlalchemy as sa
-    from mlflow.store.tracking.dbmodels.models import SqlDataset
+
+    from arcuate.backends.mlflow.sqltables import datasets as table
 
     if datasets:
-        table = SqlDataset.__table__
         names = sorted({name for name, _ in datasets})
         for start in range(0, len(names), 500):
-            found = session.execute(
+            found = conn.execute(
                 sa.select(table.c.name, table.c.digest, table.c.dataset_uuid).where(
                     table.c.experiment_id == experiment_id,
                     table.c.name.in_(names[start : start + 500]),
@@ -702,48 +729,47 @@ def _dataset_rows(
     return new_datasets
 
 
-def _insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+def _insert(conn: sa.Connection, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
     """``INSERT INTO <table> (<columns>)`` of many rows, the way the dialect takes them fastest
     (:data:`_WRITERS`; SQLAlchemy Core's executemany for any other). The table and its column
-    names are MLflow's own models'."""
+    names are those of :mod:`~arcuate.backends.mlflow.sqltables`."""
     for name in columns:
         if name not in table.c:
             raise ValueError(f"table {table.name} has no column {name}")
-    dialect = session.get_bind().dialect
+    dialect = conn.dialect
     writer = _WRITERS.get((dialect.name, dialect.driver), _core_insert)
-    writer(session, table, columns, rows)
+    writer(conn, table, columns, rows)
 
 
-def _core_insert(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+def _core_insert(conn: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
     """SQLAlchemy Core's insert, :data:`_ROUND` rows at a time."""
     import sqlalchemy as sa
 
     statement = sa.insert(table)
     for start in range(0, len(rows), _ROUND):
         part = rows[start : start + _ROUND]
-        session.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
+        conn.execute(statement, [dict(zip(columns, r, strict=True)) for r in part])
 
 
-def _qmark_executemany(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+def _qmark_executemany(conn: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
     """sqlite: the driver's ``executemany`` takes the rows as they are (tuples of str, int,
     float, bool, None), which skips SQLAlchemy's per-row parameter processing, most of the
     cost of a Core insert."""
-    quote = session.get_bind().dialect.identifier_preparer.quote
+    quote = conn.dialect.identifier_preparer.quote
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
-    connection = session.connection()
     for start in range(0, len(rows), _ROUND):
-        connection.exec_driver_sql(sql, rows[start : start + _ROUND])
+        conn.exec_driver_sql(sql, rows[start : start + _ROUND])
 
 
-def _copy(session: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
-    """PostgreSQL through psycopg 3: ``COPY <table> (<columns>) FROM STDIN`` on the session's
-    own connection (so in its transaction), the rows adapted by psycopg as for an insert."""
-    quote = session.get_bind().dialect.identifier_preparer.quote
+def _copy(conn: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> None:
+    """PostgreSQL through psycopg 3: ``COPY <table> (<columns>) FROM STDIN`` on the
+    transaction's own connection, the rows adapted by psycopg as for an insert."""
+    quote = conn.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-    driver = session.connection().connection.driver_connection
+    driver = conn.connection.driver_connection
     text = columns == _METRIC_COLUMNS and all(map(_plain_metric, rows))
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
         if text:  # the bulk of a batch: lines formatted here, as psycopg would format them

@@ -172,20 +172,51 @@ def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:
 
 def client_for(tracking_uri: str, registry_uri: str) -> Any:
     """The client the source and the sink use: arcuate's own REST client for a tracking
-    server (:mod:`arcuate.backends.mlflow.rest`: no ``import mlflow``), MLflow's otherwise
-    or when ``ARCUATE_MLFLOW_CLIENT=mlflow``."""
+    server (:mod:`arcuate.backends.mlflow.rest`), arcuate's own SQL client for a ``sqlite://``
+    or ``postgresql://`` database at a covered schema revision
+    (:mod:`arcuate.backends.mlflow.sqlclient`): neither imports ``mlflow`` for experiments,
+    runs and logged models. MLflow's client otherwise, or when ``ARCUATE_MLFLOW_CLIENT=mlflow``.
+    """
     from arcuate.backends.mlflow import rest
 
     if rest.wanted(tracking_uri):
         return rest.RestClient(tracking_uri, registry_uri)
+    if urlsplit(tracking_uri).scheme.lower() in ("sqlite", "postgresql", "postgresql+psycopg"):
+        from arcuate.backends.mlflow import sqlclient
+
+        light = sqlclient.open_client(tracking_uri, registry_uri)
+        if light is not None:
+            return light
     return make_client(tracking_uri, registry_uri)
 
 
-def is_light(client: object) -> bool:
-    """Whether ``client`` is arcuate's REST client (not MLflow's)."""
-    from arcuate.backends.mlflow.rest import RestClient
+def _loaded(module: str, name: str) -> type | None:
+    """Class ``name`` of ``module`` if that module is loaded (an instance needs it loaded)."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls if isinstance(cls, type) else None
 
-    return isinstance(client, RestClient)
+
+def is_rest(client: object) -> bool:
+    """Whether ``client`` is arcuate's REST client."""
+    cls = _loaded("arcuate.backends.mlflow.rest", "RestClient")
+    return cls is not None and isinstance(client, cls)
+
+
+def is_sql(client: object) -> bool:
+    """Whether ``client`` is arcuate's SQL client."""
+    cls = _loaded("arcuate.backends.mlflow.sqlclient", "SqlClient")
+    return cls is not None and isinstance(client, cls)
+
+
+def is_light(client: object) -> bool:
+    """Whether ``client`` is one of arcuate's own clients (REST or SQL), not MLflow's: MLflow's
+    own client is then ``client.mlflow``."""
+    return is_rest(client) or is_sql(client)
+
+
+def mlflow_of(client: Any) -> MlflowClient:
+    """MLflow's own client: ``client`` itself, or the one behind arcuate's."""
+    return client.mlflow if is_light(client) else client  # type: ignore[no-any-return]
 
 
 def failures(*more: type[Exception]) -> tuple[type[RestError], ...]:

@@ -41,8 +41,9 @@ from arcuate.backends.mlflow.connect import (
     every,
     failures,
     global_uris,
-    is_light,
+    is_rest,
     mlflow_errors,
+    mlflow_of,
     redact_uri,
 )
 from arcuate.backends.mlflow.lease import WAIT, ExperimentTags, Lease, ModelTags, tell
@@ -234,19 +235,19 @@ class MlflowSink:
     def mlflow_client(self) -> MlflowClient:
         """MLflow's own client (for what the REST client does not write: GenAI entities,
         prompts)."""
-        client = self.client
-        return client.mlflow if is_light(client) else client  # type: ignore[no-any-return]
+        return mlflow_of(self.client)
 
     def _store(self) -> Any:
         """What ``create_run``/``update_run_info`` go to: the tracking store behind MLflow's
-        client, or arcuate's REST client (which has both, with the store's signatures)."""
+        client, or arcuate's REST client (which has both, with the store's signatures). Behind
+        arcuate's SQL client, runs written through the public API are MLflow's store's."""
         client = self.client
-        return client if is_light(client) else client._tracking_client.store
+        return client if is_rest(client) else mlflow_of(client)._tracking_client.store
 
     def _entities(self) -> Any:
         """The module whose entity classes (``Metric``, ``Param``, ``RunTag``, ``Dataset``...)
         go to the client: MLflow's, or the light ones of :mod:`arcuate.backends.mlflow.rest`."""
-        if is_light(self.client):
+        if is_rest(self.client):
             from arcuate.backends.mlflow import rest
 
             return rest
@@ -256,7 +257,7 @@ class MlflowSink:
 
     def _repo(self, uri: str) -> ArtifactRepository:
         client = self.client
-        if is_light(client):
+        if is_rest(client):
             served = client.artifact_repo(uri)
             if served is not None:  # written through the server, without MLflow
                 return served  # type: ignore[no-any-return]
@@ -675,9 +676,9 @@ class MlflowSink:
             from arcuate.backends.mlflow.bulk import BulkRunWriter, eligible_store
 
             with mlflow_errors("could not inspect the tracking store"):
-                store, self._bulk_reason = eligible_store(self.client)
-            if store is not None:
-                self._bulk = BulkRunWriter(store, self.tracking_uri, self.registry_uri)
+                engine, self._bulk_reason = eligible_store(self.client)
+            if engine is not None:
+                self._bulk = BulkRunWriter(engine, self.tracking_uri, self.registry_uri)
         if self._bulk is None and self.import_path == "bulk":
             raise ConfigurationError(
                 f"the bulk import path cannot write to {redact_uri(self.tracking_uri)}: "
@@ -693,8 +694,8 @@ class MlflowSink:
         from arcuate.backends.mlflow.bulk import eligible_store, remove_orphans
 
         with mlflow_errors(f"could not clean the artifact location of experiment {experiment_id}"):
-            store, _why = eligible_store(self.client)
-            return 0 if store is None else remove_orphans(store, experiment_id)
+            engine, _why = eligible_store(self.client)
+            return 0 if engine is None else remove_orphans(engine, experiment_id)
 
     def write_concurrency(self) -> int:
         """How many runs an import may write at the same time through this sink."""
@@ -1077,12 +1078,12 @@ class MlflowSink:
         several threads), and MLflow's switch for it is an environment variable, process-wide
         too. The store call it ends with is the same, and saves that read.
         """
-        if is_light(self.client):
+        if is_rest(self.client):
             self.client.update_run_info(run_id, status, end_time, None)
             return
         from mlflow.entities import RunStatus
 
-        store = self.client._tracking_client.store
+        store = self._store()
         store.update_run_info(
             run_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None
         )

@@ -7,13 +7,14 @@ Choices worth knowing:
 
 * Only **active** runs are exported (``ViewType.ACTIVE_ONLY``): a deleted run is not part of
   what a user sees in the experiment, and the filter of ``WHERE`` applies on top.
-* From MLflow's own SQL store (exactly ``SqlAlchemyStore``, no subclass) and without a filter,
-  runs, params, tags and metric histories are read with a few SQLAlchemy Core queries per
-  group of runs on the store's engine (the values ``search_runs`` would give, without building
-  ORM objects and entities), and the metric points are handed over as one Arrow array per run
-  (:class:`~arcuate.format.records.ColumnarList`). With a filter, or from any other store, runs
-  come from ``search_runs``; the history is read in bulk from SQL stores and key by key
-  through the client otherwise.
+* From a SQL store (through arcuate's SQL client, or MLflow's own ``SqlAlchemyStore``, no
+  subclass) and without a filter, runs, params, tags, inputs, outputs and metric histories are
+  read with a few SQLAlchemy Core queries per group of runs on the database's engine, on
+  MLflow's tables (:mod:`~arcuate.backends.mlflow.sqltables`): the values ``search_runs``
+  would give, without building ORM objects and entities; the metric points are handed over as
+  one Arrow array per run (:class:`~arcuate.format.records.ColumnarList`). With a filter, or
+  from any other store, runs come from ``search_runs``; the history is read in bulk from SQL
+  stores and key by key through the client otherwise.
 * A metric point that also belongs to a logged model's metrics carries that model's id and
   dataset; a point shared by several models appears once per model.
 * Files are listed through MLflow's artifact repositories built from the run's artifact URI
@@ -49,7 +50,10 @@ from arcuate.backends.mlflow.connect import (
     every,
     failures,
     is_light,
+    is_rest,
+    is_sql,
     is_sql_store,
+    mlflow_of,
     pages,
     redact_json_uris,
     redact_uri,
@@ -352,13 +356,23 @@ class MlflowSource:
     def mlflow_client(self) -> MlflowClient:
         """MLflow's own client (for what the REST client does not read: GenAI entities,
         traces, prompts)."""
-        client = self.client
-        return client.mlflow if is_light(client) else client  # type: ignore[no-any-return]
+        return mlflow_of(self.client)
 
     def _store(self) -> Any:
-        """MLflow's tracking store behind the client; None for arcuate's REST client."""
+        """MLflow's tracking store behind the client; None for arcuate's own clients."""
         client = self.client
         return None if is_light(client) else client._tracking_client.store
+
+    def _engine(self, *, subclass: bool = False) -> Any:
+        """The SQLAlchemy engine of the tracking database: arcuate's SQL client's, or that of
+        MLflow's own SQL store (with ``subclass``, of a subclass too); None for other stores."""
+        client = self.client
+        if is_sql(client):
+            return client.engine
+        store = self._store()
+        if store is not None and is_sql_store(store, subclass=subclass):
+            return store.engine
+        return None
 
     def _where(self) -> str:
         return f"in the MLflow tracking store {redact_uri(self.tracking_uri)}"
@@ -398,9 +412,9 @@ class MlflowSource:
         """Active runs matching ``filter``, oldest first, each with its full metric history."""
 
         index = _ModelIndex(self._logged_models(experiment_id))
-        store = self._sql_store() if self.bulk and not filter else None
-        if store is not None:
-            yield from self._iter_runs_sql(store, experiment_id, index)
+        engine = self._engine() if self.bulk and not filter else None
+        if engine is not None:
+            yield from self._iter_runs_sql(engine, experiment_id, index)
             return
         for runs in self.search_run_pages(experiment_id, filter):
             for start in range(0, len(runs), _HISTORY_GROUP):
@@ -465,9 +479,9 @@ class MlflowSource:
 
     def _histories(self, runs: list[Run]) -> dict[str, list[tuple[str, float, int, int]]]:
         """run id -> [(key, value, step, timestamp)], ordered by key, timestamp, step, value."""
-        store = self._store()
-        if store is not None and is_sql_store(store, subclass=True):
-            return self._histories_sql(store, [r.info.run_id for r in runs])
+        engine = self._engine(subclass=True)
+        if engine is not None:
+            return self._histories_sql(engine, [r.info.run_id for r in runs])
         bulk = self._histories_bulk(runs)
         if bulk is not None:
             return bulk
@@ -490,7 +504,7 @@ class MlflowSource:
         whose answer may be cut off is read run by run instead.
         """
         store = self._store()
-        light = is_light(self.client)
+        light = is_rest(self.client)
         if not self._bulk_history or not runs or not (light or hasattr(store, "get_host_creds")):
             return None
         keys: dict[str, list[str]] = defaultdict(list)
@@ -564,43 +578,33 @@ class MlflowSource:
 
     @staticmethod
     def _histories_sql(
-        store: Any, run_ids: list[str]
+        engine: Any, run_ids: list[str]
     ) -> dict[str, list[tuple[str, float, int, int]]]:
-        from mlflow.store.tracking.dbmodels.models import SqlMetric
         from sqlalchemy import select
 
-        t = SqlMetric.__table__
+        from arcuate.backends.mlflow.sqltables import metrics as t
+
         stmt = (
             select(t.c.run_uuid, t.c.key, t.c.value, t.c.is_nan, t.c.step, t.c.timestamp)
             .where(t.c.run_uuid.in_(run_ids))
             .order_by(t.c.run_uuid, t.c.key, t.c.timestamp, t.c.step, t.c.value)
         )
         out: dict[str, list[tuple[str, float, int, int]]] = defaultdict(list)
-        with store.engine.connect() as conn:
+        with engine.connect() as conn:
             for rid, key, value, is_nan, step, ts in conn.execute(stmt):
                 out[rid].append((key, math.nan if is_nan else float(value), int(step), int(ts)))
         return out
 
-    def _sql_store(self) -> Any:
-        """The tracking store when it is MLflow's own SQL store (not a subclass), else None."""
-        store = self._store()
-        if store is None or not is_sql_store(store):
-            return None
-        # the bulk path reuses these two (private) helpers of the store, as search_runs does
-        if not all(hasattr(store, n) for n in ("_get_run_inputs", "_get_model_outputs_bulk")):
-            return None
-        return store
-
     def _iter_runs_sql(
-        self, store: Any, experiment_id: str, index: _ModelIndex
+        self, engine: Any, experiment_id: str, index: _ModelIndex
     ) -> Iterator[Record]:
-        """The active runs of an experiment in ``search_runs`` order, read in bulk."""
-        from mlflow.entities import LifecycleStage
-        from mlflow.store.tracking.dbmodels.models import SqlRun
+        """The active runs of an experiment in ``search_runs`` order, read in bulk from
+        MLflow's tables (:mod:`~arcuate.backends.mlflow.sqltables`) on ``engine``."""
         from sqlalchemy import case, select
         from sqlalchemy.exc import SQLAlchemyError
 
-        t = SqlRun.__table__
+        from arcuate.backends.mlflow.sqltables import runs as t
+
         stmt = (
             select(
                 t.c.run_uuid,
@@ -612,34 +616,32 @@ class MlflowSource:
                 t.c.lifecycle_stage,
                 t.c.artifact_uri,
             )
-            .where(
-                t.c.experiment_id == int(experiment_id),
-                t.c.lifecycle_stage == LifecycleStage.ACTIVE,
-            )
+            .where(t.c.experiment_id == int(experiment_id), t.c.lifecycle_stage == "active")
             # search_runs' order for "attributes.start_time ASC": nulls last, then the run id
             .order_by(case((t.c.start_time.is_(None), 1), else_=0), t.c.start_time, t.c.run_uuid)
         )
         try:
-            with store.engine.connect() as conn:
+            with engine.connect() as conn:
                 infos = conn.execute(stmt).all()
             for start in range(0, len(infos), _HISTORY_GROUP):
                 group = infos[start : start + _HISTORY_GROUP]
-                yield from self._sql_group(store, group, index)
+                yield from self._sql_group(engine, group, index)
         except failures(SQLAlchemyError) as exc:
             raise BackendError(
                 f"could not read the runs of experiment {experiment_id} {self._where()}: {exc}"
             ) from exc
 
-    def _sql_group(self, store: Any, infos: list[Any], index: _ModelIndex) -> Iterator[Record]:
+    def _sql_group(self, engine: Any, infos: list[Any], index: _ModelIndex) -> Iterator[Record]:
         """Run records of one group of runs: params, tags, inputs, outputs and history."""
-        from mlflow.store.tracking.dbmodels.models import SqlParam, SqlTag
         from sqlalchemy import select
+
+        from arcuate.backends.mlflow import sqlclient, sqltables
 
         ids = [info.run_uuid for info in infos]
         params: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, dict[str, str]] = defaultdict(dict)
-        with store.engine.connect() as conn:
-            p, g = SqlParam.__table__, SqlTag.__table__
+        with engine.connect() as conn:
+            p, g = sqltables.params, sqltables.tags
             for rid, key, value in _fetch_raw(
                 conn, select(p.c.run_uuid, p.c.key, p.c.value).where(p.c.run_uuid.in_(ids))
             ):
@@ -649,9 +651,8 @@ class MlflowSource:
             ):
                 tags[rid][key] = value
             history = self._history_columns(conn, ids)
-        with store.ManagedSessionMaker() as session:
-            inputs = store._get_run_inputs(session=session, run_uuids=ids)
-            outputs = store._get_model_outputs_bulk(run_ids=ids, session=session)
+            inputs = sqlclient.run_inputs(conn, ids)
+            outputs = sqlclient.model_outputs(conn, ids)
         for info, dataset_inputs in zip(infos, inputs, strict=True):
             rid = info.run_uuid
             run_tags = tags.get(rid, {})
@@ -688,10 +689,10 @@ class MlflowSource:
         """run id -> its metric points as a METRIC StructArray, in the order of _histories_sql."""
         import pyarrow as pa
         import pyarrow.compute as pc
-        from mlflow.store.tracking.dbmodels.models import SqlMetric
         from sqlalchemy import bindparam, select
 
-        t = SqlMetric.__table__
+        from arcuate.backends.mlflow.sqltables import metrics as t
+
         # one query per run (on MLflow's run_uuid index): each run's points are read whole at
         # once, and no run id has to be fetched per point
         stmt = (
@@ -928,7 +929,7 @@ class MlflowSource:
 
     def _repo(self, uri: str) -> ArtifactRepository:
         client = self.client
-        if is_light(client):
+        if is_rest(client):
             served = client.artifact_repo(uri)
             if served is not None:  # read through the server, without MLflow
                 return served  # type: ignore[no-any-return]
