@@ -22,11 +22,13 @@ from arcuate.backends.mlflow import sqlclient, sqltables
 from arcuate.backends.mlflow.connect import client_for, is_sql
 from tests.imports.import_helpers import Share, modules_left_by
 
-#: What only MLflow's SQL store needs: its class, its ORM models, alembic's schema check.
+#: What only MLflow's SQL store needs (its class, its ORM models, alembic's schema check),
+#: and MLflow itself: with arcuate's own repositories for local files, nothing imports it.
 SQL_STORE = (
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.tracking.dbmodels.models",
     "alembic",
+    "mlflow",
 )
 
 
