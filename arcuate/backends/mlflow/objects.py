@@ -38,7 +38,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Final
 
-from arcuate.backends.mlflow.rest import CLIENT_ENV, RestError, _safe
+from arcuate.backends.mlflow.rest import RestError, _safe, own_clients
 from arcuate.config import MAX_REST_CONCURRENCY
 
 #: MLflow's prefix of a local file still being written (``local_artifact_repo``)
@@ -82,14 +82,7 @@ def wanted() -> bool:
     Raises:
         ConfigurationError: ``ARCUATE_MLFLOW_CLIENT`` is neither ``rest`` nor ``mlflow``.
     """
-    choice = os.environ.get(CLIENT_ENV, "").strip().lower()
-    if choice not in ("", "rest", "mlflow"):
-        from arcuate.errors import ConfigurationError
-
-        raise ConfigurationError(
-            f"{CLIENT_ENV} must be 'rest' or 'mlflow', got {os.environ[CLIENT_ENV]!r}"
-        )
-    return choice != "mlflow"
+    return own_clients()
 
 
 def local_path(uri: str) -> str | None:

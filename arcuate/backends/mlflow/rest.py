@@ -67,8 +67,9 @@ _MODEL_PARAMS: Final = 100
 _MULTIPART_BYTES: Final = 500 * 1024 * 1024
 
 
-def wanted(tracking_uri: str) -> bool:
-    """Whether statements against ``tracking_uri`` use :class:`RestClient`.
+def own_clients() -> bool:
+    """Whether arcuate's own clients and repositories are used (not with
+    ``ARCUATE_MLFLOW_CLIENT=mlflow``).
 
     Raises:
         ConfigurationError: ``ARCUATE_MLFLOW_CLIENT`` is neither ``rest`` nor ``mlflow``.
@@ -80,7 +81,16 @@ def wanted(tracking_uri: str) -> bool:
         raise ConfigurationError(
             f"{CLIENT_ENV} must be 'rest' or 'mlflow', got {os.environ[CLIENT_ENV]!r}"
         )
-    if choice == "mlflow":
+    return choice != "mlflow"
+
+
+def wanted(tracking_uri: str) -> bool:
+    """Whether statements against ``tracking_uri`` use :class:`RestClient`.
+
+    Raises:
+        ConfigurationError: ``ARCUATE_MLFLOW_CLIENT`` is neither ``rest`` nor ``mlflow``.
+    """
+    if not own_clients():
         return False
     if urlsplit(tracking_uri).scheme.lower() not in ("http", "https"):
         return False
@@ -463,7 +473,27 @@ def _error(status: int, text: str, what: str) -> RestError:
     )
 
 
-class RestClient:
+class MlflowFallback:
+    """What arcuate's own clients (REST, SQL) share: MLflow's client on the same URIs, built on
+    first use, for every call they do not cover."""
+
+    tracking_uri: str
+    registry_uri: str
+    _mlflow: MlflowClient | None
+    _lock: threading.Lock
+
+    @property
+    def mlflow(self) -> MlflowClient:
+        """MLflow's own client on the same URIs (imports MLflow on first use)."""
+        with self._lock:
+            if self._mlflow is None:
+                from mlflow import MlflowClient
+
+                self._mlflow = MlflowClient(self.tracking_uri, self.registry_uri)
+            return self._mlflow
+
+
+class RestClient(MlflowFallback):
     """The ``MlflowClient`` methods arcuate uses, over a tracking server's REST API.
 
     Methods it lacks are those of a real ``MlflowClient`` (built on first use with the same
@@ -483,16 +513,6 @@ class RestClient:
         return f"RestClient({parts.scheme}://{host}{parts.path})"
 
     # -- MLflow's client for everything else ------------------------------------------------
-
-    @property
-    def mlflow(self) -> MlflowClient:
-        """MLflow's own client on the same URIs (imports MLflow on first use)."""
-        with self._lock:
-            if self._mlflow is None:
-                from mlflow import MlflowClient
-
-                self._mlflow = MlflowClient(self.tracking_uri, self.registry_uri)
-            return self._mlflow
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # MLflow's internals are not part of what is passed on

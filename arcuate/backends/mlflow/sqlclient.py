@@ -49,6 +49,7 @@ from arcuate.backends.mlflow.rest import (
     LoggedModelInput,
     LoggedModelOutput,
     Metric,
+    MlflowFallback,
     PagedList,
     RestError,
 )
@@ -348,7 +349,7 @@ def _model_inputs(conn: sa.Connection, run_id: str) -> list[LoggedModelInput]:
     return [LoggedModelInput(mid) for mid in conn.execute(stmt).scalars()]
 
 
-class SqlClient:
+class SqlClient(MlflowFallback):
     """The ``MlflowClient`` methods arcuate uses for experiments, runs and logged models, on
     MLflow's tables directly; a real ``MlflowClient`` for everything else."""
 
@@ -365,16 +366,6 @@ class SqlClient:
         return f"SqlClient({url.drivername}://{url.host or ''}{port}/{url.database or ''})"
 
     # -- MLflow's client for everything else ------------------------------------------------
-
-    @property
-    def mlflow(self) -> MlflowClient:
-        """MLflow's own client on the same URIs (imports MLflow on first use)."""
-        with self._lock:
-            if self._mlflow is None:
-                from mlflow import MlflowClient
-
-                self._mlflow = MlflowClient(self.tracking_uri, self.registry_uri)
-            return self._mlflow
 
     def __getattr__(self, name: str) -> Any:
         # MLflow's internals are not passed on, but for the tracking client, whose store the
