@@ -677,9 +677,10 @@ class RestClient(MlflowFallback):
             if not token:
                 return out
 
-    def bulk_history(self, key: str, run_ids: list[str], limit: int) -> list[Any] | None:
+    def bulk_history(self, key: str, run_ids: list[str], limit: int) -> bytes | None:
         """The points of ``key`` in ``run_ids`` from the server's bulk endpoint (the one its
-        UI uses), as JSON dicts; None when the server has no such endpoint."""
+        UI uses): its JSON answer, not decoded (the caller bounds how many answers are
+        decoded at once); None when the server has no such endpoint."""
         resp = self.request(
             "GET",
             f"{self._base}{_BULK_HISTORY}",
@@ -687,7 +688,8 @@ class RestClient(MlflowFallback):
         )
         if resp.status_code != 200:
             return None
-        return list(resp.json().get("metrics") or [])
+        body: bytes = resp.content
+        return body
 
     # -- logged models ---------------------------------------------------------------------
 

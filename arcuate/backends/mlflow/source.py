@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import difflib
 import gc
+import json
 import math
 import os
+import threading
 from collections import defaultdict, deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
 from arcuate.backends.mlflow import artifacts, objects
@@ -73,11 +75,19 @@ if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: The epoch milliseconds a datetime can hold (:func:`to_utc`'s range).
+_MIN_MS: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MS: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
 #: MLflow's ``ViewType.ACTIVE_ONLY``
 _ACTIVE_ONLY: Final = 1
 #: Runs whose metric history is read in one query (bounded memory, bounded IN list).
 _HISTORY_GROUP: Final = 100
 _PAGE: Final = 1000
+#: Answers of the bulk history endpoint decoded at once in the process (each up to
+#: :data:`_BULK_POINTS` points, about 500 bytes a point while decoded); more are read at once
+#: (``concurrency``), and wait as bytes.
+DECODES: Final = 2
+_DECODING: Final = threading.BoundedSemaphore(DECODES)
 #: MLflow's bulk history endpoint (``get-history-bulk``, up to 100 runs and one key a
 #: request) and the most points it answers (no pages: an answer this long may be cut off)
 _BULK_HISTORY: Final = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
@@ -90,6 +100,8 @@ _HINT_NAMES: Final = 5000
 _UPLOADING: Final = ".artifact.uploading."
 #: model_id, dataset_name, dataset_digest
 _ModelLink = tuple[str, str | None, str | None]
+#: A run's metric points: [(key, value, step, epoch ms)], or one Arrow array of METRIC
+_History: TypeAlias = "list[tuple[str, float, int, int]] | pa.StructArray"
 
 
 def to_utc(ms: int | None) -> datetime | None:
@@ -108,6 +120,112 @@ def _empty_metrics() -> pa.StructArray:
     import pyarrow as pa
 
     return pa.array([], type=METRIC)
+
+
+def _points_array(
+    keys: Sequence[str] | pa.Array,
+    values: Sequence[float] | pa.Array,
+    steps: Sequence[int] | pa.Array,
+    millis: Sequence[int] | pa.Array,
+) -> pa.StructArray:
+    """Metric points (key, value, step, epoch milliseconds; Python values or Arrow arrays)
+    as one :data:`METRIC` array, with no model or dataset."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def column(values: Any, kind: pa.DataType) -> pa.Array:
+        return values if isinstance(values, pa.Array) else pa.array(values, kind)
+
+    nulls = pa.nulls(len(keys), pa.string())
+    # a typed scalar: inferring a Python int's type makes pyarrow import pandas
+    stamps = pc.multiply_checked(column(millis, pa.int64()), pa.scalar(1000, pa.int64()))
+    return pa.StructArray.from_arrays(
+        [
+            column(keys, pa.string()),
+            column(values, pa.float64()),
+            column(steps, pa.int64()),
+            stamps.cast(METRIC.field("timestamp").type),
+            nulls,
+            nulls,
+            nulls,
+        ],
+        fields=list(METRIC),
+    )
+
+
+def _points_table(
+    run_ids: Sequence[str] = (),
+    keys: Sequence[str] = (),
+    values: Sequence[float] = (),
+    steps: Sequence[int] = (),
+    millis: Sequence[int] = (),
+) -> pa.Table:
+    """Metric points of several runs as Arrow columns (run_id, key, value, step, millis)."""
+    import pyarrow as pa
+
+    return pa.table(
+        [
+            pa.array(run_ids, pa.string()),
+            pa.array(keys, pa.string()),
+            pa.array(values, pa.float64()),
+            pa.array(steps, pa.int64()),
+            pa.array(millis, pa.int64()),
+        ],
+        names=["run_id", "key", "value", "step", "millis"],
+    )
+
+
+def _bulk_points(key: str, asked: set[str], body: bytes, where: str) -> pa.Table | bool:
+    """One JSON answer of the bulk history endpoint (the points of ``key`` in the runs
+    ``asked``) as columns, or True when it may be cut off (:data:`_BULK_POINTS` points or
+    more). An answer that is not JSON, or a point that is not a dict of numbers or is of a
+    run not asked for, is refused naming the key."""
+    run_ids: list[str] = []
+    values: list[float] = []
+    steps: list[int] = []
+    millis: list[int] = []
+    try:
+        points = json.loads(body).get("metrics") or []
+        if len(points) >= _BULK_POINTS:
+            return True
+        for p in points:
+            rid = p["run_id"]
+            if rid not in asked:
+                raise ValueError(f"a point of run {str(rid)[:64]!r}, which was not asked for")
+            run_ids.append(rid)
+            values.append(float(p["value"]))
+            steps.append(int(p.get("step", 0)))
+            ms = int(p["timestamp"])
+            if not _MIN_MS <= ms <= _MAX_MS:
+                raise ValueError(f"timestamp {ms} is out of range")
+            millis.append(ms)
+        return _points_table(run_ids, [key] * len(run_ids), values, steps, millis)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise BackendError(
+            f"the bulk history of metric {key!r} {where} is malformed: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+
+
+def _by_run(table: pa.Table) -> dict[str, _History]:
+    """run id -> its points as one :data:`METRIC` array, ordered by key, timestamp, step,
+    value (the SQL path's order); slices of one array, so nothing is copied per run."""
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return {}
+    order = ["run_id", "key", "millis", "step", "value"]
+    table = table.sort_by([(name, "ascending") for name in order]).combine_chunks()
+    column = table.column
+    points = _points_array(*(column(n).chunk(0) for n in ("key", "value", "step", "millis")))
+    run_ids = column("run_id").chunk(0)
+    runs = pc.run_end_encode(run_ids)
+    out: dict[str, _History] = {}
+    begin = 0
+    for rid, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+        out[rid] = points.slice(begin, end - begin)
+        begin = end
+    return out
 
 
 def _fetch_raw(conn: Any, stmt: Any) -> list[tuple[Any, ...]]:
@@ -420,8 +538,9 @@ class MlflowSource:
             for start in range(0, len(runs), _HISTORY_GROUP):
                 group = runs[start : start + _HISTORY_GROUP]
                 histories = self._histories(group)
-                for run in group:
-                    yield self._run_record(run, histories.get(run.info.run_id, []), index)
+                for run in group:  # each history released once its run's record is built
+                    yield self._run_record(run, histories.pop(run.info.run_id, []), index)
+                del histories
 
     def search_run_pages(self, experiment_id: str, filter: str | None) -> Iterator[list[Any]]:
         """Pages of the active runs matching ``filter``, oldest first (MLflow Run objects)."""
@@ -477,32 +596,38 @@ class MlflowSource:
                 f"could not list the logged models of experiment {experiment_id}: {exc.message}"
             ) from exc
 
-    def _histories(self, runs: list[Run]) -> dict[str, list[tuple[str, float, int, int]]]:
-        """run id -> [(key, value, step, timestamp)], ordered by key, timestamp, step, value."""
+    def _histories(self, runs: list[Run]) -> dict[str, _History]:
+        """run id -> its points, ordered by key, timestamp, step, value: [(key, value, step,
+        timestamp)], or one Arrow array of :data:`METRIC` from the bulk endpoint."""
         engine = self._engine(subclass=True)
         if engine is not None:
-            return self._histories_sql(engine, [r.info.run_id for r in runs])
+            return dict(self._histories_sql(engine, [r.info.run_id for r in runs]))
         bulk = self._histories_bulk(runs)
         if bulk is not None:
             return bulk
         # one request (or page run) per metric key: over REST that is the whole cost of an
         # export, so up to ``concurrency`` of them are in flight at once
         jobs = [(run.info.run_id, key) for run in runs for key in sorted(run.data.metrics)]
-        out: dict[str, list[tuple[str, float, int, int]]] = {r.info.run_id: [] for r in runs}
+        out: dict[str, _History] = {r.info.run_id: [] for r in runs}
         for (rid, _), history in zip(jobs, self._each_history(jobs), strict=True):
-            out[rid].extend((m.key, m.value, m.step, m.timestamp) for m in history)
+            out[rid].extend((m.key, m.value, m.step, m.timestamp) for m in history)  # type: ignore[union-attr]
         return out
 
-    def _histories_bulk(
-        self, runs: list[Run]
-    ) -> dict[str, list[tuple[str, float, int, int]]] | None:
+    def _histories_bulk(self, runs: list[Run]) -> dict[str, _History] | None:
         """The histories of up to 100 runs through a tracking server's bulk endpoint (the one
         MLflow's UI uses): one request per metric key for all the runs that have it, instead
         of one per run and key. None when the store is not a server offering it.
 
         The endpoint answers at most :data:`_BULK_POINTS` points and has no pages: a key
-        whose answer may be cut off is read run by run instead.
+        whose answer may be cut off is read run by run instead. The answers are read
+        ``concurrency`` at once, but decoded at most :data:`DECODES` at once in the process,
+        each into Arrow columns right away: a decoded point costs about 500 bytes of Python
+        objects (its bytes about 130, its columns about 40), so 8 answers of 10,000 points
+        decoded together held about 40 MiB more than two do, for no speed (decoding holds
+        the GIL).
         """
+        import pyarrow as pa
+
         store = self._store()
         light = is_rest(self.client)
         if not self._bulk_history or not runs or not (light or hasattr(store, "get_host_creds")):
@@ -512,32 +637,44 @@ class MlflowSource:
             for key in run.data.metrics:
                 keys[key].append(run.info.run_id)
         jobs = sorted(keys.items())
-        if light:
-            client = self.client
-            answers = self._map(lambda job: client.bulk_history(*job, _BULK_POINTS), jobs)
-        else:
-            answers = self._map(lambda job: self._bulk_key(store, *job), jobs)
+        client = self.client
+
+        def read(job: tuple[str, list[str]]) -> pa.Table | bool | None:
+            key, run_ids = job
+            if light:
+                body = client.bulk_history(key, run_ids, _BULK_POINTS)
+            else:
+                body = self._bulk_key(store, key, run_ids)
+            if body is None:
+                return None  # no such endpoint
+            with _DECODING:
+                return _bulk_points(key, set(run_ids), body, self._where())
+
+        answers = self._map(read, jobs)
         if any(a is None for a in answers):  # the server has no such endpoint
             self._bulk_history = False
             return None
-        out: dict[str, list[tuple[str, float, int, int]]] = {r.info.run_id: [] for r in runs}
-        for (key, run_ids), points in zip(jobs, answers, strict=True):
-            if points is not None and len(points) >= _BULK_POINTS:
-                retry = [(rid, key) for rid in run_ids]
-                for (rid, _), history in zip(retry, self._each_history(retry), strict=True):
-                    out[rid].extend((m.key, m.value, m.step, m.timestamp) for m in history)
+        tables: list[pa.Table] = []
+        for (key, run_ids), answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, pa.Table):
+                tables.append(answer)
                 continue
-            for p in points or ():
-                out[p["run_id"]].append(
-                    (key, float(p["value"]), int(p.get("step", 0)), int(p["timestamp"]))
-                )
-        for points in out.values():  # by key, timestamp, step, value: as the SQL path
-            points.sort(key=lambda p: (p[0], p[3], p[2], p[1]))
+            retry = [(rid, key) for rid in run_ids]
+            rows = [
+                (rid, m.key, m.value, m.step, m.timestamp)
+                for (rid, _), history in zip(retry, self._each_history(retry), strict=True)
+                for m in history
+            ]
+            tables.append(_points_table(*zip(*rows, strict=True)) if rows else _points_table())
+        del answers
+        out: dict[str, _History] = {r.info.run_id: [] for r in runs}
+        out.update(_by_run(pa.concat_tables(tables)))
         return out
 
     @staticmethod
-    def _bulk_key(store: Any, key: str, run_ids: list[str]) -> list[dict[str, Any]] | None:
-        """The points of ``key`` in ``run_ids`` from the bulk endpoint; None if it has none."""
+    def _bulk_key(store: Any, key: str, run_ids: list[str]) -> bytes | None:
+        """The JSON answer of the bulk endpoint for ``key`` in ``run_ids`` (not decoded);
+        None if it has no such endpoint."""
         from mlflow.utils.rest_utils import http_request
 
         resp = http_request(  # type: ignore[no-untyped-call]
@@ -549,7 +686,8 @@ class MlflowSource:
         )
         if resp.status_code != 200:
             return None
-        return list(resp.json().get("metrics") or [])
+        body: bytes = resp.content
+        return body
 
     def _map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
         """``fn`` over ``jobs`` in order, up to :attr:`concurrency` at once."""
@@ -687,8 +825,6 @@ class MlflowSource:
     @staticmethod
     def _history_columns(conn: Any, run_ids: list[str]) -> dict[str, pa.StructArray]:
         """run id -> its metric points as a METRIC StructArray, in the order of _histories_sql."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
         from sqlalchemy import bindparam, select
 
         from arcuate.backends.mlflow.sqltables import metrics as t
@@ -710,23 +846,11 @@ class MlflowSource:
                 return {}
             keys, values, nans, steps, stamps = zip(*rows, strict=True)
             del rows
-        n = len(keys)
-        millis = pa.array(stamps, pa.int64())
-        nulls = pa.nulls(n, pa.string())
-        points = pa.StructArray.from_arrays(
-            [
-                pa.array(keys, pa.string()),
-                pa.array(
-                    [math.nan if nan else float(v) for v, nan in zip(values, nans, strict=True)],
-                    pa.float64(),
-                ),
-                pa.array(steps, pa.int64()),
-                pc.multiply_checked(millis, 1000).cast(METRIC.field("timestamp").type),
-                nulls,
-                nulls,
-                nulls,
-            ],
-            fields=list(METRIC),
+        points = _points_array(
+            keys,
+            [math.nan if nan else float(v) for v, nan in zip(values, nans, strict=True)],
+            steps,
+            stamps,
         )
         out: dict[str, pa.StructArray] = {}
         offset = 0
@@ -736,9 +860,7 @@ class MlflowSource:
                 offset += count
         return out
 
-    def _run_record(
-        self, run: Run, history: list[tuple[str, float, int, int]], models: _ModelIndex
-    ) -> Record:
+    def _run_record(self, run: Run, history: _History, models: _ModelIndex) -> Record:
         info = run.info
         rid = info.run_id
         inputs = run.inputs
@@ -753,12 +875,39 @@ class MlflowSource:
             artifact_uri=info.artifact_uri,
             params=run.data.params,
             tags=run.data.tags,
-            metrics=self._metric_dicts(history, models.links.get(rid, {})),
+            metrics=self._metrics(history, models.links.get(rid, {})),
             dataset_inputs=inputs.dataset_inputs if inputs else (),
             model_inputs=(inputs.model_inputs if inputs else ()) or (),
             model_outputs=run.outputs.model_outputs if run.outputs else (),
             mine=models.by_source_run.get(rid, []),
         )
+
+    @classmethod
+    def _metrics(
+        cls, history: _History, links: dict[PointKey, list[_ModelLink]]
+    ) -> list[dict[str, Any]] | ColumnarList:
+        """A run's metric structs: one Arrow array (:class:`ColumnarList`, as the SQL path
+        hands them over) unless a point is shared with a logged model. A Python dict and a
+        datetime per point cost about 450 bytes each, the array about 50: a 200-run export of
+        1,000 points a run held 90 MiB of dicts until its batch was built."""
+        if not isinstance(history, list):  # already an array (the bulk endpoint's)
+            if not links:
+                return ColumnarList(history)
+            history = [
+                (m["key"], m["value"], m["step"], _ms(m["timestamp"])) for m in history.to_pylist()
+            ]
+        if links:  # rare: points shared with logged models go the per-point way
+            return cls._metric_dicts(history, links)
+        if not history:
+            return ColumnarList(_empty_metrics())
+        keys, values, steps, stamps = zip(*history, strict=True)
+        try:
+            if min(stamps) >= _MIN_MS and max(stamps) <= _MAX_MS:
+                return ColumnarList(_points_array(keys, values, steps, stamps))
+        except (TypeError, ValueError, OverflowError, ArithmeticError):
+            pass  # a value Arrow refuses (pyarrow's errors derive from these)
+        # the dicts: they fail as they always did, or pass where Python converts a value
+        return cls._metric_dicts(history, links)
 
     @staticmethod
     def _metric_dicts(
