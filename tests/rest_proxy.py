@@ -7,7 +7,7 @@ from __future__ import annotations
 import http.client
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -21,10 +21,18 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "up
 class CountingProxy:
     """Forwards every request to ``upstream``; counts them by (method, path)."""
 
-    def __init__(self, upstream: str, hold: float = 0.0, refuse: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        hold: float = 0.0,
+        refuse: tuple[str, ...] = (),
+        rewrite: Mapping[str, Callable[[bytes], bytes]] | None = None,
+    ) -> None:
         self.upstream = urlsplit(upstream)
         #: paths answered 404 without asking upstream (a server without that endpoint)
         self.refuse = refuse
+        #: path -> what the server's answer body becomes (a hostile or broken server)
+        self.rewrite = dict(rewrite or {})
         #: seconds each request is held before it is forwarded (makes overlap observable)
         self.hold = hold
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -86,6 +94,8 @@ class CountingProxy:
                 conn.request(handler.command, handler.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                if path in self.rewrite and resp.status == 200:
+                    data = self.rewrite[path](data)
                 handler.send_response(resp.status)
                 for key, value in resp.getheaders():
                     if key.lower() not in _HOP and key.lower() != "content-length":
@@ -107,8 +117,8 @@ class CountingProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = (
-                lambda self: proxy._forward(self)
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = lambda self: (
+                proxy._forward(self)
             )
 
         return Handler

@@ -53,7 +53,8 @@ def test_bulk_path_records_and_rows_equal_the_public_api(tricky: Tricky) -> None
     slow_runs, slow = packed(api, experiment)
 
     assert any(isinstance(r["metrics"], ColumnarList) for r in fast_runs), "bulk path not taken"
-    assert not any(isinstance(r["metrics"], ColumnarList) for r in slow_runs)
+    # the public API's points are Arrow columns too (dicts only where a logged model shares
+    # them): the records are compared below, the packed rows after
     assert [r["run_id"] for r in fast_runs] == [r["run_id"] for r in slow_runs]
     assert len(fast_runs) >= 3
     for got, want in zip(fast_runs, slow_runs, strict=True):

@@ -4,16 +4,22 @@ run and key; up to ``rest_concurrency`` requests in flight; the same table eithe
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from arcuate.backends.mlflow import source as source_module
+from arcuate.backends.mlflow.source import MlflowSource
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment, export_model
+from arcuate.errors import BackendError
+from arcuate.format.records import ColumnarList
 from arcuate.plan.ops import ExportExperiment, ExportModel
 from tests.export.export_helpers import reassemble, rows_deltalake
 from tests.rest_proxy import DOWNLOAD, CountingProxy
@@ -119,6 +125,80 @@ def test_a_bulk_answer_that_may_be_cut_off_is_read_run_by_run(
         cut = _export(proxy.url, workdir / "cut", "rest-export-cut", 4)
         assert proxy.count(BULK) == KEYS and proxy.count(HISTORY) == RUNS * KEYS
     assert cut == whole
+
+
+def test_bulk_answers_are_read_together_but_decoded_two_at_a_time_into_columns(
+    mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decoded answer costs about 500 bytes of Python objects a point: at most DECODES
+    are alive at once, whatever ``rest_concurrency`` is, and each run's points leave the
+    source as one Arrow array (no dict per point)."""
+    _experiment(mlflow_server, "rest-export-decode")
+    decode = source_module._bulk_points
+    lock = threading.Lock()
+    decoding = {"now": 0, "peak": 0}
+
+    def counted(*args: Any) -> Any:
+        with lock:
+            decoding["now"] += 1
+            decoding["peak"] = max(decoding["peak"], decoding["now"])
+        try:
+            threading.Event().wait(0.2)  # makes an overlap observable
+            return decode(*args)
+        finally:
+            with lock:
+                decoding["now"] -= 1
+
+    monkeypatch.setattr(source_module, "_bulk_points", counted)
+    proxy = CountingProxy(mlflow_server.tracking_uri, hold=0.2)
+    with proxy.running():
+        source = MlflowSource(proxy.url, proxy.url, concurrency=8)
+        experiment = source.get_experiment("rest-export-decode")
+        runs = list(source.iter_runs(experiment["experiment_id"]))
+        assert proxy.count(BULK) == KEYS and proxy.peak[BULK] > source_module.DECODES
+    assert source_module.DECODES == 2 and decoding["peak"] == source_module.DECODES
+    assert len(runs) == RUNS
+    for run in runs:
+        assert isinstance(run["metrics"], ColumnarList)
+        assert len(run["metrics"]) == KEYS * POINTS
+
+
+def _first_point(change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    def rewrite(body: bytes) -> bytes:
+        answer = json.loads(body)
+        change(answer["metrics"][0])
+        return json.dumps(answer).encode()
+
+    return rewrite
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "says"),
+    [
+        (lambda body: b"<html>busy</html>", "JSONDecodeError"),
+        (_first_point(lambda p: p.update(run_id="f" * 32)), "not asked for"),
+        (_first_point(lambda p: p.update(value="many")), "could not convert"),
+        (_first_point(lambda p: p.pop("timestamp")), "KeyError"),
+        (_first_point(lambda p: p.update(timestamp=10**17)), "out of range"),
+    ],
+    ids=["not-json", "another-run", "not-a-number", "no-timestamp", "timestamp-range"],
+)
+def test_a_malformed_bulk_answer_fails_the_export_naming_the_metric(
+    mlflow_server: Any,
+    workdir: Path,
+    request: pytest.FixtureRequest,
+    rewrite: Callable[[bytes], bytes],
+    says: str,
+) -> None:
+    name = f"rest-export-hostile-{request.node.callspec.id}"
+    _experiment(mlflow_server, name)
+    proxy = CountingProxy(mlflow_server.tracking_uri, rewrite={BULK: rewrite})
+    with proxy.running(), pytest.raises(BackendError) as caught:
+        _export(proxy.url, workdir / "t", name, 4)
+    message = str(caught.value)
+    assert "the bulk history of metric 'm" in message and "is malformed" in message
+    assert says in message
+    assert not any((workdir / "t").rglob("*.parquet"))  # nothing written
 
 
 def _rich_experiment(server: Any, name: str) -> None:

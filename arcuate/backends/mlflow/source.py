@@ -668,7 +668,8 @@ class MlflowSource:
             tables.append(_points_table(*zip(*rows, strict=True)) if rows else _points_table())
         del answers
         out: dict[str, _History] = {r.info.run_id: [] for r in runs}
-        out.update(_by_run(pa.concat_tables(tables)))
+        if tables:  # none when no run of the group has a metric
+            out.update(_by_run(pa.concat_tables(tables)))
         return out
 
     @staticmethod
