@@ -204,7 +204,7 @@ def _bulk_points(key: str, asked: set[str], body: bytes, where: str) -> pa.Table
         raise BackendError(
             f"the bulk history of metric {key!r} {where} is malformed: "
             f"{type(exc).__name__}: {str(exc)[:200]}"
-        ) from None
+        ) from exc
 
 
 def _by_run(table: pa.Table) -> dict[str, _History]:
