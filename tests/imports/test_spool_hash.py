@@ -59,8 +59,15 @@ FILES = [
     [
         SharedRecord(0, "run", "r1", {"name": "e"}, RUN, None, FILES),
         SharedRecord(1, "run", "r2", None, {}, None),
-        SharedRecord(2, "model_version", "m/1", None, RUN, {"version": 1, "name": "m",
-                     "aliases": ["a"], "source": "runs:/r1/x"}, FILES),  # fmt: skip
+        SharedRecord(
+            2,
+            "model_version",
+            "m/1",
+            None,
+            RUN,
+            {"version": 1, "name": "m", "aliases": ["a"], "source": "runs:/r1/x"},
+            FILES,
+        ),
         SharedRecord(3, "model_version", "m/2", None, None, {"version": 2}),
     ],
     ids=["run", "empty-run", "version-with-run", "version"],
