@@ -84,7 +84,9 @@ def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
     keys = cols["key"].to_pylist()
     values = cols["value"].to_pylist()
     steps = cols["step"].to_pylist()
-    millis = pc.divide(us, 1000).to_pylist()  # integer division: exact, timestamps are >= 0
+    # integer division: exact, timestamps are >= 0; a typed scalar: an untyped Python one
+    # makes pyarrow import pandas to infer its type
+    millis = pc.divide(us, pa.scalar(1000, pa.int64())).to_pylist()
     model_ids = cols["model_id"].to_pylist()
     names = cols["dataset_name"].to_pylist()
     digests = cols["dataset_digest"].to_pylist()
