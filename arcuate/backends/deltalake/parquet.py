@@ -258,6 +258,8 @@ def commit(
                 "nothing was committed, run it again"
             ) from exc
         raise BackendError(f"could not commit the Delta table at {location}: {exc}") from exc
+    if existing is None:
+        return 0  # created with mode="error": the table's first version, nothing to read back
     return DeltaTable(location, storage_options=storage_options).version()
 
 
