@@ -41,7 +41,6 @@ _STAT_STRING_MAX: Final = 32
 _STAT_COLUMNS: Final = ("format_version", "kind", "key")
 
 
-
 def _leaf_paths(schema: pa.Schema) -> list[str]:
     """Dotted Parquet column paths of ``schema`` (``files.list.element.data`` ...)."""
     out: list[str] = []
