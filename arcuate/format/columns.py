@@ -85,7 +85,9 @@ def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
     keys = _texts(cols["key"])
     values = _numbers(cols["value"])
     steps = _numbers(cols["step"])
-    millis = _numbers(pc.divide(us, 1000))  # integer division: exact, timestamps are >= 0
+    # integer division: exact, timestamps are >= 0; a typed scalar: an untyped Python one
+    # makes pyarrow import pandas to infer its type
+    millis = _numbers(pc.divide(us, pa.scalar(1000, pa.int64())))
     points_of = zip(
         keys,
         values,
@@ -134,7 +136,7 @@ def _texts(values: pa.Array) -> list[str | None]:
         return [None] * len(values)
     encoded = pc.dictionary_encode(values)
     words: list[str | None] = [*encoded.dictionary.to_pylist(), None]  # index -1: a null
-    indices = encoded.indices.fill_null(-1).to_numpy().tolist()
+    indices = encoded.indices.fill_null(pa.scalar(-1, encoded.indices.type)).to_numpy().tolist()
     return [words[i] for i in indices]
 
 

@@ -739,7 +739,10 @@ class MlflowSource:
                     pa.float64(),
                 ),
                 pa.array(steps, pa.int64()),
-                pc.multiply_checked(millis, 1000).cast(METRIC.field("timestamp").type),
+                # a typed scalar: inferring a Python int's type makes pyarrow import pandas
+                pc.multiply_checked(millis, pa.scalar(1000, pa.int64())).cast(
+                    METRIC.field("timestamp").type
+                ),
                 nulls,
                 nulls,
                 nulls,
