@@ -371,6 +371,8 @@ class Workload:
     source: Counts
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: PostgreSQL alone, after the bulk import: (metric rows, wall seconds, its CPU seconds)
+    floor: tuple[int, float, float | None] | None = None
 
     @property
     def slug(self) -> str:
@@ -518,6 +520,9 @@ def _direct_imports(bench: Bench, w: Workload, coordinate: str) -> None:
     bench.arcuate_run(step, f"CREATE EXPERIMENT '{name}' AS {coordinate}_db'", topo.recipient_db)
     _verify(bench, w, step, name)
     _add(w, step)
+    if step.ok:
+        w.floor = copy_floor(bench, name)
+        print(f"  {w.key}: {floor_line(w.floor)}", flush=True)
     if bench.peer:
         # no experiment made first: the peer makes its own (and fails before it writes one)
         peer_name = f"{w.proxied.experiment} (peer db)"
@@ -527,6 +532,44 @@ def _direct_imports(bench: Bench, w: Workload, coordinate: str) -> None:
                               peer_name, "--input-dir", str(out))  # fmt: skip
         _verify(bench, w, step, peer_name)
         _add(w, step)
+
+
+def copy_floor(bench: Bench, name: str) -> tuple[int, float, float | None]:
+    """The part of a bulk import no client can go under: PostgreSQL's own ``COPY`` of the
+    metric rows the import wrote into experiment ``name``, sent again into ``metrics`` (keys
+    suffixed, so new rows under the same three indexes and foreign key) from memory over one
+    connection, then rolled back; (rows, wall seconds, PostgreSQL's CPU seconds meanwhile)."""
+    import psycopg
+
+    select = (
+        "COPY (SELECT m.key || '~', m.value, m.timestamp, m.step, m.is_nan, m.run_uuid "
+        "FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid JOIN experiments e ON "
+        "e.experiment_id = r.experiment_id WHERE e.name = {}) TO STDOUT"
+    )
+    into = "COPY metrics (key, value, timestamp, step, is_nan, run_uuid) FROM STDIN"
+    with psycopg.connect(bench.topo.recipient_db) as conn:
+        literal = psycopg.sql.Literal(name).as_string(conn)
+        data = bytearray()
+        with conn.cursor() as cur, cur.copy(select.format(literal)) as out:
+            for chunk in out:
+                data += chunk
+        rows = data.count(b"\n")
+        with conn.transaction(force_rollback=True):
+            before = bench._cpu(bench.topo.recipient_db)[1]
+            began = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(into) as copy:
+                copy.write(bytes(data))
+            wall = time.perf_counter() - began
+            after = bench._cpu(bench.topo.recipient_db)[1]
+    cpu = after - before if before is not None and after is not None else None
+    return rows, wall, cpu
+
+
+def floor_line(floor: tuple[int, float, float | None]) -> str:
+    rows, wall, cpu = floor
+    spent = f", PostgreSQL CPU {cpu:.2f} s" if cpu is not None else ""
+    return (f"PostgreSQL alone: COPY of the import's {rows:,} metric rows into metrics (3 "
+            f"indexes, a foreign key), from memory, no arcuate process: {wall:.2f} s{spent}")
 
 
 def import_path_label(topo: topology.Topology) -> str:
@@ -715,6 +758,8 @@ def format_workload(w: Workload) -> str:
     for step in w.steps:
         if step.key == "import_db" and step.detail:
             out.append(f"  arcuate import, postgresql://: {step.detail}")
+    if w.floor is not None:
+        out.append(f"  {floor_line(w.floor)}")
     out += [f"  check: {s.tool} {s.label}: {s.check}" for s in w.steps
             if s.check and s.key.startswith(("import", "peer_import"))]  # fmt: skip
     out += [f"  server CPU: {s.tool} {s.label}: {cpu_line(s)}" for s in w.steps
@@ -878,7 +923,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": info, "workers": args.workers, "peer": peer, "topology": timings,
             "workloads": [{"key": w.key, "shape": w.shape.to_json(),
                            "source": dataclasses.asdict(w.source),
-                           "steps": [s.to_json() for s in w.steps]} for w in workloads],
+                           "steps": [s.to_json() for s in w.steps], "copy_floor": w.floor}
+                          for w in workloads],
         }, indent=1))  # fmt: skip
     return 0 if all_ours_ok(workloads) else 1
 

@@ -35,6 +35,14 @@ HEAVY: Final = (
     "pandas",
     "numpy",
     "pyspark",
+    # the database and object-store clients and what a signature check needs: a tiny export
+    # or import loads only those its step uses (tests/imports/test_startup_*.py)
+    "sqlalchemy",
+    "psycopg",
+    "boto3",
+    "botocore",
+    "requests",
+    "cryptography",
 )
 
 STATEMENT: Final = "CREATE MODEL m AS 'p#a.b.c'"

@@ -26,15 +26,14 @@ from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.limits import MAX_FILES_PER_RECORD
+
+if TYPE_CHECKING:  # cryptography is imported where a signature is checked, not by every import
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 CODE = "ARC620"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -43,10 +42,11 @@ PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle is ~225 B a resource: far above any real table
 #: the most certificates a bundle's chain (leaf included) and a verified path may hold
 MAX_CHAIN = 8
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
+#: curve -> the name of its hash in ``cryptography.hazmat.primitives.hashes``
+_HASHES: dict[str, str] = {
+    "secp256r1": "SHA256",
+    "secp384r1": "SHA384",
+    "secp521r1": "SHA512",
 }
 
 
@@ -82,6 +82,9 @@ def _load_bundle(bundle: bytes) -> dict[str, Any]:
 
 
 def _public_key(public_pem: bytes) -> ec.EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = serialization.load_pem_public_key(public_pem)
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _HASHES:
         raise ValueError("the verification key must be an ECDSA P-256, P-384 or P-521 key")
@@ -120,14 +123,19 @@ def _chain_der(loaded: dict[str, Any]) -> list[bytes] | None:
 
 def _verify_envelope(loaded: dict[str, Any], key: ec.EllipticCurvePublicKey, who: str) -> bytes:
     """The DSSE payload, once its signature verifies with ``key``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     envelope = loaded["dsseEnvelope"]
     try:
         payload = base64.b64decode(envelope["payload"], validate=True)
         signature = base64.b64decode(envelope["signatures"][0]["sig"], validate=True)
     except (KeyError, TypeError, binascii.Error):
         raise _refuse("the signature bundle's envelope is not base64") from None
+    algorithm = getattr(hashes, _HASHES[key.curve.name])()
     try:
-        key.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(_HASHES[key.curve.name]()))
+        key.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(algorithm))
     except InvalidSignature:
         raise _refuse(f"the signature does not verify with {who}") from None
     return payload
@@ -165,6 +173,8 @@ def verify_key_bundle(bundle: bytes, public_pem: bytes) -> dict[str, str]:
 
 
 def _spki_pem_of(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(  # type: ignore[no-any-return]
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -271,6 +281,8 @@ def verify_certificate_bundle(
         ConfigurationError: the installed ``cryptography`` has no path validation (< 45).
     """
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
         from cryptography.x509 import verification as xv

@@ -18,6 +18,7 @@ import click
 
 from arcuate.errors import ArcuateError, InputError, StatementError
 from arcuate.frontends.console import fail
+from arcuate.frontends.lazy import defer_pandas
 from arcuate.frontends.serve_cli import catalog_group, serve_command
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       CREATE MODEL [OVERWRITE] m AS [PANDAS|SPARK] 'profile#share.schema.table'
     """
     ctx.meta["arcuate.debug"] = debug
+    defer_pandas()  # this process is the command's: pyarrow loads pandas only when a step uses it
 
 
 def _why(exc: OSError) -> str:

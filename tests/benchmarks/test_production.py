@@ -63,9 +63,12 @@ def test_production_smoke_runs_every_step_and_checks_the_destinations(workdir: P
         assert row in out, row
     assert "tiny commands (3 runs, each a fresh process; target < 2 s): arcuate export " in out
     assert "arcuate import, postgresql://: auto" in out  # which path `auto` took is said
+    # the floor under the bulk import: PostgreSQL's own COPY of the same rows
+    assert "PostgreSQL alone: COPY of the import's 300 metric rows into metrics" in out
 
     report = json.loads(figures.read_text())
     (workload,) = report["workloads"]
+    assert workload["copy_floor"][0] == 300 and workload["copy_floor"][1] > 0
     steps = workload["steps"]
     ours = [s for s in steps if s["tool"] == "arcuate" and s["key"] != "export_db_proxied"]
     assert {s["key"] for s in ours} == {

@@ -765,3 +765,48 @@ def modules_left_by(
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
     return loaded
+
+
+#: What a tiny ``arcuate run`` of an experiment export or import has no use for: pandas
+#: (pyarrow imports it on its first Python-to-Arrow conversion unless the command defers it,
+#: :mod:`arcuate.frontends.lazy`), MLflow, the official sharing client and cryptography (only
+#: a signature check needs it).
+NOT_FOR_TINY = ("pandas", "mlflow", "delta_sharing", "cryptography", "pyspark")
+
+
+def command_modules_left_by(
+    statement: str, cwd: Path, modules: tuple[str, ...], **settings: str
+) -> list[str]:
+    """The ``modules`` left loaded by ``arcuate run --format json`` of ``statement`` in a fresh
+    interpreter (the console script's entry point, called as the script calls it), which must
+    succeed. ``settings`` become the command's options (``tracking_uri`` -> ``--tracking-uri``).
+    """
+    cwd.mkdir(parents=True, exist_ok=True)
+    script = cwd / "step.arcsql"
+    script.write_text(statement + "\n", encoding="utf-8")
+    args = ["run", "--format", "json", str(script)]
+    for key, value in settings.items():
+        args += [f"--{key.replace('_', '-')}", value]
+    code = (
+        "import json, sys\n"
+        "from arcuate.frontends.cli import main\n"
+        "status = 0\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code or 0\n"
+        "sys.stdout.flush()\n"
+        f"print(json.dumps([status, [m for m in {modules!r} if m in sys.modules]]))\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert status == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return list(loaded)

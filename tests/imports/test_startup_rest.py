@@ -19,7 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.imports.import_helpers import Share, modules_left_by
+from tests.imports.import_helpers import (
+    NOT_FOR_TINY,
+    Share,
+    command_modules_left_by,
+    modules_left_by,
+)
 
 pytestmark = pytest.mark.server
 
@@ -95,3 +100,29 @@ def test_files_to_and_from_s3_and_a_local_location_load_no_mlflow(
     keys = [o["Key"] for page in pages for o in page.get("Contents", ())]
     assert any(k.endswith("/artifacts/big/blob.bin") for k in keys), keys
     assert any(p.as_posix().endswith("/artifacts/big/blob.bin") for p in local.rglob("*"))
+
+
+def test_the_command_over_rest_loads_no_pandas(
+    share: Share, mlflow_server: Any, tmp_path: Path, import_path: str
+) -> None:
+    """``arcuate run`` of a REST import and export, as a user runs them: besides the SQL store
+    and Spark Connect, neither loads pandas (pyarrow's probe is deferred by the command),
+    MLflow, the official sharing client nor cryptography."""
+    if import_path != "api":
+        pytest.skip("one run is enough: a server is written through its REST API either way")
+    uris = {"tracking_uri": mlflow_server.tracking_uri, "registry_uri": mlflow_server.tracking_uri}
+    modules = (*NOT_NEEDED, *NOT_FOR_TINY)
+    imported = command_modules_left_by(
+        f"CREATE EXPERIMENT startup_cli AS '{share.experiment}'",
+        tmp_path / "import",
+        modules,
+        **uris,
+    )
+    exported = command_modules_left_by(
+        "CREATE SHARE startup_cli WITH TABLE s.t FROM EXPERIMENT startup_cli",
+        tmp_path / "export",
+        modules,
+        warehouse=str(tmp_path / "wh"),
+        **uris,
+    )
+    assert (imported, exported) == ([], [])

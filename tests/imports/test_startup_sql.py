@@ -20,7 +20,12 @@ import pytest
 
 from arcuate.backends.mlflow import sqlclient, sqltables
 from arcuate.backends.mlflow.connect import client_for, is_sql
-from tests.imports.import_helpers import Share, modules_left_by
+from tests.imports.import_helpers import (
+    NOT_FOR_TINY,
+    Share,
+    command_modules_left_by,
+    modules_left_by,
+)
 
 #: What only MLflow's SQL store needs (its class, its ORM models, alembic's schema check),
 #: and MLflow itself: with arcuate's own repositories for local files, nothing imports it.
@@ -47,6 +52,23 @@ def _round_trip(share: Share, store: Any, cwd: Path, name: str) -> tuple[list[st
     return imported, exported
 
 
+def _command_round_trip(
+    share: Share, store: Any, cwd: Path, name: str, modules: tuple[str, ...] = NOT_FOR_TINY
+) -> list[list[str]]:
+    """What ``arcuate run`` of an import then an export leaves loaded of MLflow's SQL store
+    and ``modules`` (pandas above all)."""
+    uris = {"tracking_uri": store.tracking_uri, "registry_uri": store.registry_uri}
+    modules = (*SQL_STORE, *modules)
+    statements = (
+        (f"CREATE EXPERIMENT {name} AS '{share.experiment}'", {}),
+        (f"CREATE SHARE {name} WITH TABLE s.t FROM EXPERIMENT {name}", {"warehouse": "wh"}),
+    )
+    return [
+        command_modules_left_by(statement, cwd / f"step{i}", modules, **uris, **more)
+        for i, (statement, more) in enumerate(statements)
+    ]
+
+
 def test_sqlite_import_and_export_load_no_sql_store(
     share: Share, recipient_store: Any, workdir: Path, import_path: str
 ) -> None:
@@ -57,6 +79,14 @@ def test_sqlite_import_and_export_load_no_sql_store(
     assert is_sql(client)
     exp = client.get_experiment_by_name("startup_sql")
     assert exp is not None and len(client.search_runs([exp.experiment_id])) == 3
+
+
+def test_the_command_on_sqlite_loads_no_pandas(
+    share: Share, recipient_store: Any, workdir: Path, import_path: str
+) -> None:
+    if import_path != "auto":
+        pytest.skip("the bulk path is the one that writes runs without MLflow")
+    assert _command_round_trip(share, recipient_store, workdir, "startup_cli") == [[], []]
 
 
 @pytest.mark.postgres
@@ -71,6 +101,22 @@ def test_postgresql_import_and_export_load_no_sql_store(
     exp = client.get_experiment_by_name("startup_sql")
     # MLflow's default artifact location for a database outside a server: ./mlruns/<id>
     assert exp.artifact_location == f"{(workdir / 'mlruns').as_posix()}/{exp.experiment_id}"
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_the_command_on_postgresql_and_s3_loads_no_pandas(
+    share: Share, pg_store: Any, s3: Any, workdir: Path, import_path: str
+) -> None:
+    """The production shape of a tiny command: PostgreSQL for the tables, S3 for the files
+    (an experiment made first with an ``s3://`` location), ``arcuate run``."""
+    if import_path != "auto":
+        pytest.skip("the bulk path is the one that writes runs without MLflow")
+    client = client_for(pg_store.tracking_uri, pg_store.registry_uri)
+    client.create_experiment("startup_cli_s3", artifact_location=f"s3://{s3.bucket}/startup-cli")
+    # boto3 imports cryptography itself where pyOpenSSL is installed (botocore.httpsession)
+    modules = tuple(m for m in NOT_FOR_TINY if m != "cryptography")
+    assert _command_round_trip(share, pg_store, workdir, "startup_cli_s3", modules) == [[], []]
 
 
 def test_a_new_database_is_created_by_mlflow_then_read_by_arcuate(

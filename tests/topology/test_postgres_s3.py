@@ -270,6 +270,7 @@ def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None
         ("plain", MAX_FLOAT,
          -(2**62), 4, False, "d" * 32),
         ("ünïcode ✓", -MAX_FLOAT, 5, 5, False, "e" * 32),
+        ("tab\there", 1.5, 6, 6, False, "f" * 32),  # a key again: its escaped form reused
     ]  # fmt: skip
     assert all(map(bulk._plain_metric, rows))
     meta.create_all(engine)

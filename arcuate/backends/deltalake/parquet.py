@@ -41,7 +41,6 @@ _STAT_STRING_MAX: Final = 32
 _STAT_COLUMNS: Final = ("format_version", "kind", "key")
 
 
-
 def _leaf_paths(schema: pa.Schema) -> list[str]:
     """Dotted Parquet column paths of ``schema`` (``files.list.element.data`` ...)."""
     out: list[str] = []
@@ -258,6 +257,8 @@ def commit(
                 "nothing was committed, run it again"
             ) from exc
         raise BackendError(f"could not commit the Delta table at {location}: {exc}") from exc
+    if existing is None:
+        return 0  # created with mode="error": the table's first version, nothing to read back
     return DeltaTable(location, storage_options=storage_options).version()
 
 

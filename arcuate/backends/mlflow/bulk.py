@@ -773,8 +773,9 @@ def _copy(conn: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> N
     text = columns == _METRIC_COLUMNS and all(map(_plain_metric, rows))
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
         if text:  # the bulk of a batch: lines formatted here, as psycopg would format them
+            escaped: dict[str, str] = {}
             for start in range(0, len(rows), _ROUND):
-                copy.write("".join(map(_metric_line, rows[start : start + _ROUND])))
+                copy.write(_metric_lines(rows[start : start + _ROUND], escaped))
             return
         for row in rows:
             copy.write_row(row)
@@ -787,7 +788,7 @@ _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\
 
 
 def _plain_metric(row: tuple[Any, ...]) -> bool:
-    """Whether a metric row holds exactly the types :func:`_metric_line` formats (a finite
+    """Whether a metric row holds exactly the types :func:`_metric_lines` formats (a finite
     float value: stored NaN and ±inf are 0 and ±1.7976931348623157e308 already)."""
     key, value, ts, step, is_nan, run = row
     return (
@@ -802,12 +803,17 @@ def _plain_metric(row: tuple[Any, ...]) -> bool:
     )
 
 
-def _metric_line(row: tuple[Any, ...]) -> str:
-    """One metric row in COPY's text format: what psycopg's ``write_row`` sends for it (a
-    float as its ``repr``, a bool as t/f, a text escaped)."""
-    key, value, ts, step, is_nan, run = row
-    flag = "t" if is_nan else "f"
-    return f"{key.translate(_COPY_ESCAPES)}\t{value!r}\t{ts}\t{step}\t{flag}\t{run}\n"
+def _metric_lines(rows: list[tuple[Any, ...]], escaped: dict[str, str]) -> str:
+    """Metric rows in COPY's text format: what psycopg's ``write_row`` sends for them (a
+    float as its ``repr``, a bool as t/f, a text escaped). ``escaped`` keeps each key's
+    escaped form: a key repeats for every point of its history."""
+    lines = []
+    for key, value, ts, step, is_nan, run in rows:
+        text = escaped.get(key)
+        if text is None:
+            text = escaped[key] = key.translate(_COPY_ESCAPES)
+        lines.append(f"{text}\t{value!r}\t{ts}\t{step}\t{'t' if is_nan else 'f'}\t{run}\n")
+    return "".join(lines)
 
 
 #: How each (dialect, driver) takes many rows; the others get SQLAlchemy Core's insert.

@@ -170,6 +170,15 @@ def make_client(tracking_uri: str, registry_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
+#: Tracking URIs of databases arcuate's SQL client reads and writes.
+SQL_SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+def is_database(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` names a database of :data:`SQL_SCHEMES`."""
+    return urlsplit(tracking_uri).scheme.lower() in SQL_SCHEMES
+
+
 def client_for(tracking_uri: str, registry_uri: str) -> Any:
     """The client the source and the sink use: arcuate's own REST client for a tracking
     server (:mod:`arcuate.backends.mlflow.rest`), arcuate's own SQL client for a ``sqlite://``
@@ -181,7 +190,7 @@ def client_for(tracking_uri: str, registry_uri: str) -> Any:
 
     if rest.wanted(tracking_uri):
         return rest.RestClient(tracking_uri, registry_uri)
-    if urlsplit(tracking_uri).scheme.lower() in ("sqlite", "postgresql", "postgresql+psycopg"):
+    if is_database(tracking_uri):
         from arcuate.backends.mlflow import sqlclient
 
         light = sqlclient.open_client(tracking_uri, registry_uri)

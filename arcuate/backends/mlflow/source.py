@@ -51,6 +51,7 @@ from arcuate.backends.mlflow.connect import (
     error_code,
     every,
     failures,
+    is_database,
     is_light,
     is_rest,
     is_sql,
@@ -467,8 +468,25 @@ class MlflowSource:
         tracking server (:func:`~arcuate.backends.mlflow.connect.client_for`), MLflow's
         ``MlflowClient`` otherwise."""
         if self._client is None:
+            self._check_store()
             self._client = client_for(self.tracking_uri, self.registry_uri)
         return self._client
+
+    def _check_store(self) -> None:
+        """A source reads a store and creates none: for a database URI naming no MLflow store
+        (a sqlite file that does not exist, a database without MLflow's tables), an error
+        before MLflow's client would create the file, its folders or the schema."""
+        if not is_database(self.tracking_uri):
+            return
+        from arcuate.backends.mlflow.sqlclient import missing_store
+
+        why = missing_store(self.tracking_uri)
+        if why is not None:
+            raise NotFoundError(
+                f"no MLflow database at {redact_uri(self.tracking_uri)}: {why}",
+                hint="check --tracking-uri (MLFLOW_TRACKING_URI); an export reads an existing "
+                "MLflow store and creates none",
+            )
 
     @property
     def mlflow_client(self) -> MlflowClient:

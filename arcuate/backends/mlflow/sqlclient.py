@@ -35,10 +35,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import quote, urlparse, urlunparse
 
 from arcuate.backends.mlflow.rest import (
     CLIENT_ENV,
@@ -178,6 +178,40 @@ def _sqlite_missing(tracking_uri: str) -> bool:
     if not database or database == ":memory:" or database.startswith("file:"):
         return True
     return not os.path.isfile(database)
+
+
+def missing_store(tracking_uri: str) -> str | None:
+    """Why the database ``tracking_uri`` names holds no MLflow store to read: a sqlite file
+    that does not exist, or a database reached that has no MLflow tables; None otherwise
+    (an unreachable database included: using it reports that). Read-only: a sqlite file is
+    opened read-only, so not even its journal mode changes."""
+    import sqlite3
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(tracking_uri)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None  # MLflow's in-memory or URI-form database: left to MLflow
+        if not os.path.exists(database):
+            return f"the file {database} does not exist"
+        try:
+            with closing(sqlite3.connect(f"file:{quote(database)}?mode=ro", uri=True)) as conn:
+                found = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'"
+                ).fetchone()
+        except sqlite3.Error:
+            return None  # not a database sqlite opens: MLflow's own error says so
+        return None if found else f"the database {database} has no MLflow tables"
+    try:
+        with engine_for(tracking_uri).connect() as conn:
+            found = sa.inspect(conn).has_table("experiments")
+    except SQLAlchemyError:
+        return None
+    return None if found else "the database has no MLflow tables"
 
 
 def probe(tracking_uri: str) -> tuple[sa.Engine | None, str]:

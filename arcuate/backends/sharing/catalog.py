@@ -35,6 +35,11 @@ from arcuate.errors import ConfigurationError, ConflictError, NotFoundError
 from arcuate.format import access as rules
 from arcuate.format.names import is_share_name
 
+#: libyaml's safe loader and dumper where PyYAML has them (the same documents, about ten times
+#: faster than the pure-Python ones: a catalog is read and written by every export)
+_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER: Final[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def check_share_name(kind: str, name: str) -> str:
     """Validate a share, schema or table name against the protocol's rules."""
@@ -64,7 +69,7 @@ class LocalShareCatalog:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {"version": 1, "shares": []}
-        doc = yaml.safe_load(text) or {}
+        doc = yaml.load(text, Loader=_LOADER) or {}  # a safe loader (libyaml or PyYAML)
         if not isinstance(doc, dict):
             raise ConfigurationError(f"share catalog {self.path} is not a YAML mapping")
         for key in ("shares", "recipients", "grants"):  # `key:` with nothing after it
@@ -94,7 +99,7 @@ class LocalShareCatalog:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".shares-", suffix=".yaml")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(doc, fh, sort_keys=False, allow_unicode=True)
+                yaml.dump(doc, fh, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -90,14 +90,16 @@ class Entry:
     model_refs: list[str] = field(default_factory=list)
 
 
-def _entry(record: v.SharedRecord, files: list[dict[str, Any]]) -> Entry:
-    """What stays in memory of a spooled record."""
+def _entry(
+    record: v.SharedRecord, files: list[dict[str, Any]], run_text: str | None = None
+) -> Entry:
+    """What stays in memory of a spooled record (``run_text``: :func:`_run_text` of its run)."""
     run = record.run or {}
     return Entry(
         row=record.row,
         kind=record.kind,
         key=record.key,
-        content_hash=_hash_record(record),
+        content_hash=_hash_record(record, run_text),
         files=files,
         metric_points=len(run.get("metrics") or ()),
         lifecycle_stage=run.get("lifecycle_stage") or "active",
@@ -111,10 +113,20 @@ def _entry(record: v.SharedRecord, files: list[dict[str, Any]]) -> Entry:
     )
 
 
-def _hash_record(record: v.SharedRecord) -> str:
-    """Content hash of what a record would write (times that cannot be set are left out)."""
+def _run_text(run: dict[str, Any]) -> str:
+    """A run as the content hash encodes it (keys sorted, no spaces); the spool keeps the
+    same text, so the run, most of a record, is encoded once."""
+    return json.dumps(run, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def _hash_record(record: v.SharedRecord, run_text: str | None = None) -> str:
+    """Content hash of what a record would write (times that cannot be set are left out).
+
+    ``run_text`` is :func:`_run_text` of the record's run when the caller has it: the text
+    hashed is the same either way (``"run"`` is the last of the body's sorted keys).
+    """
     body: dict[str, Any] = {"kind": record.kind, "key": record.key}
-    if record.run is not None:
+    if record.run is not None and run_text is None:
         body["run"] = record.run
     if record.model_version is not None:
         mv = dict(record.model_version)
@@ -132,6 +144,8 @@ def _hash_record(record: v.SharedRecord) -> str:
         ((f.owner, f.path, f.size, f.sha256) for f in record.files), key=lambda t: (t[0], t[1])
     )
     text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    if record.run is not None and run_text is not None:
+        text = f'{text[:-1]},"run":{run_text}}}'
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -344,13 +358,13 @@ class Spool:
             "kind": record.kind,
             "key": record.key,
             "experiment": record.experiment,
-            "run": record.run,
             "model_version": record.model_version,
         }
-        (self.root / "records" / f"{index}.json").write_text(
-            json.dumps(doc, allow_nan=True), encoding="utf-8"
-        )
-        self.entries.append(_entry(record, files))
+        run_text = None if record.run is None else _run_text(record.run)
+        text = json.dumps(doc, allow_nan=True)
+        text = f'{text[:-1]}, "run": {run_text or "null"}}}'
+        (self.root / "records" / f"{index}.json").write_text(text, encoding="utf-8")
+        self.entries.append(_entry(record, files, run_text))
         self._by_key[record.key] = index
 
     def _check_unique(self, record: v.SharedRecord) -> None:
