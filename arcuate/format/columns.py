@@ -124,9 +124,20 @@ def batch_metrics(batch: pa.RecordBatch) -> list[CheckedMetrics | None] | None:
 
 
 def _numbers(values: pa.Array) -> list[Any]:
-    """A column without nulls as Python ints or floats (through NumPy: an Arrow
-    ``to_pylist`` costs about ten times more for the same exact values)."""
-    return values.to_numpy(zero_copy_only=False).tolist()  # type: ignore[no-any-return]
+    """A column of fixed-width numbers as Python ints or floats, read from its data buffer
+    (an Arrow ``to_pylist`` costs about forty times more for the same exact values, and
+    ``to_numpy`` makes pyarrow import pandas)."""
+    code = _BUFFER_CODES.get(values.type)
+    if code is None or values.null_count:
+        plain: list[Any] = values.to_pylist()
+        return plain
+    data: Any = memoryview(values.buffers()[1]).cast(code)  # type: ignore[call-overload]
+    numbers: list[Any] = data[values.offset : values.offset + len(values)].tolist()
+    return numbers
+
+
+#: memoryview codes of the Arrow types :func:`_numbers` reads from their buffers.
+_BUFFER_CODES: Final = {pa.float64(): "d", pa.int64(): "q", pa.int32(): "i"}
 
 
 def _texts(values: pa.Array) -> list[str | None]:
@@ -136,7 +147,7 @@ def _texts(values: pa.Array) -> list[str | None]:
         return [None] * len(values)
     encoded = pc.dictionary_encode(values)
     words: list[str | None] = [*encoded.dictionary.to_pylist(), None]  # index -1: a null
-    indices = encoded.indices.fill_null(pa.scalar(-1, encoded.indices.type)).to_numpy().tolist()
+    indices = _numbers(encoded.indices.fill_null(pa.scalar(-1, encoded.indices.type)))
     return [words[i] for i in indices]
 
 
