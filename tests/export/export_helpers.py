@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import arcuate
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.format.schema import CHUNK as CHUNK_KIND
@@ -318,3 +319,15 @@ def reassemble(
             files[ident] = data
     assert not chunks, f"chunk rows without an owner: {sorted(chunks)}"
     return records, files
+
+
+def export_from(workdir: Path, uri: str) -> Any:
+    """``CREATE SHARE … FROM EXPERIMENT x`` reading the store at ``uri`` (both URIs)."""
+    settings = Settings(
+        tracking_uri=uri,
+        registry_uri=uri,
+        warehouse=str(workdir / "wh"),
+        catalog=str(workdir / "shares.yaml"),
+        progress=False,
+    )
+    return arcuate.execute("CREATE SHARE s WITH TABLE a.b FROM EXPERIMENT x", settings=settings)

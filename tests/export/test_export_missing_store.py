@@ -6,30 +6,17 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import arcuate
-from arcuate.config import Settings
 from arcuate.errors import NotFoundError
-
-
-def _export(workdir: Path, uri: str) -> Any:
-    settings = Settings(
-        tracking_uri=uri,
-        registry_uri=uri,
-        warehouse=str(workdir / "wh"),
-        catalog=str(workdir / "shares.yaml"),
-        progress=False,
-    )
-    return arcuate.execute("CREATE SHARE s WITH TABLE a.b FROM EXPERIMENT x", settings=settings)
+from tests.export.export_helpers import export_from
 
 
 def test_a_missing_sqlite_file_is_not_created(workdir: Path) -> None:
     path = workdir / "typo" / "mlflow.db"
     with pytest.raises(NotFoundError) as info:
-        _export(workdir, f"sqlite:///{path}")
+        export_from(workdir, f"sqlite:///{path}")
     text = str(info.value)
     assert info.value.code == "ARC404"
     assert f"no MLflow database at sqlite:///{path}" in text and "does not exist" in text
@@ -43,7 +30,7 @@ def test_a_database_without_mlflows_tables_is_left_as_it_was(workdir: Path) -> N
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (body TEXT)")
     with pytest.raises(NotFoundError) as info:
-        _export(workdir, f"sqlite:///{path}")
+        export_from(workdir, f"sqlite:///{path}")
     assert "has no MLflow tables" in str(info.value)
     with sqlite3.connect(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}

@@ -754,6 +754,13 @@ def modules_left_by(
         f"arcuate.execute({statement!r}, progress=False, **{settings!r})\n"
         f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))\n"
     )
+    loaded: list[str] = json.loads(_fresh_python(code, cwd).stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def _fresh_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter in ``cwd`` on this checkout, without the global
+    MLflow URIs; it must exit 0."""
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
@@ -763,8 +770,7 @@ def modules_left_by(
         timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    loaded: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return loaded
+    return proc
 
 
 #: What a tiny ``arcuate run`` of an experiment export or import has no use for: pandas
@@ -798,15 +804,7 @@ def command_modules_left_by(
         "sys.stdout.flush()\n"
         f"print(json.dumps([status, [m for m in {modules!r} if m in sys.modules]]))\n"
     )
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(var, None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _fresh_python(code, cwd)
     status, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert status == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return list(loaded)

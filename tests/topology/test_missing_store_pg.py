@@ -7,24 +7,16 @@ from typing import Any
 
 import pytest
 
-import arcuate
-from arcuate.config import Settings
 from arcuate.errors import NotFoundError
+from tests.export.export_helpers import export_from
 
 
 def test_an_empty_postgresql_database_gets_no_schema(postgres: Any, workdir: Path) -> None:
     import psycopg
 
     url = postgres.pg.create_database()
-    settings = Settings(
-        tracking_uri=url,
-        registry_uri=url,
-        warehouse=str(workdir / "wh"),
-        catalog=str(workdir / "shares.yaml"),
-        progress=False,
-    )
     with pytest.raises(NotFoundError) as info:
-        arcuate.execute("CREATE SHARE s WITH TABLE a.b FROM EXPERIMENT x", settings=settings)
+        export_from(workdir, url)
     assert "has no MLflow tables" in str(info.value)
     database = url.rsplit("/", 1)[1]
     assert "no MLflow database at postgresql://127.0.0.1:" in str(info.value)
