@@ -122,3 +122,25 @@ def test_an_empty_file_is_an_empty_catalog(tmp_path: Path) -> None:
     path = tmp_path / "shares.yaml"
     path.write_text("")
     assert LocalShareCatalog(path).load()["shares"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("version: 1\nshares: !!python/object/apply:os.system ['touch {marker}']\n", "python"),
+        ("version: 1\nshares: [unclosed\n", "unclosed"),
+    ],
+    ids=["python-tag", "not-yaml"],
+)
+def test_a_catalog_that_is_not_safe_yaml_is_refused_naming_the_file(
+    tmp_path: Path, text: str, what: str
+) -> None:
+    """Read with a safe loader: a Python tag is never constructed (nothing runs), and any YAML
+    error is a ConfigurationError naming the catalog, not a bare parser traceback."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "shares.yaml"
+    path.write_text(text.format(marker=marker), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        LocalShareCatalog(path).load()
+    assert f"share catalog {path} is not valid YAML" in str(info.value)
+    assert not marker.exists()

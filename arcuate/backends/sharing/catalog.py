@@ -69,7 +69,12 @@ class LocalShareCatalog:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {"version": 1, "shares": []}
-        doc = yaml.load(text, Loader=_LOADER) or {}  # a safe loader (libyaml or PyYAML)
+        try:
+            doc = yaml.load(text, Loader=_LOADER) or {}  # a safe loader (libyaml or PyYAML)
+        except yaml.YAMLError as exc:  # a Python tag included: the safe loader builds none
+            raise ConfigurationError(
+                f"share catalog {self.path} is not valid YAML: {str(exc)[:300]}"
+            ) from None
         if not isinstance(doc, dict):
             raise ConfigurationError(f"share catalog {self.path} is not a YAML mapping")
         for key in ("shares", "recipients", "grants"):  # `key:` with nothing after it
