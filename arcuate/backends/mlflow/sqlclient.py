@@ -170,14 +170,20 @@ def engine_for(tracking_uri: str) -> sa.Engine:
         return engine
 
 
-def _sqlite_missing(tracking_uri: str) -> bool:
-    """Whether a sqlite URI names no existing database file (MLflow creates it)."""
+def _sqlite_file(tracking_uri: str) -> str | None:
+    """The file a sqlite URI names; None for an in-memory or URI-form (``file:``) database."""
     from sqlalchemy.engine import make_url
 
     database = make_url(tracking_uri).database or ""
     if not database or database == ":memory:" or database.startswith("file:"):
-        return True
-    return not os.path.isfile(database)
+        return None
+    return database
+
+
+def _sqlite_missing(tracking_uri: str) -> bool:
+    """Whether a sqlite URI names no existing database file (MLflow creates it)."""
+    database = _sqlite_file(tracking_uri)
+    return database is None or not os.path.isfile(database)
 
 
 def missing_store(tracking_uri: str) -> str | None:
@@ -191,10 +197,9 @@ def missing_store(tracking_uri: str) -> str | None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    url = make_url(tracking_uri)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if not database or database == ":memory:" or database.startswith("file:"):
+    if make_url(tracking_uri).get_backend_name() == "sqlite":
+        database = _sqlite_file(tracking_uri)
+        if database is None:
             return None  # MLflow's in-memory or URI-form database: left to MLflow
         if not os.path.exists(database):
             return f"the file {database} does not exist"
