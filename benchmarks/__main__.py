@@ -2,13 +2,19 @@
 ``python -m benchmarks startup``: see :mod:`benchmarks.startup`;
 ``python -m benchmarks production``: see :mod:`benchmarks.production`;
 ``python -m benchmarks traces``: see :mod:`benchmarks.traces`;
-``python -m benchmarks s3-files``: see :mod:`benchmarks.s3_files`."""
+``python -m benchmarks s3-files``: see :mod:`benchmarks.s3_files`.
+
+Every one first compiles arcuate's bytecode (:mod:`benchmarks.bytecode`), as an installed copy
+has it."""
 
 from __future__ import annotations
 
 import sys
 
 if __name__ == "__main__":
+    from benchmarks.bytecode import compile_packages
+
+    print(compile_packages(), flush=True)
     if sys.argv[1:2] == ["startup"]:
         from benchmarks.startup import main as startup
 

@@ -48,6 +48,7 @@ def test_production_smoke_runs_every_step_and_checks_the_destinations(workdir: P
     out = done.stdout + done.stderr
     print(out)  # the figures, for whoever runs pytest -s
     assert done.returncode == 0, out[-4000:]
+    assert "bytecode compiled before timing, as pip install leaves it: arcuate " in out
 
     for row in (
         "| export, REST -> local warehouse |",
