@@ -471,6 +471,10 @@ class BulkRunSink(Protocol):
         """Whether new runs of the experiment can be written whole with :meth:`write_new_runs`."""
         ...
 
+    def bulk_concurrency(self) -> int:
+        """How many :meth:`write_new_runs` calls may run at the same time (1: one at a time)."""
+        ...
+
     def new_run_id(self) -> str:
         """An id for a run :meth:`write_new_runs` will create."""
         ...

@@ -6,7 +6,8 @@ import *creates*, this module writes the same rows MLflow's own ``SqlAlchemyStor
 write, into MLflow's own tables (:mod:`~arcuate.backends.mlflow.sqltables`, checked against
 MLflow's models; the way MLflow's ``mlflow/store/fs2db`` migrator writes; each dialect's
 fastest way to take many rows) on the database's engine, without MLflow's store; a batch of
-runs per transaction: a batch is in the store completely or not at all.
+runs per transaction: a batch is in the store completely or not at all. PostgreSQL takes two
+batches at the same time (:data:`TRANSACTIONS`; batches that use datasets take turns).
 
 It is used only where it is known to be exact:
 
@@ -82,6 +83,10 @@ if TYPE_CHECKING:
 COVERED_REVISIONS: Final = sqlclient.COVERED_REVISIONS
 #: SQL dialects the bulk path writes to (the others fall back to the public API).
 DIALECTS: Final = frozenset({"sqlite", "postgresql"})
+#: Bulk transactions a database takes at the same time, by dialect (the others: one at a
+#: time). PostgreSQL spends a backend process per connection, so two batches use two CPUs
+#: for the indexes and foreign keys, MLflow's metric rows' main cost; sqlite has one writer.
+TRANSACTIONS: Final = {"postgresql": 2}
 #: Rows per executemany round (bounds the parameter lists SQLAlchemy builds).
 _ROUND: Final = 10_000
 #: Files uploaded at the same time (each is mostly waiting for its store's answer).
@@ -408,6 +413,11 @@ class BulkRunWriter:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self._locations: dict[str, str] = {}
+        #: how many :meth:`write` calls may run at the same time (:data:`TRANSACTIONS`)
+        self.transactions = TRANSACTIONS.get(self.engine.dialect.name, 1)
+        # batches that use datasets one at a time: each looks up the experiment's datasets
+        # by name and digest, and inserts those missing, which two at once would both insert
+        self._datasets = threading.Lock()
 
     def _location(self, experiment_id: str) -> str:
         if experiment_id not in self._locations:
@@ -428,7 +438,8 @@ class BulkRunWriter:
         provenance: Provenance,
     ) -> Record:
         """Write ``runs``: every row in one transaction, committed once their files, uploaded
-        meanwhile, are all up; counters as :meth:`MlflowSink.fill_run` returns them.
+        meanwhile, are all up; counters as :meth:`MlflowSink.fill_run` returns them. Up to
+        :attr:`transactions` threads may call it at the same time.
 
         ``run_ids``/``model_ids`` map source ids to ids here (the runs' own logged models
         included, with ids chosen by the caller).
@@ -448,7 +459,8 @@ class BulkRunWriter:
         try:
             # the files go up while the rows are sent; the rows are committed only once every
             # file is in place (a failed upload rolls the transaction back)
-            self._commit(batch.experiment_id, batch.rows, batch.datasets, ready=uploads.wait)
+            with self._datasets if batch.datasets else contextlib.nullcontext():
+                self._commit(batch.experiment_id, batch.rows, batch.datasets, ready=uploads.wait)
             batch.stats["files"] += uploads.files
             batch.stats["bytes"] += uploads.bytes
         except BaseException as exc:

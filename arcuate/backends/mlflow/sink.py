@@ -702,6 +702,11 @@ class MlflowSink:
         scheme = urlparse(self.tracking_uri).scheme.lower()
         return self.concurrency if scheme in ("http", "https", "databricks") else 1
 
+    def bulk_concurrency(self) -> int:
+        """Bulk transactions at the same time: as many as the database takes side by side
+        (:attr:`BulkRunWriter.transactions`), 1 before :meth:`bulk_runs` said yes."""
+        return self._bulk.transactions if self._bulk is not None else 1
+
     def new_run_id(self) -> str:
         """A run id for the bulk path (MLflow's form: 32 hex digits)."""
         return uuid.uuid4().hex

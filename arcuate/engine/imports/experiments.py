@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -41,6 +41,9 @@ from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
 if TYPE_CHECKING:
     from arcuate.engine.context import Context
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: A bulk transaction holds at most this many runs, or this many metric points.
 BULK_RUNS = 100
@@ -390,15 +393,37 @@ class _ExperimentImport(Importer):
         done: dict[int, dict[str, Any]],
         writing: Any,
     ) -> None:
-        """New runs in transactions of at most BULK_RUNS runs or BULK_POINTS metric points;
-        a run's record is read from the spool only while its batch is written."""
-        batch: list[dict[str, Any]] = []
+        """New runs in transactions of at most BULK_RUNS runs or BULK_POINTS metric points,
+        as many at once as the sink takes (each batch is all or nothing on its own); a run's
+        record is read from the spool only while its batch is written."""
+        groups: list[list[_Step]] = []
         points = 0
+        for step in plan.steps:
+            if step.index not in plan.in_bulk:
+                continue
+            weight = self.spool.entries[step.index].metric_points
+            if not groups or len(groups[-1]) >= BULK_RUNS or points + weight > BULK_POINTS:
+                groups.append([])
+                points = 0
+            groups[-1].append(step)
+            points += weight
 
-        def flush() -> None:
-            nonlocal batch, points
-            if not batch:
-                return
+        def write(group: list[_Step]) -> tuple[list[_Step], list[dict[str, Any]], Record]:
+            batch, rows = [], []
+            for step in group:
+                entry = self.spool.entries[step.index]
+                run = self.spool.load(step.index)["run"]
+                batch.append(
+                    {
+                        "run_id": step.run_id,
+                        "source_run_id": entry.key,
+                        "run": run,
+                        "files": entry.files,
+                        "content_hash": entry.content_hash,
+                        "deleted": entry.lifecycle_stage == "deleted",
+                    }
+                )
+                rows.append(_row(entry, step.run_id, run, step.action))
             stats = bulk.write_new_runs(
                 eid,
                 batch,
@@ -407,31 +432,22 @@ class _ExperimentImport(Importer):
                 exact=self.exact,
                 provenance=self._provenance,
             )
-            self._count(stats)
-            for _ in batch:
-                self.progress.advance(writing)
-            batch, points = [], 0
+            return group, rows, stats
 
-        for step in plan.steps:
-            if step.index not in plan.in_bulk:
-                continue
-            entry = self.spool.entries[step.index]
-            if batch and (len(batch) >= BULK_RUNS or points + entry.metric_points > BULK_POINTS):
-                flush()
-            run = self.spool.load(step.index)["run"]
-            batch.append(
-                {
-                    "run_id": step.run_id,
-                    "source_run_id": entry.key,
-                    "run": run,
-                    "files": entry.files,
-                    "content_hash": entry.content_hash,
-                    "deleted": entry.lifecycle_stage == "deleted",
-                }
-            )
-            points += entry.metric_points
-            done[step.index] = _row(entry, step.run_id, run, step.action)
-        flush()
+        workers = max(1, min(bulk.bulk_concurrency(), len(groups)))
+        results: Iterable[tuple[list[_Step], list[dict[str, Any]], Record]]
+        with contextlib.ExitStack() as stack:
+            if workers == 1:
+                results = map(write, groups)
+            else:  # closed on every way out: no batch is left running behind an error
+                results = stack.enter_context(
+                    contextlib.closing(_bounded_map(write, groups, workers))
+                )
+            for group, rows, stats in results:
+                self._count(stats)
+                for step, row in zip(group, rows, strict=True):
+                    done[step.index] = row
+                    self.progress.advance(writing)
 
     def _write_one(self, step: _Step, state: Record | None, plan: _Plan) -> dict[str, Any]:
         """One run through the public API: filled and finished, or (unchanged) reconciled."""
@@ -567,8 +583,8 @@ def keep_used(
 
 
 def _bounded_map(
-    fn: Callable[[_Step], dict[str, Any]], items: list[_Step], workers: int
-) -> Generator[dict[str, Any], None, None]:
+    fn: Callable[[_T], _R], items: list[_T], workers: int
+) -> Generator[_R, None, None]:
     """``fn`` over ``items`` on ``workers`` threads, at most 2 x workers in flight, results in
     order; the first failure cancels what has not started and is raised.
 
@@ -577,7 +593,7 @@ def _bounded_map(
     the generator is collected, after the files they read may be gone."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pending: list[Future[dict[str, Any]]] = []
+    pending: list[Future[_R]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="arcuate-import") as pool:
         try:
             it = iter(items)
