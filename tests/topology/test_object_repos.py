@@ -227,7 +227,7 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     yield calls
 
 
-def test_export_from_s3_equals_mlflows_with_one_listing_per_run(
+def test_export_from_s3_equals_mlflows_with_one_listing_of_the_experiment(
     s3: Any,
     mlflow_store: Any,
     workdir: Path,
@@ -244,8 +244,53 @@ def test_export_from_s3_equals_mlflows_with_one_listing_per_run(
     theirs = _export(mlflow_store, name, workdir / "theirs")
     assert repr(mine) == repr(theirs)
     assert len(mine[1]) == 3 * runs
-    assert ours == {"ListObjectsV2": runs, "GetObject": 3 * runs}, ours
+    # the first run's root, then the experiment's location once for the four others
+    assert ours == {"ListObjectsV2": 2, "GetObject": 3 * runs}, ours
     assert s3_calls["ListObjectsV2"] >= 3 * runs, dict(s3_calls)  # MLflow: per folder, per file
+
+
+def test_an_experiment_location_past_the_bound_is_listed_run_by_run(
+    s3: Any,
+    mlflow_store: Any,
+    workdir: Path,
+    s3_calls: Counter[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A location holding more than ``TREE_PAGES`` pages of keys (an experiment far larger
+    than what is exported of it) is not read whole: each run's root is listed alone, and the
+    table is the same."""
+    runs = 4
+    location = f"s3://{s3.bucket}/export/{uuid.uuid4().hex}"
+    name = _experiment(mlflow_store, location, runs)
+    whole = _export(mlflow_store, name, workdir / "whole")
+    monkeypatch.setattr(objects, "PAGE_KEYS", 3)  # a run's 3 files: one page
+    monkeypatch.setattr(objects, "TREE_PAGES", 2)  # the location's 12 keys: 4 pages
+    s3_calls.clear()
+    assert repr(_export(mlflow_store, name, workdir / "alone")) == repr(whole)
+    # the first run; two pages of the location, given up at the third; the other three runs
+    assert s3_calls["ListObjectsV2"] == 1 + 3 + (runs - 1), dict(s3_calls)
+
+
+def test_a_run_whose_root_lies_elsewhere_is_listed_alone(tmp_path: Path, s3: Any) -> None:
+    """Only ``<location>/<run id>/artifacts`` and ``<location>/models/m-<id>/artifacts``
+    roots are read from their location's listing; any other root is walked as it is."""
+    trees, top = objects.Trees(), uuid.uuid4().hex
+    for n in range(2):
+        _put(s3, f"{top}/odd/{n}/a.txt")
+        assert [i.path for i in trees.walk(objects.S3Repo(f"s3://{s3.bucket}/{top}/odd/{n}"))] == [
+            "a.txt"
+        ]
+    rid, mid = "ab" * 16, "m-" + "cd" * 16
+    _put(s3, f"{top}/loc/{rid}/artifacts/x.txt")
+    _put(s3, f"{top}/loc/{rid}x/artifacts/not-mine.txt")
+    _put(s3, f"{top}/loc/models/{mid}/artifacts/MLmodel")
+    _put(s3, f"{top}/loc/models/{mid}/artifacts/dir/", b"")  # a directory marker: skipped
+    run, model = (
+        objects.S3Repo(f"s3://{s3.bucket}/{top}/loc/{p}/artifacts") for p in (rid, f"models/{mid}")
+    )
+    assert [i.path for i in trees.walk(run)] == ["x.txt"]  # the first: walked alone
+    assert [i.path for i in trees.walk(model)] == ["MLmodel"]  # from the location's listing
+    assert trees.walk(run) == run.walk()
 
 
 def test_an_unreachable_endpoint_is_named_without_its_credentials(

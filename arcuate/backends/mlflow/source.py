@@ -1013,6 +1013,7 @@ class MlflowSource:
                 yield run, self.iter_run_files(run)
             return
         prefetcher = Prefetcher(self.concurrency)
+        trees = objects.Trees()  # this export's listings of experiment locations in S3
         limit = RUNS_PER_THREAD * self.concurrency
         window: deque[tuple[Record, Future[list[Any]] | None]] = deque()
         pending = iter(runs)
@@ -1032,11 +1033,11 @@ class MlflowSource:
                     if first:  # MLflow's clients are built once, here, not by racing threads
                         first = False
                         done: Future[list[Any]] = Future()
-                        done.set_result(self._list_run(run, located, prefetcher))
+                        done.set_result(self._list_run(run, located, prefetcher, trees))
                         window.append((run, done))
                         continue
                     window.append(
-                        (run, prefetcher.submit(self._list_run, run, located, prefetcher))
+                        (run, prefetcher.submit(self._list_run, run, located, prefetcher, trees))
                     )
                 if not window:
                     return
@@ -1049,14 +1050,18 @@ class MlflowSource:
             prefetcher.close()
 
     def _list_run(
-        self, run: Record, located: tuple[str, dict[str, str]] | None, prefetcher: Prefetcher
+        self,
+        run: Record,
+        located: tuple[str, dict[str, str]] | None,
+        prefetcher: Prefetcher,
+        trees: objects.Trees,
     ) -> list[_Listing | Exception]:
         """Each part of the run listed, its first small files downloading (a failure ends the
         list, to be raised when the run is read)."""
         out: list[_Listing | Exception] = []
         try:
             for uri, owner, where in self._run_parts(run, located):
-                listing = self._list_files(uri, owner, where)
+                listing = self._list_files(uri, owner, where, trees)
                 if listing.repo is not None:
                     listing.refs = prefetcher.reserve(listing.repo, listing.refs)
                 out.append(listing)
@@ -1124,8 +1129,11 @@ class MlflowSource:
         finally:
             prefetcher.close()
 
-    def _list_files(self, uri: str, owner: str, where: str = "") -> _Listing:
-        """Every file under ``uri`` (recursively, sorted by path), each opened lazily.
+    def _list_files(
+        self, uri: str, owner: str, where: str = "", trees: objects.Trees | None = None
+    ) -> _Listing:
+        """Every file under ``uri`` (recursively, sorted by path), each opened lazily; in S3
+        from ``trees`` when given (one listing of the experiment's location).
 
         Raises:
             BackendError: listing failed, or (``ARC430``) a link in a local artifact
@@ -1143,7 +1151,7 @@ class MlflowSource:
             if local_dir is not None:
                 local = _list_local(local_dir)
             elif isinstance(repo, objects.S3Repo):  # the whole tree in one listing
-                infos = repo.walk()
+                infos = trees.walk(repo) if trees is not None else repo.walk()
             else:
                 infos = []
                 pending: list[str | None] = [None]
