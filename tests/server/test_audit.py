@@ -26,6 +26,7 @@ from arcuate.backends.sharing.audit import log_location, spool_location
 from arcuate.backends.sharing.catalog import LocalShareCatalog
 from arcuate.backends.sharing.server import serve_in_thread, write_profile
 from arcuate.backends.sharing.server.audit import AuditLog
+from arcuate.backends.sharing.server.signing import FileClaim
 from tests.server.conftest import Sharing
 
 SERVE = "from arcuate.frontends.serve_cli import serve_command; serve_command()"
@@ -80,6 +81,11 @@ def test_every_request_is_one_record_refusals_included(catalog: LocalShareCatalo
         url = json.loads(query.text.splitlines()[2])["file"]["url"]
         ask({"recipient": "alice", "action": "file", "status": 200, "share": "s", "table": "t"}, "GET", url)
         ask({"recipient": None, "action": "file", "status": 403, "error_code": "PERMISSION_DENIED"}, "GET", url.replace("sig=", "sig=0"))
+        # an expired URL is still alice's: its signature says so
+        table_id, _, path = urlsplit(url).path.partition("/files/")[2].partition("/")
+        late = FileClaim(table_id, path, "alice", int(time.time()) - 1)
+        expired = server.sharing.signer.file_url(e, late, server.sharing.watcher.view().recipient("alice").token_id)
+        ask({"recipient": "alice", "action": "file", "status": 403, "error_code": "PERMISSION_DENIED"}, "GET", expired)
         ask({"recipient": "alice", "action": "changes", "status": 400, "error_code": "INVALID_PARAMETER_VALUE"},
             "GET", e + TABLE + "/changes?startingVersion=0", alice)  # no change data feed on t
         ask({"recipient": "alice", "action": "get_share", "status": 404, "share": "u", "error_code": "RESOURCE_DOES_NOT_EXIST"},

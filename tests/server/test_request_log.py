@@ -86,8 +86,20 @@ def auth(sharing: Sharing) -> dict[str, str]:
 # -- item 16: focused regressions --------------------------------------------------------------
 @pytest.mark.parametrize(
     "escape",
-    ["%0A", "%0D", "%0D%0A", "%1B[31m", "%00", "%E2%80%A8", "%E2%80%A9", "%C2%85", "%7F", "%0B",
-     "%0C", "%E2%80%AE"],
+    [
+        "%0A",
+        "%0D",
+        "%0D%0A",
+        "%1B[31m",
+        "%00",
+        "%E2%80%A8",
+        "%E2%80%A9",
+        "%C2%85",
+        "%7F",
+        "%0B",
+        "%0C",
+        "%E2%80%AE",
+    ],
     ids=["LF", "CR", "CRLF", "ESC", "NUL", "U+2028", "U+2029", "NEL", "DEL", "VT", "FF", "RLO"],
 )
 def test_a_forged_line_in_the_path_stays_in_one_escaped_line(
@@ -124,6 +136,32 @@ def test_query_strings_never_reach_the_log(sharing: Sharing, access_log: AccessL
     for line in lines:
         assert_clean_line(sharing, line)
     assert "sig=" not in "\n".join(access_log.everything())
+
+
+def test_a_refused_file_url_names_the_recipient_its_signature_proves(
+    sharing: Sharing, access_log: AccessLog
+) -> None:
+    """An expired file URL, still signed for alice, is logged as alice's refused request; a
+    URL whose signature does not check names nobody, whoever it claims."""
+    import httpx
+
+    from arcuate.backends.sharing.server.signing import FileClaim
+
+    url = first_file_url(sharing)
+    _, _, rest = urlsplit(url).path.partition("/files/")
+    table_id, _, path = rest.partition("/")
+    server = sharing.handle.sharing
+    alice = server.watcher.view().recipient("alice")
+    claim = FileClaim(table_id, path, "alice", int(time.time()) - 1)
+    expired = server.signer.file_url(sharing.endpoint, claim, alice.token_id)
+    forged = expired.replace("sig=", "sig=A")
+    access_log.clear()
+    assert httpx.get(expired).status_code == 403
+    assert httpx.get(forged).status_code == 403
+    lines = access_log.wait_for(2)
+    assert len(lines) == 2, lines
+    assert " alice GET " in lines[0] and " 403 " in lines[0], lines[0]
+    assert " alice " not in lines[1] and " 403 " in lines[1], lines[1]
 
 
 def test_a_forged_client_address_is_escaped(sharing: Sharing, access_log: AccessLog) -> None:
@@ -197,19 +235,33 @@ def _corpus() -> list[Hostile]:
         Hostile("version-superscript", "GET", f"{t}/metadata?version=%C2%B2"),
         Hostile("version-arabic", "GET", f"{t}/metadata?version=%D9%A1"),
         Hostile("changes-5000", "GET", f"{t}/changes?startingVersion=" + "9" * 5000),
-        Hostile("changes-end-huge", "GET", f"{t}/changes?startingVersion=0&endingVersion=" + "9" * 25),
+        Hostile(
+            "changes-end-huge", "GET", f"{t}/changes?startingVersion=0&endingVersion=" + "9" * 25
+        ),
         Hostile("timestamp-control", "GET", f"{t}/version?startingTimestamp=%0A2024%1B"),
-        Hostile("bool-unicode", "GET", f"{t}/changes?startingVersion=0&includeHistoricalMetadata=tru%C3%A9"),
+        Hostile(
+            "bool-unicode",
+            "GET",
+            f"{t}/changes?startingVersion=0&includeHistoricalMetadata=tru%C3%A9",
+        ),
         # request bodies
         Hostile("deep-arrays", "POST", f"{t}/query", body=b"[" * 1000),
         Hostile("deep-objects", "POST", f"{t}/query", body=b'{"a":' * 1000),
         Hostile("deep-100k", "POST", f"{t}/query", body=deep),
-        Hostile("deep-balanced", "POST", f"{t}/query", body=b'{"f":' + b"[" * 3000 + b"]" * 3000 + b"}"),
+        Hostile(
+            "deep-balanced", "POST", f"{t}/query", body=b'{"f":' + b"[" * 3000 + b"]" * 3000 + b"}"
+        ),
         Hostile("huge-number", "POST", f"{t}/query", body=b'{"version": ' + b"9" * 4000 + b"}"),
         Hostile("float-overflow", "POST", f"{t}/query", body=b'{"limitHint": 1e999}'),
         Hostile("nan", "POST", f"{t}/query", body=b'{"version": NaN}'),
         Hostile("lone-surrogate", "POST", f"{t}/query", body=b'{"timestamp": "\\ud800"}'),
-        Hostile("bad-content-length-type", "POST", f"{t}/query", headers=(("Content-Type", "text/\x85"),), body=b"{}"),
+        Hostile(
+            "bad-content-length-type",
+            "POST",
+            f"{t}/query",
+            headers=(("Content-Type", "text/\x85"),),
+            body=b"{}",
+        ),
         # bad methods
         Hostile("delete", "DELETE", "/shares"),
         Hostile("put-query", "PUT", f"{t}/query", body=b"{}"),
@@ -217,14 +269,47 @@ def _corpus() -> list[Hostile]:
         Hostile("options", "OPTIONS", f"{t}/query"),
         Hostile("post-file", "POST", "", file=True),
         # bad headers and tokens
-        Hostile("basic-auth", "GET", "/shares", headers=(("Authorization", "Basic YTpi"),), token=False),
-        Hostile("huge-token", "GET", "/shares", headers=(("Authorization", "Bearer " + "x" * 6000),), token=False),
-        Hostile("nel-token", "GET", "/shares", headers=(("Authorization", "Bearer abc\x85def"),), token=False),
-        Hostile("empty-bearer", "GET", "/shares", headers=(("Authorization", "Bearer  "),), token=False),
-        Hostile("capabilities-odd", "GET", f"{t}/metadata", headers=(("delta-sharing-capabilities", "responseformat=\x85;;==;readerfeatures=\xff"),)),
-        Hostile("forwarded-for", "GET", "/shares", headers=(("X-Forwarded-For", "1.2.3.4\x85fake"),)),
-        Hostile("forwarded-esc", "GET", "/shares", headers=(("X-Forwarded-For", "1.2.3.4\x1b[2J\x07"),)),
-        Hostile("auth-esc", "GET", "/shares", headers=(("Authorization", "Bearer a\x1b[2Jb"),), token=False),
+        Hostile(
+            "basic-auth", "GET", "/shares", headers=(("Authorization", "Basic YTpi"),), token=False
+        ),
+        Hostile(
+            "huge-token",
+            "GET",
+            "/shares",
+            headers=(("Authorization", "Bearer " + "x" * 6000),),
+            token=False,
+        ),
+        Hostile(
+            "nel-token",
+            "GET",
+            "/shares",
+            headers=(("Authorization", "Bearer abc\x85def"),),
+            token=False,
+        ),
+        Hostile(
+            "empty-bearer", "GET", "/shares", headers=(("Authorization", "Bearer  "),), token=False
+        ),
+        Hostile(
+            "capabilities-odd",
+            "GET",
+            f"{t}/metadata",
+            headers=(
+                ("delta-sharing-capabilities", "responseformat=\x85;;==;readerfeatures=\xff"),
+            ),
+        ),
+        Hostile(
+            "forwarded-for", "GET", "/shares", headers=(("X-Forwarded-For", "1.2.3.4\x85fake"),)
+        ),
+        Hostile(
+            "forwarded-esc", "GET", "/shares", headers=(("X-Forwarded-For", "1.2.3.4\x1b[2J\x07"),)
+        ),
+        Hostile(
+            "auth-esc",
+            "GET",
+            "/shares",
+            headers=(("Authorization", "Bearer a\x1b[2Jb"),),
+            token=False,
+        ),
         # signed file URLs
         Hostile("se-superscript", "GET", "se=%C2%B2", file=True),
         Hostile("se-5000", "GET", "se=" + "9" * 5000, file=True),
@@ -234,11 +319,19 @@ def _corpus() -> list[Hostile]:
         Hostile("file-traversal", "GET", "../../shares.yaml", file=True),
         Hostile("file-lf-path", "GET", "x%0Ay", file=True),
         Hostile("range-superscript", "GET", "", headers=(("Range", "bytes=\xc2\xb2-"),), file=True),
-        Hostile("range-5000", "GET", "", headers=(("Range", "bytes=" + "9" * 5000 + "-"),), file=True),
+        Hostile(
+            "range-5000", "GET", "", headers=(("Range", "bytes=" + "9" * 5000 + "-"),), file=True
+        ),
         Hostile("range-unit", "GET", "", headers=(("Range", "items=0-1"),), file=True),
         Hostile("range-reversed", "GET", "", headers=(("Range", "bytes=9-2"),), file=True),
         Hostile("range-past-end", "GET", "", headers=(("Range", "bytes=999999999-"),), file=True),
-        Hostile("range-many", "GET", "", headers=(("Range", "bytes=" + "0-0," * 300 + "1-1"),), file=True),
+        Hostile(
+            "range-many",
+            "GET",
+            "",
+            headers=(("Range", "bytes=" + "0-0," * 300 + "1-1"),),
+            file=True,
+        ),
         Hostile("range-head", "HEAD", "", headers=(("Range", "bytes=-0"),), file=True),
     ]
     return cases
@@ -370,9 +463,7 @@ def test_no_hostile_request_gets_a_5xx_and_each_logs_one_clean_line(
         assert_clean_line(sharing, line, access=False)
 
 
-def test_bad_catalog_shapes_loaded_while_serving(
-    sharing: Sharing, access_log: AccessLog
-) -> None:
+def test_bad_catalog_shapes_loaded_while_serving(sharing: Sharing, access_log: AccessLog) -> None:
     good = sharing.catalog_path.read_bytes()
     prefix = urlsplit(sharing.endpoint).path
     statuses: list[tuple[str, str, int]] = []
@@ -400,9 +491,7 @@ def test_bad_catalog_shapes_loaded_while_serving(
     lines = access_log.wait_for(requests)
     assert len(lines) == requests
     errors = [
-        access_log.formatter.format(r)
-        for r in access_log.records()
-        if r.levelno >= logging.ERROR
+        access_log.formatter.format(r) for r in access_log.records() if r.levelno >= logging.ERROR
     ]
     assert len(errors) == len(BAD_CATALOGS), errors  # one per bad version, not per request
     for line in access_log.access():
@@ -411,7 +500,6 @@ def test_bad_catalog_shapes_loaded_while_serving(
         assert_clean_line(sharing, line, access=False)
     for error in errors:
         assert "keeping the last good one" in error
-
 
 
 @pytest.mark.parametrize(
@@ -463,7 +551,11 @@ def test_a_server_bug_is_one_escaped_error_line_without_signatures(
     caplog.set_level(logging.INFO, logger="arcuate.server")
     with serve_in_thread(str(catalog.path)) as handle:
         status, body = raw_with_body(
-            _FakeSharing(handle), "GET", "/delta-sharing/shares", {"Authorization": f"Bearer {token}"}, None
+            _FakeSharing(handle),
+            "GET",
+            "/delta-sharing/shares",
+            {"Authorization": f"Bearer {token}"},
+            None,
         )
         assert status == 500 and json.loads(body)["errorCode"] == "INTERNAL_ERROR"
         assert b"boom" not in body and b"SECRET" not in body

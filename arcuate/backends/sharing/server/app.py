@@ -875,7 +875,10 @@ class SharingServer:
             None,
         )
         if recipient is None:
-            raise denied
+            raise denied  # logged without a recipient: an unchecked claim names nobody
+        # the signature proves whose URL it is: every refusal from here on is logged as theirs
+        state = request.scope.setdefault("state", {})
+        state["recipient"] = recipient.name
         if claim.expires < time.time():
             raise SharingError(
                 403, "PERMISSION_DENIED", "the file URL has expired; query the table again"
@@ -883,8 +886,6 @@ class SharingServer:
         problem = recipient.refusal()
         if problem is not None:
             raise SharingError(403, "PERMISSION_DENIED", f"the recipient's token {problem}")
-        state = request.scope.setdefault("state", {})
-        state["recipient"] = recipient.name  # the signature names it: refusals are logged so
         self.access.admit_file(request.scope, view.doc, recipient.name)  # its IP access list
         entry = view.readable_table(recipient.name, table_id)
         if entry is None or is_object_store(entry.location):  # those get pre-signed URLs
@@ -900,7 +901,6 @@ class SharingServer:
             raise not_found("the file no longer exists") from None
         if not resolved.is_relative_to(resolved_root) or not _is_regular(st.st_mode):
             raise denied
-        request.scope.setdefault("state", {})["recipient"] = recipient.name
         ranges = self._ranges(request, st.st_size)
         if request.method != "HEAD":
             self.stats.file_bytes += sum(end - start for start, end in ranges)
