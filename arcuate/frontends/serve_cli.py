@@ -8,8 +8,10 @@ commands, so that the ``arcuate`` command starts without it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -149,7 +151,10 @@ def serve_command(
 
     if workers > 1:
         sock.close()  # uvicorn's supervisor binds it again and shares it with the workers
+        # the workers' rate-limit buckets, shared for this run (removed when it ends)
+        limits = tempfile.mkdtemp(prefix="arcuate-limits-")
         os.environ.update(
+            ARCUATE_SERVE_LIMITS=os.path.join(limits, "buckets.sqlite"),
             ARCUATE_SERVE_CATALOG=path,
             ARCUATE_SERVE_KEY_FILE=key_path,
             ARCUATE_SERVE_PREFIX=prefix,
@@ -159,19 +164,22 @@ def serve_command(
             ARCUATE_SERVE_TRUSTED_PROXIES=",".join(proxies),
             ARCUATE_SERVE_AUDIT="on" if audit else "off",
         )
-        uvicorn.run(
-            "arcuate.backends.sharing.server.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            lifespan="on",  # each worker's access log writer starts, and is flushed at the end
-            proxy_headers=False,  # X-Forwarded-For only from --trusted-proxy
-            http=http_protocol(),
-            **tls,
-        )
+        try:
+            uvicorn.run(
+                "arcuate.backends.sharing.server.app:create_app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=None,
+                access_log=False,
+                lifespan="on",  # each worker's access log writer starts; flushed at the end
+                proxy_headers=False,  # X-Forwarded-For only from --trusted-proxy
+                http=http_protocol(),
+                **tls,
+            )
+        finally:
+            shutil.rmtree(limits, ignore_errors=True)
         click.echo("arcuate: stopped")
         return
 

@@ -13,13 +13,15 @@ shares is looked up (so a refusal says nothing about what exists). A recipient w
 limit draws one token per protocol request from a bucket holding at most the limit, refilled
 continuously over the limit's period; an empty bucket answers ``429`` with ``Retry-After``.
 Downloads of file URLs draw nothing: how many files a query hands out is the table's layout,
-not the recipient's choice. Buckets live in the server process: with ``--workers N`` each
-worker keeps its own, so a recipient may get up to N times its limit.
+not the recipient's choice. A single server process keeps its buckets in memory; the worker
+processes of ``--workers N`` share theirs in a sqlite file the server makes for its run
+(:class:`SharedBuckets`), so a recipient gets its limit from the server as a whole.
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import MutableMapping, Sequence
@@ -109,15 +111,68 @@ class _Bucket:
         return (1 - self.tokens) / self.rate
 
 
-class AccessControl:
-    """The IP access lists and rate limits of the catalog's recipients, checked per request."""
+class SharedBuckets:
+    """The token buckets of the worker processes of one server, in a sqlite file: one row per
+    recipient and limit, taken from in an immediate transaction (one writer at a time across
+    the processes; a take costs well under a millisecond). Times are the wall clock, the
+    only clock processes share; a clock set back refills nothing."""
 
-    def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
+    #: Seconds a take waits for another worker's transaction at most.
+    BUSY: Final = 5.0
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.BUSY, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")  # counters for this run only
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL, stamp REAL)"
+            )
+            self._local.conn = conn
+        return conn
+
+    def take(self, key: str, capacity: int, per_seconds: int) -> float:
+        """0 when a token was taken from ``key``'s bucket, else the seconds until one is
+        there (a bucket not seen yet starts full)."""
+        conn, now, rate = self._conn(), time.time(), capacity / per_seconds
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT tokens, stamp FROM buckets WHERE key = ?", (key,)).fetchone()
+            tokens = float(capacity) if row is None else row[0] + max(0.0, now - row[1]) * rate
+            tokens = min(float(capacity), tokens)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
+            if not wait:
+                tokens -= 1
+            conn.execute(
+                "INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp",
+                (key, tokens, now),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return wait
+
+
+class AccessControl:
+    """The IP access lists and rate limits of the catalog's recipients, checked per request;
+    the buckets in memory, or in ``shared`` (the workers of one server)."""
+
+    def __init__(
+        self, trusted_proxies: Sequence[str] = (), shared: SharedBuckets | None = None
+    ) -> None:
         self.client = ClientAddress(trusted_proxies)
         self._lock = threading.Lock()
         self._doc: object = None
         self._policies: dict[str, Policy] = {}
         self._buckets: dict[tuple[str, int, int], _Bucket] = {}
+        self._shared = shared
 
     def admit(self, scope: MutableMapping[str, Any], doc: dict[str, Any], recipient: str) -> None:
         """Let a protocol request of ``recipient`` through, or refuse it (403, then 429)."""
@@ -165,6 +220,9 @@ class AccessControl:
             return self._policies.get(recipient.lower(), Policy())
 
     def _take(self, key: str, policy: Policy) -> float:
+        if self._shared is not None:  # a new limit has a key of its own: it starts full
+            shared_key = f"{key}\x00{policy.requests}\x00{policy.per_seconds}"
+            return self._shared.take(shared_key, policy.requests, policy.per_seconds)
         now = time.monotonic()
         with self._lock:
             bucket_key = (key, policy.requests, policy.per_seconds)

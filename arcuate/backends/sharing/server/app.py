@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arcuate.backends.sharing.audit import log_location, spool_location
 from arcuate.backends.sharing.profiles import ACTIVATION_PATH, TOKEN_PATH
-from arcuate.backends.sharing.server.access import AccessControl
+from arcuate.backends.sharing.server.access import AccessControl, SharedBuckets
 from arcuate.backends.sharing.server.activation import activation_endpoint
 from arcuate.backends.sharing.server.audit import ACTIONS, AuditLog, record_of
 from arcuate.backends.sharing.server.delta import (
@@ -124,6 +124,9 @@ class ServerOptions:
     trusted_proxies: tuple[str, ...] = ()
     #: Keep the access log (a Delta table next to the catalog; see :mod:`.audit`).
     audit: bool = True
+    #: A sqlite file whose rate-limit buckets the server's worker processes share
+    #: (:class:`~.access.SharedBuckets`); None: in this process's memory.
+    limits_file: str | None = None
 
     def ttl(self, root: TableRoot) -> int:
         """Seconds the data-file URLs of a table at ``root`` stay valid."""
@@ -160,7 +163,8 @@ class SharingServer:
         self.stores = ObjectStores(options.storage_options)
         self.options = options
         self.stats = ServerStats()
-        self.access = AccessControl(options.trusted_proxies)
+        shared = SharedBuckets(options.limits_file) if options.limits_file else None
+        self.access = AccessControl(options.trusted_proxies, shared)
         self.audit = (
             AuditLog(log_location(catalog_path), spool_location(catalog_path))
             if options.audit
@@ -1163,6 +1167,7 @@ def create_app_from_env() -> Starlette:
         storage_options=storage_options(env.get(env_var("storage_options") or "", "{}")),
         trusted_proxies=tuple(filter(None, proxies.split(","))),
         audit=env.get("ARCUATE_SERVE_AUDIT", "on") != "off",
+        limits_file=env.get("ARCUATE_SERVE_LIMITS") or None,
     )
     return create_app(
         env["ARCUATE_SERVE_CATALOG"],
