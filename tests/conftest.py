@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from benchmarks import topology
+from tests.processes import healthy, mlflow_server_command, running
 
 # Never touch the user's stores, never phone home, never draw MLflow's own progress bars.
 for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ACTIVE_MODEL_ID"):
@@ -144,12 +145,6 @@ def mlflow_server(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactor
     2 GB more), and stopped with its whole group at the end. Tests use their own experiment
     and model names on it.
     """
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     root = tmp_path_factory.mktemp("mlflow-server")
     shutil.copyfile(mlflow_template, root / "mlflow.db")
     port = _free_port()
@@ -160,37 +155,10 @@ def mlflow_server(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactor
     }
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(var, None)
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-        ],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+    cmd = mlflow_server_command(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", port, 2)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((root / "server.log").read_text()) from None
-                time.sleep(0.2)
+    with running(cmd, root / "server.log", healthy(url), cwd=root, env=env):
         yield ServerStore(url, root)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 # -- the production topology: PostgreSQL, S3, an mlflow server on both ---------------------------

@@ -14,13 +14,11 @@ import os
 import pty
 import re
 import select
-import signal
 import struct
 import subprocess
 import sys
 import termios
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +28,9 @@ import pytest
 import arcuate
 from arcuate.backends.sharing.server.runner import ServerHandle
 from arcuate.errors import UnreachableError
+from tests import processes
 from tests.conftest import MlflowStore, _free_port, make_store
+from tests.processes import running, stop
 
 pytestmark = pytest.mark.server
 
@@ -46,46 +46,10 @@ def mlflow_server(template: Path, root: Path) -> Iterator[tuple[str, subprocess.
     store = make_store(template, root)
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", store.tracking_uri,
-                "--artifacts-destination", str(root / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            ],
-            cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, proc, root)
-            yield url, proc
-        finally:
-            _stop(proc)
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], root: Path) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((root / "server.log").read_text()) from None
-            time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    cmd = processes.mlflow_server_command(store.tracking_uri, root / "artifacts", port, 1)
+    url = f"http://127.0.0.1:{port}"
+    with running(cmd, root / "server.log", processes.healthy(url), cwd=root, env=env) as proc:
+        yield url, proc
 
 
 def _timed_failure(text: str, **settings: object) -> tuple[UnreachableError, float]:
@@ -128,7 +92,7 @@ def test_a_statement_fails_fast_naming_the_mlflow_server_that_is_down(
             f"CREATE EXPERIMENT churn AS '{coordinate}'", tracking_uri=url, progress=False
         )
         assert done.summary["added"] == 2
-        _stop(proc)  # mid-session: the next statements find nobody there
+        stop(proc)  # mid-session: the next statements find nobody there
 
         err, seconds = _timed_failure(
             f"CREATE EXPERIMENT OVERWRITE churn AS '{coordinate}'", tracking_uri=url

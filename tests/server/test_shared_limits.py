@@ -4,9 +4,6 @@ the worker processes draw from one bucket per recipient, in a sqlite file of the
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -19,6 +16,7 @@ import pytest
 
 from arcuate.backends.sharing.server.access import SharedBuckets
 from tests.conftest import _free_port
+from tests.processes import running
 from tests.server.conftest import Sharing
 from tests.server.test_access import run
 
@@ -46,29 +44,19 @@ def test_processes_draw_from_one_bucket(tmp_path: Path) -> None:
 def workers(sharing: Sharing, tmp_path: Path) -> Iterator[str]:
     """``arcuate serve --workers 2`` on the shared catalog; its endpoint."""
     port = _free_port()
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [ARCUATE, "serve", "--catalog", str(sharing.catalog_path), "--port", str(port),
-             "--workers", "2", "--no-audit"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    cmd = [ARCUATE, "serve", "--catalog", str(sharing.catalog_path), "--port", str(port),
+           "--workers", "2", "--no-audit"]  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}/delta-sharing"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(endpoint + "/shares", timeout=2).status_code == 401:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "serve.log").read_text())
-            time.sleep(0.2)
+
+    def answers() -> bool:
+        try:
+            return httpx.get(endpoint + "/shares", timeout=2).status_code == 401
+        except httpx.HTTPError:
+            return False
+
+    with running(cmd, tmp_path / "serve.log", answers, timeout=60):
         time.sleep(1)  # the second worker too
         yield endpoint
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def test_two_workers_keep_one_limit(sharing: Sharing, workers: str) -> None:
