@@ -357,3 +357,26 @@ def test_one_client_built_once_for_threads_that_ask_at_once(
     monkeypatch.setenv("MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "path")
     assert objects.client() is not got[0]  # another configuration, another client
     assert objects.client().meta.config.s3 == {"addressing_style": "path"}
+
+
+def test_a_location_that_cannot_be_listed_falls_back_to_each_run(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy may allow listing a run's prefix but not its experiment's location: the runs
+    are then listed one by one, with the same result."""
+    top = uuid.uuid4().hex
+    runs = ["ab" * 16, "cd" * 16, "ef" * 16]
+    for rid in runs:
+        _put(s3, f"{top}/loc/{rid}/artifacts/x.txt")
+    real = objects.S3Repo._pages
+
+    def denied(self: Any, prefix: str, delimiter: bool) -> Any:
+        if prefix == f"{top}/loc/":
+            raise RestError("AccessDenied", "PERMISSION_DENIED")
+        return real(self, prefix, delimiter)
+
+    monkeypatch.setattr(objects.S3Repo, "_pages", denied)
+    trees = objects.Trees()
+    for rid in runs:
+        repo = objects.S3Repo(f"s3://{s3.bucket}/{top}/loc/{rid}/artifacts")
+        assert [i.path for i in trees.walk(repo)] == ["x.txt"]

@@ -600,13 +600,18 @@ class Trees:
 
     @staticmethod
     def _list(repo: S3Repo, location: str) -> list[tuple[str, int]] | None:
-        """Every (key, size) under ``location``, sorted; None past :data:`TREE_PAGES` pages."""
+        """Every (key, size) under ``location``, sorted; None past :data:`TREE_PAGES` pages,
+        or when the location cannot be listed (a policy may allow listing only the runs'
+        own prefixes): each run is then listed alone, and its own failure is reported."""
         whole = S3Repo(f"s3://{repo.bucket}/{location}")
         found: list[tuple[str, int]] = []
-        for count, page in enumerate(whole._pages(f"{location}/", delimiter=False)):
-            if count >= TREE_PAGES:
-                return None
-            found += ((str(o["Key"]), int(o["Size"])) for o in page.get("Contents") or ())
+        try:
+            for count, page in enumerate(whole._pages(f"{location}/", delimiter=False)):
+                if count >= TREE_PAGES:
+                    return None
+                found += ((str(o["Key"]), int(o["Size"])) for o in page.get("Contents") or ())
+        except RestError:
+            return None
         return sorted(found)
 
 
