@@ -69,7 +69,11 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> None:
             "abc",
             "shares[0].schemas[0].tables[0].startVersion",
         ),
-        ("shares.0.schemas.0.tables.0.startVersion", -1, "shares[0].schemas[0].tables[0].startVersion"),
+        (
+            "shares.0.schemas.0.tables.0.startVersion",
+            -1,
+            "shares[0].schemas[0].tables[0].startVersion",
+        ),
         (
             "shares.0.schemas.0.tables.0.historyShared",
             "sometimes",
@@ -144,3 +148,22 @@ def test_a_catalog_that_is_not_safe_yaml_is_refused_naming_the_file(
         LocalShareCatalog(path).load()
     assert f"share catalog {path} is not valid YAML" in str(info.value)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("loader", ["libyaml", "pure-python"])
+def test_a_yaml_error_names_the_line_not_its_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: str
+) -> None:
+    """The catalog holds credential hashes and storage settings: a broken line is named by its
+    number, never quoted (PyYAML's own message quotes it; libyaml's does not)."""
+    from arcuate.backends.sharing import catalog as catalog_module
+
+    if loader == "pure-python":
+        monkeypatch.setattr(catalog_module, "_LOADER", yaml.SafeLoader)
+    path = tmp_path / "shares.yaml"
+    path.write_text("version: 1\nrecipients:\n  - name: ann\n    token_hash: hunter2: [x\n")
+    with pytest.raises(ConfigurationError) as info:
+        LocalShareCatalog(path).load()
+    text = str(info.value)
+    assert f"share catalog {path} is not valid YAML" in text and "line 4" in text, text
+    assert "hunter2" not in text and "token_hash" not in text, text

@@ -41,6 +41,15 @@ _LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER: Final[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without the line itself: the catalog holds
+    credential hashes and storage settings, which PyYAML's own message would quote."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{str(problem)[:200]}{where}"
+
+
 def check_share_name(kind: str, name: str) -> str:
     """Validate a share, schema or table name against the protocol's rules."""
     if not is_share_name(name):
@@ -73,7 +82,7 @@ class LocalShareCatalog:
             doc = yaml.load(text, Loader=_LOADER) or {}  # a safe loader (libyaml or PyYAML)
         except yaml.YAMLError as exc:  # a Python tag included: the safe loader builds none
             raise ConfigurationError(
-                f"share catalog {self.path} is not valid YAML: {str(exc)[:300]}"
+                f"share catalog {self.path} is not valid YAML: {_yaml_problem(exc)}"
             ) from None
         if not isinstance(doc, dict):
             raise ConfigurationError(f"share catalog {self.path} is not a YAML mapping")
