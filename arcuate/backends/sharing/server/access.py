@@ -102,8 +102,9 @@ class _Bucket:
         self.stamp = now
 
     def take(self, now: float) -> float:
-        """0 when a token was taken, else the seconds until one is there."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        """0 when a token was taken, else the seconds until one is there (a clock that went
+        back refills nothing)."""
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -137,21 +138,20 @@ class SharedBuckets:
         return conn
 
     def take(self, key: str, capacity: int, per_seconds: int) -> float:
-        """0 when a token was taken from ``key``'s bucket, else the seconds until one is
-        there (a bucket not seen yet starts full)."""
-        conn, now, rate = self._conn(), time.time(), capacity / per_seconds
+        """:meth:`_Bucket.take` on ``key``'s bucket as the file holds it (a bucket not seen
+        yet starts full)."""
+        conn, now = self._conn(), time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            bucket = _Bucket(capacity, per_seconds, now)
             row = conn.execute("SELECT tokens, stamp FROM buckets WHERE key = ?", (key,)).fetchone()
-            tokens = float(capacity) if row is None else row[0] + max(0.0, now - row[1]) * rate
-            tokens = min(float(capacity), tokens)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
-            if not wait:
-                tokens -= 1
+            if row is not None:
+                bucket.tokens, bucket.stamp = float(row[0]), float(row[1])
+            wait = bucket.take(now)
             conn.execute(
                 "INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp",
-                (key, tokens, now),
+                (key, bucket.tokens, bucket.stamp),
             )
         except BaseException:
             conn.execute("ROLLBACK")
