@@ -8,10 +8,8 @@ commands, so that the ``arcuate`` command starts without it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -111,6 +109,7 @@ def serve_command(
     import uvicorn
 
     from arcuate.backends.sharing.audit import log_location
+    from arcuate.backends.sharing.server.access import shared_buckets
     from arcuate.backends.sharing.server.app import ServerOptions, configure_logging, create_app
     from arcuate.backends.sharing.server.endpoints import Listening
     from arcuate.backends.sharing.server.runner import bind_socket, tls_options
@@ -149,51 +148,44 @@ def serve_command(
     click.echo("arcuate: press Ctrl+C to stop")
     sys.stdout.flush()
 
+    # both ways of running: uvicorn's access log off (the server writes its own), X-Forwarded-For
+    # only from --trusted-proxy, file bodies sent with sendfile (through TLS when serving it),
+    # and a lifespan that starts the access log's writer and flushes it after the last request
+    common = dict(
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+        http=http_protocol(),
+        **tls,
+    )
     if workers > 1:
         sock.close()  # uvicorn's supervisor binds it again and shares it with the workers
-        # the workers' rate-limit buckets, shared for this run (removed when it ends)
-        limits = tempfile.mkdtemp(prefix="arcuate-limits-")
-        os.environ.update(
-            ARCUATE_SERVE_LIMITS=os.path.join(limits, "buckets.sqlite"),
-            ARCUATE_SERVE_CATALOG=path,
-            ARCUATE_SERVE_KEY_FILE=key_path,
-            ARCUATE_SERVE_PREFIX=prefix,
-            ARCUATE_SERVE_URL_TTL=str(url_ttl or ""),
-            ARCUATE_SERVE_PUBLIC_URL=public_url or "",
-            ARCUATE_SERVE_LOG_LEVEL=log_level,
-            ARCUATE_SERVE_TRUSTED_PROXIES=",".join(proxies),
-            ARCUATE_SERVE_AUDIT="on" if audit else "off",
-        )
-        try:
+        with shared_buckets() as limits:  # the workers' rate limits: one count per recipient
+            os.environ.update(
+                ARCUATE_SERVE_LIMITS=limits,
+                ARCUATE_SERVE_CATALOG=path,
+                ARCUATE_SERVE_KEY_FILE=key_path,
+                ARCUATE_SERVE_PREFIX=prefix,
+                ARCUATE_SERVE_URL_TTL=str(url_ttl or ""),
+                ARCUATE_SERVE_PUBLIC_URL=public_url or "",
+                ARCUATE_SERVE_LOG_LEVEL=log_level,
+                ARCUATE_SERVE_TRUSTED_PROXIES=",".join(proxies),
+                ARCUATE_SERVE_AUDIT="on" if audit else "off",
+            )
             uvicorn.run(
                 "arcuate.backends.sharing.server.app:create_app_from_env",
                 factory=True,
                 host=host,
                 port=port,
                 workers=workers,
-                log_config=None,
-                access_log=False,
-                lifespan="on",  # each worker's access log writer starts; flushed at the end
-                proxy_headers=False,  # X-Forwarded-For only from --trusted-proxy
-                http=http_protocol(),
-                **tls,
+                **common,
             )
-        finally:
-            shutil.rmtree(limits, ignore_errors=True)
         click.echo("arcuate: stopped")
         return
 
     app = create_app(path, signing_key=key, options=options)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",  # starts the access log's writer; flushes it after the last request
-        proxy_headers=False,  # X-Forwarded-For only from --trusted-proxy
-        timeout_graceful_shutdown=10,
-        http=http_protocol(),  # file bodies go out with sendfile (through TLS when serving it)
-        **tls,
-    )
+    config = uvicorn.Config(app, timeout_graceful_shutdown=10, **common)
     server = uvicorn.Server(config)
 
     def stopped(signum: int, frame: FrameType | None) -> None:

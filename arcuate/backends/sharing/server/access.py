@@ -21,10 +21,14 @@ processes of ``--workers N`` share theirs in a sqlite file the server makes for 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -158,6 +162,17 @@ class SharedBuckets:
             raise
         conn.execute("COMMIT")
         return wait
+
+
+@contextmanager
+def shared_buckets() -> Iterator[str]:
+    """The path of a :class:`SharedBuckets` file for one run of a multi-worker server, in a
+    private temporary directory removed when the run ends."""
+    folder = tempfile.mkdtemp(prefix="arcuate-limits-")
+    try:
+        yield os.path.join(folder, "buckets.sqlite")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class AccessControl:
