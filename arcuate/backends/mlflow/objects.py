@@ -571,9 +571,9 @@ class Trees:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: set[tuple[str, str]] = set()
-        self._trees: dict[tuple[str, str], list[tuple[str, int]] | None] = {}
+        #: per location seen: a lock its one listing is made under
         self._busy: dict[tuple[str, str], threading.Lock] = {}
+        self._trees: dict[tuple[str, str], list[tuple[str, int]] | None] = {}
 
     def walk(self, repo: S3Repo) -> list[FileInfo]:
         """Every file under ``repo``'s root, as :meth:`S3Repo.walk` lists it."""
@@ -582,8 +582,7 @@ class Trees:
             return repo.walk()
         parent = (repo.bucket, found.group(1))
         with self._lock:
-            first = parent not in self._seen
-            self._seen.add(parent)
+            first = parent not in self._busy
             busy = self._busy.setdefault(parent, threading.Lock())
         if first:
             return repo.walk()
