@@ -564,7 +564,7 @@ def _metrics(value: Any, row: int, name: str) -> list[dict[str, Any]]:
     if type(value) is CheckedMetrics:
         if len(value) > MAX_METRIC_POINTS_PER_RUN:
             raise too_many(len(value), MAX_METRIC_POINTS_PER_RUN, row, f"{name}.metrics")
-        return list(value)
+        return value  # still marked checked: the spool keeps such a history as columns
     points = _sequence(value, row, f"{name}.metrics", limit=MAX_METRIC_POINTS_PER_RUN)
     return [_metric(m, row, f"{name}.metrics[{j}]") for j, m in enumerate(points)]
 

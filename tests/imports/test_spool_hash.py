@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from arcuate.engine.imports.spool import _hash_record, _run_text
-from arcuate.format.validate import SharedFile, SharedRecord
+from arcuate.format.history import MetricColumns
+from arcuate.format.validate import CheckedMetrics, SharedFile, SharedRecord
 
 
 def _reference(record: SharedRecord) -> str:
@@ -45,6 +46,7 @@ RUN: dict[str, Any] = {
          "dataset_name": None, "dataset_digest": None},
     ],
     "inputs": [{"tags": {"b": "1", "a": "2"}, "nested": [{"y": 1, "x": [1.5, None]}]}],
+    "logged_models": [{"model_id": "m-1", "metrics": []}],
     "start_time": 1_700_000_000_000,
     "end_time": None,
 }  # fmt: skip
@@ -69,11 +71,19 @@ FILES = [
             FILES,
         ),
         SharedRecord(3, "model_version", "m/2", None, None, {"version": 2}),
+        SharedRecord(
+            4, "run", "r3", None, {**RUN, "metrics": CheckedMetrics(RUN["metrics"])}, None, FILES
+        ),
+        SharedRecord(5, "run", "r4", None, {**RUN, "metrics": CheckedMetrics()}, None),
     ],
-    ids=["run", "empty-run", "version-with-run", "version"],
+    ids=["run", "empty-run", "version-with-run", "version", "checked-history", "no-history"],
 )
 def test_the_hash_is_unchanged_when_the_run_is_encoded_once(record: SharedRecord) -> None:
     expected = _reference(record)
     assert _hash_record(record) == expected
     if record.run is not None:
         assert _hash_record(record, _run_text(record.run)) == expected
+    if record.run is not None and type(record.run.get("metrics")) is CheckedMetrics:
+        # the spool makes the history's text from its columns: the same hash
+        history = MetricColumns.of(record.run["metrics"])
+        assert _hash_record(record, _run_text(record.run, history)) == expected

@@ -73,10 +73,13 @@ from arcuate.backends.mlflow.tags import (
     stale_tags,
 )
 from arcuate.backends.protocols import Provenance, Record
+from arcuate.format.history import MetricColumns
 from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+    from arcuate.backends.mlflow.metric_rows import MetricBlock
 
 #: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover (those of
 #: arcuate's SQL client).
@@ -295,6 +298,8 @@ class _Rows:
     params: list[dict[str, Any]] = field(default_factory=list)
     #: (key, value, timestamp, step, is_nan, run_uuid): the bulk of the rows, kept as tuples
     metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    #: ... and the runs' histories written at once (:mod:`.metric_rows`)
+    metric_blocks: list[MetricBlock] = field(default_factory=list)
     latest: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     model_params: list[dict[str, Any]] = field(default_factory=list)
@@ -586,10 +591,22 @@ class BulkRunWriter:
     def _metric_rows(self, new: NewRun, batch: _Batch) -> None:
         """The metric history (exact duplicates once), latest values, the models' metrics."""
         rid, rows, stats, model_ids = new.run_id, batch.rows, batch.stats, batch.model_ids
+        metrics = new.run["metrics"]
+        if isinstance(metrics, MetricColumns):
+            from arcuate.backends.mlflow.metric_rows import metric_block
+
+            made = None if any(metrics.model_id) else metric_block(metrics, rid)
+            if made is not None:  # no logged model's metrics: a run's history at once
+                block, latest_rows = made
+                stats["metric_points"] += len(metrics)
+                rows.metric_blocks.append(block)
+                rows.latest += latest_rows
+                return
+            metrics = metrics.points()
         seen: set[tuple[Any, ...]] = set()
         latest: dict[str, dict[str, Any]] = {}
         model_seen: set[tuple[Any, ...]] = set()
-        for m in new.run["metrics"]:
+        for m in metrics:
             is_nan, value = sanitize(m["value"])
             key, ts, step = m["key"], m["timestamp"], m["step"]
             link = model_ids.get(m["model_id"]) if m["model_id"] else None
@@ -694,6 +711,8 @@ class BulkRunWriter:
                 else:
                     columns, tuples = _METRIC_COLUMNS, values  # type: ignore[assignment]
                 _insert(conn, table, columns, tuples)
+            if rows.metric_blocks:
+                _insert_histories(conn, t.metrics, rows.metric_blocks)
             if ready is not None:
                 ready()
 
@@ -791,6 +810,24 @@ def _copy(conn: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> N
             return
         for row in rows:
             copy.write_row(row)
+
+
+def _insert_histories(conn: Any, table: Any, blocks: list[MetricBlock]) -> None:
+    """The metric rows of whole histories: one ``COPY`` of the text Arrow made of them
+    (PostgreSQL through psycopg 3), else as rows (:func:`_insert`)."""
+    dialect = conn.dialect
+    if (dialect.name, dialect.driver) == ("postgresql", "psycopg"):
+        texts = [block.copy_text() for block in blocks]
+        if all(text is not None for text in texts):
+            quote = dialect.identifier_preparer.quote
+            columns = ", ".join(quote(c) for c in _METRIC_COLUMNS)
+            sql = f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+            driver = conn.connection.driver_connection
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                for text in texts:
+                    copy.write(text)  # type: ignore[arg-type]
+            return
+    _insert(conn, table, _METRIC_COLUMNS, [row for block in blocks for row in block.tuples()])
 
 
 #: The metric rows' columns, in the order the rows hold them.

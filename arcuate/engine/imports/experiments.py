@@ -412,7 +412,7 @@ class _ExperimentImport(Importer):
             batch, rows = [], []
             for step in group:
                 entry = self.spool.entries[step.index]
-                run = self.spool.load(step.index)["run"]
+                run = self.spool.load(step.index, columns=True)["run"]
                 batch.append(
                     {
                         "run_id": step.run_id,

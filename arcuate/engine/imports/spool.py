@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from arcuate.engine.spools import new_spool_dir
 from arcuate.errors import ShareDataError
 from arcuate.format import validate as v
 from arcuate.format.columns import batch_metrics, check_list_bounds, chunk_data, without_metrics
+from arcuate.format.history import MetricColumns
 from arcuate.format.manifest import CODE as MODEL_SIG_CODE
 from arcuate.format.manifest import (
     MODEL_SIG_PATH,
@@ -113,10 +115,29 @@ def _entry(
     )
 
 
-def _run_text(run: dict[str, Any]) -> str:
-    """A run as the content hash encodes it (keys sorted, no spaces); the spool keeps the
-    same text, so the run, most of a record, is encoded once."""
-    return json.dumps(run, sort_keys=True, separators=(",", ":"), allow_nan=True)
+def _run_text(run: dict[str, Any], history: MetricColumns | None = None) -> str:
+    """A run as the content hash encodes it (keys sorted, no spaces). ``history``: the run's
+    metric points as columns, whose text is made from them (the same characters)."""
+    return _run_texts(run, history)[0]
+
+
+def _run_texts(run: dict[str, Any], history: MetricColumns | None) -> tuple[str, str | None]:
+    """(:func:`_run_text`, the same with the points of ``history`` left out, ``[]``: what the
+    spool keeps beside the columns); the second is None when ``history`` is not used."""
+    text = history.json_text() if history is not None else None
+    if text is None:
+        return json.dumps(run, sort_keys=True, separators=(",", ":"), allow_nan=True), None
+    token = f"\x00metrics {uuid.uuid4().hex}"  # stands for the points' text
+    marker = json.dumps(token)
+    rest = json.dumps(
+        {**run, "metrics": token},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=True,
+    )
+    if rest.count(marker) != 1:  # a value spelled like the marker: no shortcut
+        return json.dumps(run, sort_keys=True, separators=(",", ":"), allow_nan=True), None
+    return rest.replace(marker, text), rest.replace(marker, "[]")
 
 
 def _hash_record(record: v.SharedRecord, run_text: str | None = None) -> str:
@@ -360,9 +381,15 @@ class Spool:
             "experiment": record.experiment,
             "model_version": record.model_version,
         }
-        run_text = None if record.run is None else _run_text(record.run)
+        run_text, spooled, history = None, None, None
+        if record.run is not None:
+            if type(record.run.get("metrics")) is v.CheckedMetrics:
+                history = MetricColumns.of(record.run["metrics"])
+            run_text, spooled = _run_texts(record.run, history)
+        if spooled is not None and history is not None:  # points as columns: read at a tenth
+            doc["metric_columns"] = history.to_json()
         text = json.dumps(doc, allow_nan=True)
-        text = f'{text[:-1]}, "run": {run_text or "null"}}}'
+        text = f'{text[:-1]}, "run": {spooled or run_text or "null"}}}'
         (self.root / "records" / f"{index}.json").write_text(text, encoding="utf-8")
         self.entries.append(_entry(record, files, run_text))
         self._by_key[record.key] = index
@@ -530,7 +557,13 @@ class Spool:
         return v.SharedRecord(entry.row, entry.kind, entry.key, None, None, None, files)
 
     # -- pass 2 --------------------------------------------------------------------------------
-    def load(self, index: int) -> dict[str, Any]:
-        """The record document of entry ``index``."""
+    def load(self, index: int, *, columns: bool = False) -> dict[str, Any]:
+        """The record document of entry ``index``; with ``columns``, a run's validated metric
+        points as :class:`~arcuate.format.history.MetricColumns` (else as dicts)."""
         text = (self.root / "records" / f"{index}.json").read_text(encoding="utf-8")
-        return json.loads(text)  # type: ignore[no-any-return]
+        doc: dict[str, Any] = json.loads(text)
+        history = doc.pop("metric_columns", None)
+        if history is not None:
+            points = MetricColumns.from_json(history)
+            doc["run"]["metrics"] = points if columns else points.points()
+        return doc
