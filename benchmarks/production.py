@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -82,6 +83,11 @@ class Step:
     #: tree), and the PostgreSQL cluster's: the floor no client can go under
     server_cpu: float | None = None
     db_cpu: float | None = None
+    #: ... the S3 endpoint's and arcuate's sharing server's, and the command's own (its
+    #: process and its helpers): with the others, how busy the machine's CPUs were
+    s3_cpu: float | None = None
+    serve_cpu: float | None = None
+    own_cpu: float | None = None
 
     @property
     def label(self) -> str:
@@ -195,30 +201,37 @@ class Bench:
         self.steps: list[Step] = []
         self._count = 0
 
-    def _cpu(self, tracking_uri: str) -> tuple[float | None, float | None]:
-        """CPU seconds so far of the server at ``tracking_uri`` (None for a database URI)
-        and of the PostgreSQL cluster (postmaster and backends)."""
+    def _cpu(self, tracking_uri: str) -> dict[str, float]:
+        """CPU seconds so far of what a step makes work: the tracking server at
+        ``tracking_uri`` (none for a database URI), the PostgreSQL cluster (postmaster and
+        backends), the S3 endpoint, arcuate's sharing server, and this process's children
+        that have ended (the step's command and its helpers, once it has ended)."""
         servers = {self.topo.provider.url: self.topo.provider, self.topo.recipient.url:
                    self.topo.recipient}  # fmt: skip
+        pids: dict[str, int | None] = {"server": None, "db": None}
         server = servers.get(tracking_uri)
-        pid_file = self.topo.pg.data / "postmaster.pid"
-        try:
-            postmaster = int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            postmaster = None
-        return (tree_cpu(server.proc.pid) if server else None,
-                tree_cpu(postmaster) if postmaster else None)  # fmt: skip
+        if server is not None:
+            pids["server"] = server.proc.pid
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids["db"] = int((self.topo.pg.data / "postmaster.pid").read_text().split()[0])
+        pids["s3"] = self.topo.s3.pid
+        pids["serve"] = self.serve.proc.pid if self.serve is not None else None
+        spent = {name: tree_cpu(pid) for name, pid in pids.items() if pid is not None}
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent["own"] = usage.ru_utime + usage.ru_stime
+        return spent
 
     @contextlib.contextmanager
     def metered(self, step: Step, tracking_uri: str) -> Iterator[None]:
-        """The CPU the server and the database spend during the block, kept on ``step``."""
+        """The CPU the servers, the database and the command spend during the block, kept
+        on ``step``."""
         before = self._cpu(tracking_uri)
         yield
         after = self._cpu(tracking_uri)
-        if before[0] is not None and after[0] is not None:
-            step.server_cpu = after[0] - before[0]
-        if before[1] is not None and after[1] is not None:
-            step.db_cpu = after[1] - before[1]
+        spent = {name: after[name] - before[name] for name in after if name in before}
+        step.server_cpu, step.db_cpu = spent.get("server"), spent.get("db")
+        step.s3_cpu, step.serve_cpu = spent.get("s3"), spent.get("serve")
+        step.own_cpu = spent.get("own")
 
     # -- arcuate ------------------------------------------------------------------------------
     def arcuate_run(self, step: Step, script: str, tracking_uri: str, **settings: str) -> Step:
@@ -555,12 +568,12 @@ def copy_floor(bench: Bench, name: str) -> tuple[int, float, float | None]:
                 data += chunk
         rows = data.count(b"\n")
         with conn.transaction(force_rollback=True):
-            before = bench._cpu(bench.topo.recipient_db)[1]
+            before = bench._cpu(bench.topo.recipient_db).get("db")
             began = time.perf_counter()
             with conn.cursor() as cur, cur.copy(into) as copy:
                 copy.write(bytes(data))
             wall = time.perf_counter() - began
-            after = bench._cpu(bench.topo.recipient_db)[1]
+            after = bench._cpu(bench.topo.recipient_db).get("db")
     cpu = after - before if before is not None and after is not None else None
     return rows, wall, cpu
 
@@ -768,13 +781,21 @@ def format_workload(w: Workload) -> str:
 
 
 def cpu_line(step: Step) -> str:
-    """What the tracking server and PostgreSQL spent of CPU during a step, beside its wall."""
-    parts = []
-    if step.server_cpu is not None:
-        parts.append(f"mlflow server {step.server_cpu:.2f} s")
-    if step.db_cpu is not None:
-        parts.append(f"PostgreSQL {step.db_cpu:.2f} s")
-    return f"{', '.join(parts)} in {step.wall:.2f} s wall"
+    """What the tracking server, PostgreSQL, the S3 endpoint, the sharing server and the
+    command itself spent of CPU during a step, beside its wall; how busy the machine's CPUs
+    were, and the wall the others' CPU alone needs on them (what no client goes under)."""
+    named = [("mlflow server", step.server_cpu), ("PostgreSQL", step.db_cpu),
+             ("S3 endpoint", step.s3_cpu), ("sharing server", step.serve_cpu),
+             (f"{step.tool} itself", step.own_cpu)]  # fmt: skip
+    parts = [f"{name} {cpu:.2f} s" for name, cpu in named if cpu is not None]
+    line = f"{', '.join(parts)} in {step.wall:.2f} s wall"
+    cpus = os.cpu_count() or 1
+    total = sum(cpu for _, cpu in named if cpu is not None)
+    if step.wall > 0 and step.own_cpu is not None:
+        others = total - step.own_cpu
+        line += (f"; {total:.2f} CPU-s, {total / (step.wall * cpus):.0%} of {cpus} CPUs; "
+                 f"all but {step.tool}'s own fill them {others / cpus:.2f} s")  # fmt: skip
+    return line
 
 
 def _first(text: str, limit: int = 400) -> str:

@@ -248,6 +248,11 @@ class S3:
             region_name=self.env["AWS_DEFAULT_REGION"],
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The endpoint's process (None when it runs in a thread of this one)."""
+        return self._server.pid if isinstance(self._server, subprocess.Popen) else None
+
     def stop(self) -> None:
         if isinstance(self._server, subprocess.Popen):
             _stop_group(self._server)
