@@ -230,7 +230,7 @@ def _deleted(store: Any) -> list[tuple[Any, ...]]:
 def test_bulk_and_api_read_back_the_same(
     new_store: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arcuate.backends.mlflow import metric_rows
+    from arcuate.backends.mlflow import bulk
 
     blocks: list[str] = []
 
@@ -238,8 +238,8 @@ def test_bulk_and_api_read_back_the_same(
         blocks.append(run_id)
         return block_of(history, run_id)
 
-    block_of = metric_rows.metric_block
-    monkeypatch.setattr(metric_rows, "metric_block", counted)
+    block_of = bulk.metric_block
+    monkeypatch.setattr(bulk, "metric_block", counted)
     via_api = new_store(workdir / "api")
     via_bulk = new_store(workdir / "bulk")
     assert _import(via_api, "api", edge_rows()).bulk_runs_written == 0

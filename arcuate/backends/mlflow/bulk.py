@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from arcuate.backends.mlflow import artifacts, objects, sqlclient
 from arcuate.backends.mlflow.connect import is_rest, is_sql, is_sql_store
+from arcuate.backends.mlflow.metric_rows import COPY_ESCAPES, MetricBlock, metric_block
 from arcuate.backends.mlflow.points import sanitize
 from arcuate.backends.mlflow.sqlclient import MODEL_STATUS_INT, append_to_uri_path, now_ms
 from arcuate.backends.mlflow.tags import (
@@ -78,8 +79,6 @@ from arcuate.format.schema import OWNER_ARTIFACTS, OWNER_LOGGED_MODEL_PREFIX
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
-
-    from arcuate.backends.mlflow.metric_rows import MetricBlock
 
 #: Alembic revisions of MLflow's tracking schema that the bulk path's tests cover (those of
 #: arcuate's SQL client).
@@ -593,8 +592,6 @@ class BulkRunWriter:
         rid, rows, stats, model_ids = new.run_id, batch.rows, batch.stats, batch.model_ids
         metrics = new.run["metrics"]
         if isinstance(metrics, MetricColumns):
-            from arcuate.backends.mlflow.metric_rows import metric_block
-
             made = None if any(metrics.model_id) else metric_block(metrics, rid)
             if made is not None:  # no logged model's metrics: a run's history at once
                 block, latest_rows = made
@@ -832,8 +829,6 @@ def _insert_histories(conn: Any, table: Any, blocks: list[MetricBlock]) -> None:
 
 #: The metric rows' columns, in the order the rows hold them.
 _METRIC_COLUMNS: Final = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
-#: What COPY's text format escapes in a value.
-_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _plain_metric(row: tuple[Any, ...]) -> bool:
@@ -860,7 +855,7 @@ def _metric_lines(rows: list[tuple[Any, ...]], escaped: dict[str, str]) -> str:
     for key, value, ts, step, is_nan, run in rows:
         text = escaped.get(key)
         if text is None:
-            text = escaped[key] = key.translate(_COPY_ESCAPES)
+            text = escaped[key] = key.translate(COPY_ESCAPES)
         lines.append(f"{text}\t{value!r}\t{ts}\t{step}\t{'t' if is_nan else 'f'}\t{run}\n")
     return "".join(lines)
 
