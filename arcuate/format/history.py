@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from arcuate.format.validate import CheckedMetrics
 
@@ -101,12 +101,8 @@ class MetricColumns:
         """``json.dumps(self.points(), sort_keys=True, separators=(",", ":"),
         allow_nan=True)``, the same characters, or None when a value is not of the types a
         validated history holds (str or None texts, int steps and times, float values)."""
-        texts: list[list[str | None]] = [
-            list(self.key),
-            self.model_id,
-            self.dataset_name,
-            self.dataset_digest,
-        ]
+        keys_or_none = cast(list[str | None], self.key)
+        texts = [keys_or_none, self.model_id, self.dataset_name, self.dataset_digest]
         if not all(set(map(type, col)) <= _TEXT_TYPES for col in texts):
             return None
         if not (
@@ -122,7 +118,7 @@ class MetricColumns:
             values = [_NOT_FINITE.get(v, v) for v in values]
         digests, names, keys, models = (
             _encoded(col)
-            for col in (self.dataset_digest, self.dataset_name, texts[0], self.model_id)
+            for col in (self.dataset_digest, self.dataset_name, keys_or_none, self.model_id)
         )
         body: str
         if digests is None and names is None and models is None:  # the usual history

@@ -111,9 +111,7 @@ def test_the_block_holds_the_rows_mlflow_keeps(seed: int) -> None:
     points = _points(rng, rng.randint(0, 80), plain=True)
     if points and seed % 3 == 0:
         points += [dict(p) for p in rng.sample(points, min(5, len(points)))]  # duplicates
-    made = metric_block(MetricColumns.of(points), "r" * 32)
-    assert made is not None
-    block, latest = made
+    block, latest = metric_block(MetricColumns.of(points), "r" * 32)
     rows, expected_latest = _reference(points, "r" * 32)
     _same_rows(block.tuples(), rows)
     assert json.dumps(latest) == json.dumps(list(expected_latest.values()))
@@ -133,20 +131,21 @@ def test_the_block_holds_the_rows_mlflow_keeps(seed: int) -> None:
 
 
 def test_an_empty_history_has_no_rows() -> None:
-    made = metric_block(MetricColumns.of([]), "r" * 32)
-    assert made is not None
-    assert made[0].tuples() == [] and made[0].copy_text() == b"" and made[1] == []
+    block, latest = metric_block(MetricColumns.of([]), "r" * 32)
+    assert block.tuples() == [] and block.copy_text() == b"" and latest == []
 
 
-def test_a_step_beyond_64_bits_is_left_to_the_point_path() -> None:
+def test_a_step_beyond_64_bits_is_refused() -> None:
+    """Validated steps are 64-bit (``validate.integer``); an unvalidated one is not cut short."""
     point = _points(random.Random(5), 1, plain=True)[0]
-    assert metric_block(MetricColumns.of([{**point, "step": 2**64}]), "r" * 32) is None
+    with pytest.raises(OverflowError):
+        metric_block(MetricColumns.of([{**point, "step": 2**64}]), "r" * 32)
 
 
 def test_a_key_with_a_nul_has_no_copy_text() -> None:
     point = _points(random.Random(6), 1, plain=True)[0]
-    made = metric_block(MetricColumns.of([{**point, "key": "a\x00b"}]), "r" * 32)
-    assert made is not None and made[0].copy_text() is None
+    block, _ = metric_block(MetricColumns.of([{**point, "key": "a\x00b"}]), "r" * 32)
+    assert block.copy_text() is None
 
 
 def test_the_rows_are_made_without_pandas() -> None:

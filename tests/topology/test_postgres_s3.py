@@ -240,13 +240,15 @@ def test_warehouse_in_s3_imported_by_arcuate(
 
 
 def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None:
-    """The bulk path formats metric rows for PostgreSQL's COPY itself: keys with the
-    characters COPY escapes and the floats hardest to spell read back exactly, as the rows
-    psycopg formats (``write_row``) do."""
+    """The bulk path has Arrow format metric rows for PostgreSQL's COPY: keys with the
+    characters COPY escapes and the floats hardest to spell (NaN, ±inf stored as ±max, -0.0,
+    the smallest subnormal, 0.1 + 0.2) read back exactly, as the rows psycopg formats
+    (``write_row``) do."""
     import sqlalchemy as sa
 
     from arcuate.backends.mlflow import bulk
-    from arcuate.backends.mlflow.points import MAX_FLOAT
+    from arcuate.backends.mlflow.metric_rows import metric_block
+    from arcuate.format.history import MetricColumns
 
     url = pg_store.tracking_uri
     engine = sa.create_engine(
@@ -263,20 +265,28 @@ def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None
     ]
     mine = sa.Table("copy_text", meta, *columns)
     theirs = sa.Table("copy_rows", meta, *(c.copy() for c in columns))
-    rows = [
-        ("tab\there", 0.1 + 0.2, 1, 0, False, "a" * 32),
-        ("back\\slash\\N", -0.0, 2, -1, True, "b" * 32),
-        ("new\nline\rcr", 5e-324, 3, 2**62, False, "c" * 32),
-        ("plain", MAX_FLOAT,
-         -(2**62), 4, False, "d" * 32),
-        ("ünïcode ✓", -MAX_FLOAT, 5, 5, False, "e" * 32),
-        ("tab\there", 1.5, 6, 6, False, "f" * 32),  # a key again: its escaped form reused
-    ]  # fmt: skip
-    assert all(map(bulk._plain_metric, rows))
+    points = [  # (key, value, timestamp, step, run)
+        ("tab\there", 0.1 + 0.2, 1, 0, "a"),
+        ("back\\slash\\N", float("nan"), 2, -1, "b"),
+        ("new\nline\rcr", 5e-324, 3, 2**62, "c"),
+        ("plain", float("inf"), -(2**62), 4, "d"),
+        ("ünïcode ✓", float("-inf"), 5, 5, "e"),
+        ("tab\there", 1.5, 6, 6, "a"),  # a key again in a run
+        ("zero", -0.0, 7, 7, "f"),
+    ]
+    blocks = []
+    for run in sorted({p[4] for p in points}):
+        history = MetricColumns.of(
+            [{"key": k, "value": v, "timestamp": t, "step": s, "model_id": None,
+              "dataset_name": None, "dataset_digest": None}
+             for k, v, t, s, r in points if r == run]
+        )  # fmt: skip
+        blocks.append(metric_block(history, run * 32)[0])
+    rows = [row for block in blocks for row in block.tuples()]
     meta.create_all(engine)
     try:
         with engine.begin() as conn:
-            bulk._copy(conn, mine, bulk._METRIC_COLUMNS, rows)  # the lines formatted here
+            bulk._insert_histories(conn, mine, blocks)  # the text Arrow made
             bulk._copy(conn, theirs, bulk._METRIC_COLUMNS[::-1], [r[::-1] for r in rows])
         with engine.connect() as conn:
             got = [tuple(r) for r in conn.execute(sa.select(mine).order_by(mine.c.timestamp))]
@@ -286,6 +296,7 @@ def test_metric_rows_formatted_for_copy_read_back_exactly(pg_store: Any) -> None
         engine.dispose()
     assert got == want == sorted(rows, key=lambda r: r[2])
     assert [str(r[1]) for r in got] == [str(r[1]) for r in sorted(rows, key=lambda r: r[2])]
+    assert [r[4] for r in got].count(True) == 1 and str(got[-1][1]) == "-0.0"
 
 
 def _objects_by_path(s3: Any, prefix: str) -> Counter[tuple[str, str, bytes, str]]:

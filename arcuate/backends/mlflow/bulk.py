@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import posixpath
 import re
@@ -58,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from arcuate.backends.mlflow import artifacts, objects, sqlclient
 from arcuate.backends.mlflow.connect import is_rest, is_sql, is_sql_store
-from arcuate.backends.mlflow.metric_rows import COPY_ESCAPES, MetricBlock, metric_block
+from arcuate.backends.mlflow.metric_rows import MetricBlock, metric_block
 from arcuate.backends.mlflow.points import sanitize
 from arcuate.backends.mlflow.sqlclient import MODEL_STATUS_INT, append_to_uri_path, now_ms
 from arcuate.backends.mlflow.tags import (
@@ -295,9 +294,7 @@ class _Rows:
     runs: list[dict[str, Any]] = field(default_factory=list)
     tags: list[dict[str, Any]] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
-    #: (key, value, timestamp, step, is_nan, run_uuid): the bulk of the rows, kept as tuples
-    metrics: list[tuple[Any, ...]] = field(default_factory=list)
-    #: ... and the runs' histories written at once (:mod:`.metric_rows`)
+    #: the bulk of the rows: each run's metric history, written at once (:mod:`.metric_rows`)
     metric_blocks: list[MetricBlock] = field(default_factory=list)
     latest: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
@@ -588,50 +585,44 @@ class BulkRunWriter:
             rows.inputs.append(_input("RUN_OUTPUT", new.run_id, "MODEL_OUTPUT", mid, step))
 
     def _metric_rows(self, new: NewRun, batch: _Batch) -> None:
-        """The metric history (exact duplicates once), latest values, the models' metrics."""
-        rid, rows, stats, model_ids = new.run_id, batch.rows, batch.stats, batch.model_ids
+        """The metric history (exact duplicates once) and latest values, made column-wise
+        (:func:`~arcuate.backends.mlflow.metric_rows.metric_block`); the logged models'
+        metrics point by point."""
+        rid, stats = new.run_id, batch.stats
         metrics = new.run["metrics"]
-        if isinstance(metrics, MetricColumns):
-            made = None if any(metrics.model_id) else metric_block(metrics, rid)
-            if made is not None:  # no logged model's metrics: a run's history at once
-                block, latest_rows = made
-                stats["metric_points"] += len(metrics)
-                rows.metric_blocks.append(block)
-                rows.latest += latest_rows
-                return
-            metrics = metrics.points()
+        history = metrics if isinstance(metrics, MetricColumns) else MetricColumns.of(metrics)
+        block, latest = metric_block(history, rid)
+        stats["metric_points"] += len(history)
+        batch.rows.metric_blocks.append(block)
+        batch.rows.latest += latest
+        if not any(history.model_id):
+            return
         seen: set[tuple[Any, ...]] = set()
-        latest: dict[str, dict[str, Any]] = {}
-        model_seen: set[tuple[Any, ...]] = set()
-        for m in metrics:
-            is_nan, value = sanitize(m["value"])
-            key, ts, step = m["key"], m["timestamp"], m["step"]
-            link = model_ids.get(m["model_id"]) if m["model_id"] else None
-            if m["model_id"] and link is None:
+        for i, model_id in enumerate(history.model_id):
+            if not model_id:
+                continue
+            link = batch.model_ids.get(model_id)
+            if link is None:
                 stats["unlinked"] += 1
-            stats["metric_points"] += 1
-            ident = (key, ts, step, value, is_nan)
-            if ident not in seen:
-                seen.add(ident)
-                rows.metrics.append((key, value, ts, step, is_nan, rid))
-                best = latest.get(key)
-                if best is None or (step, ts, value) > (
-                    best["step"],
-                    best["timestamp"],
-                    best["value"],
-                ):
-                    latest[key] = {
-                        "key": key,
-                        "value": value,
-                        "timestamp": ts,
-                        "step": step,
-                        "is_nan": is_nan,
-                        "run_uuid": rid,
-                    }
-            if link is not None and (link, key, ts, step) not in model_seen:
-                model_seen.add((link, key, ts, step))
-                rows.model_metrics.append(_model_metric(m, link, value, batch.experiment_id, rid))
-        rows.latest += latest.values()
+                continue
+            key, ts, step = history.key[i], history.timestamp[i], history.step[i]
+            if (link, key, ts, step) in seen:
+                continue
+            seen.add((link, key, ts, step))
+            batch.rows.model_metrics.append(
+                {
+                    "model_id": link,
+                    "metric_name": key,
+                    "metric_timestamp_ms": ts,
+                    "metric_step": step,
+                    "metric_value": sanitize(history.value[i])[1],
+                    "experiment_id": batch.experiment_id,
+                    "run_id": rid,
+                    "dataset_uuid": None,
+                    "dataset_name": history.dataset_name[i],
+                    "dataset_digest": history.dataset_digest[i],
+                }
+            )
 
     def _input_rows(self, new: NewRun, batch: _Batch) -> None:
         """Dataset inputs (one per name and digest, the first wins, as log_inputs keeps it;
@@ -690,7 +681,6 @@ class BulkRunWriter:
                 (t.runs, rows.runs),
                 (t.tags, rows.tags),
                 (t.params, rows.params),
-                (t.metrics, rows.metrics),
                 (t.latest_metrics, rows.latest),
                 (t.logged_models, rows.models),
                 (t.logged_model_params, rows.model_params),
@@ -702,12 +692,8 @@ class BulkRunWriter:
             ):
                 if not values:
                     continue
-                if isinstance(values[0], dict):
-                    columns = tuple(values[0])
-                    tuples = [tuple(v[c] for c in columns) for v in values]  # type: ignore[index]
-                else:
-                    columns, tuples = _METRIC_COLUMNS, values  # type: ignore[assignment]
-                _insert(conn, table, columns, tuples)
+                columns = tuple(values[0])
+                _insert(conn, table, columns, [tuple(v[c] for c in columns) for v in values])
             if rows.metric_blocks:
                 _insert_histories(conn, t.metrics, rows.metric_blocks)
             if ready is not None:
@@ -798,13 +784,7 @@ def _copy(conn: Any, table: Any, columns: tuple[str, ...], rows: list[Any]) -> N
     quote = conn.dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     driver = conn.connection.driver_connection
-    text = columns == _METRIC_COLUMNS and all(map(_plain_metric, rows))
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
-        if text:  # the bulk of a batch: lines formatted here, as psycopg would format them
-            escaped: dict[str, str] = {}
-            for start in range(0, len(rows), _ROUND):
-                copy.write(_metric_lines(rows[start : start + _ROUND], escaped))
-            return
         for row in rows:
             copy.write_row(row)
 
@@ -831,58 +811,11 @@ def _insert_histories(conn: Any, table: Any, blocks: list[MetricBlock]) -> None:
 _METRIC_COLUMNS: Final = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 
 
-def _plain_metric(row: tuple[Any, ...]) -> bool:
-    """Whether a metric row holds exactly the types :func:`_metric_lines` formats (a finite
-    float value: stored NaN and ±inf are 0 and ±1.7976931348623157e308 already)."""
-    key, value, ts, step, is_nan, run = row
-    return (
-        type(key) is str
-        and type(value) is float
-        and math.isfinite(value)
-        and type(ts) is int
-        and type(step) is int
-        and type(is_nan) is bool
-        and type(run) is str
-        and "\x00" not in key
-    )
-
-
-def _metric_lines(rows: list[tuple[Any, ...]], escaped: dict[str, str]) -> str:
-    """Metric rows in COPY's text format: what psycopg's ``write_row`` sends for them (a
-    float as its ``repr``, a bool as t/f, a text escaped). ``escaped`` keeps each key's
-    escaped form: a key repeats for every point of its history."""
-    lines = []
-    for key, value, ts, step, is_nan, run in rows:
-        text = escaped.get(key)
-        if text is None:
-            text = escaped[key] = key.translate(COPY_ESCAPES)
-        lines.append(f"{text}\t{value!r}\t{ts}\t{step}\t{'t' if is_nan else 'f'}\t{run}\n")
-    return "".join(lines)
-
-
 #: How each (dialect, driver) takes many rows; the others get SQLAlchemy Core's insert.
 _WRITERS: Final[dict[tuple[str, str], Any]] = {
     ("sqlite", "pysqlite"): _qmark_executemany,
     ("postgresql", "psycopg"): _copy,
 }
-
-
-def _model_metric(
-    m: Record, model_id: str, value: float, experiment_id: int, run_id: str
-) -> dict[str, Any]:
-    """A logged model's metric row for shared point ``m`` (``value`` as stored)."""
-    return {
-        "model_id": model_id,
-        "metric_name": m["key"],
-        "metric_timestamp_ms": m["timestamp"],
-        "metric_step": m["step"],
-        "metric_value": value,
-        "experiment_id": experiment_id,
-        "run_id": run_id,
-        "dataset_uuid": None,
-        "dataset_name": m["dataset_name"],
-        "dataset_digest": m["dataset_digest"],
-    }
 
 
 def _input(

@@ -2,10 +2,10 @@
 without a Python object per point: exact duplicates once, the latest point of each key, and
 for PostgreSQL the rows' ``COPY`` text made by Arrow.
 
-The rules are :meth:`~arcuate.backends.mlflow.bulk.BulkRunWriter._metric_rows`' (and so
-``SqlAlchemyStore``'s): a NaN stored as 0 with ``is_nan``, ±inf as ±1.7976931348623157e308,
-a point equal to an earlier one in key, time, step and stored value dropped, and the latest
-point the greatest (step, time, value), the first of equals.
+The rules are ``SqlAlchemyStore``'s, column-wise (:func:`~.points.sanitize` for one value): a
+NaN stored as 0 with ``is_nan``, ±inf as ±1.7976931348623157e308, a point equal to an earlier
+one in key, time, step and stored value dropped, and the latest point the greatest (step,
+time, value), the first of equals.
 """
 
 from __future__ import annotations
@@ -78,18 +78,17 @@ class MetricBlock:
         return data[start:end]
 
 
-def metric_block(
-    history: MetricColumns, run_id: str
-) -> tuple[MetricBlock, list[dict[str, Any]]] | None:
-    """(the run's metric rows, its latest-metric rows); None when a history's numbers do not
-    fit 64 bits (the caller writes it point by point)."""
+def metric_block(history: MetricColumns, run_id: str) -> tuple[MetricBlock, list[dict[str, Any]]]:
+    """(the run's metric rows, its latest-metric rows). Steps and times are validated 64-bit
+    integers (:func:`arcuate.format.validate.integer`).
+
+    Raises:
+        OverflowError: a step or time beyond 64 bits (a history that was not validated).
+    """
     n = len(history)
-    try:
-        value = np.array(history.value, dtype=np.float64)
-        timestamp = np.array(history.timestamp, dtype=np.int64)
-        step = np.array(history.step, dtype=np.int64)
-    except (OverflowError, TypeError, ValueError):
-        return None
+    value = np.array(history.value, dtype=np.float64)
+    timestamp = np.array(history.timestamp, dtype=np.int64)
+    step = np.array(history.step, dtype=np.int64)
     if not n:
         nothing = np.zeros(0, dtype=np.int64)
         return MetricBlock(run_id, [], nothing, value, timestamp, step, value > 0), []
