@@ -213,7 +213,9 @@ def _export(store: Any, name: str, warehouse: Path) -> tuple[Any, Any]:
 
 @pytest.fixture
 def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """S3 operations called by any boto3 client of this process, by name."""
+    """S3 operations called by any boto3 client of this process, by name, and objects read
+    and written through obstore (as ``GetObject`` and ``PutObject``)."""
+    import obstore
     from botocore.client import BaseClient
 
     calls: Counter[str] = Counter()
@@ -223,7 +225,16 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
         calls[operation] += 1
         return real(self, operation, params)
 
+    def through(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return call
+
     monkeypatch.setattr(BaseClient, "_make_api_call", counted)
+    monkeypatch.setattr(obstore, "get", through("GetObject", obstore.get))
+    monkeypatch.setattr(obstore, "put", through("PutObject", obstore.put))
     yield calls
 
 
@@ -380,3 +391,135 @@ def test_a_location_that_cannot_be_listed_falls_back_to_each_run(
     for rid in runs:
         repo = objects.S3Repo(f"s3://{s3.bucket}/{top}/loc/{rid}/artifacts")
         assert [i.path for i in trees.walk(repo)] == ["x.txt"]
+
+
+# -- files through obstore --------------------------------------------------------------------
+def _sent(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Objects written and read through obstore (``obstore.put``/``get``) and through boto3
+    (its ``PutObject``/``GetObject``), counted by who sent them."""
+    import obstore
+    from botocore.client import BaseClient
+
+    sent: Counter[str] = Counter()
+    real = BaseClient._make_api_call
+
+    def boto(self: Any, operation: str, params: Any) -> Any:
+        sent[f"boto3 {operation}"] += 1
+        return real(self, operation, params)
+
+    def through(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            sent[f"obstore {name}"] += 1
+            return fn(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", boto)
+    monkeypatch.setattr(obstore, "get", through("get", obstore.get))
+    monkeypatch.setattr(obstore, "put", through("put", obstore.put))
+    return sent
+
+
+def test_small_files_go_through_obstore_as_boto3_would_send_them(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With obstore installed, a file's upload and download are obstore's requests: the
+    objects carry the type, encoding and metadata boto3's uploads give them, and read back
+    byte for byte; a file from ``PUT_BYTES`` up still goes through boto3 (in parts)."""
+    monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"Metadata": {"team": "a"}}')
+    monkeypatch.setattr(objects, "PUT_BYTES", 4096)
+    src = _tree(tmp_path / "src")
+    base = f"fast/{uuid.uuid4().hex}"
+    boto = objects.S3Repo(f"s3://{s3.bucket}/{base}/boto")
+    monkeypatch.setattr(objects, "fast_store", lambda bucket: None)
+    boto.log_artifacts(str(src))
+    monkeypatch.undo()
+    monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"Metadata": {"team": "a"}}')
+    monkeypatch.setattr(objects, "PUT_BYTES", 4096)
+    sent = _sent(monkeypatch)
+    fast = objects.S3Repo(f"s3://{s3.bucket}/{base}/fast")
+    fast.log_artifacts(str(src))
+    assert sent == {"obstore put": 5, "boto3 PutObject": 1}, sent  # c.bin: 10 KiB
+    assert _objects(s3, f"{base}/fast") == _objects(s3, f"{base}/boto")
+    sent.clear()
+    got = fast.download_artifacts("sub", str(tmp_path / "down"))
+    assert sent == {"boto3 ListObjectsV2": 1, "obstore get": 4}, sent
+    assert _files(Path(got)) == _files(src / "sub")
+
+
+def test_what_obstore_cannot_send_stays_on_boto3(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload argument obstore has no header for keeps that upload on boto3; a
+    configuration it cannot express keeps every request on boto3."""
+    sent = _sent(monkeypatch)
+    (tmp_path / "a.txt").write_bytes(b"alpha")
+    repo = objects.S3Repo(f"s3://{s3.bucket}/keep/{uuid.uuid4().hex}")
+    monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"StorageClass": "STANDARD_IA"}')
+    repo.log_artifact(str(tmp_path / "a.txt"))
+    assert sent == {"boto3 PutObject": 1}, sent
+    monkeypatch.delenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS")
+    assert objects.fast_store(s3.bucket) is not None
+    for name, value in (
+        ("MLFLOW_EXPERIMENTAL_S3_SIGNATURE_VERSION", "s3"),
+        ("MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "virtual"),
+    ):
+        with monkeypatch.context() as m:
+            m.setenv("MLFLOW_S3_ENDPOINT_URL", "http://minio.example:9000")
+            m.setenv(name, value)
+            assert objects.fast_store(s3.bucket) is None, name
+    with monkeypatch.context() as m:  # real AWS, no region: boto3 follows S3's redirect
+        m.setattr(objects, "_clients", {})
+        m.setattr(objects, "_stores", {})
+        for name in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                     "AWS_DEFAULT_REGION", "AWS_REGION"):  # fmt: skip
+            m.delenv(name, raising=False)
+        assert objects.fast_store(s3.bucket) is None
+        m.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        m.setattr(objects, "_clients", {})
+        m.setattr(objects, "_stores", {})
+        store = objects.fast_store(s3.bucket)
+        assert store is not None and store.config["region"] == "eu-west-1"
+        assert store.config["virtual_hosted_style_request"] in (True, "true")
+        assert "endpoint" not in store.config
+
+
+def test_obstore_goes_where_boto3_goes_and_owner_is_sent(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's endpoint wins over ``AWS_ENDPOINT_URL_S3`` (which obstore would otherwise
+    prefer), and an expected bucket owner is a header of every request."""
+    from tests.conftest import _free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(objects, "_stores", {})
+    (tmp_path / "a.txt").write_bytes(b"alpha")
+    repo = objects.S3Repo(f"s3://{s3.bucket}/where/{uuid.uuid4().hex}")
+    repo.log_artifact(str(tmp_path / "a.txt"))
+    assert Path(repo.download_artifacts("a.txt", str(tmp_path / "d"))).read_bytes() == b"alpha"
+    monkeypatch.setenv("MLFLOW_S3_EXPECTED_BUCKET_OWNER", "123456789012")
+    store = objects.fast_store(s3.bucket)
+    assert store is not None
+    assert store.client_options["default_headers"] == {
+        "x-amz-expected-bucket-owner": b"123456789012"
+    }
+
+
+def test_a_failed_upload_through_obstore_is_named_without_credentials(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.conftest import _free_port
+
+    port = _free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://ann:hunter2@127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+    assert objects.fast_store(s3.bucket) is not None
+    (tmp_path / "a.txt").write_bytes(b"alpha")
+    with pytest.raises(RestError) as err:
+        objects.S3Repo(f"s3://{s3.bucket}/nowhere").log_artifact(str(tmp_path / "a.txt"))
+    text = str(err.value)
+    assert f"127.0.0.1:{port}" in text and "s3://arcuate/nowhere/a.txt" in text, text
+    assert "hunter" not in text and "ann" not in text, text
+    assert "\n" not in text and "Debug source" not in text, text
