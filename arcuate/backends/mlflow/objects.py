@@ -393,8 +393,15 @@ def _build_store(
     if signature.lower() not in ("s3v4", "unsigned"):
         return None
     session = botocore.session.Session()
-    meta = client().meta
-    host = urllib.parse.urlsplit(meta.endpoint_url).hostname or ""
+    if endpoint is None:  # boto3's own resolution (AWS, a configured endpoint): its client's
+        meta = client().meta
+        url, region, retries = meta.endpoint_url, meta.region_name, meta.config.retries or {}
+    else:  # what boto3's client makes of an explicit endpoint, without building one
+        url, region = endpoint, session.get_config_variable("region")
+        retries = {"mode": session.get_config_variable("retry_mode")}
+        if session.get_config_variable("max_attempts"):
+            retries["total_max_attempts"] = session.get_config_variable("max_attempts")
+    host = urllib.parse.urlsplit(url).hostname or ""
     aws = endpoint is None and host.endswith(".amazonaws.com")
     virtual = addressing == "virtual" or (addressing == "auto" and aws)
     if virtual and not aws and not _is_ip(host):
@@ -402,17 +409,17 @@ def _build_store(
     # every setting spelled out: obstore also reads the AWS_* environment, where
     # AWS_ENDPOINT_URL_S3 would otherwise win over the endpoint boto3 resolved
     config: dict[str, Any] = {
-        "region": meta.region_name or "us-east-1",
+        "region": region or "us-east-1",
         "virtual_hosted_style_request": virtual,
         "skip_signature": signature.lower() == "unsigned",
     }
     if not aws:
-        config["endpoint"] = config["aws_endpoint_url_s3"] = meta.endpoint_url
+        config["endpoint"] = config["aws_endpoint_url_s3"] = url
     elif os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
         return None  # set, yet not boto3's endpoint (it was told to ignore them)
     elif not session.get_config_variable("region"):
         return None  # boto3 follows S3's redirect to the bucket's region; obstore does not
-    options: dict[str, Any] = {"allow_http": meta.endpoint_url.startswith("http:")}
+    options: dict[str, Any] = {"allow_http": url.startswith("http:")}
     if verify is False:
         options["allow_invalid_certificates"] = True
     elif bundle := session.get_config_variable("ca_bundle"):
@@ -423,7 +430,6 @@ def _build_store(
     owner = os.environ.get("MLFLOW_S3_EXPECTED_BUCKET_OWNER")
     if owner:
         options["default_headers"] = {"x-amz-expected-bucket-owner": owner}
-    retries = meta.config.retries or {}
     # boto3's attempts: AWS_MAX_ATTEMPTS, else its retry mode's (standard 3, legacy 5)
     attempts = int(
         retries.get("total_max_attempts") or (5 if retries.get("mode") == "legacy" else 3)
