@@ -38,7 +38,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime
-import ipaddress
 import json
 import mimetypes
 import os
@@ -389,6 +388,7 @@ def _build_store(
     except ImportError:
         return None
     import botocore.session
+    from botocore.utils import is_valid_ipv4_endpoint_url, is_valid_ipv6_endpoint_url
 
     if signature.lower() not in ("s3v4", "unsigned"):
         return None
@@ -404,7 +404,11 @@ def _build_store(
     host = urllib.parse.urlsplit(url).hostname or ""
     aws = endpoint is None and host.endswith(".amazonaws.com")
     virtual = addressing == "virtual" or (addressing == "auto" and aws)
-    if virtual and not aws and not _is_ip(host):
+    if (
+        virtual
+        and not aws
+        and not (is_valid_ipv4_endpoint_url(url) or is_valid_ipv6_endpoint_url(url))
+    ):
         return None  # the bucket in the host name: obstore would want it in the endpoint
     # every setting spelled out: obstore also reads the AWS_* environment, where
     # AWS_ENDPOINT_URL_S3 would otherwise win over the endpoint boto3 resolved
@@ -445,14 +449,6 @@ def _build_store(
         return None
     return make(bucket, config=config, client_options=options, retry_config=retry,
                 credential_provider=provider)  # fmt: skip
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _attributes(args: dict[str, Any]) -> dict[str, str] | None:
