@@ -19,14 +19,16 @@ S3 is configured as MLflow configures it (``mlflow/store/artifact/s3_artifact_re
 under a lock (boto3 builds clients unsafely from several threads at once), then shared by
 every thread. ``ARCUATE_MLFLOW_CLIENT=mlflow`` puts MLflow's repositories back.
 
-With obstore installed (``arcuate[objectstore]``), a file's ``put_object`` and ``get_object``
-go through it instead (:func:`fast_store`): the same requests to the same URL (endpoint,
-region, path-style or virtual-hosted addressing and credentials all read from the boto3
-client and session above), signed and sent in Rust, about a quarter of boto3's CPU per
-request. A configuration only boto3 expresses (upload arguments other than the content
+With obstore installed (``arcuate[objectstore]``), a file's ``put_object`` (below
+:data:`PUT_BYTES`) and ``get_object`` go through it instead (:func:`fast_store`): the same
+requests to the same URL (endpoint, region, path-style or virtual-hosted addressing, attempts
+and credentials as the boto3 client and session above resolve them; with an explicit
+``MLFLOW_S3_ENDPOINT_URL`` without building that client), signed and sent in Rust, about a
+quarter of boto3's CPU per request. Listings and deletions stay on boto3, and so does every
+request of a configuration only boto3 expresses (upload arguments other than the content
 headers, metadata and bucket owner, virtual-hosted addressing at a custom endpoint, a
-signature other than ``s3v4``, no credentials) keeps boto3. A CA bundle boto3 would use is
-trusted beside the system's roots.
+signature other than ``s3v4``, no credentials, real AWS without a configured region, whose
+redirects boto3 follows). A CA bundle boto3 would use is trusted beside the system's roots.
 
 Errors are :class:`~arcuate.backends.mlflow.rest.RestError` (what the callers catch for a
 failed MLflow call), naming the file or the listing; never a credential or the endpoint's
