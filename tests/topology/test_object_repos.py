@@ -296,7 +296,7 @@ def test_an_unreachable_endpoint_is_named_without_its_credentials(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
     repo = objects.S3Repo(f"s3://{s3.bucket}/nowhere")
     (tmp_path / "a.txt").write_bytes(b"alpha")
-    assert objects.fast_store(s3.bucket) is not None  # files: obstore's errors, worded
+    assert objects.obstore_for(s3.bucket) is not None  # files: obstore's errors, worded
     for act in (
         repo.walk,
         lambda: repo.download_artifacts("a.txt", str(tmp_path / "d")),
@@ -426,8 +426,11 @@ def test_small_files_go_through_obstore_as_boto3_would_send_them(
     src = _tree(tmp_path / "src")
     base = f"fast/{uuid.uuid4().hex}"
     boto = objects.S3Repo(f"s3://{s3.bucket}/{base}/boto")
-    monkeypatch.setattr(objects, "fast_store", lambda bucket: None)
+    monkeypatch.setattr(objects, "obstore_for", lambda bucket: None)
     boto.log_artifacts(str(src))
+    by_boto = boto.download_artifacts("sub", str(tmp_path / "down-boto"))
+    with pytest.raises(RestError, match=r"No such artifact: 'gone\.txt'"):
+        boto.download_artifacts("gone.txt", str(tmp_path / "down-boto"))
     monkeypatch.undo()
     monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"Metadata": {"team": "a"}}')
     monkeypatch.setattr(objects, "PUT_BYTES", 4096)
@@ -439,7 +442,10 @@ def test_small_files_go_through_obstore_as_boto3_would_send_them(
     sent.clear()
     got = fast.download_artifacts("sub", str(tmp_path / "down"))
     assert sent == {"boto3 ListObjectsV2": 1, "obstore get": 4}, sent
-    assert _files(Path(got)) == _files(src / "sub")
+    assert _files(Path(got)) == _files(Path(by_boto)) == _files(src / "sub")
+    with pytest.raises(RestError, match=r"No such artifact: 'gone\.txt'"):
+        fast.download_artifacts("gone.txt", str(tmp_path / "down"))
+    assert not (tmp_path / "down" / "gone.txt").exists()
 
 
 def test_what_obstore_cannot_send_stays_on_boto3(
@@ -454,7 +460,7 @@ def test_what_obstore_cannot_send_stays_on_boto3(
     repo.log_artifact(str(tmp_path / "a.txt"))
     assert sent == {"boto3 PutObject": 1}, sent
     monkeypatch.delenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS")
-    assert objects.fast_store(s3.bucket) is not None
+    assert objects.obstore_for(s3.bucket) is not None
     for name, value in (
         ("MLFLOW_EXPERIMENTAL_S3_SIGNATURE_VERSION", "s3"),
         ("MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "virtual"),
@@ -462,18 +468,18 @@ def test_what_obstore_cannot_send_stays_on_boto3(
         with monkeypatch.context() as m:
             m.setenv("MLFLOW_S3_ENDPOINT_URL", "http://minio.example:9000")
             m.setenv(name, value)
-            assert objects.fast_store(s3.bucket) is None, name
+            assert objects.obstore_for(s3.bucket) is None, name
     with monkeypatch.context() as m:  # real AWS, no region: boto3 follows S3's redirect
         m.setattr(objects, "_clients", {})
         m.setattr(objects, "_stores", {})
         for name in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
                      "AWS_DEFAULT_REGION", "AWS_REGION"):  # fmt: skip
             m.delenv(name, raising=False)
-        assert objects.fast_store(s3.bucket) is None
+        assert objects.obstore_for(s3.bucket) is None
         m.setenv("AWS_DEFAULT_REGION", "eu-west-1")
         m.setattr(objects, "_clients", {})
         m.setattr(objects, "_stores", {})
-        store = objects.fast_store(s3.bucket)
+        store = objects.obstore_for(s3.bucket)
         assert store is not None and store.config["region"] == "eu-west-1"
         assert store.config["virtual_hosted_style_request"] in (True, "true")
         assert "endpoint" not in store.config
@@ -494,7 +500,7 @@ def test_obstore_goes_where_boto3_goes_and_owner_is_sent(
     repo.log_artifact(str(tmp_path / "a.txt"))
     assert Path(repo.download_artifacts("a.txt", str(tmp_path / "d"))).read_bytes() == b"alpha"
     monkeypatch.setenv("MLFLOW_S3_EXPECTED_BUCKET_OWNER", "123456789012")
-    store = objects.fast_store(s3.bucket)
+    store = objects.obstore_for(s3.bucket)
     assert store is not None
     assert store.client_options["default_headers"] == {
         "x-amz-expected-bucket-owner": b"123456789012"
@@ -510,7 +516,7 @@ def test_an_explicit_endpoint_needs_no_boto3_client(
     monkeypatch.setattr(objects, "_stores", {})
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
-    store = objects.fast_store(s3.bucket)
+    store = objects.obstore_for(s3.bucket)
     assert store is not None and objects._clients == {}
     meta = objects.client().meta
     assert store.config["endpoint"] == meta.endpoint_url == s3.endpoint

@@ -20,7 +20,7 @@ under a lock (boto3 builds clients unsafely from several threads at once), then 
 every thread. ``ARCUATE_MLFLOW_CLIENT=mlflow`` puts MLflow's repositories back.
 
 With obstore installed (``arcuate[objectstore]``), a file's ``put_object`` (below
-:data:`PUT_BYTES`) and ``get_object`` go through it instead (:func:`fast_store`): the same
+:data:`PUT_BYTES`) and ``get_object`` go through it instead (:func:`obstore_for`): the same
 requests to the same URL (endpoint, region, path-style or virtual-hosted addressing, attempts
 and credentials as the boto3 client and session above resolve them; with an explicit
 ``MLFLOW_S3_ENDPOINT_URL`` without building that client), signed and sent in Rust, about a
@@ -50,7 +50,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -366,7 +366,7 @@ _stores: dict[tuple[Any, ...], Any] = {}
 _stores_lock = threading.Lock()
 
 
-def fast_store(bucket: str) -> Any | None:
+def obstore_for(bucket: str) -> Any | None:
     """obstore's store for ``bucket`` under the current configuration, built once; None when
     boto3 sends the requests (obstore missing, or a configuration only boto3 expresses)."""
     config = _config()
@@ -634,67 +634,53 @@ class S3Repo:
         return local
 
     def _get(self, rel: str, local: str) -> None:
-        """One object streamed to ``local`` (nothing is left there on failure)."""
+        """One object streamed to ``local`` (nothing is left there on failure), through
+        obstore when :func:`obstore_for` gives a store, else boto3."""
         key = self._key(rel)
-        where = f"s3://{self.bucket}/{key}"
-        store = fast_store(self.bucket)
+        what = f"could not download s3://{self.bucket}/{key}"
+        store = obstore_for(self.bucket)
+        close: Any = None
+        chunks: Iterator[Any]
         if store is not None:
-            self._get_fast(store, key, local, where)
-            return
-        try:
-            answer = client().get_object(Bucket=self.bucket, Key=key, **_owner_params())
-        except _boto_errors() as exc:
-            raise _failed(exc, f"could not download {where}") from None
-        expected = int(answer.get("ContentLength", -1))
-        body = answer["Body"]
-        got = 0
-        try:
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            with open(local, "wb") as out:
-                while chunk := body.read(_READ):
-                    out.write(chunk)
-                    got += len(chunk)
-            if expected >= 0 and got != expected:
-                raise RestError(f"download of {where} ended after {got} of {expected} bytes")
-        except _boto_errors() as exc:
-            _remove(local)
-            raise _failed(exc, f"could not download {where}") from None
-        except BaseException:
-            _remove(local)
-            raise
-        finally:
-            body.close()
+            from obstore import get
 
-    @staticmethod
-    def _get_fast(store: Any, key: str, local: str, where: str) -> None:
-        """:meth:`_get` through obstore (whose errors are its own or Python's ``OSError``s:
-        only those of the store's calls are reported as the store's)."""
-        from obstore import get
-
-        failures = _store_errors()
+            failures, failed = _store_errors(), _store_failed
+            try:
+                answer = get(store, key)
+                expected = int(answer.meta["size"])
+                chunks = iter(answer.stream(min_chunk_size=_READ))
+            except failures as exc:
+                raise failed(exc, what) from None
+        else:
+            failures, failed = _boto_errors(), _failed
+            try:
+                found = client().get_object(Bucket=self.bucket, Key=key, **_owner_params())
+            except failures as exc:
+                raise failed(exc, what) from None
+            expected = int(found.get("ContentLength", -1))
+            body = found["Body"]
+            chunks, close = iter(lambda: body.read(_READ), b""), body.close
         try:
-            answer = get(store, key)
-            chunks = iter(answer.stream(min_chunk_size=_READ))
-        except failures as exc:
-            raise _store_failed(exc, f"could not download {where}") from None
-        expected, got = int(answer.meta["size"]), 0
-        try:
+            got = 0
             os.makedirs(os.path.dirname(local), exist_ok=True)
             with open(local, "wb") as out:
                 while True:
-                    try:
+                    try:  # only the store's reads are its failures (a local one is raised)
                         chunk = next(chunks)
                     except StopIteration:
                         break
                     except failures as exc:
-                        raise _store_failed(exc, f"could not download {where}") from None
+                        raise failed(exc, what) from None
                     out.write(chunk)
                     got += len(chunk)
-            if got != expected:
-                raise RestError(f"download of {where} ended after {got} of {expected} bytes")
+            if expected >= 0 and got != expected:
+                raise RestError(f"{what}: it ended after {got} of {expected} bytes")
         except BaseException:
             _remove(local)
             raise
+        finally:
+            if close is not None:
+                close()
 
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """``local_file`` put at ``<prefix>/<artifact_path>/<its name>``."""
@@ -708,7 +694,7 @@ class S3Repo:
         key = self._key(_safe(path))
         args = _upload_args(posixpath.basename(path))
         small = os.path.getsize(local_file) < PUT_BYTES
-        store = fast_store(self.bucket) if small else None
+        store = obstore_for(self.bucket) if small else None
         attributes = _attributes(args) if store is not None else None
         if store is not None and attributes is not None:
             from obstore import put
