@@ -522,3 +522,72 @@ def test_an_explicit_endpoint_needs_no_boto3_client(
     assert store.config["endpoint"] == meta.endpoint_url == s3.endpoint
     assert store.config["region"] == meta.region_name == "eu-central-1"
     assert store.retry_config["max_retries"] == meta.config.retries["total_max_attempts"] - 1
+
+
+def test_a_key_obstore_cannot_name_is_sent_by_boto3(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose name holds a control character (S3 and MLflow take it; obstore's paths
+    refuse it) is uploaded and downloaded through boto3, under its exact key."""
+    sent = _sent(monkeypatch)
+    base = f"ctl/{uuid.uuid4().hex}"
+    name = "odd\x01name.txt"
+    (tmp_path / "plain.txt").write_bytes(b"ctl bytes")
+    repo = objects.S3Repo(f"s3://{s3.bucket}/{base}")
+    repo.put_file(str(tmp_path / "plain.txt"), f"sub/{name}")
+    # obstore is asked first and refuses the key before sending anything
+    assert sent == {"obstore put": 1, "boto3 PutObject": 1}, sent
+    sent.clear()
+    got = repo.download_artifacts(f"sub/{name}", str(tmp_path / "down"))
+    assert sent == {"obstore get": 1, "boto3 GetObject": 1}, sent
+    assert Path(got).read_bytes() == b"ctl bytes"
+    assert set(_objects(s3, base)) == {f"sub/{name}"}
+
+
+_NO_BOTOCORE = """
+import sys
+from pathlib import Path
+from arcuate.backends.mlflow import objects
+store = objects.obstore_for(sys.argv[1])
+repo = objects.S3Repo(f"s3://{sys.argv[1]}/{sys.argv[2]}")
+repo.put_file(sys.argv[3], "a.txt")
+got = repo.download_artifacts("a.txt", sys.argv[4])
+print(store.config.get("region"), Path(got).read_text(), "botocore" in sys.modules)
+"""
+
+
+def test_keys_in_the_environment_need_no_botocore(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an explicit endpoint, the keys in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+    and no shared config file, the files go up and down without importing botocore (a fifth
+    of a second of a small command's CPU); a config file, a profile or a session token that
+    expires are botocore's to read, as they are boto3's."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.txt").write_text("env keys")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws/config
+    for name in ("AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    base = f"env/{uuid.uuid4().hex}"
+
+    def run(where: str) -> list[str]:
+        args = [s3.bucket, f"{base}/{where}", str(tmp_path / "a.txt"), str(tmp_path / where)]
+        done = subprocess.run(
+            [sys.executable, "-c", _NO_BOTOCORE, *args], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    assert run("plain") == ["us-east-1", "env", "keys", "False"]
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-north-1")
+    assert run("region") == ["eu-north-1", "env", "keys", "False"]
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = eu-west-3\n")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert run("config") == ["eu-west-3", "env", "keys", "True"]
+    monkeypatch.delenv("AWS_CONFIG_FILE")
+    monkeypatch.setenv("AWS_CREDENTIAL_EXPIRATION", "2099-01-01T00:00:00Z")
+    assert run("expiring") == ["us-east-1", "env", "keys", "True"]

@@ -51,6 +51,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -383,21 +384,26 @@ def _build_store(
     bucket: str, signature: str, addressing: str, endpoint: str | None, verify: bool | None
 ) -> Any | None:
     """The store sending what boto3's :func:`client` would: its endpoint, region, addressing
-    and retries, the credentials of a boto3 session (refreshed through it)."""
+    and retries, the credentials of a boto3 session (refreshed through it), or with an
+    explicit endpoint and everything in the environment, those of :func:`_env_settings`."""
     try:
-        from obstore.auth.boto3 import Boto3CredentialProvider
         from obstore.store import S3Store
     except ImportError:
         return None
-    import botocore.session
-    from botocore.utils import is_valid_ipv4_endpoint_url, is_valid_ipv6_endpoint_url
-
     if signature.lower() not in ("s3v4", "unsigned"):
         return None
-    session = botocore.session.Session()
+    unsigned = signature.lower() == "unsigned"
+    env = _env_settings(unsigned) if endpoint is not None else None
+    session: Any = None
+    if env is None:
+        import botocore.session
+
+        session = botocore.session.Session()
     if endpoint is None:  # boto3's own resolution (AWS, a configured endpoint): its client's
         meta = client().meta
         url, region, retries = meta.endpoint_url, meta.region_name, meta.config.retries or {}
+    elif env is not None:  # the variables boto3 would read, and nothing else sets them
+        url, region, retries = endpoint, env.region, env.retries
     else:  # what boto3's client makes of an explicit endpoint, without building one
         url, region = endpoint, session.get_config_variable("region")
         retries = {"mode": session.get_config_variable("retry_mode")}
@@ -406,12 +412,11 @@ def _build_store(
     host = urllib.parse.urlsplit(url).hostname or ""
     aws = endpoint is None and host.endswith(".amazonaws.com")
     virtual = addressing == "virtual" or (addressing == "auto" and aws)
-    if (
-        virtual
-        and not aws
-        and not (is_valid_ipv4_endpoint_url(url) or is_valid_ipv6_endpoint_url(url))
-    ):
-        return None  # the bucket in the host name: obstore would want it in the endpoint
+    if virtual and not aws:
+        from botocore.utils import is_valid_ipv4_endpoint_url, is_valid_ipv6_endpoint_url
+
+        if not (is_valid_ipv4_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
+            return None  # the bucket in the host name: obstore would want it in the endpoint
     # every setting spelled out: obstore also reads the AWS_* environment, where
     # AWS_ENDPOINT_URL_S3 would otherwise win over the endpoint boto3 resolved
     config: dict[str, Any] = {
@@ -426,9 +431,10 @@ def _build_store(
     elif not session.get_config_variable("region"):
         return None  # boto3 follows S3's redirect to the bucket's region; obstore does not
     options: dict[str, Any] = {"allow_http": url.startswith("http:")}
+    bundle = env.ca_bundle if env is not None else session.get_config_variable("ca_bundle")
     if verify is False:
         options["allow_invalid_certificates"] = True
-    elif bundle := session.get_config_variable("ca_bundle"):
+    elif bundle:
         try:  # trusted beside the system's roots (boto3 trusts the bundle alone)
             options["root_certificate"] = Path(bundle).read_bytes()
         except OSError:
@@ -445,12 +451,69 @@ def _build_store(
     make: Any = S3Store  # its overloads want literal config dicts
     if config["skip_signature"]:
         return make(bucket, config=config, client_options=options, retry_config=retry)
+    if env is not None:
+        config.update(env.credentials)
+        return make(bucket, config=config, client_options=options, retry_config=retry)
+    from obstore.auth.boto3 import Boto3CredentialProvider
+
     try:
         provider = Boto3CredentialProvider(session)
     except ValueError:  # no credentials at all: boto3 says so in its own words
         return None
     return make(bucket, config=config, client_options=options, retry_config=retry,
                 credential_provider=provider)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _EnvSettings:
+    """boto3's settings for an explicit endpoint, read from the environment alone."""
+
+    region: str | None
+    ca_bundle: str | None
+    retries: dict[str, Any]
+    #: obstore's names for the keys (empty for unsigned requests)
+    credentials: dict[str, str]
+
+
+def _env_settings(unsigned: bool) -> _EnvSettings | None:
+    """What boto3 would use, read from the ``AWS_*`` variables as botocore reads them, when
+    nothing else can set it: the keys in ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``
+    (the first place botocore's chain looks, and it stops there), no shared config file, no
+    profile and no defaults mode. None otherwise: botocore resolves them (a fifth of a second
+    of CPU to import it)."""
+    env = os.environ
+    config_file = env.get("AWS_CONFIG_FILE", "~/.aws/config")
+    if (
+        not config_file
+        or os.path.exists(os.path.expanduser(config_file))
+        or env.get("AWS_PROFILE")
+        or env.get("AWS_DEFAULT_PROFILE")
+        or env.get("AWS_DEFAULTS_MODE", "legacy") != "legacy"
+        or "AWS_CREDENTIAL_EXPIRATION" in env
+    ):
+        return None
+    retries: dict[str, Any] = {"mode": env.get("AWS_RETRY_MODE") or "standard"}
+    if attempts := env.get("AWS_MAX_ATTEMPTS"):
+        try:
+            retries["total_max_attempts"] = int(attempts)
+        except ValueError:
+            return None  # botocore words the error
+    credentials: dict[str, str] = {}
+    if not unsigned:
+        key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+        if not key or not secret:
+            return None
+        credentials = {"access_key_id": key, "secret_access_key": secret}
+        # botocore takes the first of these that is set, even empty (then it sends none)
+        token = next((env[n] for n in ("AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN") if n in env), "")
+        if token:
+            credentials["session_token"] = token
+    return _EnvSettings(
+        env.get("AWS_DEFAULT_REGION") or None,
+        env.get("AWS_CA_BUNDLE") or None,
+        retries,
+        credentials,
+    )
 
 
 def _attributes(args: dict[str, Any]) -> dict[str, str] | None:
@@ -640,7 +703,7 @@ class S3Repo:
         what = f"could not download s3://{self.bucket}/{key}"
         store = obstore_for(self.bucket)
         close: Any = None
-        chunks: Iterator[Any]
+        chunks: Iterator[Any] | None = None
         if store is not None:
             from obstore import get
 
@@ -649,9 +712,11 @@ class S3Repo:
                 answer = get(store, key)
                 expected = int(answer.meta["size"])
                 chunks = iter(answer.stream(min_chunk_size=_READ))
+            except ValueError:
+                pass  # a key obstore's paths cannot hold (a control character): boto3's
             except failures as exc:
                 raise failed(exc, what) from None
-        else:
+        if chunks is None:
             failures, failed = _boto_errors(), _failed
             try:
                 found = client().get_object(Bucket=self.bucket, Key=key, **_owner_params())
@@ -703,11 +768,13 @@ class S3Repo:
                 data = body.read()
             try:
                 put(store, key, data, attributes=attributes)
+                return
+            except ValueError:
+                pass  # a key obstore's paths cannot hold (a control character): boto3's
             except _store_errors() as exc:
                 raise _store_failed(
                     exc, f"could not upload {path!r} to s3://{self.bucket}/{key}"
                 ) from None
-            return
         s3 = client()
         try:
             if small:
@@ -807,5 +874,5 @@ class Trees:
 
 
 def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
         os.remove(path)
