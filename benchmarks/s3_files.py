@@ -6,7 +6,8 @@ A moto S3 server (its own process) and a sqlite MLflow store hold ``--runs`` run
 params only, no metrics, so the files dominate). Each mode exports the experiment into a local
 Delta table in a fresh process (``--repeat`` times) and prints the export's wall time, the
 process's wall time, its peak RSS, the S3 requests it made by operation (counted in the
-process around botocore's ``_make_api_call``) and whether MLflow's S3 repository was loaded.
+process around botocore's ``_make_api_call`` and obstore's ``get``, ``put`` and ``list``, a
+listing once) and whether MLflow's S3 repository was loaded.
 The tables of both modes are compared (the same rows, the same file bytes). The machine's load
 average is printed first and last: the figures are only comparable on a quiet machine.
 """
@@ -39,6 +40,17 @@ def counted(self, operation, params):
     calls[operation] += 1
     return real(self, operation, params)
 BaseClient._make_api_call = counted
+try:  # obstore's requests under boto3's names (a listing once, however many pages it reads)
+    import obstore
+    def through(name, fn):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return call
+    for fn, name in (("get", "GetObject"), ("put", "PutObject"), ("list", "ListObjectsV2")):
+        setattr(obstore, fn, through(name, getattr(obstore, fn)))
+except ImportError:
+    pass
 from arcuate.config import Settings
 from arcuate.engine.context import Context
 from arcuate.engine.export import export_experiment

@@ -155,9 +155,16 @@ def _put(s3: Any, key: str, data: bytes = b"x") -> None:
     s3.client().put_object(Bucket=s3.bucket, Key=key, Body=data)
 
 
-def test_odd_and_hostile_keys(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("lister", ["boto3", "obstore"])
+def test_odd_and_hostile_keys(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lister: str
+) -> None:
     """Empty ``dir/`` markers are skipped; ``..``, empty parts and a ``dir/`` key holding
-    bytes are refused, naming the key; a listing that does not end is cut off."""
+    bytes are refused, naming the key; a listing that does not end is cut off. Through
+    obstore (which drops a key's trailing ``/``), a ``dir/`` key holding bytes reads as a
+    file that is not there: reading it fails, naming it."""
+    if lister == "boto3":
+        monkeypatch.setattr(objects, "obstore_for", lambda bucket: None)
     base = f"odd/{uuid.uuid4().hex}"
     _put(s3, f"{base}/run/ok.txt", b"fine")
     _put(s3, f"{base}/run/folder/", b"")
@@ -165,17 +172,26 @@ def test_odd_and_hostile_keys(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = objects.S3Repo(f"s3://{s3.bucket}/{base}/run")
     assert _infos(repo.walk()) == [("folder/in.txt", False, 2), ("ok.txt", False, 4)]
     assert _infos(repo.list_artifacts()) == [("folder", True, None), ("ok.txt", False, 4)]
-    for key, why in (
+    hostile = [
         (f"{base}/dots/a/../../../escape.txt", "'..'"),
         (f"{base}/slashes//abs.txt", "an empty"),
-        (f"{base}/marker/full/", "ends in '/' but holds 3 bytes"),
-    ):
+        (f"{base}/ctl/a\x01b/", "ends in '/' but holds 3 bytes"),
+    ]
+    if lister == "boto3":
+        hostile.append((f"{base}/marker/full/", "ends in '/' but holds 3 bytes"))
+    for key, why in hostile:
         _put(s3, key, b"bad")
         root = key.split("/")[2]
         with pytest.raises(RestError, match=why) as err:
             objects.S3Repo(f"s3://{s3.bucket}/{base}/{root}").walk()
         assert repr(key) in str(err.value)
         assert "testing" not in str(err.value)  # the credentials
+    if lister == "obstore":
+        _put(s3, f"{base}/marker/full/", b"bad")
+        marker = objects.S3Repo(f"s3://{s3.bucket}/{base}/marker")
+        assert _infos(marker.walk()) == [("full", False, 3)]
+        with pytest.raises(RestError, match=f"{base}/marker/full"):
+            marker.download_artifacts("full", str(tmp_path / "down"))
     monkeypatch.setattr(objects, "PAGE_KEYS", 1)
     monkeypatch.setattr(objects, "MAX_PAGES", 2)
     with pytest.raises(RestError, match="did not end after 2 pages"):
@@ -213,9 +229,12 @@ def _export(store: Any, name: str, warehouse: Path) -> tuple[Any, Any]:
 
 @pytest.fixture
 def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """S3 operations called by any boto3 client of this process, by name, and objects read
-    and written through obstore (as ``GetObject`` and ``PutObject``)."""
-    calls = _count_requests(monkeypatch, "{}", {"get": "GetObject", "put": "PutObject"})
+    """S3 operations called by any boto3 client of this process, by name, and objects read,
+    written and listed through obstore (as ``GetObject``, ``PutObject``, ``ListObjectsV2``:
+    an obstore listing is counted once, however many pages it reads)."""
+    calls = _count_requests(
+        monkeypatch, "{}", {"get": "GetObject", "put": "PutObject", "list": "ListObjectsV2"}
+    )
     yield calls
 
 
@@ -241,12 +260,14 @@ def test_export_from_s3_equals_mlflows_with_one_listing_of_the_experiment(
     assert s3_calls["ListObjectsV2"] >= 3 * runs, dict(s3_calls)  # MLflow: per folder, per file
 
 
+@pytest.mark.parametrize("lister", ["boto3", "obstore"])
 def test_an_experiment_location_past_the_bound_is_listed_run_by_run(
     s3: Any,
     mlflow_store: Any,
     workdir: Path,
     s3_calls: Counter[str],
     monkeypatch: pytest.MonkeyPatch,
+    lister: str,
 ) -> None:
     """A location holding more than ``TREE_PAGES`` pages of keys (an experiment far larger
     than what is exported of it) is not read whole: each run's root is listed alone, and the
@@ -255,12 +276,16 @@ def test_an_experiment_location_past_the_bound_is_listed_run_by_run(
     location = f"s3://{s3.bucket}/export/{uuid.uuid4().hex}"
     name = _experiment(mlflow_store, location, runs)
     whole = _export(mlflow_store, name, workdir / "whole")
+    if lister == "boto3":
+        monkeypatch.setattr(objects, "obstore_for", lambda bucket: None)
     monkeypatch.setattr(objects, "PAGE_KEYS", 3)  # a run's 3 files: one page
     monkeypatch.setattr(objects, "TREE_PAGES", 2)  # the location's 12 keys: 4 pages
     s3_calls.clear()
     assert repr(_export(mlflow_store, name, workdir / "alone")) == repr(whole)
-    # the first run; two pages of the location, given up at the third; the other three runs
-    assert s3_calls["ListObjectsV2"] == 1 + 3 + (runs - 1), dict(s3_calls)
+    # the first run; the location, given up past two pages (boto3: at its third page;
+    # obstore: one listing, its keys counted as they come); the other three runs
+    location_calls = 3 if lister == "boto3" else 1
+    assert s3_calls["ListObjectsV2"] == 1 + location_calls + (runs - 1), dict(s3_calls)
 
 
 def test_a_run_whose_root_lies_elsewhere_is_listed_alone(tmp_path: Path, s3: Any) -> None:
@@ -405,14 +430,15 @@ def _count_requests(
         return call
 
     monkeypatch.setattr(BaseClient, "_make_api_call", counted)
-    for name in ("get", "put"):
+    for name in ("get", "put", "list"):
         monkeypatch.setattr(obstore, name, wrapped(name, getattr(obstore, name)))
     return calls
 
 
 def _sent(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Objects written and read through obstore and through boto3, by who sent them."""
-    return _count_requests(monkeypatch, "boto3 {}", {"get": "obstore get", "put": "obstore put"})
+    """Objects written, read and listed through obstore and through boto3, by who sent them."""
+    names = {"get": "obstore get", "put": "obstore put", "list": "obstore list"}
+    return _count_requests(monkeypatch, "boto3 {}", names)
 
 
 def test_small_files_go_through_obstore_as_boto3_would_send_them(
@@ -441,7 +467,7 @@ def test_small_files_go_through_obstore_as_boto3_would_send_them(
     assert _objects(s3, f"{base}/fast") == _objects(s3, f"{base}/boto")
     sent.clear()
     got = fast.download_artifacts("sub", str(tmp_path / "down"))
-    assert sent == {"boto3 ListObjectsV2": 1, "obstore get": 4}, sent
+    assert sent == {"obstore list": 1, "obstore get": 4}, sent
     assert _files(Path(got)) == _files(Path(by_boto)) == _files(src / "sub")
     with pytest.raises(RestError, match=r"No such artifact: 'gone\.txt'"):
         fast.download_artifacts("gone.txt", str(tmp_path / "down"))

@@ -20,15 +20,21 @@ under a lock (boto3 builds clients unsafely from several threads at once), then 
 every thread. ``ARCUATE_MLFLOW_CLIENT=mlflow`` puts MLflow's repositories back.
 
 With obstore installed (``arcuate[objectstore]``), a file's ``put_object`` (below
-:data:`PUT_BYTES`) and ``get_object`` go through it instead (:func:`obstore_for`): the same
-requests to the same URL (endpoint, region, path-style or virtual-hosted addressing, attempts
-and credentials as the boto3 client and session above resolve them; with an explicit
-``MLFLOW_S3_ENDPOINT_URL`` without building that client), signed and sent in Rust, about a
-quarter of boto3's CPU per request. Listings and deletions stay on boto3, and so does every
-request of a configuration only boto3 expresses (upload arguments other than the content
-headers, metadata and bucket owner, virtual-hosted addressing at a custom endpoint, a
-signature other than ``s3v4``, no credentials, real AWS without a configured region, whose
-redirects boto3 follows). A CA bundle boto3 would use is trusted beside the system's roots.
+:data:`PUT_BYTES`) and ``get_object``, and a tree's listing (:meth:`S3Repo.listed`), go
+through it instead (:func:`obstore_for`): the same requests to the same URL (endpoint,
+region, path-style or virtual-hosted addressing, attempts and credentials as the boto3 client
+and session above resolve them; with an explicit ``MLFLOW_S3_ENDPOINT_URL`` without building
+that client, and with the keys in the environment and no shared config file without
+importing botocore), signed and sent in Rust, about a quarter of boto3's CPU per request.
+Deletions and one-level listings stay on boto3, and so does every request of a configuration
+only boto3 expresses (upload arguments other than the content headers, metadata and bucket
+owner, virtual-hosted addressing at a custom endpoint, a signature other than ``s3v4``, no
+credentials, real AWS without a configured region, whose redirects boto3 follows), of a key
+obstore's paths cannot hold (a control character, ``..``, an empty part), and a listing whose
+keys obstore cannot give back exactly (an empty object: obstore drops a key's trailing
+``/``). A CA bundle boto3 would use is trusted beside the system's roots. One difference
+remains: through obstore, a ``dir/`` key that holds bytes is listed as the file ``dir``, which
+then cannot be read (boto3's listing refuses it by name).
 
 Errors are :class:`~arcuate.backends.mlflow.rest.RestError` (what the callers catch for a
 failed MLflow call), naming the file or the listing; never a credential or the endpoint's
@@ -651,12 +657,57 @@ class S3Repo:
         """
         base = self._key(_safe(path) if path else None).rstrip("/")
         prefix = f"{base}/" if base else ""
-        objects = (
-            (str(obj["Key"]), int(obj["Size"]))
-            for page in self._pages(prefix, delimiter=False)
-            for obj in page.get("Contents") or ()
+        listed = self.listed(prefix, MAX_PAGES)
+        objects: Iterable[tuple[str, int]] = (
+            listed
+            if listed is not None
+            else (
+                (str(obj["Key"]), int(obj["Size"]))
+                for page in self._pages(prefix, delimiter=False)
+                for obj in page.get("Contents") or ()
+            )
         )
         return self.files_of(objects)
+
+    def listed(self, prefix: str, pages: int) -> list[tuple[str, int]] | None:
+        """Every (key, size) under ``prefix`` (empty or ending in ``/``) as obstore lists it,
+        when that is exactly what boto3's listing says; None when boto3 must list: no store,
+        a key obstore's paths cannot hold (``..``, an empty part, a control character), or an
+        empty object, a key twice, or a key that is also a folder of another (obstore drops a
+        key's trailing ``/``, so an empty ``dir/`` marker would read as a file).
+
+        Raises:
+            RestError: the listing failed, or went on past ``pages`` pages' worth of keys.
+        """
+        store = obstore_for(self.bucket)
+        if store is None:
+            return None
+        from obstore import list as list_objects
+        from obstore.exceptions import InvalidPathError
+
+        found: list[tuple[str, int]] = []
+        try:
+            for chunk in list_objects(store, prefix or None, chunk_size=PAGE_KEYS):
+                found += ((str(meta["path"]), int(meta["size"])) for meta in chunk)
+                if len(found) > pages * PAGE_KEYS:
+                    raise RestError(
+                        f"the listing of {self._where()} did not end after {pages} pages of "
+                        f"{PAGE_KEYS} keys: stopped"
+                    )
+        except (ValueError, InvalidPathError):
+            return None
+        except _store_errors() as exc:
+            raise _store_failed(exc, f"could not list {self._where()}") from None
+        keys = {key for key, _ in found}
+        if len(keys) < len(found) or any(size == 0 for _, size in found):
+            return None
+        for key in keys:
+            at = key.find("/", len(prefix))
+            while at >= 0:
+                if key[:at] in keys:
+                    return None
+                at = key.find("/", at + 1)
+        return found
 
     def files_of(self, objects: Iterable[tuple[str, int]]) -> list[FileInfo]:
         """What :meth:`walk` makes of the (key, size) pairs a listing answered, sorted."""
@@ -864,6 +915,9 @@ class Trees:
         whole = S3Repo(f"s3://{repo.bucket}/{location}")
         found: list[tuple[str, int]] = []
         try:
+            listed = whole.listed(f"{location}/", TREE_PAGES)
+            if listed is not None:
+                return sorted(listed)
             for count, page in enumerate(whole._pages(f"{location}/", delimiter=False)):
                 if count >= TREE_PAGES:
                     return None
