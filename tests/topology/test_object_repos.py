@@ -609,6 +609,8 @@ def test_keys_in_the_environment_need_no_botocore(
     assert run("plain") == ["us-east-1", "env", "keys", "False"]
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-north-1")
     assert run("region") == ["eu-north-1", "env", "keys", "False"]
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)  # an empty one sets nothing
+    assert run("devnull") == ["eu-north-1", "env", "keys", "False"]
     config = tmp_path / "aws-config"
     config.write_text("[default]\nregion = eu-west-3\n")
     monkeypatch.delenv("AWS_DEFAULT_REGION")

@@ -484,14 +484,14 @@ class _EnvSettings:
 def _env_settings(unsigned: bool) -> _EnvSettings | None:
     """What boto3 would use, read from the ``AWS_*`` variables as botocore reads them, when
     nothing else can set it: the keys in ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``
-    (the first place botocore's chain looks, and it stops there), no shared config file, no
-    profile and no defaults mode. None otherwise: botocore resolves them (a fifth of a second
-    of CPU to import it)."""
+    (the first place botocore's chain looks, and it stops there), no shared config file (or
+    an empty one, such as ``/dev/null``), no profile and no defaults mode. None otherwise:
+    botocore resolves them (a fifth of a second of CPU to import it)."""
     env = os.environ
-    config_file = env.get("AWS_CONFIG_FILE", "~/.aws/config")
+    config_file = os.path.expanduser(env.get("AWS_CONFIG_FILE", "~/.aws/config"))
     if (
         not config_file
-        or os.path.exists(os.path.expanduser(config_file))
+        or (os.path.exists(config_file) and os.path.getsize(config_file) > 0)
         or env.get("AWS_PROFILE")
         or env.get("AWS_DEFAULT_PROFILE")
         or env.get("AWS_DEFAULTS_MODE", "legacy") != "legacy"
