@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeGuard
 
+from arcuate.backends import spooled
 from arcuate.backends.mlflow import objects
 from arcuate.backends.protocols import Record
 
@@ -158,11 +159,11 @@ def _upload(repo: ArtifactRepository, files: list[Record], prefix: str) -> None:
             if parent not in made:
                 os.makedirs(parent, exist_ok=True)
                 made.add(parent)
-            shutil.copy2(f["local"], dest)
+            spooled.copy_to(f, dest)
         return
     if isinstance(repo, objects.S3Repo):  # each file straight to its key, no staging
         for f in files:
-            repo.put_file(f["local"], joined(prefix, f["path"]))
+            repo.put_spooled(f, joined(prefix, f["path"]))
         return
     stage = _stage_files(files, prefix)
     try:
@@ -178,10 +179,7 @@ def _stage_files(files: list[Record], prefix: str = "") -> str:
     for f in files:
         dest = root.joinpath(*joined(prefix, f["path"]).split("/"))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f["local"], dest)
-        except OSError:
-            shutil.copyfile(f["local"], dest)
+        spooled.copy_to(f, str(dest), link=True)
     return stage
 
 

@@ -55,6 +55,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from arcuate.backends import spooled
 from arcuate.backends.mlflow import artifacts, objects, sqlclient
 from arcuate.backends.mlflow.connect import is_rest, is_sql, is_sql_store
 from arcuate.backends.mlflow.metric_rows import MetricBlock, metric_block
@@ -352,15 +353,12 @@ class _Uploads:
         logged to the folder of its relative path (arcuate's S3 repository: put straight to
         its key)."""
         if isinstance(repo, objects.S3Repo):
-            repo.put_file(f["local"], f["path"])
+            repo.put_spooled(f, f["path"])
             return
         folder, name = posixpath.split(f["path"])
         own = tempfile.mkdtemp(dir=self._stage)
         staged = os.path.join(own, name)
-        try:
-            os.link(f["local"], staged)
-        except OSError:
-            shutil.copyfile(f["local"], staged)
+        spooled.copy_to(f, staged, link=True)
         if type(repo) in _Uploads.warm:
             repo.log_artifact(staged, folder or None)
             return

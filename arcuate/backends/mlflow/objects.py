@@ -61,8 +61,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from arcuate.backends import spooled
 from arcuate.backends.mlflow.rest import RestError, _safe, own_clients
 from arcuate.config import MAX_REST_CONCURRENCY
+from arcuate.format.files import Record
 
 #: MLflow's prefix of a local file still being written (``local_artifact_repo``)
 UPLOADING: Final = ".artifact.uploading."
@@ -807,34 +809,46 @@ class S3Repo:
         """``local_file`` put at ``<prefix>/<path>`` with MLflow's upload arguments (the type
         guessed from the name there): one ``put_object``, or boto3's ``upload_file`` (parts)
         from :data:`PUT_BYTES`. Without a staging directory named after the destination."""
+        if os.path.getsize(local_file) < PUT_BYTES:
+            with open(local_file, "rb") as body:
+                self._put(body.read(), path)
+            return
+        key, args = self._key(_safe(path)), _upload_args(posixpath.basename(path))
+        try:
+            client().upload_file(Filename=local_file, Bucket=self.bucket, Key=key, ExtraArgs=args)
+        except _boto_errors() as exc:
+            raise _failed(exc, f"could not upload {path!r} to s3://{self.bucket}/{key}") from None
+
+    def _put(self, data: bytes, path: str) -> None:
+        """``data`` (below :data:`PUT_BYTES`) put at ``<prefix>/<path>`` in one request:
+        obstore's where it sends what boto3 would, else boto3's ``put_object``."""
         key = self._key(_safe(path))
         args = _upload_args(posixpath.basename(path))
-        small = os.path.getsize(local_file) < PUT_BYTES
-        store = obstore_for(self.bucket) if small else None
+        what = f"could not upload {path!r} to s3://{self.bucket}/{key}"
+        store = obstore_for(self.bucket)
         attributes = _attributes(args) if store is not None else None
         if store is not None and attributes is not None:
             from obstore import put
 
-            with open(local_file, "rb") as body:
-                data = body.read()
             try:
                 put(store, key, data, attributes=attributes)
                 return
             except ValueError:
                 pass  # a key obstore's paths cannot hold (a control character): boto3's
             except _store_errors() as exc:
-                raise _store_failed(
-                    exc, f"could not upload {path!r} to s3://{self.bucket}/{key}"
-                ) from None
-        s3 = client()
+                raise _store_failed(exc, what) from None
         try:
-            if small:
-                with open(local_file, "rb") as body:
-                    s3.put_object(Bucket=self.bucket, Key=key, Body=body, **args)
-            else:
-                s3.upload_file(Filename=local_file, Bucket=self.bucket, Key=key, ExtraArgs=args)
+            client().put_object(Bucket=self.bucket, Key=key, Body=data, **args)
         except _boto_errors() as exc:
-            raise _failed(exc, f"could not upload {path!r} to s3://{self.bucket}/{key}") from None
+            raise _failed(exc, what) from None
+
+    def put_spooled(self, f: Record, path: str) -> None:
+        """A spooled file (:mod:`arcuate.backends.spooled`) put at ``<prefix>/<path>``, as
+        :meth:`put_file` puts a file; a packed one (small) from its bytes."""
+        if not spooled.packed(f):
+            self.put_file(f["local"], path)
+            return
+        self._put(spooled.read_bytes(f), path)
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         """Every file under ``local_dir`` put at its relative path under ``artifact_path``."""

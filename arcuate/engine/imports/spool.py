@@ -1,7 +1,8 @@
 """Pass 1 of an import: every shared row validated and spooled to local disk.
 
-Record metadata goes to JSON files, inline files and chunk rows to files on disk; chunked
-files are reassembled and checked once all rows are read. Memory holds one batch and a small
+Record metadata goes to one pack file, small inline files to another
+(:mod:`arcuate.backends.spooled` reads them), larger ones and chunk rows to files on disk;
+chunked files are reassembled and checked once all rows are read. Memory holds one batch and a small
 index (:class:`Entry` per record), never the table. A bad row raises before anything is
 written anywhere else. Pass 2 (:mod:`~arcuate.engine.imports.experiments`,
 :mod:`~arcuate.engine.imports.models`) reads the records back one at a time.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Final
 
 import pyarrow as pa
 
@@ -56,6 +57,13 @@ from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, TRACE, Content
 
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
 _SLICE_BYTES = 4 * 1024 * 1024
+#: The spool's pack files: every record's document, and the inline files up to
+#: :data:`PACK_BYTES`, each appended to one file (creating a file per record and per small
+#: file is a system call each, which can cost more than validating them: about a millisecond
+#: on a virtual machine's ext4); entries and file records say where theirs are.
+RECORDS_PACK: Final = "records.pack"
+BLOBS_PACK: Final = "blobs.pack"
+PACK_BYTES: Final = 1024 * 1024
 
 
 def _slice_rows(batch: pa.RecordBatch | pa.Table) -> int:
@@ -90,6 +98,9 @@ class Entry:
     #: links, model inputs): what decides whether it can be written in bulk
     models: list[str] = field(default_factory=list)
     model_refs: list[str] = field(default_factory=list)
+    #: where the record's document is in the spool's records pack (offset, bytes)
+    at: int = 0
+    size: int = 0
 
 
 def _entry(
@@ -185,6 +196,8 @@ class Spool:
         self._by_key: dict[str, int] = {}
         self._chunks: dict[tuple[str, str, str], list[v.ChunkMeta]] = defaultdict(list)
         self._chunk_dirs: dict[tuple[str, str, str], Path] = {}
+        #: the pack files being appended to (records, small inline files), by name
+        self._packs: dict[str, BinaryIO] = {}
         self._model_ids: dict[str, int] = {}
         self._aliases: dict[str, int] = {}
         #: shared model.sig files (bytes in blobs/), written into their directories by _finish
@@ -196,7 +209,7 @@ class Spool:
         self.digests: dict[str, str] | None = None
         self.exported_at: set[str] = set()
         if create:
-            (root / "records").mkdir(parents=True)
+            root.mkdir(parents=True, exist_ok=True)
             (root / "blobs").mkdir()
             (root / "chunks").mkdir()
         #: the table's scorer versions and evaluation records (format 2, experiment tables)
@@ -227,20 +240,24 @@ class Spool:
             ShareDataError: the first bad row, named by its 0-based position in the stream.
         """
         self.check_marker(batches)
-        for batch in batches:
-            if not isinstance(batch, (pa.RecordBatch, pa.Table)):
-                raise ShareDataError(
-                    f"expected Arrow record batches, got {type(batch).__name__}", row=self.rows
-                )
-            v.check_columns(batch.schema.names, self.rows)
-            for start in range(0, batch.num_rows, step := _slice_rows(batch)):
-                part = batch.slice(start, step)
-                first = self.rows + start
-                for offset, row in enumerate(self._rows(part, first)):
-                    self._read_row(row, first + offset)
-            self.rows += batch.num_rows
-            if tick is not None:
-                tick(self.rows)
+        try:
+            for batch in batches:
+                if not isinstance(batch, (pa.RecordBatch, pa.Table)):
+                    raise ShareDataError(
+                        f"expected Arrow record batches, got {type(batch).__name__}",
+                        row=self.rows,
+                    )
+                v.check_columns(batch.schema.names, self.rows)
+                for start in range(0, batch.num_rows, step := _slice_rows(batch)):
+                    part = batch.slice(start, step)
+                    first = self.rows + start
+                    for offset, row in enumerate(self._rows(part, first)):
+                        self._read_row(row, first + offset)
+                self.rows += batch.num_rows
+                if tick is not None:
+                    tick(self.rows)
+        finally:
+            self._close_packs()
         self._finish()
 
     def digest_records(self) -> None:
@@ -390,9 +407,26 @@ class Spool:
             doc["metric_columns"] = history.to_json()
         text = json.dumps(doc, allow_nan=True)
         text = f'{text[:-1]}, "run": {spooled or run_text or "null"}}}'
-        (self.root / "records" / f"{index}.json").write_text(text, encoding="utf-8")
-        self.entries.append(_entry(record, files, run_text))
+        data = text.encode("utf-8")
+        entry = _entry(record, files, run_text)
+        entry.at, entry.size = self._append(RECORDS_PACK, data), len(data)
+        self.entries.append(entry)
         self._by_key[record.key] = index
+
+    def _append(self, name: str, data: bytes) -> int:
+        """``data`` appended to the pack file ``name`` of the spool; the offset it starts at."""
+        pack = self._packs.get(name)
+        if pack is None:
+            pack = self._packs[name] = open(self.root / name, "ab")  # noqa: SIM115
+        at = pack.tell()
+        pack.write(data)
+        return at
+
+    def _close_packs(self) -> None:
+        """Every pack written out and closed (pass 2 reads them from any thread)."""
+        packs, self._packs = self._packs, {}
+        for pack in packs.values():
+            pack.close()
 
     def _check_unique(self, record: v.SharedRecord) -> None:
         """A key, a logged model's id and an alias may each appear once in a table."""
@@ -432,7 +466,10 @@ class Spool:
             meta = f.meta()
             # one flat directory: a directory per record costs a mkdir and an rmdir each
             meta["local"] = str(self.root / "blobs" / f"{index}-{n}")
-            if f.data is not None:
+            if f.data is not None and len(f.data) <= PACK_BYTES:
+                meta["local"] = str(self.root / BLOBS_PACK)
+                meta["at"] = self._append(BLOBS_PACK, f.data)
+            elif f.data is not None:
                 with open(meta["local"], "xb") as fh:
                     fh.write(f.data)
             files.append(meta)
@@ -560,7 +597,12 @@ class Spool:
     def load(self, index: int, *, columns: bool = False) -> dict[str, Any]:
         """The record document of entry ``index``; with ``columns``, a run's validated metric
         points as :class:`~arcuate.format.history.MetricColumns` (else as dicts)."""
-        text = (self.root / "records" / f"{index}.json").read_text(encoding="utf-8")
+        entry = self.entries[index]
+        with open(self.root / RECORDS_PACK, "rb") as pack:
+            pack.seek(entry.at)
+            text = pack.read(entry.size)
+        if len(text) != entry.size:
+            raise OSError(f"the spool's records pack ends before record {index}")
         doc: dict[str, Any] = json.loads(text)
         history = doc.pop("metric_columns", None)
         if history is not None:
