@@ -177,22 +177,22 @@ def test_a_failed_upload_to_s3_leaves_no_run_and_no_object(
     prefix = f"recipient/{uuid.uuid4().hex}"
     client = pg_store.client()
     eid = client.create_experiment("upload-fails", artifact_location=f"s3://{s3.bucket}/{prefix}")
-    real = S3Repo.put_file
+    real = S3Repo.put_spooled
     calls: list[str] = []
 
-    def flaky(self: Any, local_file: str, path: str) -> None:
-        calls.append(local_file)
+    def flaky(self: Any, f: dict[str, Any], path: str) -> None:
+        calls.append(path)
         if len(calls) == 3:
             raise OSError("the store refused the third file")
-        real(self, local_file, path)
+        real(self, f, path)
 
-    monkeypatch.setattr(S3Repo, "put_file", flaky)
+    monkeypatch.setattr(S3Repo, "put_spooled", flaky)
     with pytest.raises(arcuate.ArcuateError, match="the store refused the third file"):
         _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
     assert len(calls) >= 3
     assert client.search_runs([eid]) == []
     assert _s3_keys(s3, prefix) == []
-    monkeypatch.setattr(S3Repo, "put_file", real)
+    monkeypatch.setattr(S3Repo, "put_spooled", real)
     exp, _model = _import(pg_store, pg_share, "upload-fails", "upload-fails-model")
     assert exp["added"] == 3
     _check_round_trip(pg_provider, pg_store, "upload-fails", "upload-fails-model")
