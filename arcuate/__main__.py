@@ -1,5 +1,5 @@
 """``python -m arcuate`` is the ``arcuate`` command."""
 
-from arcuate.frontends.cli import main
+from arcuate.frontends.cli import program
 
-main()
+program()

@@ -145,7 +145,10 @@ def test_serve_renders_its_errors_as_every_other_command_does(workdir: Path) -> 
     red = "\x1b[1;31merror:\x1b[0m "
     assert ran.returncode == 1 and ran.stderr.startswith(red + "cannot read script"), ran.stderr
     assert served.returncode == 1, served.stderr
-    assert served.stderr == f"{red}cannot listen on 127.0.0.1:{port}: Address already in use [ARC300]\n"
+    assert (
+        served.stderr
+        == f"{red}cannot listen on 127.0.0.1:{port}: Address already in use [ARC300]\n"
+    )
 
 
 def test_a_script_that_is_not_utf8_is_a_rendered_error(workdir: Path) -> None:
@@ -336,9 +339,7 @@ def test_execute_attaches_the_results_that_ran_to_the_error(
     provider: MlflowStore, workdir: Path
 ) -> None:
     with pytest.raises(NotFoundError) as info:
-        arcuate.execute(
-            _THREE, tracking_uri=provider.tracking_uri, warehouse="wh", progress=False
-        )
+        arcuate.execute(_THREE, tracking_uri=provider.tracking_uri, warehouse="wh", progress=False)
     results = info.value.results
     assert [r.action for r in results] == ["export experiment"]
     assert results[0].summary["runs"] == 2
@@ -397,3 +398,43 @@ def test_a_system_error_names_its_file(workdir: Path) -> None:
     first = _one_error(out, "ARC000")
     assert first == "error: File exists: notes [ARC000]"
     assert "hint: check the path and its permissions" in out.stderr and "bug" not in out.stderr
+
+
+_PROGRAM = """
+import atexit, sys, threading, time
+from arcuate.frontends.cli import program
+atexit.register(lambda: print("atexit ran", flush=True))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread done"))).start()
+sys.argv = ["arcuate", *sys.argv[2:]]
+program()
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+def test_the_program_ends_with_its_status_and_output(workdir: Path, thread: str) -> None:
+    """The command ends without the interpreter's teardown, yet as Python would end it: the
+    status, everything written to stdout and stderr (through a pipe), the ``atexit``
+    handlers; a thread still running is waited for."""
+    import sys
+
+    def program(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _PROGRAM, thread, *args],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=120,
+        )
+
+    explained = program("explain", "; ".join(["SHOW SHARES"] * 400))
+    assert explained.returncode == 0, explained.stderr
+    assert explained.stdout.count("SHOW SHARES") == 400  # 400 plans, none lost in the pipe
+    assert explained.stdout.rstrip().endswith("atexit ran")
+    failed = program("run", "-", stdin="CREATE SHARE")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: ") and "atexit ran" in failed.stdout
+    assert program("--no-such-option").returncode == 2  # click's usage error
+    if thread == "thread":
+        assert "thread done" in explained.stdout
