@@ -2,8 +2,8 @@
 
 Record metadata goes to one pack file, small inline files to another
 (:mod:`arcuate.backends.spooled` reads them), larger ones and chunk rows to files on disk;
-chunked files are reassembled and checked once all rows are read. Memory holds one batch and a small
-index (:class:`Entry` per record), never the table. A bad row raises before anything is
+chunked files are reassembled and checked once all rows are read. Memory holds one batch and
+a small index (:class:`Entry` per record), never the table. A bad row raises before anything is
 written anywhere else. Pass 2 (:mod:`~arcuate.engine.imports.experiments`,
 :mod:`~arcuate.engine.imports.models`) reads the records back one at a time.
 
@@ -98,9 +98,9 @@ class Entry:
     #: links, model inputs): what decides whether it can be written in bulk
     models: list[str] = field(default_factory=list)
     model_refs: list[str] = field(default_factory=list)
-    #: where the record's document is in the spool's records pack (offset, bytes)
-    at: int = 0
-    size: int = 0
+    #: where the record's document is in the spool's records pack: offset and length
+    doc_at: int = 0
+    doc_bytes: int = 0
 
 
 def _entry(
@@ -409,7 +409,7 @@ class Spool:
         text = f'{text[:-1]}, "run": {spooled or run_text or "null"}}}'
         data = text.encode("utf-8")
         entry = _entry(record, files, run_text)
-        entry.at, entry.size = self._append(RECORDS_PACK, data), len(data)
+        entry.doc_at, entry.doc_bytes = self._append(RECORDS_PACK, data), len(data)
         self.entries.append(entry)
         self._by_key[record.key] = index
 
@@ -464,14 +464,14 @@ class Spool:
         files: list[dict[str, Any]] = []
         for n, f in enumerate(record.files):
             meta = f.meta()
-            # one flat directory: a directory per record costs a mkdir and an rmdir each
-            meta["local"] = str(self.root / "blobs" / f"{index}-{n}")
             if f.data is not None and len(f.data) <= PACK_BYTES:
                 meta["local"] = str(self.root / BLOBS_PACK)
                 meta["at"] = self._append(BLOBS_PACK, f.data)
-            elif f.data is not None:
-                with open(meta["local"], "xb") as fh:
-                    fh.write(f.data)
+            else:  # one flat directory: a directory per record costs a mkdir and an rmdir
+                meta["local"] = str(self.root / "blobs" / f"{index}-{n}")
+                if f.data is not None:
+                    with open(meta["local"], "xb") as fh:
+                        fh.write(f.data)
             files.append(meta)
             self.bytes += f.size
         return files
@@ -599,9 +599,9 @@ class Spool:
         points as :class:`~arcuate.format.history.MetricColumns` (else as dicts)."""
         entry = self.entries[index]
         with open(self.root / RECORDS_PACK, "rb") as pack:
-            pack.seek(entry.at)
-            text = pack.read(entry.size)
-        if len(text) != entry.size:
+            pack.seek(entry.doc_at)
+            text = pack.read(entry.doc_bytes)
+        if len(text) != entry.doc_bytes:
             raise OSError(f"the spool's records pack ends before record {index}")
         doc: dict[str, Any] = json.loads(text)
         history = doc.pop("metric_columns", None)
