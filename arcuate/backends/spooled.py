@@ -5,15 +5,20 @@ local path, and ``size``. With ``at`` too, they are the ``size`` bytes at that o
 ``local``: the import's spool keeps small inline files in one pack file rather than a file each
 (creating a file is a system call that can cost more than the bytes it holds: about a
 millisecond on a virtual machine's ext4, against microseconds to append to an open file).
-A packed file is small (the spool packs files up to a mebibyte), so it is read whole.
+A packed file is small (at most :data:`PACK_BYTES`), so it is read whole.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+from typing import BinaryIO, Final
 
 from arcuate.format.files import Record
+
+#: The largest file a pack holds: a packed file is read whole into memory.
+PACK_BYTES: Final = 1024 * 1024
 
 
 def packed(f: Record) -> bool:
@@ -21,16 +26,28 @@ def packed(f: Record) -> bool:
     return f.get("at") is not None
 
 
-def read_bytes(f: Record) -> bytes:
-    """The file's bytes (a packed file: its slice of the pack; else the whole file)."""
+def packed_bytes(f: Record) -> bytes:
+    """A packed file's bytes: its slice of the pack.
+
+    Raises:
+        ValueError: the file is not packed, or claims more than :data:`PACK_BYTES`.
+        OSError: the pack ends before the file does.
+    """
+    size = int(f["size"])
+    if not packed(f) or not 0 <= size <= PACK_BYTES:
+        raise ValueError(f"{f['path']!r} is not a packed file of at most {PACK_BYTES} bytes")
     with open(f["local"], "rb") as src:
-        if not packed(f):
-            return src.read()
         src.seek(int(f["at"]))
-        data = src.read(int(f["size"]))
-    if len(data) != int(f["size"]):
+        data = src.read(size)
+    if len(data) != size:
         raise OSError(f"the spool's pack {f['local']} ends before the file {f['path']!r}")
     return data
+
+
+def open_bytes(f: Record) -> BinaryIO:
+    """The file's bytes as a binary stream from position 0 (a packed file's in memory, any
+    other opened), to be closed by the caller."""
+    return io.BytesIO(packed_bytes(f)) if packed(f) else open(f["local"], "rb")
 
 
 def copy_to(f: Record, dest: str, *, link: bool = False) -> None:
@@ -38,7 +55,7 @@ def copy_to(f: Record, dest: str, *, link: bool = False) -> None:
     for a file of its own; ``shutil.copy2`` otherwise, as MLflow's local repository copies)."""
     if packed(f):
         with open(dest, "wb") as out:
-            out.write(read_bytes(f))
+            out.write(packed_bytes(f))
         return
     if link:
         try:

@@ -38,7 +38,12 @@ def test_records_and_small_files_are_packed(monkeypatch: pytest.MonkeyPatch) -> 
         for index, (key, files) in enumerate(shared.items()):
             assert spool.load(index)["run"]["run_name"] == f"run-{key[-2:]}"
             metas = {m["path"]: m for m in spool.entries[index].files}
-            assert {p: spooled.read_bytes(metas[p]) for p in files} == files
+            for p, data in files.items():
+                with spooled.open_bytes(metas[p]) as stream:
+                    assert stream.read() == data
+            assert spooled.packed_bytes(metas["a.txt"]) == files["a.txt"]
+            with pytest.raises(ValueError, match="not a packed file"):
+                spooled.packed_bytes(metas["big.bin"])
             assert spooled.packed(metas["a.txt"]) and not spooled.packed(metas["big.bin"])
             copy = spool.root / f"copy-{index}"
             spooled.copy_to(metas["sub/b.bin"], str(copy))

@@ -848,7 +848,7 @@ class S3Repo:
         if not spooled.packed(f):
             self.put_file(f["local"], path)
             return
-        self._put(spooled.read_bytes(f), path)
+        self._put(spooled.packed_bytes(f), path)
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         """Every file under ``local_dir`` put at its relative path under ``artifact_path``."""

@@ -8,12 +8,10 @@ unpickles). A pickle-family file is refused, and so is a file the detector canno
 
 from __future__ import annotations
 
-import io
-
 from arcuate.backends import spooled
 from arcuate.engine.imports.spool import Entry, Spool
 from arcuate.errors import ShareDataError
-from arcuate.format.serialization import classify, classify_path
+from arcuate.format.serialization import classify
 
 #: The error code of a refusal (docs/errors.md).
 CODE = "ARC610"
@@ -33,11 +31,8 @@ def refuse_pickles(spool: Spool) -> None:
     """
     for entry in spool.entries:
         for n, meta in enumerate(entry.files):
-            found = (
-                classify(meta["path"], io.BytesIO(spooled.read_bytes(meta)))
-                if spooled.packed(meta)
-                else classify_path(meta["local"])
-            )
+            with spooled.open_bytes(meta) as stream:
+                found = classify(meta["path"], stream)
             if not (found.pickle_family or found.format == "unknown"):
                 continue
             why = (

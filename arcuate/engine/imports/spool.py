@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Final
 
 import pyarrow as pa
 
+from arcuate.backends.spooled import PACK_BYTES
 from arcuate.engine.imports.genai import GenAISpool
 from arcuate.engine.imports.traces import TraceSpool
 from arcuate.engine.spools import new_spool_dir
@@ -58,12 +59,12 @@ from arcuate.format.schema import EVAL_RECORD, RUN, SCORER, TRACE, Content
 #: Arrow bytes turned into Python values at a time while validating (bounds the Python copy).
 _SLICE_BYTES = 4 * 1024 * 1024
 #: The spool's pack files: every record's document, and the inline files up to
-#: :data:`PACK_BYTES`, each appended to one file (creating a file per record and per small
-#: file is a system call each, which can cost more than validating them: about a millisecond
-#: on a virtual machine's ext4); entries and file records say where theirs are.
+#: :data:`~arcuate.backends.spooled.PACK_BYTES`, each appended to one file (creating a file
+#: per record and per small file is a system call each, which can cost more than validating
+#: them: about a millisecond on a virtual machine's ext4); entries and file records say
+#: where theirs are.
 RECORDS_PACK: Final = "records.pack"
 BLOBS_PACK: Final = "blobs.pack"
-PACK_BYTES: Final = 1024 * 1024
 
 
 def _slice_rows(batch: pa.RecordBatch | pa.Table) -> int:
