@@ -610,8 +610,12 @@ class S3Repo:
                 raise RestError(f"the listing of {self._where()} repeats a page: stopped")
             seen.add(token)
             args["ContinuationToken"] = token
-        raise RestError(
-            f"the listing of {self._where()} did not end after {MAX_PAGES} pages of "
+        raise self._unending(MAX_PAGES)
+
+    def _unending(self, pages: int) -> RestError:
+        """The error of a listing cut off after ``pages`` pages' worth of keys."""
+        return RestError(
+            f"the listing of {self._where()} did not end after {pages} pages of "
             f"{PAGE_KEYS} keys: stopped"
         )
 
@@ -692,10 +696,7 @@ class S3Repo:
             for chunk in list_objects(store, prefix or None, chunk_size=PAGE_KEYS):
                 found += ((str(meta["path"]), int(meta["size"])) for meta in chunk)
                 if len(found) > pages * PAGE_KEYS:
-                    raise RestError(
-                        f"the listing of {self._where()} did not end after {pages} pages of "
-                        f"{PAGE_KEYS} keys: stopped"
-                    )
+                    raise self._unending(pages)
         except (ValueError, InvalidPathError):
             return None
         except _store_errors() as exc:
