@@ -208,6 +208,23 @@ def s3() -> Iterator[topology.S3]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    """Azurite's blob service (Microsoft's Azure Storage emulator, from npm: installed into a
+    cache on first use) on a free loopback port; skipped where npm is not installed."""
+    from tests.topology import azurite as emulator
+
+    try:
+        emulator.install()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    server = emulator.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 class PgServerStore(ServerStore):
     """An ``mlflow server`` on PostgreSQL with its artifacts in S3."""
 

@@ -30,7 +30,9 @@ from typing import Any, Final
 import pytest
 
 #: Session fixtures that start a server process.
-SERVERS: Final = frozenset({"postgres", "s3", "mlflow_server_pg", "sail_port", "mlflow_server"})
+SERVERS: Final = frozenset(
+    {"postgres", "s3", "azurite", "mlflow_server_pg", "sail_port", "mlflow_server"}
+)
 #: Files whose tests ask for a server only through ``request.getfixturevalue`` (so it is not in
 #: ``item.fixturenames``), with the mark such a test carries and the server it asks for.
 DYNAMIC_SERVERS: Final[dict[str, dict[str, str]]] = {

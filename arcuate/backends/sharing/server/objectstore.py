@@ -53,8 +53,14 @@ _DELTALAKE_ONLY: Final = ("aws_s3_locking", "aws_s3_allow_unsafe", "delta_", "dy
 #: A request to the store fails after this long rather than after object_store's 3 minutes:
 #: the recipient is waiting on the other end of it.
 _RETRY: Final = {"max_retries": 2, "retry_timeout": datetime.timedelta(seconds=20)}
-#: Option or environment names whose values are credentials (scrubbed from error text).
-_SECRET_NAME: Final = re.compile(r"(?i)secret|token|password|sas|account_key|service_account_key")
+#: Option or environment names whose values are credentials (scrubbed from error text):
+#: object_store takes an Azure account key as ``account_key``, ``access_key`` or
+#: ``master_key`` (each also ``azure_storage_``-prefixed); an S3 SSE-C key and a private key
+#: are secrets too, an access key's id is not.
+_SECRET_NAME: Final = re.compile(
+    r"(?i)secret|token|password|sas|account_key|access_key(?!_id)|master_key|private_key"
+    r"|customer_key|encryption_key"
+)
 
 
 class StoreError(OSError):
@@ -317,4 +323,3 @@ class ObjectRoot:
                 log_field(self.scrub(str(exc)), limit=2048, spaces=True),
             )
             raise _not_set_up() from None
-
