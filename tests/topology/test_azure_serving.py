@@ -12,9 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ import pytest
 import requests
 
 from tests.topology.azurite import KEY, Azurite
+from tests.topology.topology_helpers import share_and_serve_with_the_cli
 
 pytestmark = [pytest.mark.azure]
 
@@ -195,57 +193,14 @@ def test_the_command_line_takes_azure_credentials_from_the_environment(
 ) -> None:
     """``arcuate run`` exports to ``az://`` and ``arcuate serve`` serves it with nothing but
     Azure's own variables; the account key appears in no output."""
-    import delta_sharing
-
-    from benchmarks.topology import free_port
-
     run_id, _ = _provider_experiment(mlflow_store, workdir)
-    port = free_port()
     warehouse = f"az://{container}/cli-{uuid.uuid4().hex[:8]}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AZURE_")},
-        **azurite.env(),
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        "ARCUATE_WAREHOUSE": warehouse,
-        "ARCUATE_CATALOG": str(workdir / "shares.yaml"),
-        "ARCUATE_ENDPOINT": f"http://127.0.0.1:{port}/delta-sharing",
-        "MLFLOW_TRACKING_URI": mlflow_store.tracking_uri,
-        "MLFLOW_REGISTRY_URI": mlflow_store.registry_uri,
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env.pop("ARCUATE_STORAGE_OPTIONS", None)
-    script = workdir / "share.arcsql"
-    script.write_text(
-        "CREATE SHARE cli WITH TABLE runs FROM EXPERIMENT 'azure-exp';\n"
-        f"CREATE RECIPIENT bob PROFILE '{workdir / 'bob.share'}';\n"
-        "GRANT SELECT ON SHARE cli TO RECIPIENT bob;\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "arcuate", "run", str(script)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"{warehouse}/runs" in (workdir / "shares.yaml").read_text()
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "arcuate", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/delta-sharing/shares", timeout=10)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # still starting
-                assert serve.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
-        frame = delta_sharing.load_as_pandas(f"{workdir / 'bob.share'}#cli.default.runs")
-        assert run_id in set(frame["key"])
-    finally:
-        serve.terminate()
-        out, err = serve.communicate(timeout=30)
-    assert "bob POST /delta-sharing/shares/cli/schemas/default/tables/runs/query 200" in err
-    for text in (done.stdout, done.stderr, out, err):
-        assert KEY not in text
+    env.update(azurite.env())
+    shared = share_and_serve_with_the_cli(workdir, "azure-exp", warehouse, mlflow_store, env)
+    assert run_id in set(shared.frame["key"])
+    assert KEY not in shared.run_output and KEY not in shared.serve_output
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,6 @@ import datetime
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ import pytest
 import requests
 
 from tests.server.conftest import experiment_rows, write_experiment
+from tests.topology.topology_helpers import share_and_serve_with_the_cli
 
 pytestmark = [pytest.mark.s3]
 
@@ -174,7 +173,9 @@ def test_data_files_are_the_stores_own_presigned_urls(s3_sharing: S3Sharing) -> 
     assert response.headers["Cache-Control"] == "no-store"
     files = _file_urls(response)
     assert files
-    table = f"{s3_sharing.s3.endpoint}/{s3_sharing.s3.bucket}/{s3_sharing.prefix}/mlflow/experiment/"
+    table = (
+        f"{s3_sharing.s3.endpoint}/{s3_sharing.s3.bucket}/{s3_sharing.prefix}/mlflow/experiment/"
+    )
     for url, line in files:
         assert url.startswith(table), url
         query = parse_qs(urlparse(url).query)
@@ -380,7 +381,9 @@ def test_deltalake_style_storage_options_serve_too(s3_sharing: S3Sharing) -> Non
         "AWS_COPY_IF_NOT_EXISTS_NOPE": "x",
     }
     with serve_in_thread(str(s3_sharing.catalog), storage_options=options) as h:
-        profile = write_profile(s3_sharing.catalog.parent / "opts.share", h.endpoint, s3_sharing.token)
+        profile = write_profile(
+            s3_sharing.catalog.parent / "opts.share", h.endpoint, s3_sharing.token
+        )
         frame = delta_sharing.load_as_pandas(f"{profile}#s3.mlflow.simple")
         assert sorted(frame["id"]) == [1, 3, 4]
         assert h.sharing.stats.presigned_urls > 0
@@ -440,59 +443,17 @@ def test_store_errors_are_scrubbed_of_credentials() -> None:
 def test_cli_exports_to_s3_and_serves_it(s3: Any, mlflow_store: Any, workdir: Path) -> None:
     """``arcuate run`` with the warehouse and storage options from the environment, then
     ``arcuate serve`` of that catalog, read by the official client."""
-    import delta_sharing
-
-    from benchmarks.topology import free_port
-
     client = mlflow_store.client()
     eid = client.create_experiment("cli-exp", artifact_location=str(workdir / "artifacts"))
     run = client.create_run(eid)
     client.log_param(run.info.run_id, "lr", "0.1")
     client.set_terminated(run.info.run_id)
-    port = free_port()
     warehouse = f"s3://{s3.bucket}/cli-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        "ARCUATE_WAREHOUSE": warehouse,
-        "ARCUATE_CATALOG": str(workdir / "shares.yaml"),
-        "ARCUATE_STORAGE_OPTIONS": json.dumps(CREDS),
-        "ARCUATE_ENDPOINT": f"http://127.0.0.1:{port}/delta-sharing",
-        "MLFLOW_TRACKING_URI": mlflow_store.tracking_uri,
-    }
-    script = workdir / "share.arcsql"
-    script.write_text(
-        "CREATE SHARE cli WITH TABLE runs FROM EXPERIMENT 'cli-exp';\n"
-        f"CREATE RECIPIENT bob PROFILE '{workdir / 'bob.share'}';\n"
-        "GRANT SELECT ON SHARE cli TO RECIPIENT bob;\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "arcuate", "run", str(script)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"{warehouse}/runs" in (workdir / "shares.yaml").read_text()
-    assert SECRET not in done.stdout + done.stderr
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "arcuate", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/delta-sharing/shares", timeout=10)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # still starting (busy CPUs)
-                assert serve.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
-        frame = delta_sharing.load_as_pandas(f"{workdir / 'bob.share'}#cli.default.runs")
-        assert list(frame["key"]) == [run.info.run_id]
-    finally:
-        serve.terminate()
-        out, err = serve.communicate(timeout=30)
-    assert "bob POST /delta-sharing/shares/cli/schemas/default/tables/runs/query 200" in err
-    assert SECRET not in out + err and ACCESS_KEY not in out + err
+    env = {**os.environ, "ARCUATE_STORAGE_OPTIONS": json.dumps(CREDS)}
+    shared = share_and_serve_with_the_cli(workdir, "cli-exp", warehouse, mlflow_store, env)
+    assert list(shared.frame["key"]) == [run.info.run_id]
+    for text in (shared.run_output, shared.serve_output):
+        assert SECRET not in text and ACCESS_KEY not in text
 
 
 def test_large_files_exported_to_s3_are_cut_by_the_chunk_helper(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 import arcuate
 from arcuate.backends.mlflow.connect import spark_guard
@@ -68,3 +72,67 @@ def share_with_statements(
     )
     exp, model = (r.summary for r in list(results)[:2])
     return Shared(profile, f"{profile}#ml.ml.experiment", f"{profile}#ml.ml.model", (exp, model))
+
+
+@dataclass
+class CliShare:
+    """What the command line printed while sharing (``arcuate run``) and serving (``arcuate
+    serve``), and the table the official client read from that server."""
+
+    run_output: str
+    serve_output: str
+    frame: Any
+
+
+def share_and_serve_with_the_cli(
+    workdir: Path, experiment: str, warehouse: str, store: Any, env: dict[str, str]
+) -> CliShare:
+    """``arcuate run`` of CREATE SHARE cli (table ``runs`` of ``experiment`` in MLflow
+    ``store``) into ``warehouse``, a recipient bob and the grant, then ``arcuate serve`` until
+    the official client has read ``cli.default.runs`` with bob's profile. Both commands get
+    ``env`` (the store's credentials) and their settings as environment variables."""
+    import delta_sharing
+
+    from benchmarks.topology import free_port
+
+    port = free_port()
+    env = {
+        **env,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "ARCUATE_WAREHOUSE": warehouse,
+        "ARCUATE_CATALOG": str(workdir / "shares.yaml"),
+        "ARCUATE_ENDPOINT": f"http://127.0.0.1:{port}/delta-sharing",
+        "MLFLOW_TRACKING_URI": store.tracking_uri,
+        "MLFLOW_REGISTRY_URI": store.registry_uri,
+    }
+    script = workdir / "share.arcsql"
+    script.write_text(
+        f"CREATE SHARE cli WITH TABLE runs FROM EXPERIMENT '{experiment}';\n"
+        f"CREATE RECIPIENT bob PROFILE '{workdir / 'bob.share'}';\n"
+        "GRANT SELECT ON SHARE cli TO RECIPIENT bob;\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "arcuate", "run", str(script)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "arcuate", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/delta-sharing/shares", timeout=10)
+                break
+            except (requests.ConnectionError, requests.Timeout):  # still starting (busy CPUs)
+                assert serve.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        frame = delta_sharing.load_as_pandas(f"{workdir / 'bob.share'}#cli.default.runs")
+    finally:
+        serve.terminate()
+        out, err = serve.communicate(timeout=30)
+    assert f"{warehouse}/runs" in (workdir / "shares.yaml").read_text()
+    assert "bob POST /delta-sharing/shares/cli/schemas/default/tables/runs/query 200" in err
+    return CliShare(done.stdout + done.stderr, out + err, frame)
