@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -224,3 +225,47 @@ def test_every_spelling_of_a_key_is_scrubbed_from_store_errors(
     if name.upper().startswith(("AZURE_", "AWS_", "GOOGLE_")):
         monkeypatch.setenv(name.upper(), KEY)
         assert KEY not in ObjectStores({}).scrub(text)
+
+
+def test_a_sas_credential_reaches_no_answer_or_log_line(
+    azure_share: AzureShare, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server holding a SAS token instead of the account key. Azure cannot sign a URL
+    with one, so a query is refused cleanly (400, not a 5xx that clients retry); a token
+    that may not list is refused by the store, whose error quotes its request. The token is
+    in no answer or log line."""
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    from arcuate.backends.sharing.server import serve_in_thread
+    from tests.topology.azurite import ACCOUNT
+
+    caplog.set_level(logging.DEBUG, logger="arcuate.server")
+    secrets, answers = [], []
+    for can_list in (True, False):
+        sas = generate_account_sas(
+            ACCOUNT, KEY, ResourceTypes(service=True, container=True, object=True),
+            AccountSasPermissions(read=True, list=can_list),
+            expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+        )  # fmt: skip
+        secrets += [sas, parse_qs(sas)["sig"][0]]
+        options = {
+            "azure_storage_account_name": ACCOUNT,
+            "azure_storage_sas_key": sas,
+            "azure_storage_endpoint": azure_share.azurite.endpoint,
+            "azure_allow_http": "true",
+        }
+        with serve_in_thread(str(azure_share.catalog), storage_options=options) as handle:
+            headers = {"Authorization": f"Bearer {azure_share.token}"}
+            base = f"{handle.endpoint}/shares/az/schemas/default/tables/runs"
+            answers += [
+                requests.get(f"{base}/metadata", headers=headers, timeout=60),
+                requests.post(f"{base}/query", headers=headers, json={}, timeout=60),
+            ]
+    assert [a.status_code for a in answers] == [200, 400, 404, 404]
+    assert answers[1].json()["errorCode"] == "UNSUPPORTED_OPERATION"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Generating SAS keys with SAS tokens auth is not supported" in logged
+    for text in (*(a.text for a in answers), logged):
+        assert KEY not in text
+        for secret in secrets:
+            assert secret not in text
