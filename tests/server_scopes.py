@@ -33,6 +33,9 @@ import pytest
 SERVERS: Final = frozenset(
     {"postgres", "s3", "azurite", "mlflow_server_pg", "sail_port", "mlflow_server"}
 )
+#: Module fixtures that take a minute or more to build: the tests that use one are kept on
+#: one worker (with the servers any of them uses), so it is built once, not once per worker.
+BUILDS: Final = frozenset({"torture_provider"})
 #: Files whose tests ask for a server only through ``request.getfixturevalue`` (so it is not in
 #: ``item.fixturenames``), with the mark such a test carries and the server it asks for.
 DYNAMIC_SERVERS: Final[dict[str, dict[str, str]]] = {
@@ -49,11 +52,11 @@ _units: dict[str, str] = {}
 
 
 def server_units(used: dict[str, set[str]]) -> dict[str, str]:
-    """Test -> unit name for the tests that use a server: tests sharing a server share a unit
-    (joined transitively), named by the servers it holds."""
-    units: list[tuple[set[str], set[str]]] = []  # (servers, tests)
+    """Test -> unit name for the tests that use a server (or a costly build, :data:`BUILDS`):
+    tests sharing one share a unit (joined transitively), named by what it holds."""
+    units: list[tuple[set[str], set[str]]] = []  # (servers and builds, tests)
     for test, fixtures in sorted(used.items()):
-        servers = set(fixtures & SERVERS)
+        servers = set(fixtures & (SERVERS | BUILDS))
         if not servers:
             continue
         joined = [u for u in units if u[0] & servers]

@@ -49,6 +49,21 @@ def test_tests_sharing_a_server_share_one_unit() -> None:
     }
 
 
+def test_tests_sharing_a_costly_build_share_one_unit() -> None:
+    """A module fixture that takes a minute to build (BUILDS) keeps its tests on one worker,
+    with the servers any of them uses; it is not counted as a server."""
+    units = server_units(
+        {
+            "t.py::sqlite": {"torture_provider", "tmp_path"},
+            "t.py::server": {"torture_provider", "mlflow_server"},
+            "u.py::t": {"mlflow_server"},
+            "v.py::t": {"tmp_path"},
+        }
+    )
+    assert set(units) == {"t.py::sqlite", "t.py::server", "u.py::t"}
+    assert len(set(units.values())) == 1
+
+
 def test_each_server_starts_once_in_a_two_worker_run(tmp_path: Path) -> None:
     suite = tmp_path / "suite"
     suite.mkdir()

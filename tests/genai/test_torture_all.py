@@ -5,7 +5,8 @@ server, imported with CREATE EXPERIMENT / CREATE PROMPT through the real ``delta
 client into a fresh sqlite store and a real ``mlflow server``; deep compares through MLflow's
 public API, a re-import that changes nothing, and an incremental change that arrives alone.
 
-The provider is built once per module (the builders take most of the time)."""
+The provider is built once per module (the builders take most of the time), and both tests
+run on one worker (``BUILDS`` in tests/server_scopes.py) so it is built once per run."""
 
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ from tests.traces.trace_helpers import build_traces, global_uri, snapshot
 RECORDS = int(os.environ.get("ARCUATE_TORTURE_RECORDS", "10000"))
 
 EXPERIMENT = (
-    "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent "
-    "INCLUDING DATASETS, SCORERS, TRACES"
+    "CREATE SHARE genai WITH TABLE agent FROM EXPERIMENT agent INCLUDING DATASETS, SCORERS, TRACES"
 )
 PROMPT = "CREATE SHARE prompts WITH TABLE qa_prompt FROM PROMPT qa"
 
@@ -70,7 +70,7 @@ def _export(p: Provider) -> None:
 
 
 @pytest.fixture(scope="module")
-def provider(
+def torture_provider(
     mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Provider]:
     """One provider for the module: experiment ``agent`` (traces, dataset, scorers) and prompt
@@ -179,13 +179,13 @@ def _trip(p: Provider, store: Any, compare_stores: bool) -> None:
 
 
 @pytest.mark.slow
-def test_torture_all_into_sqlite(provider: Provider, recipient_store: Any) -> None:
-    _trip(provider, recipient_store, compare_stores=True)
+def test_torture_all_into_sqlite(torture_provider: Provider, recipient_store: Any) -> None:
+    _trip(torture_provider, recipient_store, compare_stores=True)
 
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_torture_all_into_mlflow_server(provider: Provider, mlflow_server: Any) -> None:
+def test_torture_all_into_mlflow_server(torture_provider: Provider, mlflow_server: Any) -> None:
     """The same into the session's real ``mlflow server``: re-import checked by the summaries'
     counters (the server is shared, so a whole-store snapshot would cost the session's data)."""
-    _trip(provider, mlflow_server, compare_stores=False)
+    _trip(torture_provider, mlflow_server, compare_stores=False)
