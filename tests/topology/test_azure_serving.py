@@ -269,3 +269,27 @@ def test_a_sas_credential_reaches_no_answer_or_log_line(
         assert KEY not in text
         for secret in secrets:
             assert secret not in text
+
+
+def test_a_share_into_a_missing_container_names_the_table_cleanly(
+    azurite: Azurite, mlflow_store: Any, workdir: Path
+) -> None:
+    """The store's refusal is a clear backend error naming the table's location and the
+    store's answer, without the terminal colours deltalake puts in its message or the
+    key; the catalog is not written."""
+    import arcuate
+    from arcuate.errors import BackendError
+
+    _provider_experiment(mlflow_store, workdir)
+    catalog = workdir / "shares.yaml"
+    with pytest.raises(BackendError) as info:
+        arcuate.execute(
+            "CREATE SHARE az WITH TABLE runs FROM EXPERIMENT 'azure-exp'",
+            tracking_uri=mlflow_store.tracking_uri, registry_uri=mlflow_store.registry_uri,
+            warehouse="az://no-such-container/wh", catalog=str(catalog),
+            storage_options=azurite.options(),
+        )  # fmt: skip
+    text = str(info.value)
+    assert "az://no-such-container/wh/runs" in text and "ContainerNotFound" in text, text
+    assert "\x1b" not in text and KEY not in text
+    assert not catalog.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from arcuate.errors import BackendError, ConflictError
+from arcuate.errors import BackendError, ConflictError, redact_secrets
 from arcuate.format.schema import SCHEMA, Content, table_description
 
 #: A data file is closed and a new one started once it holds this many bytes.
@@ -199,11 +200,30 @@ class ParquetFiles:
 
 
 def open_table(location: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
-    """The Delta table at ``location``; None when there is none."""
+    """The Delta table at ``location``; None when there is none.
+
+    Raises:
+        BackendError: the store could not be read (unreachable, refused, a missing bucket or
+            container), naming the location and the store's answer.
+    """
     try:
         return DeltaTable(location, storage_options=storage_options)
     except TableNotFoundError:
         return None
+    except OSError as exc:  # object_store's errors: its request URLs come redacted
+        raise BackendError(f"cannot read the Delta table at {location}: {_plain(exc)}") from None
+
+
+#: The terminal colour codes deltalake puts in its error chains (``↳`` lines in red).
+_COLOURS: Final = re.compile(r"\x1b\[[0-9;]*m")
+#: The most of a store's message an error quotes (its answer can be a whole XML document).
+_MESSAGE_CHARS: Final = 2000
+
+
+def _plain(exc: BaseException) -> str:
+    """deltalake's message without colours or credentials, bounded."""
+    text = redact_secrets(_COLOURS.sub("", str(exc)))
+    return text if len(text) <= _MESSAGE_CHARS else f"{text[:_MESSAGE_CHARS]}..."
 
 
 def commit(
